@@ -1,0 +1,1807 @@
+//! Prometheus Alertmanager integration: label matchers in Alertmanager's own syntax, and the
+//! webhook payload (version "4") that Alertmanager posts to untoil.
+//!
+//! Matchers follow Alertmanager's matcher grammar (`name="value"`, `name!="value"`,
+//! `name=~"regex"`, `name!~"regex"`) so that users can paste them from their routes. As in
+//! Alertmanager, regexes are anchored at both ends (`^(?:re)$`) and a label that an alert does not
+//! carry counts as the empty string.
+
+use std::collections::BTreeMap;
+use std::fmt::{self, Write as _};
+use std::str::FromStr;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use regex::Regex;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+// ---------------------------------------------------------------------------------------------
+// Matchers
+// ---------------------------------------------------------------------------------------------
+
+/// How a matcher compares a label value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MatchOp {
+    /// `=`: the value equals the given string.
+    Equal,
+    /// `!=`: the value differs from the given string.
+    NotEqual,
+    /// `=~`: the whole value matches the regex.
+    Regex,
+    /// `!~`: the whole value does not match the regex.
+    NotRegex,
+}
+
+impl MatchOp {
+    /// The operator as written in a matcher (`=`, `!=`, `=~` or `!~`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MatchOp::Equal => "=",
+            MatchOp::NotEqual => "!=",
+            MatchOp::Regex => "=~",
+            MatchOp::NotRegex => "!~",
+        }
+    }
+
+    /// Whether the operator's value is a regular expression.
+    pub fn is_regex(self) -> bool {
+        matches!(self, MatchOp::Regex | MatchOp::NotRegex)
+    }
+}
+
+impl fmt::Display for MatchOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One Alertmanager label matcher, e.g. `severity=~"critical|warning"`.
+///
+/// Build it with [`Matcher::parse`] or [`Matcher::new`]; the regex of `=~`/`!~` is compiled
+/// then, so changing `value` afterwards does not change what a regex matcher matches.
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    /// The label name.
+    pub name: String,
+    /// How the label value is compared.
+    pub op: MatchOp,
+    /// The string or (for `=~`/`!~`) the unanchored regex the label value is compared with.
+    pub value: String,
+    /// The anchored regex `^(?:value)$`, for `=~` and `!~` only.
+    re: Option<Regex>,
+}
+
+impl PartialEq for Matcher {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && self.op == other.op && self.value == other.value
+    }
+}
+
+impl Eq for Matcher {}
+
+/// A matcher that was rejected; `offset` is the byte offset in the input where the problem is, so
+/// the caller can put a caret under it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct MatcherError {
+    /// What is wrong and what was expected.
+    pub message: String,
+    /// Byte offset of the problem in the parsed input.
+    pub offset: usize,
+    /// Length in bytes of the offending text (0 when something is missing).
+    pub len: usize,
+    /// An optional hint on how to fix it.
+    pub help: Option<String>,
+}
+
+impl MatcherError {
+    fn new(message: impl Into<String>, offset: usize, len: usize) -> Self {
+        MatcherError {
+            message: message.into(),
+            offset,
+            len,
+            help: None,
+        }
+    }
+
+    fn with_help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+}
+
+const EXAMPLE_HELP: &str = "a matcher looks like severity=\"critical\" (operators: =, !=, =~, !~)";
+const REGEX_HELP: &str =
+    "the value of =~ and !~ is a regular expression, matched against the whole label value";
+
+impl Matcher {
+    /// Builds a matcher from its parts, compiling the regex of `=~`/`!~` (errors have offset 0).
+    pub fn new(
+        name: impl Into<String>,
+        op: MatchOp,
+        value: impl Into<String>,
+    ) -> Result<Matcher, MatcherError> {
+        let name = name.into();
+        let value = value.into();
+        if name.is_empty() {
+            return Err(MatcherError::new("label name must not be empty", 0, 0));
+        }
+        let re = if op.is_regex() {
+            Some(compile_anchored(&value).map_err(|e| {
+                MatcherError::new(format!("invalid regex in matcher: {e}"), 0, 0)
+                    .with_help(REGEX_HELP)
+            })?)
+        } else {
+            None
+        };
+        Ok(Matcher {
+            name,
+            op,
+            value,
+            re,
+        })
+    }
+
+    /// Parses one matcher in Alertmanager syntax.
+    ///
+    /// Accepts `name op value` with optional whitespace around the operator, optionally wrapped in
+    /// one pair of braces (`{severity="critical"}`). The label name is `[a-zA-Z_][a-zA-Z0-9_]*` or
+    /// a double-quoted UTF-8 string. The value is double-quoted (escapes `\"`, `\\` and `\n`;
+    /// any other backslash is kept literally, so `"db\.example"` is the regex `db\.example`) or
+    /// unquoted (no whitespace and none of `{ } , = ! ~ " ' `` ` ``). The value must be present:
+    /// write `foo=""` for the empty string.
+    pub fn parse(s: &str) -> Result<Matcher, MatcherError> {
+        let mut p = Cursor { src: s, pos: 0 };
+        p.skip_ws();
+        let braced = p.eat("{");
+        p.skip_ws();
+
+        // Label name.
+        let name_start = p.pos;
+        let (name, name_quoted) = match p.peek() {
+            Some('"') => {
+                let name = p.scan_quoted("label name")?;
+                if name.is_empty() {
+                    return Err(MatcherError::new(
+                        "label name must not be empty",
+                        name_start,
+                        p.pos - name_start,
+                    ));
+                }
+                (name, true)
+            }
+            Some(c) if c.is_ascii_alphabetic() || c == '_' => {
+                while p
+                    .peek()
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+                {
+                    p.bump();
+                }
+                (p.slice(name_start, p.pos).to_owned(), false)
+            }
+            Some(c) => {
+                return Err(MatcherError::new(
+                    format!("expected a label name, found {c:?}"),
+                    p.pos,
+                    c.len_utf8(),
+                )
+                .with_help(
+                    "label names start with a letter or underscore; quote other names, e.g. \"service.name\"=\"db\"",
+                ));
+            }
+            None => {
+                return Err(
+                    MatcherError::new("expected a label name", p.pos, 0).with_help(EXAMPLE_HELP)
+                );
+            }
+        };
+
+        // Operator.
+        p.skip_ws();
+        let op = if p.eat("=~") {
+            MatchOp::Regex
+        } else if p.eat("!=") {
+            MatchOp::NotEqual
+        } else if p.eat("!~") {
+            MatchOp::NotRegex
+        } else if p.eat("=") {
+            MatchOp::Equal
+        } else {
+            let found = p.peek();
+            let err = MatcherError::new(
+                format!("expected an operator (=, !=, =~ or !~) after label name {name:?}"),
+                p.pos,
+                found.map_or(0, char::len_utf8),
+            );
+            let help = match found {
+                Some('~') => "did you mean =~ (regex match)?".to_owned(),
+                Some('"' | '\'') => {
+                    format!("put an operator between the name and the value, e.g. {name}=\"...\"")
+                }
+                Some(c) if !name_quoted && !c.is_whitespace() && c != '!' => format!(
+                    "label names may contain only letters, digits and underscores; quote other names, e.g. \"{name}{c}...\"=\"value\""
+                ),
+                _ => EXAMPLE_HELP.to_owned(),
+            };
+            return Err(err.with_help(help));
+        };
+
+        // Value.
+        p.skip_ws();
+        let value_start = p.pos;
+        let value = match p.peek() {
+            Some('"') => p.scan_quoted("value")?,
+            Some(c) if !is_reserved_in_unquoted(c) => p.scan_unquoted(),
+            found => {
+                let message = match found {
+                    Some(c) if c != '}' => {
+                        format!("expected a label value after operator \"{op}\", found {c:?}")
+                    }
+                    _ => format!("expected a label value after operator \"{op}\""),
+                };
+                let help = match found {
+                    Some('=') if op == MatchOp::Equal => {
+                        "Alertmanager writes equality with a single ="
+                    }
+                    Some('\'') | Some('`') => "quote values with double quotes",
+                    _ => "write \"\" for an empty value; quote values with special characters",
+                };
+                let len = found.filter(|c| *c != '}').map_or(0, char::len_utf8);
+                return Err(MatcherError::new(message, p.pos, len).with_help(help));
+            }
+        };
+        let value_end = p.pos;
+
+        // Closing brace and end of input.
+        p.skip_ws();
+        if braced {
+            if !p.eat("}") {
+                let len = p.peek().map_or(0, char::len_utf8);
+                return Err(
+                    MatcherError::new("expected \"}\" to close the matcher", p.pos, len)
+                        .with_help("a matcher opened with { ends with }"),
+                );
+            }
+            p.skip_ws();
+        }
+        if let Some(c) = p.peek() {
+            let trailing = p.rest().trim_end().len();
+            return Err(match c {
+                ',' => MatcherError::new("expected a single matcher, found \",\"", p.pos, 1)
+                    .with_help("give each matcher as its own list item"),
+                '"' => MatcherError::new(
+                    format!("unexpected double quote after the value of label {name:?}"),
+                    p.pos,
+                    1,
+                )
+                .with_help("quote the whole value and escape quotes inside it as \\\""),
+                _ => MatcherError::new(
+                    format!("unexpected {c:?} after the value of label {name:?}"),
+                    p.pos,
+                    trailing,
+                )
+                .with_help(
+                    "quote values that contain spaces or special characters, e.g. name=\"a b\"",
+                ),
+            });
+        }
+
+        let re = if op.is_regex() {
+            Some(compile_anchored(&value).map_err(|e| {
+                MatcherError::new(
+                    format!("invalid regex in matcher: {e}"),
+                    value_start,
+                    value_end - value_start,
+                )
+                .with_help(REGEX_HELP)
+            })?)
+        } else {
+            None
+        };
+        Ok(Matcher {
+            name,
+            op,
+            value,
+            re,
+        })
+    }
+
+    /// Whether the labels satisfy this matcher (a missing label is the empty string).
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.matches_value(labels.get(&self.name).map_or("", String::as_str))
+    }
+
+    /// Whether a label value satisfies this matcher.
+    pub fn matches_value(&self, value: &str) -> bool {
+        match self.op {
+            MatchOp::Equal => value == self.value,
+            MatchOp::NotEqual => value != self.value,
+            MatchOp::Regex => self.re.as_ref().is_some_and(|re| re.is_match(value)),
+            MatchOp::NotRegex => !self.re.as_ref().is_some_and(|re| re.is_match(value)),
+        }
+    }
+}
+
+impl fmt::Display for Matcher {
+    /// Canonical form: `name="value"`, the name quoted only when it is not a plain label name.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if is_plain_label_name(&self.name) {
+            f.write_str(&self.name)?;
+        } else {
+            write_quoted(f, &self.name)?;
+        }
+        f.write_str(self.op.as_str())?;
+        write_quoted(f, &self.value)
+    }
+}
+
+impl FromStr for Matcher {
+    type Err = MatcherError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Matcher::parse(s)
+    }
+}
+
+impl Serialize for Matcher {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Matcher {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        Matcher::parse(&s).map_err(|e| {
+            serde::de::Error::custom(format_args!(
+                "invalid matcher {s:?}: {} (at byte {})",
+                e.message, e.offset
+            ))
+        })
+    }
+}
+
+/// Whether every matcher matches.
+pub fn matches_all(matchers: &[Matcher], labels: &BTreeMap<String, String>) -> bool {
+    matchers.iter().all(|m| m.matches(labels))
+}
+
+/// Regexes whose negation (`!~`) rejects every label value.
+const MATCH_EVERYTHING: &[&str] = &[".*", "(?s).*", "(?s:.*)", ".*?", "(?s).*?"];
+/// Regexes that match every non-empty label value.
+const MATCH_NON_EMPTY: &[&str] = &[".+", "(?s).+", "(?s:.+)", ".+?", "(?s).+?"];
+
+/// Explains why a set of matchers can never match any alert, or returns None.
+///
+/// Conservative: it reports only conflicts it can prove, i.e. when a label is pinned to a finite
+/// set of values (by `=` or by a regex that is a plain alternation of literals like `a|b`) and
+/// every one of them is rejected by another matcher on that label, when `!~` is given a
+/// match-everything regex like `.*`, and when `alertname` can only be empty (every alert has an
+/// alertname).
+pub fn never_matches(matchers: &[Matcher]) -> Option<String> {
+    for m in matchers {
+        if m.op != MatchOp::NotRegex {
+            continue;
+        }
+        if MATCH_EVERYTHING.contains(&m.value.as_str()) {
+            return Some(format!(
+                "{m} rejects every value of label {:?}, so it can never match",
+                m.name
+            ));
+        }
+        if m.name == "alertname" && MATCH_NON_EMPTY.contains(&m.value.as_str()) {
+            return Some(format!(
+                "{m} can never match: every alert has a non-empty alertname"
+            ));
+        }
+    }
+
+    let mut names: Vec<&str> = Vec::new();
+    for m in matchers {
+        if !names.contains(&m.name.as_str()) {
+            names.push(&m.name);
+        }
+    }
+    for name in names {
+        let group: Vec<&Matcher> = matchers.iter().filter(|m| m.name == name).collect();
+        let Some((source, candidates)) = group
+            .iter()
+            .find_map(|m| finite_values(m).map(|values| (*m, values)))
+        else {
+            continue;
+        };
+        let mut rejecters: Vec<&Matcher> = Vec::new();
+        let mut empty_alertname = false;
+        let mut satisfiable = false;
+        for candidate in &candidates {
+            if name == "alertname" && candidate.is_empty() {
+                empty_alertname = true;
+                continue;
+            }
+            match group.iter().find(|m| !m.matches_value(candidate)) {
+                Some(m) => {
+                    if !rejecters.iter().any(|r| std::ptr::eq(*r, *m)) {
+                        rejecters.push(m);
+                    }
+                }
+                None => {
+                    satisfiable = true;
+                    break;
+                }
+            }
+        }
+        if satisfiable {
+            continue;
+        }
+        let others: Vec<String> = rejecters
+            .iter()
+            .filter(|r| !std::ptr::eq(**r, source))
+            .map(|r| r.to_string())
+            .collect();
+        if others.is_empty() {
+            // Only the "alertname is never empty" rule rejected the candidates.
+            return Some(format!(
+                "{source} can never match: every alert has a non-empty alertname"
+            ));
+        }
+        let mut msg = format!(
+            "no value of label {name:?} satisfies {source} together with {}",
+            others.join(" and ")
+        );
+        if empty_alertname {
+            msg.push_str(" (and every alert has a non-empty alertname)");
+        }
+        return Some(msg);
+    }
+    None
+}
+
+/// The finite set of values a matcher accepts, when it is `=` or a regex made only of literal
+/// alternatives (`a|b`, `(a|b)`, `(?:db\.1|db\.2)`); None otherwise.
+fn finite_values(m: &Matcher) -> Option<Vec<String>> {
+    match m.op {
+        MatchOp::Equal => Some(vec![m.value.clone()]),
+        MatchOp::Regex => {
+            let values = literal_alternatives(&m.value)?;
+            // Safety net: never trust the extraction over the real regex.
+            values.iter().all(|v| m.matches_value(v)).then_some(values)
+        }
+        MatchOp::NotEqual | MatchOp::NotRegex => None,
+    }
+}
+
+/// Splits a regex that is a plain alternation of literals into those literals.
+fn literal_alternatives(re: &str) -> Option<Vec<String>> {
+    let inner = re
+        .strip_prefix("(?:")
+        .or_else(|| re.strip_prefix('('))
+        .and_then(|r| r.strip_suffix(')'))
+        .filter(|r| !r.contains(['(', ')']))
+        .unwrap_or(re);
+    let mut out = vec![String::new()];
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '|' => out.push(String::new()),
+            '\\' => {
+                let next = chars.next()?;
+                if !next.is_ascii_punctuation() {
+                    return None;
+                }
+                out.last_mut()?.push(next);
+            }
+            '.' | '+' | '*' | '?' | '(' | ')' | '[' | ']' | '{' | '}' | '^' | '$' => return None,
+            c => out.last_mut()?.push(c),
+        }
+    }
+    Some(out)
+}
+
+/// Compiles `^(?:value)$`, checking first that `value` is a regex on its own (so `a)|(b` is not
+/// accepted just because the wrapping happens to balance it).
+fn compile_anchored(value: &str) -> Result<Regex, String> {
+    Regex::new(value).map_err(condense_regex_error)?;
+    Regex::new(&format!("^(?:{value})$")).map_err(condense_regex_error)
+}
+
+/// The regex crate's (multi-line) error message condensed to one line.
+fn condense_regex_error(e: regex::Error) -> String {
+    match e {
+        regex::Error::Syntax(s) => s
+            .lines()
+            .rev()
+            .find_map(|l| l.trim().strip_prefix("error: "))
+            .map(str::to_owned)
+            .unwrap_or_else(|| s.split_whitespace().collect::<Vec<_>>().join(" ")),
+        regex::Error::CompiledTooBig(limit) => {
+            format!("the compiled regex exceeds the size limit of {limit} bytes")
+        }
+        other => other
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
+}
+
+/// Whether a name is a classic label name (`[a-zA-Z_][a-zA-Z0-9_]*`) that needs no quotes.
+fn is_plain_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Characters that end (or may not appear in) an unquoted value.
+fn is_reserved_in_unquoted(c: char) -> bool {
+    c.is_whitespace() || matches!(c, '{' | '}' | ',' | '=' | '!' | '~' | '"' | '\'' | '`')
+}
+
+/// Writes `s` double-quoted, escaping `\`, `"` and newline as Alertmanager does.
+fn write_quoted(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
+    f.write_char('"')?;
+    for c in s.chars() {
+        match c {
+            '\\' => f.write_str("\\\\")?,
+            '"' => f.write_str("\\\"")?,
+            '\n' => f.write_str("\\n")?,
+            c => f.write_char(c)?,
+        }
+    }
+    f.write_char('"')
+}
+
+/// Appends the character an escape `\c` stands for; unknown escapes are kept literally.
+fn push_escaped(out: &mut String, c: char) {
+    match c {
+        'n' => out.push('\n'),
+        '"' | '\\' => out.push(c),
+        other => {
+            out.push('\\');
+            out.push(other);
+        }
+    }
+}
+
+/// A position in the matcher being parsed (always on a char boundary).
+struct Cursor<'a> {
+    src: &'a str,
+    pos: usize,
+}
+
+impl Cursor<'_> {
+    fn rest(&self) -> &str {
+        self.src.get(self.pos..).unwrap_or("")
+    }
+
+    fn slice(&self, start: usize, end: usize) -> &str {
+        self.src.get(start..end).unwrap_or("")
+    }
+
+    fn peek(&self) -> Option<char> {
+        self.rest().chars().next()
+    }
+
+    fn bump(&mut self) -> Option<char> {
+        let c = self.peek()?;
+        self.pos += c.len_utf8();
+        Some(c)
+    }
+
+    fn eat(&mut self, s: &str) -> bool {
+        if self.rest().starts_with(s) {
+            self.pos += s.len();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn skip_ws(&mut self) {
+        while self.peek().is_some_and(char::is_whitespace) {
+            self.bump();
+        }
+    }
+
+    /// Scans a double-quoted string starting at the opening quote.
+    fn scan_quoted(&mut self, what: &str) -> Result<String, MatcherError> {
+        let start = self.pos;
+        self.bump();
+        let mut out = String::new();
+        loop {
+            match self.bump() {
+                Some('"') => return Ok(out),
+                Some('\\') => match self.bump() {
+                    Some(c) => push_escaped(&mut out, c),
+                    None => break,
+                },
+                Some(c) => out.push(c),
+                None => break,
+            }
+        }
+        Err(MatcherError::new(
+            format!("unterminated quoted {what}"),
+            start,
+            self.pos - start,
+        )
+        .with_help("add the closing \"; write a double quote inside it as \\\""))
+    }
+
+    /// Scans an unquoted value up to whitespace or a reserved character.
+    fn scan_unquoted(&mut self) -> String {
+        let mut out = String::new();
+        while let Some(c) = self.peek() {
+            if c == '\\' {
+                self.bump();
+                match self.peek() {
+                    Some(next) if !next.is_whitespace() => {
+                        self.bump();
+                        push_escaped(&mut out, next);
+                    }
+                    _ => out.push('\\'),
+                }
+            } else if is_reserved_in_unquoted(c) {
+                break;
+            } else {
+                self.bump();
+                out.push(c);
+            }
+        }
+        out
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Webhook payload
+// ---------------------------------------------------------------------------------------------
+
+/// Whether an alert (or a whole notification) is firing or resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertStatus {
+    /// The alert is active.
+    Firing,
+    /// The alert has ended.
+    Resolved,
+}
+
+impl fmt::Display for AlertStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AlertStatus::Firing => "firing",
+            AlertStatus::Resolved => "resolved",
+        })
+    }
+}
+
+/// One webhook notification as Alertmanager posts it.
+///
+/// Maps, strings and `alerts` that are absent or `null` (Go's nil maps and slices) decode as
+/// empty; everything present must have the right type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Notification {
+    /// Payload format version; untoil supports only "4".
+    pub version: String,
+    /// Identifies the alert group (route and group labels).
+    #[serde(default)]
+    pub group_key: String,
+    /// How many alerts Alertmanager left out because of the receiver's `max_alerts`.
+    #[serde(default)]
+    pub truncated_alerts: u64,
+    /// Firing if at least one alert of the group fires.
+    pub status: AlertStatus,
+    /// The Alertmanager receiver that sent this notification.
+    #[serde(default)]
+    pub receiver: String,
+    /// The labels the group is grouped by.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub group_labels: BTreeMap<String, String>,
+    /// Labels shared by all alerts of the notification.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub common_labels: BTreeMap<String, String>,
+    /// Annotations shared by all alerts of the notification.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub common_annotations: BTreeMap<String, String>,
+    /// Link back to the Alertmanager that sent the notification.
+    #[serde(rename = "externalURL", default)]
+    pub external_url: String,
+    /// The alerts of the group.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub alerts: Vec<Alert>,
+}
+
+/// One alert of a notification.
+///
+/// When a sender leaves out `fingerprint` (or sends it empty), it is computed from the labels
+/// exactly as Alertmanager does (see [`label_fingerprint`]), so it stays stable across deliveries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", from = "AlertWire")]
+pub struct Alert {
+    /// Whether this alert fires or has resolved.
+    pub status: AlertStatus,
+    /// The alert's labels (including `alertname`).
+    pub labels: BTreeMap<String, String>,
+    /// The alert's annotations (summary, runbook, ...).
+    pub annotations: BTreeMap<String, String>,
+    /// When the alert started, at the precision Alertmanager stamped (up to nanoseconds).
+    pub starts_at: DateTime<Utc>,
+    /// When the alert ended; None for Alertmanager's zero time `0001-01-01T00:00:00Z`.
+    #[serde(serialize_with = "serialize_ends_at")]
+    pub ends_at: Option<DateTime<Utc>>,
+    /// Link to the source of the alert (e.g. the Prometheus expression).
+    #[serde(rename = "generatorURL")]
+    pub generator_url: String,
+    /// Alertmanager's hash of the labels, identifying the alert.
+    pub fingerprint: String,
+}
+
+/// The alert as it appears on the wire, before defaults are filled in.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AlertWire {
+    status: AlertStatus,
+    #[serde(default, deserialize_with = "null_as_default")]
+    labels: BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    annotations: BTreeMap<String, String>,
+    starts_at: DateTime<Utc>,
+    #[serde(default, deserialize_with = "deserialize_ends_at")]
+    ends_at: Option<DateTime<Utc>>,
+    #[serde(rename = "generatorURL", default)]
+    generator_url: String,
+    #[serde(default)]
+    fingerprint: String,
+}
+
+impl From<AlertWire> for Alert {
+    fn from(w: AlertWire) -> Self {
+        let fingerprint = if w.fingerprint.is_empty() {
+            label_fingerprint(&w.labels)
+        } else {
+            w.fingerprint
+        };
+        Alert {
+            status: w.status,
+            labels: w.labels,
+            annotations: w.annotations,
+            starts_at: w.starts_at,
+            ends_at: w.ends_at,
+            generator_url: w.generator_url,
+            fingerprint,
+        }
+    }
+}
+
+/// Alertmanager's fingerprint of a label set: FNV-1a 64 over the labels sorted by name, each name
+/// and value followed by a 0xff byte, as 16 lowercase hex digits (Prometheus `LabelSet.Fingerprint`).
+pub fn label_fingerprint(labels: &BTreeMap<String, String>) -> String {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut hash = OFFSET;
+    let mut add = |bytes: &[u8]| {
+        for b in bytes {
+            hash ^= u64::from(*b);
+            hash = hash.wrapping_mul(PRIME);
+        }
+    };
+    for (name, value) in labels {
+        add(name.as_bytes());
+        add(&[0xff]);
+        add(value.as_bytes());
+        add(&[0xff]);
+    }
+    format!("{hash:016x}")
+}
+
+/// Go's zero `time.Time` (`0001-01-01T00:00:00Z`) as Unix seconds.
+const GO_ZERO_TIME_UNIX: i64 = -62_135_596_800;
+/// Go's zero `time.Time` as Alertmanager writes it.
+const GO_ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+fn is_go_zero_time(t: &DateTime<Utc>) -> bool {
+    t.timestamp() == GO_ZERO_TIME_UNIX && t.timestamp_subsec_nanos() == 0
+}
+
+fn deserialize_ends_at<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+    let t = Option::<DateTime<Utc>>::deserialize(d)?;
+    Ok(t.filter(|t| !is_go_zero_time(t)))
+}
+
+fn serialize_ends_at<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => t.serialize(s),
+        None => s.serialize_str(GO_ZERO_TIME),
+    }
+}
+
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// A webhook body that untoil cannot accept.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PayloadError {
+    /// The body is not valid JSON or does not have the payload's shape.
+    #[error("invalid Alertmanager webhook payload{} (line {line}, column {column}): {message}", at_path(.path))]
+    Json {
+        /// JSON path of the offending value, e.g. `alerts[0].startsAt` (empty for the root).
+        path: String,
+        /// 1-based line of the error in the body.
+        line: usize,
+        /// 1-based column of the error in the body.
+        column: usize,
+        /// serde_json's description of the problem.
+        message: String,
+    },
+    /// The payload's `version` is not "4".
+    #[error(
+        "unsupported Alertmanager webhook payload version {version:?}: untoil understands version \"4\""
+    )]
+    UnsupportedVersion {
+        /// The version the payload declared.
+        version: String,
+    },
+    /// A label or annotation name or value contains a NUL byte.
+    #[error(
+        "{what} at {path} contains a NUL byte; rejected because runbooks interpolate labels into shell commands"
+    )]
+    NulByte {
+        /// JSON path of the label, e.g. `alerts[0].labels.instance`.
+        path: String,
+        /// What contains it: "label name", "label value", "annotation name" or "annotation value".
+        what: &'static str,
+    },
+}
+
+fn at_path(path: &str) -> String {
+    if path.is_empty() {
+        String::new()
+    } else {
+        format!(" at {path}")
+    }
+}
+
+/// Reads only the `version` field, so that a payload of another version is reported as such
+/// rather than as whatever shape difference serde trips over first.
+#[derive(Deserialize)]
+struct VersionProbe {
+    #[serde(default)]
+    version: Option<String>,
+}
+
+impl Notification {
+    /// Decodes a webhook body, with an error saying what is wrong and where.
+    pub fn from_json(body: &[u8]) -> Result<Notification, PayloadError> {
+        let mut probe = serde_json::Deserializer::from_slice(body);
+        match serde_path_to_error::deserialize::<_, VersionProbe>(&mut probe) {
+            Ok(VersionProbe {
+                version: Some(version),
+            }) if version != "4" => return Err(PayloadError::UnsupportedVersion { version }),
+            // A `version` of the wrong type is reported before any other shape problem.
+            Err(e) if e.path().to_string() == "version" => {
+                return Err(json_error("version".to_owned(), e.inner()));
+            }
+            // Anything else (syntax errors included) is reported by the full decode below.
+            _ => {}
+        }
+
+        let mut de = serde_json::Deserializer::from_slice(body);
+        let notification: Notification =
+            serde_path_to_error::deserialize(&mut de).map_err(|e| {
+                // serde_path_to_error writes the root as "." and a map key it has not read yet
+                // as "?"; neither helps the reader.
+                let mut path = e.path().to_string();
+                while let Some(parent) = path.strip_suffix(".?") {
+                    path.truncate(parent.len());
+                }
+                if path == "." || path == "?" {
+                    path.clear();
+                }
+                json_error(path, e.inner())
+            })?;
+        de.end().map_err(|e| json_error(String::new(), &e))?;
+
+        if notification.version != "4" {
+            return Err(PayloadError::UnsupportedVersion {
+                version: notification.version,
+            });
+        }
+        notification.check_no_nul()?;
+        Ok(notification)
+    }
+
+    /// Rejects NUL bytes in label and annotation names and values.
+    fn check_no_nul(&self) -> Result<(), PayloadError> {
+        check_map(&self.group_labels, "groupLabels", "label")?;
+        check_map(&self.common_labels, "commonLabels", "label")?;
+        check_map(&self.common_annotations, "commonAnnotations", "annotation")?;
+        for (i, alert) in self.alerts.iter().enumerate() {
+            check_map(&alert.labels, &format!("alerts[{i}].labels"), "label")?;
+            check_map(
+                &alert.annotations,
+                &format!("alerts[{i}].annotations"),
+                "annotation",
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn check_map(map: &BTreeMap<String, String>, prefix: &str, kind: &str) -> Result<(), PayloadError> {
+    for (name, value) in map {
+        let what = match (kind, name.contains('\0'), value.contains('\0')) {
+            (_, false, false) => continue,
+            ("label", true, _) => "label name",
+            ("label", false, true) => "label value",
+            (_, true, _) => "annotation name",
+            (_, false, true) => "annotation value",
+        };
+        return Err(PayloadError::NulByte {
+            path: format!("{prefix}.{}", name.escape_debug()),
+            what,
+        });
+    }
+    Ok(())
+}
+
+fn json_error(path: String, e: &serde_json::Error) -> PayloadError {
+    let full = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    let message = full.strip_suffix(&suffix).unwrap_or(&full).to_owned();
+    PayloadError::Json {
+        path,
+        line: e.line(),
+        column: e.column(),
+        message,
+    }
+}
+
+impl Alert {
+    /// The alert's name label.
+    pub fn name(&self) -> &str {
+        self.labels.get("alertname").map_or("", String::as_str)
+    }
+
+    /// Key that identifies one firing episode: fingerprint + startsAt at full (nanosecond)
+    /// precision, for deduplication.
+    ///
+    /// The instant is normalized to UTC with nine fractional digits, so the same instant written
+    /// differently (`.307Z`, `.307000000Z`, `+01:00`) gives the same key.
+    pub fn episode_key(&self) -> String {
+        format!(
+            "{}@{}",
+            self.fingerprint,
+            self.starts_at.to_rfc3339_opts(SecondsFormat::Nanos, true)
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------------
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIRING: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/fixtures/alertmanager/firing.json"
+    );
+    const RESOLVED: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/fixtures/alertmanager/resolved.json"
+    );
+    const GROUPED: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/fixtures/alertmanager/firing-grouped.json"
+    );
+
+    fn read_fixture(path: &str) -> Vec<u8> {
+        std::fs::read(path).unwrap_or_else(|e| panic!("fixture {path} is missing: {e}"))
+    }
+
+    fn fixture_value(path: &str) -> serde_json::Value {
+        serde_json::from_slice(&read_fixture(path))
+            .unwrap_or_else(|e| panic!("fixture {path} is not JSON: {e}"))
+    }
+
+    fn decode(path: &str) -> Notification {
+        Notification::from_json(&read_fixture(path))
+            .unwrap_or_else(|e| panic!("fixture {path} does not decode: {e}"))
+    }
+
+    fn decode_value(v: &serde_json::Value) -> Result<Notification, PayloadError> {
+        Notification::from_json(&serde_json::to_vec(v).expect("serializable"))
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn m(s: &str) -> Matcher {
+        Matcher::parse(s).unwrap_or_else(|e| panic!("{s:?} should parse: {e:?}"))
+    }
+
+    // --- matcher parsing -------------------------------------------------------------------
+
+    #[test]
+    fn valid_matchers_parse_into_name_operator_and_value() {
+        use MatchOp::*;
+        let cases: &[(&str, &str, MatchOp, &str)] = &[
+            ("severity=critical", "severity", Equal, "critical"),
+            (r#"severity="critical""#, "severity", Equal, "critical"),
+            (
+                r#"  severity  =  "critical"  "#,
+                "severity",
+                Equal,
+                "critical",
+            ),
+            (r#"severity!="info""#, "severity", NotEqual, "info"),
+            (
+                r#"severity =~ "critical|warning""#,
+                "severity",
+                Regex,
+                "critical|warning",
+            ),
+            (
+                r#"severity!~"info|debug""#,
+                "severity",
+                NotRegex,
+                "info|debug",
+            ),
+            ("severity!~info", "severity", NotRegex, "info"),
+            ("instance=~db-.+", "instance", Regex, "db-.+"),
+            (r#"foo="""#, "foo", Equal, ""),
+            (r#"msg="say \"hi\"""#, "msg", Equal, r#"say "hi""#),
+            (r#"path="C:\\temp""#, "path", Equal, r"C:\temp"),
+            (r#"msg="line1\nline2""#, "msg", Equal, "line1\nline2"),
+            (
+                r#"instance=~"db\.example\.com""#,
+                "instance",
+                Regex,
+                r"db\.example\.com",
+            ),
+            (r"instance=~db\d+", "instance", Regex, r"db\d+"),
+            (r#"msg="a = b, c!""#, "msg", Equal, "a = b, c!"),
+            (r#"team="données""#, "team", Equal, "données"),
+            (r#""service.name"="db""#, "service.name", Equal, "db"),
+            (r#""quote\"d"=x"#, "quote\"d", Equal, "x"),
+            (r#"{alertname="DiskFull"}"#, "alertname", Equal, "DiskFull"),
+            (
+                r#" { alertname = DiskFull } "#,
+                "alertname",
+                Equal,
+                "DiskFull",
+            ),
+            ("_private=x", "_private", Equal, "x"),
+            ("Label_9=v", "Label_9", Equal, "v"),
+        ];
+        for (input, name, op, value) in cases {
+            let got = Matcher::parse(input).unwrap_or_else(|e| panic!("{input:?}: {e:?}"));
+            assert_eq!(
+                (got.name.as_str(), got.op, got.value.as_str()),
+                (*name, *op, *value),
+                "input {input:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn invalid_matchers_are_rejected_with_a_message_and_the_offset_of_the_problem() {
+        let cases: &[(&str, &str, usize, usize)] = &[
+            ("", "expected a label name", 0, 0),
+            ("   ", "expected a label name", 3, 0),
+            ("=critical", "expected a label name, found '='", 0, 1),
+            (r#"1abc="x""#, "expected a label name, found '1'", 0, 1),
+            (
+                "severity",
+                r#"expected an operator (=, !=, =~ or !~) after label name "severity""#,
+                8,
+                0,
+            ),
+            (
+                "severity critical",
+                r#"expected an operator (=, !=, =~ or !~) after label name "severity""#,
+                9,
+                1,
+            ),
+            (
+                r#"service.name="db""#,
+                r#"expected an operator (=, !=, =~ or !~) after label name "service""#,
+                7,
+                1,
+            ),
+            (
+                r#"severity~="x""#,
+                r#"expected an operator (=, !=, =~ or !~) after label name "severity""#,
+                8,
+                1,
+            ),
+            (
+                "a!x",
+                r#"expected an operator (=, !=, =~ or !~) after label name "a""#,
+                1,
+                1,
+            ),
+            (r#"severity="critical"#, "unterminated quoted value", 9, 9),
+            (
+                r#"severity="critical\""#,
+                "unterminated quoted value",
+                9,
+                11,
+            ),
+            (
+                r#""service.name=x"#,
+                "unterminated quoted label name",
+                0,
+                15,
+            ),
+            (r#""" = "x""#, "label name must not be empty", 0, 2),
+            (
+                "severity=",
+                r#"expected a label value after operator "=""#,
+                9,
+                0,
+            ),
+            (
+                "severity =~  ",
+                r#"expected a label value after operator "=~""#,
+                13,
+                0,
+            ),
+            (
+                "severity==critical",
+                r#"expected a label value after operator "=", found '='"#,
+                9,
+                1,
+            ),
+            (
+                "severity='critical'",
+                r#"expected a label value after operator "=", found '\''"#,
+                9,
+                1,
+            ),
+            (
+                r#"severity=~"[crit""#,
+                "invalid regex in matcher: unclosed character class",
+                10,
+                7,
+            ),
+            (
+                "severity=~crit)",
+                "invalid regex in matcher: unopened group",
+                10,
+                5,
+            ),
+            (
+                r#"a="x",b="y""#,
+                r#"expected a single matcher, found ",""#,
+                5,
+                1,
+            ),
+            (
+                "a=b c d",
+                r#"unexpected 'c' after the value of label "a""#,
+                4,
+                3,
+            ),
+            (
+                r#"a=b"c""#,
+                r#"unexpected double quote after the value of label "a""#,
+                3,
+                1,
+            ),
+            (r#"{a="x""#, r#"expected "}" to close the matcher"#, 6, 0),
+            (
+                r#"a="x"}"#,
+                r#"unexpected '}' after the value of label "a""#,
+                5,
+                1,
+            ),
+        ];
+        for (input, message, offset, len) in cases {
+            let err = Matcher::parse(input).expect_err(input);
+            assert_eq!(
+                (err.message.as_str(), err.offset, err.len),
+                (*message, *offset, *len),
+                "input {input:?}"
+            );
+            assert!(err.offset + err.len <= input.len(), "span inside {input:?}");
+        }
+    }
+
+    #[test]
+    fn errors_carry_a_help_text_where_a_fix_is_obvious() {
+        let err = Matcher::parse("severity==critical").expect_err("double =");
+        assert!(err.help.as_deref().is_some_and(|h| h.contains("single =")));
+        let err = Matcher::parse(r#"service.name="db""#).expect_err("dotted name");
+        assert!(
+            err.help
+                .as_deref()
+                .is_some_and(|h| h.contains("quote other names"))
+        );
+        let err = Matcher::parse("severity=").expect_err("missing value");
+        assert!(err.help.as_deref().is_some_and(|h| h.contains("\"\"")));
+    }
+
+    #[test]
+    fn regex_error_messages_are_condensed_to_one_line() {
+        let err = Matcher::parse(r#"a=~"(unclosed""#).expect_err("bad regex");
+        assert!(
+            err.message.starts_with("invalid regex in matcher: "),
+            "{}",
+            err.message
+        );
+        assert!(!err.message.contains('\n'), "{}", err.message);
+    }
+
+    #[test]
+    fn display_writes_the_canonical_quoted_form_that_parses_back_to_the_same_matcher() {
+        let cases: &[(&str, &str)] = &[
+            ("severity=critical", r#"severity="critical""#),
+            (" severity != info ", r#"severity!="info""#),
+            ("a=~.+", r#"a=~".+""#),
+            (r#"a!~"x|y""#, r#"a!~"x|y""#),
+            (r#"msg="say \"hi\"\nbye""#, r#"msg="say \"hi\"\nbye""#),
+            (r#"i=~"db\.x""#, r#"i=~"db\\.x""#),
+            (r#""service.name"="db""#, r#""service.name"="db""#),
+            (r#"{ _a="" }"#, r#"_a="""#),
+        ];
+        for (input, canonical) in cases {
+            let parsed = m(input);
+            assert_eq!(parsed.to_string(), *canonical, "input {input:?}");
+            assert_eq!(m(canonical), parsed, "round trip of {input:?}");
+        }
+    }
+
+    #[test]
+    fn matchers_deserialize_from_strings_and_serialize_to_canonical_form() {
+        let parsed: Vec<Matcher> =
+            serde_json::from_str(r#"["severity=critical", "env!~\"dev|test\""]"#).expect("valid");
+        assert_eq!(
+            parsed,
+            vec![m(r#"severity="critical""#), m(r#"env!~"dev|test""#)]
+        );
+        assert_eq!(
+            serde_json::to_string(&parsed).expect("serializable"),
+            r#"["severity=\"critical\"","env!~\"dev|test\""]"#
+        );
+        let err = serde_json::from_str::<Matcher>(r#""severity""#).expect_err("no operator");
+        assert!(err.to_string().contains("expected an operator"), "{err}");
+    }
+
+    #[test]
+    fn new_builds_matchers_and_rejects_invalid_regexes() {
+        let built = Matcher::new("severity", MatchOp::Regex, "crit.*").expect("valid");
+        assert_eq!(built, m(r#"severity=~"crit.*""#));
+        assert!(built.matches(&labels(&[("severity", "critical")])));
+        let err = Matcher::new("a", MatchOp::NotRegex, "[").expect_err("invalid regex");
+        assert!(err.message.starts_with("invalid regex in matcher:"));
+        assert!(Matcher::new("", MatchOp::Equal, "x").is_err());
+    }
+
+    // --- matching ----------------------------------------------------------------------------
+
+    #[test]
+    fn regex_matchers_are_anchored_at_both_ends() {
+        let critical = labels(&[("severity", "critical")]);
+        assert!(!m(r#"severity=~"crit""#).matches(&critical));
+        assert!(!m(r#"severity=~"ritical""#).matches(&critical));
+        assert!(m(r#"severity=~"crit.*""#).matches(&critical));
+        assert!(m(r#"severity=~"warning|critical""#).matches(&critical));
+        assert!(m(r#"severity!~"crit""#).matches(&critical));
+        assert!(!m(r#"severity!~"crit.*""#).matches(&critical));
+    }
+
+    #[test]
+    fn alternation_is_anchored_as_a_whole() {
+        // `^(?:a|b)$`, not `^a|b$` which would accept "ab" and "xb".
+        let re = m(r#"x=~"a|b""#);
+        assert!(re.matches(&labels(&[("x", "a")])));
+        assert!(!re.matches(&labels(&[("x", "ab")])));
+        assert!(!re.matches(&labels(&[("x", "xb")])));
+    }
+
+    #[test]
+    fn equality_matchers_compare_the_whole_value_case_sensitively() {
+        let l = labels(&[("severity", "critical")]);
+        assert!(m("severity=critical").matches(&l));
+        assert!(!m("severity=Critical").matches(&l));
+        assert!(!m("severity=crit").matches(&l));
+        assert!(m("severity!=crit").matches(&l));
+        assert!(!m("severity!=critical").matches(&l));
+    }
+
+    #[test]
+    fn an_absent_label_counts_as_the_empty_string() {
+        let l = labels(&[("alertname", "DiskFull")]);
+        assert!(m(r#"foo="""#).matches(&l));
+        assert!(m(r#"foo!~".+""#).matches(&l));
+        assert!(m(r#"foo=~".*""#).matches(&l));
+        assert!(m(r#"foo!="bar""#).matches(&l));
+        assert!(!m(r#"foo!="""#).matches(&l));
+        assert!(!m(r#"foo=~".+""#).matches(&l));
+        assert!(!m("foo=bar").matches(&l));
+        // A label that is present but empty is the same as an absent one.
+        assert!(m(r#"foo="""#).matches(&labels(&[("foo", "")])));
+    }
+
+    #[test]
+    fn matches_all_requires_every_matcher_and_accepts_an_empty_list() {
+        let l = labels(&[("alertname", "DiskFull"), ("severity", "critical")]);
+        let both = [
+            m("alertname=DiskFull"),
+            m(r#"severity=~"critical|warning""#),
+        ];
+        assert!(matches_all(&both, &l));
+        let one_fails = [m("alertname=DiskFull"), m("severity=warning")];
+        assert!(!matches_all(&one_fails, &l));
+        assert!(matches_all(&[], &l));
+    }
+
+    #[test]
+    fn quoted_label_names_match_utf8_labels() {
+        let l = labels(&[("service.name", "db")]);
+        assert!(m(r#""service.name"="db""#).matches(&l));
+    }
+
+    // --- never_matches -----------------------------------------------------------------------
+
+    #[test]
+    fn never_matches_explains_contradictions() {
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &[r#"a="x""#, r#"a="y""#],
+                r#"no value of label "a" satisfies a="x" together with a="y""#,
+            ),
+            (
+                &[r#"a="x""#, r#"a!="x""#],
+                r#"no value of label "a" satisfies a="x" together with a!="x""#,
+            ),
+            (
+                &[r#"a="x""#, r#"a=~"y.*""#],
+                r#"no value of label "a" satisfies a="x" together with a=~"y.*""#,
+            ),
+            (
+                &[r#"a=~"x|y""#, r#"a!~"x|y""#],
+                r#"no value of label "a" satisfies a=~"x|y" together with a!~"x|y""#,
+            ),
+            (
+                &[r#"a=~"(?:x|y)""#, r#"a!="x""#, r#"a!="y""#],
+                r#"no value of label "a" satisfies a=~"(?:x|y)" together with a!="x" and a!="y""#,
+            ),
+            (
+                &[r#"alertname="""#],
+                r#"alertname="" can never match: every alert has a non-empty alertname"#,
+            ),
+            (
+                &[r#"severity="critical""#, r#"alertname=~"""#],
+                r#"alertname=~"" can never match: every alert has a non-empty alertname"#,
+            ),
+            (
+                &[r#"alertname!~".+""#],
+                r#"alertname!~".+" can never match: every alert has a non-empty alertname"#,
+            ),
+            (
+                &[r#"alertname=~"|Disk""#, r#"alertname!="Disk""#],
+                r#"no value of label "alertname" satisfies alertname=~"|Disk" together with alertname!="Disk" (and every alert has a non-empty alertname)"#,
+            ),
+            (
+                &[r#"a!~".*""#],
+                r#"a!~".*" rejects every value of label "a", so it can never match"#,
+            ),
+        ];
+        for (inputs, expected) in cases {
+            let matchers: Vec<Matcher> = inputs.iter().map(|s| m(s)).collect();
+            assert_eq!(
+                never_matches(&matchers).as_deref(),
+                Some(*expected),
+                "matchers {inputs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn never_matches_accepts_satisfiable_sets() {
+        let cases: &[&[&str]] = &[
+            &[],
+            &[r#"a="""#],
+            &[r#"a="""#, r#"b="x""#],
+            &[r#"a!~".+""#],
+            &[r#"a="x""#, r#"a="x""#],
+            &[r#"a="x""#, r#"b="y""#],
+            &[r#"a!="x""#, r#"a!="y""#],
+            &[r#"a=~"x|y""#, r#"a="y""#],
+            &[r#"a=~"x|y""#, r#"a!="x""#],
+            &[r#"a=~"crit.*""#, r#"a!="critical""#],
+            &[r#"a=~"db\.1|db\.2""#, r#"a="db.2""#],
+            &[r#"alertname=~"|Disk""#],
+            &[r#"alertname!="""#],
+        ];
+        for inputs in cases {
+            let matchers: Vec<Matcher> = inputs.iter().map(|s| m(s)).collect();
+            assert_eq!(never_matches(&matchers), None, "matchers {inputs:?}");
+        }
+        // A case-insensitive regex is not mistaken for a literal alternation.
+        let ci = [m(r#"a="x""#), m(r#"a=~"(?i)X""#)];
+        assert_eq!(never_matches(&ci), None);
+    }
+
+    // --- payload -----------------------------------------------------------------------------
+
+    #[test]
+    fn the_firing_fixture_decodes_with_its_labels_and_times() {
+        let n = decode(FIRING);
+        assert_eq!(n.version, "4");
+        assert_eq!(n.status, AlertStatus::Firing);
+        assert_eq!(n.receiver, "runbook");
+        assert_eq!(n.group_key, r#"{}:{alertname="DiskFull"}"#);
+        assert_eq!(n.truncated_alerts, 0);
+        assert_eq!(n.external_url, "http://127.0.0.1:9093");
+        assert_eq!(n.group_labels, labels(&[("alertname", "DiskFull")]));
+        assert_eq!(
+            n.common_labels.get("severity").map(String::as_str),
+            Some("critical")
+        );
+        assert_eq!(n.alerts.len(), 1);
+        let a = &n.alerts[0];
+        assert_eq!(a.status, AlertStatus::Firing);
+        assert_eq!(a.name(), "DiskFull");
+        assert_eq!(a.labels.get("instance").map(String::as_str), Some("db-1"));
+        assert_eq!(
+            a.annotations.get("runbook").map(String::as_str),
+            Some("disk-cleanup")
+        );
+        assert_eq!(a.fingerprint, "1b821551d31d953a");
+        assert_eq!(a.generator_url, "http://127.0.0.1/fire.sh");
+        assert_eq!(
+            a.starts_at.to_rfc3339_opts(SecondsFormat::Nanos, true),
+            "2026-11-28T14:43:50.307000000Z"
+        );
+        assert_eq!(a.ends_at, None, "0001-01-01T00:00:00Z means not set");
+        assert!(matches_all(
+            &[
+                m("alertname=DiskFull"),
+                m(r#"severity=~"critical|warning""#)
+            ],
+            &a.labels
+        ));
+    }
+
+    #[test]
+    fn the_resolved_fixture_has_the_same_fingerprint_and_start_as_the_firing_one() {
+        let firing = decode(FIRING);
+        let resolved = decode(RESOLVED);
+        assert_eq!(resolved.status, AlertStatus::Resolved);
+        let (f, r) = (&firing.alerts[0], &resolved.alerts[0]);
+        assert_eq!(r.status, AlertStatus::Resolved);
+        assert_eq!(r.fingerprint, f.fingerprint);
+        assert_eq!(r.starts_at, f.starts_at);
+        assert_eq!(r.episode_key(), f.episode_key());
+        let ends = r.ends_at.expect("resolved alert has an endsAt");
+        assert_eq!(
+            ends.to_rfc3339_opts(SecondsFormat::Millis, true),
+            "2026-11-28T14:43:53.791Z"
+        );
+        assert!(ends > r.starts_at);
+    }
+
+    #[test]
+    fn the_grouped_fixture_carries_three_distinct_alerts() {
+        let n = decode(GROUPED);
+        assert_eq!(n.alerts.len(), 3);
+        assert!(n.alerts.iter().all(|a| a.name() == "HighLatency"));
+        let mut keys: Vec<String> = n.alerts.iter().map(Alert::episode_key).collect();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), 3, "each alert is its own episode");
+        assert!(!n.common_labels.contains_key("instance"));
+        let api = [m("service=api"), m(r#"instance=~"inst-[12]""#)];
+        let matched = n
+            .alerts
+            .iter()
+            .filter(|a| matches_all(&api, &a.labels))
+            .count();
+        assert_eq!(matched, 2);
+    }
+
+    #[test]
+    fn computed_fingerprints_equal_the_ones_alertmanager_sent() {
+        for path in [FIRING, RESOLVED, GROUPED] {
+            for a in decode(path).alerts {
+                assert_eq!(label_fingerprint(&a.labels), a.fingerprint, "in {path}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_missing_or_empty_fingerprint_is_computed_from_the_labels() {
+        let mut v = fixture_value(FIRING);
+        let alert = &mut v["alerts"][0];
+        alert
+            .as_object_mut()
+            .expect("alert object")
+            .remove("fingerprint");
+        let n = decode_value(&v).expect("valid without fingerprint");
+        assert_eq!(n.alerts[0].fingerprint, "1b821551d31d953a");
+
+        v["alerts"][0]["fingerprint"] = serde_json::json!("");
+        let n = decode_value(&v).expect("valid with empty fingerprint");
+        assert_eq!(n.alerts[0].fingerprint, "1b821551d31d953a");
+    }
+
+    #[test]
+    fn nanosecond_starts_at_keeps_full_precision() {
+        let mut v = fixture_value(FIRING);
+        v["alerts"][0]["startsAt"] = serde_json::json!("2026-11-28T15:34:26.695089778Z");
+        let n = decode_value(&v).expect("valid");
+        let a = &n.alerts[0];
+        assert_eq!(a.starts_at.timestamp_subsec_nanos(), 695_089_778);
+        assert_eq!(
+            a.episode_key(),
+            "1b821551d31d953a@2026-11-28T15:34:26.695089778Z"
+        );
+        // The same instant truncated to milliseconds is a different instant and episode.
+        let mut truncated = v.clone();
+        truncated["alerts"][0]["startsAt"] = serde_json::json!("2026-11-28T15:34:26.695Z");
+        let t = decode_value(&truncated).expect("valid");
+        assert_ne!(t.alerts[0].starts_at, a.starts_at);
+        assert_ne!(t.alerts[0].episode_key(), a.episode_key());
+    }
+
+    #[test]
+    fn the_same_instant_written_differently_gives_the_same_episode_key() {
+        let base = decode(FIRING);
+        let mut v = fixture_value(FIRING);
+        v["alerts"][0]["startsAt"] = serde_json::json!("2026-11-28T15:43:50.307000000+01:00");
+        let shifted = decode_value(&v).expect("valid");
+        assert_eq!(shifted.alerts[0].starts_at, base.alerts[0].starts_at);
+        assert_eq!(
+            shifted.alerts[0].episode_key(),
+            base.alerts[0].episode_key()
+        );
+    }
+
+    #[test]
+    fn ends_at_zero_time_round_trips_as_none_and_back() {
+        let n = decode(FIRING);
+        let json = serde_json::to_value(&n).expect("serializable");
+        assert_eq!(json["alerts"][0]["endsAt"], "0001-01-01T00:00:00Z");
+        assert_eq!(
+            json["alerts"][0]["generatorURL"],
+            "http://127.0.0.1/fire.sh"
+        );
+        assert_eq!(json["externalURL"], "http://127.0.0.1:9093");
+        assert_eq!(json["alerts"][0]["startsAt"], "2026-11-28T14:43:50.307Z");
+        let again = decode_value(&json).expect("re-decodes");
+        assert_eq!(again, n);
+
+        let resolved = decode(RESOLVED);
+        let json = serde_json::to_value(&resolved).expect("serializable");
+        assert_eq!(json["alerts"][0]["endsAt"], "2026-11-28T14:43:53.791Z");
+        assert_eq!(decode_value(&json).expect("re-decodes"), resolved);
+    }
+
+    #[test]
+    fn absent_or_null_optional_fields_decode_as_empty() {
+        let mut v = fixture_value(FIRING);
+        let obj = v.as_object_mut().expect("object");
+        for key in [
+            "groupKey",
+            "truncatedAlerts",
+            "receiver",
+            "groupLabels",
+            "externalURL",
+        ] {
+            obj.remove(key);
+        }
+        obj.insert("commonAnnotations".into(), serde_json::Value::Null);
+        let alert = v["alerts"][0].as_object_mut().expect("alert object");
+        for key in ["annotations", "endsAt", "generatorURL"] {
+            alert.remove(key);
+        }
+        let n = decode_value(&v).expect("lenient on omissions");
+        assert!(n.group_labels.is_empty() && n.common_annotations.is_empty());
+        assert_eq!(n.group_key, "");
+        assert_eq!(n.alerts[0].ends_at, None);
+        assert!(n.alerts[0].annotations.is_empty());
+        assert_eq!(n.alerts[0].name(), "DiskFull");
+    }
+
+    #[test]
+    fn a_truncated_body_is_rejected_with_its_position() {
+        let body = read_fixture(FIRING);
+        let cut = &body[..body.len() / 2];
+        let err = Notification::from_json(cut).expect_err("truncated");
+        match &err {
+            PayloadError::Json { line, message, .. } => {
+                assert!(*line > 1, "{err}");
+                assert!(message.starts_with("EOF while parsing"), "{err}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(
+            err.to_string()
+                .starts_with("invalid Alertmanager webhook payload"),
+            "{err}"
+        );
+        assert!(
+            !err.to_string().contains('?'),
+            "no unread-key marker: {err}"
+        );
+        assert!(Notification::from_json(b"").is_err());
+    }
+
+    #[test]
+    fn wrong_types_are_rejected_with_the_json_path() {
+        let cases: &[(&str, serde_json::Value, &str, &str)] = &[
+            (
+                "/truncatedAlerts",
+                serde_json::json!("zero"),
+                "truncatedAlerts",
+                "invalid type: string \"zero\", expected u64",
+            ),
+            (
+                "/alerts/0/startsAt",
+                serde_json::json!(12345),
+                "alerts[0].startsAt",
+                "invalid type: integer `12345`",
+            ),
+            (
+                "/alerts/0/startsAt",
+                serde_json::json!("yesterday"),
+                "alerts[0].startsAt",
+                "input contains invalid characters",
+            ),
+            (
+                "/alerts/0/status",
+                serde_json::json!("pending"),
+                "alerts[0].status",
+                "unknown variant `pending`",
+            ),
+            (
+                "/alerts/0/labels",
+                serde_json::json!(["a"]),
+                "alerts[0].labels",
+                "invalid type: sequence",
+            ),
+            (
+                "/alerts/0/labels/instance",
+                serde_json::json!(1),
+                "alerts[0].labels.instance",
+                "invalid type: integer `1`",
+            ),
+            (
+                "/alerts",
+                serde_json::json!({}),
+                "alerts",
+                "invalid type: map, expected a sequence",
+            ),
+        ];
+        for (pointer, bad, path, message) in cases {
+            let mut v = fixture_value(FIRING);
+            *v.pointer_mut(pointer).expect("pointer exists") = bad.clone();
+            let err = decode_value(&v).expect_err(pointer);
+            match &err {
+                PayloadError::Json {
+                    path: p,
+                    message: msg,
+                    ..
+                } => {
+                    assert_eq!(p, path, "{err}");
+                    assert!(msg.starts_with(message), "{err}");
+                }
+                other => panic!("{pointer}: unexpected {other:?}"),
+            }
+            assert!(
+                err.to_string().contains(&format!(" at {path} (line ")),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn missing_required_fields_are_named() {
+        for (field, pointer) in [
+            ("version", ""),
+            ("status", "/alerts/0"),
+            ("startsAt", "/alerts/0"),
+        ] {
+            let mut v = fixture_value(FIRING);
+            v.pointer_mut(pointer)
+                .and_then(serde_json::Value::as_object_mut)
+                .expect("object")
+                .remove(field);
+            let err = decode_value(&v).expect_err(field);
+            assert!(
+                err.to_string()
+                    .contains(&format!("missing field `{field}`")),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn trailing_garbage_after_the_payload_is_rejected() {
+        let mut body = read_fixture(FIRING);
+        body.extend_from_slice(b" {}");
+        let err = Notification::from_json(&body).expect_err("trailing data");
+        assert!(err.to_string().contains("trailing characters"), "{err}");
+    }
+
+    #[test]
+    fn an_unsupported_version_is_rejected_clearly() {
+        let mut v = fixture_value(FIRING);
+        v["version"] = serde_json::json!("3");
+        // Even with another shape, the version is what gets reported.
+        v["alerts"] = serde_json::json!("not a list");
+        let err = decode_value(&v).expect_err("version 3");
+        assert_eq!(
+            err,
+            PayloadError::UnsupportedVersion {
+                version: "3".into()
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            r#"unsupported Alertmanager webhook payload version "3": untoil understands version "4""#
+        );
+        v["version"] = serde_json::json!(4);
+        let err = decode_value(&v).expect_err("numeric version");
+        assert!(err.to_string().contains("at version"), "{err}");
+    }
+
+    #[test]
+    fn nul_bytes_in_labels_and_annotations_are_rejected() {
+        let cases: &[(&str, &str, &str, &str)] = &[
+            (
+                "/alerts/0/labels",
+                "instance",
+                "db-1\u{0}; rm -rf /",
+                "label value at alerts[0].labels.instance",
+            ),
+            (
+                "/alerts/0/labels",
+                "inst\u{0}ance",
+                "db-1",
+                r"label name at alerts[0].labels.inst\0ance",
+            ),
+            (
+                "/alerts/0/annotations",
+                "summary",
+                "a\u{0}b",
+                "annotation value at alerts[0].annotations.summary",
+            ),
+            (
+                "/commonLabels",
+                "instance",
+                "\u{0}",
+                "label value at commonLabels.instance",
+            ),
+        ];
+        for (pointer, name, value, expected) in cases {
+            let mut v = fixture_value(FIRING);
+            v.pointer_mut(pointer)
+                .and_then(serde_json::Value::as_object_mut)
+                .expect("object")
+                .insert((*name).to_owned(), serde_json::json!(value));
+            let err = decode_value(&v).expect_err(expected);
+            assert!(matches!(err, PayloadError::NulByte { .. }), "{err:?}");
+            let text = err.to_string();
+            assert!(
+                text.starts_with(&format!("{expected} contains a NUL byte")),
+                "{text}"
+            );
+            assert!(!text.contains('\0'));
+        }
+    }
+}

@@ -1,0 +1,327 @@
+//! The `untoil` command line: the only place that prints for humans.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::catalog::{self, Loaded};
+use crate::plugin::Plugins;
+use crate::runbook::Trigger;
+use crate::schedule::{Schedule, parse_timezone};
+use crate::table::Table;
+
+/// untoil: runs toil-automation runbooks and proves the toil they save.
+#[derive(Debug, Parser)]
+#[command(name = "untoil", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command takes.
+#[derive(Debug, Args, Clone)]
+pub struct Global {
+    /// Directory of runbook files (*.yaml, *.yml), searched recursively.
+    #[arg(
+        long,
+        global = true,
+        env = "UNTOIL_RUNBOOKS",
+        default_value = "./runbooks"
+    )]
+    pub runbooks: PathBuf,
+    /// Directory of plugin executables.
+    #[arg(
+        long,
+        global = true,
+        env = "UNTOIL_PLUGINS",
+        default_value = "./plugins"
+    )]
+    pub plugins: PathBuf,
+    /// Directory of the run store.
+    #[arg(long, global = true, env = "UNTOIL_DATA", default_value = "./data")]
+    pub data: PathBuf,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check runbook files and report every problem with its exact place.
+    Validate(ValidateArgs),
+    /// List the runbooks with their owner, triggers, next scheduled fire and toil estimate.
+    List(ListArgs),
+    /// Print the next fire times of a crontab expression, as the scheduler computes them.
+    Next(NextArgs),
+    /// Print the JSON Schema of the runbook format, for editor completion and checks.
+    Schema,
+}
+
+/// Output format of `validate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DiagFormat {
+    /// Human-readable, with source lines and carets.
+    Text,
+    /// One JSON array of diagnostics, for editors and CI.
+    Json,
+}
+
+/// Arguments of `untoil validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Runbook files or directories (default: the runbooks directory).
+    pub paths: Vec<PathBuf>,
+    /// Fail (exit 1) on warnings too.
+    #[arg(long)]
+    pub deny_warnings: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = DiagFormat::Text)]
+    pub format: DiagFormat,
+}
+
+/// Output format of listings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    /// Aligned columns.
+    Table,
+    /// JSON.
+    Json,
+}
+
+/// Arguments of `untoil list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+}
+
+/// Arguments of `untoil next`.
+#[derive(Debug, Args)]
+pub struct NextArgs {
+    /// Crontab expression: 5 fields, 6 with seconds first, or a macro such as @daily.
+    pub expression: String,
+    /// IANA time zone the expression is read in.
+    #[arg(long, default_value = "UTC")]
+    pub tz: String,
+    /// Start after this instant (RFC 3339), default now.
+    #[arg(long)]
+    pub after: Option<String>,
+    /// How many fire times.
+    #[arg(short = 'n', long = "count", default_value_t = 5)]
+    pub count: usize,
+}
+
+/// Parses arguments, runs the command and returns the process exit code.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<ExitCode> {
+    let g = cli.global;
+    match cli.command {
+        Command::Validate(a) => validate(&g, a),
+        Command::List(a) => list(&g, a),
+        Command::Next(a) => next(a),
+        Command::Schema => {
+            let schema = serde_json::to_string_pretty(&crate::spec::json_schema())?;
+            println!("{schema}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Loads the runbooks the way every command does.
+pub fn load(g: &Global, paths: &[PathBuf]) -> Loaded {
+    let plugins = Plugins::discover(&g.plugins);
+    let paths = if paths.is_empty() {
+        vec![g.runbooks.clone()]
+    } else {
+        paths.to_vec()
+    };
+    catalog::load(&paths, &plugins)
+}
+
+fn validate(g: &Global, a: ValidateArgs) -> Result<ExitCode> {
+    let loaded = load(g, &a.paths);
+    let (errors, warnings) = (loaded.errors(), loaded.warnings());
+    let failed = errors > 0 || (a.deny_warnings && warnings > 0);
+    match a.format {
+        DiagFormat::Json => {
+            let json = loaded.sources.render_json(&loaded.diagnostics);
+            println!("{}", serde_json::to_string_pretty(&json)?);
+        }
+        DiagFormat::Text => {
+            let mut err = std::io::stderr().lock();
+            write!(err, "{}", loaded.sources.render(&loaded.diagnostics))?;
+            let files = plural(loaded.files, "file");
+            let summary = if errors == 0 && warnings == 0 {
+                format!(
+                    "ok: {} valid in {files}",
+                    plural(loaded.catalog.len(), "runbook")
+                )
+            } else {
+                format!(
+                    "{}: {}, {} in {files}",
+                    if failed { "failed" } else { "ok" },
+                    plural(errors, "error"),
+                    plural(warnings, "warning"),
+                )
+            };
+            writeln!(err, "{summary}")?;
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+fn list(g: &Global, a: ListArgs) -> Result<ExitCode> {
+    let loaded = load(g, &[]);
+    let now = Utc::now();
+    let rows: Vec<serde_json::Value> = loaded
+        .catalog
+        .iter()
+        .map(|rb| {
+            let next = rb
+                .schedules()
+                .filter_map(|s| s.schedule.next_after(now))
+                .min_by_key(|t| t.with_timezone(&Utc));
+            let triggers: Vec<String> = rb.triggers.iter().map(Trigger::describe).collect();
+            serde_json::json!({
+                "name": rb.name,
+                "owner": rb.owner,
+                "service": rb.service,
+                "description": rb.description,
+                "triggers": triggers,
+                "next_fire": next.map(|t| t.to_rfc3339()),
+                "toil_minutes": rb.toil.manual_minutes,
+                "steps": rb.steps.len(),
+                "file": rb.source.display().to_string(),
+            })
+        })
+        .collect();
+    match a.format {
+        ListFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+        ListFormat::Table => {
+            let mut t = Table::new([
+                "NAME",
+                "OWNER",
+                "SERVICE",
+                "TRIGGERS",
+                "NEXT FIRE",
+                "TOIL (min)",
+            ]);
+            t.align_right(5);
+            for (r, rb) in rows.iter().zip(loaded.catalog.iter()) {
+                let triggers: Vec<String> = rb
+                    .triggers
+                    .iter()
+                    .map(|t| match t {
+                        Trigger::Schedule(s) => format!("cron {}", s.schedule.expression()),
+                        Trigger::Alert(a) => format!(
+                            "alert {}",
+                            a.matchers
+                                .first()
+                                .map(|m| m.to_string())
+                                .unwrap_or_default()
+                        ),
+                    })
+                    .collect();
+                t.row([
+                    rb.name.clone(),
+                    rb.owner.clone(),
+                    rb.service.clone().unwrap_or_else(|| "-".into()),
+                    if triggers.is_empty() {
+                        "manual".into()
+                    } else {
+                        triggers.join("; ")
+                    },
+                    r["next_fire"].as_str().unwrap_or("-").to_string(),
+                    format_minutes(rb.toil.manual_minutes),
+                ]);
+            }
+            print!("{}", t.render());
+        }
+    }
+    let errors = loaded.errors();
+    if errors > 0 {
+        let broken = loaded
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| d.primary.file)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        eprintln!(
+            "warning: {} with errors not listed; run `untoil validate` to see them",
+            plural(broken, "file")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn format_minutes(m: f64) -> String {
+    if m.fract() == 0.0 {
+        format!("{m:.0}")
+    } else {
+        format!("{m:.1}")
+    }
+}
+
+fn next(a: NextArgs) -> Result<ExitCode> {
+    let tz = match parse_timezone(&a.tz) {
+        Ok(tz) => tz,
+        Err(e) => {
+            eprintln!("error: {e}");
+            if let Some(h) = e.help() {
+                eprintln!("  help: {h}");
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let schedule = match Schedule::parse(&a.expression, tz) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: invalid schedule `{}`: {e}", a.expression);
+            if let Some(h) = e.help() {
+                eprintln!("  help: {h}");
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let after: DateTime<Utc> = match &a.after {
+        Some(t) => DateTime::parse_from_rfc3339(t)
+            .with_context(|| {
+                format!("--after `{t}` is not an RFC 3339 time such as 2026-03-29T00:00:00+01:00")
+            })?
+            .with_timezone(&Utc),
+        None => Utc::now(),
+    };
+    let mut out = std::io::stdout().lock();
+    for t in schedule.fires_after(after).take(a.count) {
+        writeln!(out, "{}", t.to_rfc3339())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,376 @@
+//! Problems found in runbook files, with their exact place, and how they are shown.
+//!
+//! A [`Diagnostic`] names a file span; [`Sources`] holds the file texts so the renderer can print
+//! `path:line:col`, the source line and a caret under the span (via codespan-reporting), or a
+//! JSON record for editors and CI.
+
+use std::ops::Range;
+
+use codespan_reporting::diagnostic as cs;
+use codespan_reporting::files::{Files, SimpleFiles};
+use codespan_reporting::term;
+use serde::Serialize;
+
+/// How bad a problem is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// The runbook cannot be loaded.
+    Error,
+    /// The runbook loads, but probably does not do what its author meant.
+    Warning,
+}
+
+/// What kind of problem, stable for tools (`--format json` prints it as `code`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// The file is not valid YAML.
+    YamlSyntax,
+    /// A mapping repeats a key.
+    DuplicateKey,
+    /// A field the format does not have.
+    UnknownField,
+    /// A value of the wrong type.
+    WrongType,
+    /// A required field is absent.
+    MissingField,
+    /// A value outside what the field accepts.
+    InvalidValue,
+    /// Two runbooks share a name.
+    DuplicateRunbook,
+    /// Two steps of a runbook share a name.
+    DuplicateStep,
+    /// A crontab expression that does not parse.
+    BadCron,
+    /// A time zone name that is not in the IANA database.
+    UnknownTimezone,
+    /// A duration that does not parse.
+    BadDuration,
+    /// An Alertmanager matcher that does not parse.
+    BadMatcher,
+    /// A regular expression that does not compile.
+    InvalidRegex,
+    /// A Handlebars template that does not compile.
+    TemplateSyntax,
+    /// A template variable that cannot exist when the template renders.
+    UnknownVariable,
+    /// A template helper that does not exist.
+    UnknownHelper,
+    /// A plugin that is not installed.
+    UnknownPlugin,
+    /// A file or directory that cannot be read.
+    Io,
+    /// A runbook with no schedule or alert trigger.
+    NoTrigger,
+    /// Alert matchers that no alert can satisfy.
+    NeverMatches,
+    /// A runbook that credits no toil.
+    NoToil,
+    /// A template that bypasses shell quoting.
+    RawInterpolation,
+    /// A setting with no effect where it stands.
+    Ineffective,
+}
+
+/// A span of one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Label {
+    /// Index into [`Sources`].
+    pub file: usize,
+    /// Byte range in the file.
+    pub span: Range<usize>,
+    /// Text printed beside the caret.
+    pub message: String,
+}
+
+/// One problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// Error or warning.
+    pub severity: Severity,
+    /// What kind of problem.
+    pub kind: Kind,
+    /// One line saying what is wrong.
+    pub message: String,
+    /// Where.
+    pub primary: Label,
+    /// Other places involved (e.g. the first definition of a duplicate).
+    pub secondary: Vec<Label>,
+    /// What to do about it ("did you mean ...", what was expected).
+    pub help: Vec<String>,
+}
+
+impl Diagnostic {
+    /// An error at a span.
+    pub fn error(kind: Kind, file: usize, span: Range<usize>, message: impl Into<String>) -> Self {
+        Self::new(Severity::Error, kind, file, span, message)
+    }
+
+    /// A warning at a span.
+    pub fn warning(
+        kind: Kind,
+        file: usize,
+        span: Range<usize>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self::new(Severity::Warning, kind, file, span, message)
+    }
+
+    fn new(
+        severity: Severity,
+        kind: Kind,
+        file: usize,
+        span: Range<usize>,
+        message: impl Into<String>,
+    ) -> Self {
+        Diagnostic {
+            severity,
+            kind,
+            message: message.into(),
+            primary: Label {
+                file,
+                span,
+                message: String::new(),
+            },
+            secondary: Vec::new(),
+            help: Vec::new(),
+        }
+    }
+
+    /// Sets the text beside the caret.
+    pub fn with_label(mut self, text: impl Into<String>) -> Self {
+        self.primary.message = text.into();
+        self
+    }
+
+    /// Adds another place involved.
+    pub fn with_secondary(
+        mut self,
+        file: usize,
+        span: Range<usize>,
+        text: impl Into<String>,
+    ) -> Self {
+        self.secondary.push(Label {
+            file,
+            span,
+            message: text.into(),
+        });
+        self
+    }
+
+    /// Adds a help line.
+    pub fn with_help(mut self, text: impl Into<String>) -> Self {
+        self.help.push(text.into());
+        self
+    }
+
+    /// Adds a help line when there is one.
+    pub fn with_help_opt(self, text: Option<String>) -> Self {
+        match text {
+            Some(t) => self.with_help(t),
+            None => self,
+        }
+    }
+
+    /// Whether this is an error.
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}
+
+/// The closest candidate to a misspelt `word`, for "did you mean `x`?".
+pub fn did_you_mean<'a, I>(word: &str, candidates: I) -> Option<String>
+where
+    I: IntoIterator<Item = &'a str>,
+{
+    let lower = word.to_lowercase();
+    candidates
+        .into_iter()
+        .filter(|c| !c.is_empty() && *c != word)
+        .map(|c| (strsim::damerau_levenshtein(&lower, &c.to_lowercase()), c))
+        .filter(|(d, c)| *d <= (c.chars().count().max(word.chars().count()) / 3).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| format!("did you mean `{c}`?"))
+}
+
+/// The texts of the files diagnostics point into.
+#[derive(Debug, Default, Clone)]
+pub struct Sources {
+    files: SimpleFiles<String, String>,
+    count: usize,
+}
+
+impl Sources {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a file; returns its id.
+    pub fn add(&mut self, name: impl Into<String>, text: impl Into<String>) -> usize {
+        self.count += 1;
+        self.files.add(name.into(), text.into())
+    }
+
+    /// The display name of a file.
+    pub fn name(&self, file: usize) -> String {
+        self.files
+            .get(file)
+            .map(|f| f.name().clone())
+            .unwrap_or_default()
+    }
+
+    /// The text of a file.
+    pub fn text(&self, file: usize) -> &str {
+        self.files
+            .get(file)
+            .map(|f| f.source().as_str())
+            .unwrap_or("")
+    }
+
+    /// 1-based line and column (in characters) of a byte offset.
+    pub fn line_col(&self, file: usize, offset: usize) -> (usize, usize) {
+        let line = self.files.line_index(file, offset).unwrap_or(0);
+        let col = self.files.column_number(file, line, offset).unwrap_or(1);
+        (line + 1, col)
+    }
+
+    /// Renders diagnostics as text: `error: ...`, `--> path:line:col`, the line and a caret.
+    pub fn render(&self, diagnostics: &[Diagnostic]) -> String {
+        let config = term::Config {
+            chars: term::Chars::ascii(),
+            ..term::Config::default()
+        };
+        let mut out = String::new();
+        for d in diagnostics {
+            let rendered = term::emit_into_string(&config, &self.files, &self.to_codespan(d))
+                .unwrap_or_else(|_| format!("{}: {}\n", severity_word(d.severity), d.message));
+            out.push_str(&rendered);
+        }
+        out
+    }
+
+    fn to_codespan(&self, d: &Diagnostic) -> cs::Diagnostic<usize> {
+        let mut labels = vec![self.label(cs::LabelStyle::Primary, &d.primary)];
+        labels.extend(
+            d.secondary
+                .iter()
+                .map(|l| self.label(cs::LabelStyle::Secondary, l)),
+        );
+        let base = match d.severity {
+            Severity::Error => cs::Diagnostic::error(),
+            Severity::Warning => cs::Diagnostic::warning(),
+        };
+        base.with_message(&d.message)
+            .with_labels(labels)
+            .with_notes(d.help.iter().map(|h| format!("help: {h}")).collect())
+    }
+
+    /// Clamps a label to its file so that rendering never fails on a stale span.
+    fn label(&self, style: cs::LabelStyle, l: &Label) -> cs::Label<usize> {
+        let len = self.text(l.file).len();
+        let start = l.span.start.min(len);
+        let end = l.span.end.clamp(start, len);
+        cs::Label::new(style, l.file, start..end).with_message(&l.message)
+    }
+
+    /// Renders diagnostics as JSON records (one array) for editors and CI.
+    pub fn render_json(&self, diagnostics: &[Diagnostic]) -> serde_json::Value {
+        let records: Vec<serde_json::Value> = diagnostics
+            .iter()
+            .map(|d| {
+                let (line, column) = self.line_col(d.primary.file, d.primary.span.start);
+                let (end_line, end_column) = self.line_col(d.primary.file, d.primary.span.end);
+                let related: Vec<serde_json::Value> = d
+                    .secondary
+                    .iter()
+                    .map(|l| {
+                        let (line, column) = self.line_col(l.file, l.span.start);
+                        serde_json::json!({
+                            "file": self.name(l.file), "line": line, "column": column,
+                            "message": l.message,
+                        })
+                    })
+                    .collect();
+                serde_json::json!({
+                    "file": self.name(d.primary.file),
+                    "line": line,
+                    "column": column,
+                    "end_line": end_line,
+                    "end_column": end_column,
+                    "severity": d.severity,
+                    "code": d.kind,
+                    "message": d.message,
+                    "label": d.primary.message,
+                    "help": d.help,
+                    "related": related,
+                })
+            })
+            .collect();
+        serde_json::Value::Array(records)
+    }
+
+    /// Sorts diagnostics by file name, then position, errors before warnings at one place.
+    pub fn sort(&self, diagnostics: &mut [Diagnostic]) {
+        diagnostics.sort_by(|a, b| {
+            (self.name(a.primary.file), a.primary.span.start, a.severity).cmp(&(
+                self.name(b.primary.file),
+                b.primary.span.start,
+                b.severity,
+            ))
+        });
+    }
+}
+
+fn severity_word(s: Severity) -> &'static str {
+    match s {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn did_you_mean_finds_close_names_only() {
+        let fields = ["name", "owner", "service", "steps"];
+        assert_eq!(
+            did_you_mean("nmae", fields),
+            Some("did you mean `name`?".into())
+        );
+        assert_eq!(
+            did_you_mean("ownr", fields),
+            Some("did you mean `owner`?".into())
+        );
+        assert_eq!(did_you_mean("zzzzzz", fields), None);
+    }
+
+    #[test]
+    fn rendering_shows_path_line_column_and_a_caret() {
+        let mut sources = Sources::new();
+        let f = sources.add("rb.yaml", "name: x\nnmae: y\n");
+        let d = Diagnostic::error(Kind::UnknownField, f, 8..12, "unknown field `nmae`")
+            .with_label("not a runbook field")
+            .with_help("did you mean `name`?");
+        let text = sources.render(&[d]);
+        assert_eq!(
+            text,
+            "error: unknown field `nmae`\n  --> rb.yaml:2:1\n  |\n2 | nmae: y\n  | ^^^^ not a runbook field\n  |\n  = help: did you mean `name`?\n\n"
+        );
+    }
+
+    #[test]
+    fn json_records_carry_line_and_column() {
+        let mut sources = Sources::new();
+        let f = sources.add("rb.yaml", "name: x\nnmae: y\n");
+        let d = Diagnostic::warning(Kind::NoTrigger, f, 8..12, "w");
+        let json = sources.render_json(&[d]);
+        assert_eq!(json[0]["line"], 2);
+        assert_eq!(json[0]["column"], 1);
+        assert_eq!(json[0]["severity"], "warning");
+        assert_eq!(json[0]["code"], "no-trigger");
+    }
+}

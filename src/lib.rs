@@ -1,0 +1,19 @@
+//! untoil: a toil-automation runbook executor.
+//!
+//! Layout (data flows one way):
+//! runbook files -> [`loader`] -> [`validator`] -> catalog -> triggers -> queue -> executor
+//! -> steps -> store -> reports.
+
+pub mod alert;
+pub mod catalog;
+pub mod cli;
+pub mod diagnostic;
+pub mod loader;
+pub mod plugin;
+pub mod runbook;
+pub mod schedule;
+pub mod source_map;
+pub mod spec;
+pub mod table;
+pub mod template;
+pub mod validator;

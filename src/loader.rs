@@ -1,0 +1,567 @@
+//! Finds runbook files and parses them into raw spec types, keeping positions.
+//!
+//! serde_yaml is the YAML parser; it reports positions for syntax errors. Type errors are found
+//! by deserializing the parsed value with serde_path_to_error, which names the path of the bad
+//! value; the [`SourceMap`] turns that path into a position. To report every type error of a file
+//! in one pass, the offending node is removed and deserialization repeated.
+
+use std::path::{Path, PathBuf};
+
+use serde_yaml::Value;
+
+use crate::diagnostic::{Diagnostic, Kind, Sources, did_you_mean};
+use crate::source_map::{Seg, SourceMap, display_path};
+use crate::spec::RawRunbook;
+
+/// A parsed runbook file.
+#[derive(Debug)]
+pub struct ParsedFile {
+    /// Id in [`Sources`].
+    pub file: usize,
+    /// Path on disk.
+    pub path: PathBuf,
+    /// The raw runbook, when its shape is right (no syntax or type error).
+    pub raw: Option<RawRunbook>,
+    /// Positions of its values.
+    pub map: SourceMap,
+}
+
+/// Whether a path names a runbook file.
+pub fn is_runbook_file(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml")
+    )
+}
+
+/// Lists runbook files under the given files and directories (recursively), sorted.
+/// Paths that cannot be read are reported as diagnostics.
+pub fn discover(paths: &[PathBuf], sources: &mut Sources) -> (Vec<PathBuf>, Vec<Diagnostic>) {
+    let mut files = Vec::new();
+    let mut diags = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            walk(path, &mut files, &mut diags, sources);
+        } else if path.is_file() {
+            files.push(path.clone());
+        } else {
+            let id = sources.add(path.display().to_string(), "");
+            diags.push(
+                Diagnostic::error(Kind::Io, id, 0..0, "no such file or directory")
+                    .with_help("give the path of a runbook file or of a directory holding them"),
+            );
+        }
+    }
+    files.sort();
+    files.dedup();
+    (files, diags)
+}
+
+fn walk(dir: &Path, files: &mut Vec<PathBuf>, diags: &mut Vec<Diagnostic>, sources: &mut Sources) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            let id = sources.add(dir.display().to_string(), "");
+            diags.push(Diagnostic::error(
+                Kind::Io,
+                id,
+                0..0,
+                format!("cannot read directory: {e}"),
+            ));
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let hidden = entry.file_name().to_string_lossy().starts_with('.');
+        if hidden {
+            continue;
+        }
+        if path.is_dir() {
+            walk(&path, files, diags, sources);
+        } else if is_runbook_file(&path) {
+            files.push(path);
+        }
+    }
+}
+
+/// Reads and parses one file; problems go to `diags`.
+pub fn load_file(path: &Path, sources: &mut Sources, diags: &mut Vec<Diagnostic>) -> ParsedFile {
+    let name = path.display().to_string();
+    match std::fs::read(path) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => {
+                let file = sources.add(name, text);
+                parse(file, path, sources, diags)
+            }
+            Err(e) => {
+                let file = sources.add(name, String::from_utf8_lossy(e.as_bytes()).to_string());
+                let at = e.utf8_error().valid_up_to();
+                diags.push(
+                    Diagnostic::error(
+                        Kind::YamlSyntax,
+                        file,
+                        at..at + 1,
+                        "file is not valid UTF-8",
+                    )
+                    .with_label("invalid byte here")
+                    .with_help("save the runbook as UTF-8"),
+                );
+                empty(file, path)
+            }
+        },
+        Err(e) => {
+            let file = sources.add(name, "");
+            diags.push(Diagnostic::error(
+                Kind::Io,
+                file,
+                0..0,
+                format!("cannot read file: {e}"),
+            ));
+            empty(file, path)
+        }
+    }
+}
+
+fn empty(file: usize, path: &Path) -> ParsedFile {
+    ParsedFile {
+        file,
+        path: path.to_path_buf(),
+        raw: None,
+        map: SourceMap::default(),
+    }
+}
+
+/// Parses a file already in `sources`.
+pub fn parse(
+    file: usize,
+    path: &Path,
+    sources: &Sources,
+    diags: &mut Vec<Diagnostic>,
+) -> ParsedFile {
+    let text = sources.text(file);
+    let mut parsed = empty(file, path);
+    parsed.map = SourceMap::build(text);
+    let mut value: Value = match serde_yaml::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            // serde_yaml rejects duplicate keys with the mapping's position only; the source
+            // map knows both occurrences.
+            if !report_duplicates(file, &parsed.map, diags) {
+                diags.push(syntax_error(file, text, &e));
+            }
+            return parsed;
+        }
+    };
+    if report_duplicates(file, &parsed.map, diags) {
+        return parsed;
+    }
+    if let Err(e) = value.apply_merge() {
+        diags.push(Diagnostic::error(
+            Kind::YamlSyntax,
+            file,
+            0..0,
+            format!("invalid YAML merge key: {e}"),
+        ));
+        return parsed;
+    }
+    match &value {
+        Value::Mapping(_) => {}
+        Value::Null => {
+            diags.push(
+                Diagnostic::error(Kind::MissingField, file, 0..0, "the file is empty")
+                    .with_help("a runbook needs at least `name`, `owner` and `steps`"),
+            );
+            return parsed;
+        }
+        other => {
+            diags.push(
+                Diagnostic::error(
+                    Kind::WrongType,
+                    file,
+                    parsed.map.value_span(&[]),
+                    format!(
+                        "expected a mapping of runbook fields, found {}",
+                        kind_of(other)
+                    ),
+                )
+                .with_help("a runbook file is a YAML mapping such as `name: my-runbook`"),
+            );
+            return parsed;
+        }
+    }
+    // Deserialize; on each error, report it, remove the offending node and try again so that
+    // every shape error of the file is reported at once.
+    let mut errors = 0;
+    let mut last_removed: Vec<Seg> = Vec::new();
+    for _ in 0..200 {
+        match serde_path_to_error::deserialize::<_, RawRunbook>(value.clone()) {
+            Ok(raw) => {
+                if errors == 0 {
+                    parsed.raw = Some(raw);
+                }
+                return parsed;
+            }
+            Err(e) => {
+                errors += 1;
+                let path = convert_path(e.path());
+                let message = e.inner().to_string();
+                let (diag, mut remove) = shape_error(file, text, &parsed.map, &path, &message);
+                if remove == last_removed {
+                    // The same place failed again: drop its parent instead.
+                    remove.pop();
+                } else {
+                    diags.push(diag);
+                }
+                last_removed = remove.clone();
+                if remove.is_empty() || !remove_node(&mut value, &remove) {
+                    return parsed;
+                }
+            }
+        }
+    }
+    parsed
+}
+
+fn syntax_error(file: usize, text: &str, e: &serde_yaml::Error) -> Diagnostic {
+    let offset = e.location().map(|l| l.index()).unwrap_or(0).min(text.len());
+    // serde_yaml writes "problem at line X column Y, context at line A column B"; the caret
+    // says where, so the positions leave the message and the context becomes a second label.
+    let full = e.to_string();
+    let position = regex::Regex::new(r" at line (\d+) column (\d+)").ok();
+    let mut context_at = None;
+    let message = match &position {
+        Some(re) => {
+            for (i, c) in re.captures_iter(&full).enumerate() {
+                if i == 1 {
+                    let line: usize = c[1].parse().unwrap_or(1);
+                    let col: usize = c[2].parse().unwrap_or(1);
+                    context_at = Some(offset_of(text, line, col));
+                }
+            }
+            re.replace_all(&full, "").to_string()
+        }
+        None => full.clone(),
+    };
+    let (problem, context) = match message.split_once(", ") {
+        Some((p, c)) => (p.to_string(), Some(c.to_string())),
+        None => (message.clone(), None),
+    };
+    let mut d = Diagnostic::error(
+        Kind::YamlSyntax,
+        file,
+        offset..offset + 1,
+        format!("invalid YAML: {message}"),
+    )
+    .with_label(problem);
+    if let (Some(at), Some(context)) = (context_at, context) {
+        d = d.with_secondary(file, at..at + 1, context);
+    }
+    if message.contains("found character that cannot start any token") {
+        d = d.with_help(
+            "quote the value, e.g. `run: \"...\"`, when it starts with `@`, `` ` `` or `%`",
+        );
+    } else if message.contains("mapping values are not allowed") {
+        d = d.with_help("a value containing `: ` must be quoted");
+    } else if message.contains("end of stream") && message.contains("quoted scalar") {
+        d = d.with_help("close the quote that this value starts with");
+    } else if message.contains("did not find expected")
+        || message.contains("could not find expected")
+    {
+        d = d.with_help("check the indentation and that quotes and brackets are closed");
+    }
+    d
+}
+
+/// Byte offset of a 1-based line and column (in characters).
+fn offset_of(text: &str, line: usize, col: usize) -> usize {
+    let start: usize = text
+        .split_inclusive('\n')
+        .take(line.saturating_sub(1))
+        .map(str::len)
+        .sum();
+    let rest = &text[start.min(text.len())..];
+    start
+        + rest
+            .char_indices()
+            .nth(col.saturating_sub(1))
+            .map_or(rest.len(), |(i, _)| i)
+}
+
+/// Reports the duplicate keys the source map found; returns whether there were any.
+fn report_duplicates(file: usize, map: &SourceMap, diags: &mut Vec<Diagnostic>) -> bool {
+    for d in &map.duplicates {
+        diags.push(
+            Diagnostic::error(
+                Kind::DuplicateKey,
+                file,
+                d.second.clone(),
+                format!("duplicate key `{}`", d.key),
+            )
+            .with_label("defined again here")
+            .with_secondary(file, d.first.clone(), "first defined here")
+            .with_help("YAML keys must be unique in a mapping; remove or rename one of them"),
+        );
+    }
+    !map.duplicates.is_empty()
+}
+
+fn convert_path(path: &serde_path_to_error::Path) -> Vec<Seg> {
+    use serde_path_to_error::Segment;
+    path.iter()
+        .filter_map(|s| match s {
+            Segment::Seq { index } => Some(Seg::Index(*index)),
+            Segment::Map { key } => Some(Seg::Key(key.clone())),
+            Segment::Enum { .. } | Segment::Unknown => None,
+        })
+        .collect()
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "an empty value",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a list",
+        Value::Mapping(_) => "a mapping",
+        Value::Tagged(_) => "a tagged value",
+    }
+}
+
+/// Fields of each raw type, by the path that leads to it, for "did you mean".
+fn fields_at(path: &[Seg]) -> &'static [&'static str] {
+    let keys: Vec<&str> = path
+        .iter()
+        .filter_map(|s| match s {
+            Seg::Key(k) => Some(k.as_str()),
+            Seg::Index(_) => None,
+        })
+        .collect();
+    match keys.as_slice() {
+        [] => &[
+            "name",
+            "description",
+            "owner",
+            "service",
+            "tags",
+            "toil",
+            "timeout",
+            "triggers",
+            "guards",
+            "params",
+            "env",
+            "secrets",
+            "verify",
+            "steps",
+        ],
+        ["toil"] => &["manual_minutes", "approval_minutes"],
+        ["triggers"] => &["schedule", "timezone", "catchup", "alert"],
+        ["triggers", "alert"] => &["matchers", "on", "cancel_on_resolve"],
+        ["guards"] => &[
+            "concurrency",
+            "key",
+            "overlap",
+            "cooldown",
+            "max_runs",
+            "trip_after_failures",
+            "approval",
+            "approval_timeout",
+        ],
+        ["guards", "max_runs"] => &["count", "per"],
+        ["params", _] => &["default", "description"],
+        ["secrets", _] => &["env", "file"],
+        ["verify"] => &["alert_resolves_within"],
+        ["steps"] => &[
+            "name",
+            "run",
+            "shell",
+            "http",
+            "plugin",
+            "with",
+            "when",
+            "timeout",
+            "retries",
+            "toil_minutes",
+            "continue_on_error",
+            "env",
+            "workdir",
+        ],
+        ["steps", "retries"] => &["attempts", "backoff"],
+        ["steps", "http"] => &[
+            "method",
+            "url",
+            "headers",
+            "query",
+            "json",
+            "body",
+            "timeout",
+            "expect_status",
+        ],
+        _ => &[],
+    }
+}
+
+/// Builds the diagnostic for one serde error and says which node to remove before retrying.
+fn shape_error(
+    file: usize,
+    text: &str,
+    map: &SourceMap,
+    path: &[Seg],
+    message: &str,
+) -> (Diagnostic, Vec<Seg>) {
+    let message = message.split(" at line ").next().unwrap_or(message);
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let field = rest.split('`').next().unwrap_or("").to_string();
+        // serde_path_to_error names the unknown field itself as the last path segment.
+        let (parent, field_path) = if path.last() == Some(&Seg::Key(field.clone())) {
+            (path[..path.len() - 1].to_vec(), path.to_vec())
+        } else {
+            let mut p = path.to_vec();
+            p.push(Seg::Key(field.clone()));
+            (path.to_vec(), p)
+        };
+        let fields = fields_at(&parent);
+        let place = if parent.is_empty() {
+            "a runbook".to_string()
+        } else {
+            format!("`{}`", display_path(&parent))
+        };
+        let mut d = Diagnostic::error(
+            Kind::UnknownField,
+            file,
+            map.key_span(&field_path),
+            format!("unknown field `{field}` in {place}"),
+        )
+        .with_label("unknown field");
+        d = match did_you_mean(&field, fields.iter().copied()) {
+            Some(hint) => d.with_help(hint),
+            None if !fields.is_empty() => {
+                d.with_help(format!("expected one of: {}", fields.join(", ")))
+            }
+            None => d,
+        };
+        return (d, field_path);
+    }
+    let where_ = if path.is_empty() {
+        "the runbook".to_string()
+    } else {
+        format!("`{}`", display_path(path))
+    };
+    let span = map.value_span(path);
+    let source_text = text.get(span.clone()).unwrap_or("");
+    if let Some(rest) = message.strip_prefix("invalid type: ") {
+        let (found, expected) = rest
+            .split_once(", expected ")
+            .unwrap_or((rest, "another type"));
+        let expected = humanize_expected(expected);
+        let found = humanize_found(found);
+        let mut d = Diagnostic::error(
+            Kind::WrongType,
+            file,
+            span,
+            format!("wrong type for {where_}: expected {expected}, found {found}"),
+        )
+        .with_label(format!("expected {expected}"));
+        let found_bool = found.starts_with("boolean");
+        if found_bool && expected.contains("string") {
+            d = d.with_help(format!(
+                "YAML read `{source_text}` as a boolean; quote it to keep it text: \"{source_text}\""
+            ));
+        } else if expected.contains("boolean")
+            && matches!(
+                source_text.to_lowercase().as_str(),
+                "yes" | "no" | "on" | "off" | "y" | "n"
+            )
+        {
+            d = d.with_help(format!(
+                "`{source_text}` is a string in YAML 1.2, not a boolean; write true or false"
+            ));
+        } else if found.starts_with("an empty value") {
+            d = d.with_help("give it a value, or remove the key");
+        }
+        return (d, path.to_vec());
+    }
+    if let Some(rest) = message.strip_prefix("invalid value: ") {
+        let (found, expected) = rest
+            .split_once(", expected ")
+            .unwrap_or((rest, "another value"));
+        let d = Diagnostic::error(
+            Kind::InvalidValue,
+            file,
+            span,
+            format!(
+                "invalid value for {where_}: expected {}, found {}",
+                humanize_expected(expected),
+                humanize_found(found)
+            ),
+        );
+        return (d, path.to_vec());
+    }
+    let d = Diagnostic::error(Kind::WrongType, file, span, format!("{where_}: {message}"));
+    (d, path.to_vec())
+}
+
+fn humanize_expected(e: &str) -> String {
+    let e = e.trim();
+    if e.starts_with("struct Raw") || e == "a map" {
+        return "a mapping".into();
+    }
+    match e {
+        "u32" | "u16" | "u64" | "usize" => "a whole number".into(),
+        "f64" | "f32" => "a number".into(),
+        "a sequence" => "a list".into(),
+        _ => e.to_string(),
+    }
+}
+
+fn humanize_found(f: &str) -> String {
+    let f = f.trim();
+    if f == "unit value" {
+        return "an empty value".into();
+    }
+    match f {
+        "sequence" => "a list".into(),
+        "map" => "a mapping".into(),
+        _ => f.to_string(),
+    }
+}
+
+fn path_is_empty_mapping(v: &Value) -> bool {
+    matches!(v, Value::Mapping(m) if m.is_empty())
+}
+
+/// Removes the node at `path` from `value`; returns whether something was removed.
+fn remove_node(value: &mut Value, path: &[Seg]) -> bool {
+    let Some((last, parent_path)) = path.split_last() else {
+        return false;
+    };
+    let mut node = value;
+    for seg in parent_path {
+        node = match (seg, node) {
+            (Seg::Key(k), Value::Mapping(m)) => match m.get_mut(k.as_str()) {
+                Some(v) => v,
+                None => return false,
+            },
+            (Seg::Index(i), Value::Sequence(s)) => match s.get_mut(*i) {
+                Some(v) => v,
+                None => return false,
+            },
+            _ => return false,
+        };
+    }
+    match (last, node) {
+        (Seg::Key(k), Value::Mapping(m)) => m.remove(k.as_str()).is_some(),
+        // A bad mapping item is emptied rather than removed, so that later indexes still match
+        // the source positions; a bad scalar item is removed.
+        (Seg::Index(i), Value::Sequence(s)) if *i < s.len() => {
+            if matches!(s[*i], Value::Mapping(_)) && !path_is_empty_mapping(&s[*i]) {
+                s[*i] = Value::Mapping(Default::default());
+            } else {
+                s.remove(*i);
+            }
+            true
+        }
+        _ => false,
+    }
+}

@@ -1,0 +1,364 @@
+//! A validated runbook: the only form of a runbook that triggers, the executor and reports see.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::alert::Matcher;
+use crate::schedule::Schedule;
+use crate::template::Template;
+
+/// Default step timeout.
+pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+/// Default time a run waits for approval.
+pub const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+/// Default shell of `run:` steps.
+pub const DEFAULT_SHELL: &str = "/bin/sh";
+
+/// A runbook ready to run.
+#[derive(Debug, Clone)]
+pub struct Runbook {
+    /// Unique name.
+    pub name: String,
+    /// One-line description.
+    pub description: String,
+    /// Owning team.
+    pub owner: String,
+    /// Service acted on.
+    pub service: Option<String>,
+    /// Free-form tags.
+    pub tags: Vec<String>,
+    /// Toil estimate.
+    pub toil: Toil,
+    /// Maximum duration of a run.
+    pub timeout: Option<Duration>,
+    /// What starts a run.
+    pub triggers: Vec<Trigger>,
+    /// Safety guards.
+    pub guards: Guards,
+    /// Declared parameters.
+    pub params: BTreeMap<String, Param>,
+    /// Environment variables templates may read.
+    pub env: Vec<String>,
+    /// Declared secrets.
+    pub secrets: BTreeMap<String, SecretSource>,
+    /// Verification window of alert runs.
+    pub verify: Option<Verify>,
+    /// Steps, in order.
+    pub steps: Vec<Step>,
+    /// The file it was loaded from.
+    pub source: PathBuf,
+    /// Content hash of that file (hex), recorded with every run.
+    pub version: String,
+}
+
+impl Runbook {
+    /// Whether any trigger is an alert trigger.
+    pub fn has_alert_trigger(&self) -> bool {
+        self.triggers.iter().any(|t| matches!(t, Trigger::Alert(_)))
+    }
+
+    /// The schedule triggers.
+    pub fn schedules(&self) -> impl Iterator<Item = &ScheduleTrigger> {
+        self.triggers.iter().filter_map(|t| match t {
+            Trigger::Schedule(s) => Some(s),
+            Trigger::Alert(_) => None,
+        })
+    }
+
+    /// A step by name.
+    pub fn step(&self, name: &str) -> Option<&Step> {
+        self.steps.iter().find(|s| s.name == name)
+    }
+}
+
+/// Toil estimate of a runbook.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Toil {
+    /// Minutes a person spends doing this by hand.
+    pub manual_minutes: f64,
+    /// Minutes a required approval costs.
+    pub approval_minutes: f64,
+}
+
+/// What starts a run.
+#[derive(Debug, Clone)]
+pub enum Trigger {
+    /// A crontab schedule.
+    Schedule(ScheduleTrigger),
+    /// Alertmanager alerts.
+    Alert(AlertTrigger),
+}
+
+impl Trigger {
+    /// Short human description, e.g. `cron "0 3 * * *" Europe/Berlin`.
+    pub fn describe(&self) -> String {
+        match self {
+            Trigger::Schedule(s) => {
+                format!(
+                    "cron \"{}\" {}",
+                    s.schedule.expression(),
+                    s.schedule.timezone()
+                )
+            }
+            Trigger::Alert(a) => {
+                let m: Vec<String> = a.matchers.iter().map(|m| m.to_string()).collect();
+                format!("alert {{{}}}", m.join(", "))
+            }
+        }
+    }
+}
+
+/// A schedule trigger.
+#[derive(Debug, Clone)]
+pub struct ScheduleTrigger {
+    /// When it fires.
+    pub schedule: Schedule,
+    /// Missed fires within this window run once after downtime.
+    pub catchup: Option<Duration>,
+}
+
+/// Which alert notifications start a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertOn {
+    /// Firing alerts only (default).
+    Firing,
+    /// Resolved alerts only.
+    Resolved,
+    /// Both.
+    Both,
+}
+
+/// An alert trigger.
+#[derive(Debug, Clone)]
+pub struct AlertTrigger {
+    /// All must match.
+    pub matchers: Vec<Matcher>,
+    /// Which notifications start a run.
+    pub on: AlertOn,
+    /// Cancel a run in progress when its alert resolves.
+    pub cancel_on_resolve: bool,
+}
+
+/// What happens to a trigger while its key is busy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overlap {
+    /// Wait for the running one.
+    Queue,
+    /// Drop the new trigger (recorded as skipped).
+    Skip,
+    /// Cancel the running one and start the new.
+    CancelPrevious,
+}
+
+/// Safety guards.
+#[derive(Debug, Clone)]
+pub struct Guards {
+    /// Runs at once per key.
+    pub concurrency: Option<u32>,
+    /// Template naming the key; default the runbook.
+    pub key: Option<Template>,
+    /// Overlap policy.
+    pub overlap: Overlap,
+    /// Minimum time between runs of one key.
+    pub cooldown: Option<Duration>,
+    /// Run-count limit.
+    pub max_runs: Option<MaxRuns>,
+    /// Consecutive failures that open the breaker.
+    pub trip_after_failures: Option<u32>,
+    /// Whether a person approves each run.
+    pub approval: bool,
+    /// How long a run waits for approval.
+    pub approval_timeout: Duration,
+}
+
+impl Default for Guards {
+    fn default() -> Self {
+        Guards {
+            concurrency: None,
+            key: None,
+            overlap: Overlap::Queue,
+            cooldown: None,
+            max_runs: None,
+            trip_after_failures: None,
+            approval: false,
+            approval_timeout: DEFAULT_APPROVAL_TIMEOUT,
+        }
+    }
+}
+
+/// A run-count limit per window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MaxRuns {
+    /// How many runs.
+    pub count: u32,
+    /// Per what window.
+    pub per: Duration,
+}
+
+/// A declared parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Param {
+    /// Default value; without one the parameter is required.
+    pub default: Option<String>,
+    /// What it is for.
+    pub description: String,
+}
+
+/// Where a secret's value comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// An environment variable.
+    Env(String),
+    /// A file.
+    File(PathBuf),
+}
+
+/// Verification of a run's effect.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verify {
+    /// The alert must resolve within this time after the run.
+    pub alert_resolves_within: Duration,
+}
+
+/// One step.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// Unique within the runbook.
+    pub name: String,
+    /// What it does.
+    pub action: Action,
+    /// Runs only when this renders truthy.
+    pub when: Option<Template>,
+    /// Step timeout.
+    pub timeout: Duration,
+    /// Retry policy.
+    pub retries: Retries,
+    /// Toil credit of this step.
+    pub toil_minutes: Option<f64>,
+    /// A failure does not fail the run.
+    pub continue_on_error: bool,
+    /// Environment variables of the step's process.
+    pub env: BTreeMap<String, Template>,
+    /// Working directory.
+    pub workdir: Option<Template>,
+}
+
+/// Retry policy.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Retries {
+    /// Extra attempts.
+    pub attempts: u32,
+    /// Wait between attempts.
+    pub backoff: Duration,
+}
+
+/// The action of a step.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// A shell command.
+    Shell {
+        /// The command template (values shell-quoted).
+        command: Template,
+        /// The shell.
+        shell: String,
+    },
+    /// An HTTP request.
+    Http(HttpRequest),
+    /// A plugin call.
+    Plugin {
+        /// Plugin name.
+        name: String,
+        /// Input; string leaves are templates.
+        with: TemplateValue,
+    },
+}
+
+impl Action {
+    /// `shell`, `http` or `plugin`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::Shell { .. } => "shell",
+            Action::Http(_) => "http",
+            Action::Plugin { .. } => "plugin",
+        }
+    }
+}
+
+/// An HTTP request template.
+#[derive(Debug, Clone)]
+pub struct HttpRequest {
+    /// Method, upper case.
+    pub method: String,
+    /// URL.
+    pub url: Template,
+    /// Headers.
+    pub headers: BTreeMap<String, Template>,
+    /// Query parameters.
+    pub query: BTreeMap<String, Template>,
+    /// JSON body.
+    pub json: Option<TemplateValue>,
+    /// Raw body.
+    pub body: Option<Template>,
+    /// Request timeout.
+    pub timeout: Option<Duration>,
+    /// Accepted statuses; empty means any 2xx.
+    pub expect_status: Vec<u16>,
+}
+
+/// A JSON-like value whose strings are templates.
+#[derive(Debug, Clone)]
+pub enum TemplateValue {
+    /// null.
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// A number.
+    Number(serde_json::Number),
+    /// A string template.
+    String(Template),
+    /// An array.
+    Array(Vec<TemplateValue>),
+    /// An object.
+    Object(BTreeMap<String, TemplateValue>),
+}
+
+impl TemplateValue {
+    /// Every template inside, with the path to it.
+    pub fn templates(&self) -> Vec<(Vec<String>, &Template)> {
+        let mut out = Vec::new();
+        self.collect(&mut Vec::new(), &mut out);
+        out
+    }
+
+    fn collect<'a>(&'a self, path: &mut Vec<String>, out: &mut Vec<(Vec<String>, &'a Template)>) {
+        match self {
+            TemplateValue::String(t) => out.push((path.clone(), t)),
+            TemplateValue::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    path.push(i.to_string());
+                    v.collect(path, out);
+                    path.pop();
+                }
+            }
+            TemplateValue::Object(map) => {
+                for (k, v) in map {
+                    path.push(k.clone());
+                    v.collect(path, out);
+                    path.pop();
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Parses a duration such as `30s`, `10m` or `1h30m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim()).map_err(|e| e.to_string())
+}
+
+/// Formats a duration the way runbooks write them (`1h30m`).
+pub fn format_duration(d: Duration) -> String {
+    humantime::format_duration(d).to_string().replace(' ', "")
+}

@@ -1,0 +1,430 @@
+//! Where each value of a YAML document stands in its source text.
+//!
+//! serde_yaml reports positions only for syntax and type errors. For semantic errors the
+//! validator needs to point at the exact key or value, so this module walks the same text with
+//! yaml-rust2's event parser (which keeps positions) and records a span for every path. It also
+//! finds duplicate keys, which YAML forbids and which would otherwise silently shadow each other.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+/// One step of a path into a YAML document.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Seg {
+    /// A mapping key.
+    Key(String),
+    /// A sequence index.
+    Index(usize),
+}
+
+/// A path into a YAML document, e.g. `steps[2].run`.
+pub type YamlPath = Vec<Seg>;
+
+/// Renders a path the way users write it: `steps[2].run`.
+pub fn display_path(path: &[Seg]) -> String {
+    let mut out = String::new();
+    for seg in path {
+        match seg {
+            Seg::Key(k) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(k);
+            }
+            Seg::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
+}
+
+/// Spans of one node.
+#[derive(Debug, Clone, Default)]
+pub struct NodeSpans {
+    /// The key that introduced this node (empty for sequence items and the root).
+    pub key: Option<Range<usize>>,
+    /// The value itself (for collections, just their first character or `- `).
+    pub value: Range<usize>,
+}
+
+/// A key that appears twice in one mapping.
+#[derive(Debug, Clone)]
+pub struct DuplicateKey {
+    /// Path of the mapping holding it.
+    pub mapping: YamlPath,
+    /// The key text.
+    pub key: String,
+    /// The first occurrence.
+    pub first: Range<usize>,
+    /// The repeated occurrence.
+    pub second: Range<usize>,
+}
+
+/// Path -> position index of one YAML document.
+#[derive(Debug, Clone, Default)]
+pub struct SourceMap {
+    nodes: HashMap<YamlPath, NodeSpans>,
+    /// Duplicate keys found while indexing.
+    pub duplicates: Vec<DuplicateKey>,
+}
+
+impl SourceMap {
+    /// Indexes `text`; a document yaml-rust2 cannot read yields an empty map (serde_yaml reports
+    /// the syntax error itself).
+    pub fn build(text: &str) -> SourceMap {
+        let mut builder = Builder {
+            text,
+            line_starts: line_starts(text),
+            map: SourceMap::default(),
+            stack: Vec::new(),
+            gave_up: false,
+            path: Vec::new(),
+            documents: 0,
+        };
+        let mut parser = Parser::new_from_str(text);
+        if parser.load(&mut builder, false).is_err() {
+            return SourceMap::default();
+        }
+        builder.map
+    }
+
+    /// Spans of the node at `path`, if it exists in the source.
+    pub fn get(&self, path: &[Seg]) -> Option<&NodeSpans> {
+        self.nodes.get(path)
+    }
+
+    /// The span of the value at `path`, or of its closest existing ancestor.
+    pub fn value_span(&self, path: &[Seg]) -> Range<usize> {
+        self.nearest(path).map(|n| n.value.clone()).unwrap_or(0..0)
+    }
+
+    /// The span of the key introducing `path` (falls back to the value, then the ancestors).
+    pub fn key_span(&self, path: &[Seg]) -> Range<usize> {
+        self.nearest(path)
+            .map(|n| n.key.clone().unwrap_or_else(|| n.value.clone()))
+            .unwrap_or(0..0)
+    }
+
+    /// The span to underline for a whole node: its key when it has one, else its value.
+    pub fn node_span(&self, path: &[Seg]) -> Range<usize> {
+        self.key_span(path)
+    }
+
+    fn nearest(&self, path: &[Seg]) -> Option<&NodeSpans> {
+        (0..=path.len())
+            .rev()
+            .find_map(|len| self.nodes.get(&path[..len]))
+    }
+}
+
+fn line_starts(text: &str) -> Vec<usize> {
+    std::iter::once(0)
+        .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+        .collect()
+}
+
+enum Frame {
+    Mapping {
+        /// The key read, waiting for its value.
+        pending_key: Option<(String, Range<usize>)>,
+        seen: HashMap<String, Range<usize>>,
+    },
+    Sequence {
+        next: usize,
+    },
+}
+
+struct Level {
+    frame: Frame,
+    /// Written in flow style (`{...}` or `[...]`).
+    flow: bool,
+}
+
+struct Builder<'a> {
+    text: &'a str,
+    line_starts: Vec<usize>,
+    map: SourceMap,
+    stack: Vec<Level>,
+    /// Set on constructs runbooks never use (complex keys); indexing stops there.
+    gave_up: bool,
+    path: YamlPath,
+    documents: usize,
+}
+
+impl Builder<'_> {
+    /// Byte offset of a marker, computed from line and column so that multi-byte characters
+    /// do not shift carets.
+    fn offset(&self, mark: &Marker) -> usize {
+        let line = mark.line().max(1) - 1;
+        let Some(&start) = self.line_starts.get(line) else {
+            return self.text.len();
+        };
+        let rest = &self.text[start..];
+        rest.char_indices()
+            .nth(mark.col())
+            .map(|(i, _)| start + i)
+            .unwrap_or_else(|| start + rest.find('\n').unwrap_or(rest.len()))
+    }
+
+    /// Where a scalar starting at `start` ends in the source.
+    fn scalar_end(&self, start: usize, style: TScalarStyle, is_key: bool) -> usize {
+        let rest = &self.text[start..];
+        let line_end = rest.find('\n').unwrap_or(rest.len());
+        let line = &rest[..line_end];
+        let len = match style {
+            TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted => {
+                let quote = if style == TScalarStyle::SingleQuoted {
+                    '\''
+                } else {
+                    '"'
+                };
+                let mut escaped = false;
+                let mut end = line.len();
+                for (i, c) in line.char_indices().skip(1) {
+                    if escaped {
+                        escaped = false;
+                    } else if c == '\\' && quote == '"' {
+                        escaped = true;
+                    } else if c == quote {
+                        end = i + 1;
+                        break;
+                    }
+                }
+                end
+            }
+            TScalarStyle::Plain => {
+                let mut end = line.len();
+                if let Some(i) = line.find(" #") {
+                    end = end.min(i);
+                }
+                if self.in_flow()
+                    && let Some(i) = line.find([',', ']', '}'])
+                {
+                    end = end.min(i);
+                }
+                // A plain key ends at its colon.
+                if is_key
+                    && let Some(i) = line
+                        .find(": ")
+                        .or_else(|| line.strip_suffix(':').map(str::len))
+                {
+                    end = end.min(i);
+                }
+                line[..end].trim_end().len()
+            }
+            TScalarStyle::Literal | TScalarStyle::Folded => line.trim_end().len(),
+        };
+        start + len.max(1).min(rest.len())
+    }
+}
+
+impl Builder<'_> {
+    fn in_flow(&self) -> bool {
+        self.stack.iter().any(|l| l.flow)
+    }
+
+    /// Enters the child position for the next node; returns true when the node is a mapping key.
+    fn begin_node(&mut self) -> bool {
+        match self.stack.last_mut().map(|l| &mut l.frame) {
+            Some(Frame::Mapping { pending_key, .. }) => match pending_key {
+                Some((key, _)) => {
+                    self.path.push(Seg::Key(key.clone()));
+                    false
+                }
+                None => true,
+            },
+            Some(Frame::Sequence { next }) => {
+                self.path.push(Seg::Index(*next));
+                *next += 1;
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Leaves the child position after a complete value.
+    fn end_node(&mut self) {
+        match self.stack.last_mut().map(|l| &mut l.frame) {
+            Some(Frame::Mapping { pending_key, .. }) => {
+                *pending_key = None;
+                self.path.pop();
+            }
+            Some(Frame::Sequence { .. }) => {
+                self.path.pop();
+            }
+            None => {}
+        }
+    }
+
+    fn insert(&mut self, value: Range<usize>) {
+        let key = match self.stack.last().map(|l| &l.frame) {
+            Some(Frame::Mapping {
+                pending_key: Some((_, span)),
+                ..
+            }) => Some(span.clone()),
+            _ => None,
+        };
+        self.map
+            .nodes
+            .insert(self.path.clone(), NodeSpans { key, value });
+    }
+
+    fn key(&mut self, key: String, span: Range<usize>) {
+        let mapping = self.path.clone();
+        if let Some(Level {
+            frame: Frame::Mapping { pending_key, seen },
+            ..
+        }) = self.stack.last_mut()
+        {
+            if seen.is_empty()
+                && let Some(node) = self.map.nodes.get_mut(&mapping)
+                && self.text.as_bytes().get(node.value.start) != Some(&b'{')
+            {
+                // A block mapping's marker sits after its first key; start it at that key.
+                node.value = span.clone();
+            }
+            if let Some(first) = seen.get(&key) {
+                self.map.duplicates.push(DuplicateKey {
+                    mapping,
+                    key: key.clone(),
+                    first: first.clone(),
+                    second: span.clone(),
+                });
+            } else {
+                seen.insert(key.clone(), span.clone());
+            }
+            *pending_key = Some((key, span));
+        }
+    }
+}
+
+impl MarkedEventReceiver for Builder<'_> {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        if self.gave_up {
+            return;
+        }
+        let start = self.offset(&mark);
+        match ev {
+            Event::DocumentStart => self.documents += 1,
+            // Only the first document matters: a runbook file holds one.
+            _ if self.documents > 1 => {}
+            Event::Scalar(value, style, _, _) => {
+                let is_key = self.begin_node();
+                let end = self.scalar_end(start, style, is_key);
+                if is_key {
+                    self.key(value, start..end);
+                } else {
+                    self.insert(start..end);
+                    self.end_node();
+                }
+            }
+            Event::Alias(_) => {
+                if self.begin_node() {
+                    self.gave_up = true;
+                } else {
+                    self.insert(start..start + 1);
+                    self.end_node();
+                }
+            }
+            Event::MappingStart(..) | Event::SequenceStart(..) => {
+                if self.begin_node() {
+                    self.gave_up = true;
+                    return;
+                }
+                self.insert(start..start + 1);
+                let flow = matches!(self.text.as_bytes().get(start), Some(b'{' | b'['));
+                let frame = if matches!(ev, Event::MappingStart(..)) {
+                    Frame::Mapping {
+                        pending_key: None,
+                        seen: HashMap::new(),
+                    }
+                } else {
+                    Frame::Sequence { next: 0 }
+                };
+                self.stack.push(Level { frame, flow });
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                self.stack.pop();
+                self.end_node();
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn k(s: &str) -> Seg {
+        Seg::Key(s.to_string())
+    }
+
+    fn at<'a>(text: &'a str, span: &Range<usize>) -> &'a str {
+        &text[span.clone()]
+    }
+
+    #[test]
+    fn spans_point_at_keys_and_values_in_block_style() {
+        let text = "name: disk-cleanup\nsteps:\n  - name: usage\n    run: \"df -h\"  # c\n";
+        let map = SourceMap::build(text);
+        assert_eq!(at(text, &map.value_span(&[k("name")])), "disk-cleanup");
+        assert_eq!(at(text, &map.key_span(&[k("name")])), "name");
+        let run = vec![k("steps"), Seg::Index(0), k("run")];
+        assert_eq!(at(text, &map.value_span(&run)), "\"df -h\"");
+        assert_eq!(at(text, &map.key_span(&run)), "run");
+        let step_name = vec![k("steps"), Seg::Index(0), k("name")];
+        assert_eq!(at(text, &map.value_span(&step_name)), "usage");
+    }
+
+    #[test]
+    fn spans_in_flow_style_stop_at_separators() {
+        let text = "tags: [disk, linux]\nmax: { count: 3, per: 1h }\n";
+        let map = SourceMap::build(text);
+        assert_eq!(
+            at(text, &map.value_span(&[k("tags"), Seg::Index(1)])),
+            "linux"
+        );
+        assert_eq!(at(text, &map.value_span(&[k("max"), k("per")])), "1h");
+        assert_eq!(at(text, &map.key_span(&[k("max"), k("count")])), "count");
+    }
+
+    #[test]
+    fn spans_count_bytes_after_multibyte_characters() {
+        let text = "description: \"größe\"\nname: x\n";
+        let map = SourceMap::build(text);
+        assert_eq!(at(text, &map.value_span(&[k("description")])), "\"größe\"");
+        let text = "a: ü\nb: [é, x]\n";
+        let map = SourceMap::build(text);
+        assert_eq!(at(text, &map.value_span(&[k("b"), Seg::Index(1)])), "x");
+    }
+
+    #[test]
+    fn missing_paths_fall_back_to_the_nearest_ancestor() {
+        let text = "guards:\n  cooldown: 5m\n";
+        let map = SourceMap::build(text);
+        let span = map.key_span(&[k("guards"), k("nosuch")]);
+        assert_eq!(at(text, &span), "guards");
+    }
+
+    #[test]
+    fn duplicate_keys_are_found_with_both_positions() {
+        let text = "name: a\nowner: x\nname: b\n";
+        let map = SourceMap::build(text);
+        assert_eq!(map.duplicates.len(), 1);
+        let d = &map.duplicates[0];
+        assert_eq!(d.key, "name");
+        assert_eq!(d.first, 0..4);
+        assert_eq!(d.second, 17..21);
+    }
+
+    #[test]
+    fn paths_display_as_users_write_them() {
+        assert_eq!(
+            display_path(&[k("steps"), Seg::Index(2), k("run")]),
+            "steps[2].run"
+        );
+    }
+}

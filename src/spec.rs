@@ -1,0 +1,280 @@
+//! Raw runbook file types, exactly as written in YAML.
+//!
+//! These types only describe the file's shape (and generate the JSON Schema that editors use).
+//! They are turned into [`crate::runbook::Runbook`] by the [`crate::validator`]; nothing
+//! downstream of the validator ever sees them.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// One runbook file, as written.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "untoil runbook")]
+pub struct RawRunbook {
+    /// Unique name: lowercase letters, digits and dashes.
+    #[schemars(required, pattern(r"^[a-z0-9][a-z0-9-]*$"))]
+    pub name: Option<String>,
+    /// What this runbook does, in one line.
+    pub description: Option<String>,
+    /// The team that owns it; toil reports group by it.
+    #[schemars(required)]
+    pub owner: Option<String>,
+    /// The service it acts on.
+    pub service: Option<String>,
+    /// Free-form tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// How much manual work one run replaces.
+    pub toil: Option<RawToil>,
+    /// Maximum duration of a whole run, e.g. `15m`.
+    #[schemars(with = "Option<DurationString>")]
+    pub timeout: Option<String>,
+    /// What starts a run: schedules and alerts (a runbook can always be run by hand).
+    #[serde(default)]
+    pub triggers: Vec<RawTrigger>,
+    /// Safety controls: concurrency, cooldown, circuit breaker, approval.
+    pub guards: Option<RawGuards>,
+    /// Parameters a run takes, available as `{{params.NAME}}`.
+    #[serde(default)]
+    pub params: BTreeMap<String, RawParam>,
+    /// Environment variables of the daemon that templates may read as `{{env.NAME}}`.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Secrets, available as `{{secrets.NAME}}` and redacted from every log and output.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, RawSecret>,
+    /// How to tell that a run really fixed the problem.
+    pub verify: Option<RawVerify>,
+    /// The steps, run in order.
+    #[serde(default)]
+    pub steps: Vec<RawStep>,
+}
+
+/// Toil estimate of a runbook.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawToil {
+    /// Minutes a person spends doing this by hand.
+    pub manual_minutes: Option<f64>,
+    /// Minutes of human time a required approval costs (subtracted from the credit).
+    pub approval_minutes: Option<f64>,
+}
+
+/// One trigger: exactly one of `schedule` or `alert`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawTrigger {
+    /// Crontab expression (5 fields, 6 with seconds first, or `@daily`-style macros).
+    pub schedule: Option<String>,
+    /// IANA time zone of the schedule, default UTC.
+    pub timezone: Option<String>,
+    /// After downtime, run the latest missed fire once if it is within this window, e.g. `1h`.
+    #[schemars(with = "Option<DurationString>")]
+    pub catchup: Option<String>,
+    /// Run on Prometheus Alertmanager alerts.
+    pub alert: Option<RawAlertTrigger>,
+}
+
+/// Alert trigger.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlertTrigger {
+    /// Alertmanager matchers, all of which must match, e.g. `alertname="HostDiskFull"`.
+    #[serde(default)]
+    pub matchers: Vec<String>,
+    /// Which notifications start a run: firing (default), resolved or both.
+    pub on: Option<String>,
+    /// Cancel a run still in progress when its alert resolves.
+    pub cancel_on_resolve: Option<bool>,
+}
+
+/// Safety guards.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawGuards {
+    /// Runs at once, per key.
+    pub concurrency: Option<u32>,
+    /// Template naming what runs are counted per, e.g. `{{alert.labels.instance}}`.
+    pub key: Option<String>,
+    /// What happens to a trigger while the key is busy: queue, skip or cancel_previous.
+    pub overlap: Option<String>,
+    /// Minimum time between two runs of one key, e.g. `10m`.
+    #[schemars(with = "Option<DurationString>")]
+    pub cooldown: Option<String>,
+    /// More runs than this within the window opens the circuit breaker.
+    pub max_runs: Option<RawMaxRuns>,
+    /// Consecutive failures that open the circuit breaker.
+    pub trip_after_failures: Option<u32>,
+    /// `required`: a person approves each run; `none` (default).
+    pub approval: Option<String>,
+    /// How long a run waits for approval before it expires, default `1h`.
+    #[schemars(with = "Option<DurationString>")]
+    pub approval_timeout: Option<String>,
+}
+
+/// A run-count limit per window.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawMaxRuns {
+    /// How many runs.
+    pub count: Option<u32>,
+    /// In what window, e.g. `1h`.
+    #[schemars(with = "Option<DurationString>")]
+    pub per: Option<String>,
+}
+
+/// A declared parameter.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawParam {
+    /// Value used when a run does not set it; without one the parameter is required.
+    pub default: Option<Scalar>,
+    /// What it is for.
+    pub description: Option<String>,
+}
+
+/// A YAML scalar taken as text (`5`, `true` and `"x"` all become strings).
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[schemars(with = "ScalarSchema")]
+pub struct Scalar(pub String);
+
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum ScalarSchema {
+    Text(String),
+    Number(f64),
+    Bool(bool),
+}
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Any {
+            Text(String),
+            Int(i64),
+            Float(f64),
+            Bool(bool),
+        }
+        match Any::deserialize(d) {
+            Ok(Any::Text(s)) => Ok(Scalar(s)),
+            Ok(Any::Int(i)) => Ok(Scalar(i.to_string())),
+            Ok(Any::Float(f)) => Ok(Scalar(f.to_string())),
+            Ok(Any::Bool(b)) => Ok(Scalar(b.to_string())),
+            Err(_) => Err(serde::de::Error::custom(
+                "invalid type: expected a string, number or boolean",
+            )),
+        }
+    }
+}
+
+/// Where a secret's value comes from: an environment variable or a file.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSecret {
+    /// Environment variable holding the value.
+    pub env: Option<String>,
+    /// File holding the value (trailing newline removed), e.g. `/run/secrets/slack`.
+    pub file: Option<String>,
+}
+
+/// Verification of a run's effect.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawVerify {
+    /// The run counts as verified if its alert resolves within this time, e.g. `15m`.
+    #[schemars(with = "Option<DurationString>")]
+    pub alert_resolves_within: Option<String>,
+}
+
+/// One step: exactly one of `run`, `http` or `plugin`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawStep {
+    /// Unique within the runbook; later steps read results as `{{steps.NAME.stdout}}`.
+    #[schemars(required, pattern(r"^[A-Za-z0-9_-]+$"))]
+    pub name: Option<String>,
+    /// Shell command (template; interpolated values are shell-quoted).
+    pub run: Option<String>,
+    /// Shell to run `run` with, default `/bin/sh`.
+    pub shell: Option<String>,
+    /// HTTP request.
+    pub http: Option<RawHttp>,
+    /// Plugin name: an executable in the plugins directory.
+    pub plugin: Option<String>,
+    /// Plugin input (values are templates).
+    #[serde(rename = "with")]
+    #[schemars(with = "Option<BTreeMap<String, serde_json::Value>>")]
+    pub with: Option<serde_yaml::Value>,
+    /// Template; the step runs only when it renders truthy.
+    pub when: Option<String>,
+    /// Step timeout, default `5m`.
+    #[schemars(with = "Option<DurationString>")]
+    pub timeout: Option<String>,
+    /// Retry a failed step.
+    pub retries: Option<RawRetries>,
+    /// Toil credit of this step when it succeeds (instead of the runbook's figure).
+    pub toil_minutes: Option<f64>,
+    /// A failure of this step does not fail the run.
+    pub continue_on_error: Option<bool>,
+    /// Environment variables for the step's process (values are templates).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Working directory of the step's process.
+    pub workdir: Option<String>,
+}
+
+/// Retry policy of a step.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetries {
+    /// Extra attempts after the first failure.
+    pub attempts: Option<u32>,
+    /// Wait between attempts, e.g. `5s`.
+    #[schemars(with = "Option<DurationString>")]
+    pub backoff: Option<String>,
+}
+
+/// An HTTP step.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    /// HTTP method, default GET.
+    pub method: Option<String>,
+    /// URL (template).
+    pub url: Option<String>,
+    /// Request headers (values are templates).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Query parameters (values are templates).
+    #[serde(default)]
+    pub query: BTreeMap<String, String>,
+    /// JSON body; string values are templates.
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub json: Option<serde_yaml::Value>,
+    /// Raw body (template).
+    pub body: Option<String>,
+    /// Request timeout, default the step timeout.
+    #[schemars(with = "Option<DurationString>")]
+    pub timeout: Option<String>,
+    /// Accepted status codes, default any 2xx.
+    #[serde(default)]
+    pub expect_status: Vec<u16>,
+}
+
+/// A duration such as `30s`, `10m` or `1h30m`.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct DurationString(
+    #[schemars(pattern(r"^\s*([0-9]+\s*(ns|us|ms|s|sec|m|min|h|hr|d|w)\s*)+$"))] String,
+);
+
+/// The JSON Schema of the runbook format, for editors (yaml-language-server).
+pub fn json_schema() -> serde_json::Value {
+    let schema = schemars::schema_for!(RawRunbook);
+    serde_json::to_value(schema).unwrap_or_default()
+}

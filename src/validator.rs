@@ -1,0 +1,1365 @@
+//! Turns a raw runbook into a validated [`Runbook`], reporting every problem at its exact place.
+//!
+//! All checks run in one pass; errors and warnings are collected separately by severity. A
+//! runbook with any error is not returned.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::path::Path;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::alert::{Matcher, never_matches};
+use crate::diagnostic::{Diagnostic, Kind, did_you_mean};
+use crate::plugin::Plugins;
+use crate::runbook::{
+    Action, AlertOn, AlertTrigger, DEFAULT_SHELL, DEFAULT_STEP_TIMEOUT, Guards, HttpRequest,
+    MaxRuns, Overlap, Param, Retries, Runbook, ScheduleTrigger, SecretSource, Step, TemplateValue,
+    Toil, Trigger, Verify, parse_duration,
+};
+use crate::schedule::{Schedule, parse_timezone};
+use crate::source_map::{Seg, SourceMap};
+use crate::spec::{RawAlertTrigger, RawGuards, RawHttp, RawRunbook, RawStep, RawTrigger};
+use crate::template::{HELPERS, Template};
+
+/// Fields every step result exposes to later templates.
+const STEP_FIELDS_COMMON: &[&str] = &["status", "duration_ms", "attempts"];
+const STEP_FIELDS_SHELL: &[&str] = &["exit_code", "stdout", "stderr", "json"];
+const STEP_FIELDS_HTTP: &[&str] = &["http_status", "headers", "body", "json"];
+const STEP_FIELDS_PLUGIN: &[&str] = &["outputs", "message", "stderr", "exit_code", "json"];
+/// Fields of `alert` in templates.
+pub const ALERT_FIELDS: &[&str] = &[
+    "labels",
+    "annotations",
+    "status",
+    "startsAt",
+    "endsAt",
+    "fingerprint",
+    "generatorURL",
+];
+/// Fields of `notification` in templates.
+pub const NOTIFICATION_FIELDS: &[&str] = &[
+    "receiver",
+    "status",
+    "groupKey",
+    "groupLabels",
+    "commonLabels",
+    "commonAnnotations",
+    "externalURL",
+];
+/// Fields of `run` in templates.
+pub const RUN_FIELDS: &[&str] = &["id", "cause", "runbook", "started_at"];
+/// Top-level template variables.
+pub const ROOTS: &[&str] = &[
+    "params",
+    "alert",
+    "notification",
+    "run",
+    "steps",
+    "secrets",
+    "env",
+];
+/// HTTP methods an `http` step may use.
+const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
+fn key(k: &str) -> Seg {
+    Seg::Key(k.to_string())
+}
+
+/// Validates one parsed runbook file. Returns the runbook if it has no error.
+pub fn validate(
+    raw: &RawRunbook,
+    file: usize,
+    path: &Path,
+    text: &str,
+    map: &SourceMap,
+    plugins: &Plugins,
+) -> (Option<Runbook>, Vec<Diagnostic>) {
+    let mut v = Validator {
+        file,
+        text,
+        map,
+        plugins,
+        diags: Vec::new(),
+        has_alert: false,
+    };
+    let runbook = v.runbook(raw, path);
+    let failed = v.diags.iter().any(Diagnostic::is_error);
+    (if failed { None } else { runbook }, v.diags)
+}
+
+/// Where a template stands, which decides what it may read.
+#[derive(Clone, Copy)]
+enum Scope {
+    /// Runbook-level (guards.key): no step results.
+    Runbook,
+    /// Inside step number `index`: results of earlier steps only.
+    Step(usize),
+}
+
+struct Validator<'a> {
+    file: usize,
+    text: &'a str,
+    map: &'a SourceMap,
+    plugins: &'a Plugins,
+    diags: Vec<Diagnostic>,
+    has_alert: bool,
+}
+
+impl Validator<'_> {
+    fn error(
+        &mut self,
+        kind: Kind,
+        span: Range<usize>,
+        message: impl Into<String>,
+    ) -> &mut Diagnostic {
+        self.diags
+            .push(Diagnostic::error(kind, self.file, span, message));
+        let last = self.diags.len() - 1;
+        &mut self.diags[last]
+    }
+
+    fn warn(
+        &mut self,
+        kind: Kind,
+        span: Range<usize>,
+        message: impl Into<String>,
+    ) -> &mut Diagnostic {
+        self.diags
+            .push(Diagnostic::warning(kind, self.file, span, message));
+        let last = self.diags.len() - 1;
+        &mut self.diags[last]
+    }
+
+    fn value_span(&self, path: &[Seg]) -> Range<usize> {
+        self.map.value_span(path)
+    }
+
+    fn key_span(&self, path: &[Seg]) -> Range<usize> {
+        self.map.key_span(path)
+    }
+
+    fn missing(&mut self, parent: &[Seg], field: &str, what: &str, example: &str) {
+        let span = self.key_span(parent);
+        let place = if parent.is_empty() {
+            "runbook".to_string()
+        } else {
+            format!("`{}`", crate::source_map::display_path(parent))
+        };
+        let d = self.error(
+            Kind::MissingField,
+            span,
+            format!("missing field `{field}` in {place}"),
+        );
+        d.primary.message = format!("{what} is required here");
+        d.help.push(format!("add it, e.g. `{example}`"));
+    }
+
+    fn duration(&mut self, text: Option<&String>, path: &[Seg]) -> Option<Duration> {
+        let text = text?;
+        match parse_duration(text) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                let span = self.value_span(path);
+                let d = self.error(
+                    Kind::BadDuration,
+                    span,
+                    format!("invalid duration `{text}`: {e}"),
+                );
+                d.primary.message = "not a duration".into();
+                d.help
+                    .push("write a number and a unit, e.g. `30s`, `10m`, `1h30m` or `2d`".into());
+                None
+            }
+        }
+    }
+
+    fn runbook(&mut self, raw: &RawRunbook, path: &Path) -> Option<Runbook> {
+        let name = match &raw.name {
+            Some(n) => {
+                self.check_name(n, &[key("name")], "runbook");
+                n.clone()
+            }
+            None => {
+                self.missing(&[], "name", "a runbook name", "name: disk-cleanup");
+                String::new()
+            }
+        };
+        let owner = match &raw.owner {
+            Some(o) if !o.trim().is_empty() => o.clone(),
+            Some(_) => {
+                let span = self.value_span(&[key("owner")]);
+                self.error(Kind::InvalidValue, span, "`owner` is empty")
+                    .help
+                    .push(
+                        "name the team that owns this runbook, e.g. `owner: team-storage`".into(),
+                    );
+                String::new()
+            }
+            None => {
+                self.missing(&[], "owner", "the owning team", "owner: team-storage");
+                String::new()
+            }
+        };
+        if raw.steps.is_empty() {
+            if self.map.get(&[key("steps")]).is_some() {
+                let span = self.key_span(&[key("steps")]);
+                self.error(Kind::MissingField, span, "`steps` is empty")
+                    .help
+                    .push("add at least one step, e.g. `- name: check` / `run: uptime`".into());
+            } else {
+                self.missing(
+                    &[],
+                    "steps",
+                    "a list of steps",
+                    "steps: [{name: check, run: uptime}]",
+                );
+            }
+        }
+
+        let toil = self.toil(raw);
+        let timeout = self.duration(raw.timeout.as_ref(), &[key("timeout")]);
+        let triggers: Vec<Trigger> = raw
+            .triggers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| self.trigger(t, i))
+            .collect();
+        self.has_alert = raw.triggers.iter().any(|t| t.alert.is_some());
+        if raw.triggers.is_empty() {
+            let span = self.key_span(&[key("name")]);
+            self.warn(Kind::NoTrigger, span, "runbook has no trigger")
+                .help
+                .push("it runs only by hand (`untoil run`); add a `schedule` or `alert` trigger to automate it".into());
+        }
+
+        let params: BTreeMap<String, Param> = raw
+            .params
+            .iter()
+            .map(|(k, p)| {
+                (
+                    k.clone(),
+                    Param {
+                        default: p.default.as_ref().map(|s| s.0.clone()),
+                        description: p.description.clone().unwrap_or_default(),
+                    },
+                )
+            })
+            .collect();
+        for name in raw.params.keys() {
+            if !valid_identifier(name) {
+                let span = self.key_span(&[key("params"), key(name)]);
+                self.error(Kind::InvalidValue, span, format!("invalid parameter name `{name}`"))
+                    .help
+                    .push("use letters, digits and `_`, starting with a letter, so templates can read it as `{{params.NAME}}`".into());
+            }
+        }
+        for (i, name) in raw.env.iter().enumerate() {
+            if !valid_env_name(name) {
+                let span = self.value_span(&[key("env"), Seg::Index(i)]);
+                self.error(
+                    Kind::InvalidValue,
+                    span,
+                    format!("invalid environment variable name `{name}`"),
+                )
+                .help
+                .push("use letters, digits and `_`, not starting with a digit".into());
+            }
+        }
+        let secrets = self.secrets(raw);
+        let guards = self.guards(raw.guards.as_ref(), raw);
+        let verify = raw.verify.as_ref().and_then(|v| {
+            let within = self.duration(
+                v.alert_resolves_within.as_ref(),
+                &[key("verify"), key("alert_resolves_within")],
+            )?;
+            Some(Verify {
+                alert_resolves_within: within,
+            })
+        });
+        if verify.is_some() && !self.has_alert {
+            let span = self.key_span(&[key("verify")]);
+            self.warn(Kind::Ineffective, span, "`verify` has no effect without an alert trigger")
+                .help
+                .push("verification watches the alert that started a run; add an `alert` trigger or remove `verify`".into());
+        }
+
+        let mut steps = Vec::new();
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for (i, s) in raw.steps.iter().enumerate() {
+            if let Some(n) = &s.name {
+                if let Some(&first) = seen.get(n.as_str()) {
+                    let span = self.value_span(&[key("steps"), Seg::Index(i), key("name")]);
+                    let first_span =
+                        self.value_span(&[key("steps"), Seg::Index(first), key("name")]);
+                    let file = self.file;
+                    let d = self.error(
+                        Kind::DuplicateStep,
+                        span,
+                        format!("duplicate step name `{n}`"),
+                    );
+                    d.primary.message = "used again here".into();
+                    d.secondary.push(crate::diagnostic::Label {
+                        file,
+                        span: first_span,
+                        message: "first used here".into(),
+                    });
+                    d.help.push(
+                        "step names must be unique so later steps can refer to `{{steps.NAME...}}`"
+                            .into(),
+                    );
+                } else {
+                    seen.insert(n, i);
+                }
+            }
+            if let Some(step) = self.step(s, i, raw) {
+                steps.push(step);
+            }
+        }
+
+        let has_step_toil = raw.steps.iter().any(|s| s.toil_minutes.is_some());
+        if toil.manual_minutes == 0.0 && !has_step_toil {
+            let span = match raw.toil {
+                Some(_) => self.key_span(&[key("toil")]),
+                None => self.key_span(&[key("name")]),
+            };
+            self.warn(Kind::NoToil, span, "runbook credits no toil")
+                .help
+                .push("set `toil.manual_minutes` (what doing this by hand costs) so reports show what it saves".into());
+        }
+        if toil.approval_minutes > 0.0 && !guards.approval {
+            let span = self.key_span(&[key("toil"), key("approval_minutes")]);
+            self.warn(
+                Kind::Ineffective,
+                span,
+                "`approval_minutes` has no effect without `guards.approval: required`",
+            );
+        }
+
+        Some(Runbook {
+            name,
+            description: raw.description.clone().unwrap_or_default(),
+            owner,
+            service: raw.service.clone(),
+            tags: raw.tags.clone(),
+            toil,
+            timeout,
+            triggers,
+            guards,
+            params,
+            env: raw.env.clone(),
+            secrets,
+            verify,
+            steps,
+            source: path.to_path_buf(),
+            version: hex(&Sha256::digest(self.text.as_bytes())),
+        })
+    }
+
+    fn check_name(&mut self, name: &str, path: &[Seg], what: &str) {
+        let ok = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !name.starts_with('-');
+        if !ok {
+            let span = self.value_span(path);
+            let suggestion: String = name
+                .to_lowercase()
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                .collect();
+            let d = self.error(
+                Kind::InvalidValue,
+                span,
+                format!("invalid {what} name `{name}`"),
+            );
+            d.primary.message = "only lowercase letters, digits and `-` are allowed".into();
+            d.help
+                .push(format!("try `{}`", suggestion.trim_matches('-')));
+        }
+    }
+
+    fn toil(&mut self, raw: &RawRunbook) -> Toil {
+        let Some(t) = &raw.toil else {
+            return Toil::default();
+        };
+        let check = |v: Option<f64>, field: &str, this: &mut Self| -> f64 {
+            let v = v.unwrap_or(0.0);
+            if !v.is_finite() || v < 0.0 {
+                let span = this.value_span(&[key("toil"), key(field)]);
+                this.error(
+                    Kind::InvalidValue,
+                    span,
+                    format!("`toil.{field}` must be zero or more minutes"),
+                );
+                0.0
+            } else {
+                v
+            }
+        };
+        Toil {
+            manual_minutes: check(t.manual_minutes, "manual_minutes", self),
+            approval_minutes: check(t.approval_minutes, "approval_minutes", self),
+        }
+    }
+
+    fn trigger(&mut self, t: &RawTrigger, i: usize) -> Option<Trigger> {
+        let base = vec![key("triggers"), Seg::Index(i)];
+        match (&t.schedule, &t.alert) {
+            (Some(_), Some(_)) => {
+                let span = self.key_span(&[key("triggers"), Seg::Index(i), key("alert")]);
+                self.error(
+                    Kind::InvalidValue,
+                    span,
+                    "a trigger has either `schedule` or `alert`, not both",
+                )
+                .help
+                .push("split it into two triggers, each starting with `- `".into());
+                None
+            }
+            (None, None) => {
+                let span = self.value_span(&base);
+                let d = self.error(
+                    Kind::MissingField,
+                    span,
+                    "trigger needs `schedule` or `alert`",
+                );
+                d.help.push("e.g. `- schedule: \"0 3 * * *\"` or `- alert: {matchers: ['alertname=\"X\"']}`".into());
+                None
+            }
+            (Some(expr), None) => {
+                let tz = match &t.timezone {
+                    Some(name) => match parse_timezone(name) {
+                        Ok(tz) => Some(tz),
+                        Err(e) => {
+                            let span =
+                                self.value_span(&[key("triggers"), Seg::Index(i), key("timezone")]);
+                            let help = e.help();
+                            let d = self.error(Kind::UnknownTimezone, span, e.to_string());
+                            d.primary.message = "not an IANA time zone".into();
+                            if let Some(h) = help {
+                                d.help.push(h);
+                            }
+                            None
+                        }
+                    },
+                    None => Some(chrono_tz::UTC),
+                };
+                let catchup = self.duration(
+                    t.catchup.as_ref(),
+                    &[key("triggers"), Seg::Index(i), key("catchup")],
+                );
+                let tz = tz?;
+                match Schedule::parse(expr, tz) {
+                    Ok(schedule) => Some(Trigger::Schedule(ScheduleTrigger { schedule, catchup })),
+                    Err(e) => {
+                        let span =
+                            self.value_span(&[key("triggers"), Seg::Index(i), key("schedule")]);
+                        let help = e.help();
+                        let d = self.error(
+                            Kind::BadCron,
+                            span,
+                            format!("invalid schedule `{expr}`: {e}"),
+                        );
+                        d.primary.message = "not a crontab expression".into();
+                        if let Some(h) = help {
+                            d.help.push(h);
+                        }
+                        None
+                    }
+                }
+            }
+            (None, Some(alert)) => {
+                for field in ["timezone", "catchup"] {
+                    let set = if field == "timezone" {
+                        t.timezone.is_some()
+                    } else {
+                        t.catchup.is_some()
+                    };
+                    if set {
+                        let span = self.key_span(&[key("triggers"), Seg::Index(i), key(field)]);
+                        self.warn(
+                            Kind::Ineffective,
+                            span,
+                            format!("`{field}` has no effect on an alert trigger"),
+                        )
+                        .help
+                        .push("it applies to `schedule` triggers only".into());
+                    }
+                }
+                self.alert_trigger(alert, &base).map(Trigger::Alert)
+            }
+        }
+    }
+
+    fn alert_trigger(&mut self, a: &RawAlertTrigger, base: &[Seg]) -> Option<AlertTrigger> {
+        let mut matchers = Vec::new();
+        let mut ok = true;
+        let mpath = |j: usize| {
+            let mut p = base.to_vec();
+            p.push(key("alert"));
+            p.push(key("matchers"));
+            p.push(Seg::Index(j));
+            p
+        };
+        if a.matchers.is_empty() {
+            let mut p = base.to_vec();
+            p.push(key("alert"));
+            let span = self.key_span(&p);
+            self.error(Kind::MissingField, span, "alert trigger needs at least one matcher")
+                .help
+                .push("e.g. `matchers: ['alertname=\"HostDiskFull\"']`; without matchers it would run on every alert".into());
+            ok = false;
+        }
+        for (j, text) in a.matchers.iter().enumerate() {
+            match Matcher::parse(text) {
+                Ok(m) => matchers.push(m),
+                Err(e) => {
+                    ok = false;
+                    let vspan = self.value_span(&mpath(j));
+                    let quoted = self
+                        .text
+                        .get(vspan.clone())
+                        .is_some_and(|s| s.starts_with(['"', '\'']));
+                    let start = vspan.start + usize::from(quoted) + e.offset;
+                    let span = start..(start + e.len.max(1)).min(vspan.end.max(start + 1));
+                    let kind = if e.message.contains("regex") {
+                        Kind::InvalidRegex
+                    } else {
+                        Kind::BadMatcher
+                    };
+                    let d = self.error(
+                        kind,
+                        span,
+                        format!("invalid matcher `{text}`: {}", e.message),
+                    );
+                    if let Some(h) = &e.help {
+                        d.help.push(h.clone());
+                    }
+                    d.help.push("matchers use Alertmanager's syntax: name=\"value\", name!=\"value\", name=~\"regex\", name!~\"regex\"".into());
+                }
+            }
+        }
+        if let Some(reason) = never_matches(&matchers) {
+            let mut p = base.to_vec();
+            p.push(key("alert"));
+            p.push(key("matchers"));
+            let span = self.key_span(&p);
+            self.warn(
+                Kind::NeverMatches,
+                span,
+                "these matchers can never match an alert",
+            )
+            .help
+            .push(reason);
+        }
+        let on = match a.on.as_deref() {
+            None | Some("firing") => AlertOn::Firing,
+            Some("resolved") => AlertOn::Resolved,
+            Some("both") => AlertOn::Both,
+            Some(other) => {
+                let mut p = base.to_vec();
+                p.extend([key("alert"), key("on")]);
+                let span = self.value_span(&p);
+                let hint = did_you_mean(other, ["firing", "resolved", "both"]);
+                let d = self.error(
+                    Kind::InvalidValue,
+                    span,
+                    format!("invalid `on` value `{other}`"),
+                );
+                d.primary.message = "expected firing, resolved or both".into();
+                if let Some(h) = hint {
+                    d.help.push(h);
+                }
+                ok = false;
+                AlertOn::Firing
+            }
+        };
+        let cancel_on_resolve = a.cancel_on_resolve.unwrap_or(false);
+        if cancel_on_resolve && on == AlertOn::Resolved {
+            let mut p = base.to_vec();
+            p.extend([key("alert"), key("cancel_on_resolve")]);
+            let span = self.key_span(&p);
+            self.warn(
+                Kind::Ineffective,
+                span,
+                "`cancel_on_resolve` has no effect with `on: resolved`",
+            );
+        }
+        ok.then_some(AlertTrigger {
+            matchers,
+            on,
+            cancel_on_resolve,
+        })
+    }
+
+    fn secrets(&mut self, raw: &RawRunbook) -> BTreeMap<String, SecretSource> {
+        let mut out = BTreeMap::new();
+        for (name, s) in &raw.secrets {
+            let path = vec![key("secrets"), key(name)];
+            match (&s.env, &s.file) {
+                (Some(var), None) => {
+                    out.insert(name.clone(), SecretSource::Env(var.clone()));
+                }
+                (None, Some(f)) => {
+                    out.insert(name.clone(), SecretSource::File(f.into()));
+                }
+                (Some(_), Some(_)) => {
+                    let span = self.key_span(&path);
+                    self.error(
+                        Kind::InvalidValue,
+                        span,
+                        format!("secret `{name}` has both `env` and `file`"),
+                    )
+                    .help
+                    .push("keep one source".into());
+                }
+                (None, None) => {
+                    let span = self.key_span(&path);
+                    self.error(
+                        Kind::MissingField,
+                        span,
+                        format!("secret `{name}` needs `env` or `file`"),
+                    )
+                    .help
+                    .push(format!(
+                        "e.g. `{name}: {{env: {}}}` or `{name}: {{file: /run/secrets/{name}}}`",
+                        name.to_uppercase()
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    fn guards(&mut self, g: Option<&RawGuards>, raw: &RawRunbook) -> Guards {
+        let mut out = Guards::default();
+        let Some(g) = g else {
+            return out;
+        };
+        let p = |f: &str| vec![key("guards"), key(f)];
+        if g.concurrency == Some(0) {
+            let span = self.value_span(&p("concurrency"));
+            self.error(Kind::InvalidValue, span, "`concurrency` must be at least 1");
+        }
+        out.concurrency = g.concurrency;
+        out.key = g
+            .key
+            .as_ref()
+            .and_then(|k| self.template(k, &p("key"), Scope::Runbook, raw));
+        out.overlap = match g.overlap.as_deref() {
+            None | Some("queue") => Overlap::Queue,
+            Some("skip") => Overlap::Skip,
+            Some("cancel_previous") => Overlap::CancelPrevious,
+            Some(other) => {
+                let span = self.value_span(&p("overlap"));
+                let hint = did_you_mean(other, ["queue", "skip", "cancel_previous"]);
+                let d = self.error(
+                    Kind::InvalidValue,
+                    span,
+                    format!("invalid `overlap` value `{other}`"),
+                );
+                d.primary.message = "expected queue, skip or cancel_previous".into();
+                if let Some(h) = hint {
+                    d.help.push(h);
+                }
+                Overlap::Queue
+            }
+        };
+        out.cooldown = self.duration(g.cooldown.as_ref(), &p("cooldown"));
+        if let Some(m) = &g.max_runs {
+            let mp = |f: &str| vec![key("guards"), key("max_runs"), key(f)];
+            let per = self.duration(m.per.as_ref(), &mp("per"));
+            match (m.count, per) {
+                (Some(0), _) => {
+                    let span = self.value_span(&mp("count"));
+                    self.error(
+                        Kind::InvalidValue,
+                        span,
+                        "`max_runs.count` must be at least 1",
+                    );
+                }
+                (Some(count), Some(per)) => out.max_runs = Some(MaxRuns { count, per }),
+                (None, _) => self.missing(
+                    &p("max_runs"),
+                    "count",
+                    "a run count",
+                    "max_runs: { count: 3, per: 1h }",
+                ),
+                (_, None) if m.per.is_none() => self.missing(
+                    &p("max_runs"),
+                    "per",
+                    "a window",
+                    "max_runs: { count: 3, per: 1h }",
+                ),
+                _ => {}
+            }
+        }
+        if g.trip_after_failures == Some(0) {
+            let span = self.value_span(&p("trip_after_failures"));
+            self.error(
+                Kind::InvalidValue,
+                span,
+                "`trip_after_failures` must be at least 1",
+            );
+        }
+        out.trip_after_failures = g.trip_after_failures;
+        out.approval = match g.approval.as_deref() {
+            None | Some("none") => false,
+            Some("required") => true,
+            Some(other) => {
+                let span = self.value_span(&p("approval"));
+                let hint = did_you_mean(other, ["required", "none"]);
+                let d = self.error(
+                    Kind::InvalidValue,
+                    span,
+                    format!("invalid `approval` value `{other}`"),
+                );
+                d.primary.message = "expected required or none".into();
+                if let Some(h) = hint {
+                    d.help.push(h);
+                }
+                false
+            }
+        };
+        if let Some(t) = self.duration(g.approval_timeout.as_ref(), &p("approval_timeout")) {
+            out.approval_timeout = t;
+        }
+        out
+    }
+
+    fn step(&mut self, s: &RawStep, i: usize, raw: &RawRunbook) -> Option<Step> {
+        let base = vec![key("steps"), Seg::Index(i)];
+        let sp = |f: &str| {
+            let mut p = base.clone();
+            p.push(key(f));
+            p
+        };
+        let name = match &s.name {
+            Some(n) => {
+                if !n
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                    || n.is_empty()
+                {
+                    let span = self.value_span(&sp("name"));
+                    self.error(Kind::InvalidValue, span, format!("invalid step name `{n}`"))
+                        .help
+                        .push("use letters, digits, `-` and `_`".into());
+                }
+                n.clone()
+            }
+            None => {
+                self.missing(&base, "name", "a step name", "name: check-disk");
+                format!("#{i}")
+            }
+        };
+        let scope = Scope::Step(i);
+        let kinds = [s.run.is_some(), s.http.is_some(), s.plugin.is_some()];
+        let action = match kinds {
+            [true, false, false] => {
+                let command = s
+                    .run
+                    .as_ref()
+                    .and_then(|r| self.template(r, &sp("run"), scope, raw));
+                if let Some(c) = &command
+                    && c.uses_raw()
+                {
+                    let span = self.value_span(&sp("run"));
+                    self.warn(Kind::RawInterpolation, span, "command interpolates a value without shell quoting")
+                        .help
+                        .push("`{{{x}}}` and `{{raw x}}` insert text as is; a crafted label could inject commands. Use `{{x}}` unless the value is trusted".into());
+                }
+                command.map(|command| Action::Shell {
+                    command,
+                    shell: s.shell.clone().unwrap_or_else(|| DEFAULT_SHELL.to_string()),
+                })
+            }
+            [false, true, false] => s
+                .http
+                .as_ref()
+                .and_then(|h| self.http(h, &sp("http"), scope, raw))
+                .map(Action::Http),
+            [false, false, true] => {
+                let plugin = s.plugin.clone().unwrap_or_default();
+                self.plugin(&plugin, s, &base, scope, raw)
+                    .map(|with| Action::Plugin { name: plugin, with })
+            }
+            [false, false, false] => {
+                let span = self.key_span(&base);
+                let d = self.error(
+                    Kind::MissingField,
+                    span,
+                    format!("step `{name}` does nothing"),
+                );
+                d.primary.message = "needs `run`, `http` or `plugin`".into();
+                d.help
+                    .push("add `run: <command>`, an `http:` request or `plugin: <name>`".into());
+                None
+            }
+            _ => {
+                let second = if s.run.is_some() && s.http.is_some() {
+                    "http"
+                } else {
+                    "plugin"
+                };
+                let span = self.key_span(&sp(second));
+                self.error(
+                    Kind::InvalidValue,
+                    span,
+                    format!("step `{name}` has more than one of `run`, `http` and `plugin`"),
+                )
+                .help
+                .push("a step does one thing; split it into several steps".into());
+                None
+            }
+        };
+        if s.shell.is_some() && s.run.is_none() {
+            let span = self.key_span(&sp("shell"));
+            self.warn(
+                Kind::Ineffective,
+                span,
+                "`shell` has no effect without `run`",
+            );
+        }
+        if s.with.is_some() && s.plugin.is_none() {
+            let span = self.key_span(&sp("with"));
+            self.error(Kind::InvalidValue, span, "`with` is only for plugin steps")
+                .help
+                .push("pass inputs to a `plugin:` step; use `env` for `run` steps".into());
+        }
+        let when = s
+            .when
+            .as_ref()
+            .and_then(|w| self.template(w, &sp("when"), scope, raw));
+        let timeout = self
+            .duration(s.timeout.as_ref(), &sp("timeout"))
+            .unwrap_or(DEFAULT_STEP_TIMEOUT);
+        if timeout.is_zero() {
+            let span = self.value_span(&sp("timeout"));
+            self.error(
+                Kind::InvalidValue,
+                span,
+                "a step timeout must be more than zero",
+            );
+        }
+        let retries = match &s.retries {
+            Some(r) => {
+                let mut rp = sp("retries");
+                rp.push(key("backoff"));
+                Retries {
+                    attempts: r.attempts.unwrap_or(0),
+                    backoff: self
+                        .duration(r.backoff.as_ref(), &rp)
+                        .unwrap_or(Duration::ZERO),
+                }
+            }
+            None => Retries::default(),
+        };
+        if let Some(m) = s.toil_minutes
+            && (!m.is_finite() || m < 0.0)
+        {
+            let span = self.value_span(&sp("toil_minutes"));
+            self.error(
+                Kind::InvalidValue,
+                span,
+                "`toil_minutes` must be zero or more",
+            );
+        }
+        let mut env = BTreeMap::new();
+        for (k, v) in &s.env {
+            let mut p = sp("env");
+            p.push(key(k));
+            if !valid_env_name(k) {
+                let span = self.key_span(&p);
+                self.error(
+                    Kind::InvalidValue,
+                    span,
+                    format!("invalid environment variable name `{k}`"),
+                );
+            }
+            if let Some(t) = self.template(v, &p, scope, raw) {
+                env.insert(k.clone(), t);
+            }
+        }
+        let workdir = s
+            .workdir
+            .as_ref()
+            .and_then(|w| self.template(w, &sp("workdir"), scope, raw));
+        Some(Step {
+            name,
+            action: action?,
+            when,
+            timeout,
+            retries,
+            toil_minutes: s.toil_minutes,
+            continue_on_error: s.continue_on_error.unwrap_or(false),
+            env,
+            workdir,
+        })
+    }
+
+    fn http(
+        &mut self,
+        h: &RawHttp,
+        base: &[Seg],
+        scope: Scope,
+        raw: &RawRunbook,
+    ) -> Option<HttpRequest> {
+        let p = |f: &str| {
+            let mut p = base.to_vec();
+            p.push(key(f));
+            p
+        };
+        let method = h
+            .method
+            .clone()
+            .unwrap_or_else(|| "GET".into())
+            .to_uppercase();
+        if !METHODS.contains(&method.as_str()) {
+            let span = self.value_span(&p("method"));
+            let hint = did_you_mean(&method, METHODS.iter().copied());
+            let d = self.error(
+                Kind::InvalidValue,
+                span,
+                format!("unknown HTTP method `{method}`"),
+            );
+            d.help
+                .push(hint.unwrap_or_else(|| format!("expected one of {}", METHODS.join(", "))));
+        }
+        let url = match &h.url {
+            Some(u) => self.template(u, &p("url"), scope, raw),
+            None => {
+                self.missing(base, "url", "a URL", "url: https://example.com/hook");
+                None
+            }
+        };
+        if let Some(u) = &url
+            && u.is_literal()
+            && !(u.source().starts_with("http://") || u.source().starts_with("https://"))
+        {
+            let span = self.value_span(&p("url"));
+            self.error(
+                Kind::InvalidValue,
+                span,
+                format!("`{}` is not an http:// or https:// URL", u.source()),
+            );
+        }
+        if h.json.is_some() && h.body.is_some() {
+            let span = self.key_span(&p("body"));
+            self.error(
+                Kind::InvalidValue,
+                span,
+                "an HTTP step has `json` or `body`, not both",
+            );
+        }
+        let map_templates = |this: &mut Self, m: &BTreeMap<String, String>, field: &str| {
+            let mut out = BTreeMap::new();
+            for (k, v) in m {
+                let mut path = p(field);
+                path.push(key(k));
+                if let Some(t) = this.template(v, &path, scope, raw) {
+                    out.insert(k.clone(), t);
+                }
+            }
+            out
+        };
+        let headers = map_templates(self, &h.headers, "headers");
+        let query = map_templates(self, &h.query, "query");
+        let json = h
+            .json
+            .as_ref()
+            .and_then(|j| self.template_value(j, &p("json"), scope, raw));
+        let body = h
+            .body
+            .as_ref()
+            .and_then(|b| self.template(b, &p("body"), scope, raw));
+        let timeout = self.duration(h.timeout.as_ref(), &p("timeout"));
+        for (j, code) in h.expect_status.iter().enumerate() {
+            if !(100..=599).contains(code) {
+                let mut path = p("expect_status");
+                path.push(Seg::Index(j));
+                let span = self.value_span(&path);
+                self.error(
+                    Kind::InvalidValue,
+                    span,
+                    format!("{code} is not an HTTP status code (100-599)"),
+                );
+            }
+        }
+        Some(HttpRequest {
+            method,
+            url: url?,
+            headers,
+            query,
+            json,
+            body,
+            timeout,
+            expect_status: h.expect_status.clone(),
+        })
+    }
+
+    fn plugin(
+        &mut self,
+        name: &str,
+        s: &RawStep,
+        base: &[Seg],
+        scope: Scope,
+        raw: &RawRunbook,
+    ) -> Option<TemplateValue> {
+        let mut ppath = base.to_vec();
+        ppath.push(key("plugin"));
+        let mut wpath = base.to_vec();
+        wpath.push(key("with"));
+        let with = match &s.with {
+            Some(w) => self.template_value(w, &wpath, scope, raw)?,
+            None => TemplateValue::Object(BTreeMap::new()),
+        };
+        let Some(plugin) = self.plugins.get(name) else {
+            let span = self.value_span(&ppath);
+            let hint = did_you_mean(name, self.plugins.names());
+            let installed: Vec<&str> = self.plugins.names().collect();
+            let d = self.error(
+                Kind::UnknownPlugin,
+                span,
+                format!("unknown plugin `{name}`"),
+            );
+            d.primary.message = "no such executable in the plugins directory".into();
+            d.help.push(hint.unwrap_or_else(|| {
+                if installed.is_empty() {
+                    "no plugins are installed; put an executable in the plugins directory (`--plugins`)".into()
+                } else {
+                    format!("installed plugins: {}", installed.join(", "))
+                }
+            }));
+            return None;
+        };
+        if let Some(inputs) = plugin.manifest.as_ref().and_then(|m| m.inputs.as_ref()) {
+            let given: Vec<String> = match &with {
+                TemplateValue::Object(m) => m.keys().cloned().collect(),
+                _ => Vec::new(),
+            };
+            for g in &given {
+                if !inputs.contains_key(g) {
+                    let mut p = wpath.clone();
+                    p.push(key(g));
+                    let span = self.key_span(&p);
+                    let hint = did_you_mean(g, inputs.keys().map(String::as_str));
+                    let d = self.error(
+                        Kind::UnknownField,
+                        span,
+                        format!("plugin `{name}` has no input `{g}`"),
+                    );
+                    d.help.push(hint.unwrap_or_else(|| {
+                        format!(
+                            "its inputs: {}",
+                            inputs.keys().cloned().collect::<Vec<_>>().join(", ")
+                        )
+                    }));
+                }
+            }
+            for (input, spec) in inputs {
+                if spec.required && !given.contains(input) {
+                    let target = if s.with.is_some() {
+                        wpath.clone()
+                    } else {
+                        ppath.clone()
+                    };
+                    let span = self.key_span(&target);
+                    let d = self.error(
+                        Kind::MissingField,
+                        span,
+                        format!("plugin `{name}` needs input `{input}`"),
+                    );
+                    if !spec.description.is_empty() {
+                        d.help.push(format!("`{input}`: {}", spec.description));
+                    }
+                }
+            }
+        }
+        Some(with)
+    }
+
+    fn template_value(
+        &mut self,
+        v: &serde_yaml::Value,
+        path: &[Seg],
+        scope: Scope,
+        raw: &RawRunbook,
+    ) -> Option<TemplateValue> {
+        use serde_yaml::Value as Y;
+        Some(match v {
+            Y::Null => TemplateValue::Null,
+            Y::Bool(b) => TemplateValue::Bool(*b),
+            Y::Number(n) => {
+                let json = serde_json::to_value(n).ok()?;
+                match json {
+                    serde_json::Value::Number(n) => TemplateValue::Number(n),
+                    _ => TemplateValue::Null,
+                }
+            }
+            Y::String(s) => TemplateValue::String(self.template(s, path, scope, raw)?),
+            Y::Sequence(items) => {
+                let mut out = Vec::new();
+                let mut ok = true;
+                for (i, item) in items.iter().enumerate() {
+                    let mut p = path.to_vec();
+                    p.push(Seg::Index(i));
+                    match self.template_value(item, &p, scope, raw) {
+                        Some(t) => out.push(t),
+                        None => ok = false,
+                    }
+                }
+                ok.then_some(TemplateValue::Array(out))?
+            }
+            Y::Mapping(m) => {
+                let mut out = BTreeMap::new();
+                let mut ok = true;
+                for (k, item) in m {
+                    let k = match k {
+                        Y::String(s) => s.clone(),
+                        other => serde_yaml::to_string(other)
+                            .unwrap_or_default()
+                            .trim()
+                            .to_string(),
+                    };
+                    let mut p = path.to_vec();
+                    p.push(key(&k));
+                    match self.template_value(item, &p, scope, raw) {
+                        Some(t) => {
+                            out.insert(k, t);
+                        }
+                        None => ok = false,
+                    }
+                }
+                ok.then_some(TemplateValue::Object(out))?
+            }
+            Y::Tagged(t) => self.template_value(&t.value, path, scope, raw)?,
+        })
+    }
+
+    /// Compiles a template and checks every variable and helper it uses.
+    fn template(
+        &mut self,
+        source: &str,
+        path: &[Seg],
+        scope: Scope,
+        raw: &RawRunbook,
+    ) -> Option<Template> {
+        let span = self.value_span(path);
+        let t = match Template::compile(source) {
+            Ok(t) => t,
+            Err(e) => {
+                if let Some(open) = unclosed_braces(source) {
+                    let sub = self.sub_span(&span, &source[open..]);
+                    let sub = sub.start..sub.start + 2;
+                    let d = self.error(
+                        Kind::TemplateSyntax,
+                        sub,
+                        "template syntax error: `{{` is never closed",
+                    );
+                    d.primary.message = "opened here".into();
+                    d.help
+                        .push("close it with `}}`; a literal `{{` is written `\\{{`".into());
+                    return None;
+                }
+                let at = match e.position {
+                    Some((line, col)) => format!(" (template line {line}, column {col})"),
+                    None => String::new(),
+                };
+                let d = self.error(
+                    Kind::TemplateSyntax,
+                    span,
+                    format!("template syntax error: {}{at}", e.message),
+                );
+                d.primary.message = "does not compile".into();
+                d.help.push("templates use Handlebars: `{{params.path}}`, `{{#if x}}...{{/if}}`; a literal `{{` is written `\\{{`".into());
+                return None;
+            }
+        };
+        let mut ok = true;
+        for h in t.helpers() {
+            if !HELPERS.contains(&h.as_str()) {
+                ok = false;
+                let sub = self.sub_span(&span, &h);
+                let hint = did_you_mean(&h, HELPERS.iter().copied());
+                let d = self.error(
+                    Kind::UnknownHelper,
+                    sub,
+                    format!("unknown template helper `{h}`"),
+                );
+                d.help.push(
+                    hint.unwrap_or_else(|| format!("available helpers: {}", HELPERS.join(", "))),
+                );
+            }
+        }
+        for var in t.variables() {
+            if let Err((message, help)) = self.check_var(&var.segments, scope, raw) {
+                ok = false;
+                let sub = self.sub_span(&span, &var.raw);
+                let d = self.error(Kind::UnknownVariable, sub, message);
+                d.primary.message = "cannot exist when this renders".into();
+                if let Some(h) = help {
+                    d.help.push(h);
+                }
+            }
+        }
+        ok.then_some(t)
+    }
+
+    /// Narrows a value span to where `needle` appears in it (templates can span several lines).
+    fn sub_span(&self, span: &Range<usize>, needle: &str) -> Range<usize> {
+        let end = (span.end + 4096).min(self.text.len());
+        match self.text.get(span.start..end).and_then(|s| s.find(needle)) {
+            Some(i) => span.start + i..span.start + i + needle.len(),
+            None => span.clone(),
+        }
+    }
+
+    fn check_var(
+        &self,
+        segs: &[String],
+        scope: Scope,
+        raw: &RawRunbook,
+    ) -> Result<(), (String, Option<String>)> {
+        let root = segs.first().map(String::as_str).unwrap_or("");
+        let second = segs.get(1).map(String::as_str);
+        let full = segs.join(".");
+        let field_check = |fields: &[&str], what: &str| -> Result<(), (String, Option<String>)> {
+            match second {
+                Some(f) if !fields.contains(&f) => Err((
+                    format!("`{what}` has no field `{f}`"),
+                    Some(
+                        did_you_mean(f, fields.iter().copied())
+                            .unwrap_or_else(|| format!("its fields: {}", fields.join(", "))),
+                    ),
+                )),
+                _ => Ok(()),
+            }
+        };
+        match root {
+            "params" => match second {
+                Some(p) if !raw.params.contains_key(p) => Err((
+                    format!("unknown parameter `{p}` in `{full}`"),
+                    Some(did_you_mean(p, raw.params.keys().map(String::as_str)).unwrap_or_else(|| {
+                        format!("declare it under `params:`, e.g. `params: {{ {p}: {{ default: ... }} }}`")
+                    })),
+                )),
+                _ => Ok(()),
+            },
+            "alert" | "notification" => {
+                if !self.has_alert {
+                    return Err((
+                        format!("`{full}` is only set for alert-triggered runs, and this runbook has no alert trigger"),
+                        Some("add an `alert` trigger, or use a parameter instead".into()),
+                    ));
+                }
+                if root == "alert" {
+                    field_check(ALERT_FIELDS, "alert")
+                } else {
+                    field_check(NOTIFICATION_FIELDS, "notification")
+                }
+            }
+            "run" => field_check(RUN_FIELDS, "run"),
+            "secrets" => match second {
+                Some(s) if !raw.secrets.contains_key(s) => Err((
+                    format!("unknown secret `{s}` in `{full}`"),
+                    Some(did_you_mean(s, raw.secrets.keys().map(String::as_str)).unwrap_or_else(|| {
+                        format!("declare it under `secrets:`, e.g. `secrets: {{ {s}: {{ env: {} }} }}`", s.to_uppercase())
+                    })),
+                )),
+                _ => Ok(()),
+            },
+            "env" => match second {
+                Some(e) if !raw.env.iter().any(|x| x == e) => Err((
+                    format!("environment variable `{e}` is not listed in `env`"),
+                    Some(format!("templates read only the variables a runbook lists: add `env: [{e}]`")),
+                )),
+                _ => Ok(()),
+            },
+            "steps" => {
+                let Scope::Step(current) = scope else {
+                    return Err((format!("`{full}`: step results do not exist here"), Some("only steps can read earlier steps' results".into())));
+                };
+                let Some(step_name) = second else {
+                    return Ok(());
+                };
+                let position = raw.steps.iter().position(|s| s.name.as_deref() == Some(step_name));
+                match position {
+                    None => {
+                        let names: Vec<&str> = raw.steps[..current].iter().filter_map(|s| s.name.as_deref()).collect();
+                        Err((
+                            format!("unknown step `{step_name}` in `{full}`"),
+                            Some(did_you_mean(step_name, raw.steps.iter().filter_map(|s| s.name.as_deref())).unwrap_or_else(|| {
+                                if names.is_empty() {
+                                    "no step runs before this one".into()
+                                } else {
+                                    format!("steps before this one: {}", names.join(", "))
+                                }
+                            })),
+                        ))
+                    }
+                    Some(i) if i == current => Err((
+                        format!("step `{step_name}` refers to its own result in `{full}`"),
+                        Some("a step can only read the results of steps before it".into()),
+                    )),
+                    Some(i) if i > current => Err((
+                        format!("step `{step_name}` runs after this one, so `{full}` is not set yet"),
+                        Some("a step can only read the results of steps before it; move it later".into()),
+                    )),
+                    Some(i) => {
+                        let target = &raw.steps[i];
+                        let kind_fields: &[&str] = if target.http.is_some() {
+                            STEP_FIELDS_HTTP
+                        } else if target.plugin.is_some() {
+                            STEP_FIELDS_PLUGIN
+                        } else {
+                            STEP_FIELDS_SHELL
+                        };
+                        match segs.get(2).map(String::as_str) {
+                            Some(f) if !kind_fields.contains(&f) && !STEP_FIELDS_COMMON.contains(&f) => {
+                                let all: Vec<&str> = STEP_FIELDS_COMMON.iter().chain(kind_fields).copied().collect();
+                                Err((
+                                    format!("step `{step_name}` has no result field `{f}`"),
+                                    Some(did_you_mean(f, all.iter().copied()).unwrap_or_else(|| format!("its results: {}", all.join(", ")))),
+                                ))
+                            }
+                            _ => Ok(()),
+                        }
+                    }
+                }
+            }
+            other => Err((
+                format!("unknown template variable `{full}`"),
+                Some(did_you_mean(other, ROOTS.iter().copied()).unwrap_or_else(|| format!("templates can read: {}", ROOTS.join(", ")))),
+            )),
+        }
+    }
+}
+
+/// Byte offset of the first `{{` that has no `}}` before the next `{{`.
+fn unclosed_braces(source: &str) -> Option<usize> {
+    let opens: Vec<usize> = source.match_indices("{{").map(|(i, _)| i).collect();
+    opens.iter().enumerate().find_map(|(n, &at)| {
+        let end = opens.get(n + 1).copied().unwrap_or(source.len());
+        (!source[at..end].contains("}}")).then_some(at)
+    })
+}
+
+fn valid_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn valid_env_name(s: &str) -> bool {
+    valid_identifier(s)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,227 @@
+//! The `untoil` binary as a user runs it: exit codes, output and the shipped examples.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn untoil(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_untoil"))
+        .current_dir(root())
+        .env_remove("UNTOIL_RUNBOOKS")
+        .env_remove("UNTOIL_PLUGINS")
+        .args(args)
+        .output()
+        .expect("run untoil")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).to_string()
+}
+
+/// Every YAML file under `dir` that is a runbook (has a top-level `steps:`).
+fn runbook_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            runbook_files(&p, out);
+        } else if p.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            let body = std::fs::read_to_string(&p).unwrap_or_default();
+            if body.lines().any(|l| l.starts_with("steps:")) {
+                out.push(p);
+            }
+        }
+    }
+}
+
+#[test]
+fn shipped_runbooks_and_examples_validate_without_errors_or_warnings() {
+    let mut files = Vec::new();
+    runbook_files(&root().join("runbooks"), &mut files);
+    runbook_files(&root().join("examples"), &mut files);
+    assert!(
+        files.len() >= 6,
+        "expected the shipped runbooks, found {files:?}"
+    );
+    let mut args = vec!["validate", "--deny-warnings"];
+    let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+    args.extend(names.iter().map(String::as_str));
+    let out = untoil(&args);
+    assert!(
+        out.status.success(),
+        "validate failed:\n{}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stderr).starts_with("ok: "),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn validate_exits_one_with_located_errors_for_a_broken_runbook() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("broken.yaml");
+    std::fs::write(
+        &file,
+        "name: broken\nowner: me\nsteps:\n  - name: a\n    rn: echo\n",
+    )
+    .expect("write");
+    let out = untoil(&["validate", &file.display().to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("--> {}:5:5", file.display())),
+        "{err}"
+    );
+    assert!(err.contains("did you mean `run`?"), "{err}");
+    assert!(
+        err.contains("failed: 1 error, 0 warnings in 1 file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn validate_json_lists_diagnostics_with_positions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("rb.yaml");
+    std::fs::write(
+        &file,
+        "name: x\nowner: me\nsteps: [{ name: a, run: 'echo {{params.nope}}' }]\n",
+    )
+    .expect("write");
+    let out = untoil(&["validate", "--format", "json", &file.display().to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let all = json.as_array().cloned().unwrap_or_default();
+    let first = all
+        .iter()
+        .find(|d| d["code"] == "unknown-variable")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(first["column"], 33);
+    assert_eq!(first["line"], 3);
+    assert_eq!(first["severity"], "error");
+    assert!(
+        json.as_array()
+            .is_some_and(|a| a.iter().any(|d| d["code"] == "no-trigger"))
+    );
+}
+
+#[test]
+fn deny_warnings_turns_warnings_into_failure() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("rb.yaml");
+    std::fs::write(
+        &file,
+        "name: x\nowner: me\ntoil: {manual_minutes: 1}\nsteps: [{ name: a, run: echo }]\n",
+    )
+    .expect("write");
+    let path = file.display().to_string();
+    assert_eq!(untoil(&["validate", &path]).status.code(), Some(0));
+    assert_eq!(
+        untoil(&["validate", "--deny-warnings", &path])
+            .status
+            .code(),
+        Some(1)
+    );
+}
+
+#[test]
+fn list_shows_the_shipped_runbooks_with_next_fire_times() {
+    let out = untoil(&["list"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    let header = table.lines().next().unwrap_or("");
+    for col in [
+        "NAME",
+        "OWNER",
+        "SERVICE",
+        "TRIGGERS",
+        "NEXT FIRE",
+        "TOIL (min)",
+    ] {
+        assert!(header.contains(col), "{table}");
+    }
+    assert!(table.contains("log-cleanup"), "{table}");
+    let json = untoil(&["list", "--format", "json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
+    let log = rows
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["name"] == "log-cleanup"))
+        .cloned()
+        .unwrap_or_default();
+    let next = log["next_fire"].as_str().unwrap_or("");
+    assert!(
+        next.contains("T02:30:00"),
+        "log-cleanup fires at 02:30 UTC, got {next:?}"
+    );
+}
+
+#[test]
+fn next_prints_fire_times_in_the_zone_with_offsets() {
+    let out = untoil(&[
+        "next",
+        "0 9 * * 1-5",
+        "--tz",
+        "Europe/Berlin",
+        "--after",
+        "2026-03-27T12:00:00Z",
+        "-n",
+        "3",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "2026-03-30T09:00:00+02:00\n2026-03-31T09:00:00+02:00\n2026-04-01T09:00:00+02:00\n"
+    );
+}
+
+#[test]
+fn next_rejects_a_bad_expression_with_a_reason() {
+    let out = untoil(&["next", "0 0 * * 8"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("invalid schedule `0 0 * * 8`"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn schema_is_a_json_schema_naming_every_top_level_field() {
+    let out = untoil(&["schema"]);
+    assert!(out.status.success());
+    let schema: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(
+        schema["$schema"]
+            .as_str()
+            .is_some_and(|s| s.contains("json-schema.org"))
+    );
+    let props = schema["properties"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    for field in [
+        "name", "owner", "triggers", "guards", "params", "steps", "toil", "verify",
+    ] {
+        assert!(props.contains_key(field), "missing {field}");
+    }
+    let required = schema["required"].as_array().cloned().unwrap_or_default();
+    assert!(required.contains(&serde_json::json!("name")));
+}
+
+#[test]
+fn flags_have_environment_equivalents() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_untoil"))
+        .env("UNTOIL_RUNBOOKS", dir.path())
+        .args(["list", "--format", "json"])
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout).trim(), "[]");
+}
