@@ -56,6 +56,8 @@ pub struct Loaded {
     pub diagnostics: Vec<Diagnostic>,
     /// How many runbook files were read.
     pub files: usize,
+    /// Runbooks that failed validation: name -> file id.
+    pub failed: BTreeMap<String, usize>,
 }
 
 impl Loaded {
@@ -103,6 +105,7 @@ fn build(
 ) -> Loaded {
     let mut by_name: BTreeMap<String, (usize, Range<usize>)> = BTreeMap::new();
     let mut runbooks = BTreeMap::new();
+    let mut failed = BTreeMap::new();
     let files = parsed.len();
     for parsed in &parsed {
         let Some(raw) = &parsed.raw else {
@@ -133,10 +136,15 @@ fn build(
         let (runbook, diags) =
             validator::validate(raw, parsed.file, &parsed.path, text, &parsed.map, plugins);
         diagnostics.extend(diags);
-        if let Some(rb) = runbook
-            && by_name.get(&rb.name).map(|(f, _)| *f) == Some(parsed.file)
-        {
-            runbooks.insert(rb.name.clone(), Arc::new(rb));
+        match runbook {
+            Some(rb) if by_name.get(&rb.name).map(|(f, _)| *f) == Some(parsed.file) => {
+                runbooks.insert(rb.name.clone(), Arc::new(rb));
+            }
+            _ => {
+                if let Some(name) = &raw.name {
+                    failed.insert(name.clone(), parsed.file);
+                }
+            }
         }
     }
     sources.sort(&mut diagnostics);
@@ -145,5 +153,6 @@ fn build(
         sources,
         diagnostics,
         files,
+        failed,
     }
 }

@@ -5,15 +5,23 @@
 //! -> steps -> store -> reports.
 
 pub mod alert;
+pub mod capture;
 pub mod catalog;
 pub mod cli;
 pub mod diagnostic;
+pub mod executor;
 pub mod loader;
 pub mod plugin;
+pub mod process;
+pub mod redact;
+pub mod render;
+pub mod run;
 pub mod runbook;
 pub mod schedule;
 pub mod source_map;
 pub mod spec;
+pub mod step;
 pub mod table;
 pub mod template;
+pub mod toil;
 pub mod validator;

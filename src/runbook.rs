@@ -140,6 +140,30 @@ pub struct AlertTrigger {
     pub cancel_on_resolve: bool,
 }
 
+impl AlertTrigger {
+    /// Whether this trigger starts a run for the alert (matchers and `on`).
+    pub fn accepts(&self, alert: &crate::alert::Alert) -> bool {
+        use crate::alert::AlertStatus;
+        let status_ok = matches!(
+            (self.on, alert.status),
+            (AlertOn::Both, _)
+                | (AlertOn::Firing, AlertStatus::Firing)
+                | (AlertOn::Resolved, AlertStatus::Resolved)
+        );
+        status_ok && crate::alert::matches_all(&self.matchers, &alert.labels)
+    }
+}
+
+impl Runbook {
+    /// Whether any alert trigger of this runbook accepts the alert.
+    pub fn accepts_alert(&self, alert: &crate::alert::Alert) -> bool {
+        self.triggers.iter().any(|t| match t {
+            Trigger::Alert(a) => a.accepts(alert),
+            Trigger::Schedule(_) => false,
+        })
+    }
+}
+
 /// What happens to a trigger while its key is busy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Overlap {

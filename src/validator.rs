@@ -856,6 +856,11 @@ impl Validator<'_> {
                         .unwrap_or(Duration::ZERO),
                 }
             }
+            // HTTP requests fail transiently (connection refused, 5xx) more than commands do.
+            None if s.http.is_some() => Retries {
+                attempts: 2,
+                backoff: Duration::from_secs(1),
+            },
             None => Retries::default(),
         };
         if let Some(m) = s.toil_minutes

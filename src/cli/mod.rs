@@ -1,5 +1,8 @@
 //! The `untoil` command line: the only place that prints for humans.
 
+mod progress;
+mod run;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -59,6 +62,10 @@ pub enum Command {
     Next(NextArgs),
     /// Print the JSON Schema of the runbook format, for editor completion and checks.
     Schema,
+    /// Run one runbook now, in the foreground, streaming its steps.
+    Run(run::RunArgs),
+    /// List the installed plugins.
+    Plugins,
 }
 
 /// Output format of `validate`.
@@ -134,6 +141,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Validate(a) => validate(&g, a),
         Command::List(a) => list(&g, a),
         Command::Next(a) => next(a),
+        Command::Run(a) => run::run(&g, a),
+        Command::Plugins => plugins(&g),
         Command::Schema => {
             let schema = serde_json::to_string_pretty(&crate::spec::json_schema())?;
             println!("{schema}");
@@ -322,6 +331,53 @@ fn next(a: NextArgs) -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     for t in schedule.fires_after(after).take(a.count) {
         writeln!(out, "{}", t.to_rfc3339())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn plugins(g: &Global) -> Result<ExitCode> {
+    let plugins = Plugins::discover(&g.plugins);
+    let mut t = Table::new(["NAME", "DESCRIPTION", "INPUTS", "PATH"]);
+    for p in plugins.iter() {
+        let (description, inputs) = match &p.manifest {
+            Some(m) => (
+                m.description.clone(),
+                m.inputs
+                    .as_ref()
+                    .map(|i| {
+                        i.iter()
+                            .map(|(k, v)| {
+                                if v.required {
+                                    format!("{k}*")
+                                } else {
+                                    k.clone()
+                                }
+                            })
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    })
+                    .unwrap_or_else(|| "any".into()),
+            ),
+            None => (
+                p.manifest_error
+                    .as_ref()
+                    .map(|e| format!("(bad manifest: {e})"))
+                    .unwrap_or_else(|| "(no manifest)".into()),
+                "any".into(),
+            ),
+        };
+        t.row([
+            p.name.clone(),
+            description,
+            inputs,
+            p.path.display().to_string(),
+        ]);
+    }
+    if plugins.iter().next().is_none() {
+        eprintln!("no plugins in {}", g.plugins.display());
+    } else {
+        print!("{}", t.render());
+        println!("(* required input)");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,202 @@
+//! `untoil run NAME`: runs one runbook in the foreground, as a person, a schedule or an alert
+//! would, streaming each step's progress.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+use crate::alert::Notification;
+use crate::diagnostic::did_you_mean;
+use crate::executor::{Executor, RunRequest};
+use crate::plugin::Plugins;
+use crate::run::{AlertContext, Cause, RunRecord, RunStatus};
+use crate::runbook::Runbook;
+
+use super::Global;
+use super::progress::Progress;
+
+/// Arguments of `untoil run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Runbook name.
+    pub name: String,
+    /// A parameter value, `NAME=VALUE` (repeatable).
+    #[arg(long = "param", short = 'p', value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+    /// Run as this Alertmanager webhook payload would (one run per matching alert).
+    #[arg(long, value_name = "FILE.json")]
+    pub alert: Option<PathBuf>,
+    /// Render every step and print what would run; execute nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+fn parse_params(raw: &[String]) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for p in raw {
+        let Some((k, v)) = p.split_once('=') else {
+            bail!("--param `{p}` is not NAME=VALUE");
+        };
+        out.insert(k.trim().to_string(), v.to_string());
+    }
+    Ok(out)
+}
+
+fn user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Finds a valid runbook by name, explaining what is wrong otherwise.
+pub fn find_runbook(g: &Global, name: &str) -> Result<Arc<Runbook>> {
+    let loaded = super::load(g, &[]);
+    if let Some(rb) = loaded.catalog.get(name) {
+        return Ok(rb.clone());
+    }
+    if let Some(&file) = loaded.failed.get(name) {
+        let errors: Vec<_> = loaded
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error() && d.primary.file == file)
+            .cloned()
+            .collect();
+        eprint!("{}", loaded.sources.render(&errors));
+        bail!("runbook `{name}` has errors; fix them (see above) and run again");
+    }
+    let hint = did_you_mean(name, loaded.catalog.names())
+        .map(|h| format!("; {h}"))
+        .unwrap_or_else(|| {
+            let names: Vec<&str> = loaded.catalog.names().collect();
+            if names.is_empty() {
+                format!("; no runbooks found in {}", g.runbooks.display())
+            } else {
+                format!("; runbooks: {}", names.join(", "))
+            }
+        });
+    bail!(
+        "no runbook named `{name}` in {}{hint}",
+        g.runbooks.display()
+    )
+}
+
+/// Builds one request per alert of the payload that the runbook accepts.
+fn alert_requests(rb: &Arc<Runbook>, file: &PathBuf, base: &RunRequest) -> Result<Vec<RunRequest>> {
+    let body = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let notification =
+        Notification::from_json(&body).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    if !rb.has_alert_trigger() {
+        bail!(
+            "runbook `{}` has no alert trigger, so no alert would run it",
+            rb.name
+        );
+    }
+    let mut requests = Vec::new();
+    for alert in &notification.alerts {
+        if !rb.accepts_alert(alert) {
+            continue;
+        }
+        let mut one = notification.clone();
+        one.alerts = Vec::new();
+        let mut req = base.clone();
+        req.cause = Cause::Alert {
+            fingerprint: alert.fingerprint.clone(),
+            starts_at: alert.starts_at,
+            labels: alert.labels.clone(),
+        };
+        req.alert = Some(AlertContext {
+            alert: alert.clone(),
+            notification: one,
+        });
+        requests.push(req);
+    }
+    if requests.is_empty() {
+        let triggers: Vec<String> = rb.triggers.iter().map(|t| t.describe()).collect();
+        bail!(
+            "no alert in {} matches runbook `{}` (its triggers: {}; a resolved alert runs only triggers with `on: resolved` or `both`)",
+            file.display(),
+            rb.name,
+            triggers.join("; ")
+        );
+    }
+    Ok(requests)
+}
+
+/// Runs `untoil run`.
+pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode> {
+    let rb = find_runbook(g, &a.name)?;
+    let mut base = RunRequest::manual(rb.clone(), &user());
+    base.params = parse_params(&a.params)?;
+    base.dry_run = a.dry_run;
+    let requests = match &a.alert {
+        Some(file) => alert_requests(&rb, file, &base)?,
+        None => vec![base],
+    };
+    let executor = Executor::new(Plugins::discover(&g.plugins)).map_err(anyhow::Error::msg)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let mut all_ok = true;
+    for req in requests {
+        let prepared = executor.prepare(req)?;
+        if a.dry_run {
+            print_plan(&executor, &prepared, &rb);
+            continue;
+        }
+        let record = runtime.block_on(execute(&executor, prepared));
+        all_ok &= record.status == RunStatus::Succeeded;
+    }
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn print_plan(executor: &Executor, prepared: &crate::executor::Prepared, rb: &Runbook) {
+    println!(
+        "dry run of {} (run {}): nothing is executed",
+        rb.name,
+        prepared.id()
+    );
+    let plan = executor.plan(prepared);
+    let total = plan.len();
+    for (i, s) in plan.iter().enumerate() {
+        println!("[{}/{total}] {} ({})", i + 1, s.name, s.kind);
+        if let Some(w) = &s.when {
+            println!("  when: {w}");
+        }
+        for line in s.detail.lines() {
+            println!("  {line}");
+        }
+    }
+}
+
+async fn execute(executor: &Executor, prepared: crate::executor::Prepared) -> RunRecord {
+    let cancel = CancellationToken::new();
+    // Ctrl-C cancels the run: its processes are killed and it is recorded as cancelled.
+    let on_signal = cancel.clone();
+    let signal = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_signal.cancel();
+        }
+    });
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let printer = tokio::spawn(async move {
+        let mut progress = Progress::new(std::io::stdout().is_terminal());
+        while let Some(event) = rx.recv().await {
+            progress.show(&event);
+        }
+    });
+    let record = executor.execute(prepared, cancel, Some(tx)).await;
+    let _ = printer.await;
+    signal.abort();
+    record
+}

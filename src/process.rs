@@ -1,0 +1,207 @@
+//! Runs one child process in its own process group, with a timeout, cancellation and bounded
+//! output capture. Used by shell and plugin steps.
+//!
+//! On timeout or cancel the whole group gets SIGTERM, then SIGKILL after a grace period, so no
+//! grandchild survives (`Child::kill` alone would leave them). When the main process exits on
+//! its own, whatever it left running in its group is killed too. Children get SIGKILL if the
+//! untoil process dies (PR_SET_PDEATHSIG).
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::Command;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::sync::CancellationToken;
+
+use crate::capture::Capture;
+
+/// Which output stream a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+impl Stream {
+    /// `stdout` or `stderr`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+/// What to start.
+#[derive(Debug, Clone, Default)]
+pub struct ProcessSpec {
+    /// Executable.
+    pub program: String,
+    /// Arguments.
+    pub args: Vec<String>,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+    /// Working directory.
+    pub workdir: Option<PathBuf>,
+    /// Bytes written to stdin, which is then closed; None gives /dev/null.
+    pub stdin: Option<Vec<u8>>,
+}
+
+/// How the process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// It exited by itself (code, or None when killed by a signal).
+    Exited(Option<i32>),
+    /// It ran past its timeout and was killed.
+    TimedOut,
+    /// It was cancelled and killed.
+    Cancelled,
+}
+
+/// The outcome of one process.
+#[derive(Debug, Clone)]
+pub struct ProcessOutcome {
+    /// How it ended.
+    pub ended: Ended,
+    /// Captured stdout.
+    pub stdout: Capture,
+    /// Captured stderr.
+    pub stderr: Capture,
+}
+
+/// Longest line streamed as one event; longer lines are split.
+const MAX_LINE: usize = 8 * 1024;
+/// How long readers may keep draining pipes after the process group is gone.
+const DRAIN: Duration = Duration::from_secs(2);
+
+/// Runs a process to its end, its timeout or its cancellation. Lines are sent to `lines` as
+/// they come. Err only when it cannot be started.
+pub async fn run(
+    spec: &ProcessSpec,
+    timeout: Duration,
+    grace: Duration,
+    cancel: &CancellationToken,
+    lines: Option<UnboundedSender<(Stream, String)>>,
+) -> std::io::Result<ProcessOutcome> {
+    let mut cmd = Command::new(&spec.program);
+    cmd.args(&spec.args)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .stdin(if spec.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(dir) = &spec.workdir {
+        cmd.current_dir(dir);
+    }
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec here.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+        });
+    }
+    let mut child = cmd.spawn()?;
+    let pgid = child.id().map(|id| Pid::from_raw(id as i32));
+
+    if let (Some(input), Some(mut stdin)) = (spec.stdin.clone(), child.stdin.take()) {
+        tokio::spawn(async move {
+            // A process that does not read its input is not an error here.
+            let _ = stdin.write_all(&input).await;
+            let _ = stdin.shutdown().await;
+        });
+    }
+    let out_reader = child
+        .stdout
+        .take()
+        .map(|s| tokio::spawn(read(s, Stream::Stdout, lines.clone())));
+    let err_reader = child
+        .stderr
+        .take()
+        .map(|s| tokio::spawn(read(s, Stream::Stderr, lines)));
+
+    let ended = tokio::select! {
+        status = child.wait() => Ended::Exited(status.ok().and_then(|s| s.code())),
+        _ = tokio::time::sleep(timeout) => Ended::TimedOut,
+        _ = cancel.cancelled() => Ended::Cancelled,
+    };
+    if let Some(pgid) = pgid {
+        if matches!(ended, Ended::Exited(_)) {
+            // The step is over: nothing it started may outlive it.
+            let _ = killpg(pgid, Signal::SIGKILL);
+        } else {
+            let _ = killpg(pgid, Signal::SIGTERM);
+            if tokio::time::timeout(grace, child.wait()).await.is_err() {
+                let _ = killpg(pgid, Signal::SIGKILL);
+            }
+            // Anything left in the group after the leader exited on SIGTERM.
+            let _ = killpg(pgid, Signal::SIGKILL);
+            let _ = child.wait().await;
+        }
+    }
+    let stdout = finish(out_reader).await;
+    let stderr = finish(err_reader).await;
+    Ok(ProcessOutcome {
+        ended,
+        stdout,
+        stderr,
+    })
+}
+
+async fn finish(reader: Option<tokio::task::JoinHandle<Capture>>) -> Capture {
+    let Some(mut handle) = reader else {
+        return Capture::default();
+    };
+    match tokio::time::timeout(DRAIN, &mut handle).await {
+        Ok(Ok(c)) => c,
+        // A process that escaped the group (setsid) still holds the pipe: stop reading.
+        _ => {
+            handle.abort();
+            Capture::default()
+        }
+    }
+}
+
+async fn read<R: AsyncRead + Unpin>(
+    mut r: R,
+    stream: Stream,
+    lines: Option<UnboundedSender<(Stream, String)>>,
+) -> Capture {
+    let mut capture = Capture::default();
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut pending: Vec<u8> = Vec::new();
+    loop {
+        let n = match r.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        capture.push(&buf[..n]);
+        if let Some(tx) = &lines {
+            pending.extend_from_slice(&buf[..n]);
+            while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=pos).collect();
+                let text = String::from_utf8_lossy(&line[..line.len() - 1]).to_string();
+                let _ = tx.send((stream, text));
+            }
+            if pending.len() > MAX_LINE {
+                let _ = tx.send((stream, String::from_utf8_lossy(&pending).to_string()));
+                pending.clear();
+            }
+        }
+    }
+    if let Some(tx) = &lines
+        && !pending.is_empty()
+    {
+        let _ = tx.send((stream, String::from_utf8_lossy(&pending).to_string()));
+    }
+    capture
+}

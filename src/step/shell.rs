@@ -1,0 +1,46 @@
+//! `run:` steps: a shell command, every interpolated value shell-quoted.
+
+use crate::process::{Ended, ProcessSpec};
+use crate::run::StepStatus;
+use crate::runbook::Step;
+use crate::template::Template;
+
+use super::{Attempt, StepEnv, failed_before_start, parse_json, process_attempt, process_setup};
+
+/// Runs the command once.
+pub async fn run(step: &Step, command: &Template, shell: &str, env: &StepEnv<'_>) -> Attempt {
+    let rendered = match env.renderer.shell(command, env.ctx) {
+        Ok(c) => c,
+        Err(e) => return failed_before_start(e.0),
+    };
+    let (vars, workdir) = match process_setup(step, env) {
+        Ok(s) => s,
+        Err(e) => return failed_before_start(e),
+    };
+    let spec = ProcessSpec {
+        program: shell.to_string(),
+        args: vec!["-c".into(), rendered],
+        env: vars,
+        workdir,
+        stdin: None,
+    };
+    process_attempt(&spec, step, env, |outcome, result| {
+        result.json = parse_json(&result.stdout);
+        match outcome.ended {
+            Ended::Exited(Some(0)) => (StepStatus::Succeeded, None, false),
+            Ended::Exited(Some(code)) => (
+                StepStatus::Failed,
+                Some(format!("command exited with status {code}")),
+                true,
+            ),
+            Ended::Exited(None) => (
+                StepStatus::Failed,
+                Some("command was killed by a signal".into()),
+                true,
+            ),
+            // Handled by `process_attempt` before this closure runs.
+            Ended::TimedOut | Ended::Cancelled => (StepStatus::Failed, None, false),
+        }
+    })
+    .await
+}
