@@ -314,6 +314,7 @@ impl Executor {
                 redactor: &p.redactor,
                 cancel: &cancel,
                 lines: None,
+                spawned: None,
                 grace: self.grace,
                 http: &self.http,
                 plugins: &self.plugins,
@@ -347,7 +348,7 @@ impl Executor {
                 detail: p.redactor.redact(&detail),
             });
             if let Some(steps) = ctx["steps"].as_object_mut() {
-                steps.insert(s.name.clone(), placeholder(s));
+                steps.insert(s.name.clone(), placeholder(s, &self.plugins));
             }
         }
         out
@@ -376,6 +377,7 @@ impl Executor {
             finished_at: None,
             steps: Vec::new(),
             current_step: None,
+            current_pgid: None,
             dry_run: p.request.dry_run,
             approval_required: p.request.approval_required,
             error: None,
@@ -563,12 +565,14 @@ impl Executor {
             }
         }
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let (spawn_tx, mut spawn_rx) = tokio::sync::mpsc::unbounded_channel();
         let env = StepEnv {
             renderer: &self.renderer,
             ctx: hctx,
             redactor: &p.redactor,
             cancel,
             lines: Some(tx),
+            spawned: Some(spawn_tx),
             grace: self.grace,
             http: &self.http,
             plugins: &self.plugins,
@@ -596,6 +600,7 @@ impl Executor {
             let attempt = loop {
                 tokio::select! {
                     biased;
+                    Some(pgid) = spawn_rx.recv() => send(RunEvent::ProcessStarted { index, pgid }),
                     Some((stream, line)) = rx.recv() => send(RunEvent::Output {
                         index,
                         stream: stream.as_str().into(),
@@ -668,7 +673,7 @@ fn notification_json(a: &AlertContext) -> serde_json::Value {
     n
 }
 
-fn placeholder(s: &Step) -> serde_json::Value {
+fn placeholder(s: &Step, plugins: &Plugins) -> serde_json::Value {
     let ph = |f: &str| serde_json::Value::String(format!("<steps.{}.{f}>", s.name));
     let mut v = serde_json::json!({
         "status": ph("status"), "duration_ms": ph("duration_ms"), "attempts": ph("attempts"),
@@ -682,10 +687,20 @@ fn placeholder(s: &Step) -> serde_json::Value {
                     map.insert(f.into(), ph(f));
                 }
             }
-            Action::Plugin { .. } => {
-                for f in ["outputs", "message"] {
-                    map.insert(f.into(), ph(f));
-                }
+            Action::Plugin { name, .. } => {
+                map.insert("message".into(), ph("message"));
+                // Declared outputs get placeholders of their own, so `outputs.X` renders.
+                let declared = plugins.get(name).and_then(|p| p.manifest.as_ref());
+                let outputs = match declared {
+                    Some(m) if !m.outputs.is_empty() => serde_json::Value::Object(
+                        m.outputs
+                            .keys()
+                            .map(|k| (k.clone(), ph(&format!("outputs.{k}"))))
+                            .collect(),
+                    ),
+                    _ => ph("outputs"),
+                };
+                map.insert("outputs".into(), outputs);
             }
             Action::Shell { .. } => {}
         }

@@ -307,6 +307,9 @@ pub struct RunRecord {
     /// Step running now (for runs found `running` after a crash).
     #[serde(default)]
     pub current_step: Option<String>,
+    /// Process group of the step running now, so a restart can kill what a crash left.
+    #[serde(default)]
+    pub current_pgid: Option<u32>,
     /// A dry run executes nothing and credits nothing.
     #[serde(default)]
     pub dry_run: bool,
@@ -357,6 +360,13 @@ pub enum RunEvent {
         attempt: u32,
         /// What runs, rendered and redacted (command, request line, plugin name).
         detail: String,
+    },
+    /// A step's process started, in its own process group.
+    ProcessStarted {
+        /// Step index.
+        index: usize,
+        /// Process group id (the process's pid).
+        pgid: u32,
     },
     /// A line a step printed.
     Output {

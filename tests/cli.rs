@@ -225,3 +225,133 @@ fn flags_have_environment_equivalents() {
     assert!(out.status.success());
     assert_eq!(text(&out.stdout).trim(), "[]");
 }
+
+fn write_runbook(dir: &Path, name: &str, body: &str) {
+    std::fs::write(dir.join(format!("{name}.yaml")), body).expect("write runbook");
+}
+
+fn untoil_in(runbooks: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_untoil"))
+        .current_dir(root())
+        .env("UNTOIL_RUNBOOKS", runbooks)
+        .env_remove("UNTOIL_PLUGINS")
+        .args(args)
+        .output()
+        .expect("run untoil")
+}
+
+#[test]
+fn run_streams_steps_and_exits_zero_on_success_one_on_failure() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_runbook(
+        dir.path(),
+        "ok",
+        "name: ok\nowner: me\ntoil: {manual_minutes: 3}\nparams: {who: {default: world}}\nsteps:\n  - name: greet\n    run: echo hello {{params.who}}\n",
+    );
+    write_runbook(
+        dir.path(),
+        "bad",
+        "name: bad\nowner: me\ntoil: {manual_minutes: 3}\nsteps:\n  - name: boom\n    run: echo oops >&2; exit 7\n",
+    );
+    let out = untoil_in(dir.path(), &["run", "ok", "--param", "who=it's me"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("==> [1/1] greet: /bin/sh -c echo hello \"it's me\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("    | hello it's me"), "{stdout}");
+    assert!(stdout.contains("succeeded"), "{stdout}");
+    assert!(stdout.contains("toil credited: 3 min"), "{stdout}");
+
+    let out = untoil_in(dir.path(), &["run", "bad"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("    ! oops"), "{stdout}");
+    assert!(stdout.contains("boom failed"), "{stdout}");
+    assert!(stdout.contains("exit 7"), "{stdout}");
+}
+
+#[test]
+fn run_dry_run_prints_what_would_run_and_runs_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let marker = dir.path().join("marker");
+    write_runbook(
+        dir.path(),
+        "touch",
+        &format!(
+            "name: touch\nowner: me\ntoil: {{manual_minutes: 1}}\nsteps:\n  - name: t\n    run: touch {}\n",
+            marker.display()
+        ),
+    );
+    let out = untoil_in(dir.path(), &["run", "touch", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains(&format!("/bin/sh -c touch {}", marker.display())));
+    assert!(!marker.exists());
+}
+
+#[test]
+fn run_with_an_alert_payload_runs_once_per_matching_alert() {
+    let fixture = root().join("../shared/fixtures/alertmanager/firing.json");
+    assert!(
+        fixture.exists(),
+        "the Alertmanager fixtures must be beside the repo"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_runbook(
+        dir.path(),
+        "disk",
+        "name: disk\nowner: me\ntoil: {manual_minutes: 1}\ntriggers: [{alert: {matchers: ['alertname=\"DiskFull\"']}}]\nsteps:\n  - name: show\n    run: echo {{alert.labels.instance}} {{alert.status}} $UNTOIL_ALERT_LABEL_SEVERITY\n",
+    );
+    let out = untoil_in(
+        dir.path(),
+        &["run", "disk", "--alert", &fixture.display().to_string()],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("    | db-1 firing critical"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let resolved = root().join("../shared/fixtures/alertmanager/resolved.json");
+    let out = untoil_in(
+        dir.path(),
+        &["run", "disk", "--alert", &resolved.display().to_string()],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("no alert in"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn run_explains_unknown_runbooks_and_params() {
+    let out = untoil(&["run", "log-cleanp"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("did you mean `log-cleanup`?"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = untoil(&["run", "log-cleanup", "--param", "dirr=/tmp", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("has no parameter `dirr` (did you mean `dir`?)"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn plugins_lists_the_shipped_plugins_with_their_inputs() {
+    let out = untoil(&["plugins"]);
+    assert!(out.status.success());
+    let table = text(&out.stdout);
+    for name in ["slack-notify", "pagerduty-event", "http-check"] {
+        assert!(table.contains(name), "{table}");
+    }
+    assert!(table.contains("webhook_url*"), "{table}");
+}

@@ -68,6 +68,7 @@ impl Progress {
                     self.line(&format!("==> {head}: {first}"));
                 }
             }
+            RunEvent::ProcessStarted { .. } => {}
             RunEvent::Output { line, stream, .. } => {
                 let mark = if stream == "stderr" { "!" } else { "|" };
                 self.line(&format!("    {mark} {line}"));

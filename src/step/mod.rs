@@ -30,6 +30,8 @@ pub struct StepEnv<'a> {
     pub cancel: &'a CancellationToken,
     /// Receives output lines as they come (unredacted; the receiver redacts).
     pub lines: Option<UnboundedSender<(crate::process::Stream, String)>>,
+    /// Receives the process group id of each process started.
+    pub spawned: Option<UnboundedSender<u32>>,
     /// Time between SIGTERM and SIGKILL.
     pub grace: Duration,
     /// Shared HTTP client.
@@ -160,23 +162,29 @@ where
 {
     use crate::process::Ended;
     let started_at = Utc::now();
-    let outcome =
-        match crate::process::run(spec, step.timeout, env.grace, env.cancel, env.lines.clone())
-            .await
-        {
-            Ok(o) => o,
-            Err(e) => {
-                return Attempt {
-                    result: StepResult {
-                        status: Some(StepStatus::Failed),
-                        error: Some(format!("cannot start `{}`: {e}", spec.program)),
-                        started_at: Some(started_at),
-                        ..Default::default()
-                    },
-                    retryable: false,
-                };
-            }
-        };
+    let outcome = match crate::process::run(
+        spec,
+        step.timeout,
+        env.grace,
+        env.cancel,
+        env.lines.clone(),
+        env.spawned.clone(),
+    )
+    .await
+    {
+        Ok(o) => o,
+        Err(e) => {
+            return Attempt {
+                result: StepResult {
+                    status: Some(StepStatus::Failed),
+                    error: Some(format!("cannot start `{}`: {e}", spec.program)),
+                    started_at: Some(started_at),
+                    ..Default::default()
+                },
+                retryable: false,
+            };
+        }
+    };
     let mut result = StepResult {
         started_at: Some(started_at),
         stdout: outcome.stdout.text(),

@@ -1,0 +1,625 @@
+//! The executor against real processes and a real local HTTP server (127.0.0.1 only).
+//!
+//! One contract every step kind passes: timeouts are enforced and leave no process behind,
+//! cancellation works, duration is recorded, output is capped, secrets are redacted. Then the
+//! injection corpus: alert label values reach commands verbatim.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::routing::{get, post};
+use tokio_util::sync::CancellationToken;
+use untoil::alert::Notification;
+use untoil::catalog::load_texts;
+use untoil::executor::{Executor, RunRequest};
+use untoil::plugin::Plugins;
+use untoil::run::{AlertContext, Cause, RunEvent, RunRecord, RunStatus, StepStatus};
+use untoil::runbook::Runbook;
+
+const SECRET: &str = "s3cr3t-t0ken-value";
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    plugins: Plugins,
+}
+
+/// A plugins directory with a test plugin, and a secret file.
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).expect("mkdir");
+    let script = plugins.join("probe.sh");
+    std::fs::write(
+        &script,
+        r#"#!/bin/sh
+# Test plugin: behaves according to the "mode" input.
+input=$(cat)
+case "$input" in
+  *'"mode":"sleep"'*) sleep 1000001 & sleep 1000001 ;;
+  *'"mode":"flood"'*) head -c 200000 /dev/zero | tr '\0' b >&2 ;;
+  *'"mode":"leak"'*) echo "log: token is $(printf '%s' "$input" | sed 's/.*"tok":"\([^"]*\)".*/\1/')" >&2
+                    echo "{\"status\":\"succeeded\",\"message\":\"saw $(printf '%s' "$input" | sed 's/.*"tok":"\([^"]*\)".*/\1/')\"}"; exit 0 ;;
+  *'"mode":"fail"'*) echo '{"status":"failed","message":"disk still full"}'; exit 0 ;;
+  *'"mode":"garbage"'*) echo 'not json'; exit 0 ;;
+esac
+echo '{"status":"succeeded","outputs":{"answer":42},"message":"ok"}'
+"#,
+    )
+    .expect("write plugin");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::write(dir.path().join("secret"), format!("{SECRET}\n")).expect("secret");
+    Fixture {
+        plugins: Plugins::discover(&plugins),
+        dir,
+    }
+}
+
+fn runbook(fx: &Fixture, yaml: &str) -> Arc<Runbook> {
+    let text = yaml.replace(
+        "SECRET_FILE",
+        &fx.dir.path().join("secret").display().to_string(),
+    );
+    let loaded = load_texts(&[("test.yaml", &text)], &fx.plugins);
+    let errors: Vec<_> = loaded
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .cloned()
+        .collect();
+    assert!(errors.is_empty(), "{}", loaded.sources.render(&errors));
+    loaded.catalog.iter().next().cloned().expect("one runbook")
+}
+
+fn executor(fx: &Fixture) -> Executor {
+    Executor::new(fx.plugins.clone())
+        .expect("executor")
+        .with_grace(Duration::from_millis(300))
+}
+
+async fn run(fx: &Fixture, rb: Arc<Runbook>) -> (RunRecord, Vec<RunEvent>) {
+    run_with(
+        fx,
+        RunRequest::manual(rb, "tester"),
+        CancellationToken::new(),
+    )
+    .await
+}
+
+async fn run_with(
+    fx: &Fixture,
+    req: RunRequest,
+    cancel: CancellationToken,
+) -> (RunRecord, Vec<RunEvent>) {
+    let ex = executor(fx);
+    let prepared = ex.prepare(req).expect("prepare");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let record = ex.execute(prepared, cancel, Some(tx)).await;
+    let mut events = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        events.push(e);
+    }
+    (record, events)
+}
+
+/// Processes whose command line contains `needle` (zombies have none and do not count).
+fn processes_with(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let cmdline = entry.path().join("cmdline");
+        if let Ok(bytes) = std::fs::read(&cmdline) {
+            let text = String::from_utf8_lossy(&bytes).replace('\0', " ");
+            if text.contains(needle) {
+                found.push(format!("{}: {text}", entry.file_name().to_string_lossy()));
+            }
+        }
+    }
+    found
+}
+
+/// Waits (with a deadline) until no process matches.
+fn assert_no_process_left(needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = processes_with(needle);
+        if left.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "processes left behind: {left:?}");
+        std::thread::yield_now();
+    }
+}
+
+async fn server() -> (String, tokio::task::JoinHandle<()>) {
+    let app = Router::new()
+        .route("/ok", get(|| async { "fine" }))
+        .route(
+            "/json",
+            post(|body: String| async move { axum::Json(serde_json::json!({"got": body})) }),
+        )
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                "late"
+            }),
+        )
+        .route("/big", get(|| async { "c".repeat(200_000) }))
+        .route(
+            "/echo-header",
+            get(|h: axum::http::HeaderMap| async move {
+                h.get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string()
+            }),
+        )
+        .route(
+            "/fail",
+            get(|| async { (axum::http::StatusCode::SERVICE_UNAVAILABLE, "down") }),
+        )
+        .route(
+            "/missing",
+            get(|| async { (axum::http::StatusCode::NOT_FOUND, "nope") }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let handle = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}"), handle)
+}
+
+const HEAD: &str =
+    "name: t\nowner: team\ntoil: {manual_minutes: 5}\nsecrets: {tok: {file: SECRET_FILE}}\n";
+
+/// The step of each kind for a behaviour of the contract.
+fn step_yaml(kind: &str, behaviour: &str, base: &str) -> String {
+    match (kind, behaviour) {
+        ("shell", "slow") => "run: sleep 1000001 & sleep 1000001".into(),
+        ("http", "slow") => format!("http: {{url: \"{base}/slow\"}}\n    retries: {{attempts: 0}}"),
+        ("plugin", "slow") => "plugin: probe\n    with: {mode: sleep}".into(),
+        ("shell", "flood") => "run: head -c 200000 /dev/zero | tr '\\0' a".into(),
+        ("http", "flood") => format!("http: {{url: \"{base}/big\"}}"),
+        ("plugin", "flood") => "plugin: probe\n    with: {mode: flood}".into(),
+        ("shell", "leak") => "run: echo token={{secrets.tok}} && echo {{secrets.tok}} >&2".into(),
+        ("http", "leak") => format!(
+            "http: {{url: \"{base}/echo-header\", headers: {{authorization: \"Bearer {{{{secrets.tok}}}}\"}}}}"
+        ),
+        ("plugin", "leak") => {
+            "plugin: probe\n    with: {mode: leak, tok: \"{{secrets.tok}}\"}".into()
+        }
+        ("shell", "quick") => "run: sleep 0.2".into(),
+        ("http", "quick") => format!("http: {{url: \"{base}/ok\"}}"),
+        ("plugin", "quick") => "plugin: probe".into(),
+        _ => unreachable!("no such case"),
+    }
+}
+
+fn contract_runbook(
+    fx: &Fixture,
+    kind: &str,
+    behaviour: &str,
+    base: &str,
+    timeout: &str,
+) -> Arc<Runbook> {
+    let yaml = format!(
+        "{HEAD}steps:\n  - name: s\n    timeout: {timeout}\n    {}\n",
+        step_yaml(kind, behaviour, base)
+    );
+    runbook(fx, &yaml)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_step_kind_is_killed_at_its_timeout_with_nothing_left_behind() {
+    let fx = fixture();
+    let (base, _srv) = server().await;
+    for kind in ["shell", "http", "plugin"] {
+        let started = Instant::now();
+        let (record, _) = run(&fx, contract_runbook(&fx, kind, "slow", &base, "1s")).await;
+        let took = started.elapsed();
+        assert_eq!(record.status, RunStatus::Failed, "{kind}");
+        assert_eq!(
+            record.steps[0].status,
+            Some(StepStatus::TimedOut),
+            "{kind}: {:?}",
+            record.steps[0]
+        );
+        assert!(
+            took >= Duration::from_secs(1) && took < Duration::from_secs(5),
+            "{kind} took {took:?}"
+        );
+        assert!(record.steps[0].duration_ms >= 1000, "{kind}");
+        assert_no_process_left("sleep 1000001");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_step_kind_stops_when_the_run_is_cancelled() {
+    let fx = fixture();
+    let (base, _srv) = server().await;
+    for kind in ["shell", "http", "plugin"] {
+        let rb = contract_runbook(&fx, kind, "slow", &base, "1m");
+        let ex = executor(&fx);
+        let prepared = ex
+            .prepare(RunRequest::manual(rb, "tester"))
+            .expect("prepare");
+        let cancel = CancellationToken::new();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let trigger = cancel.clone();
+        // Cancel as soon as the step has started.
+        let watcher = tokio::spawn(async move {
+            while let Some(e) = rx.recv().await {
+                if matches!(e, RunEvent::StepStarted { .. }) {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    trigger.cancel();
+                }
+            }
+        });
+        let started = Instant::now();
+        let record = ex.execute(prepared, cancel, Some(tx)).await;
+        let _ = watcher.await;
+        assert_eq!(record.status, RunStatus::Cancelled, "{kind}");
+        assert_eq!(
+            record.steps[0].status,
+            Some(StepStatus::Cancelled),
+            "{kind}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5), "{kind}");
+        assert_eq!(record.toil.as_ref().map(|t| t.minutes), Some(0.0));
+        assert_no_process_left("sleep 1000001");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_step_kind_records_its_duration() {
+    let fx = fixture();
+    let (base, _srv) = server().await;
+    for kind in ["shell", "http", "plugin"] {
+        let (record, _) = run(&fx, contract_runbook(&fx, kind, "quick", &base, "10s")).await;
+        assert_eq!(
+            record.status,
+            RunStatus::Succeeded,
+            "{kind}: {:?}",
+            record.steps
+        );
+        let s = &record.steps[0];
+        assert!(s.started_at.is_some(), "{kind}");
+        assert_eq!(s.attempts, 1);
+        if kind == "shell" {
+            assert!(s.duration_ms >= 200, "{kind}: {}", s.duration_ms);
+        }
+        assert!(
+            record.duration_ms().is_some_and(|d| d >= s.duration_ms),
+            "{kind}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_step_kind_caps_its_output_with_a_truncation_marker() {
+    let fx = fixture();
+    let (base, _srv) = server().await;
+    for kind in ["shell", "http", "plugin"] {
+        let (record, _) = run(&fx, contract_runbook(&fx, kind, "flood", &base, "30s")).await;
+        let s = &record.steps[0];
+        let text = match kind {
+            "shell" => &s.stdout,
+            "http" => &s.body,
+            _ => &s.stderr,
+        };
+        assert!(
+            text.contains("[... 134464 bytes truncated ...]"),
+            "{kind}: {}",
+            text.len()
+        );
+        assert!(text.len() < 70_000, "{kind}: {}", text.len());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_step_kind_redacts_secrets_from_results_and_events() {
+    let fx = fixture();
+    let (base, _srv) = server().await;
+    for kind in ["shell", "http", "plugin"] {
+        let (record, events) = run(&fx, contract_runbook(&fx, kind, "leak", &base, "10s")).await;
+        assert_eq!(
+            record.status,
+            RunStatus::Succeeded,
+            "{kind}: {:?}",
+            record.steps
+        );
+        let stored = serde_json::to_string(&record).expect("json");
+        let streamed = serde_json::to_string(&events).expect("json");
+        assert!(
+            !stored.contains(SECRET),
+            "{kind} leaked into the record: {stored}"
+        );
+        assert!(!streamed.contains(SECRET), "{kind} leaked into events");
+        assert!(
+            stored.contains("***"),
+            "{kind}: the secret was used and masked"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shell_step_that_exits_leaves_no_background_child_behind() {
+    let fx = fixture();
+    let rb = runbook(
+        &fx,
+        &format!("{HEAD}steps:\n  - name: s\n    run: (sleep 1000002 &) ; echo started\n"),
+    );
+    let (record, _) = run(&fx, rb).await;
+    assert_eq!(record.status, RunStatus::Succeeded);
+    assert_no_process_left("sleep 1000002");
+}
+
+/// Label values that would break out of naive interpolation.
+const CORPUS: &[&str] = &[
+    "x'; rm -rf / #",
+    "$(touch /tmp/untoil-pwned)",
+    "`touch /tmp/untoil-pwned`",
+    "a; touch /tmp/untoil-pwned",
+    "a && touch /tmp/untoil-pwned",
+    "a | cat /etc/passwd",
+    "line1\nline2\ttab",
+    "\"double\" 'single' \\back",
+    "${HOME} $HOME %s %n",
+    "-rf",
+    "--help",
+    "",
+    " leading and trailing ",
+    "*",
+    "~root",
+    "ünïcödé ✓ 日本語 🚀",
+    "a\u{7f}\u{1b}[31mred",
+];
+
+fn alert_with(labels: BTreeMap<String, String>) -> AlertContext {
+    let body = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/fixtures/alertmanager/firing.json"
+    ))
+    .expect("the Alertmanager fixture (../shared/fixtures) must exist");
+    let mut n = Notification::from_json(&body).expect("fixture parses");
+    let mut alert = n.alerts.remove(0);
+    alert.labels.extend(labels);
+    AlertContext {
+        alert,
+        notification: n,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_label_values_reach_the_command_verbatim() {
+    let fx = fixture();
+    let out = fx.dir.path().join("out");
+    let long = "A".repeat(100_000);
+    let mut corpus: Vec<String> = CORPUS.iter().map(|s| s.to_string()).collect();
+    corpus.push(long);
+    for value in &corpus {
+        let rb = runbook(
+            &fx,
+            &format!(
+                "{HEAD}triggers: [{{alert: {{matchers: ['alertname=\"DiskFull\"']}}}}]\nsteps:\n  - name: s\n    run: printf '%s' {{{{alert.labels.evil}}}} > {}\n  - name: env\n    run: printf '%s' \"$UNTOIL_ALERT_LABEL_EVIL\" > {}.env\n",
+                out.display(),
+                out.display()
+            ),
+        );
+        let labels = BTreeMap::from([("evil".to_string(), value.clone())]);
+        let alert = alert_with(labels.clone());
+        let mut req = RunRequest::manual(rb, "tester");
+        req.cause = Cause::Alert {
+            fingerprint: alert.alert.fingerprint.clone(),
+            starts_at: alert.alert.starts_at,
+            labels,
+        };
+        req.alert = Some(alert);
+        let (record, _) = run_with(&fx, req, CancellationToken::new()).await;
+        assert_eq!(
+            record.status,
+            RunStatus::Succeeded,
+            "{value:?}: {:?}",
+            record.steps
+        );
+        let got = std::fs::read_to_string(&out).expect("output");
+        assert_eq!(&got, value, "command argument differs");
+        let got_env =
+            std::fs::read_to_string(format!("{}.env", out.display())).expect("env output");
+        assert_eq!(&got_env, value, "environment variable differs");
+        assert!(
+            !Path::new("/tmp/untoil-pwned").exists(),
+            "{value:?} injected a command"
+        );
+    }
+}
+
+#[test]
+fn nul_bytes_are_rejected_before_anything_runs() {
+    let fx = fixture();
+    let rb = runbook(
+        &fx,
+        &format!(
+            "{HEAD}params: {{p: {{default: x}}}}\nsteps:\n  - name: s\n    run: echo {{{{params.p}}}}\n"
+        ),
+    );
+    let mut req = RunRequest::manual(rb, "tester");
+    req.params.insert("p".into(), "a\0b".into());
+    let err = executor(&fx).prepare(req).err().map(|e| e.to_string());
+    assert_eq!(err.as_deref(), Some("parameter `p` contains a NUL byte"));
+    let body = br#"{"version":"4","status":"firing","alerts":[{"status":"firing","labels":{"alertname":"a\u0000b"},"startsAt":"2026-01-01T00:00:00Z"}]}"#;
+    assert!(Notification::from_json(body).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_steps_send_json_and_expose_status_headers_body_and_json() {
+    let fx = fixture();
+    let (base, _srv) = server().await;
+    let rb = runbook(
+        &fx,
+        &format!(
+            "{HEAD}params: {{who: {{default: db-1}}}}\nsteps:\n  - name: post\n    http:\n      method: POST\n      url: \"{base}/json\"\n      json: {{host: \"{{{{params.who}}}}\", n: 3}}\n  - name: after\n    run: echo {{{{steps.post.json.got}}}} {{{{steps.post.http_status}}}}\n"
+        ),
+    );
+    let (record, _) = run(&fx, rb).await;
+    assert_eq!(record.status, RunStatus::Succeeded, "{:?}", record.steps);
+    let post = &record.steps[0];
+    assert_eq!(post.http_status, Some(200));
+    assert_eq!(
+        post.headers.get("content-type").map(String::as_str),
+        Some("application/json")
+    );
+    assert_eq!(
+        post.json,
+        Some(serde_json::json!({"got": "{\"host\":\"db-1\",\"n\":3}"}))
+    );
+    assert_eq!(record.steps[1].stdout, "{\"host\":\"db-1\",\"n\":3} 200\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_steps_retry_5xx_but_not_4xx() {
+    let fx = fixture();
+    let (base, _srv) = server().await;
+    let rb = runbook(
+        &fx,
+        &format!(
+            "{HEAD}steps:\n  - name: down\n    http: {{url: \"{base}/fail\"}}\n    retries: {{attempts: 2, backoff: 10ms}}\n    continue_on_error: true\n  - name: missing\n    http: {{url: \"{base}/missing\"}}\n    retries: {{attempts: 2, backoff: 10ms}}\n    continue_on_error: true\n  - name: expected\n    http: {{url: \"{base}/missing\", expect_status: [404]}}\n"
+        ),
+    );
+    let (record, _) = run(&fx, rb).await;
+    assert_eq!(record.steps[0].attempts, 3);
+    assert_eq!(
+        record.steps[0].error.as_deref(),
+        Some("HTTP status 503, expected 2xx")
+    );
+    assert_eq!(record.steps[1].attempts, 1);
+    assert_eq!(record.steps[2].status, Some(StepStatus::Succeeded));
+    assert_eq!(record.status, RunStatus::Succeeded);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_steps_retry_refused_connections() {
+    let fx = fixture();
+    // A port that was just free: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    let rb = runbook(
+        &fx,
+        &format!(
+            "{HEAD}steps:\n  - name: s\n    http: {{url: \"http://127.0.0.1:{port}/\"}}\n    retries: {{attempts: 1, backoff: 10ms}}\n"
+        ),
+    );
+    let (record, _) = run(&fx, rb).await;
+    assert_eq!(record.steps[0].attempts, 2);
+    assert!(
+        record.steps[0]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("Connection refused")),
+        "{:?}",
+        record.steps[0].error
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn later_steps_read_earlier_results_and_when_skips() {
+    let fx = fixture();
+    let rb = runbook(
+        &fx,
+        &format!(
+            "{HEAD}steps:\n  - name: a\n    run: |\n      echo '{{\"n\": 7}}'\n  - name: b\n    run: echo {{{{steps.a.json.n}}}} {{{{steps.a.exit_code}}}} {{{{steps.a.status}}}}\n  - name: c\n    when: '{{{{eq steps.a.json.n 8}}}}'\n    run: echo never\n  - name: d\n    plugin: probe\n  - name: e\n    run: echo {{{{steps.d.outputs.answer}}}} {{{{steps.d.message}}}}\n"
+        ),
+    );
+    let (record, _) = run(&fx, rb).await;
+    assert_eq!(record.status, RunStatus::Succeeded, "{:?}", record.steps);
+    assert_eq!(record.steps[1].stdout, "7 0 succeeded\n");
+    assert_eq!(record.steps[2].status, Some(StepStatus::Skipped));
+    assert_eq!(record.steps[4].stdout, "42 ok\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_step_fails_the_run_unless_continue_on_error() {
+    let fx = fixture();
+    let rb = runbook(
+        &fx,
+        &format!(
+            "{HEAD}steps:\n  - name: soft\n    run: exit 3\n    continue_on_error: true\n  - name: hard\n    run: exit 4\n  - name: never\n    run: echo no\n"
+        ),
+    );
+    let (record, _) = run(&fx, rb).await;
+    assert_eq!(record.status, RunStatus::Failed);
+    assert_eq!(record.steps[0].exit_code, Some(3));
+    assert_eq!(record.steps[1].exit_code, Some(4));
+    assert_eq!(record.steps[2].status, Some(StepStatus::Skipped));
+    assert_eq!(record.error.as_deref(), Some("step `hard` failed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_failures_and_protocol_breaks_are_failed_steps_with_a_message() {
+    let fx = fixture();
+    let rb = runbook(
+        &fx,
+        &format!(
+            "{HEAD}steps:\n  - name: f\n    plugin: probe\n    with: {{mode: fail}}\n    continue_on_error: true\n  - name: g\n    plugin: probe\n    with: {{mode: garbage}}\n"
+        ),
+    );
+    let (record, _) = run(&fx, rb).await;
+    assert_eq!(
+        record.steps[0].error.as_deref(),
+        Some("plugin reported failure: disk still full")
+    );
+    assert!(
+        record.steps[1]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("stdout is not one JSON object"))
+    );
+    assert_eq!(record.status, RunStatus::Failed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_run_timeout_stops_the_current_step() {
+    let fx = fixture();
+    let rb = runbook(
+        &fx,
+        &format!(
+            "{HEAD}timeout: 1s\nsteps:\n  - name: s\n    run: sleep 1000003\n  - name: t\n    run: echo never\n"
+        ),
+    );
+    let (record, _) = run(&fx, rb).await;
+    assert_eq!(record.status, RunStatus::TimedOut);
+    assert_eq!(record.error.as_deref(), Some("run timed out after 1s"));
+    assert_no_process_left("sleep 1000003");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_executes_nothing_and_credits_nothing() {
+    let fx = fixture();
+    let marker = fx.dir.path().join("touched");
+    let rb = runbook(
+        &fx,
+        &format!(
+            "{HEAD}steps:\n  - name: s\n    run: touch {}\n",
+            marker.display()
+        ),
+    );
+    let mut req = RunRequest::manual(rb, "tester");
+    req.dry_run = true;
+    let (record, _) = run_with(&fx, req, CancellationToken::new()).await;
+    assert!(!marker.exists());
+    assert!(record.dry_run);
+    assert_eq!(record.toil.as_ref().map(|t| t.minutes), Some(0.0));
+    assert!(
+        record.steps[0].message.contains("touch"),
+        "{:?}",
+        record.steps[0]
+    );
+}
