@@ -354,6 +354,36 @@ impl Executor {
         out
     }
 
+    /// The record of a prepared run before it starts: queued, with its toil baseline.
+    pub fn queued_record(&self, p: &Prepared) -> RunRecord {
+        let rb = &p.request.runbook;
+        RunRecord {
+            id: p.id.clone(),
+            runbook: rb.name.clone(),
+            version: rb.version.clone(),
+            owner: rb.owner.clone(),
+            service: rb.service.clone(),
+            cause: p.request.cause.clone(),
+            params: p.params.clone(),
+            status: RunStatus::Queued,
+            created_at: p.request.created_at.unwrap_or_else(Utc::now),
+            started_at: None,
+            finished_at: None,
+            steps: Vec::new(),
+            current_step: None,
+            current_pgid: None,
+            dry_run: p.request.dry_run,
+            approval_required: p.request.approval_required,
+            error: None,
+            alert: p.request.alert.clone(),
+            toil: Some(toil::Credit {
+                minutes: 0.0,
+                baseline: Baseline::of(rb),
+                reason: "not finished".into(),
+            }),
+        }
+    }
+
     /// Executes a prepared run to its end. Events go to `events` as they happen.
     pub async fn execute(
         &self,
@@ -363,27 +393,9 @@ impl Executor {
     ) -> RunRecord {
         let rb = p.request.runbook.clone();
         let started_at = Utc::now();
-        let mut record = RunRecord {
-            id: p.id.clone(),
-            runbook: rb.name.clone(),
-            version: rb.version.clone(),
-            owner: rb.owner.clone(),
-            service: rb.service.clone(),
-            cause: p.request.cause.clone(),
-            params: p.params.clone(),
-            status: RunStatus::Running,
-            created_at: p.request.created_at.unwrap_or(started_at),
-            started_at: Some(started_at),
-            finished_at: None,
-            steps: Vec::new(),
-            current_step: None,
-            current_pgid: None,
-            dry_run: p.request.dry_run,
-            approval_required: p.request.approval_required,
-            error: None,
-            alert: p.request.alert.clone(),
-            toil: None,
-        };
+        let mut record = self.queued_record(&p);
+        record.status = RunStatus::Running;
+        record.started_at = Some(started_at);
         let send = |e: RunEvent| {
             if let Some(tx) = &events {
                 let _ = tx.send(e);

@@ -25,3 +25,7 @@ pub mod table;
 pub mod template;
 pub mod toil;
 pub mod validator;
+pub mod histogram;
+pub mod recorder;
+pub mod store;
+pub mod report;

@@ -328,6 +328,45 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
+    /// A finished manual run with made-up figures, for stress tests and benchmarks.
+    pub fn synthetic(i: usize) -> RunRecord {
+        let now = Utc::now();
+        RunRecord {
+            id: RunId::new(),
+            runbook: format!("runbook-{}", i % 20),
+            version: "synthetic".into(),
+            owner: format!("team-{}", i % 5),
+            service: Some(format!("svc-{}", i % 7)),
+            cause: Cause::Manual {
+                user: "stress".into(),
+            },
+            params: BTreeMap::new(),
+            status: if i % 10 == 0 {
+                RunStatus::Failed
+            } else {
+                RunStatus::Succeeded
+            },
+            created_at: now,
+            started_at: Some(now),
+            finished_at: Some(now + chrono::Duration::milliseconds((i % 5000) as i64)),
+            steps: Vec::new(),
+            current_step: None,
+            current_pgid: None,
+            dry_run: false,
+            approval_required: false,
+            error: None,
+            alert: None,
+            toil: Some(crate::toil::Credit {
+                minutes: if i % 10 == 0 { 0.0 } else { 5.0 },
+                baseline: crate::toil::Baseline {
+                    manual_minutes: 5.0,
+                    ..Default::default()
+                },
+                reason: "synthetic".into(),
+            }),
+        }
+    }
+
     /// Run duration, start to end.
     pub fn duration_ms(&self) -> Option<u64> {
         match (self.started_at, self.finished_at) {

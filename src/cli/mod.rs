@@ -1,7 +1,9 @@
 //! The `untoil` command line: the only place that prints for humans.
 
 mod progress;
+mod report;
 mod run;
+mod runs;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -66,6 +68,26 @@ pub enum Command {
     Run(run::RunArgs),
     /// List the installed plugins.
     Plugins,
+    /// Toil saved by team, service, runbook, cause and period; or the automation backlog.
+    Report(report::ReportArgs),
+    /// Run history; `runs show ID` prints one run in full.
+    Runs(runs::RunsArgs),
+    /// Delete run details older than a retention period; rollups (report totals) stay.
+    Prune {
+        /// Keep this much history, e.g. 400d.
+        #[arg(long)]
+        retain: String,
+    },
+    /// Records runs as fast as it can, printing each id once durable (crash tests).
+    #[command(hide = true)]
+    StoreStress {
+        /// How many runs.
+        #[arg(long, default_value_t = 1000)]
+        count: usize,
+        /// Writer threads.
+        #[arg(long, default_value_t = 4)]
+        threads: usize,
+    },
 }
 
 /// Output format of `validate`.
@@ -143,6 +165,10 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Next(a) => next(a),
         Command::Run(a) => run::run(&g, a),
         Command::Plugins => plugins(&g),
+        Command::Report(a) => report::run(&g, a),
+        Command::Runs(a) => runs::run(&g, a),
+        Command::Prune { retain } => prune(&g, &retain),
+        Command::StoreStress { count, threads } => store_stress(&g, count, threads),
         Command::Schema => {
             let schema = serde_json::to_string_pretty(&crate::spec::json_schema())?;
             println!("{schema}");
@@ -379,5 +405,64 @@ fn plugins(g: &Global) -> Result<ExitCode> {
         print!("{}", t.render());
         println!("(* required input)");
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Opens the run store at `--data`.
+pub fn open_store(g: &Global) -> Result<crate::store::sled::SledStore> {
+    std::fs::create_dir_all(&g.data)
+        .with_context(|| format!("cannot create the data directory {}", g.data.display()))?;
+    Ok(crate::store::sled::SledStore::open(&g.data)?)
+}
+
+fn prune(g: &Global, retain: &str) -> Result<ExitCode> {
+    use crate::store::Store;
+    let keep = crate::runbook::parse_duration(retain)
+        .map_err(|e| anyhow::anyhow!("--retain `{retain}`: {e}"))?;
+    let store = open_store(g)?;
+    let before = Utc::now() - chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::MAX);
+    let n = store.prune(before)?;
+    println!(
+        "removed {n} run(s) started before {}; rollups (report totals) are kept",
+        before.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes synthetic finished runs from several threads; prints each id once it is durable.
+fn store_stress(g: &Global, count: usize, threads: usize) -> Result<ExitCode> {
+    use crate::store::Store;
+    use std::io::Write;
+    let store = std::sync::Arc::new(open_store(g)?);
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = std::time::Instant::now();
+    let handles: Vec<_> = (0..threads.max(1))
+        .map(|_| {
+            let store = store.clone();
+            let next = next.clone();
+            std::thread::spawn(move || -> Result<()> {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    if i >= count {
+                        return Ok(());
+                    }
+                    let run = crate::run::RunRecord::synthetic(i);
+                    store.finish_run(&run)?;
+                    let mut out = std::io::stdout().lock();
+                    writeln!(out, "{}", run.id)?;
+                    out.flush()?;
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().map_err(|_| anyhow::anyhow!("writer thread panicked"))??;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "{count} runs in {secs:.2}s: {:.0} runs/s, {} flushes",
+        count as f64 / secs,
+        store.flushes()
+    );
     Ok(ExitCode::SUCCESS)
 }

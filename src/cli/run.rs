@@ -16,6 +16,7 @@ use crate::diagnostic::did_you_mean;
 use crate::executor::{Executor, RunRequest};
 use crate::plugin::Plugins;
 use crate::run::{AlertContext, Cause, RunRecord, RunStatus};
+use crate::store::Store;
 use crate::runbook::Runbook;
 
 use super::Global;
@@ -139,6 +140,8 @@ pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode> {
         None => vec![base],
     };
     let executor = Executor::new(Plugins::discover(&g.plugins)).map_err(anyhow::Error::msg)?;
+    // Every run is recorded, including dry runs (which credit nothing).
+    let store: Arc<dyn Store> = Arc::new(super::open_store(g)?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -148,9 +151,11 @@ pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode> {
         let prepared = executor.prepare(req)?;
         if a.dry_run {
             print_plan(&executor, &prepared, &rb);
+            let record = runtime.block_on(executor.execute(prepared, CancellationToken::new(), None));
+            store.finish_run(&record)?;
             continue;
         }
-        let record = runtime.block_on(execute(&executor, prepared));
+        let record = runtime.block_on(execute(&executor, prepared, store.clone()))?;
         all_ok &= record.status == RunStatus::Succeeded;
     }
     Ok(if all_ok {
@@ -179,7 +184,17 @@ fn print_plan(executor: &Executor, prepared: &crate::executor::Prepared, rb: &Ru
     }
 }
 
-async fn execute(executor: &Executor, prepared: crate::executor::Prepared) -> RunRecord {
+async fn execute(
+    executor: &Executor,
+    prepared: crate::executor::Prepared,
+    store: Arc<dyn Store>,
+) -> Result<RunRecord> {
+    let queued = executor.queued_record(&prepared);
+    {
+        let store = store.clone();
+        let queued = queued.clone();
+        tokio::task::spawn_blocking(move || store.enqueue_run(&queued)).await??;
+    }
     let cancel = CancellationToken::new();
     // Ctrl-C cancels the run: its processes are killed and it is recorded as cancelled.
     let on_signal = cancel.clone();
@@ -188,15 +203,19 @@ async fn execute(executor: &Executor, prepared: crate::executor::Prepared) -> Ru
             on_signal.cancel();
         }
     });
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (shown_tx, mut shown_rx) = tokio::sync::mpsc::unbounded_channel();
+    let recorder = tokio::spawn(crate::recorder::record(store, queued.id.clone(), rx, Some(shown_tx)));
     let printer = tokio::spawn(async move {
         let mut progress = Progress::new(std::io::stdout().is_terminal());
-        while let Some(event) = rx.recv().await {
+        while let Some(event) = shown_rx.recv().await {
             progress.show(&event);
         }
     });
     let record = executor.execute(prepared, cancel, Some(tx)).await;
+    let recorded = recorder.await;
     let _ = printer.await;
     signal.abort();
-    record
+    recorded??;
+    Ok(record)
 }

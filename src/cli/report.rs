@@ -1,0 +1,113 @@
+//! `untoil report` (toil saved) and `untoil report unautomated` (the automation backlog).
+
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use chrono::{NaiveDate, Utc};
+use clap::{Args, Subcommand};
+
+use crate::report::{self, Dim, Format, Period};
+use crate::store::Store;
+
+use super::Global;
+
+/// Arguments of `untoil report`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ReportArgs {
+    #[command(subcommand)]
+    pub command: Option<ReportCommand>,
+    #[command(flatten)]
+    pub period: PeriodArgs,
+    /// Group by (repeatable, combined in order): team, service, runbook, cause, day, week, month.
+    #[arg(long = "by", value_enum)]
+    pub by: Vec<Dim>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+/// Report kinds besides toil saved.
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Alerts received that no runbook handles, ranked by estimated toil: the backlog.
+    Unautomated(UnautomatedArgs),
+}
+
+/// Arguments of `untoil report unautomated`.
+#[derive(Debug, Args)]
+pub struct UnautomatedArgs {
+    #[command(flatten)]
+    pub period: PeriodArgs,
+    /// Also group by this label (repeatable).
+    #[arg(long = "label")]
+    pub labels: Vec<String>,
+    /// Manual minutes assumed per alert without a `toil_minutes` annotation.
+    #[arg(long, default_value_t = 15.0)]
+    pub assume_minutes: f64,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+/// The period of a report.
+#[derive(Debug, Args, Clone)]
+pub struct PeriodArgs {
+    /// The last N days (or weeks, ...) up to today, e.g. 30d, 12w.
+    #[arg(long, default_value = "30d", conflicts_with_all = ["from", "to"])]
+    pub since: String,
+    /// First day (YYYY-MM-DD, UTC), with --to.
+    #[arg(long, requires = "to")]
+    pub from: Option<String>,
+    /// Last day (YYYY-MM-DD, UTC), inclusive.
+    #[arg(long, requires = "from")]
+    pub to: Option<String>,
+}
+
+impl PeriodArgs {
+    /// The period these flags name.
+    pub fn period(&self) -> Result<Period> {
+        let day = |s: &str, flag: &str| {
+            NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .map_err(|_| anyhow::anyhow!("--{flag} `{s}` is not a date such as 2026-11-01"))
+        };
+        match (&self.from, &self.to) {
+            (Some(f), Some(t)) => {
+                let p = Period {
+                    from: day(f, "from")?,
+                    to: day(t, "to")?,
+                };
+                if p.from > p.to {
+                    bail!("--from {} is after --to {}", p.from, p.to);
+                }
+                Ok(p)
+            }
+            _ => {
+                let d = crate::runbook::parse_duration(&self.since)
+                    .map_err(|e| anyhow::anyhow!("--since `{}`: {e}", self.since))?;
+                Ok(Period::since(d, Utc::now()))
+            }
+        }
+    }
+}
+
+/// Runs `untoil report`.
+pub fn run(g: &Global, a: ReportArgs) -> Result<ExitCode> {
+    let store = super::open_store(g)?;
+    match a.command {
+        Some(ReportCommand::Unautomated(u)) => {
+            let period = u.period.period()?;
+            let (from, to) = period.instants();
+            let alerts = store.alerts(from, to)?;
+            let backlog = report::backlog(period, &alerts, &u.labels, u.assume_minutes);
+            print!("{}", backlog.render(u.format, &u.labels));
+        }
+        None => {
+            let period = a.period.period()?;
+            let by = if a.by.is_empty() { vec![Dim::Team] } else { a.by };
+            let r = report::toil_report(&store as &dyn Store, period, &by)?;
+            print!("{}", r.render(a.format));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

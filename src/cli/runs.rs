@@ -1,0 +1,163 @@
+//! `untoil runs`: run history, and one run in full.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+
+use crate::run::{RunId, RunRecord, RunStatus};
+use crate::store::{RunFilter, Store};
+use crate::table::Table;
+
+use super::Global;
+
+/// Arguments of `untoil runs`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct RunsArgs {
+    #[command(subcommand)]
+    pub command: Option<RunsCommand>,
+    /// Only runs of this runbook.
+    #[arg(long)]
+    pub runbook: Option<String>,
+    /// Only runs with this status (succeeded, failed, running, skipped, ...).
+    #[arg(long)]
+    pub status: Option<RunStatus>,
+    /// At most this many, most recent first.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `untoil runs show`.
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// One run in full: steps, outputs, toil credited and why.
+    Show {
+        /// Run id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn ms(v: Option<u64>) -> String {
+    v.map(|ms| format!("{:.1}s", ms as f64 / 1000.0))
+        .unwrap_or_else(|| "-".into())
+}
+
+/// Runs `untoil runs`.
+pub fn run(g: &Global, a: RunsArgs) -> Result<ExitCode> {
+    let store = super::open_store(g)?;
+    match a.command {
+        Some(RunsCommand::Show { id, json }) => {
+            let Some(r) = store.get_run(&RunId(id.clone()))? else {
+                anyhow::bail!("no run with id {id}; `untoil runs` lists recent runs");
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                print!("{}", show(&r));
+            }
+        }
+        None => {
+            let runs = store.list_runs(&RunFilter {
+                runbook: a.runbook,
+                status: a.status,
+                limit: a.limit,
+            })?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&runs)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut t = Table::new(["ID", "RUNBOOK", "CAUSE", "STATUS", "STARTED", "DURATION", "TOIL (min)"]);
+            t.align_right(5);
+            t.align_right(6);
+            for r in &runs {
+                t.row([
+                    r.id.0.clone(),
+                    r.runbook.clone(),
+                    r.cause.kind().to_string(),
+                    r.status.to_string(),
+                    r.started_at
+                        .unwrap_or(r.created_at)
+                        .format("%Y-%m-%d %H:%M:%S")
+                        .to_string(),
+                    ms(r.duration_ms()),
+                    r.toil
+                        .as_ref()
+                        .map(|t| format!("{}", t.minutes))
+                        .unwrap_or_else(|| "-".into()),
+                ]);
+            }
+            print!("{}", t.render());
+            if runs.is_empty() {
+                eprintln!("no runs recorded in {}", g.data.display());
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A run in full, for humans.
+pub fn show(r: &RunRecord) -> String {
+    let mut out = String::new();
+    out.push_str(&format!("run       {}\n", r.id));
+    out.push_str(&format!("runbook   {} (version {})\n", r.runbook, &r.version[..r.version.len().min(12)]));
+    out.push_str(&format!("owner     {}{}\n", r.owner, r.service.as_ref().map(|s| format!(", service {s}")).unwrap_or_default()));
+    let cause = match &r.cause {
+        crate::run::Cause::Manual { user } => format!("manual, by {user}"),
+        crate::run::Cause::Schedule { at } => format!("schedule fire at {}", at.to_rfc3339()),
+        crate::run::Cause::Alert { fingerprint, starts_at, labels } => format!(
+            "alert {} (fingerprint {fingerprint}, started {})\n          labels {}",
+            labels.get("alertname").map(String::as_str).unwrap_or("?"),
+            starts_at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+        ),
+    };
+    out.push_str(&format!("cause     {cause}\n"));
+    out.push_str(&format!("status    {}{}\n", r.status, r.error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()));
+    if let Some(s) = r.started_at {
+        out.push_str(&format!("started   {}\n", s.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)));
+    }
+    out.push_str(&format!("duration  {}\n", ms(r.duration_ms())));
+    if let (crate::run::Cause::Alert { starts_at, .. }, Some(end)) = (&r.cause, r.finished_at) {
+        out.push_str(&format!("remediated {} after the alert started\n", ms(Some((end - *starts_at).num_milliseconds().max(0) as u64))));
+    }
+    if !r.params.is_empty() {
+        let p: Vec<String> = r.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        out.push_str(&format!("params    {}\n", p.join(" ")));
+    }
+    if let Some(t) = &r.toil {
+        out.push_str(&format!("toil      {} min credited: {}\n", t.minutes, t.reason));
+    }
+    out.push_str("steps\n");
+    for (i, s) in r.steps.iter().enumerate() {
+        out.push_str(&format!(
+            "  [{}] {} ({}) {} in {} ms, {} attempt(s){}{}\n",
+            i + 1,
+            s.name,
+            s.kind,
+            s.status.map(|s| s.as_str()).unwrap_or("?"),
+            s.duration_ms,
+            s.attempts,
+            s.exit_code.map(|c| format!(", exit {c}")).unwrap_or_default(),
+            s.http_status.map(|c| format!(", HTTP {c}")).unwrap_or_default(),
+        ));
+        if let Some(e) = &s.error {
+            out.push_str(&format!("      error: {e}\n"));
+        }
+        for (label, text) in [("stdout", &s.stdout), ("stderr", &s.stderr), ("body", &s.body), ("message", &s.message)] {
+            if !text.trim().is_empty() {
+                out.push_str(&format!("      {label}:\n"));
+                for line in text.trim_end().lines() {
+                    out.push_str(&format!("        {line}\n"));
+                }
+            }
+        }
+    }
+    out
+}

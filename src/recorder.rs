@@ -1,0 +1,72 @@
+//! Writes a run's progress to the store as the executor reports it, so that every run is
+//! recorded whoever started it, and a crash mid-run leaves a record reconciliation can finish.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+
+use crate::run::{RunEvent, RunId};
+use crate::store::{Store, StoreError};
+
+/// Consumes a run's events, records them, and forwards each to `forward` after it is stored.
+/// Returns the first store error (later events are still forwarded).
+pub async fn record(
+    store: Arc<dyn Store>,
+    id: RunId,
+    mut events: UnboundedReceiver<RunEvent>,
+    forward: Option<UnboundedSender<RunEvent>>,
+) -> Result<(), StoreError> {
+    let mut first_error = None;
+    let mut current_step = String::new();
+    while let Some(event) = events.recv().await {
+        let store = store.clone();
+        let id2 = id.clone();
+        let op = match &event {
+            RunEvent::RunStarted { .. } => Some(Op::Start),
+            RunEvent::StepStarted { name, .. } => {
+                current_step = name.clone();
+                Some(Op::Step(name.clone(), None))
+            }
+            RunEvent::ProcessStarted { pgid, .. } => Some(Op::Step(current_step.clone(), Some(*pgid))),
+            RunEvent::StepFinished { result, .. } => Some(Op::StepDone(result.clone())),
+            RunEvent::RunFinished { record } => Some(Op::Finish(record.clone())),
+            RunEvent::Output { .. } => None,
+        };
+        if let Some(op) = op {
+            // sled calls block (flushes take milliseconds): keep them off the async workers.
+            let result = tokio::task::spawn_blocking(move || match op {
+                Op::Start => store.start_run(&id2, Utc::now()),
+                Op::Step(name, pgid) => store.step_started(&id2, &name, pgid),
+                Op::StepDone(step) => store.record_step(&id2, &step),
+                Op::Finish(run) => store.finish_run(&run),
+            })
+            .await
+            .unwrap_or_else(|e| {
+                Err(StoreError::Backend {
+                    path: String::new(),
+                    reason: format!("store task failed: {e}"),
+                })
+            });
+            if let Err(e) = result
+                && first_error.is_none()
+            {
+                first_error = Some(e);
+            }
+        }
+        if let Some(tx) = &forward {
+            let _ = tx.send(event);
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+enum Op {
+    Start,
+    Step(String, Option<u32>),
+    StepDone(Box<crate::run::StepResult>),
+    Finish(Box<crate::run::RunRecord>),
+}

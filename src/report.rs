@@ -1,0 +1,569 @@
+//! Toil reports: aggregation of rollups by team, service, runbook, cause and period, the
+//! automation backlog (alerts no runbook handles), and their renderings (table, JSON, CSV,
+//! Markdown).
+//!
+//! Reports read rollups, so their cost grows with the number of groups in the period, not the
+//! number of runs. Periods are whole UTC days.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
+use serde::Serialize;
+
+use crate::store::{AlertReceived, Rollup, RollupKey, Store, StoreError};
+use crate::table::Table;
+
+/// A dimension to group by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Dim {
+    /// The owning team.
+    Team,
+    /// The service.
+    Service,
+    /// The runbook.
+    Runbook,
+    /// manual, schedule or alert.
+    Cause,
+    /// UTC day.
+    Day,
+    /// ISO week.
+    Week,
+    /// Calendar month.
+    Month,
+}
+
+impl Dim {
+    /// Column name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dim::Team => "team",
+            Dim::Service => "service",
+            Dim::Runbook => "runbook",
+            Dim::Cause => "cause",
+            Dim::Day => "day",
+            Dim::Week => "week",
+            Dim::Month => "month",
+        }
+    }
+
+    /// The value of this dimension for a rollup group.
+    pub fn value(self, k: &RollupKey) -> String {
+        match self {
+            Dim::Team => k.owner.clone(),
+            Dim::Service => {
+                if k.service.is_empty() {
+                    "-".into()
+                } else {
+                    k.service.clone()
+                }
+            }
+            Dim::Runbook => k.runbook.clone(),
+            Dim::Cause => k.cause.clone(),
+            Dim::Day => k.day.format("%Y-%m-%d").to_string(),
+            Dim::Week => {
+                let w = k.day.iso_week();
+                format!("{}-W{:02}", w.year(), w.week())
+            }
+            Dim::Month => k.day.format("%Y-%m").to_string(),
+        }
+    }
+}
+
+/// Output format of reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned columns with a totals row.
+    Table,
+    /// JSON.
+    Json,
+    /// CSV with a header row.
+    Csv,
+    /// A Markdown table.
+    Markdown,
+}
+
+/// An inclusive range of UTC days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Period {
+    /// First day.
+    pub from: NaiveDate,
+    /// Last day.
+    pub to: NaiveDate,
+}
+
+impl Period {
+    /// The last `days` days up to and including today.
+    pub fn since(days: std::time::Duration, now: DateTime<Utc>) -> Period {
+        let today = now.date_naive();
+        let back = Duration::seconds(days.as_secs() as i64);
+        Period {
+            from: (now - back).date_naive(),
+            to: today,
+        }
+    }
+
+    /// Instants covering the period: [from 00:00, to + 1 day 00:00).
+    pub fn instants(&self) -> (DateTime<Utc>, DateTime<Utc>) {
+        let start = self.from.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
+        let end = (self.to + Duration::days(1))
+            .and_hms_opt(0, 0, 0)
+            .unwrap_or_default()
+            .and_utc();
+        (start, end)
+    }
+}
+
+/// One row of a toil report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Row {
+    /// Values of the group-by dimensions, in order.
+    pub group: Vec<String>,
+    /// The summed counters.
+    #[serde(skip)]
+    pub rollup: Rollup,
+    /// Figures.
+    #[serde(flatten)]
+    pub figures: Figures,
+}
+
+/// The figures of a row.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Figures {
+    /// Runs.
+    pub runs: u64,
+    /// Succeeded runs.
+    pub succeeded: u64,
+    /// Failed, timed out or interrupted runs.
+    pub failed: u64,
+    /// Cancelled runs.
+    pub cancelled: u64,
+    /// succeeded / runs.
+    pub success_rate: Option<f64>,
+    /// Toil saved, minutes (exact to 1/1000).
+    pub toil_minutes: f64,
+    /// Toil saved, hours.
+    pub toil_hours: f64,
+    /// Median run duration, ms (within ~3%).
+    pub median_ms: Option<u64>,
+    /// 95th percentile run duration, ms (within ~3%).
+    pub p95_ms: Option<u64>,
+    /// Mean time to remediate (alert start to run end) of succeeded alert runs, ms.
+    pub mttr_ms: Option<u64>,
+}
+
+impl Figures {
+    /// Figures of a rollup.
+    pub fn of(r: &Rollup) -> Figures {
+        let minutes = r.toil_milli_minutes as f64 / 1000.0;
+        Figures {
+            runs: r.runs,
+            succeeded: r.succeeded,
+            failed: r.failed,
+            cancelled: r.cancelled,
+            success_rate: (r.runs > 0).then(|| r.succeeded as f64 / r.runs as f64),
+            toil_minutes: minutes,
+            toil_hours: minutes / 60.0,
+            median_ms: r.durations.quantile(0.5),
+            p95_ms: r.durations.quantile(0.95),
+            mttr_ms: (r.remediations > 0).then(|| r.remediate_ms_sum / r.remediations),
+        }
+    }
+}
+
+/// A toil report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ToilReport {
+    /// The period.
+    pub period: Period,
+    /// Group-by dimensions.
+    pub by: Vec<Dim>,
+    /// Rows, sorted by group.
+    pub rows: Vec<Row>,
+    /// Totals over all rows.
+    pub total: Figures,
+    /// Total counters.
+    #[serde(skip)]
+    pub total_rollup: Rollup,
+}
+
+/// Groups rollups by the dimensions (pure).
+pub fn aggregate<I>(period: Period, by: &[Dim], rollups: I) -> ToilReport
+where
+    I: IntoIterator<Item = (RollupKey, Rollup)>,
+{
+    let mut groups: BTreeMap<Vec<String>, Rollup> = BTreeMap::new();
+    let mut total = Rollup::default();
+    for (k, r) in rollups {
+        if k.day < period.from || k.day > period.to {
+            continue;
+        }
+        let group: Vec<String> = by.iter().map(|d| d.value(&k)).collect();
+        groups.entry(group).or_default().merge(&r);
+        total.merge(&r);
+    }
+    let rows = groups
+        .into_iter()
+        .map(|(group, rollup)| Row {
+            figures: Figures::of(&rollup),
+            group,
+            rollup,
+        })
+        .collect();
+    ToilReport {
+        period,
+        by: by.to_vec(),
+        rows,
+        total: Figures::of(&total),
+        total_rollup: total,
+    }
+}
+
+/// Builds the toil report of a period from the store.
+pub fn toil_report(store: &dyn Store, period: Period, by: &[Dim]) -> Result<ToilReport, StoreError> {
+    Ok(aggregate(period, by, store.rollups(period.from, period.to)?))
+}
+
+fn ms(v: Option<u64>) -> String {
+    match v {
+        None => "-".into(),
+        Some(ms) if ms < 1000 => format!("{ms}ms"),
+        Some(ms) if ms < 60_000 => format!("{:.1}s", ms as f64 / 1000.0),
+        Some(ms) if ms < 3_600_000 => format!("{:.1}m", ms as f64 / 60_000.0),
+        Some(ms) => format!("{:.1}h", ms as f64 / 3_600_000.0),
+    }
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or("-".into(), |r| format!("{:.1}%", r * 100.0))
+}
+
+const COLUMNS: [&str; 8] = [
+    "RUNS", "SUCCEEDED", "FAILED", "SUCCESS", "TOIL SAVED (h)", "MEDIAN", "P95", "MTTR",
+];
+
+fn cells(f: &Figures) -> Vec<String> {
+    vec![
+        f.runs.to_string(),
+        f.succeeded.to_string(),
+        f.failed.to_string(),
+        pct(f.success_rate),
+        format!("{:.2}", f.toil_hours),
+        ms(f.median_ms),
+        ms(f.p95_ms),
+        ms(f.mttr_ms),
+    ]
+}
+
+impl ToilReport {
+    fn header(&self) -> Vec<String> {
+        let mut h: Vec<String> = self.by.iter().map(|d| d.name().to_uppercase()).collect();
+        h.extend(COLUMNS.iter().map(|c| c.to_string()));
+        h
+    }
+
+    /// Renders the report.
+    pub fn render(&self, format: Format) -> String {
+        match format {
+            Format::Json => serde_json::to_string_pretty(self).unwrap_or_default() + "\n",
+            Format::Csv => self.csv(),
+            Format::Table => {
+                let mut t = Table::new(self.header());
+                for i in self.by.len()..self.by.len() + COLUMNS.len() {
+                    t.align_right(i);
+                }
+                for r in &self.rows {
+                    let mut row = r.group.clone();
+                    row.extend(cells(&r.figures));
+                    t.row(row);
+                }
+                let mut total: Vec<String> = vec![String::new(); self.by.len()];
+                if let Some(first) = total.first_mut() {
+                    *first = "TOTAL".into();
+                }
+                total.extend(cells(&self.total));
+                if self.by.is_empty() {
+                    t.row(cells(&self.total));
+                } else {
+                    t.row(total);
+                }
+                format!(
+                    "toil report {} .. {} (UTC days)\n{}",
+                    self.period.from,
+                    self.period.to,
+                    t.render()
+                )
+            }
+            Format::Markdown => {
+                let header = self.header();
+                let mut out = format!(
+                    "Toil report {} .. {} (UTC days)\n\n| {} |\n|{}|\n",
+                    self.period.from,
+                    self.period.to,
+                    header.join(" | "),
+                    header
+                        .iter()
+                        .enumerate()
+                        .map(|(i, _)| if i < self.by.len() { "---" } else { "---:" })
+                        .collect::<Vec<_>>()
+                        .join("|")
+                );
+                for r in &self.rows {
+                    let mut row = r.group.clone();
+                    row.extend(cells(&r.figures));
+                    out.push_str(&format!("| {} |\n", row.join(" | ")));
+                }
+                let mut total: Vec<String> = vec![String::new(); self.by.len()];
+                if let Some(first) = total.first_mut() {
+                    *first = "**total**".into();
+                }
+                total.extend(cells(&self.total));
+                out.push_str(&format!("| {} |\n", total.join(" | ")));
+                out
+            }
+        }
+    }
+
+    fn csv(&self) -> String {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        let mut header: Vec<String> = self.by.iter().map(|d| d.name().to_string()).collect();
+        header.extend(
+            [
+                "runs", "succeeded", "failed", "cancelled", "success_rate", "toil_minutes",
+                "toil_hours", "median_ms", "p95_ms", "mttr_ms",
+            ]
+            .map(String::from),
+        );
+        let _ = w.write_record(&header);
+        let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
+        let line = |group: Vec<String>, f: &Figures| {
+            let mut rec = group;
+            rec.extend([
+                f.runs.to_string(),
+                f.succeeded.to_string(),
+                f.failed.to_string(),
+                f.cancelled.to_string(),
+                f.success_rate.map(|r| format!("{r:.4}")).unwrap_or_default(),
+                format!("{:.3}", f.toil_minutes),
+                format!("{:.4}", f.toil_hours),
+                opt(f.median_ms),
+                opt(f.p95_ms),
+                opt(f.mttr_ms),
+            ]);
+            rec
+        };
+        for r in &self.rows {
+            let _ = w.write_record(line(r.group.clone(), &r.figures));
+        }
+        let mut total = vec![String::new(); self.by.len()];
+        if let Some(first) = total.first_mut() {
+            *first = "TOTAL".into();
+        }
+        if !self.by.is_empty() {
+            let _ = w.write_record(line(total, &self.total));
+        } else {
+            let _ = w.write_record(line(Vec::new(), &self.total));
+        }
+        String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+    }
+}
+
+/// One line of the automation backlog.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BacklogRow {
+    /// alertname plus the extra labels asked for.
+    pub group: BTreeMap<String, String>,
+    /// Alert episodes received that no runbook handled.
+    pub count: u64,
+    /// Last time one was received.
+    pub last_seen: DateTime<Utc>,
+    /// Manual minutes assumed per alert.
+    pub minutes_each: f64,
+    /// count x minutes_each.
+    pub estimated_minutes: f64,
+}
+
+/// The automation backlog: alerts received that no runbook handles, ranked by toil.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Backlog {
+    /// The period.
+    pub period: Period,
+    /// Rows, most toil first.
+    pub rows: Vec<BacklogRow>,
+    /// All alert episodes received.
+    pub alerts_received: u64,
+    /// Those a runbook handled.
+    pub alerts_handled: u64,
+    /// handled / received.
+    pub coverage: Option<f64>,
+}
+
+/// Builds the backlog from alert episodes (pure). The minutes per alert come from its
+/// `toil_minutes` annotation when it parses, else `assume_minutes`.
+pub fn backlog(period: Period, alerts: &[AlertReceived], labels: &[String], assume_minutes: f64) -> Backlog {
+    let mut groups: BTreeMap<BTreeMap<String, String>, BacklogRow> = BTreeMap::new();
+    let mut handled = 0;
+    for a in alerts {
+        if !a.matched.is_empty() {
+            handled += 1;
+            continue;
+        }
+        let mut group = BTreeMap::new();
+        group.insert(
+            "alertname".to_string(),
+            a.labels.get("alertname").cloned().unwrap_or_default(),
+        );
+        for l in labels {
+            group.insert(l.clone(), a.labels.get(l).cloned().unwrap_or_default());
+        }
+        let minutes = a
+            .annotations
+            .get("toil_minutes")
+            .and_then(|m| m.trim().parse::<f64>().ok())
+            .filter(|m| m.is_finite() && *m >= 0.0)
+            .unwrap_or(assume_minutes);
+        let row = groups.entry(group.clone()).or_insert(BacklogRow {
+            group,
+            count: 0,
+            last_seen: a.last_seen,
+            minutes_each: minutes,
+            estimated_minutes: 0.0,
+        });
+        row.count += 1;
+        row.last_seen = row.last_seen.max(a.last_seen);
+        row.estimated_minutes += minutes;
+        row.minutes_each = row.estimated_minutes / row.count as f64;
+    }
+    let mut rows: Vec<BacklogRow> = groups.into_values().collect();
+    rows.sort_by(|a, b| {
+        b.estimated_minutes
+            .total_cmp(&a.estimated_minutes)
+            .then(b.count.cmp(&a.count))
+    });
+    let received = alerts.len() as u64;
+    Backlog {
+        period,
+        rows,
+        alerts_received: received,
+        alerts_handled: handled,
+        coverage: (received > 0).then(|| handled as f64 / received as f64),
+    }
+}
+
+impl Backlog {
+    /// Renders the backlog.
+    pub fn render(&self, format: Format, labels: &[String]) -> String {
+        let mut header = vec!["ALERTNAME".to_string()];
+        header.extend(labels.iter().map(|l| l.to_uppercase()));
+        header.extend(["COUNT", "LAST SEEN", "MIN EACH", "EST. TOIL (h)"].map(String::from));
+        let row_cells = |r: &BacklogRow| {
+            let mut c = vec![r.group.get("alertname").cloned().unwrap_or_default()];
+            c.extend(labels.iter().map(|l| r.group.get(l).cloned().unwrap_or_default()));
+            c.extend([
+                r.count.to_string(),
+                r.last_seen.format("%Y-%m-%d %H:%M").to_string(),
+                format!("{:.1}", r.minutes_each),
+                format!("{:.2}", r.estimated_minutes / 60.0),
+            ]);
+            c
+        };
+        let coverage = format!(
+            "coverage: {} of {} alerts handled by a runbook ({})",
+            self.alerts_handled,
+            self.alerts_received,
+            pct(self.coverage)
+        );
+        match format {
+            Format::Json => serde_json::to_string_pretty(self).unwrap_or_default() + "\n",
+            Format::Csv => {
+                let mut w = csv::Writer::from_writer(Vec::new());
+                let _ = w.write_record(header.iter().map(|h| h.to_lowercase()));
+                for r in &self.rows {
+                    let _ = w.write_record(row_cells(r));
+                }
+                String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+            }
+            Format::Table => {
+                let mut t = Table::new(header);
+                for r in &self.rows {
+                    t.row(row_cells(r));
+                }
+                format!(
+                    "automation backlog {} .. {}: alerts no runbook handles, most toil first\n{}{coverage}\n",
+                    self.period.from,
+                    self.period.to,
+                    t.render()
+                )
+            }
+            Format::Markdown => {
+                let mut out = format!(
+                    "| {} |\n|{}|\n",
+                    header.join(" | "),
+                    vec!["---"; header.len()].join("|")
+                );
+                for r in &self.rows {
+                    out.push_str(&format!("| {} |\n", row_cells(r).join(" | ")));
+                }
+                out.push_str(&format!("\n{coverage}\n"));
+                out
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(day: &str, owner: &str, runbook: &str) -> RollupKey {
+        RollupKey {
+            day: NaiveDate::parse_from_str(day, "%Y-%m-%d").unwrap_or_default(),
+            owner: owner.into(),
+            service: String::new(),
+            runbook: runbook.into(),
+            cause: "manual".into(),
+        }
+    }
+
+    fn rollup(runs: u64, succeeded: u64, milli: u64) -> Rollup {
+        Rollup {
+            runs,
+            succeeded,
+            failed: runs - succeeded,
+            toil_milli_minutes: milli,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn rows_group_by_dimensions_and_totals_add_up() {
+        let period = Period {
+            from: NaiveDate::from_ymd_opt(2026, 11, 1).unwrap_or_default(),
+            to: NaiveDate::from_ymd_opt(2026, 11, 30).unwrap_or_default(),
+        };
+        let data = vec![
+            (key("2026-11-02", "a", "x"), rollup(2, 1, 20_000)),
+            (key("2026-11-20", "a", "y"), rollup(1, 1, 5_500)),
+            (key("2026-11-20", "b", "z"), rollup(3, 3, 60_000)),
+            (key("2026-10-31", "b", "z"), rollup(9, 9, 99_000)),
+        ];
+        let r = aggregate(period, &[Dim::Team, Dim::Month], data);
+        assert_eq!(r.rows.len(), 2);
+        assert_eq!(r.rows[0].group, ["a", "2026-11"]);
+        assert_eq!(r.rows[0].figures.runs, 3);
+        assert_eq!(r.rows[0].figures.toil_minutes, 25.5);
+        assert_eq!(r.total.runs, 6);
+        assert_eq!(r.total.toil_minutes, 85.5);
+        let table = r.render(Format::Table);
+        assert!(table.contains("TOTAL"), "{table}");
+        let csv = r.render(Format::Csv);
+        assert!(csv.starts_with("team,month,runs,"), "{csv}");
+        assert!(csv.lines().any(|l| l.starts_with("TOTAL,,6,5,1,0,0.8333,85.500,")), "{csv}");
+    }
+
+    #[test]
+    fn weeks_are_iso_weeks() {
+        assert_eq!(Dim::Week.value(&key("2026-01-01", "a", "x")), "2026-W01");
+        assert_eq!(Dim::Week.value(&key("2027-01-01", "a", "x")), "2026-W53");
+    }
+}

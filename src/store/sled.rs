@@ -1,0 +1,506 @@
+//! The embedded store on sled: the only module that touches sled.
+//!
+//! Layout (trees):
+//! - `meta`: `schema_version`.
+//! - `runs`: run id (ULID, so keys sort by time) -> run record (JSON).
+//! - `by_runbook`: `runbook \0 run id` -> (), to list one runbook's runs by prefix scan.
+//! - `active`: run id -> () for runs queued, pending approval or running (reconciliation).
+//! - `alerts`: `fingerprint @ startsAt` -> alert episode; `alerts_by_time`: received-at
+//!   (big-endian nanoseconds) + episode -> () for range scans.
+//! - `rollups`: `day \0 owner \0 service \0 runbook \0 cause` -> counters, updated in the same
+//!   transaction as a run's finish.
+//!
+//! Durability: every change is flushed before the call returns. Concurrent writers share one
+//! flush (group commit). sled's flush uses `sync_file_range`/`fdatasync`-class calls: it
+//! survives a killed process; see docs/store.md for what it promises on power loss.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+use super::{
+    AlertReceived, Reconciled, Result, Rollup, RollupKey, RunFilter, SCHEMA_VERSION, Store,
+    StoreError,
+};
+use crate::run::{RunId, RunRecord, RunStatus, StepResult};
+
+/// Shares one flush between concurrent writers.
+struct GroupCommit {
+    state: Mutex<CommitState>,
+    done: Condvar,
+    flushes: AtomicU64,
+}
+
+#[derive(Default)]
+struct CommitState {
+    requested: u64,
+    completed: u64,
+    flushing: bool,
+}
+
+/// The sled-backed store.
+pub struct SledStore {
+    path: PathBuf,
+    db: sled::Db,
+    runs: sled::Tree,
+    by_runbook: sled::Tree,
+    active: sled::Tree,
+    alerts: sled::Tree,
+    alerts_by_time: sled::Tree,
+    rollups: sled::Tree,
+    commit: GroupCommit,
+}
+
+fn backend(path: &Path, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    }
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    // Our record types always serialize; an empty value would be reported as corrupt on read.
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).to_string(),
+        reason: e.to_string(),
+    })
+}
+
+fn rollup_key(k: &RollupKey) -> Vec<u8> {
+    format!(
+        "{}\0{}\0{}\0{}\0{}",
+        k.day.format("%Y-%m-%d"),
+        k.owner,
+        k.service,
+        k.runbook,
+        k.cause
+    )
+    .into_bytes()
+}
+
+fn parse_rollup_key(bytes: &[u8]) -> Option<RollupKey> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let mut parts = text.split('\0');
+    let day = NaiveDate::parse_from_str(parts.next()?, "%Y-%m-%d").ok()?;
+    Some(RollupKey {
+        day,
+        owner: parts.next()?.to_string(),
+        service: parts.next()?.to_string(),
+        runbook: parts.next()?.to_string(),
+        cause: parts.next()?.to_string(),
+    })
+}
+
+fn episode_key(fingerprint: &str, starts_at: DateTime<Utc>) -> String {
+    format!(
+        "{fingerprint}@{}",
+        starts_at.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+    )
+}
+
+fn nanos(t: DateTime<Utc>) -> [u8; 8] {
+    (t.timestamp_nanos_opt().unwrap_or(0).max(0) as u64).to_be_bytes()
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `path`.
+    pub fn open(path: &Path) -> Result<SledStore> {
+        let db = sled::Config::new().path(path).open().map_err(|e| match &e {
+            sled::Error::Io(io)
+                if io.kind() == std::io::ErrorKind::WouldBlock
+                    || io.to_string().contains("lock") =>
+            {
+                StoreError::Locked {
+                    path: path.display().to_string(),
+                }
+            }
+            _ => backend(path, e),
+        })?;
+        let tree = |name: &str| db.open_tree(name).map_err(|e| backend(path, e));
+        let meta = tree("meta")?;
+        match meta.get("schema_version").map_err(|e| backend(path, e))? {
+            Some(v) => {
+                let found: u32 = decode(b"schema_version", &v)?;
+                if found > SCHEMA_VERSION {
+                    return Err(StoreError::NewerSchema {
+                        path: path.display().to_string(),
+                        found,
+                        supported: SCHEMA_VERSION,
+                    });
+                }
+            }
+            None => {
+                meta.insert("schema_version", encode(&SCHEMA_VERSION))
+                    .map_err(|e| backend(path, e))?;
+            }
+        }
+        let store = SledStore {
+            path: path.to_path_buf(),
+            runs: tree("runs")?,
+            by_runbook: tree("by_runbook")?,
+            active: tree("active")?,
+            alerts: tree("alerts")?,
+            alerts_by_time: tree("alerts_by_time")?,
+            rollups: tree("rollups")?,
+            db,
+            commit: GroupCommit {
+                state: Mutex::new(CommitState::default()),
+                done: Condvar::new(),
+                flushes: AtomicU64::new(0),
+            },
+        };
+        store.durable()?;
+        Ok(store)
+    }
+
+    /// How many flushes were made (group commit shares them between writers).
+    pub fn flushes(&self) -> u64 {
+        self.commit.flushes.load(Ordering::Relaxed)
+    }
+
+    /// Waits until everything written so far is on disk, sharing flushes between writers.
+    fn durable(&self) -> Result<()> {
+        let c = &self.commit;
+        let mut st = c.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.requested += 1;
+        let ticket = st.requested;
+        loop {
+            if st.completed >= ticket {
+                return Ok(());
+            }
+            if !st.flushing {
+                st.flushing = true;
+                let target = st.requested;
+                drop(st);
+                let result = self.db.flush();
+                c.flushes.fetch_add(1, Ordering::Relaxed);
+                st = c.state.lock().unwrap_or_else(|p| p.into_inner());
+                st.flushing = false;
+                if result.is_ok() {
+                    st.completed = st.completed.max(target);
+                }
+                c.done.notify_all();
+                if let Err(e) = result {
+                    return Err(backend(&self.path, e));
+                }
+                continue;
+            }
+            st = c.done.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> StoreError {
+        backend(&self.path, e)
+    }
+
+    fn put_run(&self, run: &RunRecord) -> Result<()> {
+        let id = run.id.0.as_bytes();
+        self.runs.insert(id, encode(run)).map_err(|e| self.err(e))?;
+        let mut idx = run.runbook.clone().into_bytes();
+        idx.push(0);
+        idx.extend_from_slice(id);
+        self.by_runbook.insert(idx, &[]).map_err(|e| self.err(e))?;
+        if run.status.is_final() {
+            self.active.remove(id).map_err(|e| self.err(e))?;
+        } else {
+            self.active.insert(id, &[]).map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    fn update_run<F: FnOnce(&mut RunRecord)>(&self, id: &RunId, f: F) -> Result<()> {
+        let mut run = self
+            .get_run(id)?
+            .ok_or_else(|| StoreError::NoSuchRun(id.0.clone()))?;
+        f(&mut run);
+        self.put_run(&run)
+    }
+
+    /// Finishes a run and adds it to its rollup atomically (no flush).
+    fn finish_tx(&self, run: &RunRecord) -> Result<()> {
+        let rollup = Rollup::of_run(run);
+        let id = run.id.0.as_bytes().to_vec();
+        let value = encode(run);
+        let result: std::result::Result<(), TransactionError<StoreError>> =
+            (&self.runs, &self.rollups, &self.active).transaction(|(runs, rollups, active)| {
+                let already_final = match runs.get(&id)? {
+                    Some(old) => decode::<RunRecord>(&id, &old)
+                        .map(|r| r.status.is_final() && r.status != RunStatus::Skipped)
+                        .map_err(ConflictableTransactionError::Abort)?,
+                    None => false,
+                };
+                runs.insert(id.clone(), value.clone())?;
+                active.remove(id.clone())?;
+                // A run is counted once, even if finish is called again.
+                if let (Some((key, add)), false) = (&rollup, already_final) {
+                    let k = rollup_key(key);
+                    let mut current: Rollup = match rollups.get(&k)? {
+                        Some(v) => decode(&k, &v).map_err(ConflictableTransactionError::Abort)?,
+                        None => Rollup::default(),
+                    };
+                    current.merge(add);
+                    rollups.insert(k, encode(&current))?;
+                }
+                Ok(())
+            });
+        match result {
+            Ok(()) => {}
+            Err(TransactionError::Abort(e)) => return Err(e),
+            Err(TransactionError::Storage(e)) => return Err(self.err(e)),
+        }
+        let mut idx = run.runbook.clone().into_bytes();
+        idx.push(0);
+        idx.extend_from_slice(run.id.0.as_bytes());
+        self.by_runbook.insert(idx, &[]).map_err(|e| self.err(e))?;
+        Ok(())
+    }
+}
+
+impl Store for SledStore {
+    fn enqueue_run(&self, run: &RunRecord) -> Result<()> {
+        self.put_run(run)?;
+        self.durable()
+    }
+
+    fn record_alert(&self, alert: &AlertReceived) -> Result<()> {
+        let key = episode_key(&alert.fingerprint, alert.starts_at);
+        let merged = match self.alerts.get(&key).map_err(|e| self.err(e))? {
+            Some(old) => {
+                let mut old: AlertReceived = decode(key.as_bytes(), &old)?;
+                old.last_seen = old.last_seen.max(alert.last_seen);
+                old.times_received += alert.times_received.max(1);
+                for m in &alert.matched {
+                    if !old.matched.contains(m) {
+                        old.matched.push(m.clone());
+                    }
+                }
+                old
+            }
+            None => {
+                let mut idx = nanos(alert.received_at).to_vec();
+                idx.extend_from_slice(key.as_bytes());
+                self.alerts_by_time
+                    .insert(idx, key.as_bytes())
+                    .map_err(|e| self.err(e))?;
+                alert.clone()
+            }
+        };
+        self.alerts
+            .insert(key.as_bytes(), encode(&merged))
+            .map_err(|e| self.err(e))?;
+        self.durable()
+    }
+
+    fn start_run(&self, id: &RunId, started_at: DateTime<Utc>) -> Result<()> {
+        self.update_run(id, |r| {
+            r.status = RunStatus::Running;
+            r.started_at = Some(started_at);
+        })?;
+        self.durable()
+    }
+
+    fn step_started(&self, id: &RunId, step: &str, pgid: Option<u32>) -> Result<()> {
+        self.update_run(id, |r| {
+            r.current_step = Some(step.to_string());
+            if pgid.is_some() {
+                r.current_pgid = pgid;
+            }
+        })?;
+        self.durable()
+    }
+
+    fn record_step(&self, id: &RunId, step: &StepResult) -> Result<()> {
+        self.update_run(id, |r| {
+            r.current_step = None;
+            r.current_pgid = None;
+            match r.steps.iter_mut().find(|s| s.name == step.name) {
+                Some(s) => *s = step.clone(),
+                None => r.steps.push(step.clone()),
+            }
+        })?;
+        self.durable()
+    }
+
+    fn finish_run(&self, run: &RunRecord) -> Result<()> {
+        self.finish_tx(run)?;
+        self.durable()
+    }
+
+    fn finish_runs(&self, runs: &[RunRecord]) -> Result<()> {
+        for run in runs {
+            self.finish_tx(run)?;
+        }
+        self.durable()
+    }
+
+    fn reconcile(&self) -> Result<Reconciled> {
+        let mut out = Reconciled::default();
+        let ids: Vec<RunId> = self
+            .active
+            .iter()
+            .keys()
+            .filter_map(|k| k.ok())
+            .map(|k| RunId(String::from_utf8_lossy(&k).to_string()))
+            .collect();
+        for id in ids {
+            let Some(mut run) = self.get_run(&id)? else {
+                self.active.remove(id.0.as_bytes()).map_err(|e| self.err(e))?;
+                continue;
+            };
+            match run.status {
+                RunStatus::Queued => out.queued.push(run),
+                RunStatus::Running => {
+                    if let Some(pgid) = run.current_pgid {
+                        let group = nix::unistd::Pid::from_raw(pgid as i32);
+                        if nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL)
+                            .is_ok()
+                        {
+                            out.killed_groups.push(pgid);
+                        }
+                    }
+                    let step = run.current_step.clone();
+                    run.status = RunStatus::Interrupted;
+                    run.finished_at = Some(Utc::now());
+                    run.error = Some(match &step {
+                        Some(s) => format!("interrupted: untoil stopped while step `{s}` was running"),
+                        None => "interrupted: untoil stopped during the run".into(),
+                    });
+                    if let Some(credit) = &run.toil {
+                        run.toil = Some(crate::toil::credit(
+                            &credit.baseline,
+                            run.status,
+                            &run.steps,
+                            run.dry_run,
+                            run.approval_required,
+                        ));
+                    }
+                    self.finish_tx(&run)?;
+                    out.interrupted.push(id);
+                }
+                _ => {}
+            }
+        }
+        out.queued.sort_by(|a, b| a.id.cmp(&b.id));
+        self.durable()?;
+        Ok(out)
+    }
+
+    fn get_run(&self, id: &RunId) -> Result<Option<RunRecord>> {
+        match self.runs.get(id.0.as_bytes()).map_err(|e| self.err(e))? {
+            Some(v) => Ok(Some(decode(id.0.as_bytes(), &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
+        let limit = if filter.limit == 0 { usize::MAX } else { filter.limit };
+        let mut out = Vec::new();
+        let keep = |r: &RunRecord| filter.status.is_none_or(|s| r.status == s);
+        match &filter.runbook {
+            Some(rb) => {
+                let mut prefix = rb.clone().into_bytes();
+                prefix.push(0);
+                for k in self.by_runbook.scan_prefix(&prefix).keys().rev() {
+                    let k = k.map_err(|e| self.err(e))?;
+                    let id = RunId(String::from_utf8_lossy(&k[prefix.len()..]).to_string());
+                    if let Some(r) = self.get_run(&id)?
+                        && keep(&r)
+                    {
+                        out.push(r);
+                        if out.len() >= limit {
+                            break;
+                        }
+                    }
+                }
+            }
+            None => {
+                for item in self.runs.iter().rev() {
+                    let (k, v) = item.map_err(|e| self.err(e))?;
+                    let r: RunRecord = decode(&k, &v)?;
+                    if keep(&r) {
+                        out.push(r);
+                        if out.len() >= limit {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn rollups(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<(RollupKey, Rollup)>> {
+        let start = from.format("%Y-%m-%d").to_string().into_bytes();
+        let mut end = to.format("%Y-%m-%d").to_string().into_bytes();
+        end.push(1); // just past every key of day `to` (keys continue with \0)
+        let mut out = Vec::new();
+        for item in self.rollups.range(start..end) {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            let Some(key) = parse_rollup_key(&k) else {
+                return Err(StoreError::Corrupt {
+                    key: String::from_utf8_lossy(&k).to_string(),
+                    reason: "bad rollup key".into(),
+                });
+            };
+            out.push((key, decode(&k, &v)?));
+        }
+        Ok(out)
+    }
+
+    fn alerts(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<AlertReceived>> {
+        let mut out = Vec::new();
+        for item in self.alerts_by_time.range(nanos(from)..nanos(to)) {
+            let (_, key) = item.map_err(|e| self.err(e))?;
+            if let Some(v) = self.alerts.get(&key).map_err(|e| self.err(e))? {
+                out.push(decode(&key, &v)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn prune(&self, before: DateTime<Utc>) -> Result<usize> {
+        // ULIDs start with the time: every id below this bound was created before `before`.
+        let bound = ulid::Ulid::from_parts(before.timestamp_millis().max(0) as u64, 0).to_string();
+        let mut removed = 0;
+        let old: Vec<sled::IVec> = self
+            .runs
+            .range(..bound.as_bytes())
+            .keys()
+            .filter_map(|k| k.ok())
+            .collect();
+        for k in old {
+            if self.active.contains_key(&k).map_err(|e| self.err(e))? {
+                continue;
+            }
+            if let Some(v) = self.runs.remove(&k).map_err(|e| self.err(e))? {
+                let run: RunRecord = decode(&k, &v)?;
+                let mut idx = run.runbook.into_bytes();
+                idx.push(0);
+                idx.extend_from_slice(&k);
+                self.by_runbook.remove(idx).map_err(|e| self.err(e))?;
+                removed += 1;
+            }
+        }
+        let old_alerts: Vec<(sled::IVec, sled::IVec)> = self
+            .alerts_by_time
+            .range(..nanos(before))
+            .filter_map(|i| i.ok())
+            .collect();
+        for (idx, key) in old_alerts {
+            self.alerts_by_time.remove(idx).map_err(|e| self.err(e))?;
+            self.alerts.remove(key).map_err(|e| self.err(e))?;
+        }
+        self.durable()?;
+        Ok(removed)
+    }
+}
