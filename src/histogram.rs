@@ -81,7 +81,19 @@ mod tests {
 
     #[test]
     fn buckets_cover_values_without_gaps() {
-        for v in [0u64, 1, 15, 16, 17, 31, 32, 100, 1000, 123_456, u32::MAX as u64] {
+        for v in [
+            0u64,
+            1,
+            15,
+            16,
+            17,
+            31,
+            32,
+            100,
+            1000,
+            123_456,
+            u32::MAX as u64,
+        ] {
             let (low, high) = bounds(bucket(v));
             assert!(low <= v && v < high, "{v} not in [{low}, {high})");
         }

@@ -28,7 +28,9 @@ pub async fn record(
                 current_step = name.clone();
                 Some(Op::Step(name.clone(), None))
             }
-            RunEvent::ProcessStarted { pgid, .. } => Some(Op::Step(current_step.clone(), Some(*pgid))),
+            RunEvent::ProcessStarted { pgid, .. } => {
+                Some(Op::Step(current_step.clone(), Some(*pgid)))
+            }
             RunEvent::StepFinished { result, .. } => Some(Op::StepDone(result.clone())),
             RunEvent::RunFinished { record } => Some(Op::Finish(record.clone())),
             RunEvent::Output { .. } => None,

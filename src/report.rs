@@ -220,8 +220,16 @@ where
 }
 
 /// Builds the toil report of a period from the store.
-pub fn toil_report(store: &dyn Store, period: Period, by: &[Dim]) -> Result<ToilReport, StoreError> {
-    Ok(aggregate(period, by, store.rollups(period.from, period.to)?))
+pub fn toil_report(
+    store: &dyn Store,
+    period: Period,
+    by: &[Dim],
+) -> Result<ToilReport, StoreError> {
+    Ok(aggregate(
+        period,
+        by,
+        store.rollups(period.from, period.to)?,
+    ))
 }
 
 fn ms(v: Option<u64>) -> String {
@@ -239,7 +247,14 @@ fn pct(v: Option<f64>) -> String {
 }
 
 const COLUMNS: [&str; 8] = [
-    "RUNS", "SUCCEEDED", "FAILED", "SUCCESS", "TOIL SAVED (h)", "MEDIAN", "P95", "MTTR",
+    "RUNS",
+    "SUCCEEDED",
+    "FAILED",
+    "SUCCESS",
+    "TOIL SAVED (h)",
+    "MEDIAN",
+    "P95",
+    "MTTR",
 ];
 
 fn cells(f: &Figures) -> Vec<String> {
@@ -329,8 +344,16 @@ impl ToilReport {
         let mut header: Vec<String> = self.by.iter().map(|d| d.name().to_string()).collect();
         header.extend(
             [
-                "runs", "succeeded", "failed", "cancelled", "success_rate", "toil_minutes",
-                "toil_hours", "median_ms", "p95_ms", "mttr_ms",
+                "runs",
+                "succeeded",
+                "failed",
+                "cancelled",
+                "success_rate",
+                "toil_minutes",
+                "toil_hours",
+                "median_ms",
+                "p95_ms",
+                "mttr_ms",
             ]
             .map(String::from),
         );
@@ -343,7 +366,9 @@ impl ToilReport {
                 f.succeeded.to_string(),
                 f.failed.to_string(),
                 f.cancelled.to_string(),
-                f.success_rate.map(|r| format!("{r:.4}")).unwrap_or_default(),
+                f.success_rate
+                    .map(|r| format!("{r:.4}"))
+                    .unwrap_or_default(),
                 format!("{:.3}", f.toil_minutes),
                 format!("{:.4}", f.toil_hours),
                 opt(f.median_ms),
@@ -400,7 +425,12 @@ pub struct Backlog {
 
 /// Builds the backlog from alert episodes (pure). The minutes per alert come from its
 /// `toil_minutes` annotation when it parses, else `assume_minutes`.
-pub fn backlog(period: Period, alerts: &[AlertReceived], labels: &[String], assume_minutes: f64) -> Backlog {
+pub fn backlog(
+    period: Period,
+    alerts: &[AlertReceived],
+    labels: &[String],
+    assume_minutes: f64,
+) -> Backlog {
     let mut groups: BTreeMap<BTreeMap<String, String>, BacklogRow> = BTreeMap::new();
     let mut handled = 0;
     for a in alerts {
@@ -458,7 +488,11 @@ impl Backlog {
         header.extend(["COUNT", "LAST SEEN", "MIN EACH", "EST. TOIL (h)"].map(String::from));
         let row_cells = |r: &BacklogRow| {
             let mut c = vec![r.group.get("alertname").cloned().unwrap_or_default()];
-            c.extend(labels.iter().map(|l| r.group.get(l).cloned().unwrap_or_default()));
+            c.extend(
+                labels
+                    .iter()
+                    .map(|l| r.group.get(l).cloned().unwrap_or_default()),
+            );
             c.extend([
                 r.count.to_string(),
                 r.last_seen.format("%Y-%m-%d %H:%M").to_string(),
@@ -558,7 +592,11 @@ mod tests {
         assert!(table.contains("TOTAL"), "{table}");
         let csv = r.render(Format::Csv);
         assert!(csv.starts_with("team,month,runs,"), "{csv}");
-        assert!(csv.lines().any(|l| l.starts_with("TOTAL,,6,5,1,0,0.8333,85.500,")), "{csv}");
+        assert!(
+            csv.lines()
+                .any(|l| l.starts_with("TOTAL,,6,5,1,0,0.8333,85.500,")),
+            "{csv}"
+        );
     }
 
     #[test]

@@ -456,7 +456,8 @@ fn store_stress(g: &Global, count: usize, threads: usize) -> Result<ExitCode> {
         })
         .collect();
     for h in handles {
-        h.join().map_err(|_| anyhow::anyhow!("writer thread panicked"))??;
+        h.join()
+            .map_err(|_| anyhow::anyhow!("writer thread panicked"))??;
     }
     let secs = started.elapsed().as_secs_f64();
     eprintln!(

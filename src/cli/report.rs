@@ -104,7 +104,11 @@ pub fn run(g: &Global, a: ReportArgs) -> Result<ExitCode> {
         }
         None => {
             let period = a.period.period()?;
-            let by = if a.by.is_empty() { vec![Dim::Team] } else { a.by };
+            let by = if a.by.is_empty() {
+                vec![Dim::Team]
+            } else {
+                a.by
+            };
             let r = report::toil_report(&store as &dyn Store, period, &by)?;
             print!("{}", r.render(a.format));
         }

@@ -16,8 +16,8 @@ use crate::diagnostic::did_you_mean;
 use crate::executor::{Executor, RunRequest};
 use crate::plugin::Plugins;
 use crate::run::{AlertContext, Cause, RunRecord, RunStatus};
-use crate::store::Store;
 use crate::runbook::Runbook;
+use crate::store::Store;
 
 use super::Global;
 use super::progress::Progress;
@@ -151,7 +151,8 @@ pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode> {
         let prepared = executor.prepare(req)?;
         if a.dry_run {
             print_plan(&executor, &prepared, &rb);
-            let record = runtime.block_on(executor.execute(prepared, CancellationToken::new(), None));
+            let record =
+                runtime.block_on(executor.execute(prepared, CancellationToken::new(), None));
             store.finish_run(&record)?;
             continue;
         }
@@ -205,7 +206,12 @@ async fn execute(
     });
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let (shown_tx, mut shown_rx) = tokio::sync::mpsc::unbounded_channel();
-    let recorder = tokio::spawn(crate::recorder::record(store, queued.id.clone(), rx, Some(shown_tx)));
+    let recorder = tokio::spawn(crate::recorder::record(
+        store,
+        queued.id.clone(),
+        rx,
+        Some(shown_tx),
+    ));
     let printer = tokio::spawn(async move {
         let mut progress = Progress::new(std::io::stdout().is_terminal());
         while let Some(event) = shown_rx.recv().await {

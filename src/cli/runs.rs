@@ -73,7 +73,15 @@ pub fn run(g: &Global, a: RunsArgs) -> Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&runs)?);
                 return Ok(ExitCode::SUCCESS);
             }
-            let mut t = Table::new(["ID", "RUNBOOK", "CAUSE", "STATUS", "STARTED", "DURATION", "TOIL (min)"]);
+            let mut t = Table::new([
+                "ID",
+                "RUNBOOK",
+                "CAUSE",
+                "STATUS",
+                "STARTED",
+                "DURATION",
+                "TOIL (min)",
+            ]);
             t.align_right(5);
             t.align_right(6);
             for r in &runs {
@@ -106,33 +114,68 @@ pub fn run(g: &Global, a: RunsArgs) -> Result<ExitCode> {
 pub fn show(r: &RunRecord) -> String {
     let mut out = String::new();
     out.push_str(&format!("run       {}\n", r.id));
-    out.push_str(&format!("runbook   {} (version {})\n", r.runbook, &r.version[..r.version.len().min(12)]));
-    out.push_str(&format!("owner     {}{}\n", r.owner, r.service.as_ref().map(|s| format!(", service {s}")).unwrap_or_default()));
+    out.push_str(&format!(
+        "runbook   {} (version {})\n",
+        r.runbook,
+        &r.version[..r.version.len().min(12)]
+    ));
+    out.push_str(&format!(
+        "owner     {}{}\n",
+        r.owner,
+        r.service
+            .as_ref()
+            .map(|s| format!(", service {s}"))
+            .unwrap_or_default()
+    ));
     let cause = match &r.cause {
         crate::run::Cause::Manual { user } => format!("manual, by {user}"),
         crate::run::Cause::Schedule { at } => format!("schedule fire at {}", at.to_rfc3339()),
-        crate::run::Cause::Alert { fingerprint, starts_at, labels } => format!(
+        crate::run::Cause::Alert {
+            fingerprint,
+            starts_at,
+            labels,
+        } => format!(
             "alert {} (fingerprint {fingerprint}, started {})\n          labels {}",
             labels.get("alertname").map(String::as_str).unwrap_or("?"),
             starts_at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
-            labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+            labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
         ),
     };
     out.push_str(&format!("cause     {cause}\n"));
-    out.push_str(&format!("status    {}{}\n", r.status, r.error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()));
+    out.push_str(&format!(
+        "status    {}{}\n",
+        r.status,
+        r.error
+            .as_ref()
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default()
+    ));
     if let Some(s) = r.started_at {
-        out.push_str(&format!("started   {}\n", s.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)));
+        out.push_str(&format!(
+            "started   {}\n",
+            s.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        ));
     }
     out.push_str(&format!("duration  {}\n", ms(r.duration_ms())));
     if let (crate::run::Cause::Alert { starts_at, .. }, Some(end)) = (&r.cause, r.finished_at) {
-        out.push_str(&format!("remediated {} after the alert started\n", ms(Some((end - *starts_at).num_milliseconds().max(0) as u64))));
+        out.push_str(&format!(
+            "remediated {} after the alert started\n",
+            ms(Some((end - *starts_at).num_milliseconds().max(0) as u64))
+        ));
     }
     if !r.params.is_empty() {
         let p: Vec<String> = r.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
         out.push_str(&format!("params    {}\n", p.join(" ")));
     }
     if let Some(t) = &r.toil {
-        out.push_str(&format!("toil      {} min credited: {}\n", t.minutes, t.reason));
+        out.push_str(&format!(
+            "toil      {} min credited: {}\n",
+            t.minutes, t.reason
+        ));
     }
     out.push_str("steps\n");
     for (i, s) in r.steps.iter().enumerate() {
@@ -144,13 +187,22 @@ pub fn show(r: &RunRecord) -> String {
             s.status.map(|s| s.as_str()).unwrap_or("?"),
             s.duration_ms,
             s.attempts,
-            s.exit_code.map(|c| format!(", exit {c}")).unwrap_or_default(),
-            s.http_status.map(|c| format!(", HTTP {c}")).unwrap_or_default(),
+            s.exit_code
+                .map(|c| format!(", exit {c}"))
+                .unwrap_or_default(),
+            s.http_status
+                .map(|c| format!(", HTTP {c}"))
+                .unwrap_or_default(),
         ));
         if let Some(e) = &s.error {
             out.push_str(&format!("      error: {e}\n"));
         }
-        for (label, text) in [("stdout", &s.stdout), ("stderr", &s.stderr), ("body", &s.body), ("message", &s.message)] {
+        for (label, text) in [
+            ("stdout", &s.stdout),
+            ("stderr", &s.stderr),
+            ("body", &s.body),
+            ("message", &s.message),
+        ] {
             if !text.trim().is_empty() {
                 out.push_str(&format!("      {label}:\n"));
                 for line in text.trim_end().lines() {

@@ -174,7 +174,9 @@ impl Rollup {
         if let Some(ms) = run.duration_ms() {
             r.durations.record(ms);
         }
-        if let (crate::run::Cause::Alert { starts_at, .. }, Some(end)) = (&run.cause, run.finished_at) {
+        if let (crate::run::Cause::Alert { starts_at, .. }, Some(end)) =
+            (&run.cause, run.finished_at)
+        {
             let ms = (end - *starts_at).num_milliseconds();
             if ms >= 0 && run.status == RunStatus::Succeeded {
                 r.remediations = 1;

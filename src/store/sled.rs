@@ -115,17 +115,20 @@ fn nanos(t: DateTime<Utc>) -> [u8; 8] {
 impl SledStore {
     /// Opens (or creates) the store in `path`.
     pub fn open(path: &Path) -> Result<SledStore> {
-        let db = sled::Config::new().path(path).open().map_err(|e| match &e {
-            sled::Error::Io(io)
-                if io.kind() == std::io::ErrorKind::WouldBlock
-                    || io.to_string().contains("lock") =>
-            {
-                StoreError::Locked {
-                    path: path.display().to_string(),
+        let db = sled::Config::new()
+            .path(path)
+            .open()
+            .map_err(|e| match &e {
+                sled::Error::Io(io)
+                    if io.kind() == std::io::ErrorKind::WouldBlock
+                        || io.to_string().contains("lock") =>
+                {
+                    StoreError::Locked {
+                        path: path.display().to_string(),
+                    }
                 }
-            }
-            _ => backend(path, e),
-        })?;
+                _ => backend(path, e),
+            })?;
         let tree = |name: &str| db.open_tree(name).map_err(|e| backend(path, e));
         let meta = tree("meta")?;
         match meta.get("schema_version").map_err(|e| backend(path, e))? {
@@ -354,7 +357,9 @@ impl Store for SledStore {
             .collect();
         for id in ids {
             let Some(mut run) = self.get_run(&id)? else {
-                self.active.remove(id.0.as_bytes()).map_err(|e| self.err(e))?;
+                self.active
+                    .remove(id.0.as_bytes())
+                    .map_err(|e| self.err(e))?;
                 continue;
             };
             match run.status {
@@ -372,7 +377,9 @@ impl Store for SledStore {
                     run.status = RunStatus::Interrupted;
                     run.finished_at = Some(Utc::now());
                     run.error = Some(match &step {
-                        Some(s) => format!("interrupted: untoil stopped while step `{s}` was running"),
+                        Some(s) => {
+                            format!("interrupted: untoil stopped while step `{s}` was running")
+                        }
                         None => "interrupted: untoil stopped during the run".into(),
                     });
                     if let Some(credit) = &run.toil {
@@ -403,7 +410,11 @@ impl Store for SledStore {
     }
 
     fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
-        let limit = if filter.limit == 0 { usize::MAX } else { filter.limit };
+        let limit = if filter.limit == 0 {
+            usize::MAX
+        } else {
+            filter.limit
+        };
         let mut out = Vec::new();
         let keep = |r: &RunRecord| filter.status.is_none_or(|s| r.status == s);
         match &filter.runbook {
