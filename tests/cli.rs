@@ -7,9 +7,16 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// A fresh store directory per command, so parallel tests never share the sled lock.
+fn data_dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
+
 fn untoil(args: &[&str]) -> Output {
+    let data = data_dir();
     Command::new(env!("CARGO_BIN_EXE_untoil"))
         .current_dir(root())
+        .env("UNTOIL_DATA", data.path())
         .env_remove("UNTOIL_RUNBOOKS")
         .env_remove("UNTOIL_PLUGINS")
         .args(args)
@@ -219,6 +226,7 @@ fn flags_have_environment_equivalents() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = Command::new(env!("CARGO_BIN_EXE_untoil"))
         .env("UNTOIL_RUNBOOKS", dir.path())
+        .env("UNTOIL_DATA", dir.path().join("data"))
         .args(["list", "--format", "json"])
         .output()
         .expect("run");
@@ -231,8 +239,10 @@ fn write_runbook(dir: &Path, name: &str, body: &str) {
 }
 
 fn untoil_in(runbooks: &Path, args: &[&str]) -> Output {
+    let data = data_dir();
     Command::new(env!("CARGO_BIN_EXE_untoil"))
         .current_dir(root())
+        .env("UNTOIL_DATA", data.path())
         .env("UNTOIL_RUNBOOKS", runbooks)
         .env_remove("UNTOIL_PLUGINS")
         .args(args)

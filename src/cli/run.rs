@@ -140,6 +140,11 @@ pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode> {
         None => vec![base],
     };
     let executor = Executor::new(Plugins::discover(&g.plugins)).map_err(anyhow::Error::msg)?;
+    // Params and secrets are checked for every run before anything runs or is recorded.
+    let prepared: Vec<_> = requests
+        .into_iter()
+        .map(|r| executor.prepare(r))
+        .collect::<Result<_, _>>()?;
     // Every run is recorded, including dry runs (which credit nothing).
     let store: Arc<dyn Store> = Arc::new(super::open_store(g)?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -147,8 +152,7 @@ pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     let mut all_ok = true;
-    for req in requests {
-        let prepared = executor.prepare(req)?;
+    for prepared in prepared {
         if a.dry_run {
             print_plan(&executor, &prepared, &rb);
             let record =
