@@ -39,6 +39,11 @@ impl Catalog {
         self.runbooks.is_empty()
     }
 
+    /// Adds (or replaces) a runbook.
+    pub fn insert(&mut self, rb: Arc<Runbook>) {
+        self.runbooks.insert(rb.name.clone(), rb);
+    }
+
     /// Names, for "did you mean".
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.runbooks.keys().map(String::as_str)

@@ -381,6 +381,7 @@ impl Executor {
                 baseline: Baseline::of(rb),
                 reason: "not finished".into(),
             }),
+            verification: None,
         }
     }
 

@@ -5,9 +5,11 @@
 //! -> steps -> store -> reports.
 
 pub mod alert;
+pub mod auth;
 pub mod capture;
 pub mod catalog;
 pub mod cli;
+pub mod daemon;
 pub mod diagnostic;
 pub mod executor;
 pub mod histogram;
@@ -16,11 +18,14 @@ pub mod plugin;
 pub mod process;
 pub mod recorder;
 pub mod redact;
+pub mod reload;
 pub mod render;
 pub mod report;
 pub mod run;
 pub mod runbook;
 pub mod schedule;
+pub mod scheduler;
+pub mod server;
 pub mod source_map;
 pub mod spec;
 pub mod step;

@@ -325,6 +325,18 @@ pub struct RunRecord {
     /// Toil credited, with how it was computed.
     #[serde(default)]
     pub toil: Option<crate::toil::Credit>,
+    /// For alert runs: whether the alert resolved within the runbook's `verify` window.
+    #[serde(default)]
+    pub verification: Option<Verification>,
+}
+
+/// The outcome of verifying an alert run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verification {
+    /// Whether the alert resolved in time.
+    pub verified: bool,
+    /// When that was decided.
+    pub at: DateTime<Utc>,
 }
 
 impl RunRecord {
@@ -364,6 +376,7 @@ impl RunRecord {
                 },
                 reason: "synthetic".into(),
             }),
+            verification: None,
         }
     }
 

@@ -4,6 +4,7 @@ mod progress;
 mod report;
 mod run;
 mod runs;
+mod serve;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -64,6 +65,8 @@ pub enum Command {
     Next(NextArgs),
     /// Print the JSON Schema of the runbook format, for editor completion and checks.
     Schema,
+    /// Run the daemon: schedules, the Alertmanager receiver and the HTTP API.
+    Serve(serve::ServeArgs),
     /// Run one runbook now, in the foreground, streaming its steps.
     Run(run::RunArgs),
     /// List the installed plugins.
@@ -164,6 +167,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::List(a) => list(&g, a),
         Command::Next(a) => next(a),
         Command::Run(a) => run::run(&g, a),
+        Command::Serve(a) => serve::run(&g, a),
         Command::Plugins => plugins(&g),
         Command::Report(a) => report::run(&g, a),
         Command::Runs(a) => runs::run(&g, a),

@@ -212,6 +212,17 @@ pub struct Reconciled {
 pub trait Store: Send + Sync {
     /// Records a new run as queued.
     fn enqueue_run(&self, run: &RunRecord) -> Result<()>;
+    /// Enqueues runs that are not duplicates: each run comes with a dedupe key (e.g. runbook +
+    /// alert fingerprint + startsAt, or runbook + schedule fire); a key seen before, across
+    /// re-sends and restarts, does not create a second run. Returns, per run, whether it was
+    /// enqueued. One flush for the whole batch.
+    fn enqueue_unique(&self, runs: &[(String, RunRecord)]) -> Result<Vec<bool>>;
+    /// The greatest dedupe key starting with `prefix` (e.g. the last recorded schedule fire).
+    fn last_key(&self, prefix: &str) -> Result<Option<String>>;
+    /// Run ids whose dedupe key starts with `prefix`.
+    fn runs_with_key_prefix(&self, prefix: &str) -> Result<Vec<RunId>>;
+    /// Records a run's verification: whether its alert resolved within the runbook's window.
+    fn set_verified(&self, id: &RunId, verified: bool, at: DateTime<Utc>) -> Result<()>;
     /// Records an alert episode received (idempotent per fingerprint and start).
     fn record_alert(&self, alert: &AlertReceived) -> Result<()>;
     /// Marks a run running.

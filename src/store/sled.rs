@@ -7,6 +7,8 @@
 //! - `active`: run id -> () for runs queued, pending approval or running (reconciliation).
 //! - `alerts`: `fingerprint @ startsAt` -> alert episode; `alerts_by_time`: received-at
 //!   (big-endian nanoseconds) + episode -> () for range scans.
+//! - `dedupe`: dedupe key (alert episode or schedule fire per runbook) -> run id, written in
+//!   the same transaction as the run it admits.
 //! - `rollups`: `day \0 owner \0 service \0 runbook \0 cause` -> counters, updated in the same
 //!   transaction as a run's finish.
 //!
@@ -54,6 +56,7 @@ pub struct SledStore {
     alerts: sled::Tree,
     alerts_by_time: sled::Tree,
     rollups: sled::Tree,
+    dedupe: sled::Tree,
     commit: GroupCommit,
 }
 
@@ -155,6 +158,7 @@ impl SledStore {
             alerts: tree("alerts")?,
             alerts_by_time: tree("alerts_by_time")?,
             rollups: tree("rollups")?,
+            dedupe: tree("dedupe")?,
             db,
             commit: GroupCommit {
                 state: Mutex::new(CommitState::default()),
@@ -272,6 +276,70 @@ impl SledStore {
 impl Store for SledStore {
     fn enqueue_run(&self, run: &RunRecord) -> Result<()> {
         self.put_run(run)?;
+        self.durable()
+    }
+
+    fn enqueue_unique(&self, runs: &[(String, RunRecord)]) -> Result<Vec<bool>> {
+        let mut admitted = Vec::with_capacity(runs.len());
+        for (key, run) in runs {
+            let id = run.id.0.as_bytes().to_vec();
+            let value = encode(run);
+            let result: std::result::Result<bool, TransactionError<StoreError>> =
+                (&self.dedupe, &self.runs, &self.active).transaction(|(dedupe, r, active)| {
+                    if dedupe.get(key.as_bytes())?.is_some() {
+                        return Ok(false);
+                    }
+                    dedupe.insert(key.as_bytes(), id.clone())?;
+                    r.insert(id.clone(), value.clone())?;
+                    active.insert(id.clone(), &[])?;
+                    Ok(true)
+                });
+            let fresh = match result {
+                Ok(f) => f,
+                Err(TransactionError::Abort(e)) => return Err(e),
+                Err(TransactionError::Storage(e)) => return Err(self.err(e)),
+            };
+            if fresh {
+                let mut idx = run.runbook.clone().into_bytes();
+                idx.push(0);
+                idx.extend_from_slice(run.id.0.as_bytes());
+                self.by_runbook.insert(idx, &[]).map_err(|e| self.err(e))?;
+            }
+            admitted.push(fresh);
+        }
+        self.durable()?;
+        Ok(admitted)
+    }
+
+    fn last_key(&self, prefix: &str) -> Result<Option<String>> {
+        match self
+            .dedupe
+            .scan_prefix(prefix.as_bytes())
+            .keys()
+            .next_back()
+        {
+            Some(k) => Ok(Some(
+                String::from_utf8_lossy(&k.map_err(|e| self.err(e))?).to_string(),
+            )),
+            None => Ok(None),
+        }
+    }
+
+    fn runs_with_key_prefix(&self, prefix: &str) -> Result<Vec<RunId>> {
+        self.dedupe
+            .scan_prefix(prefix.as_bytes())
+            .values()
+            .map(|v| {
+                v.map(|v| RunId(String::from_utf8_lossy(&v).to_string()))
+                    .map_err(|e| self.err(e))
+            })
+            .collect()
+    }
+
+    fn set_verified(&self, id: &RunId, verified: bool, at: DateTime<Utc>) -> Result<()> {
+        self.update_run(id, |r| {
+            r.verification = Some(crate::run::Verification { verified, at });
+        })?;
         self.durable()
     }
 

@@ -1,0 +1,147 @@
+//! `untoil serve`: the daemon.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+
+use crate::auth::Auth;
+use crate::daemon::{self, Settings};
+
+use super::Global;
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Arguments of `untoil serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "UNTOIL_LISTEN", default_value = "127.0.0.1:9470")]
+    pub listen: SocketAddr,
+    /// File holding the bearer token callers must send (env UNTOIL_TOKEN holds it directly).
+    #[arg(long, env = "UNTOIL_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// File of `user:password` lines accepted as basic auth (env UNTOIL_BASIC_AUTH: one pair).
+    #[arg(long, env = "UNTOIL_BASIC_AUTH_FILE")]
+    pub basic_auth_file: Option<PathBuf>,
+    /// Allow listening on a non-loopback address without authentication.
+    #[arg(long)]
+    pub insecure_no_auth: bool,
+    /// Runs executing at once (default: 2 x CPUs).
+    #[arg(long, env = "UNTOIL_WORKERS")]
+    pub workers: Option<usize>,
+    /// Runs waiting at most; beyond it alerts get 503 with Retry-After.
+    #[arg(long, env = "UNTOIL_QUEUE_CAPACITY", default_value_t = 10_000)]
+    pub queue_capacity: usize,
+    /// How long running steps may finish after SIGTERM before they are killed.
+    #[arg(long, default_value = "30s")]
+    pub shutdown_grace: String,
+    /// Largest accepted webhook body, in bytes.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    pub body_limit: usize,
+    /// Log format.
+    #[arg(long, value_enum, env = "UNTOIL_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+fn read_secret_file(path: &PathBuf) -> Result<String> {
+    Ok(std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .trim()
+        .to_string())
+}
+
+fn auth(a: &ServeArgs) -> Result<Auth> {
+    let mut tokens = Vec::new();
+    if let Some(f) = &a.token_file {
+        tokens.push(read_secret_file(f)?);
+    }
+    if let Ok(t) = std::env::var("UNTOIL_TOKEN")
+        && !t.trim().is_empty()
+    {
+        tokens.push(t.trim().to_string());
+    }
+    let mut basic = Vec::new();
+    let mut pairs: Vec<String> = Vec::new();
+    if let Some(f) = &a.basic_auth_file {
+        pairs.extend(read_secret_file(f)?.lines().map(String::from));
+    }
+    if let Ok(p) = std::env::var("UNTOIL_BASIC_AUTH") {
+        pairs.push(p);
+    }
+    for p in pairs
+        .iter()
+        .map(|p| p.trim())
+        .filter(|p| !p.is_empty() && !p.starts_with('#'))
+    {
+        let Some((u, pw)) = p.split_once(':') else {
+            bail!("basic auth entries are `user:password`, got a line without `:`");
+        };
+        basic.push((u.to_string(), pw.to_string()));
+    }
+    Ok(Auth::new(tokens, basic))
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("UNTOIL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.with_target(false).try_init(),
+    };
+}
+
+/// Runs `untoil serve`.
+pub fn run(g: &Global, a: ServeArgs) -> Result<ExitCode> {
+    init_logging(a.log_format);
+    let auth = auth(&a)?;
+    if !auth.enabled() {
+        if a.listen.ip().is_loopback() {
+            tracing::warn!(
+                "no authentication configured: anyone on this host can post alerts and start runs (set UNTOIL_TOKEN or --token-file)"
+            );
+        } else if !a.insecure_no_auth {
+            bail!(
+                "refusing to listen on {} without authentication: set --token-file/UNTOIL_TOKEN or --basic-auth-file, or pass --insecure-no-auth",
+                a.listen
+            );
+        }
+    }
+    let mut settings = Settings::new(g.runbooks.clone(), g.plugins.clone(), g.data.clone());
+    settings.auth = auth;
+    if let Some(w) = a.workers {
+        settings.workers = w.max(1);
+    }
+    settings.queue_capacity = a.queue_capacity.max(1);
+    settings.body_limit = a.body_limit;
+    settings.shutdown_grace = crate::runbook::parse_duration(&a.shutdown_grace)
+        .map_err(|e| anyhow::anyhow!("--shutdown-grace `{}`: {e}", a.shutdown_grace))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(a.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", a.listen))?;
+        daemon::run(settings, listener, daemon::shutdown_signal()).await
+    })?;
+    // Give detached blocking tasks (store flushes) a moment; the store flushed every write.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    Ok(ExitCode::SUCCESS)
+}

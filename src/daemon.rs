@@ -1,0 +1,788 @@
+//! The daemon's state and wiring: catalog (hot reloaded), store, bounded queue, worker pool,
+//! scheduler, and the trigger paths (alerts, schedule fires, manual runs) that end in the queue.
+//!
+//! `run(settings, listener, shutdown)` serves on a listener the caller binds, so tests start the
+//! daemon on 127.0.0.1:0.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use crate::alert::{Alert, AlertStatus, Notification};
+use crate::auth::Auth;
+use crate::catalog::{self, Catalog, Loaded};
+use crate::diagnostic::Diagnostic;
+use crate::executor::{Executor, RunRequest};
+use crate::plugin::Plugins;
+use crate::run::{AlertContext, Cause, RunEvent, RunId, RunRecord, RunStatus};
+use crate::runbook::{Runbook, Trigger};
+use crate::store::sled::SledStore;
+use crate::store::{AlertReceived, Store, StoreError};
+
+/// Daemon settings (from flags and environment).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Runbooks directory.
+    pub runbooks: PathBuf,
+    /// Plugins directory.
+    pub plugins: PathBuf,
+    /// Store directory.
+    pub data: PathBuf,
+    /// Concurrent runs.
+    pub workers: usize,
+    /// Runs waiting at most.
+    pub queue_capacity: usize,
+    /// How long running steps may finish after SIGTERM.
+    pub shutdown_grace: Duration,
+    /// Who may call.
+    pub auth: Auth,
+    /// Largest webhook body.
+    pub body_limit: usize,
+    /// Time between SIGTERM and SIGKILL for steps.
+    pub kill_grace: Duration,
+}
+
+impl Settings {
+    /// Defaults for the given directories.
+    pub fn new(runbooks: PathBuf, plugins: PathBuf, data: PathBuf) -> Settings {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Settings {
+            runbooks,
+            plugins,
+            data,
+            workers: cpus * 2,
+            queue_capacity: 10_000,
+            shutdown_grace: Duration::from_secs(30),
+            auth: Auth::default(),
+            body_limit: 1024 * 1024,
+            kill_grace: crate::executor::DEFAULT_GRACE,
+        }
+    }
+}
+
+/// Why a trigger was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum AcceptError {
+    /// The run queue is full: try again later.
+    #[error("the run queue is full ({0} runs waiting); retry later")]
+    QueueFull(usize),
+    /// The daemon is shutting down.
+    #[error("untoil is shutting down; retry later")]
+    ShuttingDown,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Bad request (unknown runbook, params).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// What an Alertmanager notification produced.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct AlertOutcome {
+    /// New runs queued.
+    pub accepted: Vec<RunId>,
+    /// Runs not created because the same (runbook, fingerprint, startsAt) already has one.
+    pub duplicates: usize,
+    /// Alerts no runbook handles.
+    pub unmatched: usize,
+    /// Runs marked verified or unverified by resolved alerts.
+    pub verified: usize,
+    /// Runs cancelled because their alert resolved.
+    pub cancelled: usize,
+}
+
+/// The current catalog and the problems of the last reload.
+pub struct CatalogState {
+    /// Runbooks in service (last good versions of broken files included).
+    pub catalog: Arc<Catalog>,
+    /// Diagnostics of the last load, rendered.
+    pub errors_text: String,
+    /// Diagnostics of the last load, as JSON records.
+    pub errors_json: serde_json::Value,
+    /// Diagnostics of the last load.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Shared daemon state.
+pub struct Daemon {
+    /// Settings.
+    pub settings: Settings,
+    /// The store.
+    pub store: Arc<SledStore>,
+    /// The executor.
+    pub executor: Arc<Executor>,
+    catalog: RwLock<CatalogState>,
+    queue: mpsc::Sender<RunId>,
+    /// The runbook version each queued run was accepted with.
+    versions: Mutex<HashMap<RunId, Arc<Runbook>>>,
+    running: Mutex<HashMap<RunId, CancellationToken>>,
+    followers: Mutex<HashMap<RunId, broadcast::Sender<RunEvent>>>,
+    shutting_down: AtomicBool,
+    interrupting: AtomicBool,
+}
+
+impl Daemon {
+    /// The catalog in service.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog
+            .read()
+            .map(|c| c.catalog.clone())
+            .unwrap_or_default()
+    }
+
+    /// Runs `f` with the catalog state (errors of the last reload).
+    pub fn with_catalog_state<T>(&self, f: impl FnOnce(&CatalogState) -> T) -> Option<T> {
+        self.catalog.read().ok().map(|c| f(&c))
+    }
+
+    /// Whether the daemon stopped accepting work.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// Runs waiting in the queue.
+    pub fn queue_depth(&self) -> usize {
+        self.settings.queue_capacity - self.queue.capacity()
+    }
+
+    /// Runs executing now.
+    pub fn running(&self) -> usize {
+        self.running.lock().map(|r| r.len()).unwrap_or(0)
+    }
+
+    /// Subscribes to a run's events (None when it is not queued or running here).
+    pub fn follow(&self, id: &RunId) -> Option<broadcast::Receiver<RunEvent>> {
+        let mut f = self.followers.lock().ok()?;
+        let known = self.versions.lock().ok()?.contains_key(id)
+            || self.running.lock().ok()?.contains_key(id);
+        if !known {
+            return None;
+        }
+        Some(
+            f.entry(id.clone())
+                .or_insert_with(|| broadcast::channel(1024).0)
+                .subscribe(),
+        )
+    }
+
+    /// Cancels a queued or running run. Returns false when it is not active here.
+    pub fn cancel(&self, id: &RunId) -> bool {
+        if let Some(token) = self.running.lock().ok().and_then(|r| r.get(id).cloned()) {
+            token.cancel();
+            return true;
+        }
+        // A queued run: mark it cancelled so the worker skips it.
+        let queued = self
+            .versions
+            .lock()
+            .map(|mut v| v.remove(id).is_some())
+            .unwrap_or(false);
+        if queued && let Ok(Some(mut run)) = self.store.get_run(id) {
+            run.status = RunStatus::Cancelled;
+            run.finished_at = Some(Utc::now());
+            run.error = Some("cancelled before it started".into());
+            return self.store.finish_run(&run).is_ok();
+        }
+        false
+    }
+
+    /// Reloads the catalog; a broken file keeps its last good version in service.
+    pub fn reload(&self) {
+        let plugins = Plugins::discover(&self.settings.plugins);
+        let loaded = catalog::load(std::slice::from_ref(&self.settings.runbooks), &plugins);
+        let old = self.catalog();
+        let state = merge_reload(&old, loaded);
+        let errors = state.diagnostics.iter().filter(|d| d.is_error()).count();
+        info!(
+            runbooks = state.catalog.len(),
+            errors,
+            "runbooks loaded from {}",
+            self.settings.runbooks.display()
+        );
+        if errors > 0 {
+            warn!(
+                "some runbook files have errors and keep their last good version:\n{}",
+                state.errors_text
+            );
+        }
+        if let Ok(mut c) = self.catalog.write() {
+            *c = state;
+        }
+    }
+
+    fn reserve(&self, n: usize) -> Result<Option<mpsc::PermitIterator<'_, RunId>>, AcceptError> {
+        if self.is_shutting_down() {
+            return Err(AcceptError::ShuttingDown);
+        }
+        if n == 0 {
+            return Ok(None);
+        }
+        self.queue
+            .try_reserve_many(n)
+            .map(Some)
+            .map_err(|_| AcceptError::QueueFull(self.queue_depth()))
+    }
+
+    /// Queues runs that are not duplicates; returns the ids of the new ones.
+    fn admit(
+        &self,
+        runs: Vec<(String, RunRecord, Arc<Runbook>)>,
+    ) -> Result<Vec<RunId>, AcceptError> {
+        let permits = self.reserve(runs.len())?;
+        let batch: Vec<(String, RunRecord)> = runs
+            .iter()
+            .map(|(k, r, _)| (k.clone(), r.clone()))
+            .collect();
+        let admitted = self.store.enqueue_unique(&batch)?;
+        let mut ids = Vec::new();
+        let mut permits = permits;
+        for ((_, run, rb), fresh) in runs.into_iter().zip(admitted) {
+            if !fresh {
+                continue;
+            }
+            if let Ok(mut v) = self.versions.lock() {
+                v.insert(run.id.clone(), rb);
+            }
+            if let Some(p) = permits.as_mut().and_then(|p| p.next()) {
+                p.send(run.id.clone());
+            }
+            ids.push(run.id);
+        }
+        Ok(ids)
+    }
+
+    /// A queued record for a trigger, params defaulted.
+    fn new_run(
+        &self,
+        rb: &Runbook,
+        cause: Cause,
+        params: BTreeMap<String, String>,
+        alert: Option<AlertContext>,
+    ) -> RunRecord {
+        let mut all = BTreeMap::new();
+        for (name, p) in &rb.params {
+            if let Some(v) = params.get(name).or(p.default.as_ref()) {
+                all.insert(name.clone(), v.clone());
+            }
+        }
+        RunRecord {
+            id: RunId::new(),
+            runbook: rb.name.clone(),
+            version: rb.version.clone(),
+            owner: rb.owner.clone(),
+            service: rb.service.clone(),
+            cause,
+            params: all,
+            status: RunStatus::Queued,
+            created_at: Utc::now(),
+            started_at: None,
+            finished_at: None,
+            steps: Vec::new(),
+            current_step: None,
+            current_pgid: None,
+            dry_run: false,
+            approval_required: rb.guards.approval,
+            error: None,
+            alert,
+            toil: Some(crate::toil::Credit {
+                minutes: 0.0,
+                baseline: crate::toil::Baseline::of(rb),
+                reason: "not finished".into(),
+            }),
+            verification: None,
+        }
+    }
+
+    /// Handles one Alertmanager notification: dedupe, queue, verify, cancel, record.
+    pub fn accept_notification(&self, n: &Notification) -> Result<AlertOutcome, AcceptError> {
+        let catalog = self.catalog();
+        let mut outcome = AlertOutcome::default();
+        let mut runs = Vec::new();
+        let mut received = Vec::new();
+        let mut context = n.clone();
+        context.alerts = Vec::new();
+        let now = Utc::now();
+        for alert in &n.alerts {
+            let episode = episode_key(alert);
+            let mut matched = Vec::new();
+            for rb in catalog.iter() {
+                if !rb.accepts_alert(alert) {
+                    continue;
+                }
+                matched.push(rb.name.clone());
+                let suffix = if alert.status == AlertStatus::Resolved {
+                    ":resolved"
+                } else {
+                    ""
+                };
+                let key = format!("alert:{episode}:{}{suffix}", rb.name);
+                let cause = Cause::Alert {
+                    fingerprint: alert.fingerprint.clone(),
+                    starts_at: alert.starts_at,
+                    labels: alert.labels.clone(),
+                };
+                let ctx = AlertContext {
+                    alert: alert.clone(),
+                    notification: context.clone(),
+                };
+                let run = self.new_run(rb, cause, BTreeMap::new(), Some(ctx));
+                runs.push((key, run, rb.clone()));
+            }
+            if alert.status == AlertStatus::Resolved {
+                let (v, c) = self.resolve(&catalog, alert, &episode, now);
+                outcome.verified += v;
+                outcome.cancelled += c;
+            }
+            if matched.is_empty() {
+                outcome.unmatched += 1;
+            }
+            received.push(AlertReceived {
+                fingerprint: alert.fingerprint.clone(),
+                starts_at: alert.starts_at,
+                received_at: now,
+                last_seen: now,
+                times_received: 1,
+                labels: alert.labels.clone(),
+                annotations: alert.annotations.clone(),
+                matched,
+            });
+        }
+        let wanted = runs.len();
+        outcome.accepted = self.admit(runs)?;
+        outcome.duplicates = wanted - outcome.accepted.len();
+        for r in &received {
+            self.store.record_alert(r)?;
+        }
+        Ok(outcome)
+    }
+
+    /// A resolved alert verifies the succeeded runs of its episode and cancels running ones
+    /// whose trigger asks for it. Returns (verified, cancelled).
+    fn resolve(
+        &self,
+        catalog: &Catalog,
+        alert: &Alert,
+        episode: &str,
+        now: DateTime<Utc>,
+    ) -> (usize, usize) {
+        let resolved_at = alert.ends_at.unwrap_or(now);
+        let ids = self
+            .store
+            .runs_with_key_prefix(&format!("alert:{episode}:"))
+            .unwrap_or_default();
+        let (mut verified, mut cancelled) = (0, 0);
+        for id in ids {
+            let Ok(Some(run)) = self.store.get_run(&id) else {
+                continue;
+            };
+            let Some(rb) = catalog.get(&run.runbook) else {
+                continue;
+            };
+            if !run.status.is_final() {
+                let cancel = rb
+                    .triggers
+                    .iter()
+                    .any(|t| matches!(t, Trigger::Alert(a) if a.cancel_on_resolve));
+                if cancel && self.cancel(&id) {
+                    cancelled += 1;
+                }
+                continue;
+            }
+            if run.status != RunStatus::Succeeded || run.verification.is_some() {
+                continue;
+            }
+            if let (Some(v), Some(end)) = (&rb.verify, run.finished_at) {
+                let window =
+                    chrono::Duration::from_std(v.alert_resolves_within).unwrap_or_default();
+                let ok = resolved_at <= end + window;
+                if self.store.set_verified(&id, ok, now).is_ok() {
+                    verified += 1;
+                }
+            }
+        }
+        (verified, cancelled)
+    }
+
+    /// Queues a manual run.
+    pub fn accept_manual(
+        &self,
+        name: &str,
+        params: BTreeMap<String, String>,
+        user: &str,
+    ) -> Result<RunId, AcceptError> {
+        let catalog = self.catalog();
+        let Some(rb) = catalog.get(name).cloned() else {
+            let hint = crate::diagnostic::did_you_mean(name, catalog.names())
+                .map(|h| format!("; {h}"))
+                .unwrap_or_default();
+            return Err(AcceptError::Invalid(format!(
+                "no runbook named `{name}`{hint}"
+            )));
+        };
+        // Check params now, so the caller gets the error rather than a failed run.
+        let mut req = RunRequest::manual(rb.clone(), user);
+        req.params = params.clone();
+        req.dry_run = true;
+        self.executor
+            .prepare(req)
+            .map_err(|e| AcceptError::Invalid(e.to_string()))?;
+        let run = self.new_run(
+            &rb,
+            Cause::Manual {
+                user: user.to_string(),
+            },
+            params,
+            None,
+        );
+        let key = format!("manual:{}", run.id);
+        self.admit(vec![(key, run, rb)])?
+            .into_iter()
+            .next()
+            .ok_or_else(|| AcceptError::Invalid("run was not queued".into()))
+    }
+
+    /// Queues a schedule fire unless it was queued before (across restarts).
+    pub fn accept_fire(
+        &self,
+        rb: &Arc<Runbook>,
+        trigger: usize,
+        at: DateTime<Utc>,
+    ) -> Result<Option<RunId>, AcceptError> {
+        let key = format!("{}{}", fire_prefix(rb, trigger), fire_stamp(at));
+        let run = self.new_run(rb, Cause::Schedule { at }, BTreeMap::new(), None);
+        Ok(self.admit(vec![(key, run, rb.clone())])?.into_iter().next())
+    }
+
+    /// Executes one queued run.
+    async fn execute(self: &Arc<Self>, id: RunId) {
+        let pinned = self.versions.lock().ok().and_then(|mut v| v.remove(&id));
+        let Ok(Some(mut record)) = self.store.get_run(&id) else {
+            return;
+        };
+        if record.status != RunStatus::Queued {
+            return; // cancelled while queued
+        }
+        let rb = match pinned.or_else(|| self.catalog().get(&record.runbook).cloned()) {
+            Some(rb) => rb,
+            None => {
+                record.status = RunStatus::Failed;
+                record.finished_at = Some(Utc::now());
+                record.error = Some(format!("runbook `{}` is no longer loaded", record.runbook));
+                let _ = self.store.finish_run(&record);
+                return;
+            }
+        };
+        let span = info_span!("run", run_id = %id, runbook = %rb.name);
+        let this = self.clone();
+        async move {
+            let req = RunRequest {
+                runbook: rb.clone(),
+                cause: record.cause.clone(),
+                params: record.params.clone(),
+                alert: record.alert.clone(),
+                dry_run: false,
+                approval_required: record.approval_required,
+                id: Some(id.clone()),
+                created_at: Some(record.created_at),
+            };
+            let prepared = match this.executor.prepare(req) {
+                Ok(p) => p,
+                Err(e) => {
+                    warn!("run cannot start: {e}");
+                    record.status = RunStatus::Failed;
+                    record.finished_at = Some(Utc::now());
+                    record.error = Some(e.to_string());
+                    let _ = this.store.finish_run(&record);
+                    return;
+                }
+            };
+            let redactor = prepared.redactor().clone();
+            let cancel = CancellationToken::new();
+            if let Ok(mut r) = this.running.lock() {
+                r.insert(id.clone(), cancel.clone());
+            }
+            let (tx, rx) = mpsc::unbounded_channel();
+            let (fwd_tx, mut fwd_rx) = mpsc::unbounded_channel();
+            let store: Arc<dyn Store> = this.store.clone();
+            // Interruption at shutdown turns the cancelled record into `interrupted`.
+            let (rec_tx, rec_rx) = mpsc::unbounded_channel();
+            let recorder = tokio::spawn(crate::recorder::record(
+                store,
+                id.clone(),
+                rec_rx,
+                Some(fwd_tx),
+            ));
+            let relay = {
+                let this = this.clone();
+                let id = id.clone();
+                let name = rb.name.clone();
+                tokio::spawn(async move {
+                    let mut rx = rx;
+                    while let Some(mut event) = rx.recv().await {
+                        if let RunEvent::RunFinished { record } = &mut event
+                            && this.interrupting.load(Ordering::SeqCst)
+                            && record.status == RunStatus::Cancelled
+                        {
+                            record.status = RunStatus::Interrupted;
+                            record.error = Some(
+                                "interrupted: untoil shut down before the run finished".into(),
+                            );
+                            record.toil = record.toil.as_ref().map(|c| {
+                                crate::toil::credit(
+                                    &c.baseline,
+                                    RunStatus::Interrupted,
+                                    &record.steps,
+                                    false,
+                                    record.approval_required,
+                                )
+                            });
+                        }
+                        if let RunEvent::Output { line, .. } = &event {
+                            info!(run_id = %id, runbook = %name, "{}", redactor.redact(line));
+                        }
+                        let _ = rec_tx.send(event);
+                    }
+                })
+            };
+            let fanout = {
+                let this = this.clone();
+                let id = id.clone();
+                tokio::spawn(async move {
+                    while let Some(event) = fwd_rx.recv().await {
+                        let sender = this.followers.lock().ok().and_then(|f| f.get(&id).cloned());
+                        if let Some(s) = sender {
+                            let _ = s.send(event);
+                        }
+                    }
+                })
+            };
+            info!("run started");
+            let record = this.executor.execute(prepared, cancel, Some(tx)).await;
+            let _ = relay.await;
+            if let Ok(Err(e)) = recorder.await {
+                error!("cannot record the run: {e}");
+            }
+            let _ = fanout.await;
+            if let Ok(mut r) = this.running.lock() {
+                r.remove(&id);
+            }
+            if let Ok(mut f) = this.followers.lock() {
+                f.remove(&id);
+            }
+            info!(status = %record.status, "run finished");
+        }
+        .instrument(span)
+        .await;
+    }
+}
+
+/// `fingerprint@startsAt` at full precision.
+pub fn episode_key(alert: &Alert) -> String {
+    format!(
+        "{}@{}",
+        alert.fingerprint,
+        alert
+            .starts_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+    )
+}
+
+/// Dedupe-key prefix of a schedule trigger's fires.
+pub fn fire_prefix(rb: &Runbook, trigger: usize) -> String {
+    let expr = match rb.triggers.get(trigger) {
+        Some(Trigger::Schedule(s)) => {
+            format!("{} {}", s.schedule.expression(), s.schedule.timezone())
+        }
+        _ => String::new(),
+    };
+    format!("fire:{}:{trigger}:{expr}:", rb.name)
+}
+
+/// Fixed-width UTC stamp, so dedupe keys sort by time.
+pub fn fire_stamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+/// Keeps the last good version of runbooks whose file now fails validation.
+fn merge_reload(old: &Catalog, loaded: Loaded) -> CatalogState {
+    let broken: HashSet<String> = loaded
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| loaded.sources.name(d.primary.file))
+        .collect();
+    let mut catalog = loaded.catalog.clone();
+    for rb in old.iter() {
+        if catalog.get(&rb.name).is_none() && broken.contains(&rb.source.display().to_string()) {
+            catalog.insert(rb.clone());
+        }
+    }
+    CatalogState {
+        catalog: Arc::new(catalog),
+        errors_text: loaded.sources.render(&loaded.diagnostics),
+        errors_json: loaded.sources.render_json(&loaded.diagnostics),
+        diagnostics: loaded.diagnostics,
+    }
+}
+
+/// Starts the daemon on `listener` and serves until `shutdown` resolves; then stops accepting,
+/// lets running steps finish up to the grace period, and interrupts the rest.
+pub async fn run<F>(
+    settings: Settings,
+    listener: tokio::net::TcpListener,
+    shutdown: F,
+) -> anyhow::Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    std::fs::create_dir_all(&settings.data)?;
+    let data = settings.data.clone();
+    let store = Arc::new(tokio::task::spawn_blocking(move || SledStore::open(&data)).await??);
+    let reconciled = store.reconcile()?;
+    if !reconciled.interrupted.is_empty() || !reconciled.killed_groups.is_empty() {
+        warn!(
+            interrupted = reconciled.interrupted.len(),
+            killed_process_groups = reconciled.killed_groups.len(),
+            "runs left running by a previous untoil were marked interrupted"
+        );
+    }
+    let executor = Arc::new(
+        Executor::new(Plugins::discover(&settings.plugins))
+            .map_err(anyhow::Error::msg)?
+            .with_grace(settings.kill_grace),
+    );
+    let capacity = settings.queue_capacity.max(reconciled.queued.len()).max(1);
+    let (tx, rx) = mpsc::channel(capacity);
+    let daemon = Arc::new(Daemon {
+        settings: Settings {
+            queue_capacity: capacity,
+            ..settings
+        },
+        store,
+        executor,
+        catalog: RwLock::new(CatalogState {
+            catalog: Arc::new(Catalog::default()),
+            errors_text: String::new(),
+            errors_json: serde_json::json!([]),
+            diagnostics: Vec::new(),
+        }),
+        queue: tx,
+        versions: Mutex::new(HashMap::new()),
+        running: Mutex::new(HashMap::new()),
+        followers: Mutex::new(HashMap::new()),
+        shutting_down: AtomicBool::new(false),
+        interrupting: AtomicBool::new(false),
+    });
+    daemon.reload();
+    // Queued runs from before the restart resume first.
+    for run in &reconciled.queued {
+        let _ = daemon.queue.try_send(run.id.clone());
+    }
+    if !reconciled.queued.is_empty() {
+        info!(queued = reconciled.queued.len(), "resuming queued runs");
+    }
+
+    let stop = CancellationToken::new();
+    let workers = spawn_workers(&daemon, rx, &stop);
+    let scheduler = tokio::spawn(crate::scheduler::run(daemon.clone(), stop.clone()));
+    let watcher = crate::reload::watch(daemon.clone(), stop.clone());
+
+    let app = crate::server::app(daemon.clone());
+    let addr = listener.local_addr()?;
+    info!("untoil listening on http://{addr} (API at http://{addr}/api/v1, health at /healthz)");
+    let d2 = daemon.clone();
+    let server_stop = stop.clone();
+    let graceful = async move {
+        shutdown.await;
+        info!("shutting down: no new work is accepted");
+        d2.shutting_down.store(true, Ordering::SeqCst);
+        server_stop.cancel();
+    };
+    let server = axum::serve(listener, app).with_graceful_shutdown(graceful);
+    let server = tokio::spawn(async move { server.await });
+
+    stop.cancelled().await;
+    let _ = scheduler.await;
+    drop(watcher);
+    // Let running runs finish up to the grace period, then interrupt them.
+    let deadline = tokio::time::Instant::now() + daemon.settings.shutdown_grace;
+    let mut workers = workers;
+    let all_done = async { while workers.join_next().await.is_some() {} };
+    if tokio::time::timeout_at(deadline, all_done).await.is_err() {
+        warn!(
+            running = daemon.running(),
+            "shutdown grace expired: interrupting running runs"
+        );
+        daemon.interrupting.store(true, Ordering::SeqCst);
+        let tokens: Vec<CancellationToken> = daemon
+            .running
+            .lock()
+            .map(|r| r.values().cloned().collect())
+            .unwrap_or_default();
+        for t in tokens {
+            t.cancel();
+        }
+        while workers.join_next().await.is_some() {}
+    }
+    let _ = server.await;
+    info!("stopped; queued runs stay queued for the next start");
+    Ok(())
+}
+
+fn spawn_workers(
+    daemon: &Arc<Daemon>,
+    rx: mpsc::Receiver<RunId>,
+    stop: &CancellationToken,
+) -> tokio::task::JoinSet<()> {
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..daemon.settings.workers.max(1) {
+        let rx = rx.clone();
+        let daemon = daemon.clone();
+        let stop = stop.clone();
+        set.spawn(async move {
+            loop {
+                let next = {
+                    let mut rx = rx.lock().await;
+                    tokio::select! {
+                        biased;
+                        _ = stop.cancelled() => None,
+                        id = rx.recv() => id,
+                    }
+                };
+                let Some(id) = next else {
+                    return;
+                };
+                daemon.execute(id).await;
+            }
+        });
+    }
+    set
+}
+
+/// Waits for SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut t), Ok(mut i)) => {
+            tokio::select! {
+                _ = t.recv() => {}
+                _ = i.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! Hot reload: a change under the runbooks directory (file watch) or SIGHUP reloads the
+//! catalog. Runs in flight keep the version they started with.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::daemon::Daemon;
+
+/// Changes closer together than this cause one reload (editors write files in several steps).
+const SETTLE: Duration = Duration::from_millis(200);
+
+/// Starts watching; the watcher stops when the returned value is dropped or `stop` fires.
+pub fn watch(daemon: Arc<Daemon>, stop: CancellationToken) -> Option<notify::RecommendedWatcher> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok_and(|e| !e.kind.is_access()) {
+            let _ = tx.send(());
+        }
+    });
+    let watcher = match watcher.and_then(|mut w| {
+        w.watch(&daemon.settings.runbooks, RecursiveMode::Recursive)
+            .map(|()| w)
+    }) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            warn!(
+                "cannot watch {} for changes ({e}); reload with SIGHUP",
+                daemon.settings.runbooks.display()
+            );
+            None
+        }
+    };
+    let d = daemon.clone();
+    tokio::spawn(async move {
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        loop {
+            let reason = tokio::select! {
+                _ = stop.cancelled() => return,
+                Some(()) = rx.recv() => "file change",
+                Some(_) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => "SIGHUP",
+            };
+            // Let a burst of changes settle, then reload once.
+            tokio::time::sleep(SETTLE).await;
+            while rx.try_recv().is_ok() {}
+            info!("reloading runbooks ({reason})");
+            let d = d.clone();
+            let _ = tokio::task::spawn_blocking(move || d.reload()).await;
+        }
+    });
+    let _ = daemon;
+    watcher
+}
