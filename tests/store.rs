@@ -149,6 +149,7 @@ fn build(i: usize, s: &Spec) -> RunRecord {
         approval_required: s.approval_required,
         error: None,
         alert: None,
+        verification: None,
     }
 }
 

@@ -1,0 +1,570 @@
+//! Store benchmark: seeds N finished runs (default 1,000,000, spread over two years, 8 teams,
+//! 40 runbooks) into a fresh sled store and into SQLite, then times the toil report by
+//! team x month from the sled store's rollups against the same aggregation in SQLite over the
+//! same rows with a covering index, and checks that both give the same answer. Then measures
+//! record throughput with durable flushes (`finish_run`, group commit) at 1, 4 and 16 threads.
+//!
+//! Run with `cargo bench --bench store`. Environment:
+//! - `UNTOIL_BENCH_RUNS`: runs to seed (default 1,000,000).
+//! - `UNTOIL_BENCH_RECORD_RUNS`: runs recorded durably per thread count (default 20,000).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeZone, Utc};
+use rusqlite::Connection;
+use untoil::report::{self, Dim, Period};
+use untoil::run::{Cause, RunId, RunRecord, RunStatus};
+use untoil::store::sled::SledStore;
+use untoil::store::{Store, milli_minutes};
+use untoil::toil::{Baseline, Credit};
+
+const SEED: u64 = 0x756e_746f_696c_2d31;
+const TEAMS: usize = 8;
+const SERVICES: usize = 24;
+const RUNBOOKS: usize = 40;
+const DAYS: i64 = 730;
+const BATCH: usize = 10_000;
+const ROUNDS: usize = 7;
+const THREADS: [usize; 3] = [1, 4, 16];
+
+/// xorshift64*, seeded per run through splitmix64 so that run `i` is a pure function of `i`.
+struct Rng(u64);
+
+impl Rng {
+    fn for_run(i: u64) -> Rng {
+        let mut z = SEED ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        Rng((z ^ (z >> 31)) | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn start() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2023, 7, 1, 0, 0, 0).unwrap()
+}
+
+/// Every day a generated run can start on (runs may start a few seconds after the last
+/// creation instant, so one day is added).
+fn period() -> Period {
+    let from = start().date_naive();
+    Period {
+        from,
+        to: from + chrono::Duration::days(DAYS),
+    }
+}
+
+fn manual_minutes(r: usize) -> f64 {
+    1.5 + ((r * 37) % 58) as f64 * 0.75
+}
+
+fn base_duration_ms(r: usize) -> f64 {
+    400.0 * (1u64 << (r % 12)) as f64
+}
+
+/// Finished run `i` of `n`: created in the i-th slice of the two years (so ids are in time
+/// order), a skewed choice of runbook (each owned by one team and service), varied cause,
+/// status, duration and toil credit. Never dry, never skipped.
+fn gen_run(i: usize, n: usize) -> RunRecord {
+    let mut rng = Rng::for_run(i as u64);
+    let span_ms = DAYS * 86_400_000;
+    let slot = span_ms / n as i64;
+    let created_ms =
+        start().timestamp_millis() + i as i64 * span_ms / n as i64 + rng.below(slot as u64) as i64;
+    let created_at = Utc.timestamp_millis_opt(created_ms).unwrap();
+    let started_at = created_at + chrono::Duration::milliseconds(rng.below(3_000) as i64);
+
+    let r = ((rng.unit().powi(2)) * RUNBOOKS as f64) as usize;
+    let approval = r % 5 == 0;
+    let status = match rng.below(1000) {
+        0..850 => RunStatus::Succeeded,
+        850..930 => RunStatus::Failed,
+        930..950 => RunStatus::TimedOut,
+        950..960 => RunStatus::Interrupted,
+        _ => RunStatus::Cancelled,
+    };
+    let base = base_duration_ms(r);
+    let duration_ms = match status {
+        RunStatus::TimedOut => base * 4.0,
+        _ => base * (0.25 + 3.0 * rng.unit().powi(3)),
+    } as i64;
+    let finished_at = started_at + chrono::Duration::milliseconds(duration_ms);
+
+    let manual = manual_minutes(r);
+    let approval_minutes = if approval { 2.0 } else { 0.0 };
+    let minutes = match status {
+        RunStatus::Succeeded => (manual - approval_minutes).max(0.0),
+        RunStatus::Cancelled => 0.0,
+        _ if rng.below(10) < 3 => manual * rng.unit(), // some steps succeeded
+        _ => 0.0,
+    };
+
+    let cause = match rng.below(100) {
+        0..20 => Cause::Manual {
+            user: format!("user{:02}", rng.below(60)),
+        },
+        20..55 => Cause::Schedule {
+            at: Utc
+                .timestamp_opt(created_at.timestamp() / 60 * 60, 0)
+                .unwrap(),
+        },
+        _ => Cause::Alert {
+            fingerprint: format!("{:016x}", rng.next()),
+            starts_at: created_at - chrono::Duration::seconds(5 + rng.below(900) as i64),
+            labels: BTreeMap::from([
+                ("alertname".to_string(), format!("Alert{r}")),
+                ("severity".to_string(), "warning".to_string()),
+            ]),
+        },
+    };
+
+    // 48 random bits then the index: unique ids, sorted by creation time.
+    let random = ((rng.next() as u128 & 0xFFFF_FFFF_FFFF) << 32) | i as u128;
+    RunRecord {
+        id: RunId(ulid::Ulid::from_parts(created_ms as u64, random).to_string()),
+        runbook: format!("runbook-{r:02}"),
+        version: format!("{:012x}", r * 7919),
+        owner: format!("team-{}", r % TEAMS),
+        service: Some(format!("svc-{}", r % SERVICES)),
+        cause,
+        params: BTreeMap::from([("host".to_string(), format!("host-{:03}", rng.below(500)))]),
+        status,
+        created_at,
+        started_at: Some(started_at),
+        finished_at: Some(finished_at),
+        steps: Vec::new(),
+        current_step: None,
+        current_pgid: None,
+        dry_run: false,
+        approval_required: approval,
+        error: (status != RunStatus::Succeeded).then(|| format!("run {status}")),
+        alert: None,
+        verification: None,
+        toil: Some(Credit {
+            minutes,
+            baseline: Baseline {
+                manual_minutes: manual,
+                approval_minutes,
+                ..Default::default()
+            },
+            reason: "synthetic".into(),
+        }),
+    }
+}
+
+/// The columns SQLite keeps of a run.
+struct SqlRow {
+    id: String,
+    day: String,
+    owner: String,
+    service: String,
+    runbook: String,
+    cause: &'static str,
+    status: &'static str,
+    toil_milli: u64,
+    duration_ms: u64,
+}
+
+fn sql_row(run: &RunRecord) -> SqlRow {
+    SqlRow {
+        id: run.id.0.clone(),
+        day: run
+            .started_at
+            .unwrap_or(run.created_at)
+            .format("%Y-%m-%d")
+            .to_string(),
+        owner: run.owner.clone(),
+        service: run.service.clone().unwrap_or_default(),
+        runbook: run.runbook.clone(),
+        cause: run.cause.kind(),
+        status: run.status.as_str(),
+        toil_milli: milli_minutes(run.toil.as_ref().map_or(0.0, |t| t.minutes)),
+        duration_ms: run.duration_ms().unwrap_or(0),
+    }
+}
+
+/// Counters compared between the two answers, per (team, month).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Totals {
+    runs: u64,
+    succeeded: u64,
+    failed: u64,
+    cancelled: u64,
+    toil_milli: u64,
+}
+
+type Answer = BTreeMap<(String, String), Totals>;
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .filter(|&v| v > 0)
+        .unwrap_or(default)
+}
+
+fn dir_size(path: &Path) -> u64 {
+    std::fs::read_dir(path)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_size(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+const SQL_REPORT: &str = "SELECT owner, substr(day, 1, 7) AS month, COUNT(*), \
+     SUM(status = 'succeeded'), SUM(status IN ('failed', 'timed_out', 'interrupted')), \
+     SUM(status = 'cancelled'), SUM(toil_milli) \
+     FROM runs WHERE day BETWEEN ?1 AND ?2 GROUP BY owner, month ORDER BY owner, month";
+
+fn sqlite_report(conn: &Connection, p: Period) -> Answer {
+    let mut stmt = conn.prepare_cached(SQL_REPORT).expect("prepare report");
+    let from = p.from.format("%Y-%m-%d").to_string();
+    let to = p.to.format("%Y-%m-%d").to_string();
+    stmt.query_map([from, to], |row| {
+        let n = |i: usize| row.get::<_, i64>(i).map(|v| v as u64);
+        Ok((
+            (row.get::<_, String>(0)?, row.get::<_, String>(1)?),
+            Totals {
+                runs: n(2)?,
+                succeeded: n(3)?,
+                failed: n(4)?,
+                cancelled: n(5)?,
+                toil_milli: n(6)?,
+            },
+        ))
+    })
+    .expect("run report")
+    .collect::<rusqlite::Result<Answer>>()
+    .expect("read report")
+}
+
+fn untoil_answer(r: &report::ToilReport) -> Answer {
+    r.rows
+        .iter()
+        .map(|row| {
+            (
+                (row.group[0].clone(), row.group[1].clone()),
+                Totals {
+                    runs: row.rollup.runs,
+                    succeeded: row.rollup.succeeded,
+                    failed: row.rollup.failed,
+                    cancelled: row.rollup.cancelled,
+                    toil_milli: row.rollup.toil_milli_minutes,
+                },
+            )
+        })
+        .collect()
+}
+
+fn open_sqlite(path: &Path) -> Connection {
+    let conn = Connection::open(path).expect("open sqlite");
+    // A 256 MiB page cache: the covering index (and the table) stay in memory, as sled's
+    // default 1 GiB cache keeps its trees.
+    conn.execute_batch("PRAGMA cache_size = -262144;")
+        .expect("pragma");
+    conn
+}
+
+fn main() {
+    let n = env_usize("UNTOIL_BENCH_RUNS", 1_000_000);
+    let m = env_usize("UNTOIL_BENCH_RECORD_RUNS", 20_000);
+    assert!(n < u32::MAX as usize);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = period();
+    println!(
+        "store benchmark: {n} runs over {DAYS} days, {TEAMS} teams, {RUNBOOKS} runbooks, in {}",
+        dir.path().display()
+    );
+
+    // Ground truth, tallied from the generated runs.
+    let mut expected: Answer = BTreeMap::new();
+
+    // Seed sled: finish_runs in batches, one flush each.
+    let sled_path = dir.path().join("sled");
+    let store = SledStore::open(&sled_path).expect("open sled store");
+    let flushes0 = store.flushes();
+    let mut sled_seed = Duration::ZERO;
+    let mut batch = Vec::with_capacity(BATCH);
+    for lo in (0..n).step_by(BATCH) {
+        batch.clear();
+        batch.extend((lo..(lo + BATCH).min(n)).map(|i| gen_run(i, n)));
+        for run in &batch {
+            let row = sql_row(run);
+            let t = expected
+                .entry((row.owner, row.day[..7].to_string()))
+                .or_default();
+            t.runs += 1;
+            match run.status {
+                RunStatus::Succeeded => t.succeeded += 1,
+                RunStatus::Cancelled => t.cancelled += 1,
+                _ => t.failed += 1,
+            }
+            t.toil_milli += row.toil_milli;
+        }
+        let t = Instant::now();
+        store.finish_runs(&batch).expect("finish_runs");
+        sled_seed += t.elapsed();
+        if lo % 200_000 == 0 && lo > 0 {
+            eprintln!(
+                "  sled: {lo} runs seeded, {:.1} s so far",
+                sled_seed.as_secs_f64()
+            );
+        }
+    }
+    let sled_flushes = store.flushes() - flushes0;
+    let groups = store.rollups(p.from, p.to).expect("rollups").len();
+    println!(
+        "seeded sled: {:.1} s ({:.0} runs/s, batches of {BATCH}, {sled_flushes} flushes), {groups} rollup groups, {:.0} MiB on disk",
+        sled_seed.as_secs_f64(),
+        n as f64 / sled_seed.as_secs_f64(),
+        dir_size(&sled_path) as f64 / (1 << 20) as f64
+    );
+
+    // Seed SQLite with the same rows: one transaction, then the index.
+    let sqlite_path = dir.path().join("runs.sqlite");
+    let mut conn = open_sqlite(&sqlite_path);
+    conn.execute_batch(
+        "CREATE TABLE runs(id TEXT PRIMARY KEY, day TEXT NOT NULL, owner TEXT NOT NULL, \
+         service TEXT NOT NULL, runbook TEXT NOT NULL, cause TEXT NOT NULL, status TEXT NOT NULL, \
+         toil_milli INTEGER NOT NULL, duration_ms INTEGER NOT NULL);",
+    )
+    .expect("create table");
+    let mut sqlite_insert = Duration::ZERO;
+    let tx = conn.transaction().expect("begin");
+    {
+        let mut insert = tx
+            .prepare_cached("INSERT INTO runs VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")
+            .expect("prepare insert");
+        let mut rows = Vec::with_capacity(BATCH);
+        for lo in (0..n).step_by(BATCH) {
+            rows.clear();
+            rows.extend((lo..(lo + BATCH).min(n)).map(|i| sql_row(&gen_run(i, n))));
+            let t = Instant::now();
+            for r in &rows {
+                insert
+                    .execute(rusqlite::params![
+                        r.id,
+                        r.day,
+                        r.owner,
+                        r.service,
+                        r.runbook,
+                        r.cause,
+                        r.status,
+                        r.toil_milli as i64,
+                        r.duration_ms as i64
+                    ])
+                    .expect("insert");
+            }
+            sqlite_insert += t.elapsed();
+        }
+    }
+    let t = Instant::now();
+    tx.commit().expect("commit");
+    sqlite_insert += t.elapsed();
+    let t = Instant::now();
+    conn.execute_batch(
+        "CREATE INDEX runs_report ON runs(day, owner, status, toil_milli, duration_ms); ANALYZE;",
+    )
+    .expect("create index");
+    let sqlite_index = t.elapsed();
+    let plan: Vec<String> = conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {SQL_REPORT}"))
+        .expect("explain")
+        .query_map(["", ""], |row| row.get::<_, String>(3))
+        .expect("explain")
+        .collect::<rusqlite::Result<_>>()
+        .expect("explain");
+    println!(
+        "seeded sqlite: {:.1} s insert (one transaction) + {:.1} s index, {:.0} MiB on disk; plan: {}",
+        sqlite_insert.as_secs_f64(),
+        sqlite_index.as_secs_f64(),
+        std::fs::metadata(&sqlite_path).map_or(0, |m| m.len()) as f64 / (1 << 20) as f64,
+        plan.join("; ")
+    );
+
+    // The report, by team x month over the whole period: 1 warm-up, median of ROUNDS.
+    let by = [Dim::Team, Dim::Month];
+    let untoil_report = || report::toil_report(&store, p, &by).expect("toil report");
+    let warm = untoil_report();
+    let mut untoil_times = Vec::new();
+    for _ in 0..ROUNDS {
+        let t = Instant::now();
+        let r = untoil_report();
+        untoil_times.push(t.elapsed());
+        assert_eq!(r.rows.len(), warm.rows.len());
+    }
+    // Where untoil's time goes: reading and decoding the rollups, then grouping them.
+    let mut read_times = Vec::new();
+    let mut group_times = Vec::new();
+    for _ in 0..ROUNDS {
+        let t = Instant::now();
+        let rollups = store.rollups(p.from, p.to).expect("rollups");
+        read_times.push(t.elapsed());
+        let t = Instant::now();
+        let r = report::aggregate(p, &by, rollups);
+        group_times.push(t.elapsed());
+        assert_eq!(r.rows.len(), warm.rows.len());
+    }
+    let read_median = median(read_times);
+    let group_median = median(group_times);
+    let sqlite_warm = sqlite_report(&conn, p);
+    let mut sqlite_times = Vec::new();
+    for _ in 0..ROUNDS {
+        let t = Instant::now();
+        let r = sqlite_report(&conn, p);
+        sqlite_times.push(t.elapsed());
+        assert_eq!(r.len(), sqlite_warm.len());
+    }
+    let untoil_median = median(untoil_times);
+    let sqlite_median = median(sqlite_times);
+
+    // Both must give the same answer, and the answer of the generated runs.
+    let untoil_ans = untoil_answer(&warm);
+    assert_eq!(
+        untoil_ans, expected,
+        "untoil report differs from the generated runs"
+    );
+    assert_eq!(
+        sqlite_warm, expected,
+        "SQLite report differs from the generated runs"
+    );
+    assert_eq!(warm.total_rollup.runs, n as u64);
+    println!(
+        "checked: untoil and SQLite agree on runs, succeeded, failed, cancelled and toil per (team, month) for all {} rows ({} runs)",
+        expected.len(),
+        warm.total_rollup.runs
+    );
+
+    // Informational: what `untoil report` does from a cold process (open, then report).
+    drop(store);
+    drop(conn);
+    let t = Instant::now();
+    let store = SledStore::open(&sled_path).expect("reopen sled store");
+    let cold_open_untoil = t.elapsed();
+    let t = Instant::now();
+    let cold = report::toil_report(&store, p, &by).expect("toil report");
+    let cold_untoil = t.elapsed();
+    assert_eq!(untoil_answer(&cold), expected);
+    drop(store);
+    let t = Instant::now();
+    let conn = open_sqlite(&sqlite_path);
+    let cold = sqlite_report(&conn, p);
+    let cold_sqlite = t.elapsed();
+    assert_eq!(cold, expected);
+    drop(conn);
+
+    // Record throughput: finish_run (durable, group commit) from K threads.
+    let runs: Vec<RunRecord> = (0..m).map(|i| gen_run(i, m)).collect();
+    let mut throughput = Vec::new();
+    for k in THREADS {
+        let d = tempfile::tempdir().expect("tempdir");
+        let store = SledStore::open(d.path()).expect("open sled store");
+        let f0 = store.flushes();
+        let per = m.div_ceil(k);
+        let t = Instant::now();
+        std::thread::scope(|s| {
+            for chunk in runs.chunks(per) {
+                let store = &store;
+                s.spawn(move || {
+                    for run in chunk {
+                        store.finish_run(run).expect("finish_run");
+                    }
+                });
+            }
+        });
+        let elapsed = t.elapsed();
+        let flushes = store.flushes() - f0;
+        let all = untoil::store::RunFilter::default();
+        assert_eq!(store.list_runs(&all).expect("list").len(), m);
+        eprintln!(
+            "  record: {k} threads done in {:.1} s",
+            elapsed.as_secs_f64()
+        );
+        throughput.push((k, elapsed, flushes));
+    }
+
+    let ratio = untoil_median.as_secs_f64() / sqlite_median.as_secs_f64();
+    println!();
+    println!("== store benchmark summary ==");
+    println!(
+        "data: {n} finished runs, {} .. {}, {TEAMS} teams, {RUNBOOKS} runbooks, {groups} rollup groups",
+        p.from, p.to
+    );
+    println!(
+        "seed (informational): sled finish_runs x{BATCH} {:.1} s ({:.0} runs/s); sqlite {:.1} s insert + {:.1} s index (9 columns, not whole records)",
+        sled_seed.as_secs_f64(),
+        n as f64 / sled_seed.as_secs_f64(),
+        sqlite_insert.as_secs_f64(),
+        sqlite_index.as_secs_f64()
+    );
+    println!(
+        "report by team x month, whole period ({} rows), warm, median of {ROUNDS}:",
+        warm.rows.len()
+    );
+    println!(
+        "  untoil (sled rollups; counts, sums, median/p95 histograms, MTTR) {:>9.2} ms",
+        ms(untoil_median)
+    );
+    println!(
+        "    of which store.rollups() (range scan + JSON decode of {groups} groups) {:.2} ms, report::aggregate() {:.2} ms",
+        ms(read_median),
+        ms(group_median)
+    );
+    println!(
+        "  sqlite (covering index; counts and sums only, no percentiles)    {:>9.2} ms",
+        ms(sqlite_median)
+    );
+    println!(
+        "  ratio untoil / sqlite: {ratio:.3}x (target <= 0.20x): {}",
+        if ratio <= 0.20 { "MET" } else { "NOT MET" }
+    );
+    println!(
+        "  cold (informational): untoil open {:.1} ms + report {:.1} ms; sqlite open + report {:.1} ms",
+        ms(cold_open_untoil),
+        ms(cold_untoil),
+        ms(cold_sqlite)
+    );
+    println!("record throughput, finish_run durable (group commit), {m} runs each:");
+    for (k, elapsed, flushes) in throughput {
+        println!(
+            "  {k:>2} thread(s): {:>8.0} runs/s, {flushes} flushes ({:.1} runs/flush), {:.2} ms/run/thread",
+            m as f64 / elapsed.as_secs_f64(),
+            m as f64 / flushes.max(1) as f64,
+            ms(elapsed) * k as f64 / m as f64
+        );
+    }
+}
