@@ -1,0 +1,572 @@
+//! The daemon driven over HTTP on 127.0.0.1: alert matching, dedupe across re-sends and
+//! restarts, resolved semantics, auth, 400/401/413/503, hot reload with a broken file, graceful
+//! shutdown, schedule firing, the unautomated report.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use untoil::auth::Auth;
+use untoil::daemon::{self, Settings};
+use untoil::run::{RunId, RunStatus};
+use untoil::store::Store;
+use untoil::store::sled::SledStore;
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures/alertmanager")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {} must exist: {e}", path.display()))
+}
+
+struct Dirs {
+    root: tempfile::TempDir,
+}
+
+impl Dirs {
+    fn new() -> Dirs {
+        let root = tempfile::tempdir().expect("tempdir");
+        for d in ["runbooks", "plugins", "data"] {
+            std::fs::create_dir(root.path().join(d)).expect("mkdir");
+        }
+        Dirs { root }
+    }
+    fn path(&self, p: &str) -> PathBuf {
+        self.root.path().join(p)
+    }
+    fn runbook(&self, name: &str, body: &str) {
+        std::fs::write(self.path("runbooks").join(format!("{name}.yaml")), body)
+            .expect("write runbook");
+    }
+    fn settings(&self) -> Settings {
+        let mut s = Settings::new(
+            self.path("runbooks"),
+            self.path("plugins"),
+            self.path("data"),
+        );
+        s.workers = 2;
+        s.shutdown_grace = Duration::from_secs(5);
+        s.kill_grace = Duration::from_millis(200);
+        s
+    }
+}
+
+struct Running {
+    base: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    client: reqwest::Client,
+}
+
+impl Running {
+    async fn start(settings: Settings) -> Running {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(daemon::run(settings, listener, async move {
+            let _ = rx.await;
+        }));
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::new();
+        let r = Running {
+            base,
+            stop: Some(tx),
+            task,
+            client,
+        };
+        r.wait_for(|| async { r.get("/healthz").await.0 == 200 })
+            .await;
+        r
+    }
+
+    async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(30), &mut self.task).await;
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("GET");
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn post(&self, path: &str, body: Vec<u8>) -> (u16, Value, reqwest::header::HeaderMap) {
+        self.post_with(path, body, None).await
+    }
+
+    async fn post_with(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        auth: Option<&str>,
+    ) -> (u16, Value, reqwest::header::HeaderMap) {
+        let mut req = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let r = req.send().await.expect("POST");
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let text = r.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            headers,
+        )
+    }
+
+    /// Polls until `check` holds, with a deadline.
+    async fn wait_for<F, Fut>(&self, check: F)
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !check().await {
+            assert!(
+                Instant::now() < deadline,
+                "condition not met before the deadline"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn runs(&self) -> Vec<Value> {
+        self.get("/api/v1/runs?limit=1000")
+            .await
+            .1
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    async fn wait_runs_final(&self, n: usize) -> Vec<Value> {
+        self.wait_for(|| async {
+            let runs = self.runs().await;
+            runs.len() >= n
+                && runs
+                    .iter()
+                    .all(|r| !matches!(r["status"].as_str(), Some("queued" | "running")))
+        })
+        .await;
+        self.runs().await
+    }
+}
+
+const DISK: &str = "name: disk\nowner: team-db\ntoil: {manual_minutes: 20}\ntriggers:\n  - alert: {matchers: ['alertname=\"DiskFull\"']}\nverify: {alert_resolves_within: 1h}\nsteps:\n  - name: fix\n    run: echo fixing {{alert.labels.instance}}\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_runs_its_runbook_once_across_resends_and_restarts() {
+    let dirs = Dirs::new();
+    dirs.runbook("disk", DISK);
+    let d = Running::start(dirs.settings()).await;
+    let (status, body, _) = d
+        .post("/api/v1/alerts/alertmanager", fixture("firing.json"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["accepted"].as_array().map(Vec::len), Some(1));
+    for _ in 0..3 {
+        let (status, body, _) = d
+            .post("/api/v1/alerts/alertmanager", fixture("firing.json"))
+            .await;
+        assert_eq!(status, 200);
+        assert_eq!(body["duplicates"], 1, "{body}");
+    }
+    let runs = d.wait_runs_final(1).await;
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["status"], "succeeded");
+    assert_eq!(runs[0]["steps"][0]["stdout"], "fixing db-1\n");
+    assert_eq!(runs[0]["cause"]["fingerprint"], "1b821551d31d953a");
+    d.stop().await;
+
+    // The dedupe record survives a restart.
+    let d = Running::start(dirs.settings()).await;
+    let (status, body, _) = d
+        .post("/api/v1/alerts/alertmanager", fixture("firing.json"))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["duplicates"], 1, "{body}");
+    assert_eq!(d.runs().await.len(), 1);
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolved_alert_never_runs_a_firing_trigger_and_verifies_the_fix() {
+    let dirs = Dirs::new();
+    dirs.runbook("disk", DISK);
+    dirs.runbook(
+        "after",
+        "name: after\nowner: team-db\ntoil: {manual_minutes: 1}\ntriggers:\n  - alert: {matchers: ['alertname=\"DiskFull\"'], on: resolved}\nsteps:\n  - name: note\n    run: echo resolved {{alert.status}}\n",
+    );
+    let d = Running::start(dirs.settings()).await;
+    assert_eq!(
+        d.post("/api/v1/alerts/alertmanager", fixture("firing.json"))
+            .await
+            .0,
+        200
+    );
+    d.wait_runs_final(1).await;
+    let (status, body, _) = d
+        .post("/api/v1/alerts/alertmanager", fixture("resolved.json"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["accepted"].as_array().map(Vec::len),
+        Some(1),
+        "only the `on: resolved` runbook runs: {body}"
+    );
+    assert_eq!(body["verified"], 1, "{body}");
+    let runs = d.wait_runs_final(2).await;
+    let disk: Vec<&Value> = runs.iter().filter(|r| r["runbook"] == "disk").collect();
+    assert_eq!(disk.len(), 1, "the remediation did not run again");
+    assert_eq!(disk[0]["verification"]["verified"], true);
+    let after: Vec<&Value> = runs.iter().filter(|r| r["runbook"] == "after").collect();
+    assert_eq!(after[0]["steps"][0]["stdout"], "resolved resolved\n");
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grouped_notifications_run_once_per_alert_and_unmatched_alerts_feed_the_backlog() {
+    let dirs = Dirs::new();
+    dirs.runbook(
+        "latency",
+        "name: latency\nowner: team-api\ntoil: {manual_minutes: 5}\ntriggers:\n  - alert: {matchers: ['alertname=\"HighLatency\"', 'instance!=\"inst-3\"']}\nsteps:\n  - name: s\n    run: echo {{alert.labels.instance}}\n",
+    );
+    let d = Running::start(dirs.settings()).await;
+    let (status, body, _) = d
+        .post(
+            "/api/v1/alerts/alertmanager",
+            fixture("firing-grouped.json"),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["accepted"].as_array().map(Vec::len), Some(2), "{body}");
+    assert_eq!(body["unmatched"], 1);
+    let (status, _, _) = d
+        .post("/api/v1/alerts/alertmanager", fixture("firing.json"))
+        .await;
+    assert_eq!(status, 200);
+    d.wait_runs_final(2).await;
+    let (_, backlog) = d.get("/api/v1/reports/unautomated").await;
+    let rows = backlog["rows"].as_array().cloned().unwrap_or_default();
+    assert_eq!(rows.len(), 2, "{backlog}");
+    assert_eq!(backlog["alerts_received"], 4);
+    assert_eq!(backlog["alerts_handled"], 2);
+    let (_, toil) = d.get("/api/v1/reports/toil?by=runbook").await;
+    assert_eq!(toil["total"]["runs"], 2);
+    assert_eq!(toil["total"]["toil_minutes"], 10.0);
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_clear_4xx_answers() {
+    let dirs = Dirs::new();
+    dirs.runbook("disk", DISK);
+    let mut s = dirs.settings();
+    s.body_limit = 64 * 1024;
+    let d = Running::start(s).await;
+    let (status, body, _) = d
+        .post(
+            "/api/v1/alerts/alertmanager",
+            b"{\"version\":\"4\",".to_vec(),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"].as_str().is_some_and(|e| e.contains("line 1")),
+        "{body}"
+    );
+    let (status, body, _) = d
+        .post(
+            "/api/v1/alerts/alertmanager",
+            br#"{"version":"3","status":"firing","alerts":[]}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("version")),
+        "{body}"
+    );
+    let (status, _, _) = d
+        .post("/api/v1/alerts/alertmanager", vec![b' '; 100 * 1024])
+        .await;
+    assert_eq!(status, 413);
+    let (status, body, _) = d.post("/api/v1/runbooks/nosuch/runs", b"{}".to_vec()).await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no runbook named")),
+        "{body}"
+    );
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_are_required_when_configured() {
+    let dirs = Dirs::new();
+    dirs.runbook("disk", DISK);
+    let mut s = dirs.settings();
+    s.auth = Auth::new(
+        vec!["s3cret".into()],
+        vec![("alertmanager".into(), "pw".into())],
+    );
+    let d = Running::start(s).await;
+    assert_eq!(
+        d.get("/healthz").await.0,
+        200,
+        "health needs no credentials"
+    );
+    let (status, _, headers) = d
+        .post("/api/v1/alerts/alertmanager", fixture("firing.json"))
+        .await;
+    assert_eq!(status, 401);
+    assert!(headers.contains_key("www-authenticate"));
+    let (status, _, _) = d
+        .post_with(
+            "/api/v1/alerts/alertmanager",
+            fixture("firing.json"),
+            Some("Bearer wrong"),
+        )
+        .await;
+    assert_eq!(status, 401);
+    let (status, _, _) = d
+        .post_with(
+            "/api/v1/alerts/alertmanager",
+            fixture("firing.json"),
+            Some("Bearer s3cret"),
+        )
+        .await;
+    assert_eq!(status, 200);
+    // alertmanager:pw
+    let (status, _, _) = d
+        .post_with(
+            "/api/v1/alerts/alertmanager",
+            fixture("firing.json"),
+            Some("Basic YWxlcnRtYW5hZ2VyOnB3"),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(d.get("/api/v1/runs").await.0, 401);
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_answers_503_with_retry_after_and_nothing_is_lost() {
+    let dirs = Dirs::new();
+    dirs.runbook(
+        "slow",
+        "name: slow\nowner: t\ntoil: {manual_minutes: 1}\ntriggers:\n  - alert: {matchers: ['alertname=\"DiskFull\"']}\nsteps:\n  - name: s\n    run: sleep 1\n",
+    );
+    let mut s = dirs.settings();
+    s.workers = 1;
+    s.queue_capacity = 1;
+    let d = Running::start(s).await;
+    let body = |i: usize| {
+        let mut v: Value = serde_json::from_slice(&fixture("firing.json")).expect("json");
+        v["alerts"][0]["fingerprint"] = json!(format!("fp{i}"));
+        serde_json::to_vec(&v).expect("json")
+    };
+    let mut accepted = 0;
+    let mut rejected = 0;
+    for i in 0..6 {
+        let (status, _, headers) = d.post("/api/v1/alerts/alertmanager", body(i)).await;
+        match status {
+            200 => accepted += 1,
+            503 => {
+                rejected += 1;
+                assert_eq!(
+                    headers.get("retry-after").and_then(|v| v.to_str().ok()),
+                    Some("5")
+                );
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert!(rejected > 0, "the queue of 1 must overflow");
+    let runs = d.wait_runs_final(accepted).await;
+    assert_eq!(runs.len(), accepted, "every accepted alert ran, none else");
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_file_keeps_its_last_good_version_and_reports_its_errors() {
+    let dirs = Dirs::new();
+    dirs.runbook("disk", DISK);
+    let d = Running::start(dirs.settings()).await;
+    assert_eq!(d.get("/api/v1/runbooks/disk").await.0, 200);
+    dirs.runbook("disk", &DISK.replace("owner:", "ownr:"));
+    d.wait_for(|| async {
+        let (_, e) = d.get("/api/v1/runbooks/errors").await;
+        e["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("unknown field `ownr`"))
+    })
+    .await;
+    let (status, rb) = d.get("/api/v1/runbooks/disk").await;
+    assert_eq!(status, 200, "the last good version stays in service");
+    assert_eq!(rb["errors"], 1);
+    assert_eq!(
+        d.post("/api/v1/alerts/alertmanager", fixture("firing.json"))
+            .await
+            .1["accepted"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    // A new runbook appears without a restart; the fixed file clears the errors.
+    dirs.runbook("disk", DISK);
+    dirs.runbook("extra", &DISK.replace("name: disk", "name: extra"));
+    d.wait_for(|| async {
+        let (_, e) = d.get("/api/v1/runbooks/errors").await;
+        d.get("/api/v1/runbooks/extra").await.0 == 200
+            && e["diagnostics"].as_array().is_some_and(|a| a.is_empty())
+    })
+    .await;
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_interrupts_runs_past_the_grace_period_and_keeps_queued_ones() {
+    let dirs = Dirs::new();
+    dirs.runbook(
+        "long",
+        "name: long\nowner: t\ntoil: {manual_minutes: 1}\nsteps:\n  - name: wait\n    run: sleep 1000005\n",
+    );
+    let mut s = dirs.settings();
+    s.workers = 1;
+    s.shutdown_grace = Duration::from_millis(300);
+    let d = Running::start(s).await;
+    let (_, first, _) = d.post("/api/v1/runbooks/long/runs", b"{}".to_vec()).await;
+    let (_, second, _) = d.post("/api/v1/runbooks/long/runs", b"{}".to_vec()).await;
+    let first = RunId(first["id"].as_str().unwrap_or_default().to_string());
+    let second = RunId(second["id"].as_str().unwrap_or_default().to_string());
+    d.wait_for(|| async { d.get(&format!("/api/v1/runs/{first}")).await.1["status"] == "running" })
+        .await;
+    d.stop().await;
+    let store = SledStore::open(&dirs.path("data")).expect("store");
+    let r1 = store.get_run(&first).expect("get").expect("first");
+    assert_eq!(r1.status, RunStatus::Interrupted, "{:?}", r1.error);
+    let r2 = store.get_run(&second).expect("get").expect("second");
+    assert_eq!(
+        r2.status,
+        RunStatus::Queued,
+        "queued runs stay queued for the next start"
+    );
+    drop(store);
+    // The next start resumes it.
+    let d = Running::start(dirs.settings()).await;
+    d.wait_for(|| async {
+        d.get(&format!("/api/v1/runs/{second}")).await.1["status"] == "running"
+    })
+    .await;
+    assert!(
+        d.post(&format!("/api/v1/runs/{second}/cancel"), vec![])
+            .await
+            .0
+            == 202
+    );
+    d.wait_for(|| async {
+        d.get(&format!("/api/v1/runs/{second}")).await.1["status"] == "cancelled"
+    })
+    .await;
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_fire_on_time_and_a_restart_never_repeats_a_fire() {
+    let dirs = Dirs::new();
+    dirs.runbook(
+        "tick",
+        "name: tick\nowner: t\ntoil: {manual_minutes: 1}\ntriggers:\n  - schedule: \"* * * * * *\"\nsteps:\n  - name: s\n    run: \"true\"\n",
+    );
+    let d = Running::start(dirs.settings()).await;
+    d.wait_for(|| async { d.runs().await.len() >= 2 }).await;
+    d.stop().await;
+    let d = Running::start(dirs.settings()).await;
+    d.wait_for(|| async { d.runs().await.len() >= 4 }).await;
+    d.stop().await;
+    let store = Arc::new(SledStore::open(&dirs.path("data")).expect("store"));
+    let runs = store.list_runs(&Default::default()).expect("runs");
+    let mut fires: Vec<String> = runs
+        .iter()
+        .filter_map(|r| match &r.cause {
+            untoil::run::Cause::Schedule { at } => Some(at.to_rfc3339()),
+            _ => None,
+        })
+        .collect();
+    let n = fires.len();
+    fires.sort();
+    fires.dedup();
+    assert_eq!(fires.len(), n, "a fire ran twice");
+    for r in &runs {
+        if let (untoil::run::Cause::Schedule { at }, Some(created)) = (&r.cause, Some(r.created_at))
+        {
+            let late = (created - *at).num_milliseconds();
+            assert!((0..1000).contains(&late), "fire {at} queued {late} ms late");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_run_can_be_followed_to_its_end() {
+    let dirs = Dirs::new();
+    dirs.runbook(
+        "hello",
+        "name: hello\nowner: t\ntoil: {manual_minutes: 1}\nparams: {who: {default: x}}\nsteps:\n  - name: a\n    run: sleep 0.3; echo hi {{params.who}}\n",
+    );
+    let d = Running::start(dirs.settings()).await;
+    let (status, body, _) = d
+        .post(
+            "/api/v1/runbooks/hello/runs",
+            br#"{"params":{"who":"you"}}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_str().unwrap_or_default().to_string();
+    let events = d
+        .client
+        .get(format!("{}/api/v1/runs/{id}/events", d.base))
+        .send()
+        .await
+        .expect("events");
+    let text = events.text().await.unwrap_or_default();
+    let last: Value = serde_json::from_str(text.lines().last().unwrap_or("{}")).expect("ndjson");
+    assert_eq!(last["event"], "run_finished", "{text}");
+    assert_eq!(last["record"]["status"], "succeeded");
+    assert_eq!(last["record"]["steps"][0]["stdout"], "hi you\n");
+    let (status, body, _) = d
+        .post(
+            "/api/v1/runbooks/hello/runs",
+            br#"{"params":{"whom":"you"}}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("did you mean `who`")),
+        "{body}"
+    );
+    d.stop().await;
+}
