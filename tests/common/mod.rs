@@ -1,0 +1,172 @@
+//! Helpers shared by the integration tests that start the daemon.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use untoil::daemon::{self, Settings};
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures/alertmanager")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {} must exist: {e}", path.display()))
+}
+
+pub struct Dirs {
+    pub root: tempfile::TempDir,
+}
+
+impl Dirs {
+    pub fn new() -> Dirs {
+        let root = tempfile::tempdir().expect("tempdir");
+        for d in ["runbooks", "plugins", "data"] {
+            std::fs::create_dir(root.path().join(d)).expect("mkdir");
+        }
+        Dirs { root }
+    }
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.root.path().join(p)
+    }
+    pub fn runbook(&self, name: &str, body: &str) {
+        std::fs::write(self.path("runbooks").join(format!("{name}.yaml")), body)
+            .expect("write runbook");
+    }
+    pub fn settings(&self) -> Settings {
+        let mut s = Settings::new(
+            self.path("runbooks"),
+            self.path("plugins"),
+            self.path("data"),
+        );
+        s.workers = 2;
+        s.shutdown_grace = Duration::from_secs(5);
+        s.kill_grace = Duration::from_millis(200);
+        s
+    }
+}
+
+pub struct Running {
+    pub base: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    pub client: reqwest::Client,
+    /// Sent as a bearer token when set.
+    pub token: Option<String>,
+}
+
+impl Running {
+    pub async fn start(settings: Settings) -> Running {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(daemon::run(settings, listener, async move {
+            let _ = rx.await;
+        }));
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::new();
+        let r = Running {
+            base,
+            stop: Some(tx),
+            task,
+            client,
+            token: None,
+        };
+        r.wait_for(|| async { r.get("/healthz").await.0 == 200 })
+            .await;
+        r
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(30), &mut self.task).await;
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let mut req = self.client.get(format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.expect("GET");
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn post(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+    ) -> (u16, Value, reqwest::header::HeaderMap) {
+        self.post_with(path, body, None).await
+    }
+
+    pub async fn post_with(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        auth: Option<&str>,
+    ) -> (u16, Value, reqwest::header::HeaderMap) {
+        let mut req = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let r = req.send().await.expect("POST");
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let text = r.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            headers,
+        )
+    }
+
+    /// Polls until `check` holds, with a deadline.
+    pub async fn wait_for<F, Fut>(&self, check: F)
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !check().await {
+            assert!(
+                Instant::now() < deadline,
+                "condition not met before the deadline"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn runs(&self) -> Vec<Value> {
+        self.get("/api/v1/runs?limit=1000")
+            .await
+            .1
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub async fn wait_runs_final(&self, n: usize) -> Vec<Value> {
+        self.wait_for(|| async {
+            let runs = self.runs().await;
+            runs.len() >= n
+                && runs
+                    .iter()
+                    .all(|r| !matches!(r["status"].as_str(), Some("queued" | "running")))
+        })
+        .await;
+        self.runs().await
+    }
+}
