@@ -346,7 +346,7 @@ fn main() {
         }
     }
     let sled_flushes = store.flushes() - flushes0;
-    let groups = store.rollups(p.from, p.to).expect("rollups").len();
+    let groups = store.rollups(p.from, p.to, true).expect("rollups").len();
     println!(
         "seeded sled: {:.1} s ({:.0} runs/s, batches of {BATCH}, {sled_flushes} flushes), {groups} rollup groups, {:.0} MiB on disk",
         sled_seed.as_secs_f64(),
@@ -432,7 +432,7 @@ fn main() {
     let mut group_times = Vec::new();
     for _ in 0..ROUNDS {
         let t = Instant::now();
-        let rollups = store.rollups(p.from, p.to).expect("rollups");
+        let rollups = store.rollups(p.from, p.to, true).expect("rollups");
         read_times.push(t.elapsed());
         let t = Instant::now();
         let r = report::aggregate(p, &by, rollups);

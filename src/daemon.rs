@@ -412,13 +412,15 @@ impl Daemon {
         (verified, cancelled)
     }
 
-    /// Queues a manual run.
+    /// Queues a manual run; with a notification, one run per alert of it that the runbook
+    /// accepts, as that alert would (`untoil run --alert` through the daemon).
     pub fn accept_manual(
         &self,
         name: &str,
         params: BTreeMap<String, String>,
         user: &str,
-    ) -> Result<RunId, AcceptError> {
+        notification: Option<&Notification>,
+    ) -> Result<Vec<RunId>, AcceptError> {
         let catalog = self.catalog();
         let Some(rb) = catalog.get(name).cloned() else {
             let hint = crate::diagnostic::did_you_mean(name, catalog.names())
@@ -435,19 +437,48 @@ impl Daemon {
         self.executor
             .prepare(req)
             .map_err(|e| AcceptError::Invalid(e.to_string()))?;
-        let run = self.new_run(
-            &rb,
-            Cause::Manual {
-                user: user.to_string(),
-            },
-            params,
-            None,
-        );
-        let key = format!("manual:{}", run.id);
-        self.admit(vec![(key, run, rb)])?
+        let runs: Vec<RunRecord> = match notification {
+            None => vec![self.new_run(
+                &rb,
+                Cause::Manual {
+                    user: user.to_string(),
+                },
+                params,
+                None,
+            )],
+            Some(n) => {
+                let mut context = n.clone();
+                context.alerts = Vec::new();
+                let runs: Vec<RunRecord> = n
+                    .alerts
+                    .iter()
+                    .filter(|a| rb.accepts_alert(a))
+                    .map(|a| {
+                        let cause = Cause::Alert {
+                            fingerprint: a.fingerprint.clone(),
+                            starts_at: a.starts_at,
+                            labels: a.labels.clone(),
+                        };
+                        let ctx = AlertContext {
+                            alert: a.clone(),
+                            notification: context.clone(),
+                        };
+                        self.new_run(&rb, cause, params.clone(), Some(ctx))
+                    })
+                    .collect();
+                if runs.is_empty() {
+                    return Err(AcceptError::Invalid(format!(
+                        "no alert in the payload matches runbook `{name}`"
+                    )));
+                }
+                runs
+            }
+        };
+        let batch = runs
             .into_iter()
-            .next()
-            .ok_or_else(|| AcceptError::Invalid("run was not queued".into()))
+            .map(|run| (format!("manual:{}", run.id), run, rb.clone()))
+            .collect();
+        self.admit(batch)
     }
 
     /// Queues a schedule fire unless it was queued before (across restarts).

@@ -413,3 +413,48 @@ async fn a_manual_run_can_be_followed_to_its_end() {
     );
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_commands_go_through_the_daemon_while_it_holds_the_store() {
+    let dirs = Dirs::new();
+    dirs.runbook(
+        "hello",
+        "name: hello\nowner: team-x\ntoil: {manual_minutes: 2}\nparams: {who: {default: x}}\nsteps:\n  - name: a\n    run: echo hi {{params.who}}\n",
+    );
+    let d = Running::start(dirs.settings()).await;
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_untoil"))
+            .env("UNTOIL_SERVER", &d.base)
+            .env("UNTOIL_DATA", dirs.path("data"))
+            .env("UNTOIL_RUNBOOKS", dirs.path("runbooks"))
+            .args(args)
+            .output()
+            .expect("run the CLI")
+    };
+    let out = tokio::task::block_in_place(|| cli(&["run", "hello", "-p", "who=daemon"]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("[1/1] a"), "{stdout}");
+    assert!(stdout.contains("| hi daemon"), "{stdout}");
+    let out = tokio::task::block_in_place(|| cli(&["runs"]));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("hello"),
+        "{out:?}"
+    );
+    let out = tokio::task::block_in_place(|| cli(&["report", "--format", "json"]));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("report json");
+    assert_eq!(report["total"]["runs"], 1);
+    assert_eq!(report["total"]["toil_minutes"], 2.0);
+    let out = tokio::task::block_in_place(|| cli(&["cancel", "01NOSUCHRUN"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no run with id"),
+        "{out:?}"
+    );
+    d.stop().await;
+}

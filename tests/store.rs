@@ -383,6 +383,7 @@ fn commands_say_plainly_when_another_process_holds_the_store() {
     let _held = SledStore::open(dir.path()).expect("open");
     let out = Command::new(env!("CARGO_BIN_EXE_untoil"))
         .args(["--data", &dir.path().display().to_string(), "runs"])
+        .env("UNTOIL_SERVER", "http://127.0.0.1:9")
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(2));

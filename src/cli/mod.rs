@@ -1,6 +1,7 @@
 //! The `untoil` command line: the only place that prints for humans.
 
 mod progress;
+mod remote;
 mod report;
 mod run;
 mod runs;
@@ -52,6 +53,15 @@ pub struct Global {
     /// Directory of the run store.
     #[arg(long, global = true, env = "UNTOIL_DATA", default_value = "./data")]
     pub data: PathBuf,
+    /// A running daemon's address: `run`, `runs`, `report` and `cancel` use its API when it
+    /// answers, and the store directly when not (token from UNTOIL_TOKEN).
+    #[arg(
+        long,
+        global = true,
+        env = "UNTOIL_SERVER",
+        default_value = "http://127.0.0.1:9470"
+    )]
+    pub server: String,
 }
 
 /// The commands.
@@ -75,6 +85,11 @@ pub enum Command {
     Report(report::ReportArgs),
     /// Run history; `runs show ID` prints one run in full.
     Runs(runs::RunsArgs),
+    /// Cancel a queued or running run (through the daemon).
+    Cancel {
+        /// Run id.
+        id: String,
+    },
     /// Delete run details older than a retention period; rollups (report totals) stay.
     Prune {
         /// Keep this much history, e.g. 400d.
@@ -172,6 +187,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Report(a) => report::run(&g, a),
         Command::Runs(a) => runs::run(&g, a),
         Command::Prune { retain } => prune(&g, &retain),
+        Command::Cancel { id } => cancel(&g, &id),
         Command::StoreStress { count, threads } => store_stress(&g, count, threads),
         Command::Schema => {
             let schema = serde_json::to_string_pretty(&crate::spec::json_schema())?;
@@ -469,5 +485,17 @@ fn store_stress(g: &Global, count: usize, threads: usize) -> Result<ExitCode> {
         count as f64 / secs,
         store.flushes()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cancel(g: &Global, id: &str) -> Result<ExitCode> {
+    let Some(remote) = remote::Remote::detect(&g.server) else {
+        anyhow::bail!(
+            "no daemon answers at {}: only the daemon can cancel its runs (a foreground `untoil run` stops with Ctrl-C)",
+            g.server
+        );
+    };
+    remote.post(&format!("/api/v1/runs/{id}/cancel"), &serde_json::json!({}))?;
+    println!("cancelling run {id}");
     Ok(ExitCode::SUCCESS)
 }

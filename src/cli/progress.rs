@@ -39,6 +39,10 @@ impl Progress {
     pub fn show(&mut self, event: &RunEvent) {
         match event {
             RunEvent::RunStarted { id, runbook, steps } => {
+                // A follower may see RunStarted twice (snapshot, then the real one).
+                if self.total == *steps && self.total > 0 {
+                    return;
+                }
                 self.total = *steps;
                 self.line(&format!("run {id} of {runbook} ({steps} steps)"));
             }

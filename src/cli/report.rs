@@ -92,7 +92,51 @@ impl PeriodArgs {
 }
 
 /// Runs `untoil report`.
+fn format_name(f: Format) -> &'static str {
+    match f {
+        Format::Table => "table",
+        Format::Json => "json",
+        Format::Csv => "csv",
+        Format::Markdown => "markdown",
+    }
+}
+
+fn period_query(p: &PeriodArgs) -> Vec<(&'static str, String)> {
+    match (&p.from, &p.to) {
+        (Some(f), Some(t)) => vec![("from", f.clone()), ("to", t.clone())],
+        _ => vec![("since", p.since.clone())],
+    }
+}
+
+/// The same report from the daemon's API (it renders with the same code).
+fn remote(r: &super::remote::Remote, a: &ReportArgs) -> Result<String> {
+    match &a.command {
+        Some(ReportCommand::Unautomated(u)) => {
+            let mut q = period_query(&u.period);
+            q.push(("format", format_name(u.format).into()));
+            q.push(("assume_minutes", u.assume_minutes.to_string()));
+            if !u.labels.is_empty() {
+                q.push(("label", u.labels.join(",")));
+            }
+            r.get("/api/v1/reports/unautomated", &q)
+        }
+        None => {
+            let mut q = period_query(&a.period);
+            q.push(("format", format_name(a.format).into()));
+            let by: Vec<&str> = a.by.iter().map(|d| d.name()).collect();
+            if !by.is_empty() {
+                q.push(("by", by.join(",")));
+            }
+            r.get("/api/v1/reports/toil", &q)
+        }
+    }
+}
+
 pub fn run(g: &Global, a: ReportArgs) -> Result<ExitCode> {
+    if let Some(r) = super::remote::Remote::detect(&g.server) {
+        print!("{}", remote(&r, &a)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     let store = super::open_store(g)?;
     match a.command {
         Some(ReportCommand::Unautomated(u)) => {

@@ -129,8 +129,56 @@ fn alert_requests(rb: &Arc<Runbook>, file: &PathBuf, base: &RunRequest) -> Resul
     Ok(requests)
 }
 
+/// Runs the runbook through the daemon and follows it to its end.
+fn run_remote(remote: &super::remote::Remote, a: &RunArgs) -> Result<ExitCode> {
+    let mut body = serde_json::json!({ "params": parse_params(&a.params)?, "user": user() });
+    if let Some(file) = &a.alert {
+        let bytes =
+            std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let payload: serde_json::Value = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is not JSON", file.display()))?;
+        body["alert"] = payload;
+    }
+    let answer = remote.post(&format!("/api/v1/runbooks/{}/runs", a.name), &body)?;
+    let ids: Vec<String> = answer["ids"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    eprintln!(
+        "queued on the daemon at {}: {}",
+        remote.base(),
+        ids.join(", ")
+    );
+    let mut all_ok = true;
+    for id in ids {
+        let mut progress = Progress::new(std::io::stdout().is_terminal());
+        let mut status = None;
+        remote.follow(&id, |event| {
+            progress.show(event);
+            if let crate::run::RunEvent::RunFinished { record } = event {
+                status = Some(record.status);
+            }
+        })?;
+        all_ok &= status == Some(RunStatus::Succeeded);
+    }
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 /// Runs `untoil run`.
 pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode> {
+    if !a.dry_run
+        && let Some(remote) = super::remote::Remote::detect(&g.server)
+    {
+        return run_remote(&remote, &a);
+    }
     let rb = find_runbook(g, &a.name)?;
     let mut base = RunRequest::manual(rb.clone(), &user());
     base.params = parse_params(&a.params)?;
@@ -145,8 +193,16 @@ pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode> {
         .into_iter()
         .map(|r| executor.prepare(r))
         .collect::<Result<_, _>>()?;
-    // Every run is recorded, including dry runs (which credit nothing).
-    let store: Arc<dyn Store> = Arc::new(super::open_store(g)?);
+    // Every run is recorded, including dry runs (which credit nothing); a dry run while the
+    // daemon holds the store is only printed.
+    let store: Option<Arc<dyn Store>> = match super::open_store(g) {
+        Ok(s) => Some(Arc::new(s)),
+        Err(e) if a.dry_run => {
+            eprintln!("note: this dry run is not recorded ({e:#})");
+            None
+        }
+        Err(e) => return Err(e),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -157,10 +213,15 @@ pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode> {
             print_plan(&executor, &prepared, &rb);
             let record =
                 runtime.block_on(executor.execute(prepared, CancellationToken::new(), None));
-            store.finish_run(&record)?;
+            if let Some(store) = &store {
+                store.finish_run(&record)?;
+            }
             continue;
         }
-        let record = runtime.block_on(execute(&executor, prepared, store.clone()))?;
+        let Some(store) = store.clone() else {
+            continue;
+        };
+        let record = runtime.block_on(execute(&executor, prepared, store))?;
         all_ok &= record.status == RunStatus::Succeeded;
     }
     Ok(if all_ok {

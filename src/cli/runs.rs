@@ -51,10 +51,25 @@ fn ms(v: Option<u64>) -> String {
 
 /// Runs `untoil runs`.
 pub fn run(g: &Global, a: RunsArgs) -> Result<ExitCode> {
-    let store = super::open_store(g)?;
+    let remote = super::remote::Remote::detect(&g.server);
+    let store = match remote {
+        Some(_) => None,
+        None => Some(super::open_store(g)?),
+    };
+    let get_run = |id: &str| -> Result<Option<RunRecord>> {
+        match (&remote, &store) {
+            (Some(r), _) => match r.get(&format!("/api/v1/runs/{id}"), &[]) {
+                Ok(body) => Ok(Some(serde_json::from_str(&body)?)),
+                Err(e) if e.to_string().starts_with("no run with id") => Ok(None),
+                Err(e) => Err(e),
+            },
+            (None, Some(s)) => Ok(s.get_run(&RunId(id.to_string()))?),
+            (None, None) => Ok(None),
+        }
+    };
     match a.command {
         Some(RunsCommand::Show { id, json }) => {
-            let Some(r) = store.get_run(&RunId(id.clone()))? else {
+            let Some(r) = get_run(&id)? else {
                 anyhow::bail!("no run with id {id}; `untoil runs` lists recent runs");
             };
             if json {
@@ -64,11 +79,24 @@ pub fn run(g: &Global, a: RunsArgs) -> Result<ExitCode> {
             }
         }
         None => {
-            let runs = store.list_runs(&RunFilter {
-                runbook: a.runbook,
-                status: a.status,
-                limit: a.limit,
-            })?;
+            let runs: Vec<RunRecord> = match (&remote, &store) {
+                (Some(r), _) => {
+                    let mut q = vec![("limit", a.limit.to_string())];
+                    if let Some(rb) = &a.runbook {
+                        q.push(("runbook", rb.clone()));
+                    }
+                    if let Some(s) = a.status {
+                        q.push(("status", s.to_string()));
+                    }
+                    serde_json::from_str(&r.get("/api/v1/runs", &q)?)?
+                }
+                (None, Some(s)) => s.list_runs(&RunFilter {
+                    runbook: a.runbook,
+                    status: a.status,
+                    limit: a.limit,
+                })?,
+                (None, None) => Vec::new(),
+            };
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&runs)?);
                 return Ok(ExitCode::SUCCESS);

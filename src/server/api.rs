@@ -111,6 +111,9 @@ pub struct StartRun {
     params: BTreeMap<String, String>,
     #[serde(default)]
     user: Option<String>,
+    /// An Alertmanager payload: run as its matching alerts would.
+    #[serde(default)]
+    alert: Option<serde_json::Value>,
 }
 
 pub async fn start_run(
@@ -121,13 +124,23 @@ pub async fn start_run(
 ) -> Response {
     let body = body.map(|b| b.0).unwrap_or_default();
     let user = body.user.unwrap_or(caller.0);
+    let notification = match body
+        .alert
+        .map(|v| crate::alert::Notification::from_json(v.to_string().as_bytes()))
+    {
+        Some(Err(e)) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+        Some(Ok(n)) => Some(n),
+        None => None,
+    };
     let daemon = d.clone();
-    let result =
-        tokio::task::spawn_blocking(move || daemon.accept_manual(&name, body.params, &user)).await;
+    let result = tokio::task::spawn_blocking(move || {
+        daemon.accept_manual(&name, body.params, &user, notification.as_ref())
+    })
+    .await;
     match result {
-        Ok(Ok(id)) => (
+        Ok(Ok(ids)) => (
             StatusCode::ACCEPTED,
-            Json(serde_json::json!({ "id": id, "status": "queued" })),
+            Json(serde_json::json!({ "id": ids.first(), "ids": ids, "status": "queued" })),
         )
             .into_response(),
         Ok(Err(e)) => accept_error(e),
@@ -186,6 +199,16 @@ pub async fn run_events(State(d): State<Arc<Daemon>>, Path(id): Path<String>) ->
     };
     let body = match subscription {
         Some(rx) if !record.status.is_final() => {
+            // Followers that join late still learn the run's shape first.
+            let steps = d
+                .catalog()
+                .get(&record.runbook)
+                .map_or(0, |rb| rb.steps.len());
+            let started = RunEvent::RunStarted {
+                id: record.id.clone(),
+                runbook: record.runbook.clone(),
+                steps,
+            };
             let mut done = false;
             let stream = BroadcastStream::new(rx)
                 .filter_map(|e| e.ok())
@@ -195,7 +218,7 @@ pub async fn run_events(State(d): State<Arc<Daemon>>, Path(id): Path<String>) ->
                     go
                 })
                 .map(move |e| line(&e));
-            Body::from_stream(stream)
+            Body::from_stream(tokio_stream::once(line(&started)).chain(stream))
         }
         _ => Body::from_stream(tokio_stream::once(line(&finished))),
     };

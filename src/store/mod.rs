@@ -97,7 +97,7 @@ pub struct RunFilter {
     pub limit: usize,
 }
 
-/// Rollup group: one UTC day of one runbook for one cause, with its owner and service.
+/// Rollup group: one UTC day (or month) of one runbook for one cause, with its owner and service.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct RollupKey {
     /// UTC day the run started.
@@ -242,8 +242,15 @@ pub trait Store: Send + Sync {
     fn get_run(&self, id: &RunId) -> Result<Option<RunRecord>>;
     /// Runs, most recent first.
     fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>>;
-    /// Rollup groups of the days in [from, to] (inclusive).
-    fn rollups(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<(RollupKey, Rollup)>>;
+    /// Rollup groups of the days in [from, to] (inclusive). With `by_month`, calendar months
+    /// that lie wholly inside the range come as one group per month (keyed by its first day),
+    /// which is far fewer groups; use it when the report does not group by day or week.
+    fn rollups(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        by_month: bool,
+    ) -> Result<Vec<(RollupKey, Rollup)>>;
     /// Alert episodes first received in [from, to).
     fn alerts(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<AlertReceived>>;
     /// Deletes run details started before `before`; rollups stay. Returns how many.
