@@ -151,3 +151,12 @@ async fn an_alert_through_a_real_alertmanager_runs_once_resolves_and_credits_toi
     drop(am);
     untoil.stop().await;
 }
+
+#[test]
+fn the_shipped_alertmanager_example_is_a_valid_configuration() {
+    let out = Command::new("amtool")
+        .args(["check-config", concat!(env!("CARGO_MANIFEST_DIR"), "/examples/alertmanager.yml")])
+        .output()
+        .expect("amtool (Debian package prometheus-alertmanager) must be installed: run scripts/test-deps");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}
