@@ -68,6 +68,31 @@ impl Settings {
     }
 }
 
+/// Events of an active run, so a follower that joins late sees it from the start.
+struct Followed {
+    history: Vec<RunEvent>,
+    live: broadcast::Sender<RunEvent>,
+}
+
+/// Events kept per run for late followers (output lines beyond it are only live).
+const HISTORY: usize = 2000;
+
+impl Followed {
+    fn new() -> Followed {
+        Followed {
+            history: Vec::new(),
+            live: broadcast::channel(1024).0,
+        }
+    }
+}
+
+/// Where a fresh run goes after the guards.
+enum Gate {
+    Run,
+    Skipped,
+    Approval,
+}
+
 /// Why a trigger was not accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum AcceptError {
@@ -83,6 +108,9 @@ pub enum AcceptError {
     /// Bad request (unknown runbook, params).
     #[error("{0}")]
     Invalid(String),
+    /// The request conflicts with the run's state.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 /// What an Alertmanager notification produced.
@@ -125,9 +153,19 @@ pub struct Daemon {
     /// The runbook version each queued run was accepted with.
     versions: Mutex<HashMap<RunId, Arc<Runbook>>>,
     running: Mutex<HashMap<RunId, CancellationToken>>,
-    followers: Mutex<HashMap<RunId, broadcast::Sender<RunEvent>>>,
+    /// Per active run: its events so far (bounded) and a channel for live ones.
+    followers: Mutex<HashMap<RunId, Followed>>,
     shutting_down: AtomicBool,
     interrupting: AtomicBool,
+    /// Prometheus metrics.
+    pub metrics: crate::metrics::Metrics,
+    renderer: crate::render::Renderer,
+    /// Serializes guard read-modify-writes.
+    guard_lock: Mutex<()>,
+    /// Runs executing per (runbook, guard key).
+    by_key: Mutex<HashMap<(String, String), Vec<RunId>>>,
+    /// A weak handle to itself, for timers spawned from `&self`.
+    me: std::sync::OnceLock<std::sync::Weak<Daemon>>,
 }
 
 impl Daemon {
@@ -160,18 +198,17 @@ impl Daemon {
     }
 
     /// Subscribes to a run's events (None when it is not queued or running here).
-    pub fn follow(&self, id: &RunId) -> Option<broadcast::Receiver<RunEvent>> {
+    /// Returns the events so far and a receiver for the rest, atomically.
+    pub fn follow(&self, id: &RunId) -> Option<(Vec<RunEvent>, broadcast::Receiver<RunEvent>)> {
         let mut f = self.followers.lock().ok()?;
-        let known = self.versions.lock().ok()?.contains_key(id)
+        let known = f.contains_key(id)
+            || self.versions.lock().ok()?.contains_key(id)
             || self.running.lock().ok()?.contains_key(id);
         if !known {
             return None;
         }
-        Some(
-            f.entry(id.clone())
-                .or_insert_with(|| broadcast::channel(1024).0)
-                .subscribe(),
-        )
+        let entry = f.entry(id.clone()).or_insert_with(Followed::new);
+        Some((entry.history.clone(), entry.live.subscribe()))
     }
 
     /// Cancels a queued or running run. Returns false when it is not active here.
@@ -249,15 +286,243 @@ impl Daemon {
             if !fresh {
                 continue;
             }
+            ids.push(run.id.clone());
+            // Guards decide after dedupe, so a re-sent alert never counts against them.
+            match self.guard_admission(&rb, &run)? {
+                Gate::Skipped => continue,
+                Gate::Approval => {
+                    if let Ok(mut v) = self.versions.lock() {
+                        v.insert(run.id.clone(), rb.clone());
+                    }
+                    self.await_approval(&run.id, run.created_at, rb.guards.approval_timeout);
+                    continue;
+                }
+                Gate::Run => {}
+            }
             if let Ok(mut v) = self.versions.lock() {
                 v.insert(run.id.clone(), rb);
             }
             if let Some(p) = permits.as_mut().and_then(|p| p.next()) {
                 p.send(run.id.clone());
             }
-            ids.push(run.id);
         }
+        self.metrics.queue_depth.set(self.queue_depth() as i64);
         Ok(ids)
+    }
+
+    /// The guard key of a run: `guards.key` rendered, or the runbook.
+    fn guard_key(&self, rb: &Runbook, run: &RunRecord) -> String {
+        let Some(t) = &rb.guards.key else {
+            return rb.name.clone();
+        };
+        let mut ctx = serde_json::json!({
+            "params": run.params,
+            "run": {"id": run.id.0, "cause": run.cause.kind(), "runbook": rb.name},
+        });
+        if let (Some(a), Some(map)) = (&run.alert, ctx.as_object_mut()) {
+            map.insert(
+                "alert".into(),
+                serde_json::to_value(&a.alert).unwrap_or_default(),
+            );
+            map.insert(
+                "notification".into(),
+                serde_json::to_value(&a.notification).unwrap_or_default(),
+            );
+        }
+        match self.renderer.plain(t, &crate::render::context(ctx)) {
+            Ok(k) if !k.trim().is_empty() => k.trim().to_string(),
+            // A key that cannot render (e.g. a schedule run of an alert-keyed runbook).
+            _ => rb.name.clone(),
+        }
+    }
+
+    /// Applies cooldown, run limits, breakers and approval to a fresh run.
+    fn guard_admission(&self, rb: &Runbook, run: &RunRecord) -> Result<Gate, AcceptError> {
+        let key = self.guard_key(rb, run);
+        let _serial = self.guard_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let state = self.store.guard_state(&rb.name, &key)?;
+        let (admission, next) = crate::guard::admit(&rb.guards, &state, Utc::now());
+        if next != state {
+            self.store.set_guard_state(&rb.name, &key, &next)?;
+        }
+        self.metrics.breaker(&rb.name, &key, next.breaker.is_some());
+        let mut record = run.clone();
+        record.guard_key = Some(key);
+        match admission {
+            crate::guard::Admission::Skip(reason) => {
+                info!(runbook = %rb.name, run_id = %run.id, "trigger skipped: {reason}");
+                record.status = RunStatus::Skipped;
+                record.finished_at = Some(Utc::now());
+                record.error = Some(reason);
+                self.store.finish_run(&record)?;
+                Ok(Gate::Skipped)
+            }
+            crate::guard::Admission::Admit if rb.guards.approval => {
+                record.status = RunStatus::PendingApproval;
+                self.store.enqueue_run(&record)?;
+                self.metrics.approvals_pending.inc();
+                info!(runbook = %rb.name, run_id = %run.id, "run waits for approval");
+                Ok(Gate::Approval)
+            }
+            crate::guard::Admission::Admit => {
+                self.store.enqueue_run(&record)?;
+                Ok(Gate::Run)
+            }
+        }
+    }
+
+    /// Expires a pending approval after its timeout.
+    fn await_approval(&self, id: &RunId, created: DateTime<Utc>, timeout: Duration) {
+        // A weak handle: a pending timer must not keep a stopped daemon (and its store lock) alive.
+        let Some(me) = self.me.get().cloned() else {
+            return;
+        };
+        let id = id.clone();
+        let deadline = created + chrono::Duration::from_std(timeout).unwrap_or_default();
+        tokio::spawn(async move {
+            let wait = (deadline - Utc::now()).to_std().unwrap_or_default();
+            tokio::time::sleep(wait).await;
+            if let Some(me) = me.upgrade()
+                && !me.is_shutting_down()
+            {
+                let _ = tokio::task::spawn_blocking(move || me.decide(&id, false, "expired")).await;
+            }
+        });
+    }
+
+    /// Approves or denies a run waiting for approval. Approved runs join the queue.
+    pub fn decide(&self, id: &RunId, approve: bool, by: &str) -> Result<RunRecord, AcceptError> {
+        let _serial = self.guard_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let run = self
+            .store
+            .get_run(id)?
+            .ok_or_else(|| AcceptError::Invalid(format!("no run with id {id}")))?;
+        if run.status != RunStatus::PendingApproval {
+            return Err(AcceptError::Conflict(format!(
+                "run {id} is {}, not waiting for approval",
+                run.status
+            )));
+        }
+        let decision = crate::run::ApprovalDecision {
+            approved: approve,
+            by: by.to_string(),
+            at: Utc::now(),
+        };
+        self.metrics.approvals_pending.dec();
+        if approve {
+            let permit = self
+                .queue
+                .try_reserve()
+                .map_err(|_| AcceptError::QueueFull(self.queue_depth()))?;
+            let record = self
+                .store
+                .set_status(id, RunStatus::Queued, Some(decision))?;
+            info!(run_id = %id, "approved by {by}");
+            permit.send(id.clone());
+            return Ok(record);
+        }
+        let mut record = run;
+        record.status = RunStatus::Skipped;
+        record.finished_at = Some(Utc::now());
+        record.error = Some(if by == "expired" {
+            "approval expired".to_string()
+        } else {
+            format!("denied by {by}")
+        });
+        record.approval = Some(decision);
+        self.store.finish_run(&record)?;
+        if let Ok(mut v) = self.versions.lock() {
+            v.remove(id);
+        }
+        info!(run_id = %id, "not approved: {}", record.error.as_deref().unwrap_or(""));
+        Ok(record)
+    }
+
+    /// Closes breakers of a runbook (one key, or all). Returns the keys reset.
+    pub fn reset_breakers(
+        &self,
+        runbook: &str,
+        key: Option<&str>,
+    ) -> Result<Vec<String>, AcceptError> {
+        let _serial = self.guard_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut reset = Vec::new();
+        for (rb, k, state) in self.store.guard_states()? {
+            if rb != runbook || key.is_some_and(|want| want != k) {
+                continue;
+            }
+            self.store
+                .set_guard_state(&rb, &k, &crate::guard::reset(&state))?;
+            self.metrics.breaker(&rb, &k, false);
+            reset.push(k);
+        }
+        info!(runbook, keys = reset.len(), "breakers reset");
+        Ok(reset)
+    }
+
+    /// Takes a concurrency slot of the run's key, per `concurrency` and `overlap`.
+    fn claim_slot(
+        &self,
+        rb: &Runbook,
+        key: &(String, String),
+        id: &RunId,
+    ) -> crate::guard::OverlapAction {
+        let Ok(mut by_key) = self.by_key.lock() else {
+            return crate::guard::OverlapAction::Run;
+        };
+        let running = by_key.entry(key.clone()).or_default();
+        let action = crate::guard::overlap(&rb.guards, running.len());
+        if action == crate::guard::OverlapAction::CancelPrevious {
+            let tokens: Vec<CancellationToken> = self
+                .running
+                .lock()
+                .map(|r| running.iter().filter_map(|p| r.get(p).cloned()).collect())
+                .unwrap_or_default();
+            for t in tokens {
+                t.cancel();
+            }
+        }
+        if matches!(
+            action,
+            crate::guard::OverlapAction::Run | crate::guard::OverlapAction::CancelPrevious
+        ) {
+            running.push(id.clone());
+        }
+        action
+    }
+
+    fn release_slot(&self, key: &(String, String), id: &RunId) {
+        if let Ok(mut by_key) = self.by_key.lock()
+            && let Some(v) = by_key.get_mut(key)
+        {
+            v.retain(|r| r != id);
+            if v.is_empty() {
+                by_key.remove(key);
+            }
+        }
+    }
+
+    /// Failure streaks, breaker and metrics after a run ends.
+    fn run_ended(&self, rb: &Runbook, key: &str, record: &RunRecord) {
+        self.metrics.in_progress.dec();
+        self.metrics.queue_depth.set(self.queue_depth() as i64);
+        self.metrics.run_finished(
+            &rb.name,
+            &rb.owner,
+            record.status.as_str(),
+            record.duration_ms().map(|ms| ms as f64 / 1000.0),
+            record.toil.as_ref().map_or(0.0, |t| t.minutes),
+        );
+        let _serial = self.guard_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if let Ok(state) = self.store.guard_state(&rb.name, key) {
+            let next = crate::guard::finished(&rb.guards, &state, record.status, Utc::now());
+            if next != state {
+                if next.breaker.is_some() && state.breaker.is_none() {
+                    warn!(runbook = %rb.name, key, "circuit breaker opened after repeated failures");
+                }
+                let _ = self.store.set_guard_state(&rb.name, key, &next);
+                self.metrics.breaker(&rb.name, key, next.breaker.is_some());
+            }
+        }
     }
 
     /// A queued record for a trigger, params defaulted.
@@ -299,6 +564,8 @@ impl Daemon {
                 reason: "not finished".into(),
             }),
             verification: None,
+            guard_key: None,
+            approval: None,
         }
     }
 
@@ -359,6 +626,12 @@ impl Daemon {
         let wanted = runs.len();
         outcome.accepted = self.admit(runs)?;
         outcome.duplicates = wanted - outcome.accepted.len();
+        self.metrics.alerts("received", n.alerts.len() as u64);
+        self.metrics
+            .alerts("matched", (n.alerts.len() - outcome.unmatched) as u64);
+        self.metrics.alerts("unmatched", outcome.unmatched as u64);
+        self.metrics
+            .alerts("deduplicated", outcome.duplicates as u64);
         for r in &received {
             self.store.record_alert(r)?;
         }
@@ -512,6 +785,41 @@ impl Daemon {
                 return;
             }
         };
+        let key = (
+            rb.name.clone(),
+            record.guard_key.clone().unwrap_or_else(|| rb.name.clone()),
+        );
+        match self.claim_slot(&rb, &key, &id) {
+            crate::guard::OverlapAction::Run => {}
+            crate::guard::OverlapAction::CancelPrevious => {
+                info!(run_id = %id, "overlap: cancelling the running run(s) of key {}", key.1);
+            }
+            crate::guard::OverlapAction::Wait => {
+                // Back to the queue: it starts when a run of its key ends.
+                if let Ok(mut v) = self.versions.lock() {
+                    v.insert(id.clone(), rb.clone());
+                }
+                let this = self.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    let _ = this.queue.send(id).await;
+                });
+                return;
+            }
+            crate::guard::OverlapAction::Skip => {
+                record.status = RunStatus::Skipped;
+                record.finished_at = Some(Utc::now());
+                record.error = Some(format!(
+                    "overlap: a run of key `{}` is already running (overlap: skip)",
+                    key.1
+                ));
+                let _ = self.store.finish_run(&record);
+                return;
+            }
+        }
+        self.metrics.in_progress.inc();
+        let guard_key = record.guard_key.clone();
+        let approval = record.approval.clone();
         let span = info_span!("run", run_id = %id, runbook = %rb.name);
         let this = self.clone();
         async move {
@@ -533,6 +841,8 @@ impl Daemon {
                     record.finished_at = Some(Utc::now());
                     record.error = Some(e.to_string());
                     let _ = this.store.finish_run(&record);
+                    this.release_slot(&key, &id);
+                    this.run_ended(&rb, &key.1, &record);
                     return;
                 }
             };
@@ -559,6 +869,10 @@ impl Daemon {
                 tokio::spawn(async move {
                     let mut rx = rx;
                     while let Some(mut event) = rx.recv().await {
+                        if let RunEvent::RunFinished { record } = &mut event {
+                            record.guard_key = guard_key.clone();
+                            record.approval = approval.clone();
+                        }
                         if let RunEvent::RunFinished { record } = &mut event
                             && this.interrupting.load(Ordering::SeqCst)
                             && record.status == RunStatus::Cancelled
@@ -589,9 +903,14 @@ impl Daemon {
                 let id = id.clone();
                 tokio::spawn(async move {
                     while let Some(event) = fwd_rx.recv().await {
-                        let sender = this.followers.lock().ok().and_then(|f| f.get(&id).cloned());
-                        if let Some(s) = sender {
-                            let _ = s.send(event);
+                        if let Ok(mut f) = this.followers.lock() {
+                            let entry = f.entry(id.clone()).or_insert_with(Followed::new);
+                            if entry.history.len() < HISTORY
+                                || matches!(event, RunEvent::RunFinished { .. })
+                            {
+                                entry.history.push(event.clone());
+                            }
+                            let _ = entry.live.send(event);
                         }
                     }
                 })
@@ -609,6 +928,8 @@ impl Daemon {
             if let Ok(mut f) = this.followers.lock() {
                 f.remove(&id);
             }
+            this.release_slot(&key, &id);
+            this.run_ended(&rb, &key.1, &record);
             info!(status = %record.status, "run finished");
         }
         .instrument(span)
@@ -712,7 +1033,13 @@ where
         followers: Mutex::new(HashMap::new()),
         shutting_down: AtomicBool::new(false),
         interrupting: AtomicBool::new(false),
+        metrics: crate::metrics::Metrics::new(),
+        renderer: crate::render::Renderer::new(),
+        guard_lock: Mutex::new(()),
+        by_key: Mutex::new(HashMap::new()),
+        me: std::sync::OnceLock::new(),
     });
+    let _ = daemon.me.set(Arc::downgrade(&daemon));
     daemon.reload();
     // Queued runs from before the restart resume first.
     for run in &reconciled.queued {
@@ -720,6 +1047,17 @@ where
     }
     if !reconciled.queued.is_empty() {
         info!(queued = reconciled.queued.len(), "resuming queued runs");
+    }
+    // Approvals survive restarts; their expiry timers are re-armed.
+    for run in &reconciled.pending_approval {
+        let timeout = daemon
+            .catalog()
+            .get(&run.runbook)
+            .map_or(crate::runbook::DEFAULT_APPROVAL_TIMEOUT, |rb| {
+                rb.guards.approval_timeout
+            });
+        daemon.metrics.approvals_pending.inc();
+        daemon.await_approval(&run.id, run.created_at, timeout);
     }
 
     let stop = CancellationToken::new();

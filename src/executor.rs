@@ -382,6 +382,8 @@ impl Executor {
                 reason: "not finished".into(),
             }),
             verification: None,
+            guard_key: None,
+            approval: None,
         }
     }
 

@@ -328,6 +328,23 @@ pub struct RunRecord {
     /// For alert runs: whether the alert resolved within the runbook's `verify` window.
     #[serde(default)]
     pub verification: Option<Verification>,
+    /// The guard key the run counts against (`guards.key`, default the runbook).
+    #[serde(default)]
+    pub guard_key: Option<String>,
+    /// Who approved or denied it, when it needed approval.
+    #[serde(default)]
+    pub approval: Option<ApprovalDecision>,
+}
+
+/// A person's decision on a run waiting for approval (or its expiry).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalDecision {
+    /// Approved (true) or denied/expired (false).
+    pub approved: bool,
+    /// Who decided ("expired" for a timeout).
+    pub by: String,
+    /// When.
+    pub at: DateTime<Utc>,
 }
 
 /// The outcome of verifying an alert run.
@@ -377,6 +394,8 @@ impl RunRecord {
                 reason: "synthetic".into(),
             }),
             verification: None,
+            guard_key: None,
+            approval: None,
         }
     }
 

@@ -85,6 +85,29 @@ pub enum Command {
     Report(report::ReportArgs),
     /// Run history; `runs show ID` prints one run in full.
     Runs(runs::RunsArgs),
+    /// Approve a run waiting for approval (through the daemon).
+    Approve {
+        /// Run id.
+        id: String,
+        /// Who approves (default: your login name).
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Deny a run waiting for approval (through the daemon).
+    Deny {
+        /// Run id.
+        id: String,
+        /// Who denies (default: your login name).
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Runs waiting for approval, with what they would execute.
+    Approvals,
+    /// Circuit breakers: list them, or reset one runbook's.
+    Breaker {
+        #[command(subcommand)]
+        command: Option<BreakerCommand>,
+    },
     /// Cancel a queued or running run (through the daemon).
     Cancel {
         /// Run id.
@@ -105,6 +128,21 @@ pub enum Command {
         /// Writer threads.
         #[arg(long, default_value_t = 4)]
         threads: usize,
+    },
+}
+
+/// `untoil breaker` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum BreakerCommand {
+    /// Every breaker with its state (the default).
+    List,
+    /// Close a runbook's breakers.
+    Reset {
+        /// Runbook name.
+        runbook: String,
+        /// Only this guard key.
+        #[arg(long)]
+        key: Option<String>,
     },
 }
 
@@ -188,6 +226,10 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Runs(a) => runs::run(&g, a),
         Command::Prune { retain } => prune(&g, &retain),
         Command::Cancel { id } => cancel(&g, &id),
+        Command::Approve { id, by } => decide(&g, &id, true, by),
+        Command::Deny { id, by } => decide(&g, &id, false, by),
+        Command::Approvals => approvals(&g),
+        Command::Breaker { command } => breaker(&g, command),
         Command::StoreStress { count, threads } => store_stress(&g, count, threads),
         Command::Schema => {
             let schema = serde_json::to_string_pretty(&crate::spec::json_schema())?;
@@ -497,5 +539,105 @@ fn cancel(g: &Global, id: &str) -> Result<ExitCode> {
     };
     remote.post(&format!("/api/v1/runs/{id}/cancel"), &serde_json::json!({}))?;
     println!("cancelling run {id}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn daemon(g: &Global, what: &str) -> Result<remote::Remote> {
+    remote::Remote::detect(&g.server).ok_or_else(|| {
+        anyhow::anyhow!("no daemon answers at {}: {what} needs a running `untoil serve` (--server, UNTOIL_SERVER)", g.server)
+    })
+}
+
+fn decide(g: &Global, id: &str, approve: bool, by: Option<String>) -> Result<ExitCode> {
+    let r = daemon(g, if approve { "approve" } else { "deny" })?;
+    let by = by.unwrap_or_else(|| std::env::var("USER").unwrap_or_else(|_| "cli".into()));
+    let verb = if approve { "approve" } else { "deny" };
+    let record = r.post(
+        &format!("/api/v1/runs/{id}/{verb}"),
+        &serde_json::json!({ "by": by }),
+    )?;
+    println!(
+        "run {id}: {}{}",
+        record["status"].as_str().unwrap_or("?"),
+        record["error"]
+            .as_str()
+            .map(|e| format!(" ({e})"))
+            .unwrap_or_default()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn approvals(g: &Global) -> Result<ExitCode> {
+    let r = daemon(g, "approvals")?;
+    let list: Vec<serde_json::Value> = serde_json::from_str(&r.get("/api/v1/approvals", &[])?)?;
+    if list.is_empty() {
+        println!("no run is waiting for approval");
+    }
+    for item in &list {
+        let run = &item["run"];
+        println!(
+            "{}  {}  cause {}  expires {}",
+            run["id"].as_str().unwrap_or(""),
+            run["runbook"].as_str().unwrap_or(""),
+            run["cause"]["kind"].as_str().unwrap_or(""),
+            item["expires_at"].as_str().unwrap_or("-")
+        );
+        for step in item["plan"].as_array().into_iter().flatten() {
+            println!(
+                "    {} ({}): {}",
+                step["name"].as_str().unwrap_or(""),
+                step["kind"].as_str().unwrap_or(""),
+                step["detail"]
+                    .as_str()
+                    .unwrap_or("")
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn breaker(g: &Global, command: Option<BreakerCommand>) -> Result<ExitCode> {
+    let r = daemon(g, "breaker")?;
+    match command.unwrap_or(BreakerCommand::List) {
+        BreakerCommand::List => {
+            let list: Vec<serde_json::Value> =
+                serde_json::from_str(&r.get("/api/v1/breakers", &[])?)?;
+            let mut t = Table::new(["RUNBOOK", "KEY", "STATE", "FAILURES", "REASON"]);
+            for b in &list {
+                t.row([
+                    b["runbook"].as_str().unwrap_or("").to_string(),
+                    b["key"].as_str().unwrap_or("").to_string(),
+                    if b["open"] == true {
+                        "open".into()
+                    } else {
+                        "closed".to_string()
+                    },
+                    b["consecutive_failures"].to_string(),
+                    b["reason"].as_str().unwrap_or("").to_string(),
+                ]);
+            }
+            print!("{}", t.render());
+        }
+        BreakerCommand::Reset { runbook, key } => {
+            let answer = r.post(
+                &format!("/api/v1/breakers/{runbook}/reset"),
+                &serde_json::json!({ "key": key }),
+            )?;
+            let keys: Vec<String> = answer["reset"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|k| k.as_str().map(String::from))
+                .collect();
+            println!(
+                "reset {} breaker(s) of {runbook}: {}",
+                keys.len(),
+                keys.join(", ")
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

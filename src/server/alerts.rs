@@ -18,6 +18,13 @@ use crate::daemon::Daemon;
 use super::{accept_error, error};
 
 pub async fn receive(State(d): State<Arc<Daemon>>, body: Bytes) -> Response {
+    let started = std::time::Instant::now();
+    let response = answer(&d, body).await;
+    d.metrics.webhook(started.elapsed().as_secs_f64());
+    response
+}
+
+async fn answer(d: &Arc<Daemon>, body: Bytes) -> Response {
     let notification = match Notification::from_json(&body) {
         Ok(n) => n,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),

@@ -120,9 +120,12 @@ pub async fn start_run(
     State(d): State<Arc<Daemon>>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-    body: Option<Json<StartRun>>,
+    body: axum::body::Bytes,
 ) -> Response {
-    let body = body.map(|b| b.0).unwrap_or_default();
+    let body = match optional_json::<StartRun>(&body) {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
     let user = body.user.unwrap_or(caller.0);
     let notification = match body
         .alert
@@ -198,8 +201,7 @@ pub async fn run_events(State(d): State<Arc<Daemon>>, Path(id): Path<String>) ->
         record: Box::new(record.clone()),
     };
     let body = match subscription {
-        Some(rx) if !record.status.is_final() => {
-            // Followers that join late still learn the run's shape first.
+        Some((history, rx)) if !record.status.is_final() => {
             let steps = d
                 .catalog()
                 .get(&record.runbook)
@@ -209,16 +211,26 @@ pub async fn run_events(State(d): State<Arc<Daemon>>, Path(id): Path<String>) ->
                 runbook: record.runbook.clone(),
                 steps,
             };
+            // Everything so far, then live events, until the run finishes.
+            let replay: Vec<RunEvent> = if history.is_empty() {
+                vec![started]
+            } else {
+                history
+            };
+            let finished_in_replay = replay
+                .iter()
+                .any(|e| matches!(e, RunEvent::RunFinished { .. }));
+            let live = BroadcastStream::new(rx).filter_map(|e| e.ok());
             let mut done = false;
-            let stream = BroadcastStream::new(rx)
-                .filter_map(|e| e.ok())
+            let stream = tokio_stream::iter(replay)
+                .chain(live.take_while(move |_| !finished_in_replay))
                 .take_while(move |e| {
                     let go = !done;
                     done = matches!(e, RunEvent::RunFinished { .. });
                     go
                 })
                 .map(move |e| line(&e));
-            Body::from_stream(tokio_stream::once(line(&started)).chain(stream))
+            Body::from_stream(stream)
         }
         _ => Body::from_stream(tokio_stream::once(line(&finished))),
     };
@@ -353,4 +365,143 @@ pub async fn unautomated(State(d): State<Arc<Daemon>>, Query(q): Query<ReportQue
         }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct Decision {
+    /// Who decides (default: the authenticated caller).
+    by: Option<String>,
+}
+
+async fn decide(d: Arc<Daemon>, id: String, approve: bool, by: String) -> Response {
+    let daemon = d.clone();
+    match tokio::task::spawn_blocking(move || daemon.decide(&RunId(id), approve, &by)).await {
+        Ok(Ok(record)) => Json(record).into_response(),
+        Ok(Err(e)) => accept_error(e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+pub async fn approve(
+    State(d): State<Arc<Daemon>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let by = match optional_json::<Decision>(&body) {
+        Ok(b) => b.by.unwrap_or(caller.0),
+        Err(r) => return *r,
+    };
+    decide(d, id, true, by).await
+}
+
+pub async fn deny(
+    State(d): State<Arc<Daemon>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let by = match optional_json::<Decision>(&body) {
+        Ok(b) => b.by.unwrap_or(caller.0),
+        Err(r) => return *r,
+    };
+    decide(d, id, false, by).await
+}
+
+/// Runs waiting for approval, with what they would execute (dry-run rendering).
+pub async fn approvals(State(d): State<Arc<Daemon>>) -> Response {
+    let filter = RunFilter {
+        runbook: None,
+        status: Some(RunStatus::PendingApproval),
+        limit: 0,
+    };
+    let runs = match d.store.list_runs(&filter) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let catalog = d.catalog();
+    let list: Vec<serde_json::Value> = runs
+        .into_iter()
+        .map(|r| {
+            let rb = catalog.get(&r.runbook);
+            let expires = rb.map(|rb| {
+                r.created_at + chrono::Duration::from_std(rb.guards.approval_timeout).unwrap_or_default()
+            });
+            let plan = rb.and_then(|rb| {
+                let mut req = crate::executor::RunRequest::manual(rb.clone(), "approval");
+                req.cause = r.cause.clone();
+                req.params = r.params.clone();
+                req.alert = r.alert.clone();
+                req.dry_run = true;
+                d.executor.prepare(req).ok().map(|p| {
+                    d.executor
+                        .plan(&p)
+                        .into_iter()
+                        .map(|s| serde_json::json!({"name": s.name, "kind": s.kind, "when": s.when, "detail": s.detail}))
+                        .collect::<Vec<_>>()
+                })
+            });
+            serde_json::json!({ "run": r, "expires_at": expires, "plan": plan })
+        })
+        .collect();
+    Json(list).into_response()
+}
+
+pub async fn breakers(State(d): State<Arc<Daemon>>) -> Response {
+    match d.store.guard_states() {
+        Ok(states) => Json(
+            states
+                .into_iter()
+                .map(|(runbook, key, s)| {
+                    serde_json::json!({
+                        "runbook": runbook, "key": key, "open": s.breaker.is_some(),
+                        "opened_at": s.breaker.as_ref().map(|b| b.opened_at),
+                        "reason": s.breaker.as_ref().map(|b| b.reason.clone()),
+                        "consecutive_failures": s.consecutive_failures,
+                        "last_start": s.last_start,
+                    })
+                })
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct Reset {
+    key: Option<String>,
+}
+
+pub async fn reset_breaker(
+    State(d): State<Arc<Daemon>>,
+    Path(runbook): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let key = match optional_json::<Reset>(&body) {
+        Ok(b) => b.key,
+        Err(r) => return *r,
+    };
+    let daemon = d.clone();
+    match tokio::task::spawn_blocking(move || daemon.reset_breakers(&runbook, key.as_deref())).await
+    {
+        Ok(Ok(keys)) => Json(serde_json::json!({ "reset": keys })).into_response(),
+        Ok(Err(e)) => accept_error(e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// A JSON body that may be empty (then the defaults apply).
+fn optional_json<T: serde::de::DeserializeOwned + Default>(
+    body: &[u8],
+) -> Result<T, Box<Response>> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            format!("invalid JSON body: {e}"),
+        ))
+    })
 }

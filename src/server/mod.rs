@@ -30,6 +30,12 @@ pub fn app(daemon: Arc<Daemon>) -> Router {
         .route("/api/v1/runs/{id}/cancel", post(api::cancel))
         .route("/api/v1/reports/toil", get(api::toil_report))
         .route("/api/v1/reports/unautomated", get(api::unautomated))
+        .route("/api/v1/runs/{id}/approve", post(api::approve))
+        .route("/api/v1/runs/{id}/deny", post(api::deny))
+        .route("/api/v1/approvals", get(api::approvals))
+        .route("/api/v1/breakers", get(api::breakers))
+        .route("/api/v1/breakers/{runbook}/reset", post(api::reset_breaker))
+        .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(daemon.clone(), authenticate));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -37,6 +43,18 @@ pub fn app(daemon: Arc<Daemon>) -> Router {
         .merge(protected)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(daemon)
+}
+
+async fn metrics(State(d): State<Arc<Daemon>>) -> Response {
+    d.metrics.queue_depth.set(d.queue_depth() as i64);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        d.metrics.render(),
+    )
+        .into_response()
 }
 
 async fn ready(State(d): State<Arc<Daemon>>) -> Response {
@@ -89,6 +107,7 @@ pub fn accept_error(e: AcceptError) -> Response {
             r
         }
         AcceptError::Invalid(m) => error(StatusCode::BAD_REQUEST, m),
+        AcceptError::Conflict(m) => error(StatusCode::CONFLICT, m),
         AcceptError::Store(s) => {
             tracing::error!("store error: {s}");
             let mut r = error(

@@ -205,6 +205,8 @@ pub struct Reconciled {
     pub queued: Vec<RunRecord>,
     /// Process groups that a dead process left running, now killed.
     pub killed_groups: Vec<u32>,
+    /// Runs waiting for approval, to re-arm their expiry.
+    pub pending_approval: Vec<RunRecord>,
 }
 
 /// The run store contract. Every method that changes state returns only once the change is
@@ -223,6 +225,24 @@ pub trait Store: Send + Sync {
     fn runs_with_key_prefix(&self, prefix: &str) -> Result<Vec<RunId>>;
     /// Records a run's verification: whether its alert resolved within the runbook's window.
     fn set_verified(&self, id: &RunId, verified: bool, at: DateTime<Utc>) -> Result<()>;
+    /// Changes a run's status without finishing it (queued <-> pending approval), with a note.
+    fn set_status(
+        &self,
+        id: &RunId,
+        status: RunStatus,
+        approval: Option<crate::run::ApprovalDecision>,
+    ) -> Result<RunRecord>;
+    /// The guard state of a (runbook, key).
+    fn guard_state(&self, runbook: &str, key: &str) -> Result<crate::guard::KeyState>;
+    /// Stores the guard state of a (runbook, key).
+    fn set_guard_state(
+        &self,
+        runbook: &str,
+        key: &str,
+        state: &crate::guard::KeyState,
+    ) -> Result<()>;
+    /// Every stored guard state: (runbook, key, state).
+    fn guard_states(&self) -> Result<Vec<(String, String, crate::guard::KeyState)>>;
     /// Records an alert episode received (idempotent per fingerprint and start).
     fn record_alert(&self, alert: &AlertReceived) -> Result<()>;
     /// Marks a run running.

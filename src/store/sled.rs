@@ -7,6 +7,7 @@
 //! - `active`: run id -> () for runs queued, pending approval or running (reconciliation).
 //! - `alerts`: `fingerprint @ startsAt` -> alert episode; `alerts_by_time`: received-at
 //!   (big-endian nanoseconds) + episode -> () for range scans.
+//! - `guards`: `runbook \0 key` -> guard state (cooldown, window, failure streak, breaker).
 //! - `rollups_monthly`: the same per calendar month (`YYYY-MM \0 ...`), so reports over long
 //!   periods read ~30x fewer groups.
 //! - `dedupe`: dedupe key (alert episode or schedule fire per runbook) -> run id, written in
@@ -60,6 +61,7 @@ pub struct SledStore {
     rollups: sled::Tree,
     monthly: sled::Tree,
     dedupe: sled::Tree,
+    guards: sled::Tree,
     commit: GroupCommit,
 }
 
@@ -222,6 +224,7 @@ impl SledStore {
             rollups: tree("rollups")?,
             monthly: tree("rollups_monthly")?,
             dedupe: tree("dedupe")?,
+            guards: tree("guards")?,
             db,
             commit: GroupCommit {
                 state: Mutex::new(CommitState::default()),
@@ -411,6 +414,56 @@ impl Store for SledStore {
         self.durable()
     }
 
+    fn set_status(
+        &self,
+        id: &RunId,
+        status: RunStatus,
+        approval: Option<crate::run::ApprovalDecision>,
+    ) -> Result<RunRecord> {
+        let mut out = None;
+        self.update_run(id, |r| {
+            r.status = status;
+            if approval.is_some() {
+                r.approval = approval;
+            }
+            out = Some(r.clone());
+        })?;
+        self.durable()?;
+        out.ok_or_else(|| StoreError::NoSuchRun(id.0.clone()))
+    }
+
+    fn guard_state(&self, runbook: &str, key: &str) -> Result<crate::guard::KeyState> {
+        let k = format!("{runbook}\0{key}");
+        match self.guards.get(k.as_bytes()).map_err(|e| self.err(e))? {
+            Some(v) => decode(k.as_bytes(), &v),
+            None => Ok(Default::default()),
+        }
+    }
+
+    fn set_guard_state(
+        &self,
+        runbook: &str,
+        key: &str,
+        state: &crate::guard::KeyState,
+    ) -> Result<()> {
+        let k = format!("{runbook}\0{key}");
+        self.guards
+            .insert(k.as_bytes(), encode(state))
+            .map_err(|e| self.err(e))?;
+        self.durable()
+    }
+
+    fn guard_states(&self) -> Result<Vec<(String, String, crate::guard::KeyState)>> {
+        let mut out = Vec::new();
+        for item in self.guards.iter() {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            let text = String::from_utf8_lossy(&k).to_string();
+            let (rb, key) = text.split_once('\0').unwrap_or((&text, ""));
+            out.push((rb.to_string(), key.to_string(), decode(&k, &v)?));
+        }
+        Ok(out)
+    }
+
     fn record_alert(&self, alert: &AlertReceived) -> Result<()> {
         let key = episode_key(&alert.fingerprint, alert.starts_at);
         let merged = match self.alerts.get(&key).map_err(|e| self.err(e))? {
@@ -500,6 +553,7 @@ impl Store for SledStore {
             };
             match run.status {
                 RunStatus::Queued => out.queued.push(run),
+                RunStatus::PendingApproval => out.pending_approval.push(run),
                 RunStatus::Running => {
                     if let Some(pgid) = run.current_pgid {
                         let group = nix::unistd::Pid::from_raw(pgid as i32);

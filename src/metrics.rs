@@ -1,0 +1,165 @@
+//! Prometheus metrics of the daemon (prometheus-client), served at `GET /metrics`.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(String, String)>;
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Every metric the daemon exports.
+pub struct Metrics {
+    registry: Registry,
+    runs: Family<Labels, Counter>,
+    run_duration: Family<Labels, Histogram>,
+    toil_saved: Family<Labels, Counter<f64, std::sync::atomic::AtomicU64>>,
+    alerts: Family<Labels, Counter>,
+    /// Runs waiting in the queue.
+    pub queue_depth: Gauge,
+    /// Runs executing.
+    pub in_progress: Gauge,
+    breaker_open: Family<Labels, Gauge>,
+    /// Runs waiting for approval.
+    pub approvals_pending: Gauge,
+    webhook_latency: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every metric registered.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("untoil");
+        let runs = Family::<Labels, Counter>::default();
+        registry.register("runs", "Finished runs by runbook and status", runs.clone());
+        let run_duration = Family::<Labels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.01, 2.0, 18))
+        });
+        registry.register(
+            "run_duration_seconds",
+            "Run duration, start to end",
+            run_duration.clone(),
+        );
+        let toil_saved = Family::<Labels, Counter<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "toil_saved_seconds",
+            "Manual toil saved by runs, by runbook and team",
+            toil_saved.clone(),
+        );
+        let alerts = Family::<Labels, Counter>::default();
+        registry.register(
+            "alerts",
+            "Alerts received from Alertmanager, by outcome (received, matched, deduplicated, unmatched)",
+            alerts.clone(),
+        );
+        let queue_depth = Gauge::default();
+        registry.register(
+            "queue_depth",
+            "Runs waiting in the queue",
+            queue_depth.clone(),
+        );
+        let in_progress = Gauge::default();
+        registry.register(
+            "runs_in_progress",
+            "Runs executing now",
+            in_progress.clone(),
+        );
+        let breaker_open = Family::<Labels, Gauge>::default();
+        registry.register(
+            "breaker_open",
+            "1 while the circuit breaker of a runbook key is open",
+            breaker_open.clone(),
+        );
+        let approvals_pending = Gauge::default();
+        registry.register(
+            "approvals_pending",
+            "Runs waiting for a person's approval",
+            approvals_pending.clone(),
+        );
+        let webhook_latency = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        registry.register(
+            "webhook_request_duration_seconds",
+            "Time to answer an Alertmanager webhook request",
+            webhook_latency.clone(),
+        );
+        Metrics {
+            registry,
+            runs,
+            run_duration,
+            toil_saved,
+            alerts,
+            queue_depth,
+            in_progress,
+            breaker_open,
+            approvals_pending,
+            webhook_latency,
+        }
+    }
+
+    /// Counts a finished run.
+    pub fn run_finished(
+        &self,
+        runbook: &str,
+        team: &str,
+        status: &str,
+        seconds: Option<f64>,
+        toil_minutes: f64,
+    ) {
+        self.runs
+            .get_or_create(&labels(&[("runbook", runbook), ("status", status)]))
+            .inc();
+        if let Some(s) = seconds {
+            self.run_duration
+                .get_or_create(&labels(&[("runbook", runbook)]))
+                .observe(s);
+        }
+        if toil_minutes > 0.0 {
+            self.toil_saved
+                .get_or_create(&labels(&[("runbook", runbook), ("team", team)]))
+                .inc_by(toil_minutes * 60.0);
+        }
+    }
+
+    /// Counts alerts by outcome.
+    pub fn alerts(&self, outcome: &str, n: u64) {
+        if n > 0 {
+            self.alerts
+                .get_or_create(&labels(&[("outcome", outcome)]))
+                .inc_by(n);
+        }
+    }
+
+    /// Sets a breaker's state.
+    pub fn breaker(&self, runbook: &str, key: &str, open: bool) {
+        self.breaker_open
+            .get_or_create(&labels(&[("runbook", runbook), ("key", key)]))
+            .set(i64::from(open));
+    }
+
+    /// Records a webhook answer time.
+    pub fn webhook(&self, seconds: f64) {
+        self.webhook_latency.observe(seconds);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
