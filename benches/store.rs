@@ -159,6 +159,8 @@ fn gen_run(i: usize, n: usize) -> RunRecord {
         error: (status != RunStatus::Succeeded).then(|| format!("run {status}")),
         alert: None,
         verification: None,
+        guard_key: None,
+        approval: None,
         toil: Some(Credit {
             minutes,
             baseline: Baseline {

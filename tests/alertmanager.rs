@@ -158,5 +158,9 @@ fn the_shipped_alertmanager_example_is_a_valid_configuration() {
         .args(["check-config", concat!(env!("CARGO_MANIFEST_DIR"), "/examples/alertmanager.yml")])
         .output()
         .expect("amtool (Debian package prometheus-alertmanager) must be installed: run scripts/test-deps");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

@@ -150,6 +150,8 @@ fn build(i: usize, s: &Spec) -> RunRecord {
         error: None,
         alert: None,
         verification: None,
+        guard_key: None,
+        approval: None,
     }
 }
 
