@@ -295,6 +295,7 @@ impl Daemon {
                         v.insert(run.id.clone(), rb.clone());
                     }
                     self.await_approval(&run.id, run.created_at, rb.guards.approval_timeout);
+                    self.notify_approval(&rb, &run);
                     continue;
                 }
                 Gate::Run => {}
@@ -386,6 +387,39 @@ impl Daemon {
                 && !me.is_shutting_down()
             {
                 let _ = tokio::task::spawn_blocking(move || me.decide(&id, false, "expired")).await;
+            }
+        });
+    }
+
+    /// Runs the runbook's `on_approval_requested` steps (e.g. a chat message with the run id),
+    /// with the pending run's id, params and alert. They are not a run of their own: their
+    /// outcome is logged, and they credit no toil.
+    fn notify_approval(&self, rb: &Arc<Runbook>, run: &RunRecord) {
+        if rb.on_approval_requested.is_empty() {
+            return;
+        }
+        let mut notifier = (**rb).clone();
+        notifier.steps = rb.on_approval_requested.clone();
+        notifier.timeout = None;
+        let req = RunRequest {
+            runbook: Arc::new(notifier),
+            cause: run.cause.clone(),
+            params: run.params.clone(),
+            alert: run.alert.clone(),
+            dry_run: false,
+            approval_required: true,
+            id: Some(run.id.clone()),
+            created_at: Some(run.created_at),
+        };
+        let executor = self.executor.clone();
+        let id = run.id.clone();
+        tokio::spawn(async move {
+            match executor.prepare(req) {
+                Ok(p) => {
+                    let r = executor.execute(p, CancellationToken::new(), None).await;
+                    info!(run_id = %id, status = %r.status, "approval request sent (on_approval_requested)");
+                }
+                Err(e) => warn!(run_id = %id, "on_approval_requested cannot run: {e}"),
             }
         });
     }

@@ -354,6 +354,7 @@ fn fields_at(path: &[Seg]) -> &'static [&'static str] {
             "secrets",
             "verify",
             "steps",
+            "on_approval_requested",
         ],
         ["toil"] => &["manual_minutes", "approval_minutes"],
         ["triggers"] => &["schedule", "timezone", "catchup", "alert"],
@@ -372,7 +373,7 @@ fn fields_at(path: &[Seg]) -> &'static [&'static str] {
         ["params", _] => &["default", "description"],
         ["secrets", _] => &["env", "file"],
         ["verify"] => &["alert_resolves_within"],
-        ["steps"] => &[
+        ["steps"] | ["on_approval_requested"] => &[
             "name",
             "run",
             "shell",
@@ -387,8 +388,8 @@ fn fields_at(path: &[Seg]) -> &'static [&'static str] {
             "env",
             "workdir",
         ],
-        ["steps", "retries"] => &["attempts", "backoff"],
-        ["steps", "http"] => &[
+        ["steps" | "on_approval_requested", "retries"] => &["attempts", "backoff"],
+        ["steps" | "on_approval_requested", "http"] => &[
             "method",
             "url",
             "headers",

@@ -46,6 +46,8 @@ pub struct Runbook {
     pub verify: Option<Verify>,
     /// Steps, in order.
     pub steps: Vec<Step>,
+    /// Steps run when a run starts waiting for approval (e.g. tell people where to approve).
+    pub on_approval_requested: Vec<Step>,
     /// The file it was loaded from.
     pub source: PathBuf,
     /// Content hash of that file (hex), recorded with every run.

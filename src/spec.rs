@@ -51,6 +51,9 @@ pub struct RawRunbook {
     /// The steps, run in order.
     #[serde(default)]
     pub steps: Vec<RawStep>,
+    /// Steps run when a run starts waiting for approval, e.g. a chat message with the run id.
+    #[serde(default)]
+    pub on_approval_requested: Vec<RawStep>,
 }
 
 /// Toil estimate of a runbook.

@@ -83,6 +83,8 @@ pub fn validate(
         plugins,
         diags: Vec::new(),
         has_alert: false,
+        list: Vec::new(),
+        list_field: "steps",
     };
     let runbook = v.runbook(raw, path);
     let failed = v.diags.iter().any(Diagnostic::is_error);
@@ -105,6 +107,9 @@ struct Validator<'a> {
     plugins: &'a Plugins,
     diags: Vec<Diagnostic>,
     has_alert: bool,
+    /// The step list being validated (`steps` or `on_approval_requested`) and its field.
+    list: Vec<RawStep>,
+    list_field: &'static str,
 }
 
 impl Validator<'_> {
@@ -285,37 +290,16 @@ impl Validator<'_> {
                 .push("verification watches the alert that started a run; add an `alert` trigger or remove `verify`".into());
         }
 
-        let mut steps = Vec::new();
-        let mut seen: HashMap<&str, usize> = HashMap::new();
-        for (i, s) in raw.steps.iter().enumerate() {
-            if let Some(n) = &s.name {
-                if let Some(&first) = seen.get(n.as_str()) {
-                    let span = self.value_span(&[key("steps"), Seg::Index(i), key("name")]);
-                    let first_span =
-                        self.value_span(&[key("steps"), Seg::Index(first), key("name")]);
-                    let file = self.file;
-                    let d = self.error(
-                        Kind::DuplicateStep,
-                        span,
-                        format!("duplicate step name `{n}`"),
-                    );
-                    d.primary.message = "used again here".into();
-                    d.secondary.push(crate::diagnostic::Label {
-                        file,
-                        span: first_span,
-                        message: "first used here".into(),
-                    });
-                    d.help.push(
-                        "step names must be unique so later steps can refer to `{{steps.NAME...}}`"
-                            .into(),
-                    );
-                } else {
-                    seen.insert(n, i);
-                }
-            }
-            if let Some(step) = self.step(s, i, raw) {
-                steps.push(step);
-            }
+        let steps = self.step_list("steps", &raw.steps, raw);
+        let on_approval_requested =
+            self.step_list("on_approval_requested", &raw.on_approval_requested, raw);
+        if !raw.on_approval_requested.is_empty() && !guards_approval(raw) {
+            let span = self.key_span(&[key("on_approval_requested")]);
+            self.warn(
+                Kind::Ineffective,
+                span,
+                "`on_approval_requested` has no effect without `guards.approval: required`",
+            );
         }
 
         let has_step_toil = raw.steps.iter().any(|s| s.toil_minutes.is_some());
@@ -352,9 +336,49 @@ impl Validator<'_> {
             secrets,
             verify,
             steps,
+            on_approval_requested,
             source: path.to_path_buf(),
             version: hex(&Sha256::digest(self.text.as_bytes())),
         })
+    }
+
+    /// Validates one list of steps (`steps` or `on_approval_requested`): names unique, each
+    /// step valid, references only to earlier steps of the same list.
+    fn step_list(&mut self, field: &'static str, list: &[RawStep], raw: &RawRunbook) -> Vec<Step> {
+        self.list_field = field;
+        self.list = list.to_vec();
+        let mut steps = Vec::new();
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for (i, s) in list.iter().enumerate() {
+            if let Some(n) = &s.name {
+                if let Some(&first) = seen.get(n.as_str()) {
+                    let span = self.value_span(&[key(field), Seg::Index(i), key("name")]);
+                    let first_span = self.value_span(&[key(field), Seg::Index(first), key("name")]);
+                    let file = self.file;
+                    let d = self.error(
+                        Kind::DuplicateStep,
+                        span,
+                        format!("duplicate step name `{n}`"),
+                    );
+                    d.primary.message = "used again here".into();
+                    d.secondary.push(crate::diagnostic::Label {
+                        file,
+                        span: first_span,
+                        message: "first used here".into(),
+                    });
+                    d.help.push(
+                        "step names must be unique so later steps can refer to `{{steps.NAME...}}`"
+                            .into(),
+                    );
+                } else {
+                    seen.insert(n.clone(), i);
+                }
+            }
+            if let Some(step) = self.step(s, i, raw) {
+                steps.push(step);
+            }
+        }
+        steps
     }
 
     fn check_name(&mut self, name: &str, path: &[Seg], what: &str) {
@@ -731,7 +755,7 @@ impl Validator<'_> {
     }
 
     fn step(&mut self, s: &RawStep, i: usize, raw: &RawRunbook) -> Option<Step> {
-        let base = vec![key("steps"), Seg::Index(i)];
+        let base = vec![key(self.list_field), Seg::Index(i)];
         let sp = |f: &str| {
             let mut p = base.clone();
             p.push(key(f));
@@ -1291,13 +1315,13 @@ impl Validator<'_> {
                 let Some(step_name) = second else {
                     return Ok(());
                 };
-                let position = raw.steps.iter().position(|s| s.name.as_deref() == Some(step_name));
+                let position = self.list.iter().position(|s| s.name.as_deref() == Some(step_name));
                 match position {
                     None => {
-                        let names: Vec<&str> = raw.steps[..current].iter().filter_map(|s| s.name.as_deref()).collect();
+                        let names: Vec<&str> = self.list[..current].iter().filter_map(|s| s.name.as_deref()).collect();
                         Err((
                             format!("unknown step `{step_name}` in `{full}`"),
-                            Some(did_you_mean(step_name, raw.steps.iter().filter_map(|s| s.name.as_deref())).unwrap_or_else(|| {
+                            Some(did_you_mean(step_name, self.list.iter().filter_map(|s| s.name.as_deref())).unwrap_or_else(|| {
                                 if names.is_empty() {
                                     "no step runs before this one".into()
                                 } else {
@@ -1315,7 +1339,7 @@ impl Validator<'_> {
                         Some("a step can only read the results of steps before it; move it later".into()),
                     )),
                     Some(i) => {
-                        let target = &raw.steps[i];
+                        let target = &self.list[i];
                         let kind_fields: &[&str] = if target.http.is_some() {
                             STEP_FIELDS_HTTP
                         } else if target.plugin.is_some() {
@@ -1351,6 +1375,10 @@ fn unclosed_braces(source: &str) -> Option<usize> {
         let end = opens.get(n + 1).copied().unwrap_or(source.len());
         (!source[at..end].contains("}}")).then_some(at)
     })
+}
+
+fn guards_approval(raw: &RawRunbook) -> bool {
+    raw.guards.as_ref().and_then(|g| g.approval.as_deref()) == Some("required")
 }
 
 fn valid_identifier(s: &str) -> bool {

@@ -371,3 +371,52 @@ async fn metrics_are_prometheus_text_and_move_as_runs_happen() {
     assert_eq!(sample(&after, "untoil_runs_in_progress", None), 0.0);
     d.stop().await;
 }
+
+#[test]
+fn the_shipped_prometheus_rules_pass_promtool() {
+    let out = std::process::Command::new("promtool")
+        .args([
+            "check",
+            "rules",
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/examples/prometheus-rules.yaml"
+            ),
+        ])
+        .output()
+        .expect("promtool (Debian package prometheus) must be installed: run scripts/test-deps");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_request_runs_the_notification_steps_with_the_run_id() {
+    let dirs = Dirs::new();
+    let note = dirs.path("note.txt");
+    dirs.runbook(
+        "g",
+        &format!(
+            "name: g\nowner: t\ntoil: {{manual_minutes: 1}}\ntriggers:\n  - alert: {{matchers: ['alertname=\"DiskFull\"']}}\nguards: {{approval: required}}\non_approval_requested:\n  - name: tell\n    run: echo approve {{{{run.id}}}} for {{{{alert.labels.instance}}}} > {}\nsteps:\n  - name: s\n    run: \"true\"\n",
+            note.display()
+        ),
+    );
+    let d = Running::start(dirs.settings()).await;
+    let pending = post_alert(&d, "n1", "db-7").await;
+    let id = pending["accepted"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    d.wait_for(|| async {
+        std::fs::read_to_string(&note).is_ok_and(|t| t == format!("approve {id} for db-7\n"))
+    })
+    .await;
+    assert_eq!(
+        d.get(&format!("/api/v1/runs/{id}")).await.1["status"],
+        "pending_approval"
+    );
+    d.stop().await;
+}
