@@ -272,14 +272,19 @@ impl Daemon {
     /// Queues runs that are not duplicates; returns the ids of the new ones.
     fn admit(
         &self,
-        runs: Vec<(String, RunRecord, Arc<Runbook>)>,
+        mut runs: Vec<(String, RunRecord, Arc<Runbook>)>,
+        alerts: &[AlertReceived],
     ) -> Result<Vec<RunId>, AcceptError> {
         let permits = self.reserve(runs.len())?;
+        for (_, run, rb) in runs.iter_mut() {
+            run.guard_key = Some(self.guard_key(rb, run));
+        }
         let batch: Vec<(String, RunRecord)> = runs
             .iter()
             .map(|(k, r, _)| (k.clone(), r.clone()))
             .collect();
-        let admitted = self.store.enqueue_unique(&batch)?;
+        // Runs and alert episodes reach the disk in one flush before anything is acknowledged.
+        let admitted = self.store.enqueue_unique(&batch, alerts)?;
         let mut ids = Vec::new();
         let mut permits = permits;
         for ((_, run, rb), fresh) in runs.into_iter().zip(admitted) {
@@ -339,7 +344,13 @@ impl Daemon {
 
     /// Applies cooldown, run limits, breakers and approval to a fresh run.
     fn guard_admission(&self, rb: &Runbook, run: &RunRecord) -> Result<Gate, AcceptError> {
-        let key = self.guard_key(rb, run);
+        let g = &rb.guards;
+        let stateful =
+            g.cooldown.is_some() || g.max_runs.is_some() || g.trip_after_failures.is_some();
+        if !stateful && !g.approval {
+            return Ok(Gate::Run);
+        }
+        let key = run.guard_key.clone().unwrap_or_else(|| rb.name.clone());
         let _serial = self.guard_lock.lock().unwrap_or_else(|p| p.into_inner());
         let state = self.store.guard_state(&rb.name, &key)?;
         let (admission, next) = crate::guard::admit(&rb.guards, &state, Utc::now());
@@ -360,15 +371,13 @@ impl Daemon {
             }
             crate::guard::Admission::Admit if rb.guards.approval => {
                 record.status = RunStatus::PendingApproval;
-                self.store.enqueue_run(&record)?;
+                self.store
+                    .set_status(&record.id, RunStatus::PendingApproval, None)?;
                 self.metrics.approvals_pending.inc();
                 info!(runbook = %rb.name, run_id = %run.id, "run waits for approval");
                 Ok(Gate::Approval)
             }
-            crate::guard::Admission::Admit => {
-                self.store.enqueue_run(&record)?;
-                Ok(Gate::Run)
-            }
+            crate::guard::Admission::Admit => Ok(Gate::Run),
         }
     }
 
@@ -658,7 +667,7 @@ impl Daemon {
             });
         }
         let wanted = runs.len();
-        outcome.accepted = self.admit(runs)?;
+        outcome.accepted = self.admit(runs, &received)?;
         outcome.duplicates = wanted - outcome.accepted.len();
         self.metrics.alerts("received", n.alerts.len() as u64);
         self.metrics
@@ -666,9 +675,6 @@ impl Daemon {
         self.metrics.alerts("unmatched", outcome.unmatched as u64);
         self.metrics
             .alerts("deduplicated", outcome.duplicates as u64);
-        for r in &received {
-            self.store.record_alert(r)?;
-        }
         Ok(outcome)
     }
 
@@ -785,7 +791,7 @@ impl Daemon {
             .into_iter()
             .map(|run| (format!("manual:{}", run.id), run, rb.clone()))
             .collect();
-        self.admit(batch)
+        self.admit(batch, &[])
     }
 
     /// Queues a schedule fire unless it was queued before (across restarts).
@@ -797,7 +803,10 @@ impl Daemon {
     ) -> Result<Option<RunId>, AcceptError> {
         let key = format!("{}{}", fire_prefix(rb, trigger), fire_stamp(at));
         let run = self.new_run(rb, Cause::Schedule { at }, BTreeMap::new(), None);
-        Ok(self.admit(vec![(key, run, rb.clone())])?.into_iter().next())
+        Ok(self
+            .admit(vec![(key, run, rb.clone())], &[])?
+            .into_iter()
+            .next())
     }
 
     /// Executes one queued run.
@@ -949,6 +958,14 @@ impl Daemon {
                     }
                 })
             };
+            // Durably `running` before any step starts: a crash can interrupt it, never repeat it.
+            let store = this.store.clone();
+            let rid = id.clone();
+            if let Ok(Err(e)) =
+                tokio::task::spawn_blocking(move || store.start_run(&rid, Utc::now())).await
+            {
+                error!("cannot mark the run running: {e}");
+            }
             info!("run started");
             let record = this.executor.execute(prepared, cancel, Some(tx)).await;
             let _ = relay.await;

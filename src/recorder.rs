@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use crate::run::{RunEvent, RunId};
@@ -23,7 +22,8 @@ pub async fn record(
         let store = store.clone();
         let id2 = id.clone();
         let op = match &event {
-            RunEvent::RunStarted { .. } => Some(Op::Start),
+            // The caller marks the run running (durably) before executing it.
+            RunEvent::RunStarted { .. } => None,
             RunEvent::StepStarted { name, .. } => {
                 current_step = name.clone();
                 Some(Op::Step(name.clone(), None))
@@ -38,7 +38,6 @@ pub async fn record(
         if let Some(op) = op {
             // sled calls block (flushes take milliseconds): keep them off the async workers.
             let result = tokio::task::spawn_blocking(move || match op {
-                Op::Start => store.start_run(&id2, Utc::now()),
                 Op::Step(name, pgid) => store.step_started(&id2, &name, pgid),
                 Op::StepDone(step) => store.record_step(&id2, &step),
                 Op::Finish(run) => store.finish_run(&run),
@@ -67,7 +66,6 @@ pub async fn record(
 }
 
 enum Op {
-    Start,
     Step(String, Option<u32>),
     StepDone(Box<crate::run::StepResult>),
     Finish(Box<crate::run::RunRecord>),

@@ -259,7 +259,12 @@ async fn execute(
     {
         let store = store.clone();
         let queued = queued.clone();
-        tokio::task::spawn_blocking(move || store.enqueue_run(&queued)).await??;
+        tokio::task::spawn_blocking(move || {
+            store.enqueue_run(&queued)?;
+            // Durably running before the first step: a crash interrupts it, never repeats it.
+            store.start_run(&queued.id, chrono::Utc::now())
+        })
+        .await??;
     }
     let cancel = CancellationToken::new();
     // Ctrl-C cancels the run: its processes are killed and it is recorded as cancelled.

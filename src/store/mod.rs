@@ -218,7 +218,12 @@ pub trait Store: Send + Sync {
     /// alert fingerprint + startsAt, or runbook + schedule fire); a key seen before, across
     /// re-sends and restarts, does not create a second run. Returns, per run, whether it was
     /// enqueued. One flush for the whole batch.
-    fn enqueue_unique(&self, runs: &[(String, RunRecord)]) -> Result<Vec<bool>>;
+    /// The alert episodes received with them are recorded in the same flush.
+    fn enqueue_unique(
+        &self,
+        runs: &[(String, RunRecord)],
+        alerts: &[AlertReceived],
+    ) -> Result<Vec<bool>>;
     /// The greatest dedupe key starting with `prefix` (e.g. the last recorded schedule fire).
     fn last_key(&self, prefix: &str) -> Result<Option<String>>;
     /// Run ids whose dedupe key starts with `prefix`.
@@ -245,11 +250,12 @@ pub trait Store: Send + Sync {
     fn guard_states(&self) -> Result<Vec<(String, String, crate::guard::KeyState)>>;
     /// Records an alert episode received (idempotent per fingerprint and start).
     fn record_alert(&self, alert: &AlertReceived) -> Result<()>;
-    /// Marks a run running.
+    /// Marks a run running, durably, before its first step starts: after a crash it is then
+    /// `interrupted`, never run a second time.
     fn start_run(&self, id: &RunId, started_at: DateTime<Utc>) -> Result<()>;
-    /// Records the step now running and its process group (for crash recovery).
+    /// Records the step now running; with a process group (for crash recovery) it is flushed.
     fn step_started(&self, id: &RunId, step: &str, pgid: Option<u32>) -> Result<()>;
-    /// Records a finished step.
+    /// Records a finished step. Progress: made durable by the next flush, not on its own.
     fn record_step(&self, id: &RunId, step: &StepResult) -> Result<()>;
     /// Records a finished run and updates the rollups in the same transaction.
     fn finish_run(&self, run: &RunRecord) -> Result<()>;

@@ -299,6 +299,36 @@ impl SledStore {
         self.put_run(&run)
     }
 
+    /// Merges an alert episode into the store (no flush).
+    fn put_alert(&self, alert: &AlertReceived) -> Result<()> {
+        let key = episode_key(&alert.fingerprint, alert.starts_at);
+        let merged = match self.alerts.get(&key).map_err(|e| self.err(e))? {
+            Some(old) => {
+                let mut old: AlertReceived = decode(key.as_bytes(), &old)?;
+                old.last_seen = old.last_seen.max(alert.last_seen);
+                old.times_received += alert.times_received.max(1);
+                for m in &alert.matched {
+                    if !old.matched.contains(m) {
+                        old.matched.push(m.clone());
+                    }
+                }
+                old
+            }
+            None => {
+                let mut idx = nanos(alert.received_at).to_vec();
+                idx.extend_from_slice(key.as_bytes());
+                self.alerts_by_time
+                    .insert(idx, key.as_bytes())
+                    .map_err(|e| self.err(e))?;
+                alert.clone()
+            }
+        };
+        self.alerts
+            .insert(key.as_bytes(), encode(&merged))
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
     /// Finishes a run and adds it to its rollup atomically (no flush).
     fn finish_tx(&self, run: &RunRecord) -> Result<()> {
         let rollup = Rollup::of_run(run);
@@ -350,7 +380,14 @@ impl Store for SledStore {
         self.durable()
     }
 
-    fn enqueue_unique(&self, runs: &[(String, RunRecord)]) -> Result<Vec<bool>> {
+    fn enqueue_unique(
+        &self,
+        runs: &[(String, RunRecord)],
+        alerts: &[AlertReceived],
+    ) -> Result<Vec<bool>> {
+        for a in alerts {
+            self.put_alert(a)?;
+        }
         let mut admitted = Vec::with_capacity(runs.len());
         for (key, run) in runs {
             let id = run.id.0.as_bytes().to_vec();
@@ -465,31 +502,7 @@ impl Store for SledStore {
     }
 
     fn record_alert(&self, alert: &AlertReceived) -> Result<()> {
-        let key = episode_key(&alert.fingerprint, alert.starts_at);
-        let merged = match self.alerts.get(&key).map_err(|e| self.err(e))? {
-            Some(old) => {
-                let mut old: AlertReceived = decode(key.as_bytes(), &old)?;
-                old.last_seen = old.last_seen.max(alert.last_seen);
-                old.times_received += alert.times_received.max(1);
-                for m in &alert.matched {
-                    if !old.matched.contains(m) {
-                        old.matched.push(m.clone());
-                    }
-                }
-                old
-            }
-            None => {
-                let mut idx = nanos(alert.received_at).to_vec();
-                idx.extend_from_slice(key.as_bytes());
-                self.alerts_by_time
-                    .insert(idx, key.as_bytes())
-                    .map_err(|e| self.err(e))?;
-                alert.clone()
-            }
-        };
-        self.alerts
-            .insert(key.as_bytes(), encode(&merged))
-            .map_err(|e| self.err(e))?;
+        self.put_alert(alert)?;
         self.durable()
     }
 
@@ -508,7 +521,12 @@ impl Store for SledStore {
                 r.current_pgid = pgid;
             }
         })?;
-        self.durable()
+        // Only the process group must be on disk: a restart kills what a crash left with it.
+        if pgid.is_some() {
+            self.durable()
+        } else {
+            Ok(())
+        }
     }
 
     fn record_step(&self, id: &RunId, step: &StepResult) -> Result<()> {
@@ -519,8 +537,7 @@ impl Store for SledStore {
                 Some(s) => *s = step.clone(),
                 None => r.steps.push(step.clone()),
             }
-        })?;
-        self.durable()
+        })
     }
 
     fn finish_run(&self, run: &RunRecord) -> Result<()> {
