@@ -21,7 +21,10 @@
 #   SKIP_BUILD=1                            use the existing target/release/untoil
 #   SKIP_WEBHOOK=1                          untoil only
 #   KEEP=1                                  keep the temp dir (logs, store, wrk output)
-# Requires: cargo, wrk, webhook, python3, curl.
+#   SYSCALLS=1                              count flush syscalls, futex calls, context switches
+#                                           and execs per ack/run with `perf stat -a` (root)
+# Requires: cargo, wrk, webhook, python3, curl (perf for SYSCALLS=1). Takes about 1-1.5 min
+# after the build (2 x DURATION plus the drain of untoil's queue).
 
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -88,12 +91,14 @@ wait_http() {
 # CPU seconds of PID and its waited-for children (utime + stime + cutime + cstime).
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print ($12 + $13 + $14 + $15) / hz }' "/proc/$1/stat"; }
 
-# With SYSCALLS=1 (and perf): counts PID's flush syscalls until perf_stop.
-SYNC_EVENTS=syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync,syscalls:sys_enter_sync_file_range
+# With SYSCALLS=1 (and perf, as root): counts flush syscalls, context switches and process
+# execs between perf_start and perf_stop. System-wide (perf -p on the daemon misses the threads
+# it starts later and slowed it 40x), so run it on an otherwise idle machine.
+PERF_EVENTS=syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync,syscalls:sys_enter_sync_file_range,syscalls:sys_enter_futex,context-switches,sched:sched_process_exec
 PERF_PID=
 perf_start() {
     [[ -n ${SYSCALLS:-} ]] || return 0
-    perf stat -a -x, -o "$TMP/perf-$2.txt" -e "$SYNC_EVENTS" 2>/dev/null &
+    perf stat -a -x, -o "$TMP/perf-$1.txt" -e "$PERF_EVENTS" 2>/dev/null &
     PERF_PID=$!
     PIDS+=("$PERF_PID")
     sleep 0.3
@@ -104,10 +109,12 @@ perf_stop() {
     wait "$PERF_PID" 2>/dev/null || true
     PERF_PID=
 }
-# "fsync N, fdatasync N, sync_file_range N" from perf-NAME.txt.
+# "event N (N/run), ..." from perf-NAME.txt; $2 = runs to divide by.
 perf_counts() {
-    [[ -f $TMP/perf-$1.txt ]] || { echo "n/a (SYSCALLS=1 and perf to count)"; return; }
-    awk -F, '/sys_enter_/ { sub(/.*sys_enter_/, "", $3); printf "%s%s %s", sep, $3, $1; sep = ", " } END { print "" }' "$TMP/perf-$1.txt"
+    [[ -f $TMP/perf-$1.txt ]] || { echo "n/a (SYSCALLS=1 to count)"; return; }
+    awk -F, -v n="$2" '$3 != "" && $1 ~ /^[0-9]+$/ {
+        e = $3; sub(/.*sys_enter_/, "", e); sub(/^sched:sched_process_/, "", e)
+        printf "%s%s %d (%.1f/run)", sep, e, $1, (n > 0 ? $1 / n : 0); sep = ", " } END { print "" }' "$TMP/perf-$1.txt"
 }
 
 kib() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
@@ -215,12 +222,14 @@ EOF
 run_wrk() {
     local url=$1 name=$2 log=$TMP/wrk-$2.txt
     echo "== wrk -t$THREADS -c$CONNECTIONS -d$DURATION $url" >&2
+    LOADAVG=$(cut -d' ' -f1 /proc/loadavg)
     BENCH_BODY=$FIXTURE BENCH_IDS=$TMP/acked-$name.txt \
         wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --timeout 10s -s "$TMP/load.lua" "$url" >"$log" 2>&1 ||
         { cat "$log" >&2; die "wrk failed"; }
     grep -q '^BENCH ' "$log" || { cat "$log" >&2; die "wrk printed no BENCH line"; }
     local -n fields=$2
     local kv
+    fields[loadavg]=$LOADAVG
     for kv in $(grep '^BENCH ' "$log" | cut -d' ' -f2-); do
         fields[${kv%%=*}]=${kv#*=}
     done
@@ -248,12 +257,12 @@ U_IDLE=$(kib "$UPID" VmRSS)
 
 declare -A U=()
 U_CPU0=$(cpu_s "$UPID")
-perf_start "$UPID" load
+perf_start load
 run_wrk "$BASE/api/v1/alerts/alertmanager" U
 LOAD_END=$(date +%s.%N)
 perf_stop
 U_CPU1=$(cpu_s "$UPID")
-perf_start "$UPID" drain
+perf_start drain
 
 # Wait until no run is queued or running: first on the cheap toil report (rollups count finished
 # runs) until every acknowledged run could be finished, then with the run list's status filter
@@ -283,7 +292,7 @@ curl -fsS "$BASE/api/v1/reports/toil?format=json&since=1d" >"$TMP/toil.json"
 
 # Checks every acknowledged run is recorded and finished once; the execution rate.
 declare -A C=()
-while IFS='=' read -r k v; do C[$k]=$v; done < <(python3 - "$TMP/runs.json" "$TMP/acked-U.txt" "$TMP/toil.json" <<'EOF'
+while IFS='=' read -r k v; do C[$k]=$v; done < <(python3 - "$TMP/runs.json" "$TMP/acked-U.txt" "$TMP/toil.json" "$LOAD_END" <<'EOF'
 import json, sys
 from collections import Counter
 from datetime import datetime
@@ -323,6 +332,9 @@ if final:
     print(f"exec_rate={len(final) / (last - first):.0f}")
     print(f"accept_span_s={last_created - first:.2f}")
     lat = sorted(ts(r["finished_at"]) - ts(r["created_at"]) for r in final)
+    load_end = float(sys.argv[4])
+    print(f"runs_during_load={sum(1 for r in final if ts(r['finished_at']) <= load_end)}")
+    print(f"runs_after_load={sum(1 for r in final if ts(r['finished_at']) > load_end)}")
     print(f"e2e_p50_ms={lat[len(lat) // 2] * 1000:.0f}")
     print(f"e2e_p99_ms={lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000:.0f}")
 EOF
@@ -344,7 +356,9 @@ if [[ -z ${SKIP_WEBHOOK:-} ]]; then
     sleep 1
     W_IDLE=$(kib "$WPID" VmRSS)
     W_CPU0=$(cpu_s "$WPID")
+    perf_start webhook
     run_wrk "http://127.0.0.1:$WPORT/hooks/alert" W
+    perf_stop
     W_CPU1=$(cpu_s "$WPID")
     W_PEAK=$(kib "$WPID" VmHWM)
     W_RATE=$(rate "${W[ok]}" "${W[duration_us]}")
@@ -362,6 +376,7 @@ fi
 cat <<EOF
 
 == load: wrk -t$THREADS -c$CONNECTIONS -d$DURATION, fixture $(basename "$FIXTURE") with a unique fingerprint per request, $(nproc) CPUs, store on $(df -T "$TMP" | awk 'NR == 2 { print $2 }')
+   1-min load average before each wrk run: untoil ${U[loadavg]}, webhook ${W[loadavg]:-n/a} (figures are only comparable on an otherwise idle machine)
 untoil serve (workers ${WORKERS:-default 2 x CPUs}, queue capacity $QUEUE_CAPACITY, UNTOIL_LOG=$UNTOIL_LOG)
   accepted alerts/s     $U_RATE  (${U[ok]} x 200 in $(awk -v us="${U[duration_us]}" 'BEGIN { printf "%.1f", us / 1e6 }') s; 503: ${U[s503]}, other: ${U[other]}, socket errors: connect ${U[err_connect]} read ${U[err_read]} write ${U[err_write]} timeout ${U[err_timeout]})
   ack latency           p50 $(ms "${U[p50_us]}") ms, p90 $(ms "${U[p90_us]}") ms, p99 $(ms "${U[p99_us]}") ms, max $(ms "${U[max_us]}") ms
@@ -372,15 +387,23 @@ untoil serve (workers ${WORKERS:-default 2 x CPUs}, queue capacity $QUEUE_CAPACI
                         (+${C[unacked_extra]} run(s) accepted but not acknowledged to wrk: in flight at its cutoff)
   RSS                   idle $(mib "$U_IDLE") MiB, peak $(mib "$U_PEAK") MiB
   CPU (daemon+steps)    load $(cpums "$U_CPU0" "$U_CPU1") s, drain $(cpums "$U_CPU1" "$U_CPU2") s = $(per "$U_CPU0" "$U_CPU2" "${C[runs]}") ms per run
-  flush syscalls        load: $(perf_counts load); drain: $(perf_counts drain)
 EOF
+if [[ -n ${SYSCALLS:-} ]]; then
+    cat <<EOF
+  system-wide counts    during load (${U[ok]} acks, ${C[runs_during_load]:-?} runs finished): $(perf_counts load "${U[ok]}")
+                        during drain (${C[runs_after_load]:-?} runs finished): $(perf_counts drain "${C[runs_after_load]:-0}")
+EOF
+fi
 if [[ -z ${SKIP_WEBHOOK:-} ]]; then
 cat <<EOF
 webhook $(webhook -version 2>&1 | awk '{ print $NF }') (hook runs /bin/true and waits: include-command-output-in-response)
   requests/s            $W_RATE  (${W[ok]} x 200 in $(awk -v us="${W[duration_us]}" 'BEGIN { printf "%.1f", us / 1e6 }') s; other: $((${W[s503]} + ${W[other]})), socket errors: connect ${W[err_connect]} read ${W[err_read]} write ${W[err_write]} timeout ${W[err_timeout]})
   latency               p50 $(ms "${W[p50_us]}") ms, p90 $(ms "${W[p90_us]}") ms, p99 $(ms "${W[p99_us]}") ms, max $(ms "${W[max_us]}") ms
   RSS                   idle $(mib "$W_IDLE") MiB, peak $(mib "$W_PEAK") MiB
-  CPU (daemon+/bin/true) $(cpums "$W_CPU0" "$W_CPU1") s = $(per "$W_CPU0" "$W_CPU1" "${W[requests]}") ms per request
+  CPU (daemon+true)     $(cpums "$W_CPU0" "$W_CPU1") s = $(per "$W_CPU0" "$W_CPU1" "${W[requests]}") ms per request
+EOF
+[[ -n ${SYSCALLS:-} ]] && echo "  system-wide counts    $(perf_counts webhook "${W[ok]}")"
+cat <<EOF
 ratio untoil/webhook
   accepted alerts/s     $(ratio "$U_RATE" "$W_RATE")  (target >= 1.5x)
   executed runs/s       $(ratio "${C[exec_rate]:-0}" "$W_RATE")
