@@ -3,6 +3,7 @@
 
 mod alerts;
 mod api;
+mod dashboard;
 
 use std::sync::Arc;
 
@@ -41,6 +42,7 @@ pub fn app(daemon: Arc<Daemon>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .merge(protected)
+        .merge(dashboard::router(daemon.clone()))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(daemon)
 }
