@@ -210,7 +210,12 @@ impl Sources {
     /// Adds a file; returns its id.
     pub fn add(&mut self, name: impl Into<String>, text: impl Into<String>) -> usize {
         self.count += 1;
-        self.files.add(name.into(), text.into())
+        let mut text = text.into();
+        // A UTF-8 byte order mark is not content (some Windows editors write it).
+        if text.starts_with('\u{feff}') {
+            text.drain(..'\u{feff}'.len_utf8());
+        }
+        self.files.add(name.into(), text)
     }
 
     /// The display name of a file.

@@ -207,7 +207,7 @@ pub fn parse(
                 let path = convert_path(e.path());
                 let message = e.inner().to_string();
                 let (diag, mut remove) = shape_error(file, text, &parsed.map, &path, &message);
-                if remove == last_removed {
+                if remove == last_removed && !remove.is_empty() {
                     // The same place failed again: drop its parent instead.
                     remove.pop();
                 } else {

@@ -803,6 +803,10 @@ pub fn parse_timezone(name: &str) -> Result<Tz, ScheduleError> {
 
 /// Up to three zone names close to `name`, by city or by spelling.
 fn suggest_zones(name: &str) -> Vec<String> {
+    // No zone name is this long; comparing a huge string with every zone would only cost time.
+    if name.len() > 64 {
+        return Vec::new();
+    }
     let wanted = name.to_ascii_lowercase().replace(' ', "_");
     let mut scored: Vec<(f64, &'static str)> = TZ_VARIANTS
         .iter()

@@ -80,12 +80,19 @@ impl SourceMap {
             map: SourceMap::default(),
             stack: Vec::new(),
             gave_up: false,
+            cursor: (usize::MAX, 0, 0),
             path: Vec::new(),
             documents: 0,
         };
+        // Drive the parser event by event: `Parser::load` recurses once per nesting level and
+        // overflows the stack on deeply nested input; this loop and the builder's own stack do not.
         let mut parser = Parser::new_from_str(text);
-        if parser.load(&mut builder, false).is_err() {
-            return SourceMap::default();
+        loop {
+            match parser.next_token() {
+                Ok((Event::StreamEnd, _)) => break,
+                Ok((ev, mark)) => builder.on_event(ev, mark),
+                Err(_) => return SourceMap::default(),
+            }
         }
         builder.map
     }
@@ -149,6 +156,8 @@ struct Builder<'a> {
     stack: Vec<Level>,
     /// Set on constructs runbooks never use (complex keys); indexing stops there.
     gave_up: bool,
+    /// Last converted position: (line, byte offset, column), to convert the next one from it.
+    cursor: (usize, usize, usize),
     path: YamlPath,
     documents: usize,
 }
@@ -156,21 +165,41 @@ struct Builder<'a> {
 impl Builder<'_> {
     /// Byte offset of a marker, computed from line and column so that multi-byte characters
     /// do not shift carets.
-    fn offset(&self, mark: &Marker) -> usize {
+    fn offset(&mut self, mark: &Marker) -> usize {
         let line = mark.line().max(1) - 1;
         let Some(&start) = self.line_starts.get(line) else {
             return self.text.len();
         };
-        let rest = &self.text[start..];
-        rest.char_indices()
-            .nth(mark.col())
-            .map(|(i, _)| start + i)
-            .unwrap_or_else(|| start + rest.find('\n').unwrap_or(rest.len()))
+        // Events come in source order: walk forward from the last position on the same line
+        // instead of from the line start, so long lines stay linear.
+        let (mut byte, mut col) = match self.cursor {
+            (l, b, c) if l == line && c <= mark.col() => (b, c),
+            _ => (start, 0),
+        };
+        let rest = &self.text[byte..];
+        for (i, ch) in rest.char_indices() {
+            if col == mark.col() {
+                byte += i;
+                self.cursor = (line, byte, col);
+                return byte;
+            }
+            if ch == '\n' {
+                return byte + i;
+            }
+            col += 1;
+        }
+        self.text.len()
     }
 
     /// Where a scalar starting at `start` ends in the source.
     fn scalar_end(&self, start: usize, style: TScalarStyle, is_key: bool) -> usize {
-        let rest = &self.text[start..];
+        // Spans only need the start of a long line: bound the look-ahead so that a file with one
+        // huge line is not scanned once per value.
+        let mut limit = (start + 8192).min(self.text.len());
+        while !self.text.is_char_boundary(limit) {
+            limit -= 1;
+        }
+        let rest = &self.text[start..limit];
         let line_end = rest.find('\n').unwrap_or(rest.len());
         let line = &rest[..line_end];
         let len = match style {

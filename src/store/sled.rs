@@ -182,8 +182,10 @@ impl SledStore {
 
     /// Opens (or creates) the store in `path`.
     pub fn open(path: &Path) -> Result<SledStore> {
+        // sled caches up to 1 GiB by default; the store's working set is far smaller.
         let db = sled::Config::new()
             .path(path)
+            .cache_capacity(64 * 1024 * 1024)
             .open()
             .map_err(|e| match &e {
                 sled::Error::Io(io)
