@@ -21,6 +21,11 @@ use crate::runbook::{Action, Runbook, SecretSource, Step};
 use crate::step::{self, StepEnv};
 use crate::toil::{self, Baseline};
 
+/// Output lines buffered between a step's process and the run's watchers.
+const OUTPUT_BUFFER: usize = 1024;
+/// Output lines of one attempt streamed as events (all output is still captured, head + tail).
+const MAX_STREAMED_LINES: usize = 10_000;
+
 /// Default time between SIGTERM and SIGKILL for a step's processes.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 
@@ -579,7 +584,9 @@ impl Executor {
                 }
             }
         }
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        // Bounded: a step printing without pause must neither starve the step's own timeout
+        // nor grow memory; lines beyond what the watcher takes are dropped from the stream.
+        let (tx, mut rx) = tokio::sync::mpsc::channel(OUTPUT_BUFFER);
         let (spawn_tx, mut spawn_rx) = tokio::sync::mpsc::unbounded_channel();
         let env = StepEnv {
             renderer: &self.renderer,
@@ -612,24 +619,36 @@ impl Executor {
             let run = step::attempt(s, &env);
             tokio::pin!(run);
             // Forward output lines while the attempt runs.
-            let attempt = loop {
-                tokio::select! {
-                    biased;
-                    Some(pgid) = spawn_rx.recv() => send(RunEvent::ProcessStarted { index, pgid }),
-                    Some((stream, line)) = rx.recv() => send(RunEvent::Output {
+            let mut streamed = 0usize;
+            let mut forward = |stream: crate::process::Stream, line: String| {
+                streamed += 1;
+                if streamed <= MAX_STREAMED_LINES {
+                    send(RunEvent::Output {
                         index,
                         stream: stream.as_str().into(),
                         line: p.redactor.redact(&line),
-                    }),
+                    });
+                } else if streamed == MAX_STREAMED_LINES + 1 {
+                    send(RunEvent::Output {
+                        index,
+                        stream: stream.as_str().into(),
+                        line: format!(
+                            "[untoil: more than {MAX_STREAMED_LINES} lines; the rest is not streamed, see the step's captured output]"
+                        ),
+                    });
+                }
+            };
+            let attempt = loop {
+                tokio::select! {
+                    // The attempt first, so its timeout and cancellation are always seen.
+                    biased;
                     a = &mut run => break a,
+                    Some(pgid) = spawn_rx.recv() => send(RunEvent::ProcessStarted { index, pgid }),
+                    Some((stream, line)) = rx.recv() => forward(stream, line),
                 }
             };
             while let Ok((stream, line)) = rx.try_recv() {
-                send(RunEvent::Output {
-                    index,
-                    stream: stream.as_str().into(),
-                    line: p.redactor.redact(&line),
-                });
+                forward(stream, line);
             }
             total_ms += attempt.result.duration_ms;
             let status = attempt.result.status;

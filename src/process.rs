@@ -19,7 +19,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::{Sender, UnboundedSender};
 use tokio_util::sync::CancellationToken;
 
 use crate::capture::Capture;
@@ -92,7 +92,7 @@ pub async fn run(
     timeout: Duration,
     grace: Duration,
     cancel: &CancellationToken,
-    lines: Option<UnboundedSender<(Stream, String)>>,
+    lines: Option<Sender<(Stream, String)>>,
     spawned: Option<UnboundedSender<u32>>,
 ) -> std::io::Result<ProcessOutcome> {
     let mut cmd = Command::new(&spec.program);
@@ -178,7 +178,7 @@ async fn finish(reader: Option<tokio::task::JoinHandle<Capture>>) -> Capture {
 async fn read<R: AsyncRead + Unpin>(
     mut r: R,
     stream: Stream,
-    lines: Option<UnboundedSender<(Stream, String)>>,
+    lines: Option<Sender<(Stream, String)>>,
 ) -> Capture {
     let mut capture = Capture::default();
     let mut buf = vec![0u8; 16 * 1024];
@@ -194,10 +194,12 @@ async fn read<R: AsyncRead + Unpin>(
             while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = pending.drain(..=pos).collect();
                 let text = String::from_utf8_lossy(&line[..line.len() - 1]).to_string();
-                let _ = tx.send((stream, text));
+                // Streaming is best effort: when the watcher lags, lines are dropped here (the
+                // capture keeps head and tail) rather than buffered without bound.
+                let _ = tx.try_send((stream, text));
             }
             if pending.len() > MAX_LINE {
-                let _ = tx.send((stream, String::from_utf8_lossy(&pending).to_string()));
+                let _ = tx.try_send((stream, String::from_utf8_lossy(&pending).to_string()));
                 pending.clear();
             }
         }
@@ -205,7 +207,7 @@ async fn read<R: AsyncRead + Unpin>(
     if let Some(tx) = &lines
         && !pending.is_empty()
     {
-        let _ = tx.send((stream, String::from_utf8_lossy(&pending).to_string()));
+        let _ = tx.try_send((stream, String::from_utf8_lossy(&pending).to_string()));
     }
     capture
 }

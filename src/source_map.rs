@@ -126,6 +126,9 @@ impl SourceMap {
     }
 }
 
+/// Nesting depth beyond which no positions are indexed.
+const MAX_DEPTH: usize = 256;
+
 fn line_starts(text: &str) -> Vec<usize> {
     std::iter::once(0)
         .chain(text.match_indices('\n').map(|(i, _)| i + 1))
@@ -358,6 +361,12 @@ impl MarkedEventReceiver for Builder<'_> {
                 }
             }
             Event::MappingStart(..) | Event::SequenceStart(..) => {
+                // serde_yaml refuses nesting past 128 levels anyway; indexing deeper would only
+                // cost time (paths are cloned per node).
+                if self.stack.len() >= MAX_DEPTH {
+                    self.gave_up = true;
+                    return;
+                }
                 if self.begin_node() {
                     self.gave_up = true;
                     return;

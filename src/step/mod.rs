@@ -29,7 +29,7 @@ pub struct StepEnv<'a> {
     /// Cancelled when the run is cancelled or times out.
     pub cancel: &'a CancellationToken,
     /// Receives output lines as they come (unredacted; the receiver redacts).
-    pub lines: Option<UnboundedSender<(crate::process::Stream, String)>>,
+    pub lines: Option<tokio::sync::mpsc::Sender<(crate::process::Stream, String)>>,
     /// Receives the process group id of each process started.
     pub spawned: Option<UnboundedSender<u32>>,
     /// Time between SIGTERM and SIGKILL.

@@ -394,27 +394,27 @@ impl Store for SledStore {
         for (key, run) in runs {
             let id = run.id.0.as_bytes().to_vec();
             let value = encode(run);
+            let mut idx = run.runbook.clone().into_bytes();
+            idx.push(0);
+            idx.extend_from_slice(run.id.0.as_bytes());
             let result: std::result::Result<bool, TransactionError<StoreError>> =
-                (&self.dedupe, &self.runs, &self.active).transaction(|(dedupe, r, active)| {
-                    if dedupe.get(key.as_bytes())?.is_some() {
-                        return Ok(false);
-                    }
-                    dedupe.insert(key.as_bytes(), id.clone())?;
-                    r.insert(id.clone(), value.clone())?;
-                    active.insert(id.clone(), &[])?;
-                    Ok(true)
-                });
+                (&self.dedupe, &self.runs, &self.active, &self.by_runbook).transaction(
+                    |(dedupe, r, active, by_runbook)| {
+                        if dedupe.get(key.as_bytes())?.is_some() {
+                            return Ok(false);
+                        }
+                        dedupe.insert(key.as_bytes(), id.clone())?;
+                        r.insert(id.clone(), value.clone())?;
+                        active.insert(id.clone(), &[])?;
+                        by_runbook.insert(idx.clone(), &[])?;
+                        Ok(true)
+                    },
+                );
             let fresh = match result {
                 Ok(f) => f,
                 Err(TransactionError::Abort(e)) => return Err(e),
                 Err(TransactionError::Storage(e)) => return Err(self.err(e)),
             };
-            if fresh {
-                let mut idx = run.runbook.clone().into_bytes();
-                idx.push(0);
-                idx.extend_from_slice(run.id.0.as_bytes());
-                self.by_runbook.insert(idx, &[]).map_err(|e| self.err(e))?;
-            }
             admitted.push(fresh);
         }
         self.durable()?;
@@ -692,8 +692,14 @@ impl Store for SledStore {
 
     fn alerts(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<AlertReceived>> {
         let mut out = Vec::new();
+        // An episode may have two index entries (a first delivery that crashed before its
+        // flush, then the re-send): list each episode once.
+        let mut seen = std::collections::HashSet::new();
         for item in self.alerts_by_time.range(nanos(from)..nanos(to)) {
             let (_, key) = item.map_err(|e| self.err(e))?;
+            if !seen.insert(key.clone()) {
+                continue;
+            }
             if let Some(v) = self.alerts.get(&key).map_err(|e| self.err(e))? {
                 out.push(decode(&key, &v)?);
             }
