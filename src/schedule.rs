@@ -59,7 +59,7 @@
 //! Unlike cronie, a spec that can never fire (`0 0 30 2 *`) is rejected rather
 //! than silently accepted.
 
-use chrono::{DateTime, LocalResult, NaiveDateTime, Offset, TimeDelta, TimeZone, Utc};
+use chrono::{DateTime, Datelike, LocalResult, NaiveDateTime, Offset, TimeDelta, TimeZone, Utc};
 use chrono_tz::{GapInfo, TZ_VARIANTS, Tz};
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
@@ -188,6 +188,11 @@ impl Schedule {
 
     /// The first fire strictly after `after`.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Tz>> {
+        // Beyond year 9999 there is nothing to schedule, and chrono's local-time conversion
+        // panics near its own limits.
+        if after.year() > 9999 || after.year() < 1 {
+            return None;
+        }
         let wall = after.with_timezone(&self.tz).naive_local();
         match self.tz.from_local_datetime(&wall) {
             LocalResult::Ambiguous(earlier, later) => {
@@ -1613,5 +1618,12 @@ mod tests {
             panic!("wrong error kind");
         };
         assert!(suggestions.len() <= 3, "{suggestions:?}");
+    }
+
+    #[test]
+    fn instants_beyond_chronos_limits_have_no_next_fire_instead_of_panicking() {
+        let s = Schedule::parse("* * * * *", chrono_tz::Europe::Berlin).expect("parses");
+        assert_eq!(s.next_after(DateTime::<Utc>::MAX_UTC), None);
+        assert_eq!(s.next_after(DateTime::<Utc>::MIN_UTC), None);
     }
 }
