@@ -137,6 +137,22 @@ impl Validator<'_> {
         &mut self.diags[last]
     }
 
+    /// An error with a caret label and an optional help line.
+    fn reject(
+        &mut self,
+        kind: Kind,
+        span: Range<usize>,
+        message: impl Into<String>,
+        label: &str,
+        help: Option<String>,
+    ) {
+        let d = self.error(kind, span, message);
+        d.primary.message = label.into();
+        if let Some(h) = help {
+            d.help.push(h);
+        }
+    }
+
     fn value_span(&self, path: &[Seg]) -> Range<usize> {
         self.map.value_span(path)
     }
@@ -482,15 +498,13 @@ impl Validator<'_> {
                         let span =
                             self.value_span(&[key("triggers"), Seg::Index(i), key("schedule")]);
                         let help = e.help();
-                        let d = self.error(
+                        self.reject(
                             Kind::BadCron,
                             span,
                             format!("invalid schedule `{expr}`: {e}"),
+                            "not a crontab expression",
+                            help,
                         );
-                        d.primary.message = "not a crontab expression".into();
-                        if let Some(h) = help {
-                            d.help.push(h);
-                        }
                         None
                     }
                 }
@@ -588,15 +602,13 @@ impl Validator<'_> {
                 p.extend([key("alert"), key("on")]);
                 let span = self.value_span(&p);
                 let hint = did_you_mean(other, ["firing", "resolved", "both"]);
-                let d = self.error(
+                self.reject(
                     Kind::InvalidValue,
                     span,
                     format!("invalid `on` value `{other}`"),
+                    "expected firing, resolved or both",
+                    hint,
                 );
-                d.primary.message = "expected firing, resolved or both".into();
-                if let Some(h) = hint {
-                    d.help.push(h);
-                }
                 ok = false;
                 AlertOn::Firing
             }
@@ -680,15 +692,13 @@ impl Validator<'_> {
             Some(other) => {
                 let span = self.value_span(&p("overlap"));
                 let hint = did_you_mean(other, ["queue", "skip", "cancel_previous"]);
-                let d = self.error(
+                self.reject(
                     Kind::InvalidValue,
                     span,
                     format!("invalid `overlap` value `{other}`"),
+                    "expected queue, skip or cancel_previous",
+                    hint,
                 );
-                d.primary.message = "expected queue, skip or cancel_previous".into();
-                if let Some(h) = hint {
-                    d.help.push(h);
-                }
                 Overlap::Queue
             }
         };
@@ -736,15 +746,13 @@ impl Validator<'_> {
             Some(other) => {
                 let span = self.value_span(&p("approval"));
                 let hint = did_you_mean(other, ["required", "none"]);
-                let d = self.error(
+                self.reject(
                     Kind::InvalidValue,
                     span,
                     format!("invalid `approval` value `{other}`"),
+                    "expected required or none",
+                    hint,
                 );
-                d.primary.message = "expected required or none".into();
-                if let Some(h) = hint {
-                    d.help.push(h);
-                }
                 false
             }
         };
