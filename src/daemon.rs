@@ -149,6 +149,8 @@ pub struct Daemon {
     /// The executor.
     pub executor: Arc<Executor>,
     catalog: RwLock<CatalogState>,
+    /// Bumped on every catalog reload.
+    reloaded: tokio::sync::watch::Sender<u64>,
     queue: mpsc::Sender<RunId>,
     /// The runbook version each queued run was accepted with.
     versions: Mutex<HashMap<RunId, Arc<Runbook>>>,
@@ -254,6 +256,12 @@ impl Daemon {
         if let Ok(mut c) = self.catalog.write() {
             *c = state;
         }
+        self.reloaded.send_modify(|generation| *generation += 1);
+    }
+
+    /// Wakes when the catalog is reloaded (the scheduler restarts its timers then).
+    pub fn watch_reloads(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.reloaded.subscribe()
     }
 
     fn reserve(&self, n: usize) -> Result<Option<mpsc::PermitIterator<'_, RunId>>, AcceptError> {
@@ -1072,6 +1080,7 @@ where
         },
         store,
         executor,
+        reloaded: tokio::sync::watch::channel(0).0,
         catalog: RwLock::new(CatalogState {
             catalog: Arc::new(Catalog::default()),
             errors_text: String::new(),

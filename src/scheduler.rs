@@ -15,7 +15,9 @@ use crate::store::Store;
 
 /// Runs every schedule of the catalog until `stop`; restarts them when the catalog reloads.
 pub async fn run(daemon: Arc<Daemon>, stop: CancellationToken) {
+    let mut reloads = daemon.watch_reloads();
     loop {
+        reloads.mark_unchanged();
         let generation = stop.child_token();
         let catalog = daemon.catalog();
         let mut tasks = tokio::task::JoinSet::new();
@@ -26,20 +28,14 @@ pub async fn run(daemon: Arc<Daemon>, stop: CancellationToken) {
                 }
             }
         }
-        // Restart when the catalog changes; stop when the daemon stops.
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => {
-                    generation.cancel();
-                    while tasks.join_next().await.is_some() {}
-                    return;
-                }
-                _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {
-                    if !Arc::ptr_eq(&catalog, &daemon.catalog()) {
-                        break;
-                    }
-                }
+        // Restart when the catalog is reloaded; stop when the daemon stops.
+        tokio::select! {
+            _ = stop.cancelled() => {
+                generation.cancel();
+                while tasks.join_next().await.is_some() {}
+                return;
             }
+            _ = reloads.changed() => {}
         }
         generation.cancel();
         while tasks.join_next().await.is_some() {}

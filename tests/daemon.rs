@@ -458,3 +458,22 @@ async fn cli_commands_go_through_the_daemon_while_it_holds_the_store() {
     );
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_added_while_running_starts_firing_without_a_restart() {
+    let dirs = Dirs::new();
+    dirs.runbook("disk", DISK);
+    let d = Running::start(dirs.settings()).await;
+    dirs.runbook(
+        "tick",
+        "name: tick\nowner: t\ntoil: {manual_minutes: 1}\ntriggers:\n  - schedule: \"* * * * * *\"\nsteps:\n  - name: s\n    run: \"true\"\n",
+    );
+    d.wait_for(|| async {
+        d.runs()
+            .await
+            .iter()
+            .any(|r| r["runbook"] == "tick" && r["cause"]["kind"] == "schedule")
+    })
+    .await;
+    d.stop().await;
+}
