@@ -166,6 +166,8 @@ pub struct Daemon {
     guard_lock: Mutex<()>,
     /// Runs executing per (runbook, guard key).
     by_key: Mutex<HashMap<(String, String), Vec<RunId>>>,
+    /// Runs waiting for a slot of their key (`overlap: queue`), in arrival order.
+    waiting: Mutex<HashMap<(String, String), std::collections::VecDeque<RunId>>>,
     /// A weak handle to itself, for timers spawned from `&self`.
     me: std::sync::OnceLock<std::sync::Weak<Daemon>>,
 }
@@ -538,6 +540,15 @@ impl Daemon {
         ) {
             running.push(id.clone());
         }
+        if action == crate::guard::OverlapAction::Wait
+            && let Ok(mut waiting) = self.waiting.lock()
+        {
+            // Parked under the slot lock, so the release that frees the slot cannot miss it.
+            waiting
+                .entry(key.clone())
+                .or_default()
+                .push_back(id.clone());
+        }
         action
     }
 
@@ -549,6 +560,21 @@ impl Daemon {
             if v.is_empty() {
                 by_key.remove(key);
             }
+        }
+        // The next run waiting for this key goes back to the queue.
+        let next = self
+            .waiting
+            .lock()
+            .ok()
+            .and_then(|mut w| w.get_mut(key).and_then(|q| q.pop_front()));
+        if let Some(next) = next
+            && let Err(tokio::sync::mpsc::error::TrySendError::Full(next)) =
+                self.queue.try_send(next)
+        {
+            let queue = self.queue.clone();
+            tokio::spawn(async move {
+                let _ = queue.send(next).await;
+            });
         }
     }
 
@@ -846,15 +872,10 @@ impl Daemon {
                 info!(run_id = %id, "overlap: cancelling the running run(s) of key {}", key.1);
             }
             crate::guard::OverlapAction::Wait => {
-                // Back to the queue: it starts when a run of its key ends.
+                // Parked by claim_slot: it is queued again when a run of its key ends.
                 if let Ok(mut v) = self.versions.lock() {
                     v.insert(id.clone(), rb.clone());
                 }
-                let this = self.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    let _ = this.queue.send(id).await;
-                });
                 return;
             }
             crate::guard::OverlapAction::Skip => {
@@ -1097,6 +1118,7 @@ where
         renderer: crate::render::Renderer::new(),
         guard_lock: Mutex::new(()),
         by_key: Mutex::new(HashMap::new()),
+        waiting: Mutex::new(HashMap::new()),
         me: std::sync::OnceLock::new(),
     });
     let _ = daemon.me.set(Arc::downgrade(&daemon));

@@ -420,3 +420,29 @@ async fn an_approval_request_runs_the_notification_steps_with_the_run_id() {
     );
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlap_queue_starts_the_waiting_run_when_the_running_one_ends() {
+    let dirs = Dirs::new();
+    dirs.runbook(
+        "g",
+        &runbook("  concurrency: 1\n  overlap: queue", "sleep 0.5"),
+    );
+    let d = Running::start(dirs.settings()).await;
+    let first = post_alert(&d, "q1", "x").await;
+    let second = post_alert(&d, "q2", "x").await;
+    let a = run_of(&d, &first).await;
+    let b = run_of(&d, &second).await;
+    assert_eq!(
+        (a["status"].as_str(), b["status"].as_str()),
+        (Some("succeeded"), Some("succeeded"))
+    );
+    let ended = a["finished_at"].as_str().unwrap_or_default().to_string();
+    let started = b["started_at"].as_str().unwrap_or_default().to_string();
+    let t = |s: &str| chrono::DateTime::parse_from_rfc3339(s).ok();
+    assert!(
+        t(&started) >= t(&ended),
+        "the second run started at {started}, before the first ended at {ended}"
+    );
+    d.stop().await;
+}
