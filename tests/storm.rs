@@ -108,7 +108,7 @@ fn free_port() -> u16 {
 }
 
 fn http_client() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    untoil::step::http::install_crypto_provider();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()

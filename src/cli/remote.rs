@@ -23,7 +23,7 @@ impl Remote {
             .enable_all()
             .build()
             .ok()?;
-        crate::step::http::client().ok()?;
+        crate::step::http::install_crypto_provider();
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(500))
             .build()

@@ -205,10 +205,15 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
-/// Builds the shared client: rustls with the ring provider, no proxies from the environment.
-pub fn client() -> Result<reqwest::Client, String> {
-    // reqwest is built without a default crypto provider; install ring once per process.
+/// Installs rustls' ring provider: reqwest is built without a default one, and panics when a
+/// client is built before one is installed. Idempotent.
+pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Builds the shared client of HTTP steps (rustls on ring).
+pub fn client() -> Result<reqwest::Client, String> {
+    install_crypto_provider();
     reqwest::Client::builder()
         .user_agent(concat!("untoil/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(10))
