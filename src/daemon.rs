@@ -1145,7 +1145,7 @@ where
     let stop = CancellationToken::new();
     let workers = spawn_workers(&daemon, rx, &stop);
     let scheduler = tokio::spawn(crate::scheduler::run(daemon.clone(), stop.clone()));
-    let watcher = crate::reload::watch(daemon.clone(), stop.clone());
+    let (watcher, reloader) = crate::reload::watch(daemon.clone(), stop.clone());
 
     let app = crate::server::app(daemon.clone());
     let addr = listener.local_addr()?;
@@ -1164,6 +1164,7 @@ where
     stop.cancelled().await;
     let _ = scheduler.await;
     drop(watcher);
+    let _ = reloader.await;
     // Let running runs finish up to the grace period, then interrupt them.
     let deadline = tokio::time::Instant::now() + daemon.settings.shutdown_grace;
     let mut workers = workers;
@@ -1185,6 +1186,13 @@ where
         while workers.join_next().await.is_some() {}
     }
     let _ = server.await;
+    // Connection and helper tasks can hold the daemon for a moment after the server future
+    // ends; the store (and its directory lock) goes only with the last of them. Wait briefly,
+    // so that a caller starting again on the same directory finds it free.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while Arc::strong_count(&daemon) > 1 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     info!("stopped; queued runs stay queued for the next start");
     Ok(())
 }

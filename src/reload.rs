@@ -13,8 +13,15 @@ use crate::daemon::Daemon;
 /// Changes closer together than this cause one reload (editors write files in several steps).
 const SETTLE: Duration = Duration::from_millis(200);
 
-/// Starts watching; the watcher stops when the returned value is dropped or `stop` fires.
-pub fn watch(daemon: Arc<Daemon>, stop: CancellationToken) -> Option<notify::RecommendedWatcher> {
+/// Watches the runbooks directory; the returned task ends when `stop` fires (await it before the
+/// daemon is dropped, so nothing holds the store after shutdown).
+pub fn watch(
+    daemon: Arc<Daemon>,
+    stop: CancellationToken,
+) -> (
+    Option<notify::RecommendedWatcher>,
+    tokio::task::JoinHandle<()>,
+) {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if event.is_ok_and(|e| !e.kind.is_access()) {
@@ -35,7 +42,7 @@ pub fn watch(daemon: Arc<Daemon>, stop: CancellationToken) -> Option<notify::Rec
         }
     };
     let d = daemon.clone();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         loop {
             let reason = tokio::select! {
@@ -44,13 +51,15 @@ pub fn watch(daemon: Arc<Daemon>, stop: CancellationToken) -> Option<notify::Rec
                 Some(_) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => "SIGHUP",
             };
             // Let a burst of changes settle, then reload once.
-            tokio::time::sleep(SETTLE).await;
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(SETTLE) => {}
+            }
             while rx.try_recv().is_ok() {}
             info!("reloading runbooks ({reason})");
             let d = d.clone();
             let _ = tokio::task::spawn_blocking(move || d.reload()).await;
         }
     });
-    let _ = daemon;
-    watcher
+    (watcher, task)
 }

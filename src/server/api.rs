@@ -232,7 +232,15 @@ pub async fn run_events(State(d): State<Arc<Daemon>>, Path(id): Path<String>) ->
                 .map(move |e| line(&e));
             Body::from_stream(stream)
         }
-        _ => Body::from_stream(tokio_stream::once(line(&finished))),
+        // Already over (or not running here): replay it from its record, so a follower that
+        // arrives late sees the same steps and output as one that was there.
+        _ => {
+            let mut replay = replay_record(&record);
+            replay.push(finished);
+            Body::from_stream(tokio_stream::iter(
+                replay.iter().map(line).collect::<Vec<_>>(),
+            ))
+        }
     };
     ([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response()
 }
@@ -504,4 +512,38 @@ fn optional_json<T: serde::de::DeserializeOwned + Default>(
             format!("invalid JSON body: {e}"),
         ))
     })
+}
+
+/// The events of a finished run, rebuilt from its record (steps, their output, their results).
+fn replay_record(record: &crate::run::RunRecord) -> Vec<RunEvent> {
+    let mut events = vec![RunEvent::RunStarted {
+        id: record.id.clone(),
+        runbook: record.runbook.clone(),
+        steps: record.steps.len(),
+    }];
+    for (index, step) in record.steps.iter().enumerate() {
+        let ran = step.status != Some(crate::run::StepStatus::Skipped);
+        if ran {
+            events.push(RunEvent::StepStarted {
+                index,
+                name: step.name.clone(),
+                attempt: step.attempts.max(1),
+                detail: step.kind.clone(),
+            });
+            for (stream, text) in [("stdout", &step.stdout), ("stderr", &step.stderr)] {
+                for l in text.lines() {
+                    events.push(RunEvent::Output {
+                        index,
+                        stream: stream.into(),
+                        line: l.to_string(),
+                    });
+                }
+            }
+        }
+        events.push(RunEvent::StepFinished {
+            index,
+            result: Box::new(step.clone()),
+        });
+    }
+    events
 }
