@@ -86,6 +86,45 @@ impl Followed {
     }
 }
 
+/// Marks a run active from the moment a worker takes it until it ends, so followers and cancel
+/// never fall into a gap between "queued" and "running". Dropping it ends the run's follow
+/// channel with the stored final record, whatever path ended the run.
+struct Active {
+    daemon: Arc<Daemon>,
+    id: RunId,
+    /// Parked for an overlap slot: still queued, so followers keep waiting.
+    parked: bool,
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        if let Ok(mut r) = self.daemon.running.lock() {
+            r.remove(&self.id);
+        }
+        if self.parked {
+            return;
+        }
+        let entry = self
+            .daemon
+            .followers
+            .lock()
+            .ok()
+            .and_then(|mut f| f.remove(&self.id));
+        if let Some(entry) = entry
+            && !entry
+                .history
+                .iter()
+                .any(|e| matches!(e, RunEvent::RunFinished { .. }))
+            && let Ok(Some(record)) = self.daemon.store.get_run(&self.id)
+            && record.status.is_final()
+        {
+            let _ = entry.live.send(RunEvent::RunFinished {
+                record: Box::new(record),
+            });
+        }
+    }
+}
+
 /// Where a fresh run goes after the guards.
 enum Gate {
     Run,
@@ -845,6 +884,16 @@ impl Daemon {
 
     /// Executes one queued run.
     async fn execute(self: &Arc<Self>, id: RunId) {
+        // Active before it leaves `versions`, so it is never unknown while it moves on.
+        let cancel = CancellationToken::new();
+        if let Ok(mut r) = self.running.lock() {
+            r.insert(id.clone(), cancel.clone());
+        }
+        let mut active = Active {
+            daemon: self.clone(),
+            id: id.clone(),
+            parked: false,
+        };
         let pinned = self.versions.lock().ok().and_then(|mut v| v.remove(&id));
         let Ok(Some(mut record)) = self.store.get_run(&id) else {
             return;
@@ -871,11 +920,19 @@ impl Daemon {
             crate::guard::OverlapAction::CancelPrevious => {
                 info!(run_id = %id, "overlap: cancelling the running run(s) of key {}", key.1);
             }
+            crate::guard::OverlapAction::Wait if cancel.is_cancelled() => {
+                record.status = RunStatus::Cancelled;
+                record.finished_at = Some(Utc::now());
+                record.error = Some("cancelled before it started".into());
+                let _ = self.store.finish_run(&record);
+                return;
+            }
             crate::guard::OverlapAction::Wait => {
                 // Parked by claim_slot: it is queued again when a run of its key ends.
                 if let Ok(mut v) = self.versions.lock() {
                     v.insert(id.clone(), rb.clone());
                 }
+                active.parked = true;
                 return;
             }
             crate::guard::OverlapAction::Skip => {
@@ -919,10 +976,6 @@ impl Daemon {
                 }
             };
             let redactor = prepared.redactor().clone();
-            let cancel = CancellationToken::new();
-            if let Ok(mut r) = this.running.lock() {
-                r.insert(id.clone(), cancel.clone());
-            }
             let (tx, rx) = mpsc::unbounded_channel();
             let (fwd_tx, mut fwd_rx) = mpsc::unbounded_channel();
             let store: Arc<dyn Store> = this.store.clone();
@@ -1002,12 +1055,7 @@ impl Daemon {
                 error!("cannot record the run: {e}");
             }
             let _ = fanout.await;
-            if let Ok(mut r) = this.running.lock() {
-                r.remove(&id);
-            }
-            if let Ok(mut f) = this.followers.lock() {
-                f.remove(&id);
-            }
+            drop(active);
             this.release_slot(&key, &id);
             this.run_ended(&rb, &key.1, &record);
             info!(status = %record.status, "run finished");
