@@ -440,6 +440,7 @@ fn check_field(field: CronField, text: &str) -> Result<String, ScheduleError> {
         reason,
     };
     let mut out = Vec::new();
+    let is_list = text.contains(',');
     for element in text.split(',') {
         if element.is_empty() {
             return Err(invalid("a list has an empty element".to_string()));
@@ -448,7 +449,12 @@ fn check_field(field: CronField, text: &str) -> Result<String, ScheduleError> {
             Some((range, step)) => (range, Some(step)),
             None => (element, None),
         };
-        let mut normalized = if range == "*" {
+        let mut normalized = if range == "*" && is_list {
+            // crontab takes `*` as the whole range anywhere in a list (`*,5`, `*/15,7`);
+            // croner takes it only alone, so spell the range out.
+            let (min, max) = field.range();
+            format!("{min}-{max}")
+        } else if range == "*" {
             "*".to_string()
         } else {
             let (lo, hi) = match range.split_once('-') {
@@ -479,7 +485,7 @@ fn check_field(field: CronField, text: &str) -> Result<String, ScheduleError> {
                 Ok(_) => {}
                 Err(_) => return Err(invalid(format!("step '{step}' is too large"))),
             }
-            if !normalized.contains('-') && normalized != "*" {
+            if !normalized.contains('-') && range != "*" {
                 let (_, max) = field.range();
                 return Err(invalid(format!(
                     "'{element}' steps from a single value; crontab steps a range, \
@@ -511,7 +517,8 @@ fn field_value(
     }
     if value == "*" {
         return Err(invalid(
-            "'*' stands alone or before a step, as in '*' or '*/5'".to_string(),
+            "'*' cannot be one end of a range; write '*', '*/5' or a range such as '1-5'"
+                .to_string(),
         ));
     }
     if value.bytes().all(|b| b.is_ascii_digit()) {
@@ -1100,6 +1107,39 @@ mod tests {
             "UTC",
             "2026-01-01T00:00:00Z",
             &["2026-01-01T09:30:00+00:00", "2026-01-02T09:30:00+00:00"],
+        ),
+        // A `*` inside a list is the whole range, as in cronie (croner alone refuses it).
+        (
+            "*,5 * * * *",
+            "UTC",
+            "2026-01-01T00:00:00Z",
+            &["2026-01-01T00:01:00+00:00", "2026-01-01T00:02:00+00:00"],
+        ),
+        (
+            "*/15,7 * * * *",
+            "UTC",
+            "2026-01-01T00:00:00Z",
+            &[
+                "2026-01-01T00:07:00+00:00",
+                "2026-01-01T00:15:00+00:00",
+                "2026-01-01T00:30:00+00:00",
+                "2026-01-01T00:45:00+00:00",
+                "2026-01-01T01:00:00+00:00",
+            ],
+        ),
+        // A list starting with `*` still counts as a star for cronie's day rule: AND, so
+        // `15 * *,1` is the 15th of every month and `*,1 * 1` is every Monday.
+        (
+            "0 0 15 * *,1",
+            "UTC",
+            "2026-01-01T00:00:00Z",
+            &["2026-01-15T00:00:00+00:00", "2026-02-15T00:00:00+00:00"],
+        ),
+        (
+            "0 12 *,1 * 1",
+            "UTC",
+            "2026-01-01T00:00:00Z",
+            &["2026-01-05T12:00:00+00:00", "2026-01-12T12:00:00+00:00"],
         ),
     ];
 

@@ -2072,12 +2072,12 @@ fn cron_element() -> BoxedStrategy<String> {
         .boxed()
 }
 
-/// A field that crontab accepts, for a field whose values run from `min` to `max`.
-///
-/// A `*` stands alone: KNOWN ISSUE (reported, not fixed here), croner rejects lists holding a
-/// star, such as `*,5` or `*/15,7`, which crontab accepts.
+/// A field that crontab accepts, for a field whose values run from `min` to `max` (a `*` may
+/// sit in a list, as in `*,5` or `*/15,7`).
 fn valid_cron_field(min: u32, max: u32) -> BoxedStrategy<String> {
     let element = prop_oneof![
+        1 => Just("*".to_string()),
+        1 => (1u32..=max.max(1)).prop_map(|s| format!("*/{s}")),
         2 => (min..=max).prop_map(|n| n.to_string()),
         2 => (min..=max, min..=max, prop::option::of(1u32..=max.max(1))).prop_map(|(a, b, s)| {
             let (lo, hi) = (a.min(b), a.max(b));
