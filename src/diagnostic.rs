@@ -250,7 +250,9 @@ impl Sources {
         let mut out = String::new();
         for d in diagnostics {
             let rendered = term::emit_into_string(&config, &self.files, &self.to_codespan(d))
-                .unwrap_or_else(|_| format!("{}: {}\n", severity_word(d.severity), d.message));
+                .unwrap_or_else(|_| {
+                    format!("{}: {}\n", severity_word(d.severity), shown(&d.message))
+                });
             out.push_str(&rendered);
         }
         out
@@ -267,9 +269,14 @@ impl Sources {
             Severity::Error => cs::Diagnostic::error(),
             Severity::Warning => cs::Diagnostic::warning(),
         };
-        base.with_message(&d.message)
+        base.with_message(shown(&d.message))
             .with_labels(labels)
-            .with_notes(d.help.iter().map(|h| format!("help: {h}")).collect())
+            .with_notes(
+                d.help
+                    .iter()
+                    .map(|h| format!("help: {}", shown(h)))
+                    .collect(),
+            )
     }
 
     /// Clamps a label to its file so that rendering never fails on a stale span.
@@ -277,7 +284,7 @@ impl Sources {
         let len = self.text(l.file).len();
         let start = l.span.start.min(len);
         let end = l.span.end.clamp(start, len);
-        cs::Label::new(style, l.file, start..end).with_message(&l.message)
+        cs::Label::new(style, l.file, start..end).with_message(shown(&l.message))
     }
 
     /// Renders diagnostics as JSON records (one array) for editors and CI.
@@ -294,7 +301,7 @@ impl Sources {
                         let (line, column) = self.line_col(l.file, l.span.start);
                         serde_json::json!({
                             "file": self.name(l.file), "line": line, "column": column,
-                            "message": l.message,
+                            "message": shown(&l.message),
                         })
                     })
                     .collect();
@@ -306,9 +313,9 @@ impl Sources {
                     "end_column": end_column,
                     "severity": d.severity,
                     "code": d.kind,
-                    "message": d.message,
-                    "label": d.primary.message,
-                    "help": d.help,
+                    "message": shown(&d.message),
+                    "label": shown(&d.primary.message),
+                    "help": d.help.iter().map(|h| shown(h)).collect::<Vec<_>>(),
                     "related": related,
                 })
             })
@@ -333,6 +340,52 @@ fn severity_word(s: Severity) -> &'static str {
         Severity::Error => "error",
         Severity::Warning => "warning",
     }
+}
+
+/// Longest word (run of non-spaces) a message shows whole; longer ones lose their middle.
+const MAX_WORD: usize = 96;
+/// Longest message shown.
+const MAX_MESSAGE: usize = 2000;
+
+/// A message as shown to people: control characters from the input escaped, so a NUL or an
+/// escape sequence never reaches the terminal, and huge values from the input shortened, so a
+/// 1 MB name is not printed again in every message about it (the source line shows it).
+pub fn shown(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(MAX_MESSAGE + 16));
+    for (i, word) in text.split(' ').enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        let mut escaped = String::with_capacity(word.len());
+        for c in word.chars() {
+            if c.is_control() && c != '\n' && c != '\t' {
+                escaped.extend(c.escape_unicode());
+            } else {
+                escaped.push(c);
+            }
+        }
+        let count = escaped.chars().count();
+        if count > MAX_WORD {
+            let head: String = escaped.chars().take(64).collect();
+            let tail: String = escaped.chars().skip(count - 16).collect();
+            out.push_str(&format!(
+                "{head}…[{} characters left out]…{tail}",
+                count - 80
+            ));
+        } else {
+            out.push_str(&escaped);
+        }
+        if out.len() > MAX_MESSAGE {
+            let mut cut = MAX_MESSAGE;
+            while !out.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            out.truncate(cut);
+            out.push_str("… (message shortened)");
+            break;
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -377,5 +430,44 @@ mod tests {
         assert_eq!(json[0]["column"], 1);
         assert_eq!(json[0]["severity"], "warning");
         assert_eq!(json[0]["code"], "no-trigger");
+    }
+
+    #[test]
+    fn messages_escape_control_characters_and_shorten_huge_values() {
+        assert_eq!(shown("unknown field `a\u{0}b`"), "unknown field `a\\u{0}b`");
+        assert_eq!(shown("line one\nline two"), "line one\nline two");
+        let huge = format!("invalid runbook name `{}` here", "x".repeat(100_000));
+        let s = shown(&huge);
+        assert!(s.len() < 200, "{s}");
+        assert!(s.starts_with("invalid runbook name `xxxx"), "{s}");
+        assert!(s.ends_with("xxx` here"), "{s}");
+        assert!(s.contains("[99922 characters left out]"), "{s}");
+        let many = "word ".repeat(2000);
+        let s = shown(&many);
+        assert!(s.len() <= MAX_MESSAGE + 30 && s.ends_with("(message shortened)"));
+        let multibyte = "é".repeat(500);
+        assert!(shown(&multibyte).chars().count() < 120);
+        let short = "invalid schedule `61 * * * *`";
+        assert_eq!(shown(short), short);
+    }
+
+    #[test]
+    fn rendered_diagnostics_do_not_repeat_a_huge_value() {
+        let mut sources = Sources::new();
+        let text = format!("name: {}\n", "X".repeat(50_000));
+        let file = sources.add("rb.yaml", text.clone());
+        let name = "X".repeat(50_000);
+        let d = Diagnostic::error(
+            Kind::InvalidValue,
+            file,
+            6..text.len() - 1,
+            format!("invalid runbook name `{name}`"),
+        )
+        .with_help(format!("try `{}`", name.to_lowercase()));
+        let rendered = sources.render(std::slice::from_ref(&d));
+        // The source line once, the message and the help shortened.
+        assert!(rendered.len() < 2 * 50_000 + 1000, "{}", rendered.len());
+        let json = sources.render_json(&[d]);
+        assert!(json.to_string().len() < 1000);
     }
 }

@@ -261,7 +261,9 @@ fn check_loaded(loaded: &Loaded, files: usize) -> Result<(), String> {
         // Each on its own (the first few: a file can have hundreds).
         for d in loaded.diagnostics.iter().take(16) {
             let text = loaded.sources.render(std::slice::from_ref(d));
-            let first = d.message.lines().next().unwrap_or_default();
+            // As shown: control characters escaped, huge values shortened.
+            let message = untoil::diagnostic::shown(&d.message);
+            let first = message.lines().next().unwrap_or_default();
             if !text.contains(first) {
                 return Err(format!("rendering lost the message {first:?}:\n{text}"));
             }
