@@ -92,16 +92,21 @@ impl Followed {
 struct Active {
     daemon: Arc<Daemon>,
     id: RunId,
-    /// Parked for an overlap slot: still queued, so followers keep waiting.
+    /// Parked for an overlap slot: `claim_slot` already took it out of `running` (another
+    /// worker may have it by now), so this one leaves `running` alone.
     parked: bool,
+    /// Still queued: followers keep waiting.
+    queued: bool,
 }
 
 impl Drop for Active {
     fn drop(&mut self) {
-        if let Ok(mut r) = self.daemon.running.lock() {
+        if !self.parked
+            && let Ok(mut r) = self.daemon.running.lock()
+        {
             r.remove(&self.id);
         }
-        if self.parked {
+        if self.queued {
             return;
         }
         let entry = self
@@ -554,7 +559,7 @@ impl Daemon {
     /// Takes a concurrency slot of the run's key, per `concurrency` and `overlap`.
     fn claim_slot(
         &self,
-        rb: &Runbook,
+        rb: &Arc<Runbook>,
         key: &(String, String),
         id: &RunId,
     ) -> crate::guard::OverlapAction {
@@ -578,6 +583,16 @@ impl Daemon {
             crate::guard::OverlapAction::Run | crate::guard::OverlapAction::CancelPrevious
         ) {
             running.push(id.clone());
+        }
+        if action == crate::guard::OverlapAction::Wait {
+            // Queued again, with its version, before a release can pick it up: the worker
+            // that takes it next must not race this one's clean-up.
+            if let Ok(mut v) = self.versions.lock() {
+                v.insert(id.clone(), rb.clone());
+            }
+            if let Ok(mut r) = self.running.lock() {
+                r.remove(id);
+            }
         }
         if action == crate::guard::OverlapAction::Wait
             && let Ok(mut waiting) = self.waiting.lock()
@@ -893,6 +908,7 @@ impl Daemon {
             daemon: self.clone(),
             id: id.clone(),
             parked: false,
+            queued: false,
         };
         let pinned = self.versions.lock().ok().and_then(|mut v| v.remove(&id));
         let Ok(Some(mut record)) = self.store.get_run(&id) else {
@@ -921,6 +937,7 @@ impl Daemon {
                 info!(run_id = %id, "overlap: cancelling the running run(s) of key {}", key.1);
             }
             crate::guard::OverlapAction::Wait if cancel.is_cancelled() => {
+                active.parked = true;
                 record.status = RunStatus::Cancelled;
                 record.finished_at = Some(Utc::now());
                 record.error = Some("cancelled before it started".into());
@@ -928,11 +945,10 @@ impl Daemon {
                 return;
             }
             crate::guard::OverlapAction::Wait => {
-                // Parked by claim_slot: it is queued again when a run of its key ends.
-                if let Ok(mut v) = self.versions.lock() {
-                    v.insert(id.clone(), rb.clone());
-                }
+                // Parked by claim_slot (queued again when a run of its key ends), which also
+                // took it out of `running`: nothing for `active` to undo.
                 active.parked = true;
+                active.queued = true;
                 return;
             }
             crate::guard::OverlapAction::Skip => {
@@ -969,9 +985,9 @@ impl Daemon {
                     record.status = RunStatus::Failed;
                     record.finished_at = Some(Utc::now());
                     record.error = Some(e.to_string());
+                    this.run_ended(&rb, &key.1, &record);
                     let _ = this.store.finish_run(&record);
                     this.release_slot(&key, &id);
-                    this.run_ended(&rb, &key.1, &record);
                     return;
                 }
             };
@@ -991,6 +1007,7 @@ impl Daemon {
                 let this = this.clone();
                 let id = id.clone();
                 let name = rb.name.clone();
+                let (rb, guard_key_value) = (rb.clone(), key.1.clone());
                 tokio::spawn(async move {
                     let mut rx = rx;
                     while let Some(mut event) = rx.recv().await {
@@ -1018,6 +1035,11 @@ impl Daemon {
                         }
                         if let RunEvent::Output { line, .. } = &event {
                             info!(run_id = %id, runbook = %name, "{}", redactor.redact(line));
+                        }
+                        // Guards and metrics count the run before its final record is
+                        // visible: whoever sees it finished also sees the breaker it opened.
+                        if let RunEvent::RunFinished { record } = &event {
+                            this.run_ended(&rb, &guard_key_value, record);
                         }
                         let _ = rec_tx.send(event);
                     }
@@ -1057,7 +1079,6 @@ impl Daemon {
             let _ = fanout.await;
             drop(active);
             this.release_slot(&key, &id);
-            this.run_ended(&rb, &key.1, &record);
             info!(status = %record.status, "run finished");
         }
         .instrument(span)
