@@ -231,7 +231,7 @@ steps:\n  - name: restart\n    run: echo restarted\n",
     dirs.runbook(
         "rotate-keys",
         "name: rotate-keys\nowner: team-web\ntoil: {manual_minutes: 5}\n\
-triggers:\n  - schedule: \"0 3 * * *\"\nsteps:\n  - name: rotate\n    run: exit 3\n",
+triggers:\n  - schedule: \"0 3 29 2 *\"\nsteps:\n  - name: rotate\n    run: exit 3\n",
     );
 }
 
@@ -320,7 +320,7 @@ async fn every_page_renders_and_the_overview_shows_the_totals_of_the_report_api(
         "team-storage",
         "restart-web",
         "DiskFull",
-        "0 3 * * *",
+        "0 3 29 2 *",
         "failed",
     ] {
         assert!(table.contains(want), "{want} in {table}");

@@ -231,7 +231,7 @@ async fn every_step_kind_is_killed_at_its_timeout_with_nothing_left_behind() {
             record.steps[0]
         );
         assert!(
-            took >= Duration::from_secs(1) && took < Duration::from_secs(5),
+            took >= Duration::from_secs(1) && took < Duration::from_secs(10),
             "{kind} took {took:?}"
         );
         assert!(record.steps[0].duration_ms >= 1000, "{kind}");
@@ -270,7 +270,7 @@ async fn every_step_kind_stops_when_the_run_is_cancelled() {
             Some(StepStatus::Cancelled),
             "{kind}"
         );
-        assert!(started.elapsed() < Duration::from_secs(5), "{kind}");
+        assert!(started.elapsed() < Duration::from_secs(10), "{kind}");
         assert_eq!(record.toil.as_ref().map(|t| t.minutes), Some(0.0));
         assert_no_process_left("sleep 1000001");
     }

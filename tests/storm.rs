@@ -270,8 +270,9 @@ impl Daemon {
                 .and_then(|c| c.try_wait().ok().flatten())
             {
                 let tail = self.log_tail();
+                // Without a log, an early exit is taken for a port taken meanwhile too.
                 assert!(
-                    tail.contains("cannot listen"),
+                    self.log.is_none() || tail.contains("cannot listen"),
                     "the daemon exited at start ({status}):\n{tail}"
                 );
                 self.port = free_port();
@@ -1431,8 +1432,9 @@ async fn steps_that_fork_daemons_ignore_sigterm_or_print_gigabytes_stop_at_their
                 ));
             }
             // SIGTERM at the timeout; SIGKILL one grace period later for those ignoring it;
-            // 3 s slack on a loaded machine.
-            let limit = (timeout + if c.ignores_term { grace } else { 0 } + 3) as i64 * 1000;
+            // 10 s slack on a loaded machine (the kill itself is checked by the status and the
+            // process scan).
+            let limit = (timeout + if c.ignores_term { grace } else { 0 } + 10) as i64 * 1000;
             if wall_ms > limit {
                 problems.push(format!(
                     "{}: the run took {wall_ms} ms, more than {limit} ms",
