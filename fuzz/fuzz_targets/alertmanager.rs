@@ -1,0 +1,19 @@
+//! The Alertmanager webhook decoder on arbitrary bodies: no panic; what decodes can be matched.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use untoil::alert::{Matcher, Notification, matches_all};
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(notification) = Notification::from_json(data) else {
+        return;
+    };
+    let matchers: Vec<Matcher> = ["alertname=~\".+\"", "severity!=\"info\""]
+        .iter()
+        .filter_map(|m| Matcher::parse(m).ok())
+        .collect();
+    for alert in &notification.alerts {
+        let _ = matches_all(&matchers, &alert.labels);
+        let _ = alert.episode_key();
+    }
+});
