@@ -152,6 +152,7 @@ fn build(
             }
         }
     }
+    sources.snap(&mut diagnostics);
     sources.sort(&mut diagnostics);
     Loaded {
         catalog: Catalog { runbooks },

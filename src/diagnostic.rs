@@ -323,6 +323,17 @@ impl Sources {
         serde_json::Value::Array(records)
     }
 
+    /// Moves every label onto character boundaries inside its file: a caret past the end becomes
+    /// an empty one at the end, and one that starts a multi-byte character covers all of it
+    /// (parsers report byte offsets and one-byte carets).
+    pub fn snap(&self, diagnostics: &mut [Diagnostic]) {
+        for d in diagnostics {
+            for l in std::iter::once(&mut d.primary).chain(d.secondary.iter_mut()) {
+                l.span = snap_span(self.text(l.file), l.span.clone());
+            }
+        }
+    }
+
     /// Sorts diagnostics by file name, then position, errors before warnings at one place.
     pub fn sort(&self, diagnostics: &mut [Diagnostic]) {
         diagnostics.sort_by(|a, b| {
@@ -340,6 +351,20 @@ fn severity_word(s: Severity) -> &'static str {
         Severity::Error => "error",
         Severity::Warning => "warning",
     }
+}
+
+/// `span` clamped to `text` and widened to the characters it touches.
+fn snap_span(text: &str, span: Range<usize>) -> Range<usize> {
+    let len = text.len();
+    let mut start = span.start.min(len);
+    while !text.is_char_boundary(start) {
+        start -= 1;
+    }
+    let mut end = span.end.clamp(start, len);
+    while !text.is_char_boundary(end) {
+        end += 1;
+    }
+    start..end
 }
 
 /// Longest word (run of non-spaces) a message shows whole; longer ones lose their middle.
@@ -469,5 +494,19 @@ mod tests {
         assert!(rendered.len() < 2 * 50_000 + 1000, "{}", rendered.len());
         let json = sources.render_json(&[d]);
         assert!(json.to_string().len() < 1000);
+    }
+
+    #[test]
+    fn snapped_spans_stay_in_the_file_and_on_whole_characters() {
+        let text = "a: é\nb: 日本\n";
+        assert_eq!(snap_span(text, 3..4), 3..5, "é is two bytes");
+        assert_eq!(snap_span(text, 4..5), 3..5, "starting inside é");
+        assert_eq!(snap_span(text, 9..10), 9..12, "日 is three bytes");
+        assert_eq!(
+            snap_span(text, text.len()..text.len() + 1),
+            text.len()..text.len()
+        );
+        assert_eq!(snap_span(text, 0..2), 0..2);
+        assert_eq!(snap_span(text, 40..50), text.len()..text.len());
     }
 }

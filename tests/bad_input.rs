@@ -181,18 +181,13 @@ fn check_label(sources: &Sources, files: usize, label: &Label, what: &str) -> Re
     }
     let text = sources.text(label.file);
     let Range { start, end } = label.span.clone();
-    if known_span_bug(text, &label.span) {
-        return Ok(());
-    }
     if start > end || end > text.len() {
         return Err(format!(
             "{what} span {start}..{end} is outside the file ({} bytes)",
             text.len()
         ));
     }
-    if (!text.is_char_boundary(start) || !text.is_char_boundary(end))
-        && !matcher_caret_bug(what, text, &label.span)
-    {
+    if !text.is_char_boundary(start) || !text.is_char_boundary(end) {
         return Err(format!(
             "{what} span {start}..{end} cuts a character in two"
         ));
@@ -205,34 +200,6 @@ fn check_label(sources: &Sources, files: usize, label: &Label, what: &str) -> Re
         ));
     }
     Ok(())
-}
-
-/// KNOWN BUGS (reported, not fixed here) in where diagnostics point. One-byte carets are made
-/// as `start..start + 1`:
-/// - for a YAML syntax error at the very end of the file that is `len..len + 1`, one byte past
-///   the end (src/loader.rs, `syntax_error`, after clamping the offset to the length);
-/// - on a multi-byte character it cuts the character in two: YAML syntax errors
-///   (src/loader.rs, `syntax_error`), collections and aliases that start with one
-///   (src/source_map.rs, `on_event`), and "file is not valid UTF-8", which points into the
-///   3-byte U+FFFD that the bad byte became (src/loader.rs, `load_file`).
-///
-/// Rendering copes with both (codespan clamps), so they are skipped until fixed.
-fn known_span_bug(text: &str, span: &Range<usize>) -> bool {
-    let one_byte = span.end == span.start + 1;
-    let past_the_end = span.start == text.len();
-    let on_wide_char = text
-        .get(span.start..)
-        .and_then(|rest| rest.chars().next())
-        .is_some_and(|c| c.len_utf8() > 1);
-    one_byte && (past_the_end || on_wide_char)
-}
-
-/// KNOWN BUG (reported, not fixed here): the caret of an invalid matcher is placed at the
-/// value's start plus the parser's offset into the decoded string (src/validator.rs,
-/// `alert_trigger`), which is wrong once the YAML scalar holds an escape such as `\t`, and can
-/// then cut a character in two. It stays inside the file.
-fn matcher_caret_bug(what: &str, text: &str, span: &Range<usize>) -> bool {
-    what == "matcher error" && span.start <= span.end && span.end <= text.len()
 }
 
 /// What every load result must satisfy: each diagnostic has a message and a place in its file,
