@@ -561,8 +561,19 @@ impl Validator<'_> {
                         .text
                         .get(vspan.clone())
                         .is_some_and(|s| s.starts_with(['"', '\'']));
-                    let start = vspan.start + usize::from(quoted) + e.offset;
-                    let span = start..(start + e.len.max(1)).min(vspan.end.max(start + 1));
+                    let q = usize::from(quoted);
+                    // Offsets into the decoded text map onto the file only when the scalar
+                    // holds it verbatim (no escapes, no folding); otherwise show the value.
+                    let verbatim = self
+                        .text
+                        .get(vspan.start + q..vspan.end.saturating_sub(q))
+                        .is_some_and(|inner| inner == text);
+                    let span = if verbatim {
+                        let start = vspan.start + q + e.offset;
+                        start..(start + e.len.max(1)).min(vspan.end.max(start + 1))
+                    } else {
+                        vspan.clone()
+                    };
                     let kind = if e.message.contains("regex") {
                         Kind::InvalidRegex
                     } else {
