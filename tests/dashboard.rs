@@ -77,6 +77,11 @@ where
 
 impl Browser {
     async fn start() -> Browser {
+        Browser::start_with(&[]).await
+    }
+
+    /// A browser with extra Chromium flags (`--force-dark-mode` for the dark theme).
+    async fn start_with(extra: &[&str]) -> Browser {
         let driver_bin = find_program(&["chromedriver"]).unwrap_or_else(|| {
             panic!(
                 "chromedriver is not installed: run `apt-get install -y chromium chromium-driver` \
@@ -113,18 +118,28 @@ impl Browser {
             (v["value"]["ready"] == true).then_some(())
         })
         .await;
+        let mut args: Vec<String> = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--window-size=1280,900",
+        ]
+        .iter()
+        .chain(extra)
+        .map(|s| s.to_string())
+        .collect();
+        args.push(format!(
+            "--user-data-dir={}",
+            browser._profile.path().display()
+        ));
         let mut caps = serde_json::Map::new();
         caps.insert(
             "goog:chromeOptions".into(),
-            json!({
-                "binary": chromium,
-                "args": [
-                    "--headless", "--no-sandbox", "--disable-gpu",
-                    "--disable-background-networking", "--disable-component-update",
-                    "--disable-sync", "--no-first-run", "--window-size=1280,900",
-                    format!("--user-data-dir={}", browser._profile.path().display()),
-                ],
-            }),
+            json!({ "binary": chromium, "args": args }),
         );
         let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
             .capabilities(caps)
@@ -600,5 +615,109 @@ async fn with_basic_auth_configured_the_dashboard_needs_the_same_credentials() {
         .expect("open");
     assert!(b.text("#runbooks").await.contains("restart-web"));
     b.quit().await;
+    d.stop().await;
+}
+
+/// Every visible text of the page against the background it sits on, by WCAG 2 contrast ratio
+/// (4.5:1, 3:1 for large text). Returns whether the page is in dark mode, how many texts were
+/// checked, and those below the bar.
+const CONTRAST_JS: &str = r#"
+const rgb = c => (c.match(/[\d.]+/g) || []).map(Number);
+const lum = c => {
+  const [r, g, b] = rgb(c).slice(0, 3).map(v => {
+    v /= 255;
+    return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4);
+  });
+  return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+};
+const backgroundOf = el => {
+  for (let e = el; e; e = e.parentElement) {
+    const c = getComputedStyle(e).backgroundColor;
+    const v = rgb(c);
+    if (v.length < 4 || v[3] > 0) return c;
+  }
+  return 'rgb(255, 255, 255)';
+};
+const low = [];
+let checked = 0;
+for (const el of document.querySelectorAll('body *')) {
+  if (el instanceof SVGElement || el.getClientRects().length === 0) continue;
+  const own = [...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());
+  if (!own) continue;
+  const s = getComputedStyle(el);
+  if (s.visibility === 'hidden' || Number(s.opacity) === 0) continue;
+  const bg = backgroundOf(el);
+  const [a, b] = [lum(s.color), lum(bg)];
+  const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+  const size = parseFloat(s.fontSize);
+  const large = size >= 24 || (parseInt(s.fontWeight, 10) >= 700 && size >= 18.66);
+  checked++;
+  if (ratio < (large ? 3 : 4.5)) {
+    low.push(`${el.tagName.toLowerCase()}.${el.className} "${el.textContent.trim().slice(0, 40)}": ${s.color} on ${bg} = ${ratio.toFixed(2)}`);
+  }
+}
+return { dark: matchMedia('(prefers-color-scheme: dark)').matches, checked, low };
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_is_readable_in_light_and_dark_mode() {
+    let dirs = Dirs::new();
+    seed_runbooks(&dirs);
+    dirs.runbook(
+        "gated",
+        "name: gated\nowner: team-g\ntoil: {manual_minutes: 10}\n\
+guards: {approval: required}\nsteps:\n  - name: fix\n    run: echo fixing-it\n",
+    );
+    dirs.runbook("broken", "name: broken\nowner: team-x\nsteps: 3\n");
+    let d = Running::start(dirs.settings()).await;
+    post_alert(&d, fixture("firing.json")).await;
+    post_alert(&d, alert("HighLatency", "f-latency-1")).await;
+    let ok = start_manual(&d, "restart-web").await;
+    start_manual(&d, "rotate-keys").await;
+    let gated = start_manual(&d, "gated").await;
+    until("the gated run to wait for approval", || async {
+        (run_status(&d, &gated).await["status"] == "pending_approval").then_some(())
+    })
+    .await;
+    d.wait_runs_final(3).await;
+    let pages = [
+        "/".to_string(),
+        "/ui/backlog".to_string(),
+        "/ui/runbooks".to_string(),
+        "/ui/runs".to_string(),
+        format!("/ui/runs/{ok}"),
+        "/ui/approvals".to_string(),
+    ];
+    for (dark, flags) in [(false, &[][..]), (true, &["--force-dark-mode"][..])] {
+        let b = Browser::start_with(flags).await;
+        for page in &pages {
+            b.open(&d, page).await;
+            let v = b
+                .c()
+                .execute(CONTRAST_JS, vec![])
+                .await
+                .unwrap_or_else(|e| panic!("contrast script on {page}: {e}"));
+            assert_eq!(v["dark"], dark, "{page}: the browser's colour scheme");
+            assert!(
+                v["checked"].as_u64().unwrap_or(0) >= 5,
+                "{page}: too few texts checked: {v}"
+            );
+            let low: Vec<&str> = v["low"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            assert!(
+                low.is_empty(),
+                "{page} ({}): texts below the contrast bar:\n{}",
+                if dark { "dark" } else { "light" },
+                low.join("\n")
+            );
+        }
+        if dark {
+            b.open(&d, "/").await;
+            b.shot("overview-dark").await;
+        }
+        b.quit().await;
+    }
     d.stop().await;
 }
