@@ -1149,10 +1149,12 @@ where
     let data = settings.data.clone();
     let store = Arc::new(tokio::task::spawn_blocking(move || SledStore::open(&data)).await??);
     let reconciled = store.reconcile()?;
-    if !reconciled.interrupted.is_empty() || !reconciled.killed_groups.is_empty() {
+    // Their step processes die before anything new starts.
+    let killed = crate::process::kill_leftovers(&reconciled.interrupted);
+    if !reconciled.interrupted.is_empty() || !killed.is_empty() {
         warn!(
             interrupted = reconciled.interrupted.len(),
-            killed_process_groups = reconciled.killed_groups.len(),
+            killed_process_groups = killed.len(),
             "runs left running by a previous untoil were marked interrupted"
         );
     }

@@ -7,9 +7,11 @@
 //!
 //! Processes are started with posix_spawn, not fork + pre_exec: forking a large multi-threaded
 //! daemon costs about 0.35 ms more per step (measured by `cargo bench --bench executor`), so
-//! PR_SET_PDEATHSIG is not used. Instead the group id is reported as soon as the process
-//! starts (`spawned`), recorded with the run, and groups left by a killed untoil are killed when
-//! it starts again (see the store's reconciliation).
+//! PR_SET_PDEATHSIG is not used. Instead every step process carries its run's id in its
+//! environment (`UNTOIL_RUN_ID`), and when untoil starts again it kills the process groups whose
+//! members carry the id of a run it left running ([`kill_leftovers`]). The environment, not a
+//! recorded group id, decides: after a reboot or a long pause, a recorded id may belong to an
+//! unrelated process group by then, and a group started just before a crash was never recorded.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -110,7 +112,6 @@ pub async fn run(
     if let Some(dir) = &spec.workdir {
         cmd.current_dir(dir);
     }
-    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec here.
     let mut child = cmd.spawn()?;
     let pgid = child.id().map(|id| Pid::from_raw(id as i32));
     if let (Some(tx), Some(id)) = (&spawned, child.id()) {
@@ -210,4 +211,39 @@ async fn read<R: AsyncRead + Unpin>(
         let _ = tx.try_send((stream, String::from_utf8_lossy(&pending).to_string()));
     }
     capture
+}
+
+/// Kills (SIGKILL) the process groups of step processes that a dead untoil left running for
+/// `runs`: groups with a member whose environment holds `UNTOIL_RUN_ID=<one of them>`. Never
+/// this process's own group. Returns the groups killed. Linux: reads `/proc/*/environ`.
+pub fn kill_leftovers(runs: &[crate::run::RunId]) -> Vec<u32> {
+    if runs.is_empty() {
+        return Vec::new();
+    }
+    let markers: Vec<Vec<u8>> = runs
+        .iter()
+        .map(|id| format!("UNTOIL_RUN_ID={}", id.0).into_bytes())
+        .collect();
+    let own = nix::unistd::getpgrp();
+    let mut groups: Vec<u32> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            // Unreadable (another user's process, or gone): not ours.
+            let environ = std::fs::read(entry.path().join("environ")).ok()?;
+            environ
+                .split(|b| *b == 0)
+                .any(|var| markers.iter().any(|m| var == m.as_slice()))
+                .then_some(pid)
+        })
+        .filter_map(|pid| nix::unistd::getpgid(Some(Pid::from_raw(pid))).ok())
+        .filter(|pgid| *pgid != own && pgid.as_raw() > 1)
+        .filter(|pgid| killpg(*pgid, Signal::SIGKILL).is_ok())
+        .map(|pgid| pgid.as_raw() as u32)
+        .collect();
+    groups.sort_unstable();
+    groups.dedup();
+    groups
 }

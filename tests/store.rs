@@ -284,16 +284,25 @@ fn sigkill_at_random_moments_never_loses_an_acknowledged_run_nor_corrupts_the_st
 #[test]
 fn reconcile_interrupts_running_runs_kills_their_groups_and_keeps_queued_ones() {
     let dir = tempfile::tempdir().expect("tempdir");
-    // A process group left running by a "crashed" untoil.
+    let mut running = RunRecord::synthetic(1);
+    // A process group left running by a "crashed" untoil: its steps carry the run's id.
     let mut orphan = Command::new("/bin/sh")
         .args(["-c", "sleep 1000004 & sleep 1000004"])
+        .env("UNTOIL_RUN_ID", &running.id.0)
         .process_group(0)
         .spawn()
         .expect("spawn");
-    let pgid = orphan.id();
+    let orphan_group = orphan.id();
+    // The group id the store recorded now belongs to someone else (pid reuse after a reboot):
+    // it must survive.
+    let mut bystander = Command::new("/bin/sh")
+        .args(["-c", "sleep 1000005 & sleep 1000005"])
+        .process_group(0)
+        .spawn()
+        .expect("spawn");
+    let recorded = bystander.id();
     {
         let store = SledStore::open(dir.path()).expect("open");
-        let mut running = RunRecord::synthetic(1);
         running.status = RunStatus::Queued;
         running.finished_at = None;
         store.enqueue_run(&running).expect("enqueue");
@@ -309,7 +318,7 @@ fn reconcile_interrupts_running_runs_kills_their_groups_and_keeps_queued_ones() 
             )
             .expect("step");
         store
-            .step_started(&running.id, "second", Some(pgid))
+            .step_started(&running.id, "second", Some(recorded))
             .expect("step started");
         let mut queued = RunRecord::synthetic(2);
         queued.status = RunStatus::Queued;
@@ -320,7 +329,10 @@ fn reconcile_interrupts_running_runs_kills_their_groups_and_keeps_queued_ones() 
     let r = store.reconcile().expect("reconcile");
     assert_eq!(r.interrupted.len(), 1);
     assert_eq!(r.queued.len(), 1);
-    assert_eq!(r.killed_groups, vec![pgid]);
+    assert_eq!(
+        untoil::process::kill_leftovers(&r.interrupted),
+        vec![orphan_group]
+    );
     let run = store
         .get_run(&r.interrupted[0])
         .expect("get")
@@ -332,7 +344,16 @@ fn reconcile_interrupts_running_runs_kills_their_groups_and_keeps_queued_ones() 
     );
     assert_eq!(run.steps.len(), 1);
     let _ = orphan.wait();
-    // Nothing of the group is left.
+    assert!(
+        bystander.try_wait().expect("bystander").is_none(),
+        "a group that is not the run's was killed"
+    );
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(recorded as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let _ = bystander.wait();
+    // Nothing of the orphan group is left.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let left = std::fs::read_dir("/proc")

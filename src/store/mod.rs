@@ -203,8 +203,6 @@ pub struct Reconciled {
     pub interrupted: Vec<RunId>,
     /// Runs still queued, oldest first, for the daemon to resume.
     pub queued: Vec<RunRecord>,
-    /// Process groups that a dead process left running, now killed.
-    pub killed_groups: Vec<u32>,
     /// Runs waiting for approval, to re-arm their expiry.
     pub pending_approval: Vec<RunRecord>,
 }
@@ -253,7 +251,7 @@ pub trait Store: Send + Sync {
     /// Marks a run running, durably, before its first step starts: after a crash it is then
     /// `interrupted`, never run a second time.
     fn start_run(&self, id: &RunId, started_at: DateTime<Utc>) -> Result<()>;
-    /// Records the step now running; with a process group (for crash recovery) it is flushed.
+    /// Records the step now running and its process group (shown while it runs; not flushed).
     fn step_started(&self, id: &RunId, step: &str, pgid: Option<u32>) -> Result<()>;
     /// Records a finished step. Progress: made durable by the next flush, not on its own.
     fn record_step(&self, id: &RunId, step: &StepResult) -> Result<()>;

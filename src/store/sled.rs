@@ -522,13 +522,9 @@ impl Store for SledStore {
             if pgid.is_some() {
                 r.current_pgid = pgid;
             }
-        })?;
-        // Only the process group must be on disk: a restart kills what a crash left with it.
-        if pgid.is_some() {
-            self.durable()
-        } else {
-            Ok(())
-        }
+        })
+        // No flush of its own: a restart finds a crashed run's processes by the run id in
+        // their environment, not by this group id (see process::kill_leftovers).
     }
 
     fn record_step(&self, id: &RunId, step: &StepResult) -> Result<()> {
@@ -574,14 +570,6 @@ impl Store for SledStore {
                 RunStatus::Queued => out.queued.push(run),
                 RunStatus::PendingApproval => out.pending_approval.push(run),
                 RunStatus::Running => {
-                    if let Some(pgid) = run.current_pgid {
-                        let group = nix::unistd::Pid::from_raw(pgid as i32);
-                        if nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL)
-                            .is_ok()
-                        {
-                            out.killed_groups.push(pgid);
-                        }
-                    }
                     let step = run.current_step.clone();
                     run.status = RunStatus::Interrupted;
                     run.finished_at = Some(Utc::now());
