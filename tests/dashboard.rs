@@ -33,12 +33,41 @@ impl Drop for Browser {
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if matches!(self.driver.try_wait(), Ok(Some(_))) {
+                self.kill_browsers();
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+        self.kill_browsers();
+    }
+}
+
+impl Browser {
+    /// Kills any Chromium process still running on this browser's profile (a test that panicked
+    /// mid-session can leave them behind chromedriver).
+    fn kill_browsers(&self) {
+        let marker = format!("--user-data-dir={}", self._profile.path().display());
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            if cmdline
+                .split(|b| *b == 0)
+                .any(|arg| arg == marker.as_bytes())
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
     }
 }
 
