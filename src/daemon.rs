@@ -106,26 +106,8 @@ impl Drop for Active {
         {
             r.remove(&self.id);
         }
-        if self.queued {
-            return;
-        }
-        let entry = self
-            .daemon
-            .followers
-            .lock()
-            .ok()
-            .and_then(|mut f| f.remove(&self.id));
-        if let Some(entry) = entry
-            && !entry
-                .history
-                .iter()
-                .any(|e| matches!(e, RunEvent::RunFinished { .. }))
-            && let Ok(Some(record)) = self.daemon.store.get_run(&self.id)
-            && record.status.is_final()
-        {
-            let _ = entry.live.send(RunEvent::RunFinished {
-                record: Box::new(record),
-            });
+        if !self.queued {
+            self.daemon.close_followers(&self.id);
         }
     }
 }
@@ -259,9 +241,30 @@ impl Daemon {
         Some((entry.history.clone(), entry.live.subscribe()))
     }
 
+    /// Ends a run's follow channel with its stored final record (when nothing sent it yet).
+    fn close_followers(&self, id: &RunId) {
+        let entry = self.followers.lock().ok().and_then(|mut f| f.remove(id));
+        if let Some(entry) = entry
+            && !entry
+                .history
+                .iter()
+                .any(|e| matches!(e, RunEvent::RunFinished { .. }))
+            && let Ok(Some(record)) = self.store.get_run(id)
+            && record.status.is_final()
+        {
+            let _ = entry.live.send(RunEvent::RunFinished {
+                record: Box::new(record),
+            });
+        }
+    }
+
     /// Cancels a queued or running run. Returns false when it is not active here.
     pub fn cancel(&self, id: &RunId) -> bool {
-        if let Some(token) = self.running.lock().ok().and_then(|r| r.get(id).cloned()) {
+        // Cancelled under the lock: a worker parking the run takes it out of `running` under
+        // the same lock and then looks at the token, so the cancel is never missed.
+        if let Ok(r) = self.running.lock()
+            && let Some(token) = r.get(id)
+        {
             token.cancel();
             return true;
         }
@@ -275,7 +278,9 @@ impl Daemon {
             run.status = RunStatus::Cancelled;
             run.finished_at = Some(Utc::now());
             run.error = Some("cancelled before it started".into());
-            return self.store.finish_run(&run).is_ok();
+            let done = self.store.finish_run(&run).is_ok();
+            self.close_followers(id);
+            return done;
         }
         false
     }
@@ -531,6 +536,7 @@ impl Daemon {
         if let Ok(mut v) = self.versions.lock() {
             v.remove(id);
         }
+        self.close_followers(id);
         info!(run_id = %id, "not approved: {}", record.error.as_deref().unwrap_or(""));
         Ok(record)
     }
@@ -562,6 +568,7 @@ impl Daemon {
         rb: &Arc<Runbook>,
         key: &(String, String),
         id: &RunId,
+        cancel: &CancellationToken,
     ) -> crate::guard::OverlapAction {
         let Ok(mut by_key) = self.by_key.lock() else {
             return crate::guard::OverlapAction::Run;
@@ -586,12 +593,19 @@ impl Daemon {
         }
         if action == crate::guard::OverlapAction::Wait {
             // Queued again, with its version, before a release can pick it up: the worker
-            // that takes it next must not race this one's clean-up.
+            // that takes it next must not race this one's clean-up. A cancel from now on
+            // finds it queued; one before left the token cancelled (checked below).
             if let Ok(mut v) = self.versions.lock() {
                 v.insert(id.clone(), rb.clone());
             }
             if let Ok(mut r) = self.running.lock() {
                 r.remove(id);
+            }
+            if cancel.is_cancelled() {
+                if let Ok(mut v) = self.versions.lock() {
+                    v.remove(id);
+                }
+                return action; // not parked: the caller records it cancelled
             }
         }
         if action == crate::guard::OverlapAction::Wait
@@ -615,7 +629,12 @@ impl Daemon {
                 by_key.remove(key);
             }
         }
-        // The next run waiting for this key goes back to the queue.
+        self.wake_next(key);
+    }
+
+    /// Sends the next run waiting for a slot of `key` back to the queue (it parks again if the
+    /// slot is still taken).
+    fn wake_next(&self, key: &(String, String)) {
         let next = self
             .waiting
             .lock()
@@ -915,7 +934,15 @@ impl Daemon {
             return;
         };
         if record.status != RunStatus::Queued {
-            return; // cancelled while queued
+            // Cancelled while queued. If a release woke it, the wake-up passes on.
+            self.wake_next(&(
+                record.runbook.clone(),
+                record
+                    .guard_key
+                    .clone()
+                    .unwrap_or_else(|| record.runbook.clone()),
+            ));
+            return;
         }
         let rb = match pinned.or_else(|| self.catalog().get(&record.runbook).cloned()) {
             Some(rb) => rb,
@@ -931,7 +958,7 @@ impl Daemon {
             rb.name.clone(),
             record.guard_key.clone().unwrap_or_else(|| rb.name.clone()),
         );
-        match self.claim_slot(&rb, &key, &id) {
+        match self.claim_slot(&rb, &key, &id, &cancel) {
             crate::guard::OverlapAction::Run => {}
             crate::guard::OverlapAction::CancelPrevious => {
                 info!(run_id = %id, "overlap: cancelling the running run(s) of key {}", key.1);
@@ -1007,7 +1034,7 @@ impl Daemon {
                 let this = this.clone();
                 let id = id.clone();
                 let name = rb.name.clone();
-                let (rb, guard_key_value) = (rb.clone(), key.1.clone());
+                let (rb, slot) = (rb.clone(), key.clone());
                 tokio::spawn(async move {
                     let mut rx = rx;
                     while let Some(mut event) = rx.recv().await {
@@ -1039,7 +1066,10 @@ impl Daemon {
                         // Guards and metrics count the run before its final record is
                         // visible: whoever sees it finished also sees the breaker it opened.
                         if let RunEvent::RunFinished { record } = &event {
-                            this.run_ended(&rb, &guard_key_value, record);
+                            this.run_ended(&rb, &slot.1, record);
+                            // Its slot too: a trigger sent on seeing it finished must not be
+                            // skipped as overlapping it.
+                            this.release_slot(&slot, &id);
                         }
                         let _ = rec_tx.send(event);
                     }
@@ -1078,7 +1108,6 @@ impl Daemon {
             }
             let _ = fanout.await;
             drop(active);
-            this.release_slot(&key, &id);
             info!(status = %record.status, "run finished");
         }
         .instrument(span)
@@ -1196,6 +1225,11 @@ where
     daemon.reload();
     // Queued runs from before the restart resume first.
     for run in &reconciled.queued {
+        // Known as queued (for followers and cancel), with the runbook as loaded now.
+        if let (Some(rb), Ok(mut v)) = (daemon.catalog().get(&run.runbook), daemon.versions.lock())
+        {
+            v.insert(run.id.clone(), rb.clone());
+        }
         let _ = daemon.queue.try_send(run.id.clone());
     }
     if !reconciled.queued.is_empty() {

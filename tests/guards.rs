@@ -446,3 +446,54 @@ async fn overlap_queue_starts_the_waiting_run_when_the_running_one_ends() {
     );
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_of_a_run_waiting_for_approval_sees_it_end_when_denied() {
+    let dirs = Dirs::new();
+    dirs.runbook("g", &runbook("  approval: required", "\"true\""));
+    let d = Running::start(dirs.settings()).await;
+    let body = post_alert(&d, "f1", "x").await;
+    let id = body["accepted"][0].as_str().unwrap_or_default().to_string();
+    d.wait_for(|| async {
+        d.get(&format!("/api/v1/runs/{id}")).await.1["status"] == "pending_approval"
+    })
+    .await;
+    let follow = {
+        let client = d.client.clone();
+        let url = format!("{}/api/v1/runs/{id}/events", d.base);
+        tokio::spawn(async move {
+            let r = client.get(url).send().await.expect("events");
+            r.text().await.unwrap_or_default()
+        })
+    };
+    let (status, body, _) = d
+        .post(
+            &format!("/api/v1/runs/{id}/deny"),
+            br#"{"by":"oncall"}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let text = tokio::time::timeout(std::time::Duration::from_secs(30), follow)
+        .await
+        .expect("the event stream ends once the run is denied")
+        .expect("follower task");
+    let last: Value = serde_json::from_str(text.lines().last().unwrap_or("{}")).expect("ndjson");
+    assert_eq!(last["event"], "run_finished", "{text}");
+    assert_eq!(last["record"]["status"], "skipped", "{text}");
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trigger_sent_on_seeing_a_run_finish_is_not_skipped_as_overlapping_it() {
+    let dirs = Dirs::new();
+    dirs.runbook(
+        "g",
+        &runbook("  concurrency: 1\n  overlap: skip\n  cooldown: 0s", "\"true\""),
+    );
+    let d = Running::start(dirs.settings()).await;
+    for i in 0..8 {
+        let run = run_of(&d, &post_alert(&d, &format!("o{i}"), "x").await).await;
+        assert_eq!(run["status"], "succeeded", "trigger {i}: {run}");
+    }
+    d.stop().await;
+}
