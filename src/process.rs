@@ -214,8 +214,10 @@ async fn read<R: AsyncRead + Unpin>(
 }
 
 /// Kills (SIGKILL) the process groups of step processes that a dead untoil left running for
-/// `runs`: groups with a member whose environment holds `UNTOIL_RUN_ID=<one of them>`. Never
-/// this process's own group. Returns the groups killed. Linux: reads `/proc/*/environ`.
+/// `runs`: groups with a member whose environment holds `UNTOIL_RUN_ID=<one of them>` and that
+/// are still a step's group (not leading their own session: a service a runbook started, which
+/// called `setsid` as daemons do, is meant to outlive the run). Never this process's own group.
+/// Returns the groups killed. Linux: reads `/proc/*/environ`.
 pub fn kill_leftovers(runs: &[crate::run::RunId]) -> Vec<u32> {
     if runs.is_empty() {
         return Vec::new();
@@ -225,21 +227,27 @@ pub fn kill_leftovers(runs: &[crate::run::RunId]) -> Vec<u32> {
         .map(|id| format!("UNTOIL_RUN_ID={}", id.0).into_bytes())
         .collect();
     let own = nix::unistd::getpgrp();
+    let marked = |pid: i32| {
+        // Unreadable (another user's process, or gone): not ours.
+        std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
+            environ
+                .split(|b| *b == 0)
+                .any(|var| markers.iter().any(|m| var == m.as_slice()))
+        })
+    };
     let mut groups: Vec<u32> = std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
         .flatten()
-        .filter_map(|entry| {
-            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
-            // Unreadable (another user's process, or gone): not ours.
-            let environ = std::fs::read(entry.path().join("environ")).ok()?;
-            environ
-                .split(|b| *b == 0)
-                .any(|var| markers.iter().any(|m| var == m.as_slice()))
-                .then_some(pid)
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| marked(*pid))
+        .filter_map(|pid| {
+            let p = Pid::from_raw(pid);
+            let pgid = nix::unistd::getpgid(Some(p)).ok()?;
+            let sid = nix::unistd::getsid(Some(p)).ok()?;
+            // Still marked after the lookups: the pid was not reused in between.
+            (pgid != sid && pgid != own && pgid.as_raw() > 1 && marked(pid)).then_some(pgid)
         })
-        .filter_map(|pid| nix::unistd::getpgid(Some(Pid::from_raw(pid))).ok())
-        .filter(|pgid| *pgid != own && pgid.as_raw() > 1)
         .filter(|pgid| killpg(*pgid, Signal::SIGKILL).is_ok())
         .map(|pgid| pgid.as_raw() as u32)
         .collect();

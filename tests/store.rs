@@ -301,6 +301,14 @@ fn reconcile_interrupts_running_runs_kills_their_groups_and_keeps_queued_ones() 
         .spawn()
         .expect("spawn");
     let recorded = bystander.id();
+    // A service the run started on purpose, in a session of its own: it must survive too.
+    let mut service = Command::new("setsid")
+        .args(["sleep", "1000006"])
+        .env("UNTOIL_RUN_ID", &running.id.0)
+        .spawn()
+        .expect("spawn setsid");
+    // Whatever happens below, none of them outlives the test.
+    let _cleanup = KillOnDrop(vec![orphan_group, recorded, service.id()]);
     {
         let store = SledStore::open(dir.path()).expect("open");
         running.status = RunStatus::Queued;
@@ -348,11 +356,10 @@ fn reconcile_interrupts_running_runs_kills_their_groups_and_keeps_queued_ones() 
         bystander.try_wait().expect("bystander").is_none(),
         "a group that is not the run's was killed"
     );
-    let _ = nix::sys::signal::killpg(
-        nix::unistd::Pid::from_raw(recorded as i32),
-        nix::sys::signal::Signal::SIGKILL,
+    assert!(
+        service.try_wait().expect("service").is_none(),
+        "a service the run started in its own session was killed"
     );
-    let _ = bystander.wait();
     // Nothing of the orphan group is left.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
@@ -452,4 +459,18 @@ fn prune_removes_old_run_details_but_keeps_report_totals() {
     let report = toil_report(&store, period, &[]).expect("report");
     assert_eq!(report.total.runs, 2, "rollups survive pruning");
     assert_eq!(report.total_rollup.toil_milli_minutes, 10_000 + 5_000);
+}
+
+/// Kills these process groups when dropped (so a failed assertion leaves no `sleep` behind).
+struct KillOnDrop(Vec<u32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for g in &self.0 {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(*g as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
 }
