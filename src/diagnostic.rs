@@ -373,8 +373,9 @@ const MAX_WORD: usize = 96;
 const MAX_MESSAGE: usize = 2000;
 
 /// A message as shown to people: control characters from the input escaped, so a NUL or an
-/// escape sequence never reaches the terminal, and huge values from the input shortened, so a
-/// 1 MB name is not printed again in every message about it (the source line shows it).
+/// escape sequence in a message never reaches the terminal (the source line is shown as it is
+/// in the file), and huge values from the input shortened, so a 1 MB name is not printed again
+/// in every message about it.
 pub fn shown(text: &str) -> String {
     let mut out = String::with_capacity(text.len().min(MAX_MESSAGE + 16));
     for (i, word) in text.split(' ').enumerate() {
