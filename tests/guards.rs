@@ -488,7 +488,10 @@ async fn a_trigger_sent_on_seeing_a_run_finish_is_not_skipped_as_overlapping_it(
     let dirs = Dirs::new();
     dirs.runbook(
         "g",
-        &runbook("  concurrency: 1\n  overlap: skip\n  cooldown: 0s", "\"true\""),
+        &runbook(
+            "  concurrency: 1\n  overlap: skip\n  cooldown: 0s",
+            "\"true\"",
+        ),
     );
     let d = Running::start(dirs.settings()).await;
     for i in 0..8 {
