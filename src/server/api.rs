@@ -381,7 +381,18 @@ pub struct Decision {
     by: Option<String>,
 }
 
-async fn decide(d: Arc<Daemon>, id: String, approve: bool, by: String) -> Response {
+/// Approves or denies, recording `by` from the body or else the authenticated caller.
+async fn decide(
+    d: Arc<Daemon>,
+    caller: Caller,
+    id: String,
+    body: &[u8],
+    approve: bool,
+) -> Response {
+    let by = match optional_json::<Decision>(body) {
+        Ok(b) => b.by.unwrap_or(caller.0),
+        Err(r) => return *r,
+    };
     let daemon = d.clone();
     match tokio::task::spawn_blocking(move || daemon.decide(&RunId(id), approve, &by)).await {
         Ok(Ok(record)) => Json(record).into_response(),
@@ -396,11 +407,7 @@ pub async fn approve(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    let by = match optional_json::<Decision>(&body) {
-        Ok(b) => b.by.unwrap_or(caller.0),
-        Err(r) => return *r,
-    };
-    decide(d, id, true, by).await
+    decide(d, caller, id, &body, true).await
 }
 
 pub async fn deny(
@@ -409,11 +416,7 @@ pub async fn deny(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    let by = match optional_json::<Decision>(&body) {
-        Ok(b) => b.by.unwrap_or(caller.0),
-        Err(r) => return *r,
-    };
-    decide(d, id, false, by).await
+    decide(d, caller, id, &body, false).await
 }
 
 /// Runs waiting for approval, with what they would execute (dry-run rendering).
