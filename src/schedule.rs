@@ -1207,6 +1207,10 @@ mod tests {
                 "month field 'JAN-MON' is invalid: 'MON' is not a number 1-12 or a month name JAN-DEC",
             ),
             (
+                "*-5,9 * * * *",
+                "minute field '*-5,9' is invalid: '*' cannot be one end of a range; write '*', '*/5' or a range such as '1-5'",
+            ),
+            (
                 "5/10 * * * *",
                 "minute field '5/10' is invalid: '5/10' steps from a single value; crontab steps a range, as in '*/10' or '5-59/10'",
             ),
