@@ -408,6 +408,28 @@ fn a_store_of_a_newer_schema_is_refused_with_a_clear_message() {
 }
 
 #[test]
+fn a_store_closed_a_moment_ago_reopens_at_once_and_a_held_one_is_reported_locked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // sled releases its lock from a background thread after the handle is dropped; open()
+    // waits for that instead of calling a store closed a moment ago "in use".
+    for i in 0..25 {
+        let store = SledStore::open(dir.path()).unwrap_or_else(|e| panic!("open #{i}: {e}"));
+        drop(store);
+    }
+    {
+        let db = sled::open(dir.path()).expect("sled");
+        db.flush().expect("flush");
+    }
+    let held = SledStore::open(dir.path()).expect("open after a raw sled handle");
+    let err = SledStore::open(dir.path())
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("is in use by another untoil process"), "{err}");
+    drop(held);
+}
+
+#[test]
 fn commands_say_plainly_when_another_process_holds_the_store() {
     let dir = tempfile::tempdir().expect("tempdir");
     let _held = SledStore::open(dir.path()).expect("open");

@@ -65,6 +65,41 @@ pub struct SledStore {
     commit: GroupCommit,
 }
 
+/// How long [`SledStore::open`] waits for a lock that is being released.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Opens the sled database, waiting up to [`LOCK_WAIT`] for its lock.
+///
+/// Dropping a `sled::Db` does not release its file lock at once: sled's background flusher
+/// thread holds it until it exits (sled issue #1289), and a process that is exiting holds it
+/// until the kernel reaps it. So a store closed a moment ago reads as "locked"; only a lock
+/// still held after the wait is reported as [`StoreError::Locked`].
+fn open_db(path: &Path) -> Result<sled::Db> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        // sled caches up to 1 GiB by default; the store's working set is far smaller.
+        match sled::Config::new()
+            .path(path)
+            .cache_capacity(64 * 1024 * 1024)
+            .open()
+        {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(io))
+                if io.kind() == std::io::ErrorKind::WouldBlock
+                    || io.to_string().contains("lock") =>
+            {
+                if std::time::Instant::now() >= deadline {
+                    return Err(StoreError::Locked {
+                        path: path.display().to_string(),
+                    });
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => return Err(backend(path, e)),
+        }
+    }
+}
+
 fn backend(path: &Path, e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend {
         path: path.display().to_string(),
@@ -182,22 +217,7 @@ impl SledStore {
 
     /// Opens (or creates) the store in `path`.
     pub fn open(path: &Path) -> Result<SledStore> {
-        // sled caches up to 1 GiB by default; the store's working set is far smaller.
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(64 * 1024 * 1024)
-            .open()
-            .map_err(|e| match &e {
-                sled::Error::Io(io)
-                    if io.kind() == std::io::ErrorKind::WouldBlock
-                        || io.to_string().contains("lock") =>
-                {
-                    StoreError::Locked {
-                        path: path.display().to_string(),
-                    }
-                }
-                _ => backend(path, e),
-            })?;
+        let db = open_db(path)?;
         let tree = |name: &str| db.open_tree(name).map_err(|e| backend(path, e));
         let meta = tree("meta")?;
         match meta.get("schema_version").map_err(|e| backend(path, e))? {
