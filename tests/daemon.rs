@@ -479,3 +479,75 @@ async fn a_schedule_added_while_running_starts_firing_without_a_restart() {
     .await;
     d.stop().await;
 }
+
+/// What a dashboard page shows of its run, and the stamp it was rendered with.
+fn stamp_and_content(html: &str) -> (String, String) {
+    let attr = |name: &str| {
+        html.split(&format!("{name}=\""))
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let steps = html.matches("<tr data-step=").count();
+    (
+        attr("data-stamp"),
+        format!("{} with {steps} steps", attr("data-status")),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dashboard_page_is_never_stamped_newer_than_what_it_shows() {
+    let dirs = Dirs::new();
+    let steps: String = (0..3)
+        .map(|i| format!("  - name: s{i}\n    run: sleep 0.02\n"))
+        .collect();
+    dirs.runbook(
+        "steps",
+        &format!("name: steps\nowner: t\ntoil: {{manual_minutes: 1}}\nsteps:\n{steps}"),
+    );
+    let d = Running::start(dirs.settings()).await;
+    // The page's script refreshes only when /ui/stamp differs from the page's stamp: a page
+    // stamped after a change it does not show would stay stale for good. Each run ends once, so
+    // several runs give the race several chances.
+    let mut pages = 0;
+    for _ in 0..15 {
+        let (status, body, _) = d.post("/api/v1/runbooks/steps/runs", b"{}".to_vec()).await;
+        assert_eq!(status, 202, "{body}");
+        let id = body["id"].as_str().unwrap_or_default().to_string();
+        let mut seen: Vec<(String, String)> = Vec::new();
+        loop {
+            let (_, page) = d.get(&format!("/ui/runs/{id}")).await;
+            let page = stamp_and_content(page.as_str().unwrap_or_default());
+            let done = page.1.starts_with("succeeded");
+            seen.push(page);
+            if done {
+                break;
+            }
+            assert!(seen.len() < 20_000, "the run never finished: {seen:?}");
+        }
+        // Nothing changes any more: a page fetched now carries the finished run's stamp, the
+        // one its script polls.
+        let (_, page) = d.get(&format!("/ui/runs/{id}")).await;
+        let (last, finished) = stamp_and_content(page.as_str().unwrap_or_default());
+        assert!(finished.starts_with("succeeded"), "{finished}");
+        for (stamp, content) in &seen {
+            assert!(
+                stamp != &last || content == &finished,
+                "a page shows `{content}` but carries the stamp of the finished run ({stamp}), so it would never refresh"
+            );
+        }
+        let (_, polled) = d.get(&format!("/ui/stamp?run={id}")).await;
+        assert_eq!(
+            polled.as_str(),
+            Some(last.as_str()),
+            "what the run page's script polls matches the finished run's page"
+        );
+        pages += seen.len();
+    }
+    assert!(
+        pages > 30,
+        "pages were fetched while the runs went on: {pages}"
+    );
+    d.stop().await;
+}

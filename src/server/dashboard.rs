@@ -211,7 +211,11 @@ fn csrf_field() -> String {
 
 /// A signature of what the pages show that changes when runs are created or finish, when
 /// approvals come and go and when breakers change.
-async fn signature(d: &Arc<Daemon>) -> String {
+///
+/// Pages take it before they read anything, so a change made while a page is being rendered
+/// makes the page's stamp stale and the next poll refreshes it. `run` adds that run's own state
+/// (the run page of a run older than the latest 50).
+async fn signature(d: &Arc<Daemon>, run: Option<String>) -> String {
     let daemon = d.clone();
     tokio::task::spawn_blocking(move || {
         use crate::store::Store;
@@ -225,6 +229,9 @@ async fn signature(d: &Arc<Daemon>) -> String {
         for r in daemon.store.list_runs(&filter).unwrap_or_default() {
             h.update(format!("{}:{}:{};", r.id, r.status, r.steps.len()));
         }
+        if let Some(Ok(Some(r))) = run.map(|id| daemon.store.get_run(&RunId(id))) {
+            h.update(format!("run {}:{}:{};", r.id, r.status, r.steps.len()));
+        }
         for (rb, key, s) in daemon.store.guard_states().unwrap_or_default() {
             h.update(format!("{rb}:{key}:{};", s.breaker.is_some()));
         }
@@ -237,13 +244,13 @@ async fn signature(d: &Arc<Daemon>) -> String {
     .unwrap_or_default()
 }
 
-async fn stamp(State(d): State<Arc<Daemon>>) -> Response {
+async fn stamp(State(d): State<Arc<Daemon>>, RawQuery(q): RawQuery) -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
             (header::CACHE_CONTROL, "no-store"),
         ],
-        signature(&d).await,
+        signature(&d, raw_query(q).remove("run")).await,
     )
         .into_response()
 }
@@ -255,10 +262,9 @@ async fn pending_count(d: &Arc<Daemon>) -> usize {
         .map_or(0, Vec::len)
 }
 
-/// Wraps a page body in the layout.
-async fn page(d: &Arc<Daemon>, active: &str, title: &str, body: String) -> Response {
+/// Wraps a page body in the layout; `stamp` is the [`signature`] taken before the body was read.
+async fn page(d: &Arc<Daemon>, stamp: String, active: &str, title: &str, body: String) -> Response {
     let pending = pending_count(d).await;
-    let stamp = signature(d).await;
     let mut nav = String::new();
     for (href, key, label) in [
         ("/", "overview", "Overview".to_string()),
@@ -457,6 +463,7 @@ pub fn chart_svg(weeks: &[String], series: &BTreeMap<String, BTreeMap<String, f6
 }
 
 async fn overview(State(d): State<Arc<Daemon>>, RawQuery(q): RawQuery) -> Response {
+    let stamp = signature(&d, None).await;
     let q = raw_query(q);
     let (period, since) = period_of(&q);
     let by = match q.get("by").map(String::as_str) {
@@ -555,12 +562,13 @@ async fn overview(State(d): State<Arc<Daemon>>, RawQuery(q): RawQuery) -> Respon
         "<div class=\"panel chart\"><h2>Hours saved per week, by {by}</h2>{}<div class=\"legend\">{legend}</div></div>",
         chart_svg(&weeks, &series)
     );
-    page(&d, "overview", "Overview", body).await
+    page(&d, stamp, "overview", "Overview", body).await
 }
 
 // ---- backlog ----
 
 async fn backlog(State(d): State<Arc<Daemon>>, RawQuery(q): RawQuery) -> Response {
+    let stamp = signature(&d, None).await;
     let q = raw_query(q);
     let (period, since) = period_of(&q);
     let b = match query(&format!("since={since}&format=json")) {
@@ -602,7 +610,7 @@ async fn backlog(State(d): State<Arc<Daemon>>, RawQuery(q): RawQuery) -> Respons
         body.push_str("<tr><td colspan=\"6\" class=\"muted\">Every alert in this period was handled by a runbook.</td></tr>");
     }
     body.push_str("</tbody></table></div>");
-    page(&d, "backlog", "Automation backlog", body).await
+    page(&d, stamp, "backlog", "Automation backlog", body).await
 }
 
 // ---- runbooks ----
@@ -629,6 +637,7 @@ fn trigger_text(t: &Value) -> String {
 }
 
 async fn runbooks(State(d): State<Arc<Daemon>>) -> Response {
+    let stamp = signature(&d, None).await;
     let list = json_of(api::runbooks(State(d.clone())).await).await;
     let errors = json_of(api::runbook_errors(State(d.clone())).await).await;
     let breakers = json_of(api::breakers(State(d.clone())).await).await;
@@ -754,12 +763,13 @@ async fn runbooks(State(d): State<Arc<Daemon>>) -> Response {
             esc(&text_errors)
         );
     }
-    page(&d, "runbooks", "Runbooks", body).await
+    page(&d, stamp, "runbooks", "Runbooks", body).await
 }
 
 // ---- runs ----
 
 async fn runs(State(d): State<Arc<Daemon>>, RawQuery(q): RawQuery) -> Response {
+    let stamp = signature(&d, None).await;
     let q = raw_query(q);
     let want = |k: &str| q.get(k).filter(|v| !v.is_empty()).cloned();
     let (runbook, status, cause) = (want("runbook"), want("status"), want("cause"));
@@ -849,10 +859,11 @@ async fn runs(State(d): State<Arc<Daemon>>, RawQuery(q): RawQuery) -> Response {
         body.push_str("<tr><td colspan=\"7\" class=\"muted\">No runs match.</td></tr>");
     }
     body.push_str("</tbody></table></div>");
-    page(&d, "runs", "Runs", body).await
+    page(&d, stamp, "runs", "Runs", body).await
 }
 
 async fn run(State(d): State<Arc<Daemon>>, Path(id): Path<String>) -> Response {
+    let stamp = signature(&d, Some(id.clone())).await;
     let r = json_of(api::run(State(d.clone()), Path(id.clone())).await).await;
     if r.get("id").is_none() {
         return error_page(StatusCode::NOT_FOUND, &format!("no run with id {id}"));
@@ -1030,12 +1041,13 @@ async fn run(State(d): State<Arc<Daemon>>, Path(id): Path<String>) -> Response {
         body.push_str("<tr><td colspan=\"6\" class=\"muted\">No steps ran yet.</td></tr>");
     }
     body.push_str("</tbody></table></div>");
-    page(&d, "runs", &format!("Run {id}"), body).await
+    page(&d, stamp, "runs", &format!("Run {id}"), body).await
 }
 
 // ---- approvals ----
 
 async fn approvals(State(d): State<Arc<Daemon>>) -> Response {
+    let stamp = signature(&d, None).await;
     let list = json_of(api::approvals(State(d.clone())).await).await;
     let mut body = String::from("<h1>Approvals</h1>");
     let items = list.as_array().cloned().unwrap_or_default();
@@ -1095,7 +1107,7 @@ async fn approvals(State(d): State<Arc<Daemon>>) -> Response {
             csrf_field(),
         );
     }
-    page(&d, "approvals", "Approvals", body).await
+    page(&d, stamp, "approvals", "Approvals", body).await
 }
 
 // ---- actions ----

@@ -5,6 +5,9 @@
   "use strict";
   var body = document.body;
   var busy = false;
+  // A run page also watches its own run, which may be older than the runs the stamp covers.
+  var m = location.pathname.match(/^\/ui\/runs\/([^\/]+)$/);
+  var run = m ? "?run=" + m[1] : "";
   function editing() {
     var a = document.activeElement;
     return a && (a.tagName === "SELECT" || a.tagName === "INPUT" || a.tagName === "TEXTAREA");
@@ -27,7 +30,7 @@
   }
   function poll() {
     if (busy || editing() || document.hidden) { return; }
-    fetch("/ui/stamp", { credentials: "same-origin", cache: "no-store" })
+    fetch("/ui/stamp" + run, { credentials: "same-origin", cache: "no-store" })
       .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
       .then(function (stamp) {
         if (stamp !== body.getAttribute("data-stamp")) { refresh(stamp); }
