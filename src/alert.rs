@@ -366,16 +366,19 @@ pub fn matches_all(matchers: &[Matcher], labels: &BTreeMap<String, String>) -> b
 }
 
 /// Regexes whose negation (`!~`) rejects every label value.
-const MATCH_EVERYTHING: &[&str] = &[".*", "(?s).*", "(?s:.*)", ".*?", "(?s).*?"];
+///
+/// Only the `(?s)` forms: without it `.` does not match a line break (as in Alertmanager's Go
+/// regexps), so `a!~".*"` still matches a value that spans lines.
+const MATCH_EVERYTHING: &[&str] = &["(?s).*", "(?s:.*)", "(?s).*?", "(?s:.*?)"];
 /// Regexes that match every non-empty label value.
-const MATCH_NON_EMPTY: &[&str] = &[".+", "(?s).+", "(?s:.+)", ".+?", "(?s).+?"];
+const MATCH_NON_EMPTY: &[&str] = &["(?s).+", "(?s:.+)", "(?s).+?", "(?s:.+?)"];
 
 /// Explains why a set of matchers can never match any alert, or returns None.
 ///
 /// Conservative: it reports only conflicts it can prove, i.e. when a label is pinned to a finite
 /// set of values (by `=` or by a regex that is a plain alternation of literals like `a|b`) and
 /// every one of them is rejected by another matcher on that label, when `!~` is given a
-/// match-everything regex like `.*`, and when `alertname` can only be empty (every alert has an
+/// match-everything regex like `(?s).*`, and when `alertname` can only be empty (every alert has an
 /// alertname).
 pub fn never_matches(matchers: &[Matcher]) -> Option<String> {
     for m in matchers {
@@ -1388,16 +1391,16 @@ mod tests {
                 r#"alertname=~"" can never match: every alert has a non-empty alertname"#,
             ),
             (
-                &[r#"alertname!~".+""#],
-                r#"alertname!~".+" can never match: every alert has a non-empty alertname"#,
+                &[r#"alertname!~"(?s).+""#],
+                r#"alertname!~"(?s).+" can never match: every alert has a non-empty alertname"#,
             ),
             (
                 &[r#"alertname=~"|Disk""#, r#"alertname!="Disk""#],
                 r#"no value of label "alertname" satisfies alertname=~"|Disk" together with alertname!="Disk" (and every alert has a non-empty alertname)"#,
             ),
             (
-                &[r#"a!~".*""#],
-                r#"a!~".*" rejects every value of label "a", so it can never match"#,
+                &[r#"a!~"(?s).*""#],
+                r#"a!~"(?s).*" rejects every value of label "a", so it can never match"#,
             ),
         ];
         for (inputs, expected) in cases {
@@ -1417,6 +1420,9 @@ mod tests {
             &[r#"a="""#],
             &[r#"a="""#, r#"b="x""#],
             &[r#"a!~".+""#],
+            // `.` does not match a line break: a value that spans lines passes these.
+            &[r#"a!~".*""#],
+            &[r#"alertname!~".+""#],
             &[r#"a="x""#, r#"a="x""#],
             &[r#"a="x""#, r#"b="y""#],
             &[r#"a!="x""#, r#"a!="y""#],
