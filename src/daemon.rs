@@ -275,14 +275,19 @@ impl Daemon {
             .map(|mut v| v.remove(id).is_some())
             .unwrap_or(false);
         if queued && let Ok(Some(mut run)) = self.store.get_run(id) {
-            run.status = RunStatus::Cancelled;
-            run.finished_at = Some(Utc::now());
-            run.error = Some("cancelled before it started".into());
-            let done = self.store.finish_run(&run).is_ok();
+            let done = self.finish_unstarted(&mut run).is_ok();
             self.close_followers(id);
             return done;
         }
         false
+    }
+
+    /// Records a run that was cancelled before it started.
+    fn finish_unstarted(&self, run: &mut RunRecord) -> crate::store::Result<()> {
+        run.status = RunStatus::Cancelled;
+        run.finished_at = Some(Utc::now());
+        run.error = Some("cancelled before it started".into());
+        self.store.finish_run(run)
     }
 
     /// Reloads the catalog; a broken file keeps its last good version in service.
@@ -607,15 +612,13 @@ impl Daemon {
                 }
                 return action; // not parked: the caller records it cancelled
             }
-        }
-        if action == crate::guard::OverlapAction::Wait
-            && let Ok(mut waiting) = self.waiting.lock()
-        {
             // Parked under the slot lock, so the release that frees the slot cannot miss it.
-            waiting
-                .entry(key.clone())
-                .or_default()
-                .push_back(id.clone());
+            if let Ok(mut waiting) = self.waiting.lock() {
+                waiting
+                    .entry(key.clone())
+                    .or_default()
+                    .push_back(id.clone());
+            }
         }
         action
     }
@@ -933,15 +936,17 @@ impl Daemon {
         let Ok(Some(mut record)) = self.store.get_run(&id) else {
             return;
         };
+        // The guard key: concurrency slots and overlap queues are per (runbook, key).
+        let key = (
+            record.runbook.clone(),
+            record
+                .guard_key
+                .clone()
+                .unwrap_or_else(|| record.runbook.clone()),
+        );
         if record.status != RunStatus::Queued {
             // Cancelled while queued. If a release woke it, the wake-up passes on.
-            self.wake_next(&(
-                record.runbook.clone(),
-                record
-                    .guard_key
-                    .clone()
-                    .unwrap_or_else(|| record.runbook.clone()),
-            ));
+            self.wake_next(&key);
             return;
         }
         let rb = match pinned.or_else(|| self.catalog().get(&record.runbook).cloned()) {
@@ -954,10 +959,6 @@ impl Daemon {
                 return;
             }
         };
-        let key = (
-            rb.name.clone(),
-            record.guard_key.clone().unwrap_or_else(|| rb.name.clone()),
-        );
         match self.claim_slot(&rb, &key, &id, &cancel) {
             crate::guard::OverlapAction::Run => {}
             crate::guard::OverlapAction::CancelPrevious => {
@@ -965,10 +966,7 @@ impl Daemon {
             }
             crate::guard::OverlapAction::Wait if cancel.is_cancelled() => {
                 active.parked = true;
-                record.status = RunStatus::Cancelled;
-                record.finished_at = Some(Utc::now());
-                record.error = Some("cancelled before it started".into());
-                let _ = self.store.finish_run(&record);
+                let _ = self.finish_unstarted(&mut record);
                 return;
             }
             crate::guard::OverlapAction::Wait => {
