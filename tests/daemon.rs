@@ -551,3 +551,110 @@ async fn a_dashboard_page_is_never_stamped_newer_than_what_it_shows() {
     );
     d.stop().await;
 }
+
+/// The events `GET /api/v1/runs/{id}/events` streams, one JSON value per line.
+async fn follow(d: &Running, id: &str) -> Vec<Value> {
+    let text = d
+        .client
+        .get(format!("{}/api/v1/runs/{id}/events", d.base))
+        .send()
+        .await
+        .expect("events")
+        .text()
+        .await
+        .unwrap_or_default();
+    text.lines()
+        .map(|l| serde_json::from_str(l).expect("ndjson"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_followed_after_it_ended_replays_its_steps_and_output() {
+    let dirs = Dirs::new();
+    dirs.runbook(
+        "two",
+        "name: two\nowner: t\ntoil: {manual_minutes: 1}\nsteps:\n  - name: a\n    run: echo one; echo two >&2\n  - name: b\n    when: 'false'\n    run: echo never\n",
+    );
+    let d = Running::start(dirs.settings()).await;
+    let (status, body, _) = d.post("/api/v1/runbooks/two/runs", b"{}".to_vec()).await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_str().unwrap_or_default().to_string();
+    d.wait_runs_final(1).await;
+    d.stop().await;
+    // A new daemon never saw the run live: what it streams comes from the record.
+    let d = Running::start(dirs.settings()).await;
+    let events = follow(&d, &id).await;
+    let kinds: Vec<String> = events
+        .iter()
+        .map(|e| {
+            let name = e["name"].as_str().or(e["stream"].as_str()).unwrap_or("");
+            format!("{} {name}", e["event"].as_str().unwrap_or("?"))
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "run_started ",
+            "step_started a",
+            "output stdout",
+            "output stderr",
+            "step_finished ",
+            "step_finished ",
+            "run_finished ",
+        ],
+        "{events:?}"
+    );
+    assert_eq!(events[2]["line"], "one");
+    assert_eq!(events[3]["line"], "two");
+    assert_eq!(events[5]["result"]["status"], "skipped", "{events:?}");
+    assert_eq!(events[6]["record"]["status"], "succeeded");
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_page_refreshes_for_its_run_even_after_fifty_newer_runs() {
+    let dirs = Dirs::new();
+    let gate = dirs.path("gate");
+    dirs.runbook(
+        "slow",
+        &format!(
+            "name: slow\nowner: t\ntoil: {{manual_minutes: 1}}\nsteps:\n  - name: wait\n    run: while [ ! -e {} ]; do sleep 0.02; done\n",
+            gate.display()
+        ),
+    );
+    dirs.runbook(
+        "quick",
+        "name: quick\nowner: t\ntoil: {manual_minutes: 1}\nsteps:\n  - name: q\n    run: \"true\"\n",
+    );
+    let d = Running::start(dirs.settings()).await;
+    let (_, body, _) = d.post("/api/v1/runbooks/slow/runs", b"{}".to_vec()).await;
+    let id = body["id"].as_str().unwrap_or_default().to_string();
+    for _ in 0..55 {
+        let (status, body, _) = d.post("/api/v1/runbooks/quick/runs", b"{}".to_vec()).await;
+        assert_eq!(status, 202, "{body}");
+    }
+    d.wait_for(|| async {
+        d.runs()
+            .await
+            .iter()
+            .filter(|r| r["runbook"] == "quick" && r["status"] == "succeeded")
+            .count()
+            == 55
+    })
+    .await;
+    let stamp = |q: String| {
+        let d = &d;
+        async move { d.get(&format!("/ui/stamp{q}")).await.1 }
+    };
+    let (all_before, run_before) = (
+        stamp(String::new()).await,
+        stamp(format!("?run={id}")).await,
+    );
+    std::fs::write(&gate, b"").expect("gate");
+    d.wait_for(|| async { d.get(&format!("/api/v1/runs/{id}")).await.1["status"] == "succeeded" })
+        .await;
+    // The run is older than the latest 50 the plain stamp covers; its page's stamp still moves.
+    assert_eq!(stamp(String::new()).await, all_before);
+    assert_ne!(stamp(format!("?run={id}")).await, run_before);
+    d.stop().await;
+}
