@@ -389,15 +389,9 @@ async fn a_manual_run_can_be_followed_to_its_end() {
         .await;
     assert_eq!(status, 202, "{body}");
     let id = body["id"].as_str().unwrap_or_default().to_string();
-    let events = d
-        .client
-        .get(format!("{}/api/v1/runs/{id}/events", d.base))
-        .send()
-        .await
-        .expect("events");
-    let text = events.text().await.unwrap_or_default();
-    let last: Value = serde_json::from_str(text.lines().last().unwrap_or("{}")).expect("ndjson");
-    assert_eq!(last["event"], "run_finished", "{text}");
+    let events = d.events(&id).await;
+    let last = events.last().cloned().unwrap_or_default();
+    assert_eq!(last["event"], "run_finished", "{events:?}");
     assert_eq!(last["record"]["status"], "succeeded");
     assert_eq!(last["record"]["steps"][0]["stdout"], "hi you\n");
     let (status, body, _) = d
@@ -552,22 +546,6 @@ async fn a_dashboard_page_is_never_stamped_newer_than_what_it_shows() {
     d.stop().await;
 }
 
-/// The events `GET /api/v1/runs/{id}/events` streams, one JSON value per line.
-async fn follow(d: &Running, id: &str) -> Vec<Value> {
-    let text = d
-        .client
-        .get(format!("{}/api/v1/runs/{id}/events", d.base))
-        .send()
-        .await
-        .expect("events")
-        .text()
-        .await
-        .unwrap_or_default();
-    text.lines()
-        .map(|l| serde_json::from_str(l).expect("ndjson"))
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_followed_after_it_ended_replays_its_steps_and_output() {
     let dirs = Dirs::new();
@@ -583,7 +561,7 @@ async fn a_run_followed_after_it_ended_replays_its_steps_and_output() {
     d.stop().await;
     // A new daemon never saw the run live: what it streams comes from the record.
     let d = Running::start(dirs.settings()).await;
-    let events = follow(&d, &id).await;
+    let events = d.events(&id).await;
     let kinds: Vec<String> = events
         .iter()
         .map(|e| {

@@ -158,6 +158,26 @@ impl Running {
             .unwrap_or_default()
     }
 
+    /// Follows a run: what `GET /api/v1/runs/{id}/events` streams until the run ends.
+    pub async fn events(&self, id: &str) -> Vec<Value> {
+        let mut req = self
+            .client
+            .get(format!("{}/api/v1/runs/{id}/events", self.base));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let text = req
+            .send()
+            .await
+            .expect("events")
+            .text()
+            .await
+            .unwrap_or_default();
+        text.lines()
+            .map(|l| serde_json::from_str(l).expect("ndjson"))
+            .collect()
+    }
+
     pub async fn wait_runs_final(&self, n: usize) -> Vec<Value> {
         self.wait_for(|| async {
             let runs = self.runs().await;
