@@ -36,19 +36,21 @@ pub async fn record(
             RunEvent::Output { .. } => None,
         };
         if let Some(op) = op {
-            // sled calls block (flushes take milliseconds): keep them off the async workers.
-            let result = tokio::task::spawn_blocking(move || match op {
+            let result = match op {
+                // Progress is not flushed (see the Store contract): an in-memory write, cheaper
+                // here than a hand-off to a blocking thread and back.
                 Op::Step(name, pgid) => store.step_started(&id2, &name, pgid),
                 Op::StepDone(step) => store.record_step(&id2, &step),
-                Op::Finish(run) => store.finish_run(&run),
-            })
-            .await
-            .unwrap_or_else(|e| {
-                Err(StoreError::Backend {
-                    path: String::new(),
-                    reason: format!("store task failed: {e}"),
-                })
-            });
+                // The finish flushes (milliseconds): off the async workers.
+                Op::Finish(run) => tokio::task::spawn_blocking(move || store.finish_run(&run))
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(StoreError::Backend {
+                            path: String::new(),
+                            reason: format!("store task failed: {e}"),
+                        })
+                    }),
+            };
             if let Err(e) = result
                 && first_error.is_none()
             {

@@ -496,3 +496,108 @@ impl Drop for KillOnDrop {
         }
     }
 }
+
+#[test]
+fn concurrent_admissions_queue_each_dedupe_key_once_and_count_every_delivery() {
+    const THREADS: usize = 16;
+    const KEYS: usize = 40;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = std::sync::Arc::new(SledStore::open(dir.path()).expect("open"));
+    let starts_at = Utc
+        .with_ymd_and_hms(2026, 11, 28, 14, 43, 50)
+        .single()
+        .unwrap_or_default();
+    let queued = |i: usize| RunRecord {
+        runbook: "rb".into(),
+        status: RunStatus::Queued,
+        started_at: None,
+        finished_at: None,
+        ..RunRecord::synthetic(i)
+    };
+    // Every thread offers every key (as HA peers and re-sends do), starting at a different one.
+    let threads: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let mut admitted = Vec::new();
+                for i in 0..KEYS {
+                    let k = (i + t) % KEYS;
+                    let run = queued(k);
+                    let now = Utc::now();
+                    let alert = untoil::store::AlertReceived {
+                        fingerprint: format!("fp{k}"),
+                        starts_at,
+                        received_at: now,
+                        last_seen: now,
+                        times_received: 1,
+                        labels: BTreeMap::new(),
+                        annotations: BTreeMap::new(),
+                        matched: vec!["rb".into()],
+                    };
+                    let fresh = store
+                        .enqueue_unique(&[(format!("alert:fp{k}:rb"), run.clone())], &[alert])
+                        .expect("enqueue");
+                    if fresh == [true] {
+                        admitted.push((k, run.id));
+                    }
+                }
+                admitted
+            })
+        })
+        .collect();
+    let mut admitted: Vec<(usize, RunId)> = threads
+        .into_iter()
+        .flat_map(|t| t.join().expect("admitting thread"))
+        .collect();
+    admitted.sort();
+    let keys: Vec<usize> = admitted.iter().map(|(k, _)| *k).collect();
+    assert_eq!(keys, (0..KEYS).collect::<Vec<_>>(), "one run per key");
+    assert_eq!(
+        store.list_runs(&RunFilter::default()).expect("list").len(),
+        KEYS,
+        "no run stored beyond the admitted ones"
+    );
+    for (k, id) in &admitted {
+        let run = store
+            .get_run(id)
+            .expect("get")
+            .expect("admitted run stored");
+        assert_eq!(run.status, RunStatus::Queued);
+        assert_eq!(
+            store
+                .runs_with_key_prefix(&format!("alert:fp{k}:"))
+                .expect("dedupe"),
+            vec![id.clone()]
+        );
+    }
+    assert_eq!(store.reconcile().expect("reconcile").queued.len(), KEYS);
+    let episodes = store
+        .alerts(
+            Utc::now() - chrono::Duration::hours(1),
+            Utc::now() + chrono::Duration::hours(1),
+        )
+        .expect("alerts");
+    assert_eq!(episodes.len(), KEYS);
+    for e in &episodes {
+        assert_eq!(
+            e.times_received, THREADS as u64,
+            "{}: every delivery counted",
+            e.fingerprint
+        );
+    }
+
+    // Within one call, a repeated key admits its first run only.
+    let (a, b) = (queued(1000), queued(1001));
+    let fresh = store
+        .enqueue_unique(
+            &[
+                ("alert:again:rb".into(), a.clone()),
+                ("alert:again:rb".into(), b.clone()),
+            ],
+            &[],
+        )
+        .expect("enqueue");
+    assert_eq!(fresh, vec![true, false]);
+    assert!(store.get_run(&a.id).expect("get").is_some());
+    assert!(store.get_run(&b.id).expect("get").is_none());
+}

@@ -19,7 +19,7 @@ use crate::run::{RunId, RunRecord, RunStatus, StepResult};
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// A store operation that failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// Another process holds the store.
     #[error(

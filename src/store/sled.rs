@@ -16,9 +16,12 @@
 //!   transaction as a run's finish.
 //!
 //! Durability: every change is flushed before the call returns. Concurrent writers share one
-//! flush (group commit). sled's flush uses `sync_file_range`/`fdatasync`-class calls: it
-//! survives a killed process; see docs/store.md for what it promises on power loss.
+//! flush (group commit); concurrent admissions (`enqueue_unique`, the webhook's path) are also
+//! written as one batch by one thread at a time (see `Batcher`). sled's flush uses
+//! `sync_file_range`/`fdatasync`-class calls: it survives a killed process; see docs/store.md
+//! for what it promises on power loss.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
@@ -49,6 +52,41 @@ struct CommitState {
     flushing: bool,
 }
 
+/// One caller's admission: runs to queue unless their dedupe key is taken, and alert
+/// episodes to merge, encoded by the caller.
+struct Admission {
+    runs: Vec<EncodedRun>,
+    alerts: Vec<AlertReceived>,
+}
+
+/// A run ready to write: dedupe key, id, record, `by_runbook` index key.
+struct EncodedRun {
+    key: Vec<u8>,
+    id: Vec<u8>,
+    value: Vec<u8>,
+    index: Vec<u8>,
+}
+
+/// Applies concurrent admissions in batches, one batch at a time.
+///
+/// sled serialises every transaction on one process-wide lock, which all other operations
+/// then wait on too; a transaction per webhook request from many threads spent the CPU on
+/// that lock's hand-offs. Whoever finds no batch in progress leads: it takes every admission
+/// waiting, applies them in one transaction, flushes once and hands each caller its result.
+#[derive(Default)]
+struct Batcher {
+    state: Mutex<BatchState>,
+    done: Condvar,
+}
+
+#[derive(Default)]
+struct BatchState {
+    next_ticket: u64,
+    pending: Vec<(u64, Admission)>,
+    finished: HashMap<u64, Result<Vec<bool>>>,
+    leading: bool,
+}
+
 /// The sled-backed store.
 pub struct SledStore {
     path: PathBuf,
@@ -63,6 +101,7 @@ pub struct SledStore {
     dedupe: sled::Tree,
     guards: sled::Tree,
     commit: GroupCommit,
+    batcher: Batcher,
 }
 
 /// How long [`SledStore::open`] waits for a lock that is being released.
@@ -117,6 +156,12 @@ fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T> {
         key: String::from_utf8_lossy(key).to_string(),
         reason: e.to_string(),
     })
+}
+
+/// The one field of a stored run that finishing checks.
+#[derive(serde::Deserialize)]
+struct StatusOnly {
+    status: RunStatus,
 }
 
 fn rollup_key(k: &RollupKey) -> Vec<u8> {
@@ -253,6 +298,7 @@ impl SledStore {
                 done: Condvar::new(),
                 flushes: AtomicU64::new(0),
             },
+            batcher: Batcher::default(),
         };
         store.durable()?;
         Ok(store)
@@ -351,6 +397,45 @@ impl SledStore {
         Ok(())
     }
 
+    /// Applies a batch of admissions (no flush): alert episodes merged, then every run whose
+    /// dedupe key is free queued, all runs in one transaction. One result per admission.
+    fn admit_batch(&self, batch: &[(u64, Admission)]) -> Result<Vec<Vec<bool>>> {
+        for (_, admission) in batch {
+            for a in &admission.alerts {
+                self.put_alert(a)?;
+            }
+        }
+        let result: std::result::Result<Vec<Vec<bool>>, TransactionError<StoreError>> =
+            (&self.dedupe, &self.runs, &self.active, &self.by_runbook).transaction(
+                |(dedupe, r, active, by_runbook)| {
+                    let mut all = Vec::with_capacity(batch.len());
+                    for (_, admission) in batch {
+                        let mut admitted = Vec::with_capacity(admission.runs.len());
+                        for run in &admission.runs {
+                            // Sees the batch's own earlier inserts: duplicates within a batch
+                            // (HA peers posting at once) admit one run.
+                            if dedupe.get(&run.key)?.is_some() {
+                                admitted.push(false);
+                                continue;
+                            }
+                            dedupe.insert(run.key.as_slice(), run.id.as_slice())?;
+                            r.insert(run.id.as_slice(), run.value.as_slice())?;
+                            active.insert(run.id.as_slice(), &[])?;
+                            by_runbook.insert(run.index.as_slice(), &[])?;
+                            admitted.push(true);
+                        }
+                        all.push(admitted);
+                    }
+                    Ok(all)
+                },
+            );
+        match result {
+            Ok(all) => Ok(all),
+            Err(TransactionError::Abort(e)) => Err(e),
+            Err(TransactionError::Storage(e)) => Err(self.err(e)),
+        }
+    }
+
     /// Finishes a run and adds it to its rollup atomically (no flush).
     fn finish_tx(&self, run: &RunRecord) -> Result<()> {
         let rollup = Rollup::of_run(run);
@@ -360,7 +445,8 @@ impl SledStore {
             (&self.runs, &self.rollups, &self.monthly, &self.active).transaction(
                 |(runs, rollups, monthly, active)| {
                     let already_final = match runs.get(&id)? {
-                        Some(old) => decode::<RunRecord>(&id, &old)
+                        // Only the status matters here: skip building the rest of the record.
+                        Some(old) => decode::<StatusOnly>(&id, &old)
                             .map(|r| r.status.is_final() && r.status != RunStatus::Skipped)
                             .map_err(ConflictableTransactionError::Abort)?,
                         None => false,
@@ -407,38 +493,62 @@ impl Store for SledStore {
         runs: &[(String, RunRecord)],
         alerts: &[AlertReceived],
     ) -> Result<Vec<bool>> {
-        for a in alerts {
-            self.put_alert(a)?;
-        }
-        let mut admitted = Vec::with_capacity(runs.len());
-        for (key, run) in runs {
-            let id = run.id.0.as_bytes().to_vec();
-            let value = encode(run);
-            let mut idx = run.runbook.clone().into_bytes();
-            idx.push(0);
-            idx.extend_from_slice(run.id.0.as_bytes());
-            let result: std::result::Result<bool, TransactionError<StoreError>> =
-                (&self.dedupe, &self.runs, &self.active, &self.by_runbook).transaction(
-                    |(dedupe, r, active, by_runbook)| {
-                        if dedupe.get(key.as_bytes())?.is_some() {
-                            return Ok(false);
+        // Encoding is the callers' work, in parallel; the batch leader only writes.
+        let admission = Admission {
+            runs: runs
+                .iter()
+                .map(|(key, run)| {
+                    let mut index = run.runbook.clone().into_bytes();
+                    index.push(0);
+                    index.extend_from_slice(run.id.0.as_bytes());
+                    EncodedRun {
+                        key: key.as_bytes().to_vec(),
+                        id: run.id.0.as_bytes().to_vec(),
+                        value: encode(run),
+                        index,
+                    }
+                })
+                .collect(),
+            alerts: alerts.to_vec(),
+        };
+        let b = &self.batcher;
+        let mut st = b.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.next_ticket += 1;
+        let ticket = st.next_ticket;
+        st.pending.push((ticket, admission));
+        loop {
+            if let Some(result) = st.finished.remove(&ticket) {
+                return result;
+            }
+            if !st.leading {
+                st.leading = true;
+                let batch = std::mem::take(&mut st.pending);
+                drop(st);
+                // A panic must not leave `leading` set: every later caller would wait forever.
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.admit_batch(&batch)
+                        .and_then(|r| self.durable().map(|()| r))
+                }))
+                .unwrap_or_else(|_| Err(self.err("writing a batch of admissions panicked")));
+                st = b.state.lock().unwrap_or_else(|p| p.into_inner());
+                st.leading = false;
+                match outcome {
+                    Ok(all) => {
+                        for ((t, _), admitted) in batch.iter().zip(all) {
+                            st.finished.insert(*t, Ok(admitted));
                         }
-                        dedupe.insert(key.as_bytes(), id.clone())?;
-                        r.insert(id.clone(), value.clone())?;
-                        active.insert(id.clone(), &[])?;
-                        by_runbook.insert(idx.clone(), &[])?;
-                        Ok(true)
-                    },
-                );
-            let fresh = match result {
-                Ok(f) => f,
-                Err(TransactionError::Abort(e)) => return Err(e),
-                Err(TransactionError::Storage(e)) => return Err(self.err(e)),
-            };
-            admitted.push(fresh);
+                    }
+                    Err(e) => {
+                        for (t, _) in &batch {
+                            st.finished.insert(*t, Err(e.clone()));
+                        }
+                    }
+                }
+                b.done.notify_all();
+                continue;
+            }
+            st = b.done.wait(st).unwrap_or_else(|p| p.into_inner());
         }
-        self.durable()?;
-        Ok(admitted)
     }
 
     fn last_key(&self, prefix: &str) -> Result<Option<String>> {
