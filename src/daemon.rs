@@ -1018,30 +1018,19 @@ impl Daemon {
             };
             let redactor = prepared.redactor().clone();
             let (tx, rx) = mpsc::unbounded_channel();
-            let (fwd_tx, mut fwd_rx) = mpsc::unbounded_channel();
             let store: Arc<dyn Store> = this.store.clone();
-            // Interruption at shutdown turns the cancelled record into `interrupted`.
-            let (rec_tx, rec_rx) = mpsc::unbounded_channel();
-            let recorder = tokio::spawn(crate::recorder::record(
-                store,
-                id.clone(),
-                rec_rx,
-                Some(fwd_tx),
-            ));
+            // Before each event is recorded: the final record completed (and turned
+            // `interrupted` when cancelled by a shutdown), guards and metrics counted.
             let relay = {
                 let this = this.clone();
                 let id = id.clone();
                 let name = rb.name.clone();
                 let (rb, slot) = (rb.clone(), key.clone());
-                tokio::spawn(async move {
-                    let mut rx = rx;
-                    while let Some(mut event) = rx.recv().await {
-                        if let RunEvent::RunFinished { record } = &mut event {
-                            record.guard_key = guard_key.clone();
-                            record.approval = approval.clone();
-                        }
-                        if let RunEvent::RunFinished { record } = &mut event
-                            && this.interrupting.load(Ordering::SeqCst)
+                move |event: &mut RunEvent| {
+                    if let RunEvent::RunFinished { record } = event {
+                        record.guard_key = guard_key.clone();
+                        record.approval = approval.clone();
+                        if this.interrupting.load(Ordering::SeqCst)
                             && record.status == RunStatus::Cancelled
                         {
                             record.status = RunStatus::Interrupted;
@@ -1058,38 +1047,41 @@ impl Daemon {
                                 )
                             });
                         }
-                        if let RunEvent::Output { line, .. } = &event {
-                            info!(run_id = %id, runbook = %name, "{}", redactor.redact(line));
-                        }
                         // Guards and metrics count the run before its final record is
                         // visible: whoever sees it finished also sees the breaker it opened.
-                        if let RunEvent::RunFinished { record } = &event {
-                            this.run_ended(&rb, &slot.1, record);
-                            // Its slot too: a trigger sent on seeing it finished must not be
-                            // skipped as overlapping it.
-                            this.release_slot(&slot, &id);
-                        }
-                        let _ = rec_tx.send(event);
+                        this.run_ended(&rb, &slot.1, record);
+                        // Its slot too: a trigger sent on seeing it finished must not be
+                        // skipped as overlapping it.
+                        this.release_slot(&slot, &id);
                     }
-                })
+                    if let RunEvent::Output { line, .. } = &event {
+                        info!(run_id = %id, runbook = %name, "{}", redactor.redact(line));
+                    }
+                }
             };
+            // After each event is recorded: to the run's followers.
             let fanout = {
                 let this = this.clone();
                 let id = id.clone();
-                tokio::spawn(async move {
-                    while let Some(event) = fwd_rx.recv().await {
-                        if let Ok(mut f) = this.followers.lock() {
-                            let entry = f.entry(id.clone()).or_insert_with(Followed::new);
-                            if entry.history.len() < HISTORY
-                                || matches!(event, RunEvent::RunFinished { .. })
-                            {
-                                entry.history.push(event.clone());
-                            }
-                            let _ = entry.live.send(event);
+                move |event: RunEvent| {
+                    if let Ok(mut f) = this.followers.lock() {
+                        let entry = f.entry(id.clone()).or_insert_with(Followed::new);
+                        if entry.history.len() < HISTORY
+                            || matches!(event, RunEvent::RunFinished { .. })
+                        {
+                            entry.history.push(event.clone());
                         }
+                        let _ = entry.live.send(event);
                     }
-                })
+                }
             };
+            let recorder = tokio::spawn(crate::recorder::record(
+                store,
+                id.clone(),
+                rx,
+                relay,
+                fanout,
+            ));
             // Durably `running` before any step starts: a crash can interrupt it, never repeat it.
             let store = this.store.clone();
             let rid = id.clone();
@@ -1100,11 +1092,9 @@ impl Daemon {
             }
             info!("run started");
             let record = this.executor.execute(prepared, cancel, Some(tx)).await;
-            let _ = relay.await;
             if let Ok(Err(e)) = recorder.await {
                 error!("cannot record the run: {e}");
             }
-            let _ = fanout.await;
             drop(active);
             info!(status = %record.status, "run finished");
         }

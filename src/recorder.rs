@@ -3,22 +3,27 @@
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::run::{RunEvent, RunId};
 use crate::store::{Store, StoreError};
 
-/// Consumes a run's events, records them, and forwards each to `forward` after it is stored.
-/// Returns the first store error (later events are still forwarded).
+/// Consumes a run's events: each goes through `before` (which may amend it), is recorded, then
+/// goes to `after`. Returns the first store error (later events still go to `after`).
+///
+/// One task does all three, in order: a task per stage with channels between them cost a
+/// cross-thread wake-up per event and stage.
 pub async fn record(
     store: Arc<dyn Store>,
     id: RunId,
     mut events: UnboundedReceiver<RunEvent>,
-    forward: Option<UnboundedSender<RunEvent>>,
+    mut before: impl FnMut(&mut RunEvent) + Send,
+    mut after: impl FnMut(RunEvent) + Send,
 ) -> Result<(), StoreError> {
     let mut first_error = None;
     let mut current_step = String::new();
-    while let Some(event) = events.recv().await {
+    while let Some(mut event) = events.recv().await {
+        before(&mut event);
         let store = store.clone();
         let id2 = id.clone();
         let op = match &event {
@@ -57,9 +62,7 @@ pub async fn record(
                 first_error = Some(e);
             }
         }
-        if let Some(tx) = &forward {
-            let _ = tx.send(event);
-        }
+        after(event);
     }
     match first_error {
         Some(e) => Err(e),

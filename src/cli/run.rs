@@ -280,7 +280,10 @@ async fn execute(
         store,
         queued.id.clone(),
         rx,
-        Some(shown_tx),
+        |_| {},
+        move |event| {
+            let _ = shown_tx.send(event);
+        },
     ));
     let printer = tokio::spawn(async move {
         let mut progress = Progress::new(std::io::stdout().is_terminal());
