@@ -498,7 +498,7 @@ impl Drop for KillOnDrop {
 }
 
 #[test]
-fn concurrent_admissions_queue_each_dedupe_key_once_and_count_every_delivery() {
+fn concurrent_admissions_and_finishes_queue_each_key_once_count_every_delivery_and_each_run_once() {
     const THREADS: usize = 16;
     const KEYS: usize = 40;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -585,6 +585,62 @@ fn concurrent_admissions_queue_each_dedupe_key_once_and_count_every_delivery() {
             e.fingerprint
         );
     }
+
+    // Every admitted run finished by every thread at once, while admissions go on: each run is
+    // final and counted once in the rollups.
+    let finals: Vec<RunRecord> = admitted
+        .iter()
+        .map(|(_, id)| {
+            let mut run = store.get_run(id).expect("get").expect("stored");
+            let now = Utc::now();
+            run.status = RunStatus::Succeeded;
+            run.started_at = Some(now);
+            run.finished_at = Some(now);
+            run
+        })
+        .collect();
+    let finals = std::sync::Arc::new(finals);
+    let finishers: Vec<_> = (0..8)
+        .map(|t| {
+            let (store, finals) = (store.clone(), finals.clone());
+            std::thread::spawn(move || {
+                for i in 0..finals.len() {
+                    store
+                        .finish_run(&finals[(i + t * 5) % finals.len()])
+                        .expect("finish");
+                    let extra = queued(10_000 + t * 100 + i);
+                    store
+                        .enqueue_unique(&[(format!("alert:extra{t}-{i}:rb"), extra)], &[])
+                        .expect("enqueue while finishing");
+                }
+            })
+        })
+        .collect();
+    for f in finishers {
+        f.join().expect("finishing thread");
+    }
+    for run in finals.iter() {
+        let stored = store.get_run(&run.id).expect("get").expect("stored");
+        assert_eq!(stored.status, RunStatus::Succeeded);
+    }
+    let today = Utc::now().date_naive();
+    let counted: u64 = store
+        .rollups(
+            today.pred_opt().unwrap_or(today),
+            today.succ_opt().unwrap_or(today),
+            false,
+        )
+        .expect("rollups")
+        .iter()
+        .map(|(_, r)| r.runs)
+        .sum();
+    assert_eq!(counted, KEYS as u64, "each run counted once");
+    let reconciled = store.reconcile().expect("reconcile");
+    assert_eq!(
+        reconciled.queued.len(),
+        8 * KEYS,
+        "only the extra runs are still queued"
+    );
 
     // Within one call, a repeated key admits its first run only.
     let (a, b) = (queued(1000), queued(1001));

@@ -30,7 +30,7 @@ use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
 use super::{
     AlertReceived, Reconciled, Result, Rollup, RollupKey, RunFilter, SCHEMA_VERSION, Store,
@@ -52,11 +52,76 @@ struct CommitState {
     flushing: bool,
 }
 
-/// One caller's admission: runs to queue unless their dedupe key is taken, and alert
-/// episodes to merge, encoded by the caller.
-struct Admission {
-    runs: Vec<EncodedRun>,
-    alerts: Vec<AlertReceived>,
+/// One caller's write for the batch leader, encoded by the caller.
+enum Write {
+    /// Runs to queue unless their dedupe key is taken, and alert episodes to merge.
+    Admit {
+        runs: Vec<EncodedRun>,
+        alerts: Vec<AlertReceived>,
+    },
+    /// A run's final record and what it adds to the rollups.
+    Finish(Box<Finishing>),
+}
+
+/// A finished run ready to write: id, record, `by_runbook` index key, rollup increment.
+struct Finishing {
+    id: Vec<u8>,
+    value: Vec<u8>,
+    index: Vec<u8>,
+    rollup: Option<(RollupKey, Rollup)>,
+}
+
+impl Finishing {
+    fn of(run: &RunRecord) -> Finishing {
+        Finishing {
+            id: run.id.0.as_bytes().to_vec(),
+            value: encode(run),
+            index: runbook_index(run),
+            rollup: Rollup::of_run(run),
+        }
+    }
+}
+
+fn runbook_index(run: &RunRecord) -> Vec<u8> {
+    let mut index = run.runbook.clone().into_bytes();
+    index.push(0);
+    index.extend_from_slice(run.id.0.as_bytes());
+    index
+}
+
+/// Writes a finished run inside a transaction: record, active index, and its rollups, counted
+/// once even if the run is finished again.
+fn finish_in(
+    (runs, active, by_runbook, rollups, monthly): (
+        &TransactionalTree,
+        &TransactionalTree,
+        &TransactionalTree,
+        &TransactionalTree,
+        &TransactionalTree,
+    ),
+    f: &Finishing,
+) -> std::result::Result<(), ConflictableTransactionError<StoreError>> {
+    let already_final = match runs.get(&f.id)? {
+        // Only the status matters here: skip building the rest of the record.
+        Some(old) => decode::<StatusOnly>(&f.id, &old)
+            .map(|r| r.status.is_final() && r.status != RunStatus::Skipped)
+            .map_err(ConflictableTransactionError::Abort)?,
+        None => false,
+    };
+    runs.insert(f.id.as_slice(), f.value.as_slice())?;
+    active.remove(f.id.as_slice())?;
+    by_runbook.insert(f.index.as_slice(), &[])?;
+    if let (Some((key, add)), false) = (&f.rollup, already_final) {
+        for (tree, k) in [(rollups, rollup_key(key)), (monthly, monthly_key(key))] {
+            let mut current: Rollup = match tree.get(&k)? {
+                Some(v) => decode(&k, &v).map_err(ConflictableTransactionError::Abort)?,
+                None => Rollup::default(),
+            };
+            current.merge(add);
+            tree.insert(k, encode(&current))?;
+        }
+    }
+    Ok(())
 }
 
 /// A run ready to write: dedupe key, id, record, `by_runbook` index key.
@@ -67,12 +132,13 @@ struct EncodedRun {
     index: Vec<u8>,
 }
 
-/// Applies concurrent admissions in batches, one batch at a time.
+/// Applies concurrent admissions and run finishes in batches, one batch at a time.
 ///
 /// sled serialises every transaction on one process-wide lock, which all other operations
-/// then wait on too; a transaction per webhook request from many threads spent the CPU on
-/// that lock's hand-offs. Whoever finds no batch in progress leads: it takes every admission
-/// waiting, applies them in one transaction, flushes once and hands each caller its result.
+/// then wait on too; a transaction per webhook request and per finished run, from many
+/// threads, spent the CPU on that lock's hand-offs. Whoever finds no batch in progress leads:
+/// it takes every write waiting, applies them in one transaction, flushes once and hands each
+/// caller its result.
 #[derive(Default)]
 struct Batcher {
     state: Mutex<BatchState>,
@@ -82,7 +148,7 @@ struct Batcher {
 #[derive(Default)]
 struct BatchState {
     next_ticket: u64,
-    pending: Vec<(u64, Admission)>,
+    pending: Vec<(u64, Write)>,
     finished: HashMap<u64, Result<Vec<bool>>>,
     leading: bool,
 }
@@ -397,125 +463,14 @@ impl SledStore {
         Ok(())
     }
 
-    /// Applies a batch of admissions (no flush): alert episodes merged, then every run whose
-    /// dedupe key is free queued, all runs in one transaction. One result per admission.
-    fn admit_batch(&self, batch: &[(u64, Admission)]) -> Result<Vec<Vec<bool>>> {
-        for (_, admission) in batch {
-            for a in &admission.alerts {
-                self.put_alert(a)?;
-            }
-        }
-        let result: std::result::Result<Vec<Vec<bool>>, TransactionError<StoreError>> =
-            (&self.dedupe, &self.runs, &self.active, &self.by_runbook).transaction(
-                |(dedupe, r, active, by_runbook)| {
-                    let mut all = Vec::with_capacity(batch.len());
-                    for (_, admission) in batch {
-                        let mut admitted = Vec::with_capacity(admission.runs.len());
-                        for run in &admission.runs {
-                            // Sees the batch's own earlier inserts: duplicates within a batch
-                            // (HA peers posting at once) admit one run.
-                            if dedupe.get(&run.key)?.is_some() {
-                                admitted.push(false);
-                                continue;
-                            }
-                            dedupe.insert(run.key.as_slice(), run.id.as_slice())?;
-                            r.insert(run.id.as_slice(), run.value.as_slice())?;
-                            active.insert(run.id.as_slice(), &[])?;
-                            by_runbook.insert(run.index.as_slice(), &[])?;
-                            admitted.push(true);
-                        }
-                        all.push(admitted);
-                    }
-                    Ok(all)
-                },
-            );
-        match result {
-            Ok(all) => Ok(all),
-            Err(TransactionError::Abort(e)) => Err(e),
-            Err(TransactionError::Storage(e)) => Err(self.err(e)),
-        }
-    }
-
-    /// Finishes a run and adds it to its rollup atomically (no flush).
-    fn finish_tx(&self, run: &RunRecord) -> Result<()> {
-        let rollup = Rollup::of_run(run);
-        let id = run.id.0.as_bytes().to_vec();
-        let value = encode(run);
-        let result: std::result::Result<(), TransactionError<StoreError>> =
-            (&self.runs, &self.rollups, &self.monthly, &self.active).transaction(
-                |(runs, rollups, monthly, active)| {
-                    let already_final = match runs.get(&id)? {
-                        // Only the status matters here: skip building the rest of the record.
-                        Some(old) => decode::<StatusOnly>(&id, &old)
-                            .map(|r| r.status.is_final() && r.status != RunStatus::Skipped)
-                            .map_err(ConflictableTransactionError::Abort)?,
-                        None => false,
-                    };
-                    runs.insert(id.clone(), value.clone())?;
-                    active.remove(id.clone())?;
-                    // A run is counted once, even if finish is called again.
-                    if let (Some((key, add)), false) = (&rollup, already_final) {
-                        for (tree, k) in [(rollups, rollup_key(key)), (monthly, monthly_key(key))] {
-                            let mut current: Rollup = match tree.get(&k)? {
-                                Some(v) => {
-                                    decode(&k, &v).map_err(ConflictableTransactionError::Abort)?
-                                }
-                                None => Rollup::default(),
-                            };
-                            current.merge(add);
-                            tree.insert(k, encode(&current))?;
-                        }
-                    }
-                    Ok(())
-                },
-            );
-        match result {
-            Ok(()) => {}
-            Err(TransactionError::Abort(e)) => return Err(e),
-            Err(TransactionError::Storage(e)) => return Err(self.err(e)),
-        }
-        let mut idx = run.runbook.clone().into_bytes();
-        idx.push(0);
-        idx.extend_from_slice(run.id.0.as_bytes());
-        self.by_runbook.insert(idx, &[]).map_err(|e| self.err(e))?;
-        Ok(())
-    }
-}
-
-impl Store for SledStore {
-    fn enqueue_run(&self, run: &RunRecord) -> Result<()> {
-        self.put_run(run)?;
-        self.durable()
-    }
-
-    fn enqueue_unique(
-        &self,
-        runs: &[(String, RunRecord)],
-        alerts: &[AlertReceived],
-    ) -> Result<Vec<bool>> {
-        // Encoding is the callers' work, in parallel; the batch leader only writes.
-        let admission = Admission {
-            runs: runs
-                .iter()
-                .map(|(key, run)| {
-                    let mut index = run.runbook.clone().into_bytes();
-                    index.push(0);
-                    index.extend_from_slice(run.id.0.as_bytes());
-                    EncodedRun {
-                        key: key.as_bytes().to_vec(),
-                        id: run.id.0.as_bytes().to_vec(),
-                        value: encode(run),
-                        index,
-                    }
-                })
-                .collect(),
-            alerts: alerts.to_vec(),
-        };
+    /// Hands `write` to the current batch (or leads one) and waits for its result: for an
+    /// admission, whether each run was queued; for a finish, nothing.
+    fn submit(&self, write: Write) -> Result<Vec<bool>> {
         let b = &self.batcher;
         let mut st = b.state.lock().unwrap_or_else(|p| p.into_inner());
         st.next_ticket += 1;
         let ticket = st.next_ticket;
-        st.pending.push((ticket, admission));
+        st.pending.push((ticket, write));
         loop {
             if let Some(result) = st.finished.remove(&ticket) {
                 return result;
@@ -526,7 +481,7 @@ impl Store for SledStore {
                 drop(st);
                 // A panic must not leave `leading` set: every later caller would wait forever.
                 let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    self.admit_batch(&batch)
+                    self.write_batch(&batch)
                         .and_then(|r| self.durable().map(|()| r))
                 }))
                 .unwrap_or_else(|_| Err(self.err("writing a batch of admissions panicked")));
@@ -549,6 +504,110 @@ impl Store for SledStore {
             }
             st = b.done.wait(st).unwrap_or_else(|p| p.into_inner());
         }
+    }
+
+    /// Applies a batch of writes (no flush): alert episodes merged; then, in one transaction,
+    /// every admitted run whose dedupe key is free queued and every finished run recorded.
+    /// One result per write.
+    fn write_batch(&self, batch: &[(u64, Write)]) -> Result<Vec<Vec<bool>>> {
+        for (_, write) in batch {
+            if let Write::Admit { alerts, .. } = write {
+                for a in alerts {
+                    self.put_alert(a)?;
+                }
+            }
+        }
+        let trees = (
+            &self.dedupe,
+            &self.runs,
+            &self.active,
+            &self.by_runbook,
+            &self.rollups,
+            &self.monthly,
+        );
+        let result: std::result::Result<Vec<Vec<bool>>, TransactionError<StoreError>> = trees
+            .transaction(|(dedupe, r, active, by_runbook, rollups, monthly)| {
+                let mut all = Vec::with_capacity(batch.len());
+                for (_, write) in batch {
+                    let runs = match write {
+                        Write::Admit { runs, .. } => runs,
+                        Write::Finish(f) => {
+                            finish_in((r, active, by_runbook, rollups, monthly), f)?;
+                            all.push(Vec::new());
+                            continue;
+                        }
+                    };
+                    let mut admitted = Vec::with_capacity(runs.len());
+                    for run in runs {
+                        // Sees the batch's own earlier inserts: duplicates within a batch
+                        // (HA peers posting at once) admit one run.
+                        if dedupe.get(&run.key)?.is_some() {
+                            admitted.push(false);
+                            continue;
+                        }
+                        dedupe.insert(run.key.as_slice(), run.id.as_slice())?;
+                        r.insert(run.id.as_slice(), run.value.as_slice())?;
+                        active.insert(run.id.as_slice(), &[])?;
+                        by_runbook.insert(run.index.as_slice(), &[])?;
+                        admitted.push(true);
+                    }
+                    all.push(admitted);
+                }
+                Ok(all)
+            });
+        match result {
+            Ok(all) => Ok(all),
+            Err(TransactionError::Abort(e)) => Err(e),
+            Err(TransactionError::Storage(e)) => Err(self.err(e)),
+        }
+    }
+
+    /// Finishes a run and adds it to its rollup atomically (no flush).
+    fn finish_tx(&self, run: &RunRecord) -> Result<()> {
+        let f = Finishing::of(run);
+        let trees = (
+            &self.runs,
+            &self.active,
+            &self.by_runbook,
+            &self.rollups,
+            &self.monthly,
+        );
+        let result: std::result::Result<(), TransactionError<StoreError>> =
+            trees.transaction(|(runs, active, by_runbook, rollups, monthly)| {
+                finish_in((runs, active, by_runbook, rollups, monthly), &f)
+            });
+        match result {
+            Ok(()) => Ok(()),
+            Err(TransactionError::Abort(e)) => Err(e),
+            Err(TransactionError::Storage(e)) => Err(self.err(e)),
+        }
+    }
+}
+
+impl Store for SledStore {
+    fn enqueue_run(&self, run: &RunRecord) -> Result<()> {
+        self.put_run(run)?;
+        self.durable()
+    }
+
+    fn enqueue_unique(
+        &self,
+        runs: &[(String, RunRecord)],
+        alerts: &[AlertReceived],
+    ) -> Result<Vec<bool>> {
+        // Encoding is the callers' work, in parallel; the batch leader only writes.
+        self.submit(Write::Admit {
+            runs: runs
+                .iter()
+                .map(|(key, run)| EncodedRun {
+                    key: key.as_bytes().to_vec(),
+                    id: run.id.0.as_bytes().to_vec(),
+                    value: encode(run),
+                    index: runbook_index(run),
+                })
+                .collect(),
+            alerts: alerts.to_vec(),
+        })
     }
 
     fn last_key(&self, prefix: &str) -> Result<Option<String>> {
@@ -669,8 +728,8 @@ impl Store for SledStore {
     }
 
     fn finish_run(&self, run: &RunRecord) -> Result<()> {
-        self.finish_tx(run)?;
-        self.durable()
+        self.submit(Write::Finish(Box::new(Finishing::of(run))))
+            .map(|_| ())
     }
 
     fn finish_runs(&self, runs: &[RunRecord]) -> Result<()> {
