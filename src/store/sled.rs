@@ -16,10 +16,10 @@
 //!   transaction as a run's finish.
 //!
 //! Durability: every change is flushed before the call returns. Concurrent writers share one
-//! flush (group commit); concurrent admissions (`enqueue_unique`, the webhook's path) are also
-//! written as one batch by one thread at a time (see `Batcher`). sled's flush uses
-//! `sync_file_range`/`fdatasync`-class calls: it survives a killed process; see docs/store.md
-//! for what it promises on power loss.
+//! flush (group commit); concurrent admissions (`enqueue_unique`, the webhook's path) and run
+//! finishes are also written as one batch by one thread at a time (see `Batcher`). sled's
+//! flush uses `sync_file_range`/`fdatasync`-class calls: it survives a killed process; see
+//! docs/store.md for what it promises on power loss.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -484,7 +484,9 @@ impl SledStore {
                     self.write_batch(&batch)
                         .and_then(|r| self.durable().map(|()| r))
                 }))
-                .unwrap_or_else(|_| Err(self.err("writing a batch of admissions panicked")));
+                .unwrap_or_else(|_| {
+                    Err(self.err("writing a batch of admissions and finishes panicked"))
+                });
                 st = b.state.lock().unwrap_or_else(|p| p.into_inner());
                 st.leading = false;
                 match outcome {
