@@ -59,8 +59,8 @@ enum Write {
         runs: Vec<EncodedRun>,
         alerts: Vec<AlertReceived>,
     },
-    /// A run's final record and what it adds to the rollups.
-    Finish(Box<Finishing>),
+    /// Runs' final records and what they add to the rollups.
+    Finish(Vec<Finishing>),
 }
 
 /// A finished run ready to write: id, record, `by_runbook` index key, rollup increment.
@@ -413,10 +413,9 @@ impl SledStore {
     fn put_run(&self, run: &RunRecord) -> Result<()> {
         let id = run.id.0.as_bytes();
         self.runs.insert(id, encode(run)).map_err(|e| self.err(e))?;
-        let mut idx = run.runbook.clone().into_bytes();
-        idx.push(0);
-        idx.extend_from_slice(id);
-        self.by_runbook.insert(idx, &[]).map_err(|e| self.err(e))?;
+        self.by_runbook
+            .insert(runbook_index(run), &[])
+            .map_err(|e| self.err(e))?;
         if run.status.is_final() {
             self.active.remove(id).map_err(|e| self.err(e))?;
         } else {
@@ -533,8 +532,10 @@ impl SledStore {
                 for (_, write) in batch {
                     let runs = match write {
                         Write::Admit { runs, .. } => runs,
-                        Write::Finish(f) => {
-                            finish_in((r, active, by_runbook, rollups, monthly), f)?;
+                        Write::Finish(runs) => {
+                            for f in runs {
+                                finish_in((r, active, by_runbook, rollups, monthly), f)?;
+                            }
                             all.push(Vec::new());
                             continue;
                         }
@@ -559,27 +560,6 @@ impl SledStore {
             });
         match result {
             Ok(all) => Ok(all),
-            Err(TransactionError::Abort(e)) => Err(e),
-            Err(TransactionError::Storage(e)) => Err(self.err(e)),
-        }
-    }
-
-    /// Finishes a run and adds it to its rollup atomically (no flush).
-    fn finish_tx(&self, run: &RunRecord) -> Result<()> {
-        let f = Finishing::of(run);
-        let trees = (
-            &self.runs,
-            &self.active,
-            &self.by_runbook,
-            &self.rollups,
-            &self.monthly,
-        );
-        let result: std::result::Result<(), TransactionError<StoreError>> =
-            trees.transaction(|(runs, active, by_runbook, rollups, monthly)| {
-                finish_in((runs, active, by_runbook, rollups, monthly), &f)
-            });
-        match result {
-            Ok(()) => Ok(()),
             Err(TransactionError::Abort(e)) => Err(e),
             Err(TransactionError::Storage(e)) => Err(self.err(e)),
         }
@@ -695,8 +675,12 @@ impl Store for SledStore {
     }
 
     fn record_alert(&self, alert: &AlertReceived) -> Result<()> {
-        self.put_alert(alert)?;
-        self.durable()
+        // Through the batch: one writer at a time keeps the episode's counts exact.
+        self.submit(Write::Admit {
+            runs: Vec::new(),
+            alerts: vec![alert.clone()],
+        })
+        .map(|_| ())
     }
 
     fn start_run(&self, id: &RunId, started_at: DateTime<Utc>) -> Result<()> {
@@ -730,19 +714,17 @@ impl Store for SledStore {
     }
 
     fn finish_run(&self, run: &RunRecord) -> Result<()> {
-        self.submit(Write::Finish(Box::new(Finishing::of(run))))
-            .map(|_| ())
+        self.finish_runs(std::slice::from_ref(run))
     }
 
     fn finish_runs(&self, runs: &[RunRecord]) -> Result<()> {
-        for run in runs {
-            self.finish_tx(run)?;
-        }
-        self.durable()
+        self.submit(Write::Finish(runs.iter().map(Finishing::of).collect()))
+            .map(|_| ())
     }
 
     fn reconcile(&self) -> Result<Reconciled> {
         let mut out = Reconciled::default();
+        let mut interrupted = Vec::new();
         let ids: Vec<RunId> = self
             .active
             .iter()
@@ -779,14 +761,15 @@ impl Store for SledStore {
                             run.approval_required,
                         ));
                     }
-                    self.finish_tx(&run)?;
                     out.interrupted.push(id);
+                    interrupted.push(run);
                 }
                 _ => {}
             }
         }
         out.queued.sort_by(|a, b| a.id.cmp(&b.id));
-        self.durable()?;
+        // One batch and one flush, which also makes the index clean-up above durable.
+        self.finish_runs(&interrupted)?;
         Ok(out)
     }
 
@@ -902,10 +885,9 @@ impl Store for SledStore {
             }
             if let Some(v) = self.runs.remove(&k).map_err(|e| self.err(e))? {
                 let run: RunRecord = decode(&k, &v)?;
-                let mut idx = run.runbook.into_bytes();
-                idx.push(0);
-                idx.extend_from_slice(&k);
-                self.by_runbook.remove(idx).map_err(|e| self.err(e))?;
+                self.by_runbook
+                    .remove(runbook_index(&run))
+                    .map_err(|e| self.err(e))?;
                 removed += 1;
             }
         }
