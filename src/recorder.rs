@@ -24,43 +24,36 @@ pub async fn record(
     let mut current_step = String::new();
     while let Some(mut event) = events.recv().await {
         before(&mut event);
-        let store = store.clone();
-        let id2 = id.clone();
-        let op = match &event {
+        let result = match &event {
             // The caller marks the run running (durably) before executing it.
-            RunEvent::RunStarted { .. } => None,
+            RunEvent::RunStarted { .. } | RunEvent::Output { .. } => Ok(()),
+            // Progress is not flushed (see the Store contract): an in-memory write, cheaper here
+            // than a hand-off to a blocking thread and back.
             RunEvent::StepStarted { name, .. } => {
                 current_step = name.clone();
-                Some(Op::Step(name.clone(), None))
+                store.step_started(&id, name, None)
             }
             RunEvent::ProcessStarted { pgid, .. } => {
-                Some(Op::Step(current_step.clone(), Some(*pgid)))
+                store.step_started(&id, &current_step, Some(*pgid))
             }
-            RunEvent::StepFinished { result, .. } => Some(Op::StepDone(result.clone())),
-            RunEvent::RunFinished { record } => Some(Op::Finish(record.clone())),
-            RunEvent::Output { .. } => None,
-        };
-        if let Some(op) = op {
-            let result = match op {
-                // Progress is not flushed (see the Store contract): an in-memory write, cheaper
-                // here than a hand-off to a blocking thread and back.
-                Op::Step(name, pgid) => store.step_started(&id2, &name, pgid),
-                Op::StepDone(step) => store.record_step(&id2, &step),
-                // The finish flushes (milliseconds): off the async workers.
-                Op::Finish(run) => tokio::task::spawn_blocking(move || store.finish_run(&run))
+            RunEvent::StepFinished { result, .. } => store.record_step(&id, result),
+            // The finish flushes (milliseconds): off the async workers.
+            RunEvent::RunFinished { record } => {
+                let (store, run) = (store.clone(), record.clone());
+                tokio::task::spawn_blocking(move || store.finish_run(&run))
                     .await
                     .unwrap_or_else(|e| {
                         Err(StoreError::Backend {
                             path: String::new(),
                             reason: format!("store task failed: {e}"),
                         })
-                    }),
-            };
-            if let Err(e) = result
-                && first_error.is_none()
-            {
-                first_error = Some(e);
+                    })
             }
+        };
+        if let Err(e) = result
+            && first_error.is_none()
+        {
+            first_error = Some(e);
         }
         after(event);
     }
@@ -68,10 +61,4 @@ pub async fn record(
         Some(e) => Err(e),
         None => Ok(()),
     }
-}
-
-enum Op {
-    Step(String, Option<u32>),
-    StepDone(Box<crate::run::StepResult>),
-    Finish(Box<crate::run::RunRecord>),
 }
