@@ -17,7 +17,7 @@
 #   QUEUE_CAPACITY=1000000                  untoil --queue-capacity (large: measure acceptance)
 #   UNTOIL_LOG=warn                         untoil log filter (info = the daemon's default)
 #   DRAIN_TIMEOUT=90                        seconds to wait for every accepted run to finish
-#   FIXTURE=../shared/fixtures/alertmanager/firing.json
+#   FIXTURE=tests/fixtures/alertmanager/firing.json
 #   SKIP_BUILD=1                            use the existing target/release/untoil
 #   SKIP_WEBHOOK=1                          untoil only
 #   KEEP=1                                  keep the temp dir (logs, store, wrk output)
@@ -35,7 +35,7 @@ THREADS=${THREADS:-2}
 WORKERS=${WORKERS:-}
 QUEUE_CAPACITY=${QUEUE_CAPACITY:-1000000}
 DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-90}
-FIXTURE=${FIXTURE:-../shared/fixtures/alertmanager/firing.json}
+FIXTURE=${FIXTURE:-tests/fixtures/alertmanager/firing.json}
 export UNTOIL_LOG=${UNTOIL_LOG:-warn}
 
 die() { echo "load.sh: $*" >&2; exit 1; }

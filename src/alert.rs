@@ -994,15 +994,15 @@ mod tests {
 
     const FIRING: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/alertmanager/firing.json"
+        "/tests/fixtures/alertmanager/firing.json"
     );
     const RESOLVED: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/alertmanager/resolved.json"
+        "/tests/fixtures/alertmanager/resolved.json"
     );
     const GROUPED: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/alertmanager/firing-grouped.json"
+        "/tests/fixtures/alertmanager/firing-grouped.json"
     );
 
     fn read_fixture(path: &str) -> Vec<u8> {

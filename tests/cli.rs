@@ -307,7 +307,7 @@ fn run_dry_run_prints_what_would_run_and_runs_nothing() {
 
 #[test]
 fn run_with_an_alert_payload_runs_once_per_matching_alert() {
-    let fixture = root().join("../shared/fixtures/alertmanager/firing.json");
+    let fixture = root().join("tests/fixtures/alertmanager/firing.json");
     assert!(
         fixture.exists(),
         "the Alertmanager fixtures must be beside the repo"
@@ -329,7 +329,7 @@ fn run_with_an_alert_payload_runs_once_per_matching_alert() {
         text(&out.stdout)
     );
 
-    let resolved = root().join("../shared/fixtures/alertmanager/resolved.json");
+    let resolved = root().join("tests/fixtures/alertmanager/resolved.json");
     let out = untoil_in(
         dir.path(),
         &["run", "disk", "--alert", &resolved.display().to_string()],

@@ -384,9 +384,9 @@ const CORPUS: &[&str] = &[
 fn alert_with(labels: BTreeMap<String, String>) -> AlertContext {
     let body = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/alertmanager/firing.json"
+        "/tests/fixtures/alertmanager/firing.json"
     ))
-    .expect("the Alertmanager fixture (../shared/fixtures) must exist");
+    .expect("the Alertmanager fixture (tests/fixtures) must exist");
     let mut n = Notification::from_json(&body).expect("fixture parses");
     let mut alert = n.alerts.remove(0);
     alert.labels.extend(labels);

@@ -401,9 +401,9 @@ fn notification(template: &Value, ids: &[usize]) -> Vec<u8> {
 fn template() -> Value {
     let bytes = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/alertmanager/firing.json"
+        "/tests/fixtures/alertmanager/firing.json"
     ))
-    .expect("the Alertmanager fixture (../shared/fixtures) must exist");
+    .expect("the Alertmanager fixture (tests/fixtures) must exist");
     serde_json::from_slice(&bytes).expect("fixture json")
 }
 

@@ -9,7 +9,7 @@ use untoil::daemon::{self, Settings};
 
 pub fn fixture(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures/alertmanager")
+        .join("tests/fixtures/alertmanager")
         .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {} must exist: {e}", path.display()))
 }
