@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
-use untoil::catalog::load_texts;
-use untoil::executor::{Executor, RunRequest};
-use untoil::plugin::Plugins;
-use untoil::run::RunStatus;
+use untoil::exec::executor::{Executor, RunRequest};
+use untoil::run::status::RunStatus;
+use untoil::runbook::catalog::load_texts;
+use untoil::runbook::plugins::Plugins;
 
 const STEPS: usize = 100;
 const ROUNDS: usize = 15;
@@ -53,7 +53,7 @@ fn main() {
         .expect("runtime");
 
     // Warm up once, then measure.
-    let run_once = |rb: &Arc<untoil::runbook::Runbook>| {
+    let run_once = |rb: &Arc<untoil::runbook::model::Runbook>| {
         let prepared = executor
             .prepare(RunRequest::manual(rb.clone(), "bench"))
             .expect("prepare");

@@ -14,11 +14,16 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::Connection;
-use untoil::report::{self, Dim, Period};
-use untoil::run::{Cause, RunId, RunRecord, RunStatus};
+use untoil::ledger::rollup::milli_minutes;
+use untoil::report::query::{Dim, Period};
+use untoil::report::toil as report;
+use untoil::run::cause::Cause;
+use untoil::run::credit::{Baseline, Credit};
+use untoil::run::id::RunId;
+use untoil::run::record::RunRecord;
+use untoil::run::status::RunStatus;
+use untoil::store::Store;
 use untoil::store::sled::SledStore;
-use untoil::store::{Store, milli_minutes};
-use untoil::toil::{Baseline, Credit};
 
 const SEED: u64 = 0x756e_746f_696c_2d31;
 const TEAMS: usize = 8;

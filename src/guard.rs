@@ -6,8 +6,8 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::run::RunStatus;
-use crate::runbook::{Guards, Overlap};
+use crate::run::status::RunStatus;
+use crate::runbook::model::{Guards, Overlap};
 
 /// An open circuit breaker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,7 +84,7 @@ pub fn admit(g: &Guards, state: &KeyState, now: DateTime<Utc>) -> (Admission, Ke
             let reason = format!(
                 "more than {} runs within {}",
                 m.count,
-                crate::runbook::format_duration(m.per)
+                crate::runbook::model::format_duration(m.per)
             );
             next.breaker = Some(Breaker {
                 opened_at: now,
@@ -165,7 +165,7 @@ pub fn overlap(g: &Guards, running: usize) -> OverlapAction {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runbook::MaxRuns;
+    use crate::runbook::model::MaxRuns;
     use chrono::TimeZone;
 
     fn t(secs: i64) -> DateTime<Utc> {

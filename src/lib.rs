@@ -1,38 +1,24 @@
 //! untoil: a toil-automation runbook executor.
 //!
-//! Layout (data flows one way):
-//! runbook files -> [`loader`] -> [`validator`] -> catalog -> triggers -> queue -> executor
-//! -> steps -> store -> reports.
+//! The folders follow the data flow, one way:
+//!
+//! ```text
+//! runbook files -> runbook (load, validate, catalog)
+//!   -> trigger (schedule, alert, dedupe key) -> guard -> engine (admission, queue, approvals)
+//!   -> exec (executor, steps) -> store (runs, rollups; sled) -> report (toil, backlog)
+//! server (HTTP API, dashboard) and cli on top; daemon wires them together.
+//! run and ledger hold what a run is and what it is worth.
+//! ```
 
-pub mod alert;
-pub mod auth;
-pub mod capture;
-pub mod catalog;
 pub mod cli;
 pub mod daemon;
-pub mod diagnostic;
-pub mod executor;
+pub mod engine;
+pub mod exec;
 pub mod guard;
-pub mod histogram;
-pub mod loader;
-pub mod metrics;
-pub mod plugin;
-pub mod process;
-pub mod recorder;
-pub mod redact;
-pub mod reload;
-pub mod render;
+pub mod ledger;
 pub mod report;
 pub mod run;
 pub mod runbook;
-pub mod schedule;
-pub mod scheduler;
 pub mod server;
-pub mod source_map;
-pub mod spec;
-pub mod step;
 pub mod store;
-pub mod table;
-pub mod template;
-pub mod toil;
-pub mod validator;
+pub mod trigger;

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 
 use common::{Dirs, Running};
 use serde_json::json;
-use untoil::auth::Auth;
+use untoil::server::auth::Auth;
 
 const BINARY: &str = "prometheus-alertmanager";
 

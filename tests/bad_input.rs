@@ -32,15 +32,14 @@ use proptest::test_runner::{TestCaseError, TestRunner};
 use serde_json::{Value as Json, json};
 use serde_yaml::Value as Yaml;
 
-use untoil::alert::{
-    MatchOp, Matcher, Notification, PayloadError, label_fingerprint, matches_all, never_matches,
-};
-use untoil::catalog::{Loaded, load, load_texts};
-use untoil::diagnostic::{Label, Sources};
-use untoil::plugin::Plugins;
-use untoil::render::{Renderer, context};
-use untoil::schedule::{Schedule, parse_timezone};
-use untoil::template::Template;
+use untoil::exec::render::{Renderer, context};
+use untoil::runbook::catalog::{Loaded, load, load_texts};
+use untoil::runbook::diagnostic::{Label, Sources};
+use untoil::runbook::plugins::Plugins;
+use untoil::runbook::template::Template;
+use untoil::trigger::alert::{Notification, PayloadError, label_fingerprint};
+use untoil::trigger::matcher::{MatchOp, Matcher, matches_all, never_matches};
+use untoil::trigger::schedule::{Schedule, parse_timezone};
 
 // ---------------------------------------------------------------------------------------------
 // Settings and helpers
@@ -229,7 +228,7 @@ fn check_loaded(loaded: &Loaded, files: usize) -> Result<(), String> {
         for d in loaded.diagnostics.iter().take(16) {
             let text = loaded.sources.render(std::slice::from_ref(d));
             // As shown: control characters escaped, huge values shortened.
-            let message = untoil::diagnostic::shown(&d.message);
+            let message = untoil::runbook::diagnostic::shown(&d.message);
             let first = message.lines().next().unwrap_or_default();
             if !text.contains(first) {
                 return Err(format!("rendering lost the message {first:?}:\n{text}"));
@@ -1211,7 +1210,7 @@ fn the_loader_returns_a_raw_runbook_exactly_when_it_reports_no_error() {
         let file = sources.add("rb.yaml", text.as_str());
         let mut diags = Vec::new();
         let parsed = timed("loader::parse", || {
-            untoil::loader::parse(file, Path::new("rb.yaml"), &sources, &mut diags)
+            untoil::runbook::loader::parse(file, Path::new("rb.yaml"), &sources, &mut diags)
         })?;
         let errors = diags.iter().filter(|d| d.is_error()).count();
         prop_assert_eq!(
@@ -2132,7 +2131,7 @@ fn instant() -> BoxedStrategy<DateTime<Utc>> {
     .boxed()
 }
 
-fn check_schedule_error(e: &untoil::schedule::ScheduleError) -> Result<(), TestCaseError> {
+fn check_schedule_error(e: &untoil::trigger::schedule::ScheduleError) -> Result<(), TestCaseError> {
     prop_assert!(!e.to_string().trim().is_empty(), "an empty message: {e:?}");
     if let Some(h) = e.help() {
         prop_assert!(!h.trim().is_empty(), "an empty help: {e:?}");
@@ -2277,7 +2276,11 @@ fn time_zone_names_parse_or_come_with_suggestions() {
             ),
             Err(e) => {
                 check_schedule_error(&e)?;
-                if let untoil::schedule::ScheduleError::UnknownTimezone { suggestions, .. } = &e {
+                if let untoil::trigger::schedule::ScheduleError::UnknownTimezone {
+                    suggestions,
+                    ..
+                } = &e
+                {
                     prop_assert!(suggestions.len() <= 3);
                     for s in suggestions {
                         prop_assert!(s.parse::<Tz>().is_ok(), "suggested {s:?}");

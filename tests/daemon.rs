@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use common::{Dirs, Running, fixture};
 use serde_json::{Value, json};
-use untoil::auth::Auth;
-use untoil::run::{RunId, RunStatus};
+use untoil::run::id::RunId;
+use untoil::run::status::RunStatus;
+use untoil::server::auth::Auth;
 use untoil::store::Store;
 use untoil::store::sled::SledStore;
 
@@ -354,7 +355,7 @@ async fn schedules_fire_on_time_and_a_restart_never_repeats_a_fire() {
     let mut fires: Vec<String> = runs
         .iter()
         .filter_map(|r| match &r.cause {
-            untoil::run::Cause::Schedule { at } => Some(at.to_rfc3339()),
+            untoil::run::cause::Cause::Schedule { at } => Some(at.to_rfc3339()),
             _ => None,
         })
         .collect();
@@ -363,7 +364,8 @@ async fn schedules_fire_on_time_and_a_restart_never_repeats_a_fire() {
     fires.dedup();
     assert_eq!(fires.len(), n, "a fire ran twice");
     for r in &runs {
-        if let (untoil::run::Cause::Schedule { at }, Some(created)) = (&r.cause, Some(r.created_at))
+        if let (untoil::run::cause::Cause::Schedule { at }, Some(created)) =
+            (&r.cause, Some(r.created_at))
         {
             let late = (created - *at).num_milliseconds();
             // Late by scheduling only (a loaded 2-core machine); lateness itself is measured by

@@ -613,7 +613,7 @@ async fn with_basic_auth_configured_the_dashboard_needs_the_same_credentials() {
     let dirs = Dirs::new();
     seed_runbooks(&dirs);
     let mut settings = dirs.settings();
-    settings.auth = untoil::auth::Auth::new(vec![], vec![("lead".into(), "s3cret".into())]);
+    settings.auth = untoil::server::auth::Auth::new(vec![], vec![("lead".into(), "s3cret".into())]);
     let d = Running::start(settings).await;
     for path in ["/", "/ui/runs", "/ui/assets/app.css", "/ui/stamp"] {
         let r = d

@@ -5,8 +5,8 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use untoil::catalog::load_texts;
-use untoil::plugin::Plugins;
+use untoil::runbook::catalog::load_texts;
+use untoil::runbook::plugins::Plugins;
 
 fn plugins() -> (tempfile::TempDir, Plugins) {
     let dir = tempfile::tempdir().expect("temp dir");

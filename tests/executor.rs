@@ -13,12 +13,15 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::routing::{get, post};
 use tokio_util::sync::CancellationToken;
-use untoil::alert::Notification;
-use untoil::catalog::load_texts;
-use untoil::executor::{Executor, RunRequest};
-use untoil::plugin::Plugins;
-use untoil::run::{AlertContext, Cause, RunEvent, RunRecord, RunStatus, StepStatus};
-use untoil::runbook::Runbook;
+use untoil::exec::executor::{Executor, RunRequest};
+use untoil::run::cause::{AlertContext, Cause};
+use untoil::run::event::RunEvent;
+use untoil::run::record::RunRecord;
+use untoil::run::status::{RunStatus, StepStatus};
+use untoil::runbook::catalog::load_texts;
+use untoil::runbook::model::Runbook;
+use untoil::runbook::plugins::Plugins;
+use untoil::trigger::alert::Notification;
 
 const SECRET: &str = "s3cr3t-t0ken-value";
 

@@ -8,11 +8,18 @@ use std::time::{Duration, Instant};
 
 use chrono::{NaiveDate, TimeZone, Utc};
 use proptest::prelude::*;
-use untoil::report::{Dim, Period, toil_report};
-use untoil::run::{Cause, RunId, RunRecord, RunStatus, StepResult, StepStatus};
+use untoil::ledger::rollup::milli_minutes;
+use untoil::ledger::toil::credit;
+use untoil::report::query::{Dim, Period};
+use untoil::report::toil::toil_report;
+use untoil::run::cause::Cause;
+use untoil::run::credit::Baseline;
+use untoil::run::id::RunId;
+use untoil::run::record::RunRecord;
+use untoil::run::status::{RunStatus, StepStatus};
+use untoil::run::step::StepResult;
 use untoil::store::sled::SledStore;
-use untoil::store::{RunFilter, Store, milli_minutes};
-use untoil::toil::{Baseline, credit};
+use untoil::store::{RunFilter, Store};
 
 const STATUSES: [RunStatus; 6] = [
     RunStatus::Succeeded,
@@ -338,7 +345,7 @@ fn reconcile_interrupts_running_runs_kills_their_groups_and_keeps_queued_ones() 
     assert_eq!(r.interrupted.len(), 1);
     assert_eq!(r.queued.len(), 1);
     assert_eq!(
-        untoil::process::kill_leftovers(&r.interrupted),
+        untoil::exec::process::kill_leftovers(&r.interrupted),
         vec![orphan_group]
     );
     let run = store

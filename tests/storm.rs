@@ -47,10 +47,13 @@ use std::time::{Duration, Instant};
 use chrono::{Datelike, NaiveDate, Utc};
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
-use untoil::report::{Dim, Period, toil_report};
-use untoil::run::{RunRecord, RunStatus, StepStatus};
+use untoil::ledger::rollup::milli_minutes;
+use untoil::report::query::{Dim, Period};
+use untoil::report::toil::toil_report;
+use untoil::run::record::RunRecord;
+use untoil::run::status::{RunStatus, StepStatus};
 use untoil::store::sled::SledStore;
-use untoil::store::{RunFilter, Store, milli_minutes};
+use untoil::store::{RunFilter, Store};
 
 const ALERTS_PATH: &str = "/api/v1/alerts/alertmanager";
 /// Peak resident memory allowed to the daemon.
@@ -108,7 +111,7 @@ fn free_port() -> u16 {
 }
 
 fn http_client() -> reqwest::Client {
-    untoil::step::http::install_crypto_provider();
+    untoil::exec::step::http::install_crypto_provider();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()
@@ -807,7 +810,7 @@ async fn every_acknowledged_alert_runs_exactly_once_while_the_daemon_is_sigkille
     let mut by_fp: HashMap<String, Vec<&RunRecord>> = HashMap::new();
     for r in &runs {
         match &r.cause {
-            untoil::run::Cause::Alert { fingerprint, .. } => {
+            untoil::run::cause::Cause::Alert { fingerprint, .. } => {
                 by_fp.entry(fingerprint.clone()).or_default().push(r)
             }
             other => problems.push(format!("a run with an unexpected cause {other:?}")),
@@ -897,7 +900,7 @@ async fn every_acknowledged_alert_runs_exactly_once_while_the_daemon_is_sigkille
     for r in &runs {
         *statuses.entry(r.status.to_string()).or_default() += 1;
         let fp = match &r.cause {
-            untoil::run::Cause::Alert { fingerprint, .. } => fingerprint.as_str(),
+            untoil::run::cause::Cause::Alert { fingerprint, .. } => fingerprint.as_str(),
             _ => "",
         };
         match r.status {
@@ -1249,7 +1252,7 @@ async fn steps_that_fork_daemons_ignore_sigterm_or_print_gigabytes_stop_at_their
     let tag = 7_000_000 + std::process::id() % 1_000_000;
     let timeout = 2;
     // The daemon's grace between SIGTERM and SIGKILL (executor::DEFAULT_GRACE).
-    let grace = untoil::executor::DEFAULT_GRACE.as_secs();
+    let grace = untoil::exec::executor::DEFAULT_GRACE.as_secs();
     let cases = [
         Hostile {
             name: "forks-and-waits",

@@ -2,7 +2,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use untoil::alert::{Matcher, Notification, matches_all};
+use untoil::trigger::matcher::{Matcher, matches_all};
+use untoil::trigger::alert::Notification;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(notification) = Notification::from_json(data) else {

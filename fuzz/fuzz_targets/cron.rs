@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use libfuzzer_sys::fuzz_target;
-use untoil::schedule::Schedule;
+use untoil::trigger::schedule::Schedule;
 
 const ZONES: [Tz; 5] = [
     Tz::UTC,

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use untoil::alert::{Matcher, never_matches};
+use untoil::trigger::matcher::{Matcher, never_matches};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

@@ -2,8 +2,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use untoil::catalog::load_texts;
-use untoil::plugin::Plugins;
+use untoil::runbook::catalog::load_texts;
+use untoil::runbook::plugins::Plugins;
 
 fuzz_target!(|data: &[u8]| {
     // Files are read as UTF-8 (the loader reports other encodings before parsing).

@@ -15,11 +15,11 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::catalog::{self, Loaded};
-use crate::plugin::Plugins;
-use crate::runbook::Trigger;
-use crate::schedule::{Schedule, parse_timezone};
-use crate::table::Table;
+use crate::report::table::Table;
+use crate::runbook::catalog::{self, Loaded};
+use crate::runbook::model::Trigger;
+use crate::runbook::plugins::Plugins;
+use crate::trigger::schedule::{Schedule, parse_timezone};
 
 /// untoil: runs toil-automation runbooks and proves the toil they save.
 #[derive(Debug, Parser)]
@@ -232,7 +232,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Breaker { command } => breaker(&g, command),
         Command::StoreStress { count, threads } => store_stress(&g, count, threads),
         Command::Schema => {
-            let schema = serde_json::to_string_pretty(&crate::spec::json_schema())?;
+            let schema = serde_json::to_string_pretty(&crate::runbook::spec::json_schema())?;
             println!("{schema}");
             Ok(ExitCode::SUCCESS)
         }
@@ -479,7 +479,7 @@ pub fn open_store(g: &Global) -> Result<crate::store::sled::SledStore> {
 
 fn prune(g: &Global, retain: &str) -> Result<ExitCode> {
     use crate::store::Store;
-    let keep = crate::runbook::parse_duration(retain)
+    let keep = crate::runbook::model::parse_duration(retain)
         .map_err(|e| anyhow::anyhow!("--retain `{retain}`: {e}"))?;
     let store = open_store(g)?;
     let before = Utc::now() - chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::MAX);
@@ -508,7 +508,7 @@ fn store_stress(g: &Global, count: usize, threads: usize) -> Result<ExitCode> {
                     if i >= count {
                         return Ok(());
                     }
-                    let run = crate::run::RunRecord::synthetic(i);
+                    let run = crate::run::record::RunRecord::synthetic(i);
                     store.finish_run(&run)?;
                     let mut out = std::io::stdout().lock();
                     writeln!(out, "{}", run.id)?;

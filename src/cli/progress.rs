@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::run::{RunEvent, RunRecord, StepResult, StepStatus};
+use crate::run::event::RunEvent;
+use crate::run::record::RunRecord;
+use crate::run::status::StepStatus;
+use crate::run::step::StepResult;
 
 /// Prints run events as they come.
 pub struct Progress {

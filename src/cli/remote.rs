@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-use crate::run::RunEvent;
+use crate::run::event::RunEvent;
 
 /// A daemon's API.
 pub struct Remote {
@@ -23,7 +23,7 @@ impl Remote {
             .enable_all()
             .build()
             .ok()?;
-        crate::step::http::install_crypto_provider();
+        crate::exec::step::http::install_crypto_provider();
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(500))
             .build()

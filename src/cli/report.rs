@@ -6,7 +6,9 @@ use anyhow::{Result, bail};
 use chrono::{NaiveDate, Utc};
 use clap::{Args, Subcommand};
 
-use crate::report::{self, Dim, Format, Period};
+use crate::report::backlog;
+use crate::report::query::{Dim, Format, Period};
+use crate::report::toil::toil_report;
 use crate::store::Store;
 
 use super::Global;
@@ -83,7 +85,7 @@ impl PeriodArgs {
                 Ok(p)
             }
             _ => {
-                let d = crate::runbook::parse_duration(&self.since)
+                let d = crate::runbook::model::parse_duration(&self.since)
                     .map_err(|e| anyhow::anyhow!("--since `{}`: {e}", self.since))?;
                 Ok(Period::since(d, Utc::now()))
             }
@@ -143,7 +145,7 @@ pub fn run(g: &Global, a: ReportArgs) -> Result<ExitCode> {
             let period = u.period.period()?;
             let (from, to) = period.instants();
             let alerts = store.alerts(from, to)?;
-            let backlog = report::backlog(period, &alerts, &u.labels, u.assume_minutes);
+            let backlog = backlog::backlog(period, &alerts, &u.labels, u.assume_minutes);
             print!("{}", backlog.render(u.format, &u.labels));
         }
         None => {
@@ -153,7 +155,7 @@ pub fn run(g: &Global, a: ReportArgs) -> Result<ExitCode> {
             } else {
                 a.by
             };
-            let r = report::toil_report(&store as &dyn Store, period, &by)?;
+            let r = toil_report(&store as &dyn Store, period, &by)?;
             print!("{}", r.render(a.format));
         }
     }

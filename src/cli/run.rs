@@ -11,13 +11,15 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
-use crate::alert::Notification;
-use crate::diagnostic::did_you_mean;
-use crate::executor::{Executor, RunRequest};
-use crate::plugin::Plugins;
-use crate::run::{AlertContext, Cause, RunRecord, RunStatus};
-use crate::runbook::Runbook;
+use crate::exec::executor::{Executor, RunRequest};
+use crate::run::cause::{AlertContext, Cause};
+use crate::run::record::RunRecord;
+use crate::run::status::RunStatus;
+use crate::runbook::diagnostic::did_you_mean;
+use crate::runbook::model::Runbook;
+use crate::runbook::plugins::Plugins;
 use crate::store::Store;
+use crate::trigger::alert::Notification;
 
 use super::Global;
 use super::progress::Progress;
@@ -159,7 +161,7 @@ fn run_remote(remote: &super::remote::Remote, a: &RunArgs) -> Result<ExitCode> {
         let mut status = None;
         remote.follow(&id, |event| {
             progress.show(event);
-            if let crate::run::RunEvent::RunFinished { record } = event {
+            if let crate::run::event::RunEvent::RunFinished { record } = event {
                 status = Some(record.status);
             }
         })?;
@@ -231,7 +233,7 @@ pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode> {
     })
 }
 
-fn print_plan(executor: &Executor, prepared: &crate::executor::Prepared, rb: &Runbook) {
+fn print_plan(executor: &Executor, prepared: &crate::exec::executor::Prepared, rb: &Runbook) {
     println!(
         "dry run of {} (run {}): nothing is executed",
         rb.name,
@@ -252,7 +254,7 @@ fn print_plan(executor: &Executor, prepared: &crate::executor::Prepared, rb: &Ru
 
 async fn execute(
     executor: &Executor,
-    prepared: crate::executor::Prepared,
+    prepared: crate::exec::executor::Prepared,
     store: Arc<dyn Store>,
 ) -> Result<RunRecord> {
     let queued = executor.queued_record(&prepared);
@@ -276,7 +278,7 @@ async fn execute(
     });
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let (shown_tx, mut shown_rx) = tokio::sync::mpsc::unbounded_channel();
-    let recorder = tokio::spawn(crate::recorder::record(
+    let recorder = tokio::spawn(crate::engine::recorder::record(
         store,
         queued.id.clone(),
         rx,

@@ -5,9 +5,11 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 
-use crate::run::{RunId, RunRecord, RunStatus};
+use crate::report::table::Table;
+use crate::run::id::RunId;
+use crate::run::record::RunRecord;
+use crate::run::status::RunStatus;
 use crate::store::{RunFilter, Store};
-use crate::table::Table;
 
 use super::Global;
 
@@ -156,9 +158,11 @@ pub fn show(r: &RunRecord) -> String {
             .unwrap_or_default()
     ));
     let cause = match &r.cause {
-        crate::run::Cause::Manual { user } => format!("manual, by {user}"),
-        crate::run::Cause::Schedule { at } => format!("schedule fire at {}", at.to_rfc3339()),
-        crate::run::Cause::Alert {
+        crate::run::cause::Cause::Manual { user } => format!("manual, by {user}"),
+        crate::run::cause::Cause::Schedule { at } => {
+            format!("schedule fire at {}", at.to_rfc3339())
+        }
+        crate::run::cause::Cause::Alert {
             fingerprint,
             starts_at,
             labels,
@@ -189,7 +193,9 @@ pub fn show(r: &RunRecord) -> String {
         ));
     }
     out.push_str(&format!("duration  {}\n", ms(r.duration_ms())));
-    if let (crate::run::Cause::Alert { starts_at, .. }, Some(end)) = (&r.cause, r.finished_at) {
+    if let (crate::run::cause::Cause::Alert { starts_at, .. }, Some(end)) =
+        (&r.cause, r.finished_at)
+    {
         out.push_str(&format!(
             "remediated {} after the alert started\n",
             ms(Some((end - *starts_at).num_milliseconds().max(0) as u64))

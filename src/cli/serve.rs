@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 
-use crate::auth::Auth;
 use crate::daemon::{self, Settings};
+use crate::server::auth::Auth;
 
 use super::Global;
 
@@ -129,7 +129,7 @@ pub fn run(g: &Global, a: ServeArgs) -> Result<ExitCode> {
     }
     settings.queue_capacity = a.queue_capacity.max(1);
     settings.body_limit = a.body_limit;
-    settings.shutdown_grace = crate::runbook::parse_duration(&a.shutdown_grace)
+    settings.shutdown_grace = crate::runbook::model::parse_duration(&a.shutdown_grace)
         .map_err(|e| anyhow::anyhow!("--shutdown-grace `{}`: {e}", a.shutdown_grace))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -12,8 +12,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use crate::alert::Notification;
 use crate::daemon::Daemon;
+use crate::trigger::alert::Notification;
 
 use super::{accept_error, error};
 

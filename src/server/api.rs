@@ -16,9 +16,13 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 
 use crate::daemon::Daemon;
-use crate::report::{self, Dim, Format, Period};
-use crate::run::{RunEvent, RunId, RunStatus};
-use crate::runbook::{Runbook, Trigger};
+use crate::report::backlog;
+use crate::report::query::{Dim, Format, Period};
+use crate::report::toil;
+use crate::run::event::RunEvent;
+use crate::run::id::RunId;
+use crate::run::status::RunStatus;
+use crate::runbook::model::{Runbook, Trigger};
 use crate::store::{RunFilter, Store};
 
 use super::{Caller, accept_error, error};
@@ -34,7 +38,7 @@ fn runbook_json(rb: &Runbook, errors: usize) -> serde_json::Value {
                 "schedule": s.schedule.expression(),
                 "timezone": s.schedule.timezone().to_string(),
                 "next_fire": s.schedule.next_after(now).map(|t| t.to_rfc3339()),
-                "catchup": s.catchup.map(crate::runbook::format_duration),
+                "catchup": s.catchup.map(crate::runbook::model::format_duration),
             }),
             Trigger::Alert(a) => serde_json::json!({
                 "kind": "alert",
@@ -129,7 +133,7 @@ pub async fn start_run(
     let user = body.user.unwrap_or(caller.0);
     let notification = match body
         .alert
-        .map(|v| crate::alert::Notification::from_json(v.to_string().as_bytes()))
+        .map(|v| crate::trigger::alert::Notification::from_json(v.to_string().as_bytes()))
     {
         Some(Err(e)) => return error(StatusCode::BAD_REQUEST, e.to_string()),
         Some(Ok(n)) => Some(n),
@@ -292,7 +296,7 @@ fn period(q: &ReportQuery) -> Result<Period, String> {
         }),
         (None, None) => {
             let since = q.since.as_deref().unwrap_or("30d");
-            let d = crate::runbook::parse_duration(since)
+            let d = crate::runbook::model::parse_duration(since)
                 .map_err(|e| format!("since `{since}`: {e}"))?;
             Ok(Period::since(d, Utc::now()))
         }
@@ -346,7 +350,7 @@ pub async fn toil_report(State(d): State<Arc<Daemon>>, Query(q): Query<ReportQue
             }
         }
     }
-    match report::toil_report(d.store.as_ref() as &dyn Store, period, &by) {
+    match toil::toil_report(d.store.as_ref() as &dyn Store, period, &by) {
         Ok(r) => rendered(format, r.render(format)),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
@@ -368,7 +372,7 @@ pub async fn unautomated(State(d): State<Arc<Daemon>>, Query(q): Query<ReportQue
     let (from, to) = period.instants();
     match d.store.alerts(from, to) {
         Ok(alerts) => {
-            let b = report::backlog(period, &alerts, &labels, q.assume_minutes.unwrap_or(15.0));
+            let b = backlog::backlog(period, &alerts, &labels, q.assume_minutes.unwrap_or(15.0));
             rendered(format, b.render(format, &labels))
         }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
@@ -439,7 +443,7 @@ pub async fn approvals(State(d): State<Arc<Daemon>>) -> Response {
                 r.created_at + chrono::Duration::from_std(rb.guards.approval_timeout).unwrap_or_default()
             });
             let plan = rb.and_then(|rb| {
-                let mut req = crate::executor::RunRequest::manual(rb.clone(), "approval");
+                let mut req = crate::exec::executor::RunRequest::manual(rb.clone(), "approval");
                 req.cause = r.cause.clone();
                 req.params = r.params.clone();
                 req.alert = r.alert.clone();
@@ -518,14 +522,14 @@ fn optional_json<T: serde::de::DeserializeOwned + Default>(
 }
 
 /// The events of a finished run, rebuilt from its record (steps, their output, their results).
-fn replay_record(record: &crate::run::RunRecord) -> Vec<RunEvent> {
+fn replay_record(record: &crate::run::record::RunRecord) -> Vec<RunEvent> {
     let mut events = vec![RunEvent::RunStarted {
         id: record.id.clone(),
         runbook: record.runbook.clone(),
         steps: record.steps.len(),
     }];
     for (index, step) in record.steps.iter().enumerate() {
-        let ran = step.status != Some(crate::run::StepStatus::Skipped);
+        let ran = step.status != Some(crate::run::status::StepStatus::Skipped);
         if ran {
             events.push(RunEvent::StepStarted {
                 index,

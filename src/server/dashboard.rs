@@ -20,7 +20,7 @@ use serde_json::Value;
 
 use super::{Caller, api};
 use crate::daemon::{AcceptError, Daemon};
-use crate::run::RunId;
+use crate::run::id::RunId;
 
 /// The dashboard's routes, behind the same authentication as the API.
 pub fn router(daemon: Arc<Daemon>) -> Router<Arc<Daemon>> {
@@ -799,7 +799,7 @@ async fn runs(State(d): State<Arc<Daemon>>, RawQuery(q): RawQuery) -> Response {
         s.push_str("</select></label> ");
         s
     };
-    let statuses: Vec<String> = crate::run::RunStatus::ALL
+    let statuses: Vec<String> = crate::run::status::RunStatus::ALL
         .iter()
         .map(|s| s.as_str().to_string())
         .collect();

@@ -3,6 +3,7 @@
 
 mod alerts;
 mod api;
+pub mod auth;
 mod dashboard;
 
 use std::sync::Arc;

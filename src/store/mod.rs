@@ -12,8 +12,11 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::histogram::Histogram;
-use crate::run::{RunId, RunRecord, RunStatus, StepResult};
+use crate::ledger::rollup::{Rollup, RollupKey};
+use crate::run::id::RunId;
+use crate::run::record::RunRecord;
+use crate::run::status::RunStatus;
+use crate::run::step::StepResult;
 
 /// Version of the on-disk layout this build writes.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -97,105 +100,6 @@ pub struct RunFilter {
     pub limit: usize,
 }
 
-/// Rollup group: one UTC day (or month) of one runbook for one cause, with its owner and service.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct RollupKey {
-    /// UTC day the run started.
-    pub day: NaiveDate,
-    /// Owning team at the time.
-    pub owner: String,
-    /// Service at the time ("" when none).
-    pub service: String,
-    /// Runbook.
-    pub runbook: String,
-    /// manual, schedule or alert.
-    pub cause: String,
-}
-
-/// Counters of one rollup group. Toil is kept in thousandths of a minute so that sums are
-/// exact and a report's totals always equal the sum over its runs.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Rollup {
-    /// Finished runs (dry and skipped runs are not counted).
-    pub runs: u64,
-    /// Succeeded runs.
-    pub succeeded: u64,
-    /// Failed, timed out or interrupted runs.
-    pub failed: u64,
-    /// Cancelled runs.
-    pub cancelled: u64,
-    /// Toil saved, in 1/1000 minute.
-    pub toil_milli_minutes: u64,
-    /// Run durations in ms.
-    pub durations: Histogram,
-    /// Alert runs with a time to remediate.
-    pub remediations: u64,
-    /// Sum of times to remediate (alert start to run end), ms.
-    pub remediate_ms_sum: u64,
-}
-
-impl Rollup {
-    /// Adds another group's counters.
-    pub fn merge(&mut self, o: &Rollup) {
-        self.runs += o.runs;
-        self.succeeded += o.succeeded;
-        self.failed += o.failed;
-        self.cancelled += o.cancelled;
-        self.toil_milli_minutes += o.toil_milli_minutes;
-        self.durations.merge(&o.durations);
-        self.remediations += o.remediations;
-        self.remediate_ms_sum += o.remediate_ms_sum;
-    }
-
-    /// The contribution of one finished run, or None when it does not count (dry, skipped,
-    /// not finished).
-    pub fn of_run(run: &RunRecord) -> Option<(RollupKey, Rollup)> {
-        if run.dry_run || !run.status.is_final() || run.status == RunStatus::Skipped {
-            return None;
-        }
-        let day = run.started_at.unwrap_or(run.created_at).date_naive();
-        let key = RollupKey {
-            day,
-            owner: run.owner.clone(),
-            service: run.service.clone().unwrap_or_default(),
-            runbook: run.runbook.clone(),
-            cause: run.cause.kind().to_string(),
-        };
-        let mut r = Rollup {
-            runs: 1,
-            ..Default::default()
-        };
-        match run.status {
-            RunStatus::Succeeded => r.succeeded = 1,
-            RunStatus::Cancelled => r.cancelled = 1,
-            _ => r.failed = 1,
-        }
-        r.toil_milli_minutes = milli_minutes(run.toil.as_ref().map_or(0.0, |t| t.minutes));
-        if let Some(ms) = run.duration_ms() {
-            r.durations.record(ms);
-        }
-        if let (crate::run::Cause::Alert { starts_at, .. }, Some(end)) =
-            (&run.cause, run.finished_at)
-        {
-            let ms = (end - *starts_at).num_milliseconds();
-            if ms >= 0 && run.status == RunStatus::Succeeded {
-                r.remediations = 1;
-                r.remediate_ms_sum = ms as u64;
-            }
-        }
-        Some((key, r))
-    }
-}
-
-/// Minutes as whole thousandths, the unit rollups add up exactly.
-pub fn milli_minutes(minutes: f64) -> u64 {
-    if minutes.is_finite() && minutes > 0.0 {
-        (minutes * 1000.0).round() as u64
-    } else {
-        0
-    }
-}
-
 /// What reconciliation found at start-up.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Reconciled {
@@ -233,7 +137,7 @@ pub trait Store: Send + Sync {
         &self,
         id: &RunId,
         status: RunStatus,
-        approval: Option<crate::run::ApprovalDecision>,
+        approval: Option<crate::run::record::ApprovalDecision>,
     ) -> Result<RunRecord>;
     /// The guard state of a (runbook, key).
     fn guard_state(&self, runbook: &str, key: &str) -> Result<crate::guard::KeyState>;

@@ -32,11 +32,12 @@ use serde::de::DeserializeOwned;
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
-use super::{
-    AlertReceived, Reconciled, Result, Rollup, RollupKey, RunFilter, SCHEMA_VERSION, Store,
-    StoreError,
-};
-use crate::run::{RunId, RunRecord, RunStatus, StepResult};
+use super::{AlertReceived, Reconciled, Result, RunFilter, SCHEMA_VERSION, Store, StoreError};
+use crate::ledger::rollup::{Rollup, RollupKey};
+use crate::run::id::RunId;
+use crate::run::record::RunRecord;
+use crate::run::status::RunStatus;
+use crate::run::step::StepResult;
 
 /// Shares one flush between concurrent writers.
 struct GroupCommit {
@@ -619,7 +620,7 @@ impl Store for SledStore {
 
     fn set_verified(&self, id: &RunId, verified: bool, at: DateTime<Utc>) -> Result<()> {
         self.update_run(id, |r| {
-            r.verification = Some(crate::run::Verification { verified, at });
+            r.verification = Some(crate::run::record::Verification { verified, at });
         })?;
         self.durable()
     }
@@ -628,7 +629,7 @@ impl Store for SledStore {
         &self,
         id: &RunId,
         status: RunStatus,
-        approval: Option<crate::run::ApprovalDecision>,
+        approval: Option<crate::run::record::ApprovalDecision>,
     ) -> Result<RunRecord> {
         let mut out = None;
         self.update_run(id, |r| {
@@ -753,7 +754,7 @@ impl Store for SledStore {
                         None => "interrupted: untoil stopped during the run".into(),
                     });
                     if let Some(credit) = &run.toil {
-                        run.toil = Some(crate::toil::credit(
+                        run.toil = Some(crate::ledger::toil::credit(
                             &credit.baseline,
                             run.status,
                             &run.steps,

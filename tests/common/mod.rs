@@ -65,7 +65,7 @@ impl Running {
         let task = tokio::spawn(daemon::run(settings, listener, async move {
             let _ = rx.await;
         }));
-        untoil::step::http::install_crypto_provider();
+        untoil::exec::step::http::install_crypto_provider();
         let client = reqwest::Client::new();
         let r = Running {
             base,

@@ -10,49 +10,22 @@
 //! The baseline figures are stored with the credit, so a later change to the runbook's
 //! estimates does not rewrite history.
 
-use std::collections::BTreeMap;
+use crate::run::credit::{Baseline, Credit};
+use crate::run::status::{RunStatus, StepStatus};
+use crate::run::step::StepResult;
+use crate::runbook::model::Runbook;
 
-use serde::{Deserialize, Serialize};
-
-use crate::run::{RunStatus, StepResult, StepStatus};
-use crate::runbook::Runbook;
-
-/// The estimates a credit was computed from.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Baseline {
-    /// The runbook's `toil.manual_minutes` at the time.
-    pub manual_minutes: f64,
-    /// The runbook's `toil.approval_minutes` at the time.
-    pub approval_minutes: f64,
-    /// Per-step figures, by step name, when steps carry their own.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub step_minutes: BTreeMap<String, f64>,
-}
-
-impl Baseline {
-    /// The baseline of a runbook as it is now.
-    pub fn of(runbook: &Runbook) -> Baseline {
-        Baseline {
-            manual_minutes: runbook.toil.manual_minutes,
-            approval_minutes: runbook.toil.approval_minutes,
-            step_minutes: runbook
-                .steps
-                .iter()
-                .filter_map(|s| s.toil_minutes.map(|m| (s.name.clone(), m)))
-                .collect(),
-        }
+/// The baseline of a runbook as it is now.
+pub fn baseline(runbook: &Runbook) -> Baseline {
+    Baseline {
+        manual_minutes: runbook.toil.manual_minutes,
+        approval_minutes: runbook.toil.approval_minutes,
+        step_minutes: runbook
+            .steps
+            .iter()
+            .filter_map(|s| s.toil_minutes.map(|m| (s.name.clone(), m)))
+            .collect(),
     }
-}
-
-/// Minutes credited to one run, and why.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Credit {
-    /// Minutes saved.
-    pub minutes: f64,
-    /// The estimates used.
-    pub baseline: Baseline,
-    /// One line for humans: how the figure was reached.
-    pub reason: String,
 }
 
 /// Computes the credit of a finished run.

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::daemon::{AcceptError, Daemon, fire_prefix, fire_stamp};
-use crate::runbook::{Runbook, Trigger};
+use crate::runbook::model::{Runbook, Trigger};
 use crate::store::Store;
 
 /// Runs every schedule of the catalog until `stop`; restarts them when the catalog reloads.

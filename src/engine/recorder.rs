@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::run::{RunEvent, RunId};
+use crate::run::event::RunEvent;
+use crate::run::id::RunId;
 use crate::store::{Store, StoreError};
 
 /// Consumes a run's events: each goes through `before` (which may amend it), is recorded, then

@@ -12,11 +12,12 @@ use handlebars::Context;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
-use crate::plugin::Plugins;
-use crate::redact::Redactor;
-use crate::render::Renderer;
-use crate::run::{StepResult, StepStatus};
-use crate::runbook::{Action, Step};
+use crate::exec::redact::Redactor;
+use crate::exec::render::Renderer;
+use crate::run::status::StepStatus;
+use crate::run::step::StepResult;
+use crate::runbook::model::{Action, Step};
+use crate::runbook::plugins::Plugins;
 
 /// Everything a step attempt needs from its run.
 pub struct StepEnv<'a> {
@@ -29,7 +30,7 @@ pub struct StepEnv<'a> {
     /// Cancelled when the run is cancelled or times out.
     pub cancel: &'a CancellationToken,
     /// Receives output lines as they come (unredacted; the receiver redacts).
-    pub lines: Option<tokio::sync::mpsc::Sender<(crate::process::Stream, String)>>,
+    pub lines: Option<tokio::sync::mpsc::Sender<(crate::exec::process::Stream, String)>>,
     /// Receives the process group id of each process started.
     pub spawned: Option<UnboundedSender<u32>>,
     /// Time between SIGTERM and SIGKILL.
@@ -149,20 +150,20 @@ pub fn process_setup(step: &Step, env: &StepEnv<'_>) -> Result<ProcessSetup, Str
 /// Runs a process for a step and turns its outcome into an attempt. `judge` decides the status
 /// of a process that exited by itself: (status, error, retryable).
 pub async fn process_attempt<F>(
-    spec: &crate::process::ProcessSpec,
+    spec: &crate::exec::process::ProcessSpec,
     step: &Step,
     env: &StepEnv<'_>,
     judge: F,
 ) -> Attempt
 where
     F: FnOnce(
-        &crate::process::ProcessOutcome,
+        &crate::exec::process::ProcessOutcome,
         &mut StepResult,
     ) -> (StepStatus, Option<String>, bool),
 {
-    use crate::process::Ended;
+    use crate::exec::process::Ended;
     let started_at = Utc::now();
-    let outcome = match crate::process::run(
+    let outcome = match crate::exec::process::run(
         spec,
         step.timeout,
         env.grace,
@@ -200,7 +201,7 @@ where
             StepStatus::TimedOut,
             Some(format!(
                 "timed out after {}; its process group was killed",
-                crate::runbook::format_duration(step.timeout)
+                crate::runbook::model::format_duration(step.timeout)
             )),
             true,
         ),

@@ -11,8 +11,8 @@ use handlebars::{
 };
 use serde_json::Value as Json;
 
-use crate::runbook::TemplateValue;
-use crate::template::Template;
+use crate::runbook::model::TemplateValue;
+use crate::runbook::template::Template;
 
 /// A template that could not be rendered (typically a variable missing in this run).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

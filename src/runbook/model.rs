@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::alert::Matcher;
-use crate::schedule::Schedule;
-use crate::template::Template;
+use crate::runbook::template::Template;
+use crate::trigger::matcher::Matcher;
+use crate::trigger::schedule::Schedule;
 
 /// Default step timeout.
 pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(5 * 60);
@@ -144,21 +144,21 @@ pub struct AlertTrigger {
 
 impl AlertTrigger {
     /// Whether this trigger starts a run for the alert (matchers and `on`).
-    pub fn accepts(&self, alert: &crate::alert::Alert) -> bool {
-        use crate::alert::AlertStatus;
+    pub fn accepts(&self, alert: &crate::trigger::alert::Alert) -> bool {
+        use crate::trigger::alert::AlertStatus;
         let status_ok = matches!(
             (self.on, alert.status),
             (AlertOn::Both, _)
                 | (AlertOn::Firing, AlertStatus::Firing)
                 | (AlertOn::Resolved, AlertStatus::Resolved)
         );
-        status_ok && crate::alert::matches_all(&self.matchers, &alert.labels)
+        status_ok && crate::trigger::matcher::matches_all(&self.matchers, &alert.labels)
     }
 }
 
 impl Runbook {
     /// Whether any alert trigger of this runbook accepts the alert.
-    pub fn accepts_alert(&self, alert: &crate::alert::Alert) -> bool {
+    pub fn accepts_alert(&self, alert: &crate::trigger::alert::Alert) -> bool {
         self.triggers.iter().any(|t| match t {
             Trigger::Alert(a) => a.accepts(alert),
             Trigger::Schedule(_) => false,

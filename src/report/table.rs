@@ -62,6 +62,11 @@ impl Table {
     }
 }
 
+/// A ratio as a percentage with one decimal, `-` when there is none.
+pub fn percent(v: Option<f64>) -> String {
+    v.map_or("-".into(), |r| format!("{:.1}%", r * 100.0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,7 @@
 //! Raw runbook file types, exactly as written in YAML.
 //!
 //! These types only describe the file's shape (and generate the JSON Schema that editors use).
-//! They are turned into [`crate::runbook::Runbook`] by the [`crate::validator`]; nothing
+//! They are turned into [`crate::runbook::model::Runbook`] by the [`crate::validator`]; nothing
 //! downstream of the validator ever sees them.
 
 use std::collections::BTreeMap;

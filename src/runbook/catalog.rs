@@ -5,12 +5,12 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::diagnostic::{Diagnostic, Kind, Sources};
-use crate::loader::{self, ParsedFile};
-use crate::plugin::Plugins;
-use crate::runbook::Runbook;
-use crate::source_map::Seg;
-use crate::validator;
+use crate::runbook::diagnostic::{Diagnostic, Kind, Sources};
+use crate::runbook::loader::{self, ParsedFile};
+use crate::runbook::model::Runbook;
+use crate::runbook::plugins::Plugins;
+use crate::runbook::source_map::Seg;
+use crate::runbook::validator;
 
 /// Validated runbooks by name.
 #[derive(Debug, Clone, Default)]

@@ -5,9 +5,10 @@ use std::time::Duration;
 use chrono::Utc;
 use reqwest::Method;
 
-use crate::capture::Capture;
-use crate::run::{StepResult, StepStatus};
-use crate::runbook::{HttpRequest, Step};
+use crate::exec::capture::Capture;
+use crate::run::status::StepStatus;
+use crate::run::step::StepResult;
+use crate::runbook::model::{HttpRequest, Step};
 
 use super::{Attempt, StepEnv, failed_before_start, parse_json};
 
@@ -153,7 +154,7 @@ pub async fn run(step: &Step, req: &HttpRequest, env: &StepEnv<'_>) -> Attempt {
             result.error = Some(if timed_out {
                 format!(
                     "request timed out after {}",
-                    crate::runbook::format_duration(timeout)
+                    crate::runbook::model::format_duration(timeout)
                 )
             } else {
                 format!("request failed: {}", error_chain(&e))

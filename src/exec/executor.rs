@@ -10,16 +10,19 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
-use crate::diagnostic::did_you_mean;
-use crate::plugin::Plugins;
-use crate::redact::Redactor;
-use crate::render::{Renderer, context};
-use crate::run::{
-    AlertContext, Cause, RunEvent, RunId, RunRecord, RunStatus, StepResult, StepStatus,
-};
-use crate::runbook::{Action, Runbook, SecretSource, Step};
-use crate::step::{self, StepEnv};
-use crate::toil::{self, Baseline};
+use crate::exec::redact::Redactor;
+use crate::exec::render::{Renderer, context};
+use crate::exec::step::{self, StepEnv};
+use crate::ledger::toil;
+use crate::run::cause::{AlertContext, Cause};
+use crate::run::event::RunEvent;
+use crate::run::id::RunId;
+use crate::run::record::RunRecord;
+use crate::run::status::{RunStatus, StepStatus};
+use crate::run::step::StepResult;
+use crate::runbook::diagnostic::did_you_mean;
+use crate::runbook::model::{Action, Runbook, SecretSource, Step};
+use crate::runbook::plugins::Plugins;
 
 /// Output lines buffered between a step's process and the run's watchers.
 const OUTPUT_BUFFER: usize = 1024;
@@ -215,7 +218,7 @@ impl Executor {
         let mut secrets = BTreeMap::new();
         for (name, source) in &rb.secrets {
             let value = if request.dry_run {
-                crate::redact::MASK.to_string()
+                crate::exec::redact::MASK.to_string()
             } else {
                 read_secret(source).map_err(|reason| PrepareError::Secret {
                     runbook: rb.name.clone(),
@@ -381,9 +384,9 @@ impl Executor {
             approval_required: p.request.approval_required,
             error: None,
             alert: p.request.alert.clone(),
-            toil: Some(toil::Credit {
+            toil: Some(crate::run::credit::Credit {
                 minutes: 0.0,
-                baseline: Baseline::of(rb),
+                baseline: toil::baseline(rb),
                 reason: "not finished".into(),
             }),
             verification: None,
@@ -513,7 +516,7 @@ impl Executor {
             record.error = Some(format!(
                 "run timed out after {}",
                 rb.timeout
-                    .map(crate::runbook::format_duration)
+                    .map(crate::runbook::model::format_duration)
                     .unwrap_or_default()
             ));
             RunStatus::TimedOut
@@ -532,7 +535,7 @@ impl Executor {
     fn finish(&self, mut record: RunRecord, rb: &Runbook, send: impl Fn(RunEvent)) -> RunRecord {
         record.finished_at = Some(Utc::now());
         record.toil = Some(toil::credit(
-            &Baseline::of(rb),
+            &toil::baseline(rb),
             record.status,
             &record.steps,
             record.dry_run,
@@ -620,7 +623,7 @@ impl Executor {
             tokio::pin!(run);
             // Forward output lines while the attempt runs.
             let mut streamed = 0usize;
-            let mut forward = |stream: crate::process::Stream, line: String| {
+            let mut forward = |stream: crate::exec::process::Stream, line: String| {
                 streamed += 1;
                 if streamed <= MAX_STREAMED_LINES {
                     send(RunEvent::Output {

@@ -1,9 +1,9 @@
 //! `plugin:` steps: an executable from the plugins directory, speaking the JSON protocol of
 //! docs/plugins.md (one JSON object on stdin, one on stdout, logs on stderr).
 
-use crate::process::{Ended, ProcessSpec};
-use crate::run::StepStatus;
-use crate::runbook::{Step, TemplateValue};
+use crate::exec::process::{Ended, ProcessSpec};
+use crate::run::status::StepStatus;
+use crate::runbook::model::{Step, TemplateValue};
 
 use super::{Attempt, StepEnv, failed_before_start, process_attempt, process_setup};
 

@@ -1,118 +1,18 @@
-//! Toil reports: aggregation of rollups by team, service, runbook, cause and period, the
-//! automation backlog (alerts no runbook handles), and their renderings (table, JSON, CSV,
-//! Markdown).
+//! The toil report: rollups aggregated by team, service, runbook, cause and period, and its
+//! renderings (table, JSON, CSV, Markdown).
 //!
 //! Reports read rollups, so their cost grows with the number of groups in the period, not the
 //! number of runs. Periods are whole UTC days.
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use serde::Serialize;
 
-use crate::store::{AlertReceived, Rollup, RollupKey, Store, StoreError};
-use crate::table::Table;
-
-/// A dimension to group by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Dim {
-    /// The owning team.
-    Team,
-    /// The service.
-    Service,
-    /// The runbook.
-    Runbook,
-    /// manual, schedule or alert.
-    Cause,
-    /// UTC day.
-    Day,
-    /// ISO week.
-    Week,
-    /// Calendar month.
-    Month,
-}
-
-impl Dim {
-    /// Column name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Dim::Team => "team",
-            Dim::Service => "service",
-            Dim::Runbook => "runbook",
-            Dim::Cause => "cause",
-            Dim::Day => "day",
-            Dim::Week => "week",
-            Dim::Month => "month",
-        }
-    }
-
-    /// The value of this dimension for a rollup group.
-    pub fn value(self, k: &RollupKey) -> String {
-        match self {
-            Dim::Team => k.owner.clone(),
-            Dim::Service => {
-                if k.service.is_empty() {
-                    "-".into()
-                } else {
-                    k.service.clone()
-                }
-            }
-            Dim::Runbook => k.runbook.clone(),
-            Dim::Cause => k.cause.clone(),
-            Dim::Day => k.day.format("%Y-%m-%d").to_string(),
-            Dim::Week => {
-                let w = k.day.iso_week();
-                format!("{}-W{:02}", w.year(), w.week())
-            }
-            Dim::Month => k.day.format("%Y-%m").to_string(),
-        }
-    }
-}
-
-/// Output format of reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    /// Aligned columns with a totals row.
-    Table,
-    /// JSON.
-    Json,
-    /// CSV with a header row.
-    Csv,
-    /// A Markdown table.
-    Markdown,
-}
-
-/// An inclusive range of UTC days.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Period {
-    /// First day.
-    pub from: NaiveDate,
-    /// Last day.
-    pub to: NaiveDate,
-}
-
-impl Period {
-    /// The last `days` days up to and including today.
-    pub fn since(days: std::time::Duration, now: DateTime<Utc>) -> Period {
-        let today = now.date_naive();
-        let back = Duration::seconds(days.as_secs() as i64);
-        Period {
-            from: (now - back).date_naive(),
-            to: today,
-        }
-    }
-
-    /// Instants covering the period: [from 00:00, to + 1 day 00:00).
-    pub fn instants(&self) -> (DateTime<Utc>, DateTime<Utc>) {
-        let start = self.from.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
-        let end = (self.to + Duration::days(1))
-            .and_hms_opt(0, 0, 0)
-            .unwrap_or_default()
-            .and_utc();
-        (start, end)
-    }
-}
+use crate::ledger::rollup::{Rollup, RollupKey};
+use crate::report::query::{Dim, Format, Period};
+use crate::report::table::Table;
+use crate::report::table::percent as pct;
+use crate::store::{Store, StoreError};
 
 /// One row of a toil report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -242,10 +142,6 @@ fn ms(v: Option<u64>) -> String {
         Some(ms) if ms < 3_600_000 => format!("{:.1}m", ms as f64 / 60_000.0),
         Some(ms) => format!("{:.1}h", ms as f64 / 3_600_000.0),
     }
-}
-
-fn pct(v: Option<f64>) -> String {
-    v.map_or("-".into(), |r| format!("{:.1}%", r * 100.0))
 }
 
 const COLUMNS: [&str; 8] = [
@@ -395,161 +291,10 @@ impl ToilReport {
     }
 }
 
-/// One line of the automation backlog.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct BacklogRow {
-    /// alertname plus the extra labels asked for.
-    pub group: BTreeMap<String, String>,
-    /// Alert episodes received that no runbook handled.
-    pub count: u64,
-    /// Last time one was received.
-    pub last_seen: DateTime<Utc>,
-    /// Manual minutes assumed per alert.
-    pub minutes_each: f64,
-    /// count x minutes_each.
-    pub estimated_minutes: f64,
-}
-
-/// The automation backlog: alerts received that no runbook handles, ranked by toil.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Backlog {
-    /// The period.
-    pub period: Period,
-    /// Rows, most toil first.
-    pub rows: Vec<BacklogRow>,
-    /// All alert episodes received.
-    pub alerts_received: u64,
-    /// Those a runbook handled.
-    pub alerts_handled: u64,
-    /// handled / received.
-    pub coverage: Option<f64>,
-}
-
-/// Builds the backlog from alert episodes (pure). The minutes per alert come from its
-/// `toil_minutes` annotation when it parses, else `assume_minutes`.
-pub fn backlog(
-    period: Period,
-    alerts: &[AlertReceived],
-    labels: &[String],
-    assume_minutes: f64,
-) -> Backlog {
-    let mut groups: BTreeMap<BTreeMap<String, String>, BacklogRow> = BTreeMap::new();
-    let mut handled = 0;
-    for a in alerts {
-        if !a.matched.is_empty() {
-            handled += 1;
-            continue;
-        }
-        let mut group = BTreeMap::new();
-        group.insert(
-            "alertname".to_string(),
-            a.labels.get("alertname").cloned().unwrap_or_default(),
-        );
-        for l in labels {
-            group.insert(l.clone(), a.labels.get(l).cloned().unwrap_or_default());
-        }
-        let minutes = a
-            .annotations
-            .get("toil_minutes")
-            .and_then(|m| m.trim().parse::<f64>().ok())
-            .filter(|m| m.is_finite() && *m >= 0.0)
-            .unwrap_or(assume_minutes);
-        let row = groups.entry(group.clone()).or_insert(BacklogRow {
-            group,
-            count: 0,
-            last_seen: a.last_seen,
-            minutes_each: minutes,
-            estimated_minutes: 0.0,
-        });
-        row.count += 1;
-        row.last_seen = row.last_seen.max(a.last_seen);
-        row.estimated_minutes += minutes;
-        row.minutes_each = row.estimated_minutes / row.count as f64;
-    }
-    let mut rows: Vec<BacklogRow> = groups.into_values().collect();
-    rows.sort_by(|a, b| {
-        b.estimated_minutes
-            .total_cmp(&a.estimated_minutes)
-            .then(b.count.cmp(&a.count))
-    });
-    let received = alerts.len() as u64;
-    Backlog {
-        period,
-        rows,
-        alerts_received: received,
-        alerts_handled: handled,
-        coverage: (received > 0).then(|| handled as f64 / received as f64),
-    }
-}
-
-impl Backlog {
-    /// Renders the backlog.
-    pub fn render(&self, format: Format, labels: &[String]) -> String {
-        let mut header = vec!["ALERTNAME".to_string()];
-        header.extend(labels.iter().map(|l| l.to_uppercase()));
-        header.extend(["COUNT", "LAST SEEN", "MIN EACH", "EST. TOIL (h)"].map(String::from));
-        let row_cells = |r: &BacklogRow| {
-            let mut c = vec![r.group.get("alertname").cloned().unwrap_or_default()];
-            c.extend(
-                labels
-                    .iter()
-                    .map(|l| r.group.get(l).cloned().unwrap_or_default()),
-            );
-            c.extend([
-                r.count.to_string(),
-                r.last_seen.format("%Y-%m-%d %H:%M").to_string(),
-                format!("{:.1}", r.minutes_each),
-                format!("{:.2}", r.estimated_minutes / 60.0),
-            ]);
-            c
-        };
-        let coverage = format!(
-            "coverage: {} of {} alerts handled by a runbook ({})",
-            self.alerts_handled,
-            self.alerts_received,
-            pct(self.coverage)
-        );
-        match format {
-            Format::Json => serde_json::to_string_pretty(self).unwrap_or_default() + "\n",
-            Format::Csv => {
-                let mut w = csv::Writer::from_writer(Vec::new());
-                let _ = w.write_record(header.iter().map(|h| h.to_lowercase()));
-                for r in &self.rows {
-                    let _ = w.write_record(row_cells(r));
-                }
-                String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
-            }
-            Format::Table => {
-                let mut t = Table::new(header);
-                for r in &self.rows {
-                    t.row(row_cells(r));
-                }
-                format!(
-                    "automation backlog {} .. {}: alerts no runbook handles, most toil first\n{}{coverage}\n",
-                    self.period.from,
-                    self.period.to,
-                    t.render()
-                )
-            }
-            Format::Markdown => {
-                let mut out = format!(
-                    "| {} |\n|{}|\n",
-                    header.join(" | "),
-                    vec!["---"; header.len()].join("|")
-                );
-                for r in &self.rows {
-                    out.push_str(&format!("| {} |\n", row_cells(r).join(" | ")));
-                }
-                out.push_str(&format!("\n{coverage}\n"));
-                out
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::NaiveDate;
 
     fn key(day: &str, owner: &str, runbook: &str) -> RollupKey {
         RollupKey {

@@ -10,18 +10,18 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use crate::alert::{Matcher, never_matches};
-use crate::diagnostic::{Diagnostic, Kind, did_you_mean};
-use crate::plugin::Plugins;
-use crate::runbook::{
+use crate::runbook::diagnostic::{Diagnostic, Kind, did_you_mean};
+use crate::runbook::model::{
     Action, AlertOn, AlertTrigger, DEFAULT_SHELL, DEFAULT_STEP_TIMEOUT, Guards, HttpRequest,
     MaxRuns, Overlap, Param, Retries, Runbook, ScheduleTrigger, SecretSource, Step, TemplateValue,
     Toil, Trigger, Verify, parse_duration,
 };
-use crate::schedule::{Schedule, parse_timezone};
-use crate::source_map::{Seg, SourceMap};
-use crate::spec::{RawAlertTrigger, RawGuards, RawHttp, RawRunbook, RawStep, RawTrigger};
-use crate::template::{HELPERS, Template};
+use crate::runbook::plugins::Plugins;
+use crate::runbook::source_map::{Seg, SourceMap};
+use crate::runbook::spec::{RawAlertTrigger, RawGuards, RawHttp, RawRunbook, RawStep, RawTrigger};
+use crate::runbook::template::{HELPERS, Template};
+use crate::trigger::matcher::{Matcher, never_matches};
+use crate::trigger::schedule::{Schedule, parse_timezone};
 
 /// Fields every step result exposes to later templates.
 const STEP_FIELDS_COMMON: &[&str] = &["status", "duration_ms", "attempts"];
@@ -166,7 +166,7 @@ impl Validator<'_> {
         let place = if parent.is_empty() {
             "runbook".to_string()
         } else {
-            format!("`{}`", crate::source_map::display_path(parent))
+            format!("`{}`", crate::runbook::source_map::display_path(parent))
         };
         let d = self.error(
             Kind::MissingField,
@@ -377,7 +377,7 @@ impl Validator<'_> {
                         format!("duplicate step name `{n}`"),
                     );
                     d.primary.message = "used again here".into();
-                    d.secondary.push(crate::diagnostic::Label {
+                    d.secondary.push(crate::runbook::diagnostic::Label {
                         file,
                         span: first_span,
                         message: "first used here".into(),

@@ -4,6 +4,9 @@
 //! `run(settings, listener, shutdown)` serves on a listener the caller binds, so tests start the
 //! daemon on 127.0.0.1:0.
 
+pub mod reload;
+pub mod scheduler;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::path::PathBuf;
@@ -16,16 +19,20 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
 
-use crate::alert::{Alert, AlertStatus, Notification};
-use crate::auth::Auth;
-use crate::catalog::{self, Catalog, Loaded};
-use crate::diagnostic::Diagnostic;
-use crate::executor::{Executor, RunRequest};
-use crate::plugin::Plugins;
-use crate::run::{AlertContext, Cause, RunEvent, RunId, RunRecord, RunStatus};
-use crate::runbook::{Runbook, Trigger};
+use crate::exec::executor::{Executor, RunRequest};
+use crate::run::cause::{AlertContext, Cause};
+use crate::run::event::RunEvent;
+use crate::run::id::RunId;
+use crate::run::record::RunRecord;
+use crate::run::status::RunStatus;
+use crate::runbook::catalog::{self, Catalog, Loaded};
+use crate::runbook::diagnostic::Diagnostic;
+use crate::runbook::model::{Runbook, Trigger};
+use crate::runbook::plugins::Plugins;
+use crate::server::auth::Auth;
 use crate::store::sled::SledStore;
 use crate::store::{AlertReceived, Store, StoreError};
+use crate::trigger::alert::{Alert, AlertStatus, Notification};
 
 /// Daemon settings (from flags and environment).
 #[derive(Debug, Clone)]
@@ -63,7 +70,7 @@ impl Settings {
             shutdown_grace: Duration::from_secs(30),
             auth: Auth::default(),
             body_limit: 1024 * 1024,
-            kill_grace: crate::executor::DEFAULT_GRACE,
+            kill_grace: crate::exec::executor::DEFAULT_GRACE,
         }
     }
 }
@@ -186,8 +193,8 @@ pub struct Daemon {
     shutting_down: AtomicBool,
     interrupting: AtomicBool,
     /// Prometheus metrics.
-    pub metrics: crate::metrics::Metrics,
-    renderer: crate::render::Renderer,
+    pub metrics: crate::engine::metrics::Metrics,
+    renderer: crate::exec::render::Renderer,
     /// Serializes guard read-modify-writes.
     guard_lock: Mutex<()>,
     /// Runs executing per (runbook, guard key).
@@ -399,7 +406,7 @@ impl Daemon {
                 serde_json::to_value(&a.notification).unwrap_or_default(),
             );
         }
-        match self.renderer.plain(t, &crate::render::context(ctx)) {
+        match self.renderer.plain(t, &crate::exec::render::context(ctx)) {
             Ok(k) if !k.trim().is_empty() => k.trim().to_string(),
             // A key that cannot render (e.g. a schedule run of an alert-keyed runbook).
             _ => rb.name.clone(),
@@ -510,7 +517,7 @@ impl Daemon {
                 run.status
             )));
         }
-        let decision = crate::run::ApprovalDecision {
+        let decision = crate::run::record::ApprovalDecision {
             approved: approve,
             by: by.to_string(),
             at: Utc::now(),
@@ -711,9 +718,9 @@ impl Daemon {
             approval_required: rb.guards.approval,
             error: None,
             alert,
-            toil: Some(crate::toil::Credit {
+            toil: Some(crate::run::credit::Credit {
                 minutes: 0.0,
-                baseline: crate::toil::Baseline::of(rb),
+                baseline: crate::ledger::toil::baseline(rb),
                 reason: "not finished".into(),
             }),
             verification: None,
@@ -846,7 +853,7 @@ impl Daemon {
     ) -> Result<Vec<RunId>, AcceptError> {
         let catalog = self.catalog();
         let Some(rb) = catalog.get(name).cloned() else {
-            let hint = crate::diagnostic::did_you_mean(name, catalog.names())
+            let hint = crate::runbook::diagnostic::did_you_mean(name, catalog.names())
                 .map(|h| format!("; {h}"))
                 .unwrap_or_default();
             return Err(AcceptError::Invalid(format!(
@@ -1038,7 +1045,7 @@ impl Daemon {
                                 "interrupted: untoil shut down before the run finished".into(),
                             );
                             record.toil = record.toil.as_ref().map(|c| {
-                                crate::toil::credit(
+                                crate::ledger::toil::credit(
                                     &c.baseline,
                                     RunStatus::Interrupted,
                                     &record.steps,
@@ -1075,7 +1082,7 @@ impl Daemon {
                     }
                 }
             };
-            let recorder = tokio::spawn(crate::recorder::record(
+            let recorder = tokio::spawn(crate::engine::recorder::record(
                 store,
                 id.clone(),
                 rx,
@@ -1167,7 +1174,7 @@ where
     let store = Arc::new(tokio::task::spawn_blocking(move || SledStore::open(&data)).await??);
     let reconciled = store.reconcile()?;
     // Their step processes die before anything new starts.
-    let killed = crate::process::kill_leftovers(&reconciled.interrupted);
+    let killed = crate::exec::process::kill_leftovers(&reconciled.interrupted);
     if !reconciled.interrupted.is_empty() || !killed.is_empty() {
         warn!(
             interrupted = reconciled.interrupted.len(),
@@ -1202,8 +1209,8 @@ where
         followers: Mutex::new(HashMap::new()),
         shutting_down: AtomicBool::new(false),
         interrupting: AtomicBool::new(false),
-        metrics: crate::metrics::Metrics::new(),
-        renderer: crate::render::Renderer::new(),
+        metrics: crate::engine::metrics::Metrics::new(),
+        renderer: crate::exec::render::Renderer::new(),
         guard_lock: Mutex::new(()),
         by_key: Mutex::new(HashMap::new()),
         waiting: Mutex::new(HashMap::new()),
@@ -1228,7 +1235,7 @@ where
         let timeout = daemon
             .catalog()
             .get(&run.runbook)
-            .map_or(crate::runbook::DEFAULT_APPROVAL_TIMEOUT, |rb| {
+            .map_or(crate::runbook::model::DEFAULT_APPROVAL_TIMEOUT, |rb| {
                 rb.guards.approval_timeout
             });
         daemon.metrics.approvals_pending.inc();
@@ -1237,8 +1244,8 @@ where
 
     let stop = CancellationToken::new();
     let workers = spawn_workers(&daemon, rx, &stop);
-    let scheduler = tokio::spawn(crate::scheduler::run(daemon.clone(), stop.clone()));
-    let (watcher, reloader) = crate::reload::watch(daemon.clone(), stop.clone());
+    let scheduler = tokio::spawn(crate::daemon::scheduler::run(daemon.clone(), stop.clone()));
+    let (watcher, reloader) = crate::daemon::reload::watch(daemon.clone(), stop.clone());
 
     let app = crate::server::app(daemon.clone());
     let addr = listener.local_addr()?;

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 
 use serde_yaml::Value;
 
-use crate::diagnostic::{Diagnostic, Kind, Sources, did_you_mean};
-use crate::source_map::{Seg, SourceMap, display_path};
-use crate::spec::RawRunbook;
+use crate::runbook::diagnostic::{Diagnostic, Kind, Sources, did_you_mean};
+use crate::runbook::source_map::{Seg, SourceMap, display_path};
+use crate::runbook::spec::RawRunbook;
 
 /// A parsed runbook file.
 #[derive(Debug)]

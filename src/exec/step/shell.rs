@@ -1,9 +1,9 @@
 //! `run:` steps: a shell command, every interpolated value shell-quoted.
 
-use crate::process::{Ended, ProcessSpec};
-use crate::run::StepStatus;
-use crate::runbook::Step;
-use crate::template::Template;
+use crate::exec::process::{Ended, ProcessSpec};
+use crate::run::status::StepStatus;
+use crate::runbook::model::Step;
+use crate::runbook::template::Template;
 
 use super::{Attempt, StepEnv, failed_before_start, parse_json, process_attempt, process_setup};
 

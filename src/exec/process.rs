@@ -24,7 +24,7 @@ use tokio::process::Command;
 use tokio::sync::mpsc::{Sender, UnboundedSender};
 use tokio_util::sync::CancellationToken;
 
-use crate::capture::Capture;
+use crate::exec::capture::Capture;
 
 /// Which output stream a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,7 +218,7 @@ async fn read<R: AsyncRead + Unpin>(
 /// are still a step's group (not leading their own session: a service a runbook started, which
 /// called `setsid` as daemons do, is meant to outlive the run). Never this process's own group.
 /// Returns the groups killed. Linux: reads `/proc/*/environ`.
-pub fn kill_leftovers(runs: &[crate::run::RunId]) -> Vec<u32> {
+pub fn kill_leftovers(runs: &[crate::run::id::RunId]) -> Vec<u32> {
     if runs.is_empty() {
         return Vec::new();
     }

@@ -1,0 +1,10 @@
+//! Executing a run: the [`executor`] runs steps in order ([`step`]: shell, HTTP, plugin) with
+//! templates [`render`]ed, processes spawned and killed by group ([`process`]), output
+//! [`capture`]d and secrets [`redact`]ed.
+
+pub mod capture;
+pub mod executor;
+pub mod process;
+pub mod redact;
+pub mod render;
+pub mod step;

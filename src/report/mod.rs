@@ -1,0 +1,7 @@
+//! Reports read from the store: the [`toil`] report and the automation [`backlog`], asked for
+//! by a [`query`], rendered as a [`table`], JSON, CSV or Markdown.
+
+pub mod backlog;
+pub mod query;
+pub mod table;
+pub mod toil;

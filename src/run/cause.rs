@@ -1,0 +1,53 @@
+//! What started a run, and the alert it acts on.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::trigger::alert::{Alert, Notification};
+
+/// What started a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Cause {
+    /// A person, by hand.
+    Manual {
+        /// Who (login name or API identity).
+        user: String,
+    },
+    /// A schedule fire.
+    Schedule {
+        /// The fire time it runs for.
+        at: DateTime<Utc>,
+    },
+    /// An Alertmanager alert.
+    Alert {
+        /// The alert's fingerprint.
+        fingerprint: String,
+        /// When the alert started (full precision).
+        starts_at: DateTime<Utc>,
+        /// The alert's labels.
+        labels: BTreeMap<String, String>,
+    },
+}
+
+impl Cause {
+    /// `manual`, `schedule` or `alert`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Cause::Manual { .. } => "manual",
+            Cause::Schedule { .. } => "schedule",
+            Cause::Alert { .. } => "alert",
+        }
+    }
+}
+
+/// The alert a run acts on, with the notification that carried it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertContext {
+    /// The alert.
+    pub alert: Alert,
+    /// Its notification (receiver, group labels, ...), without the other alerts.
+    pub notification: Notification,
+}

@@ -1,0 +1,147 @@
+//! Everything about one run: what the store keeps and reports read.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::run::cause::{AlertContext, Cause};
+use crate::run::credit::{Baseline, Credit};
+use crate::run::id::RunId;
+use crate::run::status::RunStatus;
+use crate::run::step::StepResult;
+
+/// Everything about one run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Unique, time-sortable id.
+    pub id: RunId,
+    /// Runbook name.
+    pub runbook: String,
+    /// Content hash of the runbook version it ran.
+    pub version: String,
+    /// Owning team.
+    pub owner: String,
+    /// Service.
+    #[serde(default)]
+    pub service: Option<String>,
+    /// What started it.
+    pub cause: Cause,
+    /// Rendered parameters.
+    pub params: BTreeMap<String, String>,
+    /// Where it is.
+    pub status: RunStatus,
+    /// When it was accepted.
+    pub created_at: DateTime<Utc>,
+    /// When it started running.
+    #[serde(default)]
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it ended.
+    #[serde(default)]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Step results, in order.
+    #[serde(default)]
+    pub steps: Vec<StepResult>,
+    /// Step running now (for runs found `running` after a crash).
+    #[serde(default)]
+    pub current_step: Option<String>,
+    /// Process group of the step running now, so a restart can kill what a crash left.
+    #[serde(default)]
+    pub current_pgid: Option<u32>,
+    /// A dry run executes nothing and credits nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Whether the run needed a person's approval.
+    #[serde(default)]
+    pub approval_required: bool,
+    /// Why the run failed or was skipped, for humans.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// The alert the run acts on.
+    #[serde(default)]
+    pub alert: Option<AlertContext>,
+    /// Toil credited, with how it was computed.
+    #[serde(default)]
+    pub toil: Option<Credit>,
+    /// For alert runs: whether the alert resolved within the runbook's `verify` window.
+    #[serde(default)]
+    pub verification: Option<Verification>,
+    /// The guard key the run counts against (`guards.key`, default the runbook).
+    #[serde(default)]
+    pub guard_key: Option<String>,
+    /// Who approved or denied it, when it needed approval.
+    #[serde(default)]
+    pub approval: Option<ApprovalDecision>,
+}
+
+/// A person's decision on a run waiting for approval (or its expiry).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalDecision {
+    /// Approved (true) or denied/expired (false).
+    pub approved: bool,
+    /// Who decided ("expired" for a timeout).
+    pub by: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// The outcome of verifying an alert run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verification {
+    /// Whether the alert resolved in time.
+    pub verified: bool,
+    /// When that was decided.
+    pub at: DateTime<Utc>,
+}
+
+impl RunRecord {
+    /// A finished manual run with made-up figures, for stress tests and benchmarks.
+    pub fn synthetic(i: usize) -> RunRecord {
+        let now = Utc::now();
+        RunRecord {
+            id: RunId::new(),
+            runbook: format!("runbook-{}", i % 20),
+            version: "synthetic".into(),
+            owner: format!("team-{}", i % 5),
+            service: Some(format!("svc-{}", i % 7)),
+            cause: Cause::Manual {
+                user: "stress".into(),
+            },
+            params: BTreeMap::new(),
+            status: if i % 10 == 0 {
+                RunStatus::Failed
+            } else {
+                RunStatus::Succeeded
+            },
+            created_at: now,
+            started_at: Some(now),
+            finished_at: Some(now + chrono::Duration::milliseconds((i % 5000) as i64)),
+            steps: Vec::new(),
+            current_step: None,
+            current_pgid: None,
+            dry_run: false,
+            approval_required: false,
+            error: None,
+            alert: None,
+            toil: Some(Credit {
+                minutes: if i % 10 == 0 { 0.0 } else { 5.0 },
+                baseline: Baseline {
+                    manual_minutes: 5.0,
+                    ..Default::default()
+                },
+                reason: "synthetic".into(),
+            }),
+            verification: None,
+            guard_key: None,
+            approval: None,
+        }
+    }
+
+    /// Run duration, start to end.
+    pub fn duration_ms(&self) -> Option<u64> {
+        match (self.started_at, self.finished_at) {
+            (Some(s), Some(f)) => Some((f - s).num_milliseconds().max(0) as u64),
+            _ => None,
+        }
+    }
+}

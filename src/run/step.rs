@@ -1,0 +1,88 @@
+//! The result of one step.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::run::status::StepStatus;
+
+/// The result of one step. Outputs are capped and secrets already redacted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct StepResult {
+    /// Step name.
+    pub name: String,
+    /// `shell`, `http` or `plugin`.
+    pub kind: String,
+    /// How it ended.
+    pub status: Option<StepStatus>,
+    /// When it started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// How long it took, all attempts included.
+    pub duration_ms: u64,
+    /// Attempts made (1 without retries).
+    pub attempts: u32,
+    /// Exit code of the process (shell and plugin steps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// Captured standard output (capped).
+    #[serde(default)]
+    pub stdout: String,
+    /// Captured standard error (capped).
+    #[serde(default)]
+    pub stderr: String,
+    /// stdout (or the HTTP body) parsed as JSON, when it is JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json: Option<serde_json::Value>,
+    /// HTTP response status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    /// HTTP response headers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// HTTP response body (capped).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub body: String,
+    /// Plugin outputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<serde_json::Value>,
+    /// Plugin message.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// Why it failed or was skipped, for humans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Toil credit of this step when it succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub toil_minutes: Option<f64>,
+}
+
+impl StepResult {
+    /// The view of this result that later templates read as `steps.NAME`.
+    pub fn template_value(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({
+            "status": self.status.map(StepStatus::as_str).unwrap_or("pending"),
+            "duration_ms": self.duration_ms,
+            "attempts": self.attempts,
+            "exit_code": self.exit_code,
+            "stdout": self.stdout.trim_end_matches('\n'),
+            "stderr": self.stderr.trim_end_matches('\n'),
+            "json": self.json,
+        });
+        if let Some(map) = v.as_object_mut() {
+            if self.kind == "http" {
+                map.insert("http_status".into(), self.http_status.into());
+                map.insert("headers".into(), serde_json::json!(self.headers));
+                map.insert("body".into(), self.body.clone().into());
+            }
+            if self.kind == "plugin" {
+                map.insert(
+                    "outputs".into(),
+                    self.outputs.clone().unwrap_or(serde_json::json!({})),
+                );
+                map.insert("message".into(), self.message.clone().into());
+            }
+        }
+        v
+    }
+}

@@ -1,0 +1,14 @@
+//! Runbook files to a catalog: YAML parsed with positions ([`loader`], [`spec`],
+//! [`source_map`]), validated into the [`model`] with located [`diagnostic`]s ([`validator`]),
+//! templates checked ([`template`]), installed [`plugins`] known, and the [`catalog`] of loaded
+//! runbooks.
+
+pub mod catalog;
+pub mod diagnostic;
+pub mod loader;
+pub mod model;
+pub mod plugins;
+pub mod source_map;
+pub mod spec;
+pub mod template;
+pub mod validator;

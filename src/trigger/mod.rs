@@ -1,0 +1,6 @@
+//! Triggers: what starts a run. Cron schedules, Alertmanager notifications and their label
+//! matchers, and the dedupe keys that make each trigger start at most one run.
+
+pub mod alert;
+pub mod matcher;
+pub mod schedule;
