@@ -7,7 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
-use untoil::exec::executor::{Executor, RunRequest};
+use untoil::engine::lifecycle;
+use untoil::exec::executor::Executor;
+use untoil::exec::plan::Plan;
+use untoil::exec::recorder::Discard;
+use untoil::run::cause::Cause;
 use untoil::run::status::RunStatus;
 use untoil::runbook::catalog::load_texts;
 use untoil::runbook::plugins::Plugins;
@@ -54,12 +58,17 @@ fn main() {
 
     // Warm up once, then measure.
     let run_once = |rb: &Arc<untoil::runbook::model::Runbook>| {
-        let prepared = executor
-            .prepare(RunRequest::manual(rb.clone(), "bench"))
-            .expect("prepare");
+        let cause = Cause::Manual {
+            user: "bench".into(),
+        };
+        let now = chrono::Utc::now();
+        let mut run = lifecycle::new_run(rb, cause, Default::default(), None, now);
+        let plan = Plan::of(rb.clone(), &run).expect("plan");
+        lifecycle::start(&mut run, now);
         let t = Instant::now();
-        let record = rt.block_on(executor.execute(prepared, CancellationToken::new(), None));
-        assert_eq!(record.status, RunStatus::Succeeded);
+        rt.block_on(executor.execute(&plan, &mut run, CancellationToken::new(), &mut Discard));
+        lifecycle::conclude(&mut run, chrono::Utc::now());
+        assert_eq!(run.status, RunStatus::Succeeded);
         t.elapsed()
     };
     run_once(&rb);

@@ -2,8 +2,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use untoil::trigger::matcher::{Matcher, matches_all};
 use untoil::trigger::alert::Notification;
+use untoil::trigger::matcher::{Matcher, matches_all};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(notification) = Notification::from_json(data) else {
@@ -15,6 +15,6 @@ fuzz_target!(|data: &[u8]| {
         .collect();
     for alert in &notification.alerts {
         let _ = matches_all(&matchers, &alert.labels);
-        let _ = alert.episode_key();
+        let _ = alert.episode().to_string();
     }
 });

@@ -1,5 +1,4 @@
-//! Talking to a running daemon: while `untoil serve` holds the store, `run`, `runs`, `report`
-//! and `cancel` go through its HTTP API instead.
+//! Talking to a daemon over its HTTP API (found by [`super::connect`]).
 
 use std::time::Duration;
 
@@ -17,33 +16,47 @@ pub struct Remote {
 }
 
 impl Remote {
-    /// The daemon at `server`, if one answers its health check there.
-    pub fn detect(server: &str) -> Option<Remote> {
+    /// A client of the daemon at `server` (token from UNTOIL_TOKEN).
+    pub fn new(server: &str) -> Result<Remote> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .ok()?;
+            .context("cannot start the async runtime")?;
         crate::exec::step::http::install_crypto_provider();
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(500))
             .build()
-            .ok()?;
+            .context("cannot build an HTTP client")?;
         let base = server.trim_end_matches('/').to_string();
-        let healthy = runtime.block_on(async {
-            client
-                .get(format!("{base}/healthz"))
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-        });
         let token = std::env::var("UNTOIL_TOKEN").ok().filter(|t| !t.is_empty());
-        healthy.then_some(Remote {
+        Ok(Remote {
             base,
             token,
             client,
             runtime,
         })
+    }
+
+    /// Whether the daemon answers its health check.
+    pub fn healthy(&self) -> bool {
+        self.runtime.block_on(async {
+            self.client
+                .get(format!("{}/healthz", self.base))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        })
+    }
+
+    /// The id of the store the daemon serves.
+    pub fn store_id(&self) -> Result<String> {
+        let body: Value = serde_json::from_str(&self.get("/api/v1/store", &[])?)
+            .context("the daemon's /api/v1/store answer is not JSON")?;
+        body["id"]
+            .as_str()
+            .map(String::from)
+            .context("the daemon's /api/v1/store answer has no id")
     }
 
     /// The daemon's address.

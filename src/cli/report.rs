@@ -11,7 +11,9 @@ use crate::report::query::{Dim, Format, Period};
 use crate::report::toil::toil_report;
 use crate::store::Store;
 
-use super::Global;
+use crate::cli::connect::{Target, target};
+use crate::cli::global::{Global, block_on};
+use crate::cli::remote::Remote;
 
 /// Arguments of `untoil report`.
 #[derive(Debug, Args)]
@@ -93,7 +95,6 @@ impl PeriodArgs {
     }
 }
 
-/// Runs `untoil report`.
 fn format_name(f: Format) -> &'static str {
     match f {
         Format::Table => "table",
@@ -111,7 +112,7 @@ fn period_query(p: &PeriodArgs) -> Vec<(&'static str, String)> {
 }
 
 /// The same report from the daemon's API (it renders with the same code).
-fn remote(r: &super::remote::Remote, a: &ReportArgs) -> Result<String> {
+fn remote(r: &Remote, a: &ReportArgs) -> Result<String> {
     match &a.command {
         Some(ReportCommand::Unautomated(u)) => {
             let mut q = period_query(&u.period);
@@ -134,17 +135,18 @@ fn remote(r: &super::remote::Remote, a: &ReportArgs) -> Result<String> {
     }
 }
 
+/// Runs `untoil report`.
 pub fn run(g: &Global, a: ReportArgs) -> Result<ExitCode> {
-    if let Some(r) = super::remote::Remote::detect(&g.server) {
+    if let Target::Daemon(r) = target(g)? {
         print!("{}", remote(&r, &a)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let store = super::open_store(g)?;
+    let store = g.open_store()?;
     match a.command {
         Some(ReportCommand::Unautomated(u)) => {
             let period = u.period.period()?;
             let (from, to) = period.instants();
-            let alerts = store.alerts(from, to)?;
+            let alerts = block_on(store.alerts(from, to))??;
             let backlog = backlog::backlog(period, &alerts, &u.labels, u.assume_minutes);
             print!("{}", backlog.render(u.format, &u.labels));
         }
@@ -155,7 +157,7 @@ pub fn run(g: &Global, a: ReportArgs) -> Result<ExitCode> {
             } else {
                 a.by
             };
-            let r = toil_report(&store as &dyn Store, period, &by)?;
+            let r = block_on(toil_report(&store as &dyn Store, period, &by))??;
             print!("{}", r.render(a.format));
         }
     }

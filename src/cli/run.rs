@@ -1,5 +1,6 @@
-//! `untoil run NAME`: runs one runbook in the foreground, as a person, a schedule or an alert
-//! would, streaming each step's progress.
+//! `untoil run NAME`: runs one runbook now, as a person, a schedule or an alert would,
+//! streaming each step's progress. Through the daemon that holds the store when there is one;
+//! else in the foreground, recorded in the store like any run.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -8,21 +9,30 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
+use async_trait::async_trait;
+use chrono::Utc;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
-use crate::exec::executor::{Executor, RunRequest};
+use crate::cli::connect::{Target, target};
+use crate::cli::global::{Global, block_on};
+use crate::cli::progress::Progress;
+use crate::cli::remote::Remote;
+use crate::engine::lifecycle;
+use crate::exec::executor::Executor;
+use crate::exec::plan::{Plan, resolve_params};
+use crate::exec::recorder::{Discard, Recorder};
 use crate::run::cause::{AlertContext, Cause};
+use crate::run::event::RunEvent;
+use crate::run::id::RunId;
 use crate::run::record::RunRecord;
 use crate::run::status::RunStatus;
 use crate::runbook::diagnostic::did_you_mean;
 use crate::runbook::model::Runbook;
 use crate::runbook::plugins::Plugins;
-use crate::store::Store;
+use crate::store::{Candidate, Change, Store, Transition};
 use crate::trigger::alert::Notification;
-
-use super::Global;
-use super::progress::Progress;
+use crate::trigger::key::DedupeKey;
 
 /// Arguments of `untoil run`.
 #[derive(Debug, Args)]
@@ -59,7 +69,7 @@ fn user() -> String {
 
 /// Finds a valid runbook by name, explaining what is wrong otherwise.
 pub fn find_runbook(g: &Global, name: &str) -> Result<Arc<Runbook>> {
-    let loaded = super::load(g, &[]);
+    let loaded = g.load(&[]);
     if let Some(rb) = loaded.catalog.get(name) {
         return Ok(rb.clone());
     }
@@ -89,50 +99,8 @@ pub fn find_runbook(g: &Global, name: &str) -> Result<Arc<Runbook>> {
     )
 }
 
-/// Builds one request per alert of the payload that the runbook accepts.
-fn alert_requests(rb: &Arc<Runbook>, file: &PathBuf, base: &RunRequest) -> Result<Vec<RunRequest>> {
-    let body = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let notification =
-        Notification::from_json(&body).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-    if !rb.has_alert_trigger() {
-        bail!(
-            "runbook `{}` has no alert trigger, so no alert would run it",
-            rb.name
-        );
-    }
-    let mut requests = Vec::new();
-    for alert in &notification.alerts {
-        if !rb.accepts_alert(alert) {
-            continue;
-        }
-        let mut one = notification.clone();
-        one.alerts = Vec::new();
-        let mut req = base.clone();
-        req.cause = Cause::Alert {
-            fingerprint: alert.fingerprint.clone(),
-            starts_at: alert.starts_at,
-            labels: alert.labels.clone(),
-        };
-        req.alert = Some(AlertContext {
-            alert: alert.clone(),
-            notification: one,
-        });
-        requests.push(req);
-    }
-    if requests.is_empty() {
-        let triggers: Vec<String> = rb.triggers.iter().map(|t| t.describe()).collect();
-        bail!(
-            "no alert in {} matches runbook `{}` (its triggers: {}; a resolved alert runs only triggers with `on: resolved` or `both`)",
-            file.display(),
-            rb.name,
-            triggers.join("; ")
-        );
-    }
-    Ok(requests)
-}
-
 /// Runs the runbook through the daemon and follows it to its end.
-fn run_remote(remote: &super::remote::Remote, a: &RunArgs) -> Result<ExitCode> {
+fn run_remote(remote: &Remote, a: &RunArgs) -> Result<ExitCode> {
     let mut body = serde_json::json!({ "params": parse_params(&a.params)?, "user": user() });
     if let Some(file) = &a.alert {
         let bytes =
@@ -161,7 +129,7 @@ fn run_remote(remote: &super::remote::Remote, a: &RunArgs) -> Result<ExitCode> {
         let mut status = None;
         remote.follow(&id, |event| {
             progress.show(event);
-            if let crate::run::event::RunEvent::RunFinished { record } = event {
+            if let RunEvent::RunFinished { record } = event {
                 status = Some(record.status);
             }
         })?;
@@ -174,57 +142,106 @@ fn run_remote(remote: &super::remote::Remote, a: &RunArgs) -> Result<ExitCode> {
     })
 }
 
+/// The runs `untoil run` makes: one, or one per alert of the payload that the runbook accepts.
+fn runs(g: &Global, rb: &Arc<Runbook>, a: &RunArgs) -> Result<Vec<RunRecord>> {
+    let params = resolve_params(rb, &parse_params(&a.params)?)?;
+    let now = Utc::now();
+    let manual = Cause::Manual { user: user() };
+    let mut runs = match &a.alert {
+        None => vec![lifecycle::new_run(rb, manual, params, None, now)],
+        Some(file) => alert_contexts(rb, file)?
+            .into_iter()
+            .map(|(cause, ctx)| lifecycle::new_run(rb, cause, params.clone(), Some(ctx), now))
+            .collect(),
+    };
+    for r in &mut runs {
+        r.dry_run = a.dry_run;
+    }
+    let _ = g;
+    Ok(runs)
+}
+
+/// The alerts of a payload that the runbook accepts, as the causes and contexts of runs.
+fn alert_contexts(rb: &Arc<Runbook>, file: &PathBuf) -> Result<Vec<(Cause, AlertContext)>> {
+    let body = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let notification =
+        Notification::from_json(&body).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    if !rb.has_alert_trigger() {
+        bail!(
+            "runbook `{}` has no alert trigger, so no alert would run it",
+            rb.name
+        );
+    }
+    let mut out = Vec::new();
+    for alert in &notification.alerts {
+        if !rb.accepts_alert(alert) {
+            continue;
+        }
+        let mut one = notification.clone();
+        one.alerts = Vec::new();
+        let cause = Cause::Alert {
+            fingerprint: alert.fingerprint.clone(),
+            starts_at: alert.starts_at,
+            labels: alert.labels.clone(),
+        };
+        out.push((
+            cause,
+            AlertContext {
+                alert: alert.clone(),
+                notification: one,
+            },
+        ));
+    }
+    if out.is_empty() {
+        let triggers: Vec<String> = rb.triggers.iter().map(|t| t.describe()).collect();
+        bail!(
+            "no alert in {} matches runbook `{}` (its triggers: {}; a resolved alert runs only triggers with `on: resolved` or `both`)",
+            file.display(),
+            rb.name,
+            triggers.join("; ")
+        );
+    }
+    Ok(out)
+}
+
 /// Runs `untoil run`.
 pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode> {
+    let daemon = match target(g)? {
+        Target::Daemon(r) => Some(r),
+        Target::Local => None,
+    };
     if !a.dry_run
-        && let Some(remote) = super::remote::Remote::detect(&g.server)
+        && let Some(remote) = &daemon
     {
-        return run_remote(&remote, &a);
+        return run_remote(remote, &a);
     }
     let rb = find_runbook(g, &a.name)?;
-    let mut base = RunRequest::manual(rb.clone(), &user());
-    base.params = parse_params(&a.params)?;
-    base.dry_run = a.dry_run;
-    let requests = match &a.alert {
-        Some(file) => alert_requests(&rb, file, &base)?,
-        None => vec![base],
-    };
     let executor = Executor::new(Plugins::discover(&g.plugins)).map_err(anyhow::Error::msg)?;
+    let runs = runs(g, &rb, &a)?;
     // Params and secrets are checked for every run before anything runs or is recorded.
-    let prepared: Vec<_> = requests
-        .into_iter()
-        .map(|r| executor.prepare(r))
+    let plans: Vec<Plan> = runs
+        .iter()
+        .map(|r| Plan::of(rb.clone(), r))
         .collect::<Result<_, _>>()?;
-    // Every run is recorded, including dry runs (which credit nothing); a dry run while the
-    // daemon holds the store is only printed.
-    let store: Option<Arc<dyn Store>> = match super::open_store(g) {
-        Ok(s) => Some(Arc::new(s)),
-        Err(e) if a.dry_run => {
-            eprintln!("note: this dry run is not recorded ({e:#})");
+    // Every run is recorded, dry runs too (they credit nothing); a dry run while a daemon holds
+    // the store is only printed.
+    let store: Option<Arc<dyn Store>> = match &daemon {
+        Some(r) => {
+            eprintln!(
+                "note: this dry run is not recorded: the daemon at {} holds the store",
+                r.base()
+            );
             None
         }
-        Err(e) => return Err(e),
+        None => Some(Arc::new(g.open_store()?)),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
     let mut all_ok = true;
-    for prepared in prepared {
+    for (plan, run) in plans.iter().zip(runs) {
         if a.dry_run {
-            print_plan(&executor, &prepared, &rb);
-            let record =
-                runtime.block_on(executor.execute(prepared, CancellationToken::new(), None));
-            if let Some(store) = &store {
-                store.finish_run(&record)?;
-            }
-            continue;
+            print_plan(&executor, plan, &rb);
         }
-        let Some(store) = store.clone() else {
-            continue;
-        };
-        let record = runtime.block_on(execute(&executor, prepared, store))?;
-        all_ok &= record.status == RunStatus::Succeeded;
+        let ended = block_on(execute(&executor, plan, run, store.clone(), a.dry_run))??;
+        all_ok &= ended.status == RunStatus::Succeeded;
     }
     Ok(if all_ok {
         ExitCode::SUCCESS
@@ -233,15 +250,15 @@ pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode> {
     })
 }
 
-fn print_plan(executor: &Executor, prepared: &crate::exec::executor::Prepared, rb: &Runbook) {
+fn print_plan(executor: &Executor, plan: &Plan, rb: &Runbook) {
     println!(
         "dry run of {} (run {}): nothing is executed",
         rb.name,
-        prepared.id()
+        plan.id()
     );
-    let plan = executor.plan(prepared);
-    let total = plan.len();
-    for (i, s) in plan.iter().enumerate() {
+    let steps = executor.preview(plan);
+    let total = steps.len();
+    for (i, s) in steps.iter().enumerate() {
         println!("[{}/{total}] {} ({})", i + 1, s.name, s.kind);
         if let Some(w) = &s.when {
             println!("  when: {w}");
@@ -252,21 +269,65 @@ fn print_plan(executor: &Executor, prepared: &crate::exec::executor::Prepared, r
     }
 }
 
+/// Prints a foreground run's progress and records it in the store.
+struct Foreground {
+    store: Option<Arc<dyn Store>>,
+    id: RunId,
+    step: String,
+    progress: Option<Progress>,
+}
+
+#[async_trait]
+impl Recorder for Foreground {
+    async fn record(&mut self, event: RunEvent) {
+        if let Some(store) = &self.store {
+            // Progress: a failure here still leaves the finish to record the whole run.
+            let _ = match &event {
+                RunEvent::StepStarted { name, .. } => {
+                    self.step = name.clone();
+                    store.step_started(&self.id, name, None).await
+                }
+                RunEvent::ProcessStarted { pgid, .. } => {
+                    store.step_started(&self.id, &self.step, Some(*pgid)).await
+                }
+                RunEvent::StepFinished { result, .. } => store.record_step(&self.id, result).await,
+                _ => Ok(()),
+            };
+        }
+        if let Some(p) = &mut self.progress {
+            p.show(&event);
+        }
+    }
+}
+
+/// Runs one run in the foreground: recorded queued, claimed (durably running before its first
+/// step: a crash interrupts it, never repeats it), executed, finished.
 async fn execute(
     executor: &Executor,
-    prepared: crate::exec::executor::Prepared,
-    store: Arc<dyn Store>,
+    plan: &Plan,
+    mut run: RunRecord,
+    store: Option<Arc<dyn Store>>,
+    dry_run: bool,
 ) -> Result<RunRecord> {
-    let queued = executor.queued_record(&prepared);
+    let id = run.id.clone();
+    if let Some(store) = &store
+        && !dry_run
     {
-        let store = store.clone();
-        let queued = queued.clone();
-        tokio::task::spawn_blocking(move || {
-            store.enqueue_run(&queued)?;
-            // Durably running before the first step: a crash interrupts it, never repeats it.
-            store.start_run(&queued.id, chrono::Utc::now())
-        })
-        .await??;
+        let key = DedupeKey::Manual { run: id.0.clone() };
+        let candidate = Candidate {
+            key,
+            run: run.clone(),
+            gate: None,
+        };
+        store.admit(vec![candidate], Vec::new()).await?;
+        let started = Utc::now();
+        let claim: Change = Arc::new(move |r: &mut RunRecord| lifecycle::start(r, started));
+        match store.transition(&id, &[RunStatus::Queued], claim).await? {
+            Transition::Done(r) => run = *r,
+            other => bail!("run {id} could not start: {other:?}"),
+        }
+    } else {
+        lifecycle::start(&mut run, Utc::now());
     }
     let cancel = CancellationToken::new();
     // Ctrl-C cancels the run: its processes are killed and it is recorded as cancelled.
@@ -276,27 +337,31 @@ async fn execute(
             on_signal.cancel();
         }
     });
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let (shown_tx, mut shown_rx) = tokio::sync::mpsc::unbounded_channel();
-    let recorder = tokio::spawn(crate::engine::recorder::record(
-        store,
-        queued.id.clone(),
-        rx,
-        |_| {},
-        move |event| {
-            let _ = shown_tx.send(event);
-        },
-    ));
-    let printer = tokio::spawn(async move {
-        let mut progress = Progress::new(std::io::stdout().is_terminal());
-        while let Some(event) = shown_rx.recv().await {
-            progress.show(&event);
+    if dry_run {
+        executor.execute(plan, &mut run, cancel, &mut Discard).await;
+    } else {
+        let mut recorder = Foreground {
+            store: store.clone(),
+            id: id.clone(),
+            step: String::new(),
+            progress: Some(Progress::new(std::io::stdout().is_terminal())),
+        };
+        executor
+            .execute(plan, &mut run, cancel, &mut recorder)
+            .await;
+        lifecycle::conclude(&mut run, Utc::now());
+        if let Some(p) = &mut recorder.progress {
+            p.show(&RunEvent::RunFinished {
+                record: Box::new(run.clone()),
+            });
         }
-    });
-    let record = executor.execute(prepared, cancel, Some(tx)).await;
-    let recorded = recorder.await;
-    let _ = printer.await;
+    }
     signal.abort();
-    recorded??;
-    Ok(record)
+    if dry_run {
+        lifecycle::conclude(&mut run, Utc::now());
+    }
+    if let Some(store) = &store {
+        store.finish(run.clone(), None).await?;
+    }
+    Ok(run)
 }

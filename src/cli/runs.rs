@@ -11,7 +11,8 @@ use crate::run::record::RunRecord;
 use crate::run::status::RunStatus;
 use crate::store::{RunFilter, Store};
 
-use super::Global;
+use crate::cli::connect::{Target, target};
+use crate::cli::global::{Global, block_on};
 
 /// Arguments of `untoil runs`.
 #[derive(Debug, Args)]
@@ -53,10 +54,9 @@ fn ms(v: Option<u64>) -> String {
 
 /// Runs `untoil runs`.
 pub fn run(g: &Global, a: RunsArgs) -> Result<ExitCode> {
-    let remote = super::remote::Remote::detect(&g.server);
-    let store = match remote {
-        Some(_) => None,
-        None => Some(super::open_store(g)?),
+    let (remote, store) = match target(g)? {
+        Target::Daemon(r) => (Some(r), None),
+        Target::Local => (None, Some(g.open_store()?)),
     };
     let get_run = |id: &str| -> Result<Option<RunRecord>> {
         match (&remote, &store) {
@@ -65,7 +65,7 @@ pub fn run(g: &Global, a: RunsArgs) -> Result<ExitCode> {
                 Err(e) if e.to_string().starts_with("no run with id") => Ok(None),
                 Err(e) => Err(e),
             },
-            (None, Some(s)) => Ok(s.get_run(&RunId(id.to_string()))?),
+            (None, Some(s)) => Ok(block_on(s.get_run(&RunId(id.to_string())))??),
             (None, None) => Ok(None),
         }
     };
@@ -92,11 +92,11 @@ pub fn run(g: &Global, a: RunsArgs) -> Result<ExitCode> {
                     }
                     serde_json::from_str(&r.get("/api/v1/runs", &q)?)?
                 }
-                (None, Some(s)) => s.list_runs(&RunFilter {
+                (None, Some(s)) => block_on(s.list_runs(&RunFilter {
                     runbook: a.runbook,
                     status: a.status,
                     limit: a.limit,
-                })?,
+                }))??,
                 (None, None) => Vec::new(),
             };
             if a.json {
@@ -133,7 +133,10 @@ pub fn run(g: &Global, a: RunsArgs) -> Result<ExitCode> {
             }
             print!("{}", t.render());
             if runs.is_empty() {
-                eprintln!("no runs recorded in {}", g.data.display());
+                match &remote {
+                    Some(r) => eprintln!("no runs recorded (the daemon at {})", r.base()),
+                    None => eprintln!("no runs recorded in {}", g.data.display()),
+                }
             }
         }
     }

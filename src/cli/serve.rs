@@ -8,10 +8,10 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 
-use crate::daemon::{self, Settings};
+use crate::daemon::{self, settings::Settings};
 use crate::server::auth::Auth;
 
-use super::Global;
+use crate::cli::global::Global;
 
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

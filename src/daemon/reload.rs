@@ -1,5 +1,5 @@
 //! Hot reload: a change under the runbooks directory (file watch) or SIGHUP reloads the
-//! catalog. Runs in flight keep the version they started with.
+//! runbooks in service. Runs in flight keep the version they started with.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,15 +8,15 @@ use notify::{RecursiveMode, Watcher};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::daemon::Daemon;
+use crate::engine::runbooks::Runbooks;
 
 /// Changes closer together than this cause one reload (editors write files in several steps).
 const SETTLE: Duration = Duration::from_millis(200);
 
 /// Watches the runbooks directory; the returned task ends when `stop` fires (await it before the
-/// daemon is dropped, so nothing holds the store after shutdown).
+/// daemon ends, so nothing holds the store after shutdown).
 pub fn watch(
-    daemon: Arc<Daemon>,
+    runbooks: Arc<Runbooks>,
     stop: CancellationToken,
 ) -> (
     Option<notify::RecommendedWatcher>,
@@ -29,19 +29,18 @@ pub fn watch(
         }
     });
     let watcher = match watcher.and_then(|mut w| {
-        w.watch(&daemon.settings.runbooks, RecursiveMode::Recursive)
+        w.watch(runbooks.dir(), RecursiveMode::Recursive)
             .map(|()| w)
     }) {
         Ok(w) => Some(w),
         Err(e) => {
             warn!(
                 "cannot watch {} for changes ({e}); reload with SIGHUP",
-                daemon.settings.runbooks.display()
+                runbooks.dir().display()
             );
             None
         }
     };
-    let d = daemon.clone();
     let task = tokio::spawn(async move {
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         loop {
@@ -57,8 +56,8 @@ pub fn watch(
             }
             while rx.try_recv().is_ok() {}
             info!("reloading runbooks ({reason})");
-            let d = d.clone();
-            let _ = tokio::task::spawn_blocking(move || d.reload()).await;
+            let r = runbooks.clone();
+            let _ = tokio::task::spawn_blocking(move || r.reload()).await;
         }
     });
     (watcher, task)

@@ -1,7 +1,7 @@
-//! Fires schedule triggers at their crontab times (the same code as `untoil next`), with tokio
-//! timers rather than a polling tick. Each fire is queued under a dedupe key, so a restart never
-//! runs the same fire twice; after downtime, the latest missed fire runs once if it is within
-//! the trigger's `catchup` window.
+//! Fires schedule triggers at their crontab times (the same code as `untoil next`), with timers
+//! on the engine's clock rather than a polling tick. Each fire is admitted under its dedupe key,
+//! so a restart never runs the same fire twice; after downtime, the latest missed fire runs once
+//! if it is within the trigger's `catchup` window.
 
 use std::sync::Arc;
 
@@ -9,26 +9,43 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::daemon::{AcceptError, Daemon, fire_prefix, fire_stamp};
+use crate::engine::admission::Admission;
+use crate::engine::clock::Clock;
+use crate::engine::error::AcceptError;
+use crate::engine::runbooks::Runbooks;
 use crate::runbook::model::{Runbook, Trigger};
 use crate::store::Store;
+use crate::trigger::key::{Fire, stamp};
 
-/// Runs every schedule of the catalog until `stop`; restarts them when the catalog reloads.
-pub async fn run(daemon: Arc<Daemon>, stop: CancellationToken) {
-    let mut reloads = daemon.watch_reloads();
+/// What the scheduler needs: where fires go, the runbooks, the store (for catch-up) and time.
+pub struct Scheduler {
+    /// Admits fires.
+    pub admission: Arc<Admission>,
+    /// The runbooks in service.
+    pub runbooks: Arc<Runbooks>,
+    /// The store, for the last fire of each schedule.
+    pub store: Arc<dyn Store>,
+    /// The clock fires are timed by.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Runs every schedule of the runbooks in service until `stop`; restarts them when the runbooks
+/// are reloaded.
+pub async fn run(s: Arc<Scheduler>, stop: CancellationToken) {
+    let mut reloads = s.runbooks.watch();
     loop {
         reloads.mark_unchanged();
         let generation = stop.child_token();
-        let catalog = daemon.catalog();
+        let catalog = s.runbooks.catalog();
         let mut tasks = tokio::task::JoinSet::new();
         for rb in catalog.iter() {
             for (i, t) in rb.triggers.iter().enumerate() {
                 if matches!(t, Trigger::Schedule(_)) {
-                    tasks.spawn(fire_loop(daemon.clone(), rb.clone(), i, generation.clone()));
+                    tasks.spawn(fire_loop(s.clone(), rb.clone(), i, generation.clone()));
                 }
             }
         }
-        // Restart when the catalog is reloaded; stop when the daemon stops.
+        // Restart when the runbooks are reloaded; stop when the daemon stops.
         tokio::select! {
             _ = stop.cancelled() => {
                 generation.cancel();
@@ -42,27 +59,26 @@ pub async fn run(daemon: Arc<Daemon>, stop: CancellationToken) {
     }
 }
 
-fn last_fire(daemon: &Daemon, prefix: &str) -> Option<DateTime<Utc>> {
-    let key = daemon.store.last_key(prefix).ok().flatten()?;
-    DateTime::parse_from_rfc3339(key.strip_prefix(prefix)?)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
-}
-
-async fn fire_loop(daemon: Arc<Daemon>, rb: Arc<Runbook>, index: usize, stop: CancellationToken) {
+async fn fire_loop(s: Arc<Scheduler>, rb: Arc<Runbook>, index: usize, stop: CancellationToken) {
     let Some(Trigger::Schedule(trigger)) = rb.triggers.get(index) else {
         return;
     };
-    let prefix = fire_prefix(&rb, index);
-    let now = Utc::now();
+    let fire = Fire::new(&rb.name, index, &trigger.schedule);
+    let now = s.clock.now();
     // Catch up: the latest fire missed while untoil was down, if recent enough.
-    if let (Some(window), Some(last)) = (trigger.catchup, last_fire(&daemon, &prefix)) {
-        let window = chrono::Duration::from_std(window).unwrap_or_default();
-        let from = last.max(now - window);
-        if let Some(missed) = trigger.schedule.due(from, now).last() {
-            let at = missed.with_timezone(&Utc);
-            info!(runbook = %rb.name, fire = %at, "catching up a fire missed during downtime");
-            fire(&daemon, &rb, index, at);
+    if let Some(window) = trigger.catchup {
+        match s.store.last_fire(&fire).await {
+            Ok(Some(last)) => {
+                let window = chrono::Duration::from_std(window).unwrap_or_default();
+                let from = last.max(now - window);
+                if let Some(missed) = trigger.schedule.due(from, now).last() {
+                    let at = missed.with_timezone(&Utc);
+                    info!(runbook = %rb.name, fire = %at, "catching up a fire missed during downtime");
+                    admit(&s, &rb, &fire, at).await;
+                }
+            }
+            Ok(None) => {}
+            Err(e) => warn!(runbook = %rb.name, "cannot read the last fire for catch-up: {e}"),
         }
     }
     let mut after = now;
@@ -71,24 +87,23 @@ async fn fire_loop(daemon: Arc<Daemon>, rb: Arc<Runbook>, index: usize, stop: Ca
             return;
         };
         let next = next.with_timezone(&Utc);
-        let wait = (next - Utc::now()).to_std().unwrap_or_default();
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(wait) => {}
+            _ = s.clock.sleep_until(next) => {}
         }
-        fire(&daemon, &rb, index, next);
+        admit(&s, &rb, &fire, next).await;
         after = next;
     }
 }
 
-fn fire(daemon: &Daemon, rb: &Arc<Runbook>, index: usize, at: DateTime<Utc>) {
-    let lateness_ms = (Utc::now() - at).num_milliseconds();
-    match daemon.accept_fire(rb, index, at) {
+async fn admit(s: &Scheduler, rb: &Arc<Runbook>, fire: &Fire, at: DateTime<Utc>) {
+    let lateness_ms = (s.clock.now() - at).num_milliseconds();
+    match s.admission.fire(rb, fire, at).await {
         Ok(Some(id)) => {
-            info!(runbook = %rb.name, run_id = %id, fire = %fire_stamp(at), lateness_ms, "schedule fired")
+            info!(runbook = %rb.name, run_id = %id, fire = %stamp(at), lateness_ms, "schedule fired")
         }
-        Ok(None) => info!(runbook = %rb.name, fire = %fire_stamp(at), "fire already ran; skipped"),
+        Ok(None) => info!(runbook = %rb.name, fire = %stamp(at), "fire already ran; skipped"),
         Err(AcceptError::ShuttingDown) => {}
-        Err(e) => warn!(runbook = %rb.name, fire = %fire_stamp(at), "fire not queued: {e}"),
+        Err(e) => warn!(runbook = %rb.name, fire = %stamp(at), "fire not queued: {e}"),
     }
 }

@@ -1,5 +1,204 @@
-//! The engine between triggers and the executor: records a run's progress ([`recorder`]) and
-//! counts what happens ([`metrics`]).
+//! The engine between triggers and the executor, in units with one job each:
+//! - [`admission`]: triggers become runs (dedupe and guard keys, guard decisions, one write);
+//! - [`queue`]: queued runs and concurrency slots, one state per run under one lock;
+//! - [`approvals`] and [`pending`]: runs waiting for a person;
+//! - [`worker`]: a run claimed, executed, finished; [`recorder`] writes its progress;
+//! - [`followers`]: a run's events for whoever follows it; [`cancel`]; [`resolve`];
+//! - [`lifecycle`]: how a run is born and how it ends (the one place toil is credited);
+//! - [`runbooks`] in service, [`clock`], [`metrics`], [`error`].
+//!
+//! Each unit's lock is its own and none is held while another unit is called. [`Engine`] is the
+//! handle the server and the daemon's tasks get.
 
+pub mod admission;
+pub mod approvals;
+pub mod cancel;
+pub mod clock;
+pub mod error;
+pub mod followers;
+pub mod lifecycle;
 pub mod metrics;
+pub mod pending;
+pub mod queue;
 pub mod recorder;
+pub mod resolve;
+pub mod runbooks;
+pub mod worker;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use crate::engine::admission::Admission;
+use crate::engine::approvals::{Approvals, Parts};
+use crate::engine::cancel::Canceller;
+use crate::engine::clock::Clock;
+use crate::engine::error::AcceptError;
+use crate::engine::followers::{Followers, Subscription};
+use crate::engine::metrics::Metrics;
+use crate::engine::pending::Pending;
+use crate::engine::queue::Queue;
+use crate::engine::runbooks::Runbooks;
+use crate::engine::worker::Workers;
+use crate::exec::executor::Executor;
+use crate::exec::render::Renderer;
+use crate::guard;
+use crate::run::id::RunId;
+use crate::run::record::RunRecord;
+use crate::store::{Reconciled, Store};
+
+/// The engine's parts, shared.
+pub struct Engine {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The runbooks in service.
+    pub runbooks: Arc<Runbooks>,
+    /// The queue.
+    pub queue: Arc<Queue>,
+    /// Triggers to runs.
+    pub admission: Arc<Admission>,
+    /// Runs waiting for a person.
+    pub approvals: Arc<Approvals>,
+    /// Cancels runs.
+    pub canceller: Arc<Canceller>,
+    /// Followers of runs in progress.
+    pub followers: Arc<Followers>,
+    /// The workers.
+    pub workers: Arc<Workers>,
+    /// The executor.
+    pub executor: Arc<Executor>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// A subscription to a run's events, or the run as it ended.
+pub enum Following {
+    /// In progress here: events so far, then live ones.
+    Live(RunRecord, Subscription),
+    /// Ended (or not in progress here): its record.
+    Ended(RunRecord),
+}
+
+impl Engine {
+    /// An engine over `store`, with a queue of `capacity`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        runbooks: Arc<Runbooks>,
+        executor: Arc<Executor>,
+        clock: Arc<dyn Clock>,
+        capacity: usize,
+    ) -> Engine {
+        let queue = Arc::new(Queue::new(capacity));
+        let followers = Arc::new(Followers::default());
+        let metrics = Arc::new(Metrics::new());
+        let pending = Arc::new(Pending::default());
+        let approvals = Approvals::new(Parts {
+            pending: pending.clone(),
+            store: store.clone(),
+            queue: queue.clone(),
+            followers: followers.clone(),
+            runbooks: runbooks.clone(),
+            metrics: metrics.clone(),
+            clock: clock.clone(),
+            executor: executor.clone(),
+        });
+        let canceller = Arc::new(Canceller {
+            queue: queue.clone(),
+            pending,
+            store: store.clone(),
+            followers: followers.clone(),
+            clock: clock.clone(),
+        });
+        let admission = Arc::new(Admission {
+            store: store.clone(),
+            queue: queue.clone(),
+            approvals: approvals.clone(),
+            runbooks: runbooks.clone(),
+            canceller: canceller.clone(),
+            metrics: metrics.clone(),
+            clock: clock.clone(),
+            renderer: Renderer::new(),
+        });
+        let workers = Arc::new(Workers {
+            queue: queue.clone(),
+            store: store.clone(),
+            executor: executor.clone(),
+            followers: followers.clone(),
+            metrics: metrics.clone(),
+            clock: clock.clone(),
+            interrupting: AtomicBool::new(false),
+        });
+        Engine {
+            store,
+            runbooks,
+            queue,
+            admission,
+            approvals,
+            canceller,
+            followers,
+            workers,
+            executor,
+            metrics,
+            clock,
+        }
+    }
+
+    /// Takes back what a previous daemon left: queued runs join the queue (with the runbook as
+    /// loaded now), runs waiting for approval wait again.
+    pub fn resume(&self, reconciled: &Reconciled) {
+        let catalog = self.runbooks.catalog();
+        for run in &reconciled.queued {
+            if let Some(rb) = catalog.get(&run.runbook) {
+                let key = run.guard_key.clone().unwrap_or_else(|| rb.name.clone());
+                self.queue
+                    .resume(run.id.clone(), rb.clone(), (rb.name.clone(), key));
+            } else {
+                tracing::warn!(run_id = %run.id, "queued run of runbook `{}`, which is no longer loaded: it stays queued", run.runbook);
+            }
+        }
+        for run in &reconciled.pending_approval {
+            self.approvals.resume(run);
+        }
+    }
+
+    /// Follows a run: its events from the start and live ones while it is in progress here,
+    /// else its record. None when there is no such run.
+    pub async fn follow(&self, id: &RunId) -> Result<Option<Following>, AcceptError> {
+        // Subscribed before the record is read: a run that ends in between is seen ended in the
+        // record or reaches the subscriber with its final record.
+        let subscription = self.followers.subscribe(id);
+        let record = self.store.get_run(id).await;
+        // In progress here: queued or running (the queue knows it), waiting for approval, or
+        // between its slot's release and its final write (it has events).
+        let here = self.queue.knows(id)
+            || self.canceller.pending.contains(id)
+            || self.followers.has_events(id);
+        match record {
+            Ok(Some(r)) if !r.status.is_final() && here => {
+                Ok(Some(Following::Live(r, subscription)))
+            }
+            other => {
+                self.followers.forget(id);
+                Ok(other?.map(Following::Ended))
+            }
+        }
+    }
+
+    /// Closes the breakers of a runbook (one key, or all). Returns the keys reset.
+    pub async fn reset_breakers(
+        &self,
+        runbook: &str,
+        key: Option<&str>,
+    ) -> Result<Vec<String>, AcceptError> {
+        let reset = self
+            .store
+            .update_guards(runbook, key, Arc::new(guard::reset))
+            .await?;
+        for (k, _) in &reset {
+            self.metrics.breaker(runbook, k, false);
+        }
+        tracing::info!(runbook, keys = reset.len(), "breakers reset");
+        Ok(reset.into_iter().map(|(k, _)| k).collect())
+    }
+}

@@ -1,65 +1,70 @@
-//! Writes a run's progress to the store as the executor reports it, so that every run is
-//! recorded whoever started it, and a crash mid-run leaves a record reconciliation can finish.
+//! Records a run's progress as the executor reports it: steps to the store (progress, made
+//! durable by the next durable write), output lines to the log, every event to the run's
+//! followers once it is stored.
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc::UnboundedReceiver;
+use async_trait::async_trait;
+use tracing::{error, info};
 
+use crate::engine::followers::Followers;
+use crate::exec::recorder::Recorder;
 use crate::run::event::RunEvent;
 use crate::run::id::RunId;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 
-/// Consumes a run's events: each goes through `before` (which may amend it), is recorded, then
-/// goes to `after`. Returns the first store error (later events still go to `after`).
-///
-/// One task does all three, in order: a task per stage with channels between them cost a
-/// cross-thread wake-up per event and stage.
-pub async fn record(
+/// The daemon's recorder of one run.
+pub struct StoreRecorder {
     store: Arc<dyn Store>,
+    followers: Arc<Followers>,
     id: RunId,
-    mut events: UnboundedReceiver<RunEvent>,
-    mut before: impl FnMut(&mut RunEvent) + Send,
-    mut after: impl FnMut(RunEvent) + Send,
-) -> Result<(), StoreError> {
-    let mut first_error = None;
-    let mut current_step = String::new();
-    while let Some(mut event) = events.recv().await {
-        before(&mut event);
-        let result = match &event {
-            // The caller marks the run running (durably) before executing it.
-            RunEvent::RunStarted { .. } | RunEvent::Output { .. } => Ok(()),
-            // Progress is not flushed (see the Store contract): an in-memory write, cheaper here
-            // than a hand-off to a blocking thread and back.
+    runbook: String,
+    step: String,
+    failed: bool,
+}
+
+impl StoreRecorder {
+    /// A recorder of run `id` of `runbook`.
+    pub fn new(store: Arc<dyn Store>, followers: Arc<Followers>, id: RunId, runbook: &str) -> Self {
+        StoreRecorder {
+            store,
+            followers,
+            id,
+            runbook: runbook.to_string(),
+            step: String::new(),
+            failed: false,
+        }
+    }
+}
+
+#[async_trait]
+impl Recorder for StoreRecorder {
+    async fn record(&mut self, event: RunEvent) {
+        let stored = match &event {
             RunEvent::StepStarted { name, .. } => {
-                current_step = name.clone();
-                store.step_started(&id, name, None)
+                self.step = name.clone();
+                self.store.step_started(&self.id, name, None).await
             }
             RunEvent::ProcessStarted { pgid, .. } => {
-                store.step_started(&id, &current_step, Some(*pgid))
-            }
-            RunEvent::StepFinished { result, .. } => store.record_step(&id, result),
-            // The finish flushes (milliseconds): off the async workers.
-            RunEvent::RunFinished { record } => {
-                let (store, run) = (store.clone(), record.clone());
-                tokio::task::spawn_blocking(move || store.finish_run(&run))
+                self.store
+                    .step_started(&self.id, &self.step, Some(*pgid))
                     .await
-                    .unwrap_or_else(|e| {
-                        Err(StoreError::Backend {
-                            path: String::new(),
-                            reason: format!("store task failed: {e}"),
-                        })
-                    })
             }
+            RunEvent::StepFinished { result, .. } => self.store.record_step(&self.id, result).await,
+            RunEvent::Output { line, stream, .. } => {
+                // Already redacted by the executor.
+                info!(run_id = %self.id, runbook = %self.runbook, step = %self.step, stream = %stream, "{line}");
+                Ok(())
+            }
+            RunEvent::RunStarted { .. } | RunEvent::RunFinished { .. } => Ok(()),
         };
-        if let Err(e) = result
-            && first_error.is_none()
+        if let Err(e) = stored
+            && !self.failed
         {
-            first_error = Some(e);
+            // Said once per run: the finish still records the whole run.
+            self.failed = true;
+            error!(run_id = %self.id, "cannot record the run's progress: {e}");
         }
-        after(event);
-    }
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(()),
+        self.followers.publish(&self.id, event);
     }
 }

@@ -4,7 +4,9 @@
 
 pub mod capture;
 pub mod executor;
+pub mod plan;
 pub mod process;
+pub mod recorder;
 pub mod redact;
 pub mod render;
 pub mod step;

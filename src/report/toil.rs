@@ -12,7 +12,8 @@ use crate::ledger::rollup::{Rollup, RollupKey};
 use crate::report::query::{Dim, Format, Period};
 use crate::report::table::Table;
 use crate::report::table::percent as pct;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
+use crate::store::error::StoreError;
 
 /// One row of a toil report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -120,7 +121,7 @@ where
 }
 
 /// Builds the toil report of a period from the store.
-pub fn toil_report(
+pub async fn toil_report(
     store: &dyn Store,
     period: Period,
     by: &[Dim],
@@ -130,7 +131,7 @@ pub fn toil_report(
     Ok(aggregate(
         period,
         by,
-        store.rollups(period.from, period.to, by_month)?,
+        store.rollups(period.from, period.to, by_month).await?,
     ))
 }
 

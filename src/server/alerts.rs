@@ -5,36 +5,30 @@
 //! body limit, 503 with Retry-After when the queue is full, so Alertmanager retries and nothing
 //! is dropped.
 
-use std::sync::Arc;
-
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use crate::daemon::Daemon;
+use crate::server::respond::{accept_error, error};
+use crate::server::state::Shared;
 use crate::trigger::alert::Notification;
 
-use super::{accept_error, error};
-
-pub async fn receive(State(d): State<Arc<Daemon>>, body: Bytes) -> Response {
+/// `POST /api/v1/alerts/alertmanager`.
+pub async fn receive(State(s): State<Shared>, body: Bytes) -> Response {
     let started = std::time::Instant::now();
-    let response = answer(&d, body).await;
-    d.metrics.webhook(started.elapsed().as_secs_f64());
+    let response = answer(&s, body).await;
+    s.engine.metrics.webhook(started.elapsed().as_secs_f64());
     response
 }
 
-async fn answer(d: &Arc<Daemon>, body: Bytes) -> Response {
+async fn answer(s: &Shared, body: Bytes) -> Response {
     let notification = match Notification::from_json(&body) {
         Ok(n) => n,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    let daemon = d.clone();
-    // Store writes flush to disk: keep them off the async workers.
-    let outcome =
-        tokio::task::spawn_blocking(move || daemon.accept_notification(&notification)).await;
-    match outcome {
-        Ok(Ok(o)) => {
+    match s.engine.admission.notification(&notification).await {
+        Ok(o) => {
             tracing::info!(
                 accepted = o.accepted.len(),
                 duplicates = o.duplicates,
@@ -44,10 +38,6 @@ async fn answer(d: &Arc<Daemon>, body: Bytes) -> Response {
             );
             (StatusCode::OK, axum::Json(o)).into_response()
         }
-        Ok(Err(e)) => accept_error(e),
-        Err(e) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("receiver failed: {e}"),
-        ),
+        Err(e) => accept_error(e),
     }
 }

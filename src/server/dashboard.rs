@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use axum::Router;
 use axum::extract::{Path, Query, RawQuery, Request, State};
@@ -18,12 +18,14 @@ use axum::{Extension, body::Bytes};
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use serde_json::Value;
 
-use super::{Caller, api};
-use crate::daemon::{AcceptError, Daemon};
+use crate::engine::error::AcceptError;
 use crate::run::id::RunId;
+use crate::server::api;
+use crate::server::respond::Caller;
+use crate::server::state::Shared;
 
 /// The dashboard's routes, behind the same authentication as the API.
-pub fn router(daemon: Arc<Daemon>) -> Router<Arc<Daemon>> {
+pub fn router(daemon: Shared) -> Router<Shared> {
     Router::new()
         .route("/", get(overview))
         .route("/ui/backlog", get(backlog))
@@ -37,7 +39,10 @@ pub fn router(daemon: Arc<Daemon>) -> Router<Arc<Daemon>> {
         .route("/ui/runs/{id}/approve", post(approve))
         .route("/ui/runs/{id}/deny", post(deny))
         .route("/ui/breakers/{runbook}/reset", post(reset))
-        .layer(middleware::from_fn_with_state(daemon, super::authenticate))
+        .layer(middleware::from_fn_with_state(
+            daemon,
+            crate::server::authenticate::authenticate,
+        ))
         .layer(middleware::from_fn(basic_challenge))
 }
 
@@ -215,36 +220,33 @@ fn csrf_field() -> String {
 /// Pages take it before they read anything, so a change made while a page is being rendered
 /// makes the page's stamp stale and the next poll refreshes it. `run` adds that run's own state
 /// (the run page of a run older than the latest 50).
-async fn signature(d: &Arc<Daemon>, run: Option<String>) -> String {
-    let daemon = d.clone();
-    tokio::task::spawn_blocking(move || {
-        use crate::store::Store;
-        use sha2::Digest;
-        let mut h = sha2::Sha256::new();
-        let filter = crate::store::RunFilter {
-            runbook: None,
-            status: None,
-            limit: 50,
-        };
-        for r in daemon.store.list_runs(&filter).unwrap_or_default() {
-            h.update(format!("{}:{}:{};", r.id, r.status, r.steps.len()));
-        }
-        if let Some(Ok(Some(r))) = run.map(|id| daemon.store.get_run(&RunId(id))) {
-            h.update(format!("run {}:{}:{};", r.id, r.status, r.steps.len()));
-        }
-        for (rb, key, s) in daemon.store.guard_states().unwrap_or_default() {
-            h.update(format!("{rb}:{key}:{};", s.breaker.is_some()));
-        }
-        h.finalize()[..12].iter().fold(String::new(), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+async fn signature(d: &Shared, run: Option<String>) -> String {
+    use sha2::Digest;
+    let store = &d.engine.store;
+    let mut h = sha2::Sha256::new();
+    let filter = crate::store::RunFilter {
+        runbook: None,
+        status: None,
+        limit: 50,
+    };
+    for r in store.list_runs(&filter).await.unwrap_or_default() {
+        h.update(format!("{}:{}:{};", r.id, r.status, r.steps.len()));
+    }
+    if let Some(id) = run
+        && let Ok(Some(r)) = store.get_run(&RunId(id)).await
+    {
+        h.update(format!("run {}:{}:{};", r.id, r.status, r.steps.len()));
+    }
+    for (rb, key, s) in store.guard_states().await.unwrap_or_default() {
+        h.update(format!("{rb}:{key}:{};", s.breaker.is_some()));
+    }
+    h.finalize()[..12].iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
     })
-    .await
-    .unwrap_or_default()
 }
 
-async fn stamp(State(d): State<Arc<Daemon>>, RawQuery(q): RawQuery) -> Response {
+async fn stamp(State(d): State<Shared>, RawQuery(q): RawQuery) -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
@@ -255,15 +257,13 @@ async fn stamp(State(d): State<Arc<Daemon>>, RawQuery(q): RawQuery) -> Response 
         .into_response()
 }
 
-async fn pending_count(d: &Arc<Daemon>) -> usize {
-    json_of(api::approvals(State(d.clone())).await)
-        .await
-        .as_array()
-        .map_or(0, Vec::len)
+/// Runs waiting for approval (counted, not rendered).
+async fn pending_count(d: &Shared) -> usize {
+    d.engine.approvals.count()
 }
 
 /// Wraps a page body in the layout; `stamp` is the [`signature`] taken before the body was read.
-async fn page(d: &Arc<Daemon>, stamp: String, active: &str, title: &str, body: String) -> Response {
+async fn page(d: &Shared, stamp: String, active: &str, title: &str, body: String) -> Response {
     let pending = pending_count(d).await;
     let mut nav = String::new();
     for (href, key, label) in [
@@ -462,7 +462,7 @@ pub fn chart_svg(weeks: &[String], series: &BTreeMap<String, BTreeMap<String, f6
     s
 }
 
-async fn overview(State(d): State<Arc<Daemon>>, RawQuery(q): RawQuery) -> Response {
+async fn overview(State(d): State<Shared>, RawQuery(q): RawQuery) -> Response {
     let stamp = signature(&d, None).await;
     let q = raw_query(q);
     let (period, since) = period_of(&q);
@@ -471,11 +471,11 @@ async fn overview(State(d): State<Arc<Daemon>>, RawQuery(q): RawQuery) -> Respon
         _ => "team",
     };
     let report = match query(&format!("by={by},week&since={since}&format=json")) {
-        Some(qq) => json_of(api::toil_report(State(d.clone()), qq).await).await,
+        Some(qq) => json_of(api::reports::toil(State(d.clone()), qq).await).await,
         None => Value::Null,
     };
     let backlog = match query(&format!("since={since}&format=json")) {
-        Some(qq) => json_of(api::unautomated(State(d.clone()), qq).await).await,
+        Some(qq) => json_of(api::reports::unautomated(State(d.clone()), qq).await).await,
         None => Value::Null,
     };
     let total = &report["total"];
@@ -567,12 +567,12 @@ async fn overview(State(d): State<Arc<Daemon>>, RawQuery(q): RawQuery) -> Respon
 
 // ---- backlog ----
 
-async fn backlog(State(d): State<Arc<Daemon>>, RawQuery(q): RawQuery) -> Response {
+async fn backlog(State(d): State<Shared>, RawQuery(q): RawQuery) -> Response {
     let stamp = signature(&d, None).await;
     let q = raw_query(q);
     let (period, since) = period_of(&q);
     let b = match query(&format!("since={since}&format=json")) {
-        Some(qq) => json_of(api::unautomated(State(d.clone()), qq).await).await,
+        Some(qq) => json_of(api::reports::unautomated(State(d.clone()), qq).await).await,
         None => Value::Null,
     };
     let mut body = format!(
@@ -636,13 +636,13 @@ fn trigger_text(t: &Value) -> String {
     }
 }
 
-async fn runbooks(State(d): State<Arc<Daemon>>) -> Response {
+async fn runbooks(State(d): State<Shared>) -> Response {
     let stamp = signature(&d, None).await;
-    let list = json_of(api::runbooks(State(d.clone())).await).await;
-    let errors = json_of(api::runbook_errors(State(d.clone())).await).await;
-    let breakers = json_of(api::breakers(State(d.clone())).await).await;
+    let list = json_of(api::runbooks::list(State(d.clone())).await).await;
+    let errors = json_of(api::runbooks::errors(State(d.clone())).await).await;
+    let breakers = json_of(api::breakers::list(State(d.clone())).await).await;
     let saved = match query("by=runbook&since=30d&format=json") {
-        Some(qq) => json_of(api::toil_report(State(d.clone()), qq).await).await,
+        Some(qq) => json_of(api::reports::toil(State(d.clone()), qq).await).await,
         None => Value::Null,
     };
     let saved: BTreeMap<String, f64> = saved["rows"]
@@ -664,7 +664,7 @@ async fn runbooks(State(d): State<Arc<Daemon>>) -> Response {
     for rb in &rbs {
         let name = text(&rb["name"]);
         let last = match query(&format!("runbook={}&limit=1", enc(&name))) {
-            Some(qq) => json_of(api::runs(State(d.clone()), qq).await).await,
+            Some(qq) => json_of(api::runs::list(State(d.clone()), qq).await).await,
             None => Value::Null,
         };
         let last = match last.get(0) {
@@ -768,7 +768,7 @@ async fn runbooks(State(d): State<Arc<Daemon>>) -> Response {
 
 // ---- runs ----
 
-async fn runs(State(d): State<Arc<Daemon>>, RawQuery(q): RawQuery) -> Response {
+async fn runs(State(d): State<Shared>, RawQuery(q): RawQuery) -> Response {
     let stamp = signature(&d, None).await;
     let q = raw_query(q);
     let want = |k: &str| q.get(k).filter(|v| !v.is_empty()).cloned();
@@ -781,10 +781,16 @@ async fn runs(State(d): State<Arc<Daemon>>, RawQuery(q): RawQuery) -> Response {
         let _ = write!(api_q, "&status={}", enc(s));
     }
     let list = match query(&api_q) {
-        Some(qq) => json_of(api::runs(State(d.clone()), qq).await).await,
+        Some(qq) => json_of(api::runs::list(State(d.clone()), qq).await).await,
         None => Value::Null,
     };
-    let names: Vec<String> = d.catalog().names().map(String::from).collect();
+    let names: Vec<String> = d
+        .engine
+        .runbooks
+        .catalog()
+        .names()
+        .map(String::from)
+        .collect();
     let select = |name: &str, options: &[String], current: &Option<String>| {
         let mut s =
             format!("<label>{name} <select name=\"{name}\"><option value=\"\">all</option>");
@@ -862,9 +868,9 @@ async fn runs(State(d): State<Arc<Daemon>>, RawQuery(q): RawQuery) -> Response {
     page(&d, stamp, "runs", "Runs", body).await
 }
 
-async fn run(State(d): State<Arc<Daemon>>, Path(id): Path<String>) -> Response {
+async fn run(State(d): State<Shared>, Path(id): Path<String>) -> Response {
     let stamp = signature(&d, Some(id.clone())).await;
-    let r = json_of(api::run(State(d.clone()), Path(id.clone())).await).await;
+    let r = json_of(api::runs::one(State(d.clone()), Path(id.clone())).await).await;
     if r.get("id").is_none() {
         return error_page(StatusCode::NOT_FOUND, &format!("no run with id {id}"));
     }
@@ -1046,9 +1052,9 @@ async fn run(State(d): State<Arc<Daemon>>, Path(id): Path<String>) -> Response {
 
 // ---- approvals ----
 
-async fn approvals(State(d): State<Arc<Daemon>>) -> Response {
+async fn approvals(State(d): State<Shared>) -> Response {
     let stamp = signature(&d, None).await;
-    let list = json_of(api::approvals(State(d.clone())).await).await;
+    let list = json_of(api::approvals::list(State(d.clone())).await).await;
     let mut body = String::from("<h1>Approvals</h1>");
     let items = list.as_array().cloned().unwrap_or_default();
     if items.is_empty() {
@@ -1166,7 +1172,7 @@ fn refused(e: AcceptError) -> Response {
 }
 
 async fn decide(
-    d: Arc<Daemon>,
+    d: Shared,
     caller: Caller,
     headers: HeaderMap,
     id: String,
@@ -1178,15 +1184,14 @@ async fn decide(
     }
     let run_id = RunId(id.clone());
     let by = caller.0;
-    match tokio::task::spawn_blocking(move || d.decide(&run_id, approve, &by)).await {
-        Ok(Ok(_)) => see_other(&format!("/ui/runs/{}", enc(&id))),
-        Ok(Err(e)) => refused(e),
-        Err(e) => error_page(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    match d.engine.approvals.decide(&run_id, approve, &by).await {
+        Ok(_) => see_other(&format!("/ui/runs/{}", enc(&id))),
+        Err(e) => refused(e),
     }
 }
 
 async fn approve(
-    State(d): State<Arc<Daemon>>,
+    State(d): State<Shared>,
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -1196,7 +1201,7 @@ async fn approve(
 }
 
 async fn deny(
-    State(d): State<Arc<Daemon>>,
+    State(d): State<Shared>,
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -1206,7 +1211,7 @@ async fn deny(
 }
 
 async fn reset(
-    State(d): State<Arc<Daemon>>,
+    State(d): State<Shared>,
     headers: HeaderMap,
     Path(runbook): Path<String>,
     body: Bytes,
@@ -1216,10 +1221,9 @@ async fn reset(
         return error_page(StatusCode::FORBIDDEN, &e);
     }
     let key = fields.get("key").cloned();
-    match tokio::task::spawn_blocking(move || d.reset_breakers(&runbook, key.as_deref())).await {
-        Ok(Ok(_)) => see_other("/ui/runbooks"),
-        Ok(Err(e)) => refused(e),
-        Err(e) => error_page(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    match d.engine.reset_breakers(&runbook, key.as_deref()).await {
+        Ok(_) => see_other("/ui/runbooks"),
+        Err(e) => refused(e),
     }
 }
 

@@ -1,69 +1,38 @@
-//! The run store: every run, every alert received, and rollups for reports.
+//! The run store: every run, every alert episode received, guard state, and the rollups reports
+//! read.
 //!
-//! [`Store`] offers whole operations (enqueue, start, record a step, finish, reconcile,
-//! query, aggregate), never get/put, so that another backend (PostgreSQL, for several daemons)
-//! can implement the same contract. [`sled::SledStore`] is the embedded backend and the only
-//! code that touches sled.
+//! [`Store`] is the one seam between untoil and its database. Each operation is a whole intent
+//! (admit runs with their guard decisions, move a run from one status to the next, record its
+//! progress, finish it with its rollups and guard state, reconcile after a crash), never get
+//! and put, so that every backend keeps the same promises: the embedded sled store
+//! ([`sled::SledStore`], the only code that touches sled) and a database shared by several
+//! daemons. Policy stays out of the store: guard decisions and a finished run's toil credit come
+//! in as pure functions or finished records; the store only applies them atomically.
+//!
+//! # Durability and blocking
+//! Every method that changes state, except step progress, returns only once the change is
+//! durable, so callers may acknowledge it. Methods are `async`: a backend that blocks (sled's
+//! flush waits for the disk) does that on blocking threads of its own, never on the async
+//! runtime's workers, so callers may await any method anywhere.
 
+pub mod error;
 pub mod sled;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
+use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::guard::KeyState;
 use crate::ledger::rollup::{Rollup, RollupKey};
 use crate::run::id::RunId;
 use crate::run::record::RunRecord;
 use crate::run::status::RunStatus;
 use crate::run::step::StepResult;
-
-/// Version of the on-disk layout this build writes.
-pub const SCHEMA_VERSION: u32 = 1;
-
-/// A store operation that failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum StoreError {
-    /// Another process holds the store.
-    #[error(
-        "the store at {path} is in use by another untoil process (the daemon?); stop it, or run this command against the daemon's API"
-    )]
-    Locked {
-        /// The store directory.
-        path: String,
-    },
-    /// The store was written by a newer untoil.
-    #[error(
-        "the store at {path} has schema version {found}, newer than this untoil understands ({supported}); upgrade untoil"
-    )]
-    NewerSchema {
-        /// The store directory.
-        path: String,
-        /// Version on disk.
-        found: u32,
-        /// Version this build writes.
-        supported: u32,
-    },
-    /// A run id that is not in the store.
-    #[error("no run with id {0}")]
-    NoSuchRun(String),
-    /// A record that cannot be decoded.
-    #[error("corrupt record {key}: {reason}")]
-    Corrupt {
-        /// Its key.
-        key: String,
-        /// Why.
-        reason: String,
-    },
-    /// The database failed.
-    #[error("store error at {path}: {reason}")]
-    Backend {
-        /// The store directory.
-        path: String,
-        /// What the backend said.
-        reason: String,
-    },
-}
+use crate::store::error::StoreError;
+use crate::trigger::key::{DedupeKey, Episode, Fire};
 
 /// Result of store operations.
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -89,6 +58,13 @@ pub struct AlertReceived {
     pub matched: Vec<String>,
 }
 
+impl AlertReceived {
+    /// The episode this is.
+    pub fn episode(&self) -> Episode {
+        Episode::new(&self.fingerprint, self.starts_at)
+    }
+}
+
 /// Which runs to list.
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
@@ -96,14 +72,82 @@ pub struct RunFilter {
     pub runbook: Option<String>,
     /// Only this status.
     pub status: Option<RunStatus>,
-    /// Most recent first, at most this many.
+    /// Most recent first, at most this many (0: all).
     pub limit: usize,
+}
+
+/// A guard's decision on a new run, as a pure function of its (runbook, key) state: it sets the
+/// run's status (queued, pending approval, or a final `skipped` with its reason) and returns the
+/// state to keep. The store applies it in the same write that admits the run, so a crash can
+/// never leave a run admitted without its decision.
+pub type Decide = Arc<dyn Fn(&KeyState, &mut RunRecord) -> KeyState + Send + Sync>;
+
+/// A pure change of a (runbook, key)'s guard state.
+pub type Update = Arc<dyn Fn(&KeyState) -> KeyState + Send + Sync>;
+
+/// A pure change of a run record (a backend may apply it more than once to fresh copies).
+pub type Change = Arc<dyn Fn(&mut RunRecord) + Send + Sync>;
+
+/// The guard state a write reads and replaces.
+#[derive(Clone)]
+pub struct GuardOf<F> {
+    /// The runbook.
+    pub runbook: String,
+    /// The guard key (`guards.key` rendered, or the runbook's name).
+    pub key: String,
+    /// What to do with its state.
+    pub apply: F,
+}
+
+/// A run to admit unless its dedupe key was seen before.
+pub struct Candidate {
+    /// What the run is unique for.
+    pub key: DedupeKey,
+    /// The run, `queued`.
+    pub run: RunRecord,
+    /// The guards' decision, for runbooks with guards or approval.
+    pub gate: Option<GuardOf<Decide>>,
+}
+
+/// What became of a candidate.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Admitted {
+    /// Its key was seen before: no new run.
+    Duplicate,
+    /// A new run, as stored (queued, pending approval or skipped), with the guard state after
+    /// the decision when it had one.
+    New {
+        /// The run.
+        run: Box<RunRecord>,
+        /// The (runbook, key) guard state after the decision.
+        guard: Option<KeyState>,
+    },
+}
+
+/// What a [`Store::transition`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transition {
+    /// The change was applied; the run as stored now.
+    Done(Box<RunRecord>),
+    /// The run is in another status; nothing changed.
+    Refused(RunStatus),
+    /// No such run.
+    Missing,
+}
+
+/// A guard state before and after a write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GuardChanged {
+    /// Before.
+    pub before: KeyState,
+    /// After.
+    pub after: KeyState,
 }
 
 /// What reconciliation found at start-up.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Reconciled {
-    /// Runs left `running` by a dead process, now `interrupted`.
+    /// Runs left `running` by a dead process, now ended by the caller's change.
     pub interrupted: Vec<RunId>,
     /// Runs still queued, oldest first, for the daemon to resume.
     pub queued: Vec<RunRecord>,
@@ -111,76 +155,100 @@ pub struct Reconciled {
     pub pending_approval: Vec<RunRecord>,
 }
 
-/// The run store contract. Every method that changes state returns only once the change is
-/// durable (flushed), so callers may acknowledge it.
+/// The run store contract (see the module documentation for durability and blocking).
+#[async_trait]
 pub trait Store: Send + Sync {
-    /// Records a new run as queued.
-    fn enqueue_run(&self, run: &RunRecord) -> Result<()>;
-    /// Enqueues runs that are not duplicates: each run comes with a dedupe key (e.g. runbook +
-    /// alert fingerprint + startsAt, or runbook + schedule fire); a key seen before, across
-    /// re-sends and restarts, does not create a second run. Returns, per run, whether it was
-    /// enqueued. One flush for the whole batch.
-    /// The alert episodes received with them are recorded in the same flush.
-    fn enqueue_unique(
+    /// What identifies this store (stable across restarts and upgrades), so that a client can
+    /// tell whether a daemon serves the store it means.
+    fn id(&self) -> &str;
+
+    /// Admits runs whose dedupe key was not seen before, across re-sends and restarts, each with
+    /// its guard decision applied to its (runbook, key) state, and merges the alert episodes
+    /// received with them; one durable write for all. Candidates are decided in order, so two
+    /// with the same key (HA peers posting at once) admit one run, and two with the same guard
+    /// key see each other's decisions. One result per candidate.
+    async fn admit(
         &self,
-        runs: &[(String, RunRecord)],
-        alerts: &[AlertReceived],
-    ) -> Result<Vec<bool>>;
-    /// The greatest dedupe key starting with `prefix` (e.g. the last recorded schedule fire).
-    fn last_key(&self, prefix: &str) -> Result<Option<String>>;
-    /// Run ids whose dedupe key starts with `prefix`.
-    fn runs_with_key_prefix(&self, prefix: &str) -> Result<Vec<RunId>>;
-    /// Records a run's verification: whether its alert resolved within the runbook's window.
-    fn set_verified(&self, id: &RunId, verified: bool, at: DateTime<Utc>) -> Result<()>;
-    /// Changes a run's status without finishing it (queued <-> pending approval), with a note.
-    fn set_status(
+        candidates: Vec<Candidate>,
+        alerts: Vec<AlertReceived>,
+    ) -> Result<Vec<Admitted>>;
+
+    /// Applies `change` to a run that is in one of the statuses `from`, atomically with respect
+    /// to every other write of that run, and durably; a change that ends the run counts it in the
+    /// rollups. This is how a run is claimed (queued -> running, before its first step: a crash
+    /// then interrupts it, never repeats it), approved, denied, expired or cancelled unstarted.
+    async fn transition(
         &self,
         id: &RunId,
-        status: RunStatus,
-        approval: Option<crate::run::record::ApprovalDecision>,
-    ) -> Result<RunRecord>;
-    /// The guard state of a (runbook, key).
-    fn guard_state(&self, runbook: &str, key: &str) -> Result<crate::guard::KeyState>;
-    /// Stores the guard state of a (runbook, key).
-    fn set_guard_state(
+        from: &[RunStatus],
+        change: Change,
+    ) -> Result<Transition>;
+
+    /// Records the step running now and its process group. Progress: durable with the next
+    /// durable write, not on its own.
+    async fn step_started(&self, id: &RunId, step: &str, pgid: Option<u32>) -> Result<()>;
+
+    /// Records a finished step. Progress, like [`Store::step_started`].
+    async fn record_step(&self, id: &RunId, step: &StepResult) -> Result<()>;
+
+    /// Records a finished run (its final record, credit included), adds it to the rollups (once,
+    /// even if finished again) and applies its guard update, in one durable write: whoever sees
+    /// the run finished also sees the breaker it opened. Returns the guard state change.
+    async fn finish(
+        &self,
+        run: RunRecord,
+        guard: Option<GuardOf<Update>>,
+    ) -> Result<Option<GuardChanged>>;
+
+    /// Records many finished runs in one durable write (imports, reconciliation, benchmarks).
+    async fn finish_many(&self, runs: Vec<RunRecord>) -> Result<()>;
+
+    /// Records whether a succeeded alert run's alert resolved within its runbook's window.
+    async fn set_verified(&self, id: &RunId, verified: bool, at: DateTime<Utc>) -> Result<()>;
+
+    /// Applies `update` to the guard state of every key of `runbook` (or only `key`) that has one;
+    /// returns the keys and their new states.
+    async fn update_guards(
         &self,
         runbook: &str,
-        key: &str,
-        state: &crate::guard::KeyState,
-    ) -> Result<()>;
-    /// Every stored guard state: (runbook, key, state).
-    fn guard_states(&self) -> Result<Vec<(String, String, crate::guard::KeyState)>>;
-    /// Records an alert episode received (idempotent per fingerprint and start).
-    fn record_alert(&self, alert: &AlertReceived) -> Result<()>;
-    /// Marks a run running, durably, before its first step starts: after a crash it is then
-    /// `interrupted`, never run a second time.
-    fn start_run(&self, id: &RunId, started_at: DateTime<Utc>) -> Result<()>;
-    /// Records the step now running and its process group (shown while it runs; not flushed).
-    fn step_started(&self, id: &RunId, step: &str, pgid: Option<u32>) -> Result<()>;
-    /// Records a finished step. Progress: made durable by the next flush, not on its own.
-    fn record_step(&self, id: &RunId, step: &StepResult) -> Result<()>;
-    /// Records a finished run and updates the rollups in the same transaction.
-    fn finish_run(&self, run: &RunRecord) -> Result<()>;
-    /// Records many finished runs with one flush (imports, benchmarks).
-    fn finish_runs(&self, runs: &[RunRecord]) -> Result<()>;
-    /// At start-up: runs left running become interrupted (their process groups are killed),
-    /// queued runs are returned to be resumed.
-    fn reconcile(&self) -> Result<Reconciled>;
+        key: Option<&str>,
+        update: Update,
+    ) -> Result<Vec<(String, KeyState)>>;
+
+    /// At start-up, before any run starts: runs left `running` by a dead process are ended by
+    /// `interrupt` (which sets their final status and credit) and recorded; queued and pending
+    /// runs are returned to be resumed.
+    async fn reconcile(&self, interrupt: Change) -> Result<Reconciled>;
+
+    /// The runs started for an alert episode (firing and resolved).
+    async fn runs_of_episode(&self, episode: &Episode) -> Result<Vec<RunId>>;
+
+    /// The latest fire of a schedule that was admitted (for catch-up after downtime).
+    async fn last_fire(&self, fire: &Fire) -> Result<Option<DateTime<Utc>>>;
+
     /// One run.
-    fn get_run(&self, id: &RunId) -> Result<Option<RunRecord>>;
+    async fn get_run(&self, id: &RunId) -> Result<Option<RunRecord>>;
+
     /// Runs, most recent first.
-    fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>>;
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>>;
+
     /// Rollup groups of the days in [from, to] (inclusive). With `by_month`, calendar months
     /// that lie wholly inside the range come as one group per month (keyed by its first day),
     /// which is far fewer groups; use it when the report does not group by day or week.
-    fn rollups(
+    async fn rollups(
         &self,
         from: NaiveDate,
         to: NaiveDate,
         by_month: bool,
     ) -> Result<Vec<(RollupKey, Rollup)>>;
+
     /// Alert episodes first received in [from, to).
-    fn alerts(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<AlertReceived>>;
-    /// Deletes run details started before `before`; rollups stay. Returns how many.
-    fn prune(&self, before: DateTime<Utc>) -> Result<usize>;
+    async fn alerts(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<AlertReceived>>;
+
+    /// Every stored guard state: (runbook, key, state).
+    async fn guard_states(&self) -> Result<Vec<(String, String, KeyState)>>;
+
+    /// Deletes run details and alert episodes from before `before`; rollups stay. Returns how
+    /// many runs.
+    async fn prune(&self, before: DateTime<Utc>) -> Result<usize>;
 }

@@ -3,8 +3,10 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::trigger::key::Episode;
 
 /// Whether an alert (or a whole notification) is firing or resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -318,17 +320,9 @@ impl Alert {
         self.labels.get("alertname").map_or("", String::as_str)
     }
 
-    /// Key that identifies one firing episode: fingerprint + startsAt at full (nanosecond)
-    /// precision, for deduplication.
-    ///
-    /// The instant is normalized to UTC with nine fractional digits, so the same instant written
-    /// differently (`.307Z`, `.307000000Z`, `+01:00`) gives the same key.
-    pub fn episode_key(&self) -> String {
-        format!(
-            "{}@{}",
-            self.fingerprint,
-            self.starts_at.to_rfc3339_opts(SecondsFormat::Nanos, true)
-        )
+    /// The firing episode this alert belongs to: fingerprint and startsAt at full precision.
+    pub fn episode(&self) -> Episode {
+        Episode::new(&self.fingerprint, self.starts_at)
     }
 }
 
@@ -340,6 +334,7 @@ impl Alert {
 mod tests {
     use super::*;
     use crate::trigger::matcher::{Matcher, matches_all};
+    use chrono::SecondsFormat;
 
     fn m(s: &str) -> Matcher {
         Matcher::parse(s).unwrap_or_else(|e| panic!("{s:?} should parse: {e:?}"))
@@ -431,7 +426,7 @@ mod tests {
         assert_eq!(r.status, AlertStatus::Resolved);
         assert_eq!(r.fingerprint, f.fingerprint);
         assert_eq!(r.starts_at, f.starts_at);
-        assert_eq!(r.episode_key(), f.episode_key());
+        assert_eq!(r.episode().to_string(), f.episode().to_string());
         let ends = r.ends_at.expect("resolved alert has an endsAt");
         assert_eq!(
             ends.to_rfc3339_opts(SecondsFormat::Millis, true),
@@ -445,7 +440,7 @@ mod tests {
         let n = decode(GROUPED);
         assert_eq!(n.alerts.len(), 3);
         assert!(n.alerts.iter().all(|a| a.name() == "HighLatency"));
-        let mut keys: Vec<String> = n.alerts.iter().map(Alert::episode_key).collect();
+        let mut keys: Vec<String> = n.alerts.iter().map(|a| a.episode().to_string()).collect();
         keys.sort();
         keys.dedup();
         assert_eq!(keys.len(), 3, "each alert is its own episode");
@@ -492,7 +487,7 @@ mod tests {
         let a = &n.alerts[0];
         assert_eq!(a.starts_at.timestamp_subsec_nanos(), 695_089_778);
         assert_eq!(
-            a.episode_key(),
+            a.episode().to_string(),
             "1b821551d31d953a@2026-11-28T15:34:26.695089778Z"
         );
         // The same instant truncated to milliseconds is a different instant and episode.
@@ -500,7 +495,7 @@ mod tests {
         truncated["alerts"][0]["startsAt"] = serde_json::json!("2026-11-28T15:34:26.695Z");
         let t = decode_value(&truncated).expect("valid");
         assert_ne!(t.alerts[0].starts_at, a.starts_at);
-        assert_ne!(t.alerts[0].episode_key(), a.episode_key());
+        assert_ne!(t.alerts[0].episode().to_string(), a.episode().to_string());
     }
 
     #[test]
@@ -511,8 +506,8 @@ mod tests {
         let shifted = decode_value(&v).expect("valid");
         assert_eq!(shifted.alerts[0].starts_at, base.alerts[0].starts_at);
         assert_eq!(
-            shifted.alerts[0].episode_key(),
-            base.alerts[0].episode_key()
+            shifted.alerts[0].episode().to_string(),
+            base.alerts[0].episode().to_string()
         );
     }
 

@@ -2,5 +2,6 @@
 //! matchers, and the dedupe keys that make each trigger start at most one run.
 
 pub mod alert;
+pub mod key;
 pub mod matcher;
 pub mod schedule;

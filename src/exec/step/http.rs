@@ -10,7 +10,8 @@ use crate::run::status::StepStatus;
 use crate::run::step::StepResult;
 use crate::runbook::model::{HttpRequest, Step};
 
-use super::{Attempt, StepEnv, failed_before_start, parse_json};
+use crate::exec::step::attempt::{Attempt, failed_before_start, parse_json};
+use crate::exec::step::env::StepEnv;
 
 struct Rendered {
     method: Method,

@@ -5,7 +5,9 @@ use crate::exec::process::{Ended, ProcessSpec};
 use crate::run::status::StepStatus;
 use crate::runbook::model::{Step, TemplateValue};
 
-use super::{Attempt, StepEnv, failed_before_start, process_attempt, process_setup};
+use crate::exec::step::attempt::{Attempt, failed_before_start};
+use crate::exec::step::command::{process_attempt, process_setup};
+use crate::exec::step::env::StepEnv;
 
 /// Protocol version written to plugins.
 pub const PROTOCOL: u32 = 1;

@@ -5,7 +5,9 @@ use crate::run::status::StepStatus;
 use crate::runbook::model::Step;
 use crate::runbook::template::Template;
 
-use super::{Attempt, StepEnv, failed_before_start, parse_json, process_attempt, process_setup};
+use crate::exec::step::attempt::{Attempt, failed_before_start, parse_json};
+use crate::exec::step::command::{process_attempt, process_setup};
+use crate::exec::step::env::StepEnv;
 
 /// Runs the command once.
 pub async fn run(step: &Step, command: &Template, shell: &str, env: &StepEnv<'_>) -> Attempt {

@@ -3,7 +3,7 @@
 //! the runbook once despite re-sends, resolves, verifies, and the toil report shows the credit.
 //! Everything listens on 127.0.0.1. Fails loudly when Alertmanager is not installed.
 
-mod common;
+use crate::common;
 
 use std::process::{Child, Command, Stdio};
 

@@ -2,7 +2,7 @@
 //! against an in-process daemon. Needs `chromium` and `chromedriver` on the PATH
 //! (`apt-get install -y chromium chromium-driver`, or `scripts/test-deps`).
 
-mod common;
+use crate::common;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! reset), overlap policies, approve/deny/expire (and a restart while pending), and a
 //! `/metrics` scrape parsed as Prometheus text whose counters move as runs happen.
 
-mod common;
+use crate::common;
 
 use common::{Dirs, Running, fixture};
 use serde_json::{Value, json};

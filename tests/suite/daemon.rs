@@ -2,7 +2,7 @@
 //! restarts, resolved semantics, auth, 400/401/413/503, hot reload with a broken file, graceful
 //! shutdown, schedule firing, the unautomated report.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -309,9 +309,9 @@ async fn shutdown_interrupts_runs_past_the_grace_period_and_keeps_queued_ones() 
         .await;
     d.stop().await;
     let store = SledStore::open(&dirs.path("data")).expect("store");
-    let r1 = store.get_run(&first).expect("get").expect("first");
+    let r1 = store.get_run(&first).await.expect("get").expect("first");
     assert_eq!(r1.status, RunStatus::Interrupted, "{:?}", r1.error);
-    let r2 = store.get_run(&second).expect("get").expect("second");
+    let r2 = store.get_run(&second).await.expect("get").expect("second");
     assert_eq!(
         r2.status,
         RunStatus::Queued,
@@ -351,7 +351,7 @@ async fn schedules_fire_on_time_and_a_restart_never_repeats_a_fire() {
     d.wait_for(|| async { d.runs().await.len() >= 4 }).await;
     d.stop().await;
     let store = Arc::new(SledStore::open(&dirs.path("data")).expect("store"));
-    let runs = store.list_runs(&Default::default()).expect("runs");
+    let runs = store.list_runs(&Default::default()).await.expect("runs");
     let mut fires: Vec<String> = runs
         .iter()
         .filter_map(|r| match &r.cause {

@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::routing::{get, post};
 use tokio_util::sync::CancellationToken;
-use untoil::exec::executor::{Executor, RunRequest};
+use untoil::engine::lifecycle;
+use untoil::exec::executor::Executor;
+use untoil::exec::plan::Plan;
+use untoil::exec::recorder::Recorder;
 use untoil::run::cause::{AlertContext, Cause};
 use untoil::run::event::RunEvent;
 use untoil::run::record::RunRecord;
@@ -92,15 +95,75 @@ async fn run(fx: &Fixture, rb: Arc<Runbook>) -> (RunRecord, Vec<RunEvent>) {
     .await
 }
 
+/// What a test runs: a run of a runbook as the engine would store it.
+struct RunRequest {
+    runbook: Arc<Runbook>,
+    cause: Cause,
+    params: BTreeMap<String, String>,
+    alert: Option<AlertContext>,
+    dry_run: bool,
+}
+
+impl RunRequest {
+    fn manual(runbook: Arc<Runbook>, user: &str) -> RunRequest {
+        RunRequest {
+            runbook,
+            cause: Cause::Manual { user: user.into() },
+            params: BTreeMap::new(),
+            alert: None,
+            dry_run: false,
+        }
+    }
+
+    /// The run as stored (params with defaults), and its plan.
+    fn prepare(self) -> Result<(RunRecord, Plan), untoil::exec::plan::PrepareError> {
+        let params = untoil::exec::plan::resolve_params(&self.runbook, &self.params)?;
+        let mut record = lifecycle::new_run(
+            &self.runbook,
+            self.cause,
+            params,
+            self.alert,
+            chrono::Utc::now(),
+        );
+        record.dry_run = self.dry_run;
+        let plan = Plan::of(self.runbook, &record)?;
+        lifecycle::start(&mut record, chrono::Utc::now());
+        Ok((record, plan))
+    }
+}
+
+/// Sends every event to a channel.
+struct Events(tokio::sync::mpsc::UnboundedSender<RunEvent>);
+
+#[async_trait::async_trait]
+impl Recorder for Events {
+    async fn record(&mut self, event: RunEvent) {
+        let _ = self.0.send(event);
+    }
+}
+
+/// Executes a prepared run to its end, credited as the engine credits it.
+async fn execute(
+    ex: &Executor,
+    (mut record, plan): (RunRecord, Plan),
+    cancel: CancellationToken,
+    events: tokio::sync::mpsc::UnboundedSender<RunEvent>,
+) -> RunRecord {
+    ex.execute(&plan, &mut record, cancel, &mut Events(events))
+        .await;
+    lifecycle::conclude(&mut record, chrono::Utc::now());
+    record
+}
+
 async fn run_with(
     fx: &Fixture,
     req: RunRequest,
     cancel: CancellationToken,
 ) -> (RunRecord, Vec<RunEvent>) {
     let ex = executor(fx);
-    let prepared = ex.prepare(req).expect("prepare");
+    let prepared = req.prepare().expect("prepare");
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let record = ex.execute(prepared, cancel, Some(tx)).await;
+    let record = execute(&ex, prepared, cancel, tx).await;
     let mut events = Vec::new();
     while let Ok(e) = rx.try_recv() {
         events.push(e);
@@ -249,9 +312,7 @@ async fn every_step_kind_stops_when_the_run_is_cancelled() {
     for kind in ["shell", "http", "plugin"] {
         let rb = contract_runbook(&fx, kind, "slow", &base, "1m");
         let ex = executor(&fx);
-        let prepared = ex
-            .prepare(RunRequest::manual(rb, "tester"))
-            .expect("prepare");
+        let prepared = RunRequest::manual(rb, "tester").prepare().expect("prepare");
         let cancel = CancellationToken::new();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let trigger = cancel.clone();
@@ -265,7 +326,7 @@ async fn every_step_kind_stops_when_the_run_is_cancelled() {
             }
         });
         let started = Instant::now();
-        let record = ex.execute(prepared, cancel, Some(tx)).await;
+        let record = execute(&ex, prepared, cancel, tx).await;
         let _ = watcher.await;
         assert_eq!(record.status, RunStatus::Cancelled, "{kind}");
         assert_eq!(
@@ -454,7 +515,7 @@ fn nul_bytes_are_rejected_before_anything_runs() {
     );
     let mut req = RunRequest::manual(rb, "tester");
     req.params.insert("p".into(), "a\0b".into());
-    let err = executor(&fx).prepare(req).err().map(|e| e.to_string());
+    let err = req.prepare().err().map(|e| e.to_string());
     assert_eq!(err.as_deref(), Some("parameter `p` contains a NUL byte"));
     let body = br#"{"version":"4","status":"firing","alerts":[{"status":"firing","labels":{"alertname":"a\u0000b"},"startsAt":"2026-01-01T00:00:00Z"}]}"#;
     assert!(Notification::from_json(body).is_err());

@@ -2,9 +2,10 @@
 //! 40 runbooks) into a fresh sled store and into SQLite, then times the toil report by
 //! team x month from the sled store's rollups against the same aggregation in SQLite over the
 //! same rows with a covering index, and checks that both give the same answer. Then measures
-//! record throughput with durable flushes (`finish_run`, group commit) at 1, 4 and 16 threads.
+//! record throughput with durable flushes (`finish`, group commit) at 1, 4 and 16 concurrent
+//! writers.
 //!
-//! Run with `cargo bench --bench store`. Environment:
+//! Run with `cargo bench -p untoil-bench-sqlite --bench store`. Environment:
 //! - `UNTOIL_BENCH_RUNS`: runs to seed (default 1,000,000).
 //! - `UNTOIL_BENCH_RECORD_RUNS`: runs recorded durably per thread count (default 20,000).
 
@@ -33,6 +34,18 @@ const DAYS: i64 = 730;
 const BATCH: usize = 10_000;
 const ROUNDS: usize = 7;
 const THREADS: [usize; 3] = [1, 4, 16];
+
+/// The store is async: the benchmark waits on it from its own runtime.
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    })
+    .block_on(f)
+}
 
 /// xorshift64*, seeded per run through splitmix64 so that run `i` is a pure function of `i`.
 struct Rng(u64);
@@ -99,7 +112,7 @@ fn gen_run(i: usize, n: usize) -> RunRecord {
     let started_at = created_at + chrono::Duration::milliseconds(rng.below(3_000) as i64);
 
     let r = ((rng.unit().powi(2)) * RUNBOOKS as f64) as usize;
-    let approval = r % 5 == 0;
+    let approval = r.is_multiple_of(5);
     let status = match rng.below(1000) {
         0..850 => RunStatus::Succeeded,
         850..930 => RunStatus::Failed,
@@ -343,7 +356,7 @@ fn main() {
             t.toil_milli += row.toil_milli;
         }
         let t = Instant::now();
-        store.finish_runs(&batch).expect("finish_runs");
+        block_on(store.finish_many(batch.clone())).expect("finish_many");
         sled_seed += t.elapsed();
         if lo % 200_000 == 0 && lo > 0 {
             eprintln!(
@@ -353,7 +366,9 @@ fn main() {
         }
     }
     let sled_flushes = store.flushes() - flushes0;
-    let groups = store.rollups(p.from, p.to, true).expect("rollups").len();
+    let groups = block_on(store.rollups(p.from, p.to, true))
+        .expect("rollups")
+        .len();
     println!(
         "seeded sled: {:.1} s ({:.0} runs/s, batches of {BATCH}, {sled_flushes} flushes), {groups} rollup groups, {:.0} MiB on disk",
         sled_seed.as_secs_f64(),
@@ -425,7 +440,7 @@ fn main() {
 
     // The report, by team x month over the whole period: 1 warm-up, median of ROUNDS.
     let by = [Dim::Team, Dim::Month];
-    let untoil_report = || report::toil_report(&store, p, &by).expect("toil report");
+    let untoil_report = || block_on(report::toil_report(&store, p, &by)).expect("toil report");
     let warm = untoil_report();
     let mut untoil_times = Vec::new();
     for _ in 0..ROUNDS {
@@ -439,7 +454,7 @@ fn main() {
     let mut group_times = Vec::new();
     for _ in 0..ROUNDS {
         let t = Instant::now();
-        let rollups = store.rollups(p.from, p.to, true).expect("rollups");
+        let rollups = block_on(store.rollups(p.from, p.to, true)).expect("rollups");
         read_times.push(t.elapsed());
         let t = Instant::now();
         let r = report::aggregate(p, &by, rollups);
@@ -483,7 +498,7 @@ fn main() {
     let store = SledStore::open(&sled_path).expect("reopen sled store");
     let cold_open_untoil = t.elapsed();
     let t = Instant::now();
-    let cold = report::toil_report(&store, p, &by).expect("toil report");
+    let cold = block_on(report::toil_report(&store, p, &by)).expect("toil report");
     let cold_untoil = t.elapsed();
     assert_eq!(untoil_answer(&cold), expected);
     drop(store);
@@ -494,7 +509,7 @@ fn main() {
     assert_eq!(cold, expected);
     drop(conn);
 
-    // Record throughput: finish_run (durable, group commit) from K threads.
+    // Record throughput: finish (durable, group commit) from K concurrent writers.
     let runs: Vec<RunRecord> = (0..m).map(|i| gen_run(i, m)).collect();
     let mut throughput = Vec::new();
     for k in THREADS {
@@ -503,20 +518,24 @@ fn main() {
         let f0 = store.flushes();
         let per = m.div_ceil(k);
         let t = Instant::now();
-        std::thread::scope(|s| {
+        block_on(async {
+            let mut writers = Vec::new();
             for chunk in runs.chunks(per) {
-                let store = &store;
-                s.spawn(move || {
+                let (store, chunk) = (store.clone(), chunk.to_vec());
+                writers.push(tokio::spawn(async move {
                     for run in chunk {
-                        store.finish_run(run).expect("finish_run");
+                        store.finish(run, None).await.expect("finish");
                     }
-                });
+                }));
+            }
+            for w in writers {
+                w.await.expect("writer");
             }
         });
         let elapsed = t.elapsed();
         let flushes = store.flushes() - f0;
         let all = untoil::store::RunFilter::default();
-        assert_eq!(store.list_runs(&all).expect("list").len(), m);
+        assert_eq!(block_on(store.list_runs(&all)).expect("list").len(), m);
         eprintln!(
             "  record: {k} threads done in {:.1} s",
             elapsed.as_secs_f64()

@@ -623,7 +623,7 @@ fn last_of_month(d: NaiveDate) -> NaiveDate {
 }
 
 /// Checks that the toil report (from monthly and from daily rollups) adds up to `runs`.
-fn check_reports(store: &SledStore, runs: &[RunRecord], problems: &mut Vec<String>) {
+async fn check_reports(store: &SledStore, runs: &[RunRecord], problems: &mut Vec<String>) {
     let today = Utc::now().date_naive();
     let earliest = runs
         .iter()
@@ -635,9 +635,13 @@ fn check_reports(store: &SledStore, runs: &[RunRecord], problems: &mut Vec<Strin
         from: first_of_month(earliest),
         to: last_of_month(today),
     };
-    let monthly = toil_report(store, period, &[]).expect("toil report");
-    let daily = toil_report(store, period, &[Dim::Day]).expect("daily toil report");
-    let by_runbook = toil_report(store, period, &[Dim::Runbook, Dim::Cause]).expect("report");
+    let monthly = toil_report(store, period, &[]).await.expect("toil report");
+    let daily = toil_report(store, period, &[Dim::Day])
+        .await
+        .expect("daily toil report");
+    let by_runbook = toil_report(store, period, &[Dim::Runbook, Dim::Cause])
+        .await
+        .expect("report");
     let count = |s: RunStatus| runs.iter().filter(|r| r.status == s).count() as u64;
     let counted: Vec<&RunRecord> = runs
         .iter()
@@ -796,7 +800,10 @@ async fn every_acknowledged_alert_runs_exactly_once_while_the_daemon_is_sigkille
 
     // The store, opened directly.
     let store = SledStore::open(&dirs.path("data")).expect("the store opens after the storm");
-    let runs = store.list_runs(&RunFilter::default()).expect("list runs");
+    let runs = store
+        .list_runs(&RunFilter::default())
+        .await
+        .expect("list runs");
     let mut problems: Vec<String> = seen.problems.lock().map(|p| p.clone()).unwrap_or_default();
     if !status.success() {
         problems.push(format!("the daemon exited with {status} on SIGTERM"));
@@ -923,13 +930,13 @@ async fn every_acknowledged_alert_runs_exactly_once_while_the_daemon_is_sigkille
     }
 
     // The store's reports reconcile with its runs; every acknowledged alert was recorded.
-    check_reports(&store, &runs, &mut problems);
+    check_reports(&store, &runs, &mut problems).await;
     let (from, to) = Period {
         from: Utc::now().date_naive() - chrono::Duration::days(2),
         to: Utc::now().date_naive(),
     }
     .instants();
-    let episodes = store.alerts(from, to).expect("alert episodes");
+    let episodes = store.alerts(from, to).await.expect("alert episodes");
     let mut episode_count: HashMap<&str, u64> = HashMap::new();
     for e in &episodes {
         *episode_count.entry(e.fingerprint.as_str()).or_default() += 1;
@@ -973,6 +980,7 @@ async fn every_acknowledged_alert_runs_exactly_once_while_the_daemon_is_sigkille
             runbook: Some("record".into()),
             ..RunFilter::default()
         })
+        .await
         .expect("list runs of a runbook")
         .len();
     if by_runbook != runs.len() {
@@ -1177,7 +1185,7 @@ async fn a_burst_of_alerts_beyond_a_small_queue_gets_503_with_retry_after_bounde
         problems.push(format!("the daemon exited with {status} on SIGTERM"));
     }
     let store = SledStore::open(&dirs.path("data")).expect("the store opens");
-    let runs = store.list_runs(&RunFilter::default()).expect("runs");
+    let runs = store.list_runs(&RunFilter::default()).await.expect("runs");
     let lines = ran_lines(&ran);
     for r in &runs {
         match accepted.get(&r.id.to_string()) {
@@ -1203,7 +1211,7 @@ async fn a_burst_of_alerts_beyond_a_small_queue_gets_503_with_retry_after_bounde
             lines.len()
         ));
     }
-    check_reports(&store, &runs, &mut problems);
+    check_reports(&store, &runs, &mut problems).await;
     if peak_rss > BURST_RSS_LIMIT_KIB {
         problems.push(format!("daemon peak RSS {peak_rss} KiB"));
     }

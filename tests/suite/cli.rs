@@ -17,8 +17,8 @@ fn untoil(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_untoil"))
         .current_dir(root())
         .env("UNTOIL_DATA", data.path())
-        // No daemon here: never talk to one a developer may be running.
-        .env("UNTOIL_SERVER", "http://127.0.0.1:9")
+        // No daemon holds this fresh store: nothing to talk to.
+        .env_remove("UNTOIL_SERVER")
         .env_remove("UNTOIL_RUNBOOKS")
         .env_remove("UNTOIL_PLUGINS")
         .args(args)
@@ -229,7 +229,7 @@ fn flags_have_environment_equivalents() {
     let out = Command::new(env!("CARGO_BIN_EXE_untoil"))
         .env("UNTOIL_RUNBOOKS", dir.path())
         .env("UNTOIL_DATA", dir.path().join("data"))
-        .env("UNTOIL_SERVER", "http://127.0.0.1:9")
+        .env_remove("UNTOIL_SERVER")
         .args(["list", "--format", "json"])
         .output()
         .expect("run");
@@ -246,8 +246,8 @@ fn untoil_in(runbooks: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_untoil"))
         .current_dir(root())
         .env("UNTOIL_DATA", data.path())
-        // No daemon here: never talk to one a developer may be running.
-        .env("UNTOIL_SERVER", "http://127.0.0.1:9")
+        // No daemon holds this fresh store: nothing to talk to.
+        .env_remove("UNTOIL_SERVER")
         .env("UNTOIL_RUNBOOKS", runbooks)
         .env_remove("UNTOIL_PLUGINS")
         .args(args)

@@ -1,0 +1,193 @@
+//! `untoil list`: the runbooks with their owner, triggers, next scheduled fire and toil
+//! estimate: those the daemon runs while one holds the store, else those the files define.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use chrono::Utc;
+use clap::{Args, ValueEnum};
+use serde_json::Value;
+
+use crate::cli::connect::{Target, target};
+use crate::cli::global::Global;
+use crate::cli::remote::Remote;
+use crate::cli::words::{format_minutes, plural};
+use crate::report::table::Table;
+use crate::runbook::model::Trigger;
+
+/// Output format of listings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    /// Aligned columns.
+    Table,
+    /// JSON.
+    Json,
+}
+
+/// Arguments of `untoil list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+}
+
+/// One runbook as listed.
+struct Row {
+    json: Value,
+    short_triggers: Vec<String>,
+}
+
+/// Runs `untoil list`.
+pub fn run(g: &Global, a: ListArgs) -> Result<ExitCode> {
+    let (rows, note) = match target(g)? {
+        Target::Daemon(r) => from_daemon(&r)?,
+        Target::Local => from_files(g),
+    };
+    match a.format {
+        ListFormat::Json => {
+            let json: Vec<&Value> = rows.iter().map(|r| &r.json).collect();
+            println!("{}", serde_json::to_string_pretty(&json)?);
+        }
+        ListFormat::Table => {
+            let mut t = Table::new([
+                "NAME",
+                "OWNER",
+                "SERVICE",
+                "TRIGGERS",
+                "NEXT FIRE",
+                "TOIL (min)",
+            ]);
+            t.align_right(5);
+            for r in &rows {
+                let j = &r.json;
+                t.row([
+                    j["name"].as_str().unwrap_or("").to_string(),
+                    j["owner"].as_str().unwrap_or("").to_string(),
+                    j["service"].as_str().unwrap_or("-").to_string(),
+                    if r.short_triggers.is_empty() {
+                        "manual".into()
+                    } else {
+                        r.short_triggers.join("; ")
+                    },
+                    j["next_fire"].as_str().unwrap_or("-").to_string(),
+                    format_minutes(j["toil_minutes"].as_f64().unwrap_or(0.0)),
+                ]);
+            }
+            print!("{}", t.render());
+        }
+    }
+    if let Some(note) = note {
+        eprintln!("{note}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The runbooks the files define.
+fn from_files(g: &Global) -> (Vec<Row>, Option<String>) {
+    let loaded = g.load(&[]);
+    let now = Utc::now();
+    let rows = loaded
+        .catalog
+        .iter()
+        .map(|rb| {
+            let next = rb
+                .schedules()
+                .filter_map(|s| s.schedule.next_after(now))
+                .min_by_key(|t| t.with_timezone(&Utc));
+            let triggers: Vec<String> = rb.triggers.iter().map(Trigger::describe).collect();
+            let short_triggers = rb
+                .triggers
+                .iter()
+                .map(|t| match t {
+                    Trigger::Schedule(s) => format!("cron {}", s.schedule.expression()),
+                    Trigger::Alert(a) => format!(
+                        "alert {}",
+                        a.matchers
+                            .first()
+                            .map(|m| m.to_string())
+                            .unwrap_or_default()
+                    ),
+                })
+                .collect();
+            Row {
+                json: serde_json::json!({
+                    "name": rb.name,
+                    "owner": rb.owner,
+                    "service": rb.service,
+                    "description": rb.description,
+                    "triggers": triggers,
+                    "next_fire": next.map(|t| t.to_rfc3339()),
+                    "toil_minutes": rb.toil.manual_minutes,
+                    "steps": rb.steps.len(),
+                    "file": rb.source.display().to_string(),
+                }),
+                short_triggers,
+            }
+        })
+        .collect();
+    let errors = loaded.errors();
+    let note = (errors > 0).then(|| {
+        let broken = loaded
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| d.primary.file)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        format!(
+            "warning: {} with errors not listed; run `untoil validate` to see them",
+            plural(broken, "file")
+        )
+    });
+    (rows, note)
+}
+
+/// The runbooks the daemon runs (last good versions of broken files included).
+fn from_daemon(r: &Remote) -> Result<(Vec<Row>, Option<String>)> {
+    let list: Vec<Value> = serde_json::from_str(&r.get("/api/v1/runbooks", &[])?)?;
+    let rows = list
+        .iter()
+        .map(|rb| {
+            let triggers: Vec<&Value> = rb["triggers"].as_array().into_iter().flatten().collect();
+            let short_triggers = triggers
+                .iter()
+                .map(|t| match t["kind"].as_str() {
+                    Some("schedule") => format!("cron {}", t["schedule"].as_str().unwrap_or("")),
+                    _ => format!("alert {}", t["matchers"][0].as_str().unwrap_or_default()),
+                })
+                .collect();
+            Row {
+                json: serde_json::json!({
+                    "name": rb["name"],
+                    "owner": rb["owner"],
+                    "service": rb["service"],
+                    "description": rb["description"],
+                    "triggers": triggers.iter().map(|t| t["text"].clone()).collect::<Vec<_>>(),
+                    "next_fire": rb["next_fire"],
+                    "toil_minutes": rb["toil"]["manual_minutes"],
+                    "steps": rb["steps"].as_array().map_or(0, Vec::len),
+                    "file": rb["file"],
+                }),
+                short_triggers,
+            }
+        })
+        .collect();
+    let errors: Value = serde_json::from_str(&r.get("/api/v1/runbooks/errors", &[])?)?;
+    let broken = errors["diagnostics"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|d| d["severity"] == "error")
+        .filter_map(|d| d["file"].as_str())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    let note = (broken > 0).then(|| {
+        format!(
+            "warning: {} with errors: the daemon at {} runs their last good version; run `untoil validate` to see the errors",
+            plural(broken, "file"),
+            r.base()
+        )
+    });
+    Ok((rows, note))
+}

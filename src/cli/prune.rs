@@ -1,0 +1,23 @@
+//! `untoil prune`: deletes run details older than a retention period; rollups stay.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use chrono::Utc;
+
+use crate::cli::global::{Global, block_on};
+use crate::store::Store;
+
+/// Runs `untoil prune`.
+pub fn run(g: &Global, retain: &str) -> Result<ExitCode> {
+    let keep = crate::runbook::model::parse_duration(retain)
+        .map_err(|e| anyhow::anyhow!("--retain `{retain}`: {e}"))?;
+    let store = g.open_store()?;
+    let before = Utc::now() - chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::MAX);
+    let n = block_on(store.prune(before))??;
+    println!(
+        "removed {n} run(s) started before {}; rollups (report totals) are kept",
+        before.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,47 @@
+//! The daemon's settings, from flags and environment.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::server::auth::Auth;
+
+/// Daemon settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Runbooks directory.
+    pub runbooks: PathBuf,
+    /// Plugins directory.
+    pub plugins: PathBuf,
+    /// Store directory.
+    pub data: PathBuf,
+    /// Concurrent runs.
+    pub workers: usize,
+    /// Runs waiting at most.
+    pub queue_capacity: usize,
+    /// How long running steps may finish after SIGTERM.
+    pub shutdown_grace: Duration,
+    /// Who may call.
+    pub auth: Auth,
+    /// Largest webhook body.
+    pub body_limit: usize,
+    /// Time between SIGTERM and SIGKILL for steps.
+    pub kill_grace: Duration,
+}
+
+impl Settings {
+    /// Defaults for the given directories.
+    pub fn new(runbooks: PathBuf, plugins: PathBuf, data: PathBuf) -> Settings {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Settings {
+            runbooks,
+            plugins,
+            data,
+            workers: cpus * 2,
+            queue_capacity: 10_000,
+            shutdown_grace: Duration::from_secs(30),
+            auth: Auth::default(),
+            body_limit: 1024 * 1024,
+            kill_grace: crate::exec::executor::DEFAULT_GRACE,
+        }
+    }
+}

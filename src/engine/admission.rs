@@ -1,0 +1,357 @@
+//! Admission: the three trigger paths (Alertmanager notifications, schedule fires, manual runs)
+//! turned into runs. Each run gets its dedupe key and guard key; the store admits those whose key
+//! is new, with the guards' decision (cooldown, run limits, breaker, approval) in the same
+//! durable write; admitted runs join the queue or wait for approval.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tracing::info;
+
+use crate::engine::approvals::Approvals;
+use crate::engine::cancel::Canceller;
+use crate::engine::clock::Clock;
+use crate::engine::error::AcceptError;
+use crate::engine::lifecycle;
+use crate::engine::metrics::Metrics;
+use crate::engine::queue::Queue;
+use crate::engine::resolve;
+use crate::engine::runbooks::Runbooks;
+use crate::exec::plan::{resolve_params, with_defaults};
+use crate::exec::render::{Renderer, context};
+use crate::guard::{self, KeyState};
+use crate::run::cause::{AlertContext, Cause};
+use crate::run::id::RunId;
+use crate::run::record::RunRecord;
+use crate::run::status::RunStatus;
+use crate::runbook::diagnostic::did_you_mean;
+use crate::runbook::model::Runbook;
+use crate::store::{Admitted, AlertReceived, Candidate, Decide, GuardOf, Store};
+use crate::trigger::alert::{AlertStatus, Notification};
+use crate::trigger::key::{DedupeKey, Fire};
+
+/// What an Alertmanager notification produced.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct AlertOutcome {
+    /// New runs (queued, waiting for approval, or skipped by a guard).
+    pub accepted: Vec<RunId>,
+    /// Runs not created because the same (runbook, fingerprint, startsAt) already has one.
+    pub duplicates: usize,
+    /// Alerts no runbook handles.
+    pub unmatched: usize,
+    /// Runs marked verified or unverified by resolved alerts.
+    pub verified: usize,
+    /// Runs cancelled because their alert resolved.
+    pub cancelled: usize,
+}
+
+/// Admits triggers as runs.
+pub struct Admission {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The queue admitted runs join.
+    pub queue: Arc<Queue>,
+    /// Where runs that need approval wait.
+    pub approvals: Arc<Approvals>,
+    /// The runbooks in service.
+    pub runbooks: Arc<Runbooks>,
+    /// Cancels runs whose alert resolved.
+    pub canceller: Arc<Canceller>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// The clock guards decide by.
+    pub clock: Arc<dyn Clock>,
+    /// Renders guard keys.
+    pub renderer: Renderer,
+}
+
+/// A run to admit: its key, its record, the runbook version it runs.
+type Trigger = (DedupeKey, RunRecord, Arc<Runbook>);
+
+impl Admission {
+    /// Handles one Alertmanager notification: each alert runs each runbook that accepts it once
+    /// per episode; a resolved alert also verifies its episode's runs and cancels those whose
+    /// trigger asks for it. Every alert is recorded, matched or not, in the same write.
+    pub async fn notification(&self, n: &Notification) -> Result<AlertOutcome, AcceptError> {
+        let catalog = self.runbooks.catalog();
+        let mut outcome = AlertOutcome::default();
+        let mut runs = Vec::new();
+        let mut received = Vec::new();
+        let mut notification = n.clone();
+        notification.alerts = Vec::new();
+        let now = self.clock.now();
+        for alert in &n.alerts {
+            let episode = alert.episode();
+            let mut matched = Vec::new();
+            for rb in catalog.iter() {
+                if !rb.accepts_alert(alert) {
+                    continue;
+                }
+                matched.push(rb.name.clone());
+                let key = DedupeKey::Alert {
+                    episode: episode.clone(),
+                    runbook: rb.name.clone(),
+                    resolved: alert.status == AlertStatus::Resolved,
+                };
+                let cause = Cause::Alert {
+                    fingerprint: alert.fingerprint.clone(),
+                    starts_at: alert.starts_at,
+                    labels: alert.labels.clone(),
+                };
+                let context = AlertContext {
+                    alert: alert.clone(),
+                    notification: notification.clone(),
+                };
+                // A parameter without default fails the run when it starts, not the whole
+                // notification.
+                let params = with_defaults(rb, &BTreeMap::new());
+                let run = lifecycle::new_run(rb, cause, params, Some(context), now);
+                runs.push((key, run, rb.clone()));
+            }
+            if alert.status == AlertStatus::Resolved {
+                let (v, c) =
+                    resolve::resolved(&*self.store, &catalog, &self.canceller, alert, now).await;
+                outcome.verified += v;
+                outcome.cancelled += c;
+            }
+            if matched.is_empty() {
+                outcome.unmatched += 1;
+            }
+            received.push(AlertReceived {
+                fingerprint: alert.fingerprint.clone(),
+                starts_at: alert.starts_at,
+                received_at: now,
+                last_seen: now,
+                times_received: 1,
+                labels: alert.labels.clone(),
+                annotations: alert.annotations.clone(),
+                matched,
+            });
+        }
+        let wanted = runs.len();
+        outcome.accepted = self.admit(runs, received).await?;
+        outcome.duplicates = wanted - outcome.accepted.len();
+        self.metrics.alerts("received", n.alerts.len() as u64);
+        self.metrics
+            .alerts("matched", (n.alerts.len() - outcome.unmatched) as u64);
+        self.metrics.alerts("unmatched", outcome.unmatched as u64);
+        self.metrics
+            .alerts("deduplicated", outcome.duplicates as u64);
+        Ok(outcome)
+    }
+
+    /// Admits a manual run; with a notification, one run per alert of it that the runbook
+    /// accepts, as that alert would (`untoil run --alert` through the daemon).
+    pub async fn manual(
+        &self,
+        name: &str,
+        params: BTreeMap<String, String>,
+        user: &str,
+        notification: Option<&Notification>,
+    ) -> Result<Vec<RunId>, AcceptError> {
+        let catalog = self.runbooks.catalog();
+        let Some(rb) = catalog.get(name).cloned() else {
+            let hint = did_you_mean(name, catalog.names())
+                .map(|h| format!("; {h}"))
+                .unwrap_or_default();
+            return Err(AcceptError::Invalid(format!(
+                "no runbook named `{name}`{hint}"
+            )));
+        };
+        // Checked now, so the caller gets the error rather than a failed run.
+        let params =
+            resolve_params(&rb, &params).map_err(|e| AcceptError::Invalid(e.to_string()))?;
+        let now = self.clock.now();
+        let runs: Vec<RunRecord> = match notification {
+            None => vec![lifecycle::new_run(
+                &rb,
+                Cause::Manual {
+                    user: user.to_string(),
+                },
+                params,
+                None,
+                now,
+            )],
+            Some(n) => {
+                let mut context = n.clone();
+                context.alerts = Vec::new();
+                let runs: Vec<RunRecord> = n
+                    .alerts
+                    .iter()
+                    .filter(|a| rb.accepts_alert(a))
+                    .map(|a| {
+                        let cause = Cause::Alert {
+                            fingerprint: a.fingerprint.clone(),
+                            starts_at: a.starts_at,
+                            labels: a.labels.clone(),
+                        };
+                        let ctx = AlertContext {
+                            alert: a.clone(),
+                            notification: context.clone(),
+                        };
+                        lifecycle::new_run(&rb, cause, params.clone(), Some(ctx), now)
+                    })
+                    .collect();
+                if runs.is_empty() {
+                    return Err(AcceptError::Invalid(format!(
+                        "no alert in the payload matches runbook `{name}`"
+                    )));
+                }
+                runs
+            }
+        };
+        let batch = runs
+            .into_iter()
+            .map(|run| {
+                let key = DedupeKey::Manual {
+                    run: run.id.0.clone(),
+                };
+                (key, run, rb.clone())
+            })
+            .collect();
+        self.admit(batch, Vec::new()).await
+    }
+
+    /// Admits a schedule fire unless it was admitted before (across restarts).
+    pub async fn fire(
+        &self,
+        rb: &Arc<Runbook>,
+        fire: &Fire,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<RunId>, AcceptError> {
+        let key = DedupeKey::Fire {
+            fire: fire.clone(),
+            at,
+        };
+        let params = with_defaults(rb, &BTreeMap::new());
+        let run = lifecycle::new_run(rb, Cause::Schedule { at }, params, None, self.clock.now());
+        Ok(self
+            .admit(vec![(key, run, rb.clone())], Vec::new())
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    /// Admits runs whose key is new, with their guard decisions; queues them or puts them up for
+    /// approval. Returns the ids of the new runs.
+    async fn admit(
+        &self,
+        runs: Vec<Trigger>,
+        alerts: Vec<AlertReceived>,
+    ) -> Result<Vec<RunId>, AcceptError> {
+        if self.queue.is_closed() {
+            return Err(AcceptError::ShuttingDown);
+        }
+        // Room first, so that a run the store admits always has its place.
+        let mut reservation = self
+            .queue
+            .reserve(runs.len())
+            .map_err(|f| AcceptError::QueueFull(f.waiting))?;
+        let now = self.clock.now();
+        let mut runbooks = Vec::with_capacity(runs.len());
+        let candidates: Vec<Candidate> = runs
+            .into_iter()
+            .map(|(key, mut run, rb)| {
+                let guard_key = self.guard_key(&rb, &run);
+                run.guard_key = Some(guard_key.clone());
+                let gate = gate(&rb, &guard_key, now);
+                runbooks.push((rb, guard_key));
+                Candidate { key, run, gate }
+            })
+            .collect();
+        let admitted = self.store.admit(candidates, alerts).await?;
+        let mut ids = Vec::new();
+        for (result, (rb, guard_key)) in admitted.into_iter().zip(runbooks) {
+            let Admitted::New { run, guard } = result else {
+                continue;
+            };
+            ids.push(run.id.clone());
+            if let Some(state) = &guard {
+                self.metrics
+                    .breaker(&rb.name, &guard_key, state.breaker.is_some());
+            }
+            match run.status {
+                RunStatus::Queued => {
+                    reservation.push(run.id.clone(), rb.clone(), (rb.name.clone(), guard_key))
+                }
+                RunStatus::PendingApproval => {
+                    info!(runbook = %rb.name, run_id = %run.id, "run waits for approval");
+                    self.approvals.wait(&run, Some(rb.clone()));
+                    self.approvals.notify(&rb, &run);
+                }
+                status => info!(
+                    runbook = %rb.name,
+                    run_id = %run.id,
+                    "trigger {status}: {}",
+                    run.error.as_deref().unwrap_or("")
+                ),
+            }
+        }
+        self.metrics.queue_depth.set(self.queue.depth() as i64);
+        Ok(ids)
+    }
+
+    /// The guard key of a run: `guards.key` rendered, or the runbook's name.
+    fn guard_key(&self, rb: &Runbook, run: &RunRecord) -> String {
+        let Some(t) = &rb.guards.key else {
+            return rb.name.clone();
+        };
+        let mut ctx = serde_json::json!({
+            "params": run.params,
+            "run": {"id": run.id.0, "cause": run.cause.kind(), "runbook": rb.name},
+        });
+        if let (Some(a), Some(map)) = (&run.alert, ctx.as_object_mut()) {
+            map.insert(
+                "alert".into(),
+                serde_json::to_value(&a.alert).unwrap_or_default(),
+            );
+            map.insert(
+                "notification".into(),
+                serde_json::to_value(&a.notification).unwrap_or_default(),
+            );
+        }
+        match self.renderer.plain(t, &context(ctx)) {
+            Ok(k) if !k.trim().is_empty() => k.trim().to_string(),
+            // A key that cannot render (e.g. a schedule run of an alert-keyed runbook).
+            _ => rb.name.clone(),
+        }
+    }
+}
+
+/// The guards' decision on a new run of `rb`, for runbooks with stateful guards or approval:
+/// cooldown, run limits and the breaker decide first; an admitted run of a runbook that needs
+/// approval waits for it.
+fn gate(
+    rb: &Arc<Runbook>,
+    key: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<GuardOf<Decide>> {
+    let g = &rb.guards;
+    let stateful = g.cooldown.is_some() || g.max_runs.is_some() || g.trip_after_failures.is_some();
+    if !stateful && !g.approval {
+        return None;
+    }
+    let runbook = rb.clone();
+    let decide: Decide = Arc::new(move |state: &KeyState, run: &mut RunRecord| {
+        if !stateful {
+            run.status = RunStatus::PendingApproval;
+            return state.clone();
+        }
+        let (admission, next) = guard::admit(&runbook.guards, state, now);
+        match admission {
+            guard::Admission::Skip(reason) => {
+                lifecycle::end(run, RunStatus::Skipped, Some(reason), now)
+            }
+            guard::Admission::Admit if runbook.guards.approval => {
+                run.status = RunStatus::PendingApproval
+            }
+            guard::Admission::Admit => {}
+        }
+        next
+    });
+    Some(GuardOf {
+        runbook: rb.name.clone(),
+        key: key.to_string(),
+        apply: decide,
+    })
+}

@@ -1,0 +1,26 @@
+//! Why the engine refused a trigger or a request about a run.
+
+use crate::store::error::StoreError;
+
+/// Why a trigger or a decision was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum AcceptError {
+    /// The run queue is full: try again later.
+    #[error("the run queue is full ({0} runs waiting); retry later")]
+    QueueFull(usize),
+    /// The daemon is shutting down.
+    #[error("untoil is shutting down; retry later")]
+    ShuttingDown,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Bad request (unknown runbook, params).
+    #[error("{0}")]
+    Invalid(String),
+    /// No such run.
+    #[error("no run with id {0}")]
+    NotFound(String),
+    /// The request conflicts with the run's state.
+    #[error("{0}")]
+    Conflict(String),
+}

@@ -1,0 +1,142 @@
+//! Followers of runs in progress (`untoil run`, the API's event stream): a run's events so far,
+//! so that a follower who joins late sees it from the start, and a channel for the rest.
+//!
+//! Entries are made lazily (by the first event or the first follower) and end with the run:
+//! [`Followers::close`] sends the final record unless it was sent, and forgets the run.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use tokio::sync::broadcast;
+
+use crate::run::event::RunEvent;
+use crate::run::id::RunId;
+use crate::run::record::RunRecord;
+
+/// Events kept per run for late followers (output lines beyond it are only live).
+const HISTORY: usize = 2000;
+
+struct Followed {
+    history: Vec<RunEvent>,
+    live: broadcast::Sender<RunEvent>,
+}
+
+impl Followed {
+    fn new() -> Followed {
+        Followed {
+            history: Vec::new(),
+            live: broadcast::channel(1024).0,
+        }
+    }
+}
+
+/// The followers of every run in progress here.
+#[derive(Default)]
+pub struct Followers {
+    runs: Mutex<HashMap<RunId, Followed>>,
+}
+
+/// A subscription: the events so far and a receiver for the rest.
+pub type Subscription = (Vec<RunEvent>, broadcast::Receiver<RunEvent>);
+
+impl Followers {
+    fn lock(&self) -> MutexGuard<'_, HashMap<RunId, Followed>> {
+        self.runs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Subscribes to a run's events. The caller checks afterwards that the run has not ended
+    /// (else it calls [`Followers::forget`]): a run that ends after this call reaches the
+    /// subscriber through [`Followers::close`].
+    pub fn subscribe(&self, id: &RunId) -> Subscription {
+        let mut runs = self.lock();
+        let entry = runs.entry(id.clone()).or_insert_with(Followed::new);
+        (entry.history.clone(), entry.live.subscribe())
+    }
+
+    /// Sends an event to the run's followers, and keeps it for later ones.
+    pub fn publish(&self, id: &RunId, event: RunEvent) {
+        let mut runs = self.lock();
+        let entry = runs.entry(id.clone()).or_insert_with(Followed::new);
+        if entry.history.len() < HISTORY || matches!(event, RunEvent::RunFinished { .. }) {
+            entry.history.push(event.clone());
+        }
+        let _ = entry.live.send(event);
+    }
+
+    /// The run ended: its followers get its final record (unless they had it) and it is
+    /// forgotten.
+    pub fn close(&self, id: &RunId, record: &RunRecord) {
+        let entry = self.lock().remove(id);
+        if let Some(entry) = entry
+            && !entry
+                .history
+                .iter()
+                .any(|e| matches!(e, RunEvent::RunFinished { .. }))
+        {
+            let _ = entry.live.send(RunEvent::RunFinished {
+                record: Box::new(record.clone()),
+            });
+        }
+    }
+
+    /// Forgets a run that a subscriber found already ended.
+    pub fn forget(&self, id: &RunId) {
+        let mut runs = self.lock();
+        if runs.get(id).is_some_and(|e| e.history.is_empty()) {
+            runs.remove(id);
+        }
+    }
+
+    /// Whether a run has published events (it started and has not been closed).
+    pub fn has_events(&self, id: &RunId) -> bool {
+        self.lock().get(id).is_some_and(|e| !e.history.is_empty())
+    }
+
+    /// Runs with followers or events kept.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no run has followers or events kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn started(id: &RunId) -> RunEvent {
+        RunEvent::RunStarted {
+            id: id.clone(),
+            runbook: "r".into(),
+            steps: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_late_follower_sees_the_run_from_the_start_and_its_end() {
+        let f = Followers::default();
+        let id = RunId::new();
+        f.publish(&id, started(&id));
+        let (history, mut rx) = f.subscribe(&id);
+        assert_eq!(history, vec![started(&id)]);
+        let record = crate::run::record::RunRecord::synthetic(1);
+        f.close(&id, &record);
+        match rx.recv().await.expect("the final record") {
+            RunEvent::RunFinished { record: r } => assert_eq!(r.id, record.id),
+            other => panic!("{other:?}"),
+        }
+        assert!(f.is_empty());
+    }
+
+    #[test]
+    fn a_subscriber_of_an_ended_run_leaves_nothing_behind() {
+        let f = Followers::default();
+        let id = RunId::new();
+        let _sub = f.subscribe(&id);
+        f.forget(&id);
+        assert!(f.is_empty());
+    }
+}

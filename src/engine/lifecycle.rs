@@ -1,0 +1,176 @@
+//! A run's life from its first record to its last, the same whoever starts it (alert, schedule,
+//! person, `untoil run`): it is born queued with its toil baseline, and it ends with its final
+//! status, reason and credit. Every ending goes through [`end`], the one place a run is credited.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+
+use crate::ledger::toil;
+use crate::run::cause::{AlertContext, Cause};
+use crate::run::credit::Credit;
+use crate::run::id::RunId;
+use crate::run::record::RunRecord;
+use crate::run::status::RunStatus;
+use crate::runbook::model::Runbook;
+
+/// A new run of `rb`, queued, with the parameters it runs with (complete: defaults applied) and
+/// the runbook's toil estimates as they are now.
+pub fn new_run(
+    rb: &Runbook,
+    cause: Cause,
+    params: BTreeMap<String, String>,
+    alert: Option<AlertContext>,
+    now: DateTime<Utc>,
+) -> RunRecord {
+    RunRecord {
+        id: RunId::new(),
+        runbook: rb.name.clone(),
+        version: rb.version.clone(),
+        owner: rb.owner.clone(),
+        service: rb.service.clone(),
+        cause,
+        params,
+        status: RunStatus::Queued,
+        created_at: now,
+        started_at: None,
+        finished_at: None,
+        steps: Vec::new(),
+        current_step: None,
+        current_pgid: None,
+        dry_run: false,
+        approval_required: rb.guards.approval,
+        error: None,
+        alert,
+        toil: Some(Credit {
+            minutes: 0.0,
+            baseline: toil::baseline(rb),
+            reason: "not finished".into(),
+        }),
+        verification: None,
+        guard_key: None,
+        approval: None,
+    }
+}
+
+/// Marks a claimed run running from `at`.
+pub fn start(run: &mut RunRecord, at: DateTime<Utc>) {
+    run.status = RunStatus::Running;
+    run.started_at = Some(at);
+}
+
+/// Ends a run with `status` and its reason at `at`, and credits it.
+pub fn end(run: &mut RunRecord, status: RunStatus, error: Option<String>, at: DateTime<Utc>) {
+    run.status = status;
+    if error.is_some() {
+        run.error = error;
+    }
+    run.finished_at = Some(at);
+    run.current_step = None;
+    run.current_pgid = None;
+    let baseline = run.toil.take().map(|c| c.baseline).unwrap_or_default();
+    run.toil = Some(toil::credit(
+        &baseline,
+        run.status,
+        &run.steps,
+        run.dry_run,
+        run.approval_required,
+    ));
+}
+
+/// Ends a run the executor finished, with the outcome it recorded on the run.
+pub fn conclude(run: &mut RunRecord, at: DateTime<Utc>) {
+    end(run, run.status, None, at);
+}
+
+/// Ends a run that was running when untoil stopped (a crash found at the next start, or a
+/// shutdown whose grace period ran out).
+pub fn interrupt(run: &mut RunRecord, at: DateTime<Utc>, shutdown: bool) {
+    let reason = match (&run.current_step, shutdown) {
+        (_, true) => "interrupted: untoil shut down before the run finished".to_string(),
+        (Some(s), false) => format!("interrupted: untoil stopped while step `{s}` was running"),
+        (None, false) => "interrupted: untoil stopped during the run".into(),
+    };
+    end(run, RunStatus::Interrupted, Some(reason), at);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::status::StepStatus;
+    use crate::run::step::StepResult;
+
+    fn runbook(steps_minutes: Option<f64>) -> Runbook {
+        let text = match steps_minutes {
+            None => "name: r\nowner: t\ntoil: {manual_minutes: 20, approval_minutes: 5}\ntriggers: [{schedule: '* * * * *'}]\nsteps: [{name: a, run: 'true'}]\n".to_string(),
+            Some(m) => format!("name: r\nowner: t\ntoil: {{manual_minutes: 20}}\ntriggers: [{{schedule: '* * * * *'}}]\nsteps: [{{name: a, run: 'true', toil_minutes: {m}}}]\n"),
+        };
+        let loaded = crate::runbook::catalog::load_texts(
+            &[("r.yaml", text.as_str())],
+            &crate::runbook::plugins::Plugins::default(),
+        );
+        loaded
+            .catalog
+            .get("r")
+            .map(|r| (**r).clone())
+            .unwrap_or_else(|| panic!("{}", loaded.sources.render(&loaded.diagnostics)))
+    }
+
+    #[test]
+    fn every_ending_is_credited_from_the_baseline_the_run_was_born_with() {
+        let rb = runbook(None);
+        let t0 = Utc::now();
+        let mut run = new_run(
+            &rb,
+            Cause::Manual { user: "a".into() },
+            BTreeMap::new(),
+            None,
+            t0,
+        );
+        assert_eq!(run.status, RunStatus::Queued);
+        start(&mut run, t0);
+        run.status = RunStatus::Succeeded;
+        conclude(&mut run, t0);
+        assert_eq!(run.toil.as_ref().map(|c| c.minutes), Some(20.0));
+        assert_eq!(run.finished_at, Some(t0));
+
+        let mut failed = new_run(
+            &rb,
+            Cause::Manual { user: "a".into() },
+            BTreeMap::new(),
+            None,
+            t0,
+        );
+        end(&mut failed, RunStatus::Skipped, Some("cooldown".into()), t0);
+        assert_eq!(failed.toil.as_ref().map(|c| c.minutes), Some(0.0));
+        assert_eq!(failed.error.as_deref(), Some("cooldown"));
+    }
+
+    #[test]
+    fn an_interrupted_run_keeps_the_credit_of_the_steps_that_succeeded() {
+        let rb = runbook(Some(7.0));
+        let t0 = Utc::now();
+        let mut run = new_run(
+            &rb,
+            Cause::Manual { user: "a".into() },
+            BTreeMap::new(),
+            None,
+            t0,
+        );
+        start(&mut run, t0);
+        run.steps.push(StepResult {
+            name: "a".into(),
+            status: Some(StepStatus::Succeeded),
+            ..Default::default()
+        });
+        run.current_step = Some("b".into());
+        interrupt(&mut run, t0, false);
+        assert_eq!(run.status, RunStatus::Interrupted);
+        assert_eq!(run.toil.as_ref().map(|c| c.minutes), Some(7.0));
+        assert_eq!(
+            run.error.as_deref(),
+            Some("interrupted: untoil stopped while step `b` was running")
+        );
+        assert_eq!(run.current_step, None);
+    }
+}

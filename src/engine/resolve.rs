@@ -1,0 +1,62 @@
+//! What a resolved alert does to the runs of its episode: a succeeded run is verified (its alert
+//! resolved within the runbook's `verify` window) or not, and a run not yet ended is cancelled
+//! when its alert trigger says `cancel_on_resolve`.
+
+use chrono::{DateTime, Utc};
+use tracing::warn;
+
+use crate::engine::cancel::Canceller;
+use crate::run::status::RunStatus;
+use crate::runbook::catalog::Catalog;
+use crate::runbook::model::Trigger;
+use crate::store::Store;
+use crate::trigger::alert::Alert;
+
+/// Verifies and cancels the runs of a resolved alert's episode. Returns (verified, cancelled).
+pub async fn resolved(
+    store: &dyn Store,
+    catalog: &Catalog,
+    canceller: &Canceller,
+    alert: &Alert,
+    now: DateTime<Utc>,
+) -> (usize, usize) {
+    let resolved_at = alert.ends_at.unwrap_or(now);
+    let ids = store
+        .runs_of_episode(&alert.episode())
+        .await
+        .unwrap_or_default();
+    let (mut verified, mut cancelled) = (0, 0);
+    for id in ids {
+        let Ok(Some(run)) = store.get_run(&id).await else {
+            continue;
+        };
+        let Some(rb) = catalog.get(&run.runbook) else {
+            continue;
+        };
+        if !run.status.is_final() {
+            let cancel = rb
+                .triggers
+                .iter()
+                .any(|t| matches!(t, Trigger::Alert(a) if a.cancel_on_resolve));
+            if cancel {
+                match canceller.cancel(&id).await {
+                    Ok(true) => cancelled += 1,
+                    Ok(false) => {}
+                    Err(e) => warn!(run_id = %id, "cannot cancel the run of a resolved alert: {e}"),
+                }
+            }
+            continue;
+        }
+        if run.status != RunStatus::Succeeded || run.verification.is_some() {
+            continue;
+        }
+        if let (Some(v), Some(end)) = (&rb.verify, run.finished_at) {
+            let window = chrono::Duration::from_std(v.alert_resolves_within).unwrap_or_default();
+            let ok = resolved_at <= end + window;
+            if store.set_verified(&id, ok, now).await.is_ok() {
+                verified += 1;
+            }
+        }
+    }
+    (verified, cancelled)
+}

@@ -1,0 +1,215 @@
+//! Workers: each takes the next ready run, claims its concurrency slot and the run itself (durably
+//! `running` before its first step: a crash then interrupts it, never repeats it), executes its
+//! plan, and finishes it: final record, rollups and guard state in one durable write, then its
+//! followers are told.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tracing::{Instrument, error, info, info_span, warn};
+
+use crate::engine::clock::Clock;
+use crate::engine::followers::Followers;
+use crate::engine::lifecycle;
+use crate::engine::metrics::Metrics;
+use crate::engine::queue::{Queue, Slot, Ticket};
+use crate::engine::recorder::StoreRecorder;
+use crate::exec::executor::Executor;
+use crate::exec::plan::Plan;
+use crate::guard;
+use crate::run::id::RunId;
+use crate::run::record::RunRecord;
+use crate::run::status::RunStatus;
+use crate::store::{Change, GuardOf, Store, Transition, Update};
+
+/// Executes queued runs.
+pub struct Workers {
+    /// The queue runs come from.
+    pub queue: Arc<Queue>,
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// Runs the steps.
+    pub executor: Arc<Executor>,
+    /// Followers of runs.
+    pub followers: Arc<Followers>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// The clock runs are stamped by.
+    pub clock: Arc<dyn Clock>,
+    /// Set when a shutdown's grace period ran out: runs cancelled then end as interrupted.
+    pub interrupting: AtomicBool,
+}
+
+/// Gives a run's slot back however its worker leaves it.
+struct SlotHeld<'a> {
+    queue: &'a Queue,
+    id: &'a RunId,
+    held: bool,
+}
+
+impl SlotHeld<'_> {
+    fn release(&mut self) {
+        if std::mem::take(&mut self.held) {
+            self.queue.finished(self.id);
+        }
+    }
+}
+
+impl Drop for SlotHeld<'_> {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+impl Workers {
+    /// Works until the queue closes.
+    pub async fn work(self: Arc<Self>) {
+        while let Some(ticket) = self.queue.next().await {
+            let span = info_span!("run", run_id = %ticket.id, runbook = %ticket.runbook.name);
+            self.run(ticket).instrument(span).await;
+        }
+    }
+
+    /// Interrupts every running run (shutdown after the grace period).
+    pub fn interrupt(&self) {
+        self.interrupting.store(true, Ordering::SeqCst);
+        self.queue.cancel_running();
+    }
+
+    /// Ends a run that did not start (cancelled, skipped by `overlap: skip`).
+    async fn end_unstarted(&self, id: &RunId, status: RunStatus, reason: String) {
+        let now = self.clock.now();
+        let change: Change = Arc::new(move |r: &mut RunRecord| {
+            lifecycle::end(r, status, Some(reason.clone()), now);
+        });
+        match self
+            .store
+            .transition(id, &[RunStatus::Queued], change)
+            .await
+        {
+            Ok(Transition::Done(record)) => self.followers.close(id, &record),
+            Ok(_) => {}
+            Err(e) => error!("cannot record the run {status}: {e}"),
+        }
+    }
+
+    async fn run(&self, ticket: Ticket) {
+        let id = ticket.id.clone();
+        let mut slot = SlotHeld {
+            queue: &self.queue,
+            id: &id,
+            held: false,
+        };
+        match self.queue.claim_slot(&ticket) {
+            Slot::Run => {}
+            Slot::RunCancelledOthers => {
+                info!(
+                    "overlap: cancelling the running run(s) of key {}",
+                    ticket.key.1
+                )
+            }
+            Slot::Parked => return,
+            Slot::Cancelled => {
+                return self
+                    .end_unstarted(
+                        &id,
+                        RunStatus::Cancelled,
+                        "cancelled before it started".into(),
+                    )
+                    .await;
+            }
+            Slot::Skip => {
+                let reason = format!(
+                    "overlap: a run of key `{}` is already running (overlap: skip)",
+                    ticket.key.1
+                );
+                return self.end_unstarted(&id, RunStatus::Skipped, reason).await;
+            }
+        }
+        slot.held = true;
+        let started = self.clock.now();
+        let claim: Change = Arc::new(move |r: &mut RunRecord| lifecycle::start(r, started));
+        let mut run = match self
+            .store
+            .transition(&id, &[RunStatus::Queued], claim)
+            .await
+        {
+            Ok(Transition::Done(run)) => *run,
+            // Ended meanwhile (cancelled while queued, by another path).
+            Ok(_) => return,
+            Err(e) => {
+                error!("cannot mark the run running: {e}");
+                return;
+            }
+        };
+        self.metrics.in_progress.inc();
+        info!("run started");
+        match Plan::of(ticket.runbook.clone(), &run) {
+            Ok(plan) => {
+                let mut recorder = StoreRecorder::new(
+                    self.store.clone(),
+                    self.followers.clone(),
+                    id.clone(),
+                    &ticket.runbook.name,
+                );
+                self.executor
+                    .execute(&plan, &mut run, ticket.cancel.clone(), &mut recorder)
+                    .await;
+                let now = self.clock.now();
+                if self.interrupting.load(Ordering::SeqCst) && run.status == RunStatus::Cancelled {
+                    lifecycle::interrupt(&mut run, now, true);
+                } else {
+                    lifecycle::conclude(&mut run, now);
+                }
+            }
+            Err(e) => {
+                warn!("run cannot start: {e}");
+                lifecycle::end(
+                    &mut run,
+                    RunStatus::Failed,
+                    Some(e.to_string()),
+                    self.clock.now(),
+                );
+            }
+        }
+        self.metrics.in_progress.dec();
+        self.metrics.run_finished(
+            &run.runbook,
+            &run.owner,
+            run.status.as_str(),
+            run.duration_ms().map(|ms| ms as f64 / 1000.0),
+            run.toil.as_ref().map_or(0.0, |t| t.minutes),
+        );
+        // The slot first: a trigger sent on seeing this run finished must not be skipped as
+        // overlapping it.
+        slot.release();
+        self.metrics.queue_depth.set(self.queue.depth() as i64);
+        let guards = ticket.runbook.guards.clone();
+        let stateful = guards.cooldown.is_some()
+            || guards.max_runs.is_some()
+            || guards.trip_after_failures.is_some();
+        let (status, now) = (run.status, self.clock.now());
+        let update = stateful.then(|| GuardOf {
+            runbook: ticket.key.0.clone(),
+            key: ticket.key.1.clone(),
+            apply: Arc::new(move |state: &guard::KeyState| {
+                guard::finished(&guards, state, status, now)
+            }) as Update,
+        });
+        // Record, rollups and guard state in one write: whoever sees the run finished also sees
+        // the breaker it opened.
+        match self.store.finish(run.clone(), update).await {
+            Ok(Some(changed)) => {
+                let open = changed.after.breaker.is_some();
+                if open && changed.before.breaker.is_none() {
+                    warn!(key = %ticket.key.1, "circuit breaker opened after repeated failures");
+                }
+                self.metrics.breaker(&ticket.key.0, &ticket.key.1, open);
+            }
+            Ok(None) => {}
+            Err(e) => error!("cannot record the run: {e}"),
+        }
+        self.followers.close(&id, &run);
+        info!(status = %run.status, "run finished");
+    }
+}

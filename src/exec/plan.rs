@@ -1,0 +1,284 @@
+//! A run's plan: built once from the stored run and the runbook version it runs, with its
+//! parameters checked and its secrets read. Everything the steps of the run see (template
+//! context, process environment, plugin input) comes from the plan.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use crate::exec::redact::Redactor;
+use crate::run::cause::{AlertContext, Cause};
+use crate::run::id::RunId;
+use crate::run::record::RunRecord;
+use crate::runbook::diagnostic::did_you_mean;
+use crate::runbook::model::{Runbook, SecretSource};
+
+/// A run that cannot start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PrepareError {
+    /// A parameter the runbook does not declare.
+    #[error("runbook `{runbook}` has no parameter `{name}`{hint}")]
+    UnknownParam {
+        /// Runbook.
+        runbook: String,
+        /// The parameter given.
+        name: String,
+        /// " (did you mean ...)" or the declared ones.
+        hint: String,
+    },
+    /// A parameter without default that was not given.
+    #[error("runbook `{runbook}` needs parameter `{name}`: pass --param {name}=VALUE")]
+    MissingParam {
+        /// Runbook.
+        runbook: String,
+        /// The parameter.
+        name: String,
+    },
+    /// A secret that cannot be read.
+    #[error("secret `{name}` of runbook `{runbook}`: {reason}")]
+    Secret {
+        /// Runbook.
+        runbook: String,
+        /// The secret.
+        name: String,
+        /// Why it cannot be read.
+        reason: String,
+    },
+    /// A value with a NUL byte, which no process argument or environment can carry.
+    #[error("parameter `{name}` contains a NUL byte")]
+    NulByte {
+        /// The parameter.
+        name: String,
+    },
+}
+
+/// The parameters of a run of `rb`: those given, defaults for the rest. Unknown, missing and
+/// NUL-carrying values are refused.
+pub fn resolve_params(
+    rb: &Runbook,
+    given: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, PrepareError> {
+    for name in given.keys() {
+        if !rb.params.contains_key(name) {
+            let hint = match did_you_mean(name, rb.params.keys().map(String::as_str)) {
+                Some(h) => format!(" ({h})"),
+                None if rb.params.is_empty() => " (it declares none)".into(),
+                None => format!(
+                    " (it declares: {})",
+                    rb.params.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            };
+            return Err(PrepareError::UnknownParam {
+                runbook: rb.name.clone(),
+                name: name.clone(),
+                hint,
+            });
+        }
+    }
+    let mut params = BTreeMap::new();
+    for (name, p) in &rb.params {
+        let Some(value) = given.get(name).or(p.default.as_ref()) else {
+            return Err(PrepareError::MissingParam {
+                runbook: rb.name.clone(),
+                name: name.clone(),
+            });
+        };
+        if value.contains('\0') {
+            return Err(PrepareError::NulByte { name: name.clone() });
+        }
+        params.insert(name.clone(), value.clone());
+    }
+    Ok(params)
+}
+
+/// The parameters given plus the defaults of those not given, unchecked: a run triggered by an
+/// alert or a schedule is admitted with these, and a missing one fails it when it starts.
+pub fn with_defaults(rb: &Runbook, given: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    rb.params
+        .iter()
+        .filter_map(|(name, p)| {
+            given
+                .get(name)
+                .or(p.default.as_ref())
+                .map(|v| (name.clone(), v.clone()))
+        })
+        .collect()
+}
+
+/// A run ready to execute (or to preview).
+pub struct Plan {
+    runbook: Arc<Runbook>,
+    id: RunId,
+    cause: Cause,
+    params: BTreeMap<String, String>,
+    alert: Option<AlertContext>,
+    secrets: BTreeMap<String, String>,
+    redactor: Redactor,
+    dry_run: bool,
+}
+
+impl Plan {
+    /// The plan of a stored run on `runbook` (the version it runs). A dry run reads no secret:
+    /// they show as the mask.
+    pub fn of(runbook: Arc<Runbook>, run: &RunRecord) -> Result<Plan, PrepareError> {
+        let params = resolve_params(&runbook, &run.params)?;
+        let mut secrets = BTreeMap::new();
+        for (name, source) in &runbook.secrets {
+            let value = if run.dry_run {
+                crate::exec::redact::MASK.to_string()
+            } else {
+                read_secret(source).map_err(|reason| PrepareError::Secret {
+                    runbook: runbook.name.clone(),
+                    name: name.clone(),
+                    reason,
+                })?
+            };
+            secrets.insert(name.clone(), value);
+        }
+        let redactor = Redactor::new(secrets.values().cloned());
+        Ok(Plan {
+            id: run.id.clone(),
+            cause: run.cause.clone(),
+            params,
+            alert: run.alert.clone(),
+            secrets,
+            redactor,
+            dry_run: run.dry_run,
+            runbook,
+        })
+    }
+
+    /// The runbook version it runs.
+    pub fn runbook(&self) -> &Arc<Runbook> {
+        &self.runbook
+    }
+
+    /// The run id.
+    pub fn id(&self) -> &RunId {
+        &self.id
+    }
+
+    /// The resolved parameters.
+    pub fn params(&self) -> &BTreeMap<String, String> {
+        &self.params
+    }
+
+    /// Whether nothing is to be executed.
+    pub fn dry_run(&self) -> bool {
+        self.dry_run
+    }
+
+    /// The alert it acts on.
+    pub fn alert(&self) -> Option<&AlertContext> {
+        self.alert.as_ref()
+    }
+
+    /// Masks this run's secrets.
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
+    /// What templates see before the first step: params, run, secrets, env, alert.
+    pub fn context(&self, started_at: DateTime<Utc>) -> serde_json::Value {
+        let rb = &self.runbook;
+        let env: BTreeMap<&str, String> = rb
+            .env
+            .iter()
+            .filter_map(|name| std::env::var(name).ok().map(|v| (name.as_str(), v)))
+            .collect();
+        let mut ctx = serde_json::json!({
+            "params": self.params,
+            "run": {
+                "id": self.id.0,
+                "cause": self.cause.kind(),
+                "runbook": rb.name,
+                "started_at": started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            },
+            "steps": {},
+            "secrets": self.secrets,
+            "env": env,
+        });
+        if let (Some(a), Some(map)) = (&self.alert, ctx.as_object_mut()) {
+            map.insert("alert".into(), alert_json(a));
+            map.insert("notification".into(), notification_json(a));
+        }
+        ctx
+    }
+
+    /// The `UNTOIL_*` variables every process of the run gets.
+    pub fn process_env(&self) -> Vec<(String, String)> {
+        let rb = &self.runbook;
+        let mut env = vec![
+            ("UNTOIL_RUN_ID".to_string(), self.id.0.clone()),
+            ("UNTOIL_RUNBOOK".to_string(), rb.name.clone()),
+            ("UNTOIL_CAUSE".to_string(), self.cause.kind().to_string()),
+        ];
+        for (k, v) in &self.params {
+            env.push((format!("UNTOIL_PARAM_{}", env_name(k)), v.clone()));
+        }
+        if let Some(a) = &self.alert {
+            env.push((
+                "UNTOIL_ALERT_FINGERPRINT".into(),
+                a.alert.fingerprint.clone(),
+            ));
+            env.push((
+                "UNTOIL_ALERT_STATUS".into(),
+                alert_json(a)["status"].as_str().unwrap_or("").to_string(),
+            ));
+            for (k, v) in &a.alert.labels {
+                if !v.contains('\0') {
+                    env.push((format!("UNTOIL_ALERT_LABEL_{}", env_name(k)), v.clone()));
+                }
+            }
+        }
+        env
+    }
+
+    /// The run as plugins see it (protocol input minus `step` and `with`).
+    pub fn plugin_input(&self, context: &serde_json::Value) -> serde_json::Value {
+        serde_json::json!({
+            "run": context["run"],
+            "params": context["params"],
+            "alert": context.get("alert").cloned().unwrap_or(serde_json::Value::Null),
+            "notification": context.get("notification").cloned().unwrap_or(serde_json::Value::Null),
+            "runbook_version": self.runbook.version,
+        })
+    }
+}
+
+fn read_secret(source: &SecretSource) -> Result<String, String> {
+    match source {
+        SecretSource::Env(var) => std::env::var(var).map_err(|_| {
+            format!("environment variable `{var}` is not set; export it where untoil runs")
+        }),
+        SecretSource::File(path) => std::fs::read_to_string(path)
+            .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+            .map_err(|e| format!("cannot read `{}`: {e}", path.display())),
+    }
+}
+
+/// `instance` -> `INSTANCE`, `k8s.pod-name` -> `K8S_POD_NAME`.
+fn env_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn alert_json(a: &AlertContext) -> serde_json::Value {
+    serde_json::to_value(&a.alert).unwrap_or_default()
+}
+
+fn notification_json(a: &AlertContext) -> serde_json::Value {
+    let mut n = serde_json::to_value(&a.notification).unwrap_or_default();
+    if let Some(map) = n.as_object_mut() {
+        map.remove("alerts");
+    }
+    n
+}

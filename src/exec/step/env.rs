@@ -1,0 +1,37 @@
+//! What a step attempt gets from its run.
+
+use std::time::Duration;
+
+use handlebars::Context;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::sync::CancellationToken;
+
+use crate::exec::redact::Redactor;
+use crate::exec::render::Renderer;
+use crate::runbook::plugins::Plugins;
+
+/// Everything a step attempt needs from its run.
+pub struct StepEnv<'a> {
+    /// Template renderer.
+    pub renderer: &'a Renderer,
+    /// The run's template context (params, alert, steps so far, ...).
+    pub ctx: &'a Context,
+    /// Masks secrets in outputs.
+    pub redactor: &'a Redactor,
+    /// Cancelled when the run is cancelled or times out.
+    pub cancel: &'a CancellationToken,
+    /// Receives output lines as they come (unredacted; the receiver redacts).
+    pub lines: Option<tokio::sync::mpsc::Sender<(crate::exec::process::Stream, String)>>,
+    /// Receives the process group id of each process started.
+    pub spawned: Option<UnboundedSender<u32>>,
+    /// Time between SIGTERM and SIGKILL.
+    pub grace: Duration,
+    /// Shared HTTP client.
+    pub http: &'a reqwest::Client,
+    /// Installed plugins.
+    pub plugins: &'a Plugins,
+    /// Environment variables every process of the run gets (UNTOIL_*).
+    pub process_env: &'a [(String, String)],
+    /// The run as plugins see it (protocol input minus `step` and `with`).
+    pub plugin_input: &'a serde_json::Value,
+}

@@ -1,0 +1,140 @@
+//! Reports: `GET /api/v1/reports/toil` and `/api/v1/reports/unautomated` (the backlog), in the
+//! format asked for.
+
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use serde::Deserialize;
+
+use crate::report::backlog::backlog;
+use crate::report::query::{Dim, Format, Period};
+use crate::report::toil::toil_report;
+use crate::server::respond::{error, store_error};
+use crate::server::state::Shared;
+
+/// Query of the report endpoints.
+#[derive(Debug, Deserialize, Default)]
+pub struct ReportQuery {
+    /// Comma-separated dimensions.
+    pub by: Option<String>,
+    /// How far back (default 30d).
+    pub since: Option<String>,
+    /// First day (with `to`).
+    pub from: Option<String>,
+    /// Last day (with `from`).
+    pub to: Option<String>,
+    /// json (default), csv, markdown or table.
+    pub format: Option<String>,
+    /// Comma-separated labels (backlog).
+    pub label: Option<String>,
+    /// Manual minutes assumed per alert (backlog).
+    pub assume_minutes: Option<f64>,
+}
+
+/// The period a query asks for.
+pub fn period(q: &ReportQuery) -> Result<Period, String> {
+    let day = |s: &str| {
+        chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .map_err(|_| format!("`{s}` is not a date such as 2026-11-01"))
+    };
+    match (&q.from, &q.to) {
+        (Some(f), Some(t)) => Ok(Period {
+            from: day(f)?,
+            to: day(t)?,
+        }),
+        (None, None) => {
+            let since = q.since.as_deref().unwrap_or("30d");
+            let d = crate::runbook::model::parse_duration(since)
+                .map_err(|e| format!("since `{since}`: {e}"))?;
+            Ok(Period::since(d, Utc::now()))
+        }
+        _ => Err("give both `from` and `to`, or `since`".into()),
+    }
+}
+
+/// The format a query asks for.
+pub fn format_of(q: &ReportQuery) -> Result<Format, String> {
+    match q.format.as_deref().unwrap_or("json") {
+        "json" => Ok(Format::Json),
+        "csv" => Ok(Format::Csv),
+        "markdown" => Ok(Format::Markdown),
+        "table" => Ok(Format::Table),
+        other => Err(format!(
+            "unknown format `{other}`; expected json, csv, markdown or table"
+        )),
+    }
+}
+
+fn rendered(format: Format, text: String) -> Response {
+    let mime = match format {
+        Format::Json => "application/json",
+        Format::Csv => "text/csv; charset=utf-8",
+        Format::Markdown => "text/markdown; charset=utf-8",
+        Format::Table => "text/plain; charset=utf-8",
+    };
+    ([(header::CONTENT_TYPE, mime)], text).into_response()
+}
+
+/// The dimensions a query groups by (default: team).
+pub fn dims(q: &ReportQuery) -> Result<Vec<Dim>, String> {
+    let mut by = Vec::new();
+    for name in
+        q.by.as_deref()
+            .unwrap_or("team")
+            .split(',')
+            .filter(|s| !s.is_empty())
+    {
+        match <Dim as clap::ValueEnum>::from_str(name.trim(), true) {
+            Ok(dim) => by.push(dim),
+            Err(_) => {
+                return Err(format!(
+                    "unknown dimension `{name}`; expected team, service, runbook, cause, day, week or month"
+                ));
+            }
+        }
+    }
+    Ok(by)
+}
+
+/// The labels a backlog query groups by.
+pub fn labels(q: &ReportQuery) -> Vec<String> {
+    q.label
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// `GET /api/v1/reports/toil`.
+pub async fn toil(State(s): State<Shared>, Query(q): Query<ReportQuery>) -> Response {
+    let (period, format, by) = match (period(&q), format_of(&q), dims(&q)) {
+        (Ok(p), Ok(f), Ok(b)) => (p, f, b),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            return error(StatusCode::BAD_REQUEST, e);
+        }
+    };
+    match toil_report(&*s.engine.store, period, &by).await {
+        Ok(r) => rendered(format, r.render(format)),
+        Err(e) => store_error(e),
+    }
+}
+
+/// `GET /api/v1/reports/unautomated`.
+pub async fn unautomated(State(s): State<Shared>, Query(q): Query<ReportQuery>) -> Response {
+    let (period, format) = match (period(&q), format_of(&q)) {
+        (Ok(p), Ok(f)) => (p, f),
+        (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let labels = labels(&q);
+    let (from, to) = period.instants();
+    match s.engine.store.alerts(from, to).await {
+        Ok(alerts) => {
+            let b = backlog(period, &alerts, &labels, q.assume_minutes.unwrap_or(15.0));
+            rendered(format, b.render(format, &labels))
+        }
+        Err(e) => store_error(e),
+    }
+}

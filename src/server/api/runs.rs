@@ -1,0 +1,243 @@
+//! Runs: start one (`POST /api/v1/runbooks/{name}/runs`), list, show, follow its events as
+//! NDJSON, cancel.
+
+use std::collections::BTreeMap;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::BroadcastStream;
+
+use crate::engine::Following;
+use crate::run::event::RunEvent;
+use crate::run::id::RunId;
+use crate::run::record::RunRecord;
+use crate::run::status::{RunStatus, StepStatus};
+use crate::server::api::body::optional_json;
+use crate::server::respond::{Caller, accept_error, error, store_error};
+use crate::server::state::Shared;
+use crate::store::RunFilter;
+use crate::trigger::alert::Notification;
+
+/// The body of a manual run.
+#[derive(Debug, Deserialize, Default)]
+pub struct StartRun {
+    #[serde(default)]
+    params: BTreeMap<String, String>,
+    #[serde(default)]
+    user: Option<String>,
+    /// An Alertmanager payload: run as its matching alerts would.
+    #[serde(default)]
+    alert: Option<serde_json::Value>,
+}
+
+/// `POST /api/v1/runbooks/{name}/runs`.
+pub async fn start(
+    State(s): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    let body = match optional_json::<StartRun>(&body) {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
+    let user = body.user.unwrap_or(caller.0);
+    let notification = match body
+        .alert
+        .map(|v| Notification::from_json(v.to_string().as_bytes()))
+    {
+        Some(Err(e)) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+        Some(Ok(n)) => Some(n),
+        None => None,
+    };
+    match s
+        .engine
+        .admission
+        .manual(&name, body.params, &user, notification.as_ref())
+        .await
+    {
+        Ok(ids) => (
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({ "id": ids.first(), "ids": ids, "status": "queued" })),
+        )
+            .into_response(),
+        Err(e) => accept_error(e),
+    }
+}
+
+/// Query of `GET /api/v1/runs`.
+#[derive(Debug, Deserialize, Default)]
+pub struct RunsQuery {
+    /// Only this runbook.
+    pub runbook: Option<String>,
+    /// Only this status.
+    pub status: Option<String>,
+    /// At most this many (default 50).
+    pub limit: Option<usize>,
+}
+
+impl RunsQuery {
+    /// The store filter it asks for, or why it is wrong.
+    pub fn filter(self) -> Result<RunFilter, String> {
+        let status = match self.status.as_deref().filter(|s| !s.is_empty()) {
+            Some(s) => Some(s.parse::<RunStatus>()?),
+            None => None,
+        };
+        Ok(RunFilter {
+            runbook: self.runbook.filter(|r| !r.is_empty()),
+            status,
+            limit: self.limit.unwrap_or(50),
+        })
+    }
+}
+
+/// `GET /api/v1/runs`.
+pub async fn list(State(s): State<Shared>, Query(q): Query<RunsQuery>) -> Response {
+    let filter = match q.filter() {
+        Ok(f) => f,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    match s.engine.store.list_runs(&filter).await {
+        Ok(runs) => Json(runs).into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+/// `GET /api/v1/runs/{id}`.
+pub async fn one(State(s): State<Shared>, Path(id): Path<String>) -> Response {
+    match s.engine.store.get_run(&RunId(id.clone())).await {
+        Ok(Some(r)) => Json(r).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no run with id {id}")),
+        Err(e) => store_error(e),
+    }
+}
+
+fn line(e: &RunEvent) -> Result<Bytes, std::convert::Infallible> {
+    let mut s = serde_json::to_string(e).unwrap_or_default();
+    s.push('\n');
+    Ok(Bytes::from(s))
+}
+
+/// `GET /api/v1/runs/{id}/events`: the run's events as NDJSON until it finishes (a run that
+/// ended is replayed from its record).
+pub async fn events(State(s): State<Shared>, Path(id): Path<String>) -> Response {
+    let id = RunId(id);
+    let following = match s.engine.follow(&id).await {
+        Ok(Some(f)) => f,
+        Ok(None) => return error(StatusCode::NOT_FOUND, format!("no run with id {id}")),
+        Err(e) => return accept_error(e),
+    };
+    let body = match following {
+        Following::Live(record, (history, rx)) => {
+            let steps = s
+                .engine
+                .runbooks
+                .catalog()
+                .get(&record.runbook)
+                .map_or(0, |rb| rb.steps.len());
+            let started = RunEvent::RunStarted {
+                id: record.id.clone(),
+                runbook: record.runbook.clone(),
+                steps,
+            };
+            // Everything so far, then live events, until the run finishes.
+            let replay: Vec<RunEvent> = if history.is_empty() {
+                vec![started]
+            } else {
+                history
+            };
+            let finished_in_replay = replay
+                .iter()
+                .any(|e| matches!(e, RunEvent::RunFinished { .. }));
+            let live = BroadcastStream::new(rx).filter_map(|e| e.ok());
+            let mut done = false;
+            let stream = tokio_stream::iter(replay)
+                .chain(live.take_while(move |_| !finished_in_replay))
+                .take_while(move |e| {
+                    let go = !done;
+                    done = matches!(e, RunEvent::RunFinished { .. });
+                    go
+                })
+                .map(move |e| line(&e));
+            Body::from_stream(stream)
+        }
+        // Already over (or not in progress here): replay it from its record, so a follower that
+        // arrives late sees the same steps and output as one that was there.
+        Following::Ended(record) => {
+            let mut replay = replay_record(&record);
+            replay.push(RunEvent::RunFinished {
+                record: Box::new(record),
+            });
+            Body::from_stream(tokio_stream::iter(
+                replay.iter().map(line).collect::<Vec<_>>(),
+            ))
+        }
+    };
+    ([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response()
+}
+
+/// `POST /api/v1/runs/{id}/cancel`.
+pub async fn cancel(State(s): State<Shared>, Path(id): Path<String>) -> Response {
+    let id = RunId(id);
+    match s.engine.canceller.cancel(&id).await {
+        Ok(true) => {
+            return (
+                StatusCode::ACCEPTED,
+                Json(serde_json::json!({ "id": id, "cancelling": true })),
+            )
+                .into_response();
+        }
+        Ok(false) => {}
+        Err(e) => return store_error(e),
+    }
+    match s.engine.store.get_run(&id).await {
+        Ok(Some(r)) => error(
+            StatusCode::CONFLICT,
+            format!(
+                "run {id} is {}; only queued or running runs can be cancelled",
+                r.status
+            ),
+        ),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no run with id {id}")),
+        Err(e) => store_error(e),
+    }
+}
+
+/// The events of a finished run, rebuilt from its record (steps, their output, their results).
+pub fn replay_record(record: &RunRecord) -> Vec<RunEvent> {
+    let mut events = vec![RunEvent::RunStarted {
+        id: record.id.clone(),
+        runbook: record.runbook.clone(),
+        steps: record.steps.len(),
+    }];
+    for (index, step) in record.steps.iter().enumerate() {
+        let ran = step.status != Some(StepStatus::Skipped);
+        if ran {
+            events.push(RunEvent::StepStarted {
+                index,
+                name: step.name.clone(),
+                attempt: step.attempts.max(1),
+                detail: step.kind.clone(),
+            });
+            for (stream, text) in [("stdout", &step.stdout), ("stderr", &step.stderr)] {
+                for l in text.lines() {
+                    events.push(RunEvent::Output {
+                        index,
+                        stream: stream.into(),
+                        line: l.to_string(),
+                    });
+                }
+            }
+        }
+        events.push(RunEvent::StepFinished {
+            index,
+            result: Box::new(step.clone()),
+        });
+    }
+    events
+}

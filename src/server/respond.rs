@@ -1,0 +1,47 @@
+//! Answers every handler gives the same way: JSON errors, refused triggers, the caller's
+//! identity.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::engine::error::AcceptError;
+use crate::store::error::StoreError;
+
+/// The identity of an authenticated caller, for handlers that record who did what.
+#[derive(Debug, Clone)]
+pub struct Caller(pub String);
+
+/// A JSON error body: `{"error": "..."}`.
+pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (
+        status,
+        axum::Json(serde_json::json!({ "error": message.into() })),
+    )
+        .into_response()
+}
+
+/// A 503 with `Retry-After`, for conditions that pass.
+fn unavailable(message: String) -> Response {
+    let mut r = error(StatusCode::SERVICE_UNAVAILABLE, message);
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    r
+}
+
+/// A store failure: 503 (the caller may retry), logged.
+pub fn store_error(e: StoreError) -> Response {
+    tracing::error!("store error: {e}");
+    unavailable(format!("store unavailable: {e}"))
+}
+
+/// Maps a refused trigger or request to its HTTP answer (503 with Retry-After when it may pass
+/// later).
+pub fn accept_error(e: AcceptError) -> Response {
+    match e {
+        AcceptError::QueueFull(_) | AcceptError::ShuttingDown => unavailable(e.to_string()),
+        AcceptError::Invalid(m) => error(StatusCode::BAD_REQUEST, m),
+        AcceptError::NotFound(id) => error(StatusCode::NOT_FOUND, format!("no run with id {id}")),
+        AcceptError::Conflict(m) => error(StatusCode::CONFLICT, m),
+        AcceptError::Store(s) => store_error(s),
+    }
+}

@@ -1,0 +1,19 @@
+//! What every handler gets: the engine and the server's own settings.
+
+use std::sync::Arc;
+
+use crate::engine::Engine;
+use crate::server::auth::Auth;
+
+/// The server's state.
+pub struct AppState {
+    /// The engine.
+    pub engine: Arc<Engine>,
+    /// Who may call.
+    pub auth: Auth,
+    /// Largest request body.
+    pub body_limit: usize,
+}
+
+/// The state as handlers receive it.
+pub type Shared = Arc<AppState>;

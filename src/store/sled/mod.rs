@@ -1,0 +1,585 @@
+//! The embedded store on sled: the only code that touches sled ([`layout`] says what is where).
+//!
+//! Durability: every change but step progress is flushed before the call returns. Concurrent
+//! admissions, transitions, finishes and guard updates are written as one batch by one thread
+//! at a time ([`batch`]) and concurrent writers share flushes ([`commit`]). Everything that
+//! flushes or scans runs on blocking threads, off the async runtime. sled's flush uses
+//! `sync_file_range`/`fdatasync`-class calls: it survives a killed process; see docs/store.md
+//! for what it promises on power loss.
+
+pub mod batch;
+pub mod commit;
+pub mod layout;
+pub mod migrate;
+pub mod write;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+
+use crate::guard::KeyState;
+use crate::ledger::rollup::{Rollup, RollupKey};
+use crate::run::id::RunId;
+use crate::run::record::RunRecord;
+use crate::run::status::RunStatus;
+use crate::run::step::StepResult;
+use crate::store::error::StoreError;
+use crate::store::sled::batch::Batcher;
+use crate::store::sled::commit::GroupCommit;
+use crate::store::sled::layout::{
+    Trees, backend, day_end, day_start, decode, first_of_month, guard_key, nanos, next_month,
+    parse_guard_key, parse_rollup_key, runbook_index,
+};
+use crate::store::sled::migrate::Migrated;
+use crate::store::sled::write::{Admit, Finishing, Outcome, Write};
+use crate::store::{
+    Admitted, AlertReceived, Candidate, Change, GuardChanged, GuardOf, Reconciled, Result,
+    RunFilter, Store, Transition, Update,
+};
+use crate::trigger::key::{Episode, Fire};
+
+/// How long [`SledStore::open`] waits for a lock that is being released.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The sled-backed store.
+#[derive(Clone)]
+pub struct SledStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    id: String,
+    db: sled::Db,
+    trees: Trees,
+    commit: GroupCommit,
+    batcher: Batcher<Write, Result<Outcome>>,
+    migrated: Migrated,
+}
+
+/// Opens the sled database, waiting up to [`LOCK_WAIT`] for its lock.
+///
+/// Dropping a `sled::Db` does not release its file lock at once: sled's background flusher
+/// thread holds it until it exits (sled issue #1289), and a process that is exiting holds it
+/// until the kernel reaps it. So a store closed a moment ago reads as "locked"; only a lock
+/// still held after the wait is reported as [`StoreError::Locked`].
+fn open_db(path: &Path) -> Result<sled::Db> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        // sled caches up to 1 GiB by default; the store's working set is far smaller.
+        match sled::Config::new()
+            .path(path)
+            .cache_capacity(64 * 1024 * 1024)
+            .open()
+        {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(io))
+                if io.kind() == std::io::ErrorKind::WouldBlock
+                    || io.to_string().contains("lock") =>
+            {
+                if std::time::Instant::now() >= deadline {
+                    return Err(StoreError::Locked {
+                        path: path.display().to_string(),
+                    });
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => return Err(backend(path, e)),
+        }
+    }
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `path` and brings it to the current schema version.
+    /// Blocks (it may wait for a lock and migrate): call it from a blocking thread.
+    pub fn open(path: &Path) -> Result<SledStore> {
+        let db = open_db(path)?;
+        let trees = Trees::open(&db, path)?;
+        let migrated = migrate::migrate(&db, &trees, path)?;
+        let id = migrate::store_id(&trees, path)?;
+        Ok(SledStore {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                id,
+                db,
+                trees,
+                commit: GroupCommit::default(),
+                batcher: Batcher::default(),
+                migrated,
+            }),
+        })
+    }
+
+    /// What opening did to the store's schema version.
+    pub fn migrated(&self) -> &Migrated {
+        &self.inner.migrated
+    }
+
+    /// How many flushes were made (group commit shares them between writers).
+    pub fn flushes(&self) -> u64 {
+        self.inner.commit.flushes()
+    }
+
+    /// Runs `f` on a blocking thread with the store.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .unwrap_or_else(|e| Err(backend(&self.inner.path, format!("store task failed: {e}"))))
+    }
+
+    /// Submits a write to the batcher, on a blocking thread.
+    async fn submit(&self, write: Write) -> Result<Outcome> {
+        self.blocking(move |inner| inner.submit(write)).await
+    }
+}
+
+impl Inner {
+    fn err(&self, e: impl std::fmt::Display) -> StoreError {
+        backend(&self.path, e)
+    }
+
+    /// Waits until everything written so far is on disk, sharing flushes between writers.
+    fn durable(&self) -> Result<()> {
+        self.commit
+            .durable(|| self.db.flush().map(|_| ()).map_err(|e| self.err(e)))
+    }
+
+    /// Hands `write` to the current batch (or leads one) and waits for its durable result.
+    fn submit(&self, write: Write) -> Result<Outcome> {
+        self.batcher.submit(
+            write,
+            |batch| {
+                let n = batch.len();
+                match write::apply(&self.trees, &self.path, batch).and_then(|all| {
+                    self.durable()?;
+                    Ok(all)
+                }) {
+                    Ok(all) => all.into_iter().map(Ok).collect(),
+                    Err(e) => (0..n).map(|_| Err(e.clone())).collect(),
+                }
+            },
+            || Err(self.err("writing a batch of admissions, transitions and finishes failed")),
+        )
+    }
+
+    fn get_run(&self, id: &RunId) -> Result<Option<RunRecord>> {
+        match self
+            .trees
+            .runs
+            .get(id.0.as_bytes())
+            .map_err(|e| self.err(e))?
+        {
+            Some(v) => Ok(Some(decode(id.0.as_bytes(), &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// A progress write of a running run (no flush).
+    fn update_run(&self, id: &RunId, f: impl FnOnce(&mut RunRecord)) -> Result<()> {
+        let mut run = self
+            .get_run(id)?
+            .ok_or_else(|| StoreError::NoSuchRun(id.0.clone()))?;
+        f(&mut run);
+        self.trees
+            .runs
+            .insert(id.0.as_bytes(), layout::encode(&run))
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn scan_rollups(
+        &self,
+        tree: &sled::Tree,
+        start: Vec<u8>,
+        end: Vec<u8>,
+        out: &mut Vec<(RollupKey, Rollup)>,
+    ) -> Result<()> {
+        for item in tree.range(start..end) {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            let Some(key) = parse_rollup_key(&k) else {
+                return Err(StoreError::Corrupt {
+                    key: String::from_utf8_lossy(&k).to_string(),
+                    reason: "bad rollup key".into(),
+                });
+            };
+            out.push((key, decode(&k, &v)?));
+        }
+        Ok(())
+    }
+
+    fn rollups(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        by_month: bool,
+    ) -> Result<Vec<(RollupKey, Rollup)>> {
+        let mut out = Vec::new();
+        if !by_month {
+            self.scan_rollups(&self.trees.rollups, day_start(from), day_end(to), &mut out)?;
+            return Ok(out);
+        }
+        // Whole months from the monthly tree, partial ones at the edges from the daily tree.
+        let mut month = first_of_month(from);
+        while month <= to {
+            let next = next_month(month);
+            let last = next.pred_opt().unwrap_or(month);
+            if month >= from && last <= to {
+                let prefix = month.format("%Y-%m").to_string().into_bytes();
+                let mut end = prefix.clone();
+                end.push(1);
+                self.scan_rollups(&self.trees.monthly, prefix, end, &mut out)?;
+            } else {
+                let start = from.max(month);
+                let stop = to.min(last);
+                self.scan_rollups(
+                    &self.trees.rollups,
+                    day_start(start),
+                    day_end(stop),
+                    &mut out,
+                )?;
+            }
+            month = next;
+        }
+        Ok(out)
+    }
+
+    fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
+        let limit = if filter.limit == 0 {
+            usize::MAX
+        } else {
+            filter.limit
+        };
+        let mut out = Vec::new();
+        let keep = |r: &RunRecord| filter.status.is_none_or(|s| r.status == s);
+        match &filter.runbook {
+            Some(rb) => {
+                let mut prefix = rb.clone().into_bytes();
+                prefix.push(0);
+                for k in self.trees.by_runbook.scan_prefix(&prefix).keys().rev() {
+                    let k = k.map_err(|e| self.err(e))?;
+                    let id = RunId(String::from_utf8_lossy(&k[prefix.len()..]).to_string());
+                    if let Some(r) = self.get_run(&id)?
+                        && keep(&r)
+                    {
+                        out.push(r);
+                        if out.len() >= limit {
+                            break;
+                        }
+                    }
+                }
+            }
+            None => {
+                for item in self.trees.runs.iter().rev() {
+                    let (k, v) = item.map_err(|e| self.err(e))?;
+                    let r: RunRecord = decode(&k, &v)?;
+                    if keep(&r) {
+                        out.push(r);
+                        if out.len() >= limit {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn alerts(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<AlertReceived>> {
+        let mut out = Vec::new();
+        // An episode may have two index entries (a first delivery that crashed before its
+        // flush, then the re-send): list each episode once.
+        let mut seen = HashSet::new();
+        for item in self.trees.alerts_by_time.range(nanos(from)..nanos(to)) {
+            let (_, key) = item.map_err(|e| self.err(e))?;
+            if !seen.insert(key.clone()) {
+                continue;
+            }
+            if let Some(v) = self.trees.alerts.get(&key).map_err(|e| self.err(e))? {
+                out.push(decode(&key, &v)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn guard_states(&self) -> Result<Vec<(String, String, KeyState)>> {
+        let mut out = Vec::new();
+        for item in self.trees.guards.iter() {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            let (rb, key) = parse_guard_key(&k);
+            out.push((rb, key, decode(&k, &v)?));
+        }
+        Ok(out)
+    }
+
+    fn reconcile(&self, interrupt: &Change) -> Result<(Reconciled, Vec<RunRecord>)> {
+        let mut out = Reconciled::default();
+        let mut interrupted = Vec::new();
+        let ids: Vec<RunId> = self
+            .trees
+            .active
+            .iter()
+            .keys()
+            .filter_map(|k| k.ok())
+            .map(|k| RunId(String::from_utf8_lossy(&k).to_string()))
+            .collect();
+        for id in ids {
+            let Some(mut run) = self.get_run(&id)? else {
+                self.trees
+                    .active
+                    .remove(id.0.as_bytes())
+                    .map_err(|e| self.err(e))?;
+                continue;
+            };
+            match run.status {
+                RunStatus::Queued => out.queued.push(run),
+                RunStatus::PendingApproval => out.pending_approval.push(run),
+                RunStatus::Running => {
+                    interrupt(&mut run);
+                    out.interrupted.push(id);
+                    interrupted.push(run);
+                }
+                _ => {}
+            }
+        }
+        out.queued.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok((out, interrupted))
+    }
+
+    fn prune(&self, before: DateTime<Utc>) -> Result<usize> {
+        // ULIDs start with the time: every id below this bound was created before `before`.
+        let bound = ulid::Ulid::from_parts(before.timestamp_millis().max(0) as u64, 0).to_string();
+        let mut removed = 0;
+        let old: Vec<sled::IVec> = self
+            .trees
+            .runs
+            .range(..bound.as_bytes())
+            .keys()
+            .filter_map(|k| k.ok())
+            .collect();
+        for k in old {
+            if self
+                .trees
+                .active
+                .contains_key(&k)
+                .map_err(|e| self.err(e))?
+            {
+                continue;
+            }
+            if let Some(v) = self.trees.runs.remove(&k).map_err(|e| self.err(e))? {
+                let run: RunRecord = decode(&k, &v)?;
+                self.trees
+                    .by_runbook
+                    .remove(runbook_index(&run))
+                    .map_err(|e| self.err(e))?;
+                removed += 1;
+            }
+        }
+        let old_alerts: Vec<(sled::IVec, sled::IVec)> = self
+            .trees
+            .alerts_by_time
+            .range(..nanos(before))
+            .filter_map(|i| i.ok())
+            .collect();
+        for (idx, key) in old_alerts {
+            self.trees
+                .alerts_by_time
+                .remove(idx)
+                .map_err(|e| self.err(e))?;
+            self.trees.alerts.remove(key).map_err(|e| self.err(e))?;
+        }
+        self.durable()?;
+        Ok(removed)
+    }
+}
+
+fn unexpected(path: &Path) -> StoreError {
+    backend(path, "a write returned the result of another kind of write")
+}
+
+#[async_trait]
+impl Store for SledStore {
+    fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    async fn admit(
+        &self,
+        candidates: Vec<Candidate>,
+        alerts: Vec<AlertReceived>,
+    ) -> Result<Vec<Admitted>> {
+        // Encoding is the callers' work, in parallel; the batch leader only writes.
+        let write = Write::Admit(candidates.into_iter().map(Admit::of).collect(), alerts);
+        match self.submit(write).await? {
+            Outcome::Admitted(a) => Ok(a),
+            _ => Err(unexpected(&self.inner.path)),
+        }
+    }
+
+    async fn transition(
+        &self,
+        id: &RunId,
+        from: &[RunStatus],
+        change: Change,
+    ) -> Result<Transition> {
+        match self
+            .submit(Write::Transition(id.clone(), from.to_vec(), change))
+            .await?
+        {
+            Outcome::Transitioned(t) => Ok(t),
+            _ => Err(unexpected(&self.inner.path)),
+        }
+    }
+
+    async fn step_started(&self, id: &RunId, step: &str, pgid: Option<u32>) -> Result<()> {
+        // An in-memory write (no flush), cheaper here than a hand-off to a blocking thread. A
+        // restart finds a crashed run's processes by the run id in their environment, not by
+        // this group id (see exec::process::kill_leftovers).
+        self.inner.update_run(id, |r| {
+            r.current_step = Some(step.to_string());
+            if pgid.is_some() {
+                r.current_pgid = pgid;
+            }
+        })
+    }
+
+    async fn record_step(&self, id: &RunId, step: &StepResult) -> Result<()> {
+        self.inner.update_run(id, |r| {
+            r.current_step = None;
+            r.current_pgid = None;
+            match r.steps.iter_mut().find(|s| s.name == step.name) {
+                Some(s) => *s = step.clone(),
+                None => r.steps.push(step.clone()),
+            }
+        })
+    }
+
+    async fn finish(
+        &self,
+        run: RunRecord,
+        guard: Option<GuardOf<Update>>,
+    ) -> Result<Option<GuardChanged>> {
+        match self
+            .submit(Write::Finish(vec![Finishing::of(&run)], guard))
+            .await?
+        {
+            Outcome::Finished(g) => Ok(g),
+            _ => Err(unexpected(&self.inner.path)),
+        }
+    }
+
+    async fn finish_many(&self, runs: Vec<RunRecord>) -> Result<()> {
+        let encoded = runs.iter().map(Finishing::of).collect();
+        self.submit(Write::Finish(encoded, None)).await.map(|_| ())
+    }
+
+    async fn set_verified(&self, id: &RunId, verified: bool, at: DateTime<Utc>) -> Result<()> {
+        let change: Change = Arc::new(move |r: &mut RunRecord| {
+            r.verification = Some(crate::run::record::Verification { verified, at });
+        });
+        match self.transition(id, &RunStatus::ALL, change).await? {
+            Transition::Missing => Err(StoreError::NoSuchRun(id.0.clone())),
+            _ => Ok(()),
+        }
+    }
+
+    async fn update_guards(
+        &self,
+        runbook: &str,
+        key: Option<&str>,
+        update: Update,
+    ) -> Result<Vec<(String, KeyState)>> {
+        let runbook = runbook.to_string();
+        let key = key.map(String::from);
+        self.blocking(move |inner| {
+            // The keys are found first (a transaction cannot scan); a key created meanwhile is
+            // one no breaker of it was opened on yet.
+            let mut prefix = guard_key(&runbook, "");
+            prefix.truncate(runbook.len() + 1);
+            let mut keys = Vec::new();
+            for k in inner.trees.guards.scan_prefix(&prefix).keys() {
+                let (_, k) = parse_guard_key(&k.map_err(|e| inner.err(e))?);
+                if key.as_ref().is_none_or(|want| *want == k) {
+                    keys.push(k);
+                }
+            }
+            match inner.submit(Write::Guards(runbook, keys, update))? {
+                Outcome::Guards(g) => Ok(g),
+                _ => Err(unexpected(&inner.path)),
+            }
+        })
+        .await
+    }
+
+    async fn reconcile(&self, interrupt: Change) -> Result<Reconciled> {
+        let (reconciled, interrupted) = self
+            .blocking(move |inner| inner.reconcile(&interrupt))
+            .await?;
+        // One batch and one flush, which also makes the index clean-up durable.
+        self.finish_many(interrupted).await?;
+        Ok(reconciled)
+    }
+
+    async fn runs_of_episode(&self, episode: &Episode) -> Result<Vec<RunId>> {
+        self.inner
+            .trees
+            .dedupe
+            .scan_prefix(episode.key_prefix().as_bytes())
+            .values()
+            .map(|v| {
+                v.map(|v| RunId(String::from_utf8_lossy(&v).to_string()))
+                    .map_err(|e| self.inner.err(e))
+            })
+            .collect()
+    }
+
+    async fn last_fire(&self, fire: &Fire) -> Result<Option<DateTime<Utc>>> {
+        let last = self
+            .inner
+            .trees
+            .dedupe
+            .scan_prefix(fire.key_prefix().as_bytes())
+            .keys()
+            .next_back()
+            .transpose()
+            .map_err(|e| self.inner.err(e))?;
+        Ok(last.and_then(|k| fire.time_of(&String::from_utf8_lossy(&k))))
+    }
+
+    async fn get_run(&self, id: &RunId) -> Result<Option<RunRecord>> {
+        self.inner.get_run(id)
+    }
+
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
+        let filter = filter.clone();
+        self.blocking(move |inner| inner.list_runs(&filter)).await
+    }
+
+    async fn rollups(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        by_month: bool,
+    ) -> Result<Vec<(RollupKey, Rollup)>> {
+        self.blocking(move |inner| inner.rollups(from, to, by_month))
+            .await
+    }
+
+    async fn alerts(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<AlertReceived>> {
+        self.blocking(move |inner| inner.alerts(from, to)).await
+    }
+
+    async fn guard_states(&self) -> Result<Vec<(String, String, KeyState)>> {
+        self.blocking(|inner| inner.guard_states()).await
+    }
+
+    async fn prune(&self, before: DateTime<Utc>) -> Result<usize> {
+        self.blocking(move |inner| inner.prune(before)).await
+    }
+}

@@ -1,0 +1,359 @@
+//! The store's write path: a batch of admissions, transitions, finishes and guard updates
+//! applied in one sled transaction (the caller flushes once after it).
+
+use std::path::Path;
+
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+
+use crate::guard::KeyState;
+use crate::ledger::rollup::{Rollup, RollupKey};
+use crate::run::record::RunRecord;
+use crate::run::status::RunStatus;
+use crate::store::error::StoreError;
+use crate::store::sled::layout::{
+    StatusOnly, Trees, backend, decode, encode, guard_key, monthly_key, nanos, rollup_key,
+    runbook_index,
+};
+use crate::store::{
+    Admitted, AlertReceived, Candidate, Change, Decide, GuardChanged, GuardOf, Transition, Update,
+};
+
+/// A candidate run ready to write; its record is encoded by the caller (in parallel) unless a
+/// guard decision changes it inside the write.
+pub struct Admit {
+    key: Vec<u8>,
+    id: Vec<u8>,
+    index: Vec<u8>,
+    value: Option<Vec<u8>>,
+    run: RunRecord,
+    gate: Option<GuardOf<Decide>>,
+}
+
+impl Admit {
+    /// Encodes a candidate.
+    pub fn of(c: Candidate) -> Admit {
+        Admit {
+            key: c.key.encode().into_bytes(),
+            id: c.run.id.0.as_bytes().to_vec(),
+            index: runbook_index(&c.run),
+            value: c.gate.is_none().then(|| encode(&c.run)),
+            run: c.run,
+            gate: c.gate,
+        }
+    }
+}
+
+/// A finished run ready to write.
+pub struct Finishing {
+    id: Vec<u8>,
+    value: Vec<u8>,
+    index: Vec<u8>,
+    rollup: Option<(RollupKey, Rollup)>,
+}
+
+impl Finishing {
+    /// Encodes a finished run.
+    pub fn of(run: &RunRecord) -> Finishing {
+        Finishing {
+            id: run.id.0.as_bytes().to_vec(),
+            value: encode(run),
+            index: runbook_index(run),
+            rollup: Rollup::of_run(run),
+        }
+    }
+}
+
+/// One caller's write.
+pub enum Write {
+    /// Runs to admit unless their key is taken, and alert episodes to merge.
+    Admit(Vec<Admit>, Vec<AlertReceived>),
+    /// A conditional change of one run.
+    Transition(crate::run::id::RunId, Vec<RunStatus>, Change),
+    /// Finished runs, and the guard update of the first (a single finish).
+    Finish(Vec<Finishing>, Option<GuardOf<Update>>),
+    /// A guard update of a runbook's keys (the keys found before the write).
+    Guards(String, Vec<String>, Update),
+}
+
+/// One caller's result.
+pub enum Outcome {
+    /// Per candidate.
+    Admitted(Vec<Admitted>),
+    /// The transition.
+    Transitioned(Transition),
+    /// The guard change of a finish.
+    Finished(Option<GuardChanged>),
+    /// Keys updated and their new states.
+    Guards(Vec<(String, KeyState)>),
+}
+
+/// A candidate's fate in the transaction: None for a duplicate, else its status, and the run and
+/// guard state a guard decision made (the caller's record is used as it is otherwise).
+type Decision = Option<(RunStatus, Option<(RunRecord, KeyState)>)>;
+
+/// What the transaction decides per write, before records move out of the batch.
+enum Decided {
+    Admitted(Vec<Decision>),
+    Transitioned(Transition),
+    Finished(Option<GuardChanged>),
+    Guards(Vec<(String, KeyState)>),
+}
+
+type Abort = ConflictableTransactionError<StoreError>;
+
+struct Tx<'a> {
+    dedupe: &'a TransactionalTree,
+    runs: &'a TransactionalTree,
+    active: &'a TransactionalTree,
+    by_runbook: &'a TransactionalTree,
+    rollups: &'a TransactionalTree,
+    monthly: &'a TransactionalTree,
+    guards: &'a TransactionalTree,
+}
+
+impl Tx<'_> {
+    fn guard_state(&self, key: &[u8]) -> Result<KeyState, Abort> {
+        match self.guards.get(key)? {
+            Some(v) => decode(key, &v).map_err(Abort::Abort),
+            None => Ok(KeyState::default()),
+        }
+    }
+
+    /// A finished run: record, indexes, and its rollups, counted once even if it is finished
+    /// again.
+    fn finish(&self, f: &Finishing) -> Result<(), Abort> {
+        let already_final = match self.runs.get(&f.id)? {
+            // Only the status matters here: skip building the rest of the record.
+            Some(old) => decode::<StatusOnly>(&f.id, &old)
+                .map(|r| r.status.is_final() && r.status != RunStatus::Skipped)
+                .map_err(Abort::Abort)?,
+            None => false,
+        };
+        self.runs.insert(f.id.as_slice(), f.value.as_slice())?;
+        self.active.remove(f.id.as_slice())?;
+        self.by_runbook.insert(f.index.as_slice(), &[])?;
+        if let (Some((key, add)), false) = (&f.rollup, already_final) {
+            for (tree, k) in [
+                (self.rollups, rollup_key(key)),
+                (self.monthly, monthly_key(key)),
+            ] {
+                let mut current: Rollup = match tree.get(&k)? {
+                    Some(v) => decode(&k, &v).map_err(Abort::Abort)?,
+                    None => Rollup::default(),
+                };
+                current.merge(add);
+                tree.insert(k, encode(&current))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A run that has not ended: record and indexes.
+    fn put_active(&self, id: &[u8], value: &[u8], index: &[u8]) -> Result<(), Abort> {
+        self.runs.insert(id, value)?;
+        self.active.insert(id, &[])?;
+        self.by_runbook.insert(index, &[])?;
+        Ok(())
+    }
+
+    fn admit(&self, batch: &[Admit]) -> Result<Vec<Decision>, Abort> {
+        let mut out = Vec::with_capacity(batch.len());
+        for c in batch {
+            // Sees the batch's own earlier inserts: duplicates within a batch (HA peers posting
+            // at once) admit one run.
+            if self.dedupe.get(&c.key)?.is_some() {
+                out.push(None);
+                continue;
+            }
+            self.dedupe.insert(c.key.as_slice(), c.id.as_slice())?;
+            let Some(gate) = &c.gate else {
+                let value = c.value.clone().unwrap_or_else(|| encode(&c.run));
+                self.put_active(&c.id, &value, &c.index)?;
+                out.push(Some((c.run.status, None)));
+                continue;
+            };
+            let gk = guard_key(&gate.runbook, &gate.key);
+            let state = self.guard_state(&gk)?;
+            let mut run = c.run.clone();
+            let next = (gate.apply)(&state, &mut run);
+            if next != state {
+                self.guards.insert(gk, encode(&next))?;
+            }
+            if run.status.is_final() {
+                self.finish(&Finishing::of(&run))?;
+            } else {
+                self.put_active(&c.id, &encode(&run), &c.index)?;
+            }
+            out.push(Some((run.status, Some((run, next)))));
+        }
+        Ok(out)
+    }
+
+    fn transition(
+        &self,
+        id: &crate::run::id::RunId,
+        from: &[RunStatus],
+        change: &Change,
+    ) -> Result<Transition, Abort> {
+        let key = id.0.as_bytes();
+        let Some(old) = self.runs.get(key)? else {
+            return Ok(Transition::Missing);
+        };
+        let mut run: RunRecord = decode(key, &old).map_err(Abort::Abort)?;
+        if !from.contains(&run.status) {
+            return Ok(Transition::Refused(run.status));
+        }
+        change(&mut run);
+        if run.status.is_final() {
+            self.finish(&Finishing::of(&run))?;
+        } else {
+            self.put_active(key, &encode(&run), &runbook_index(&run))?;
+        }
+        Ok(Transition::Done(Box::new(run)))
+    }
+
+    fn update_guard(
+        &self,
+        runbook: &str,
+        key: &str,
+        update: &Update,
+    ) -> Result<GuardChanged, Abort> {
+        let gk = guard_key(runbook, key);
+        let before = self.guard_state(&gk)?;
+        let after = update(&before);
+        if after != before {
+            self.guards.insert(gk, encode(&after))?;
+        }
+        Ok(GuardChanged { before, after })
+    }
+}
+
+/// Merges an alert episode into the store (before the batch's transaction, no flush).
+fn put_alert(trees: &Trees, path: &Path, alert: &AlertReceived) -> Result<(), StoreError> {
+    let key = alert.episode().to_string();
+    let merged = match trees.alerts.get(&key).map_err(|e| backend(path, e))? {
+        Some(old) => {
+            let mut old: AlertReceived = decode(key.as_bytes(), &old)?;
+            old.last_seen = old.last_seen.max(alert.last_seen);
+            old.times_received += alert.times_received.max(1);
+            for m in &alert.matched {
+                if !old.matched.contains(m) {
+                    old.matched.push(m.clone());
+                }
+            }
+            old
+        }
+        None => {
+            let mut idx = nanos(alert.received_at).to_vec();
+            idx.extend_from_slice(key.as_bytes());
+            trees
+                .alerts_by_time
+                .insert(idx, key.as_bytes())
+                .map_err(|e| backend(path, e))?;
+            alert.clone()
+        }
+    };
+    trees
+        .alerts
+        .insert(key.as_bytes(), encode(&merged))
+        .map_err(|e| backend(path, e))?;
+    Ok(())
+}
+
+/// Applies a batch of writes (no flush): alert episodes merged; then, in one transaction, every
+/// write in order. One outcome per write.
+pub fn apply(trees: &Trees, path: &Path, batch: Vec<Write>) -> Result<Vec<Outcome>, StoreError> {
+    for write in &batch {
+        if let Write::Admit(_, alerts) = write {
+            for a in alerts {
+                put_alert(trees, path, a)?;
+            }
+        }
+    }
+    let all = (
+        &trees.dedupe,
+        &trees.runs,
+        &trees.active,
+        &trees.by_runbook,
+        &trees.rollups,
+        &trees.monthly,
+        &trees.guards,
+    );
+    let result: Result<Vec<Decided>, TransactionError<StoreError>> = all.transaction(
+        |(dedupe, runs, active, by_runbook, rollups, monthly, guards)| {
+            let tx = Tx {
+                dedupe,
+                runs,
+                active,
+                by_runbook,
+                rollups,
+                monthly,
+                guards,
+            };
+            let mut decided = Vec::with_capacity(batch.len());
+            for write in &batch {
+                decided.push(match write {
+                    Write::Admit(candidates, _) => Decided::Admitted(tx.admit(candidates)?),
+                    Write::Transition(id, from, change) => {
+                        Decided::Transitioned(tx.transition(id, from, change)?)
+                    }
+                    Write::Finish(runs, guard) => {
+                        for f in runs {
+                            tx.finish(f)?;
+                        }
+                        let changed = match guard {
+                            Some(g) => Some(tx.update_guard(&g.runbook, &g.key, &g.apply)?),
+                            None => None,
+                        };
+                        Decided::Finished(changed)
+                    }
+                    Write::Guards(runbook, keys, update) => {
+                        let mut out = Vec::new();
+                        for k in keys {
+                            out.push((k.clone(), tx.update_guard(runbook, k, update)?.after));
+                        }
+                        Decided::Guards(out)
+                    }
+                });
+            }
+            Ok(decided)
+        },
+    );
+    let decided = match result {
+        Ok(d) => d,
+        Err(TransactionError::Abort(e)) => return Err(e),
+        Err(TransactionError::Storage(e)) => return Err(backend(path, e)),
+    };
+    Ok(batch
+        .into_iter()
+        .zip(decided)
+        .map(|(write, decided)| match (write, decided) {
+            (Write::Admit(candidates, _), Decided::Admitted(d)) => Outcome::Admitted(
+                candidates
+                    .into_iter()
+                    .zip(d)
+                    .map(|(c, d)| match d {
+                        None => Admitted::Duplicate,
+                        Some((_, Some((run, guard)))) => Admitted::New {
+                            run: Box::new(run),
+                            guard: Some(guard),
+                        },
+                        Some((status, None)) => {
+                            let mut run = c.run;
+                            run.status = status;
+                            Admitted::New {
+                                run: Box::new(run),
+                                guard: None,
+                            }
+                        }
+                    })
+                    .collect(),
+            ),
+            (_, Decided::Admitted(d)) => Outcome::Admitted(vec![Admitted::Duplicate; d.len()]),
+            (_, Decided::Transitioned(t)) => Outcome::Transitioned(t),
+            (_, Decided::Finished(g)) => Outcome::Finished(g),
+            (_, Decided::Guards(g)) => Outcome::Guards(g),
+        })
+        .collect())
+}

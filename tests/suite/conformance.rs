@@ -1,0 +1,942 @@
+//! The store contract, checked against every backend ([`backends`]): what `Store` promises in
+//! its documentation (whole intents, dedupe, guard decisions in the admitting write, atomic
+//! transitions, rollups counted once, reconciliation, retention), whatever database keeps it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use proptest::prelude::*;
+use untoil::guard::{Breaker, KeyState};
+use untoil::ledger::rollup::milli_minutes;
+use untoil::ledger::toil::credit;
+use untoil::report::query::{Dim, Period};
+use untoil::report::toil::toil_report;
+use untoil::run::cause::Cause;
+use untoil::run::credit::Baseline;
+use untoil::run::id::RunId;
+use untoil::run::record::RunRecord;
+use untoil::run::status::{RunStatus, StepStatus};
+use untoil::run::step::StepResult;
+use untoil::store::sled::SledStore;
+use untoil::store::{
+    Admitted, AlertReceived, Candidate, Change, Decide, GuardOf, RunFilter, Store, Transition,
+    Update,
+};
+use untoil::trigger::key::{DedupeKey, Episode, Fire};
+use untoil::trigger::schedule::Schedule;
+
+/// A kind of store under test.
+pub trait Backend: Send + Sync {
+    /// Its name, in failure messages.
+    fn name(&self) -> &'static str;
+    /// Opens the store kept under `dir` (a new one the first time).
+    fn open(&self, dir: &Path) -> Arc<dyn Store>;
+}
+
+struct Sled;
+
+impl Backend for Sled {
+    fn name(&self) -> &'static str {
+        "sled"
+    }
+    fn open(&self, dir: &Path) -> Arc<dyn Store> {
+        Arc::new(SledStore::open(dir).unwrap_or_else(|e| panic!("sled store: {e}")))
+    }
+}
+
+/// Every backend the contract is checked against.
+pub fn backends() -> Vec<Box<dyn Backend>> {
+    vec![Box::new(Sled)]
+}
+
+fn at(h: u32, m: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 28, h, m, 0)
+        .single()
+        .unwrap_or_default()
+}
+
+/// A queued run of `runbook`, as admission makes it.
+fn queued(runbook: &str, i: usize) -> RunRecord {
+    RunRecord {
+        runbook: runbook.into(),
+        status: RunStatus::Queued,
+        started_at: None,
+        finished_at: None,
+        ..RunRecord::synthetic(i)
+    }
+}
+
+fn manual(run: RunRecord) -> Candidate {
+    Candidate {
+        key: DedupeKey::Manual {
+            run: run.id.0.clone(),
+        },
+        run,
+        gate: None,
+    }
+}
+
+fn alert_key(fingerprint: &str, runbook: &str) -> DedupeKey {
+    DedupeKey::Alert {
+        episode: Episode::new(fingerprint, at(14, 43)),
+        runbook: runbook.into(),
+        resolved: false,
+    }
+}
+
+fn episode(fingerprint: &str) -> AlertReceived {
+    let now = Utc::now();
+    AlertReceived {
+        fingerprint: fingerprint.into(),
+        starts_at: at(14, 43),
+        received_at: now,
+        last_seen: now,
+        times_received: 1,
+        labels: BTreeMap::new(),
+        annotations: BTreeMap::new(),
+        matched: vec!["rb".into()],
+    }
+}
+
+fn new_runs(admitted: &[Admitted]) -> Vec<RunRecord> {
+    admitted
+        .iter()
+        .filter_map(|a| match a {
+            Admitted::New { run, .. } => Some((**run).clone()),
+            Admitted::Duplicate => None,
+        })
+        .collect()
+}
+
+fn change(f: impl Fn(&mut RunRecord) + Send + Sync + 'static) -> Change {
+    Arc::new(f)
+}
+
+fn today_rollup_runs(
+    rollups: &[(
+        untoil::ledger::rollup::RollupKey,
+        untoil::ledger::rollup::Rollup,
+    )],
+) -> u64 {
+    rollups.iter().map(|(_, r)| r.runs).sum()
+}
+
+async fn counted_today(store: &dyn Store) -> u64 {
+    let today = Utc::now().date_naive();
+    let r = store
+        .rollups(
+            today.pred_opt().unwrap_or(today),
+            today.succ_opt().unwrap_or(today),
+            false,
+        )
+        .await
+        .expect("rollups");
+    today_rollup_runs(&r)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_admits_one_run_across_calls_within_a_call_and_across_reopening() {
+    for b in backends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = b.open(dir.path());
+        let key = alert_key("fp", "rb");
+        let (a, c) = (queued("rb", 1), queued("rb", 2));
+        let first = store
+            .admit(
+                vec![
+                    Candidate {
+                        key: key.clone(),
+                        run: a.clone(),
+                        gate: None,
+                    },
+                    Candidate {
+                        key: key.clone(),
+                        run: c.clone(),
+                        gate: None,
+                    },
+                ],
+                vec![],
+            )
+            .await
+            .expect("admit");
+        assert_eq!(new_runs(&first).len(), 1, "{}", b.name());
+        assert_eq!(first[1], Admitted::Duplicate, "{}", b.name());
+        assert!(store.get_run(&a.id).await.expect("get").is_some());
+        assert!(store.get_run(&c.id).await.expect("get").is_none());
+        let id = store.id().to_string();
+        drop(store);
+        let store = b.open(dir.path());
+        assert_eq!(store.id(), id, "{}: the store keeps its id", b.name());
+        let again = store
+            .admit(
+                vec![Candidate {
+                    key,
+                    run: queued("rb", 3),
+                    gate: None,
+                }],
+                vec![],
+            )
+            .await
+            .expect("admit");
+        assert_eq!(again, vec![Admitted::Duplicate], "{}", b.name());
+        assert_eq!(
+            store
+                .runs_of_episode(&Episode::new("fp", at(14, 43)))
+                .await
+                .expect("episode"),
+            vec![a.id.clone()],
+            "{}",
+            b.name()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_admissions_and_finishes_queue_each_key_once_count_every_delivery_and_each_run_once()
+ {
+    const TASKS: usize = 16;
+    const KEYS: usize = 40;
+    for b in backends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = b.open(dir.path());
+        // Every task offers every key (as HA peers and re-sends do), starting at a different one.
+        let mut tasks = tokio::task::JoinSet::new();
+        for t in 0..TASKS {
+            let store = store.clone();
+            tasks.spawn(async move {
+                let mut admitted = Vec::new();
+                for i in 0..KEYS {
+                    let k = (i + t) % KEYS;
+                    let c = Candidate {
+                        key: alert_key(&format!("fp{k}"), "rb"),
+                        run: queued("rb", k),
+                        gate: None,
+                    };
+                    let got = store
+                        .admit(vec![c], vec![episode(&format!("fp{k}"))])
+                        .await
+                        .expect("admit");
+                    for run in new_runs(&got) {
+                        admitted.push((k, run.id));
+                    }
+                }
+                admitted
+            });
+        }
+        let mut admitted = Vec::new();
+        while let Some(r) = tasks.join_next().await {
+            admitted.extend(r.expect("admitting task"));
+        }
+        admitted.sort();
+        let keys: Vec<usize> = admitted.iter().map(|(k, _)| *k).collect();
+        assert_eq!(
+            keys,
+            (0..KEYS).collect::<Vec<_>>(),
+            "{}: one run per key",
+            b.name()
+        );
+        assert_eq!(
+            store
+                .list_runs(&RunFilter::default())
+                .await
+                .expect("list")
+                .len(),
+            KEYS,
+            "{}: no run stored beyond the admitted ones",
+            b.name()
+        );
+        let episodes = store
+            .alerts(
+                Utc::now() - chrono::Duration::hours(1),
+                Utc::now() + chrono::Duration::hours(1),
+            )
+            .await
+            .expect("alerts");
+        assert_eq!(episodes.len(), KEYS);
+        for e in &episodes {
+            assert_eq!(
+                e.times_received,
+                TASKS as u64,
+                "{}: {}: every delivery counted",
+                b.name(),
+                e.fingerprint
+            );
+        }
+
+        // Every admitted run finished by every task at once, while admissions go on: each run
+        // is final and counted once in the rollups.
+        let finals: Arc<Vec<RunRecord>> = Arc::new(
+            admitted
+                .iter()
+                .map(|(k, id)| {
+                    let now = Utc::now();
+                    RunRecord {
+                        id: id.clone(),
+                        status: RunStatus::Succeeded,
+                        started_at: Some(now),
+                        finished_at: Some(now),
+                        ..queued("rb", *k)
+                    }
+                })
+                .collect(),
+        );
+        let mut finishers = tokio::task::JoinSet::new();
+        for t in 0..8 {
+            let (store, finals) = (store.clone(), finals.clone());
+            finishers.spawn(async move {
+                for i in 0..finals.len() {
+                    store
+                        .finish(finals[(i + t * 5) % finals.len()].clone(), None)
+                        .await
+                        .expect("finish");
+                    store
+                        .admit(vec![manual(queued("rb", 10_000 + t * 100 + i))], vec![])
+                        .await
+                        .expect("admit while finishing");
+                }
+            });
+        }
+        while let Some(r) = finishers.join_next().await {
+            r.expect("finishing task");
+        }
+        for run in finals.iter() {
+            let stored = store.get_run(&run.id).await.expect("get").expect("stored");
+            assert_eq!(stored.status, RunStatus::Succeeded);
+        }
+        assert_eq!(
+            counted_today(&*store).await,
+            KEYS as u64,
+            "{}: each run counted once",
+            b.name()
+        );
+        let reconciled = store.reconcile(change(|_| {})).await.expect("reconcile");
+        assert_eq!(
+            reconciled.queued.len(),
+            8 * KEYS,
+            "{}: only the extra runs are still queued",
+            b.name()
+        );
+    }
+}
+
+/// A gate that admits at most `limit` runs per key, counting them in the guard state, and
+/// skips the rest with a reason; runs it admits wait for approval when `approval`.
+fn counting_gate(runbook: &str, key: &str, limit: u32, approval: bool) -> GuardOf<Decide> {
+    let decide: Decide = Arc::new(move |state: &KeyState, run: &mut RunRecord| {
+        let mut next = state.clone();
+        if state.consecutive_failures >= limit {
+            run.status = RunStatus::Skipped;
+            run.error = Some(format!("limit {limit} reached"));
+            run.finished_at = Some(Utc::now());
+            return next;
+        }
+        next.consecutive_failures += 1;
+        if approval {
+            run.status = RunStatus::PendingApproval;
+        }
+        next
+    });
+    GuardOf {
+        runbook: runbook.into(),
+        key: key.into(),
+        apply: decide,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guard_decisions_are_made_in_the_admitting_write_one_after_another_per_key() {
+    for b in backends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = b.open(dir.path());
+        let mut tasks = tokio::task::JoinSet::new();
+        for t in 0..12 {
+            let store = store.clone();
+            tasks.spawn(async move {
+                let c = Candidate {
+                    key: DedupeKey::Manual {
+                        run: format!("m{t}"),
+                    },
+                    run: queued("rb", t),
+                    gate: Some(counting_gate("rb", "k", 5, t % 2 == 0)),
+                };
+                store.admit(vec![c], vec![]).await.expect("admit")
+            });
+        }
+        let mut statuses = Vec::new();
+        while let Some(r) = tasks.join_next().await {
+            for run in new_runs(&r.expect("task")) {
+                statuses.push(run.status);
+            }
+        }
+        let skipped = statuses
+            .iter()
+            .filter(|s| **s == RunStatus::Skipped)
+            .count();
+        assert_eq!(skipped, 7, "{}: {statuses:?}", b.name());
+        let states = store.guard_states().await.expect("states");
+        assert_eq!(states.len(), 1);
+        assert_eq!(states[0].2.consecutive_failures, 5, "{}", b.name());
+        // What each decision wrote is what is stored: skipped runs are final (not active, not
+        // counted), the others queued or pending.
+        let reconciled = store.reconcile(change(|_| {})).await.expect("reconcile");
+        assert_eq!(
+            reconciled.queued.len() + reconciled.pending_approval.len(),
+            5,
+            "{}",
+            b.name()
+        );
+        let all = store.list_runs(&RunFilter::default()).await.expect("list");
+        for r in all.iter().filter(|r| r.status == RunStatus::Skipped) {
+            assert_eq!(r.error.as_deref(), Some("limit 5 reached"));
+        }
+        assert_eq!(
+            counted_today(&*store).await,
+            0,
+            "skipped runs are not counted"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transition_applies_only_from_the_statuses_named_and_counts_an_ending_once() {
+    for b in backends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = b.open(dir.path());
+        let run = queued("rb", 1);
+        let id = run.id.clone();
+        store.admit(vec![manual(run)], vec![]).await.expect("admit");
+        let missing = store
+            .transition(&RunId("nope".into()), &[RunStatus::Queued], change(|_| {}))
+            .await
+            .expect("transition");
+        assert_eq!(missing, Transition::Missing, "{}", b.name());
+        let claim = change(|r| {
+            r.status = RunStatus::Running;
+            r.started_at = Some(Utc::now());
+        });
+        let claimed = store
+            .transition(&id, &[RunStatus::Queued], claim.clone())
+            .await
+            .expect("claim");
+        assert!(matches!(&claimed, Transition::Done(r) if r.status == RunStatus::Running));
+        // A second claim (another worker, a cancel) finds it running.
+        let again = store
+            .transition(&id, &[RunStatus::Queued], claim)
+            .await
+            .expect("claim again");
+        assert_eq!(
+            again,
+            Transition::Refused(RunStatus::Running),
+            "{}",
+            b.name()
+        );
+        // Progress, then the finish with a guard update.
+        store
+            .step_started(&id, "s", Some(1234))
+            .await
+            .expect("progress");
+        let step = StepResult {
+            name: "s".into(),
+            status: Some(StepStatus::Succeeded),
+            ..Default::default()
+        };
+        store.record_step(&id, &step).await.expect("step");
+        let mut done = store.get_run(&id).await.expect("get").expect("stored");
+        assert_eq!(done.steps, vec![step]);
+        assert_eq!(done.current_pgid, None);
+        done.status = RunStatus::Failed;
+        done.finished_at = Some(Utc::now());
+        let update: Update = Arc::new(|s: &KeyState| KeyState {
+            consecutive_failures: s.consecutive_failures + 1,
+            breaker: Some(Breaker {
+                opened_at: Utc::now(),
+                reason: "r".into(),
+            }),
+            ..s.clone()
+        });
+        let guard = GuardOf {
+            runbook: "rb".into(),
+            key: "k".into(),
+            apply: update.clone(),
+        };
+        let changed = store
+            .finish(done.clone(), Some(guard))
+            .await
+            .expect("finish")
+            .expect("a guard change");
+        assert!(changed.before.breaker.is_none() && changed.after.breaker.is_some());
+        // Finished again (a retried write): counted once; a final run refuses transitions.
+        store
+            .finish(done.clone(), None)
+            .await
+            .expect("finish again");
+        assert_eq!(counted_today(&*store).await, 1, "{}", b.name());
+        let refused = store
+            .transition(
+                &id,
+                &[RunStatus::Queued, RunStatus::Running],
+                change(|_| {}),
+            )
+            .await
+            .expect("transition");
+        assert_eq!(refused, Transition::Refused(RunStatus::Failed));
+        // Verification may change a final run and does not count it again.
+        store
+            .set_verified(&id, true, Utc::now())
+            .await
+            .expect("verify");
+        let verified = store.get_run(&id).await.expect("get").expect("stored");
+        assert_eq!(verified.verification.map(|v| v.verified), Some(true));
+        assert_eq!(counted_today(&*store).await, 1, "{}", b.name());
+        // An unstarted run ended by a transition is counted when its status counts.
+        let other = queued("rb", 2);
+        let other_id = other.id.clone();
+        store
+            .admit(vec![manual(other)], vec![])
+            .await
+            .expect("admit");
+        let cancelled = store
+            .transition(
+                &other_id,
+                &[RunStatus::Queued],
+                change(|r| {
+                    r.status = RunStatus::Cancelled;
+                    r.finished_at = Some(Utc::now());
+                }),
+            )
+            .await
+            .expect("cancel");
+        assert!(matches!(cancelled, Transition::Done(_)));
+        assert_eq!(counted_today(&*store).await, 2, "{}", b.name());
+        let reset = store
+            .update_guards("rb", None, Arc::new(untoil::guard::reset))
+            .await
+            .expect("reset");
+        assert_eq!(reset.len(), 1);
+        assert!(reset[0].1.breaker.is_none());
+        assert_eq!(reset[0].1.consecutive_failures, 0);
+        let none = store
+            .update_guards("rb", Some("other"), Arc::new(untoil::guard::reset))
+            .await
+            .expect("reset");
+        assert!(none.is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_ends_running_runs_with_the_callers_change_and_returns_the_rest() {
+    for b in backends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let store = b.open(dir.path());
+            let (r, q, p) = (queued("rb", 1), queued("rb", 2), queued("rb", 3));
+            let (rid, pid) = (r.id.clone(), p.id.clone());
+            store
+                .admit(vec![manual(r), manual(q), manual(p)], vec![])
+                .await
+                .expect("admit");
+            store
+                .transition(
+                    &rid,
+                    &[RunStatus::Queued],
+                    change(|r| r.status = RunStatus::Running),
+                )
+                .await
+                .expect("claim");
+            store
+                .step_started(&rid, "second", None)
+                .await
+                .expect("progress");
+            store
+                .transition(
+                    &pid,
+                    &[RunStatus::Queued],
+                    change(|r| r.status = RunStatus::PendingApproval),
+                )
+                .await
+                .expect("pending");
+        }
+        let store = b.open(dir.path());
+        let interrupt = change(|r| {
+            r.error = Some(format!(
+                "stopped in {}",
+                r.current_step.clone().unwrap_or_default()
+            ));
+            r.status = RunStatus::Interrupted;
+            r.finished_at = Some(Utc::now());
+        });
+        let rec = store.reconcile(interrupt.clone()).await.expect("reconcile");
+        assert_eq!(rec.interrupted.len(), 1, "{}", b.name());
+        assert_eq!(rec.queued.len(), 1);
+        assert_eq!(rec.pending_approval.len(), 1);
+        let run = store
+            .get_run(&rec.interrupted[0])
+            .await
+            .expect("get")
+            .expect("stored");
+        assert_eq!(run.status, RunStatus::Interrupted);
+        assert_eq!(run.error.as_deref(), Some("stopped in second"));
+        assert_eq!(counted_today(&*store).await, 1);
+        let again = store.reconcile(interrupt).await.expect("again");
+        assert!(again.interrupted.is_empty(), "{}", b.name());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_fire_of_a_schedule_is_its_latest_admitted_one() {
+    for b in backends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = b.open(dir.path());
+        let every5 = Fire::new(
+            "tick",
+            0,
+            &Schedule::parse("*/5 * * * *", chrono_tz::UTC).expect("cron"),
+        );
+        let every10 = Fire::new(
+            "tick",
+            0,
+            &Schedule::parse("*/10 * * * *", chrono_tz::UTC).expect("cron"),
+        );
+        assert_eq!(store.last_fire(&every5).await.expect("last"), None);
+        for (fire, t) in [
+            (&every5, at(10, 5)),
+            (&every5, at(10, 15)),
+            (&every10, at(11, 0)),
+        ] {
+            let c = Candidate {
+                key: DedupeKey::Fire {
+                    fire: fire.clone(),
+                    at: t,
+                },
+                run: queued("tick", 1),
+                gate: None,
+            };
+            store.admit(vec![c], vec![]).await.expect("admit");
+        }
+        assert_eq!(
+            store.last_fire(&every5).await.expect("last"),
+            Some(at(10, 15)),
+            "{}",
+            b.name()
+        );
+        assert_eq!(
+            store.last_fire(&every10).await.expect("last"),
+            Some(at(11, 0))
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_filters_by_runbook_and_status_most_recent_first() {
+    for b in backends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = b.open(dir.path());
+        let mut ids = Vec::new();
+        for i in 0..6 {
+            let mut run = RunRecord::synthetic(i);
+            run.runbook = if i % 2 == 0 { "even" } else { "odd" }.into();
+            run.id = RunId(ulid::Ulid::from_parts(1_800_000_000_000 + i as u64, 0).to_string());
+            ids.push(run.id.clone());
+            store.finish_many(vec![run]).await.expect("finish");
+        }
+        let even = store
+            .list_runs(&RunFilter {
+                runbook: Some("even".into()),
+                ..Default::default()
+            })
+            .await
+            .expect("list");
+        let got: Vec<RunId> = even.iter().map(|r| r.id.clone()).collect();
+        assert_eq!(
+            got,
+            vec![ids[4].clone(), ids[2].clone(), ids[0].clone()],
+            "{}",
+            b.name()
+        );
+        let failed = store
+            .list_runs(&RunFilter {
+                status: Some(RunStatus::Failed),
+                ..Default::default()
+            })
+            .await
+            .expect("list");
+        assert_eq!(failed.len(), 1, "synthetic run 0 failed");
+        let two = store
+            .list_runs(&RunFilter {
+                limit: 2,
+                ..Default::default()
+            })
+            .await
+            .expect("list");
+        assert_eq!(two.len(), 2);
+        assert_eq!(two[0].id, ids[5]);
+    }
+}
+
+const STATUSES: [RunStatus; 6] = [
+    RunStatus::Succeeded,
+    RunStatus::Failed,
+    RunStatus::Cancelled,
+    RunStatus::TimedOut,
+    RunStatus::Interrupted,
+    RunStatus::Skipped,
+];
+
+/// One finished run, drawn.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub day: u32,
+    pub team: u8,
+    pub runbook: u8,
+    pub cause: u8,
+    pub status: usize,
+    pub manual: u16,
+    pub approval: u16,
+    pub step_minutes: Vec<Option<u16>>,
+    pub step_ok: Vec<bool>,
+    pub approval_required: bool,
+    pub dry_run: bool,
+    pub duration_ms: u32,
+    pub finish_twice: bool,
+}
+
+fn spec() -> impl Strategy<Value = Spec> {
+    (
+        (0u32..60, 0u8..3, 0u8..4, 0u8..3, 0usize..STATUSES.len()),
+        (0u16..120, 0u16..10),
+        prop::collection::vec((prop::option::of(0u16..30), any::<bool>()), 0..4),
+        (
+            any::<bool>(),
+            prop::bool::weighted(0.1),
+            0u32..600_000,
+            prop::bool::weighted(0.1),
+        ),
+    )
+        .prop_map(
+            |(
+                (day, team, runbook, cause, status),
+                (manual, approval),
+                steps,
+                (ar, dry, dur, twice),
+            )| {
+                Spec {
+                    day,
+                    team,
+                    runbook,
+                    cause,
+                    status,
+                    manual,
+                    approval,
+                    step_minutes: steps.iter().map(|s| s.0).collect(),
+                    step_ok: steps.iter().map(|s| s.1).collect(),
+                    approval_required: ar,
+                    dry_run: dry,
+                    duration_ms: dur,
+                    finish_twice: twice,
+                }
+            },
+        )
+}
+
+/// Builds a finished run as the engine would, toil credit included. Estimates are in tenths so
+/// that fractional minutes are exercised.
+pub fn build(i: usize, s: &Spec) -> RunRecord {
+    let start = Utc
+        .with_ymd_and_hms(2026, 9, 1, 12, 0, 0)
+        .single()
+        .unwrap_or_default()
+        + chrono::Duration::days(s.day as i64)
+        + chrono::Duration::seconds(i as i64);
+    let steps: Vec<StepResult> = s
+        .step_minutes
+        .iter()
+        .zip(&s.step_ok)
+        .enumerate()
+        .map(|(j, (_, ok))| StepResult {
+            name: format!("s{j}"),
+            kind: "shell".into(),
+            status: Some(if *ok {
+                StepStatus::Succeeded
+            } else {
+                StepStatus::Failed
+            }),
+            ..Default::default()
+        })
+        .collect();
+    let baseline = Baseline {
+        manual_minutes: s.manual as f64 / 10.0,
+        approval_minutes: s.approval as f64 / 10.0,
+        step_minutes: s
+            .step_minutes
+            .iter()
+            .enumerate()
+            .filter_map(|(j, m)| m.map(|m| (format!("s{j}"), m as f64 / 10.0)))
+            .collect(),
+    };
+    let status = STATUSES[s.status];
+    let cause = match s.cause {
+        0 => Cause::Manual { user: "u".into() },
+        1 => Cause::Schedule { at: start },
+        _ => Cause::Alert {
+            fingerprint: format!("f{i}"),
+            starts_at: start - chrono::Duration::seconds(30),
+            labels: BTreeMap::new(),
+        },
+    };
+    RunRecord {
+        id: RunId(ulid::Ulid::from_parts(start.timestamp_millis() as u64, i as u128).to_string()),
+        runbook: format!("rb-{}", s.runbook),
+        version: "v".into(),
+        owner: format!("team-{}", s.team),
+        service: Some("svc".into()),
+        cause,
+        params: BTreeMap::new(),
+        status,
+        created_at: start,
+        started_at: Some(start),
+        finished_at: Some(start + chrono::Duration::milliseconds(s.duration_ms as i64)),
+        toil: Some(credit(
+            &baseline,
+            status,
+            &steps,
+            s.dry_run,
+            s.approval_required,
+        )),
+        steps,
+        current_step: None,
+        current_pgid: None,
+        dry_run: s.dry_run,
+        approval_required: s.approval_required,
+        error: None,
+        alert: None,
+        verification: None,
+        guard_key: None,
+        approval: None,
+    }
+}
+
+/// The spec of an old, succeeded manual run (for retention tests).
+pub fn old_run() -> RunRecord {
+    build(
+        1,
+        &Spec {
+            day: 0,
+            team: 0,
+            runbook: 0,
+            cause: 0,
+            status: 0,
+            manual: 100,
+            approval: 0,
+            step_minutes: vec![],
+            step_ok: vec![],
+            approval_required: false,
+            dry_run: false,
+            duration_ms: 10,
+            finish_twice: false,
+        },
+    )
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn report_totals_equal_the_sum_over_the_recorded_runs(specs in prop::collection::vec(spec(), 1..60)) {
+        let rt = runtime();
+        for b in backends() {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store = b.open(dir.path());
+            let (raw, reports) = rt.block_on(async {
+                for (i, s) in specs.iter().enumerate() {
+                    let run = build(i, s);
+                    store.finish(run.clone(), None).await.expect("finish");
+                    if s.finish_twice {
+                        store.finish(run, None).await.expect("finish again");
+                    }
+                }
+                let period = Period {
+                    from: NaiveDate::from_ymd_opt(2026, 9, 1).unwrap_or_default(),
+                    to: NaiveDate::from_ymd_opt(2026, 12, 31).unwrap_or_default(),
+                };
+                let raw = store.list_runs(&RunFilter::default()).await.expect("list");
+                let mut reports = Vec::new();
+                for by in [vec![], vec![Dim::Team], vec![Dim::Runbook, Dim::Cause], vec![Dim::Team, Dim::Month], vec![Dim::Week]] {
+                    reports.push(toil_report(&*store, period, &by).await.expect("report"));
+                }
+                (raw, reports)
+            });
+            prop_assert_eq!(raw.len(), specs.len());
+            // Recompute from raw runs, independently of the rollup code.
+            let counted: Vec<&RunRecord> = raw
+                .iter()
+                .filter(|r| !r.dry_run && r.status != RunStatus::Skipped)
+                .collect();
+            let runs = counted.len() as u64;
+            let succeeded = counted.iter().filter(|r| r.status == RunStatus::Succeeded).count() as u64;
+            let cancelled = counted.iter().filter(|r| r.status == RunStatus::Cancelled).count() as u64;
+            let toil: u64 = counted.iter().map(|r| milli_minutes(r.toil.as_ref().map_or(0.0, |t| t.minutes))).sum();
+            for report in &reports {
+                prop_assert_eq!(report.total.runs, runs);
+                prop_assert_eq!(report.total.succeeded, succeeded);
+                prop_assert_eq!(report.total.cancelled, cancelled);
+                prop_assert_eq!(report.total.failed, runs - succeeded - cancelled);
+                prop_assert_eq!(report.total_rollup.toil_milli_minutes, toil);
+                let row_sum: u64 = report.rows.iter().map(|r| r.rollup.toil_milli_minutes).sum();
+                prop_assert_eq!(row_sum, toil);
+                let row_runs: u64 = report.rows.iter().map(|r| r.figures.runs).sum();
+                prop_assert_eq!(row_runs, runs);
+            }
+            // Per team, the rows equal the raw sums too.
+            for row in &reports[1].rows {
+                let team = &row.group[0];
+                let raw_team: u64 = counted
+                    .iter()
+                    .filter(|r| &r.owner == team)
+                    .map(|r| milli_minutes(r.toil.as_ref().map_or(0.0, |t| t.minutes)))
+                    .sum();
+                prop_assert_eq!(row.rollup.toil_milli_minutes, raw_team);
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_removes_old_run_details_but_keeps_report_totals() {
+    for b in backends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = b.open(dir.path());
+        let old = old_run();
+        store.finish(old.clone(), None).await.expect("finish");
+        let recent = RunRecord::synthetic(3);
+        store.finish(recent.clone(), None).await.expect("finish");
+        let removed = store
+            .prune(Utc::now() - chrono::Duration::days(1))
+            .await
+            .expect("prune");
+        assert_eq!(removed, 1, "{}", b.name());
+        assert!(store.get_run(&old.id).await.expect("get").is_none());
+        assert!(store.get_run(&recent.id).await.expect("get").is_some());
+        let period = Period {
+            from: NaiveDate::from_ymd_opt(2026, 9, 1).unwrap_or_default(),
+            to: Utc::now().date_naive(),
+        };
+        let report = toil_report(&*store, period, &[]).await.expect("report");
+        assert_eq!(
+            report.total.runs,
+            2,
+            "{}: rollups survive pruning",
+            b.name()
+        );
+        assert_eq!(report.total_rollup.toil_milli_minutes, 10_000 + 5_000);
+    }
+}

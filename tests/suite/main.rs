@@ -1,0 +1,17 @@
+//! The integration tests, one binary (one link, one process start per test run): each module
+//! is one area, named as nextest shows it (`storm::...`, `cli::...`).
+
+mod alertmanager;
+mod architecture;
+mod bad_input;
+mod cli;
+mod common;
+mod conformance;
+mod daemon;
+mod dashboard;
+mod diagnostics;
+mod executor;
+mod guards;
+mod plugins;
+mod store;
+mod storm;
