@@ -10,6 +10,7 @@ mod conformance;
 mod daemon;
 mod dashboard;
 mod diagnostics;
+mod engine;
 mod executor;
 mod guards;
 mod plugins;

@@ -1,0 +1,294 @@
+//! The engine's time-dependent units under a manual clock: schedules fire at their times (and
+//! catch up after downtime), cooldowns admit a trigger exactly at their edge, approvals expire.
+//! Nothing here waits for real time to pass.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeZone, Utc};
+use tokio_util::sync::CancellationToken;
+use untoil::daemon::scheduler::{self, Scheduler};
+use untoil::engine::Engine;
+use untoil::engine::clock::{Clock, ManualClock};
+use untoil::engine::runbooks::Runbooks;
+use untoil::exec::executor::Executor;
+use untoil::run::cause::Cause;
+use untoil::run::record::RunRecord;
+use untoil::run::status::RunStatus;
+use untoil::runbook::plugins::Plugins;
+use untoil::store::sled::SledStore;
+use untoil::store::{RunFilter, Store};
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 12, 1, 10, 0, 0)
+        .single()
+        .unwrap_or_default()
+}
+
+struct World {
+    _dir: Option<tempfile::TempDir>,
+    engine: Arc<Engine>,
+    clock: Arc<ManualClock>,
+}
+
+/// An engine over a fresh store and these runbooks, at `t0` on a manual clock. No worker runs:
+/// admitted runs stay queued, which is what these tests look at.
+fn world(runbooks: &[(&str, &str)]) -> World {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_runbooks(dir.path(), runbooks);
+    let mut w = world_at(dir.path(), t0());
+    w._dir = Some(dir);
+    w
+}
+
+fn write_runbooks(root: &std::path::Path, runbooks: &[(&str, &str)]) {
+    let rb_dir = root.join("runbooks");
+    std::fs::create_dir_all(&rb_dir).expect("mkdir");
+    for (name, text) in runbooks {
+        std::fs::write(rb_dir.join(format!("{name}.yaml")), text).expect("write runbook");
+    }
+}
+
+/// An engine over the store and runbooks under `root`, with the clock at `now`.
+fn world_at(root: &std::path::Path, now: DateTime<Utc>) -> World {
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(&root.join("data")).expect("store"));
+    let runbooks = Arc::new(Runbooks::new(root.join("runbooks"), root.join("plugins")));
+    runbooks.reload();
+    assert!(
+        runbooks.state().diagnostics.iter().all(|d| !d.is_error()),
+        "{}",
+        runbooks.state().errors_text
+    );
+    let clock = Arc::new(ManualClock::new(now));
+    let executor = Arc::new(Executor::new(Plugins::default()).expect("executor"));
+    let engine = Arc::new(Engine::new(
+        store,
+        runbooks,
+        executor,
+        clock.clone() as Arc<dyn Clock>,
+        100,
+    ));
+    World {
+        _dir: None,
+        engine,
+        clock,
+    }
+}
+
+async fn runs(w: &World) -> Vec<RunRecord> {
+    let mut runs = w
+        .engine
+        .store
+        .list_runs(&RunFilter::default())
+        .await
+        .expect("list");
+    runs.reverse();
+    runs
+}
+
+/// Polls `check` until it holds (the engine's tasks run on other threads).
+async fn until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn fires(runs: &[RunRecord]) -> Vec<DateTime<Utc>> {
+    runs.iter()
+        .filter_map(|r| match r.cause {
+            Cause::Schedule { at } => Some(at),
+            _ => None,
+        })
+        .collect()
+}
+
+const EVERY_5: &str = "name: tick\nowner: t\ntoil: {manual_minutes: 1}\ntriggers:\n  - schedule: \"*/5 * * * *\"\n    catchup: 1h\nsteps:\n  - name: s\n    run: \"true\"\n";
+
+fn start_scheduler(w: &World) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(scheduler::run(
+        Arc::new(Scheduler {
+            admission: w.engine.admission.clone(),
+            runbooks: w.engine.runbooks.clone(),
+            store: w.engine.store.clone(),
+            clock: w.clock.clone(),
+        }),
+        stop.clone(),
+    ));
+    (stop, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_fires_once_at_each_of_its_times_as_the_clock_passes_them() {
+    let w = world(&[("tick", EVERY_5)]);
+    let (stop, task) = start_scheduler(&w);
+    for n in 1..=3 {
+        until("the next fire's timer", || async {
+            w.clock.sleepers() >= 1
+        })
+        .await;
+        // Just short of the fire time: nothing.
+        w.clock
+            .advance(chrono::Duration::minutes(5) - chrono::Duration::seconds(1));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(fires(&runs(&w).await).len(), n - 1);
+        w.clock.advance(chrono::Duration::seconds(1));
+        until("a fire", || async { fires(&runs(&w).await).len() == n }).await;
+    }
+    let got = fires(&runs(&w).await);
+    let want: Vec<DateTime<Utc>> = (1..=3)
+        .map(|i| t0() + chrono::Duration::minutes(5 * i))
+        .collect();
+    assert_eq!(got, want);
+    stop.cancel();
+    task.await.expect("scheduler");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_downtime_the_latest_missed_fire_runs_once_and_a_restart_never_repeats_one() {
+    let root = tempfile::tempdir().expect("tempdir");
+    write_runbooks(root.path(), &[("tick", EVERY_5)]);
+    {
+        let w = world_at(root.path(), t0());
+        let (stop, task) = start_scheduler(&w);
+        until("the first timer", || async { w.clock.sleepers() >= 1 }).await;
+        w.clock.advance(chrono::Duration::minutes(5));
+        until("the 10:05 fire", || async {
+            fires(&runs(&w).await).len() == 1
+        })
+        .await;
+        stop.cancel();
+        task.await.expect("scheduler");
+    }
+    // untoil was down from 10:05 until 10:32; it starts again then.
+    let w = world_at(root.path(), t0() + chrono::Duration::minutes(32));
+    let (stop, task) = start_scheduler(&w);
+    until("the catch-up", || async {
+        fires(&runs(&w).await).len() == 2
+    })
+    .await;
+    assert_eq!(
+        fires(&runs(&w).await),
+        vec![
+            t0() + chrono::Duration::minutes(5),
+            t0() + chrono::Duration::minutes(30)
+        ],
+        "only the latest missed fire (10:30) runs"
+    );
+    // The next fire is 10:35, on time, and once.
+    until("the next timer", || async { w.clock.sleepers() >= 1 }).await;
+    w.clock.advance(chrono::Duration::minutes(3));
+    until("the 10:35 fire", || async {
+        fires(&runs(&w).await).len() == 3
+    })
+    .await;
+    stop.cancel();
+    task.await.expect("scheduler");
+    // Started again at the same moment: the catch-up fire is not repeated.
+    let w2 = {
+        let store = w.engine.store.clone();
+        drop(w);
+        drop(store);
+        world_at(root.path(), t0() + chrono::Duration::minutes(36))
+    };
+    let (stop, task) = start_scheduler(&w2);
+    until("the timer after the restart", || async {
+        w2.clock.sleepers() >= 1
+    })
+    .await;
+    assert_eq!(fires(&runs(&w2).await).len(), 3, "no fire repeated");
+    stop.cancel();
+    task.await.expect("scheduler");
+}
+
+const COOLDOWN: &str = "name: cool\nowner: t\ntoil: {manual_minutes: 1}\nguards:\n  cooldown: 10m\nsteps:\n  - name: s\n    run: \"true\"\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cooldown_skips_triggers_until_exactly_its_edge() {
+    let w = world(&[("cool", COOLDOWN)]);
+    let admission = &w.engine.admission;
+    let manual = || admission.manual("cool", Default::default(), "tester", None);
+    manual().await.expect("first");
+    w.clock.advance(chrono::Duration::minutes(5));
+    manual().await.expect("second");
+    w.clock.advance(chrono::Duration::minutes(5));
+    manual()
+        .await
+        .expect("third, exactly 10 minutes after the first");
+    let statuses: Vec<(RunStatus, Option<String>)> = runs(&w)
+        .await
+        .into_iter()
+        .map(|r| (r.status, r.error))
+        .collect();
+    assert_eq!(statuses.len(), 3);
+    assert_eq!(statuses[0].0, RunStatus::Queued);
+    assert_eq!(statuses[1].0, RunStatus::Skipped);
+    assert!(
+        statuses[1]
+            .1
+            .as_deref()
+            .is_some_and(|e| e.contains("cooldown")),
+        "{statuses:?}"
+    );
+    assert_eq!(statuses[2].0, RunStatus::Queued, "{statuses:?}");
+    // The skipped run was decided at the clock's time and ended then.
+    let skipped = &runs(&w).await[1];
+    assert_eq!(
+        skipped.finished_at,
+        Some(t0() + chrono::Duration::minutes(5))
+    );
+}
+
+const APPROVAL: &str = "name: gated\nowner: t\ntoil: {manual_minutes: 1}\nguards:\n  approval: required\n  approval_timeout: 1h\nsteps:\n  - name: s\n    run: \"true\"\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_expires_when_its_timeout_passes_and_not_before() {
+    let w = world(&[("gated", APPROVAL)]);
+    let ids = w
+        .engine
+        .admission
+        .manual("gated", Default::default(), "tester", None)
+        .await
+        .expect("admitted");
+    let id = ids[0].clone();
+    assert_eq!(w.engine.approvals.count(), 1);
+    until("the expiry timer", || async { w.clock.sleepers() >= 1 }).await;
+    w.clock.advance(chrono::Duration::minutes(59));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let run = w
+        .engine
+        .store
+        .get_run(&id)
+        .await
+        .expect("get")
+        .expect("run");
+    assert_eq!(run.status, RunStatus::PendingApproval);
+    w.clock.advance(chrono::Duration::minutes(1));
+    until("the expiry", || async {
+        w.engine
+            .store
+            .get_run(&id)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|r| r.status == RunStatus::Skipped)
+    })
+    .await;
+    let run = w
+        .engine
+        .store
+        .get_run(&id)
+        .await
+        .expect("get")
+        .expect("run");
+    assert_eq!(run.error.as_deref(), Some("approval expired"));
+    assert_eq!(run.finished_at, Some(t0() + chrono::Duration::hours(1)));
+    assert_eq!(run.approval.map(|a| a.by), Some("expired".into()));
+    assert_eq!(w.engine.approvals.count(), 0);
+}
