@@ -13,6 +13,7 @@ mod diagnostics;
 mod engine;
 mod executor;
 mod guards;
+mod migration;
 mod plugins;
 mod store;
 mod storm;
