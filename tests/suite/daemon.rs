@@ -4,6 +4,7 @@
 
 use crate::common;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -420,9 +421,10 @@ async fn cli_commands_go_through_the_daemon_while_it_holds_the_store() {
         "name: hello\nowner: team-x\ntoil: {manual_minutes: 2}\nparams: {who: {default: x}}\nsteps:\n  - name: a\n    run: echo hi {{params.who}}\n",
     );
     let d = Running::start(dirs.settings()).await;
+    // No --server: the CLI finds the daemon by the address it left in the store's directory.
     let cli = |args: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_untoil"))
-            .env("UNTOIL_SERVER", &d.base)
+            .env_remove("UNTOIL_SERVER")
             .env("UNTOIL_DATA", dirs.path("data"))
             .env("UNTOIL_RUNBOOKS", dirs.path("runbooks"))
             .args(args)
@@ -438,6 +440,11 @@ async fn cli_commands_go_through_the_daemon_while_it_holds_the_store() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("[1/1] a"), "{stdout}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains(&format!("queued on the daemon at {}", d.base)),
+        "{out:?}"
+    );
     assert!(stdout.contains("| hi daemon"), "{stdout}");
     let out = tokio::task::block_in_place(|| cli(&["runs"]));
     assert!(
@@ -454,7 +461,80 @@ async fn cli_commands_go_through_the_daemon_while_it_holds_the_store() {
         String::from_utf8_lossy(&out.stderr).contains("no run with id"),
         "{out:?}"
     );
+    let out = tokio::task::block_in_place(|| cli(&["list", "--format", "json"]));
+    let list: Value = serde_json::from_slice(&out.stdout).expect("list json");
+    assert_eq!(list[0]["name"], "hello", "{list}");
     d.stop().await;
+    // Stopped: its address is gone, and the CLI opens the store itself.
+    assert!(!dirs.path("data").join("daemon.json").exists());
+    let out = tokio::task::block_in_place(|| cli(&["runs", "--json"]));
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let runs: Value = serde_json::from_slice(&out.stdout).expect("runs json");
+    assert_eq!(runs.as_array().map(Vec::len), Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_never_uses_a_daemon_of_another_store_nor_falls_back_when_one_is_named() {
+    let (a, b) = (Dirs::new(), Dirs::new());
+    for dirs in [&a, &b] {
+        dirs.runbook(
+            "hello",
+            "name: hello\nowner: team-x\ntoil: {manual_minutes: 2}\nsteps:\n  - name: a\n    run: echo hi\n",
+        );
+    }
+    let da = Running::start(a.settings()).await;
+    let db = Running::start(b.settings()).await;
+    let cli = |data: &Path, server: Option<&str>, args: &[&str]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_untoil"));
+        c.env_remove("UNTOIL_SERVER")
+            .env("UNTOIL_DATA", data)
+            .env("UNTOIL_RUNBOOKS", a.path("runbooks"));
+        if let Some(s) = server {
+            c.env("UNTOIL_SERVER", s);
+        }
+        c.args(args).output().expect("run the CLI")
+    };
+    // A daemon named with --server that serves another store than --data's is refused.
+    let out =
+        tokio::task::block_in_place(|| cli(&a.path("data"), Some(&db.base), &["run", "hello"]));
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("serves another store"), "{err}");
+    // A --server that does not answer is an error, never a foreground run.
+    let out = tokio::task::block_in_place(|| {
+        cli(
+            &a.path("data"),
+            Some("http://127.0.0.1:9"),
+            &["run", "hello"],
+        )
+    });
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("no daemon answers at http://127.0.0.1:9"),
+        "{err}"
+    );
+    // The address left in a store's directory that another store's daemon now answers at (the
+    // first daemon moved away) is refused too.
+    let location = std::fs::read_to_string(a.path("data").join("daemon.json")).expect("address");
+    let moved = location.replace(&da.base, &db.base);
+    std::fs::write(a.path("data").join("daemon.json"), moved).expect("write");
+    let out = tokio::task::block_in_place(|| cli(&a.path("data"), None, &["runs"]));
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("serves another store"), "{err}");
+    std::fs::write(a.path("data").join("daemon.json"), location).expect("write");
+    assert_eq!(
+        tokio::task::block_in_place(|| cli(&a.path("data"), None, &["runs"]))
+            .status
+            .code(),
+        Some(0)
+    );
+    // Nothing ran anywhere.
+    assert!(da.runs().await.is_empty());
+    assert!(db.runs().await.is_empty());
+    da.stop().await;
+    db.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
