@@ -3,6 +3,8 @@
 //! script running `/bin/sh -c true` 100 times; bash's builtin `true` (no process at all) is
 //! printed for scale. Run with `cargo bench --bench executor`.
 
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

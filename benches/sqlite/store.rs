@@ -9,6 +9,8 @@
 //! - `UNTOIL_BENCH_RUNS`: runs to seed (default 1,000,000).
 //! - `UNTOIL_BENCH_RECORD_RUNS`: runs recorded durably per thread count (default 20,000).
 
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -1,6 +1,9 @@
 //! The `untoil` command line: the only place that prints for humans. One file per subcommand;
 //! [`connect`] is how every command that can go through a daemon finds it.
 
+// The rest of the crate may not print (the lints say so); this module is for humans.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod approvals;
 pub mod breaker;
 pub mod cancel;
@@ -31,8 +34,10 @@ use crate::cli::global::Global;
 #[derive(Debug, Parser)]
 #[command(name = "untoil", version, about, long_about = None)]
 pub struct Cli {
+    /// Flags every command takes.
     #[command(flatten)]
     pub global: Global,
+    /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
@@ -78,6 +83,7 @@ pub enum Command {
     Approvals,
     /// Circuit breakers: list them, or reset one runbook's.
     Breaker {
+        /// list (the default) or reset.
         #[command(subcommand)]
         command: Option<breaker::BreakerCommand>,
     },

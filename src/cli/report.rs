@@ -19,8 +19,10 @@ use crate::cli::remote::Remote;
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct ReportArgs {
+    /// Another report than toil saved.
     #[command(subcommand)]
     pub command: Option<ReportCommand>,
+    /// The period.
     #[command(flatten)]
     pub period: PeriodArgs,
     /// Group by (repeatable, combined in order): team, service, runbook, cause, day, week, month.
@@ -41,6 +43,7 @@ pub enum ReportCommand {
 /// Arguments of `untoil report unautomated`.
 #[derive(Debug, Args)]
 pub struct UnautomatedArgs {
+    /// The period.
     #[command(flatten)]
     pub period: PeriodArgs,
     /// Also group by this label (repeatable).

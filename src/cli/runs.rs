@@ -18,6 +18,7 @@ use crate::cli::global::{Global, block_on};
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct RunsArgs {
+    /// `show ID` for one run in full.
     #[command(subcommand)]
     pub command: Option<RunsCommand>,
     /// Only runs of this runbook.

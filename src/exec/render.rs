@@ -7,7 +7,7 @@
 
 use handlebars::{
     Context, Handlebars, Helper, HelperDef, HelperResult, JsonRender, Output, RenderContext,
-    RenderError, Renderable, StringOutput, handlebars_helper,
+    RenderError, Renderable, StringOutput,
 };
 use serde_json::Value as Json;
 
@@ -45,17 +45,23 @@ pub fn shell_quote(value: &str) -> String {
     }
 }
 
-handlebars_helper!(upper: |s: str| s.to_uppercase());
-handlebars_helper!(lower: |s: str| s.to_lowercase());
-handlebars_helper!(trim: |s: str| s.trim().to_string());
-handlebars_helper!(json: |v: Json| serde_json::to_string(v).unwrap_or_default());
-handlebars_helper!(default: |v: Json, fallback: Json| {
-    match v {
-        Json::Null => fallback.clone(),
-        Json::String(s) if s.is_empty() => fallback.clone(),
-        other => other.clone(),
-    }
-});
+/// The template helpers (the macro makes a public struct per helper, documented here).
+#[allow(missing_docs)]
+mod helpers {
+    use handlebars::{JsonValue as Json, handlebars_helper};
+
+    handlebars_helper!(upper: |s: str| s.to_uppercase());
+    handlebars_helper!(lower: |s: str| s.to_lowercase());
+    handlebars_helper!(trim: |s: str| s.trim().to_string());
+    handlebars_helper!(json: |v: Json| serde_json::to_string(v).unwrap_or_default());
+    handlebars_helper!(default: |v: Json, fallback: Json| {
+        match v {
+            Json::Null => fallback.clone(),
+            Json::String(s) if s.is_empty() => fallback.clone(),
+            other => other.clone(),
+        }
+    });
+}
 
 /// `{{raw x}}`: writes the value without any escaping.
 struct Raw;
@@ -84,11 +90,11 @@ fn registry(shell: bool) -> Handlebars<'static> {
         r.register_escape_fn(handlebars::no_escape);
     }
     r.register_helper("raw", Box::new(Raw));
-    r.register_helper("upper", Box::new(upper));
-    r.register_helper("lower", Box::new(lower));
-    r.register_helper("trim", Box::new(trim));
-    r.register_helper("json", Box::new(json));
-    r.register_helper("default", Box::new(default));
+    r.register_helper("upper", Box::new(helpers::upper));
+    r.register_helper("lower", Box::new(helpers::lower));
+    r.register_helper("trim", Box::new(helpers::trim));
+    r.register_helper("json", Box::new(helpers::json));
+    r.register_helper("default", Box::new(helpers::default));
     r
 }
 

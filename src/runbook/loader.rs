@@ -241,7 +241,7 @@ fn syntax_error(file: usize, text: &str, e: &serde_yaml::Error) -> Diagnostic {
             }
             re.replace_all(&full, "").to_string()
         }
-        None => full.clone(),
+        None => full,
     };
     let (problem, context) = match message.split_once(", ") {
         Some((p, c)) => (p.to_string(), Some(c.to_string())),

@@ -214,7 +214,7 @@ fn target(
         _ => return None,
     };
     let mut best = None;
-    let mut m = base.clone();
+    let mut m = base;
     if modules.contains(&m) {
         best = Some(m.clone());
     }

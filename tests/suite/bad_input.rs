@@ -2249,7 +2249,7 @@ fn timezone_name() -> BoxedStrategy<String> {
                 0 => name.to_lowercase(),
                 1 => format!(" {name}\t"),
                 2 => {
-                    let mut s = name.clone();
+                    let mut s = name;
                     s.insert(at, 'x');
                     s
                 }
@@ -2397,7 +2397,7 @@ fn render_context() -> BoxedStrategy<Json> {
                 "env": {"HOME": "/root"},
                 "secrets": {"t": "s3cret"},
                 "run": {"id": "01J"},
-                "x": other.clone(),
+                "x": other,
                 "this": other,
             })
         })
@@ -2966,7 +2966,7 @@ fn a_one_mebibyte_label_is_decoded_and_huge_bad_values_are_rejected() {
     .expect("a 1 MiB label value is valid JSON of the right shape");
     assert_eq!(n.alerts[0].labels["big"].len(), 1024 * 1024);
 
-    let mut nul = ok.clone();
+    let mut nul = ok;
     nul["alerts"][0]["labels"]["big"] = json!(format!("{huge}\u{0}"));
     let body = serde_json::to_vec(&nul).expect("serializable");
     let e = within("huge label with NUL", FILE_LIMIT, move || {

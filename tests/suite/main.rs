@@ -1,6 +1,9 @@
 //! The integration tests, one binary (one link, one process start per test run): each module
 //! is one area, named as nextest shows it (`storm::...`, `cli::...`).
 
+// Tests report what they measured (storms, floods) on stderr.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 mod alertmanager;
 mod architecture;
 mod bad_input;

@@ -213,6 +213,7 @@ impl Daemon {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_untoil"));
         // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec. The
         // daemon dies with the test process (a cancelled or timed out test leaves none).
+        #[allow(unsafe_code)]
         unsafe {
             cmd.pre_exec(|| {
                 nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)

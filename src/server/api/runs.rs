@@ -141,8 +141,8 @@ pub async fn events(State(s): State<Shared>, Path(id): Path<String>) -> Response
                 .get(&record.runbook)
                 .map_or(0, |rb| rb.steps.len());
             let started = RunEvent::RunStarted {
-                id: record.id.clone(),
-                runbook: record.runbook.clone(),
+                id: record.id,
+                runbook: record.runbook,
                 steps,
             };
             // Everything so far, then live events, until the run finishes.
