@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use tracing::{info, warn};
 
 use crate::runbook::catalog::{self, Catalog, Loaded};
-use crate::runbook::diagnostic::Diagnostic;
+use crate::runbook::diagnostic::{Diagnostic, Record};
 use crate::runbook::plugins::Plugins;
 
 /// The catalog in service and the problems of the last load.
@@ -18,8 +18,8 @@ pub struct CatalogState {
     pub catalog: Arc<Catalog>,
     /// Diagnostics of the last load, rendered.
     pub errors_text: String,
-    /// Diagnostics of the last load, as JSON records.
-    pub errors_json: serde_json::Value,
+    /// Diagnostics of the last load, placed by line and column.
+    pub records: Vec<Record>,
     /// Diagnostics of the last load.
     pub diagnostics: Vec<Diagnostic>,
 }
@@ -38,10 +38,7 @@ impl Runbooks {
         Runbooks {
             dir,
             plugins,
-            state: RwLock::new(Arc::new(CatalogState {
-                errors_json: serde_json::json!([]),
-                ..Default::default()
-            })),
+            state: RwLock::new(Arc::new(CatalogState::default())),
             reloaded: tokio::sync::watch::channel(0).0,
         }
     }
@@ -113,7 +110,7 @@ fn merge(old: &Catalog, loaded: Loaded) -> CatalogState {
     CatalogState {
         catalog: Arc::new(catalog),
         errors_text: loaded.sources.render(&loaded.diagnostics),
-        errors_json: loaded.sources.render_json(&loaded.diagnostics),
+        records: loaded.sources.records(&loaded.diagnostics),
         diagnostics: loaded.diagnostics,
     }
 }

@@ -8,7 +8,8 @@ use serde::Serialize;
 
 use crate::report::query::{Format, Period};
 use crate::report::table::{Table, percent as pct};
-use crate::store::AlertReceived;
+use crate::store::error::StoreError;
+use crate::store::{AlertReceived, Store};
 
 /// One line of the automation backlog.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -95,6 +96,18 @@ pub fn backlog(
         alerts_handled: handled,
         coverage: (received > 0).then(|| handled as f64 / received as f64),
     }
+}
+
+/// Builds the backlog of a period from the alert episodes the store kept.
+pub async fn backlog_report(
+    store: &dyn Store,
+    period: Period,
+    labels: &[String],
+    assume_minutes: f64,
+) -> Result<Backlog, StoreError> {
+    let (from, to) = period.instants();
+    let alerts = store.alerts(from, to).await?;
+    Ok(backlog(period, &alerts, labels, assume_minutes))
 }
 
 impl Backlog {

@@ -84,6 +84,46 @@ pub struct Label {
     pub message: String,
 }
 
+/// A diagnostic placed by line and column, as `--format json` prints it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Record {
+    /// File name.
+    pub file: String,
+    /// 1-based line of the start.
+    pub line: usize,
+    /// 1-based column (in characters) of the start.
+    pub column: usize,
+    /// 1-based line of the end.
+    pub end_line: usize,
+    /// 1-based column of the end.
+    pub end_column: usize,
+    /// Error or warning.
+    pub severity: Severity,
+    /// What kind of problem.
+    pub code: Kind,
+    /// One line saying what is wrong.
+    pub message: String,
+    /// Text beside the caret.
+    pub label: String,
+    /// What to do about it.
+    pub help: Vec<String>,
+    /// Other places involved.
+    pub related: Vec<Related>,
+}
+
+/// Another place a [`Record`] involves.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Related {
+    /// File name.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// Text beside the caret.
+    pub message: String,
+}
+
 /// One problem.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
@@ -287,40 +327,47 @@ impl Sources {
         cs::Label::new(style, l.file, start..end).with_message(shown(&l.message))
     }
 
-    /// Renders diagnostics as JSON records (one array) for editors and CI.
-    pub fn render_json(&self, diagnostics: &[Diagnostic]) -> serde_json::Value {
-        let records: Vec<serde_json::Value> = diagnostics
+    /// The diagnostics as records with file, line and column (the JSON form and the dashboard's).
+    pub fn records(&self, diagnostics: &[Diagnostic]) -> Vec<Record> {
+        diagnostics
             .iter()
             .map(|d| {
                 let (line, column) = self.line_col(d.primary.file, d.primary.span.start);
                 let (end_line, end_column) = self.line_col(d.primary.file, d.primary.span.end);
-                let related: Vec<serde_json::Value> = d
+                let related = d
                     .secondary
                     .iter()
                     .map(|l| {
                         let (line, column) = self.line_col(l.file, l.span.start);
-                        serde_json::json!({
-                            "file": self.name(l.file), "line": line, "column": column,
-                            "message": shown(&l.message),
-                        })
+                        Related {
+                            file: self.name(l.file),
+                            line,
+                            column,
+                            message: shown(&l.message),
+                        }
                     })
                     .collect();
-                serde_json::json!({
-                    "file": self.name(d.primary.file),
-                    "line": line,
-                    "column": column,
-                    "end_line": end_line,
-                    "end_column": end_column,
-                    "severity": d.severity,
-                    "code": d.kind,
-                    "message": shown(&d.message),
-                    "label": shown(&d.primary.message),
-                    "help": d.help.iter().map(|h| shown(h)).collect::<Vec<_>>(),
-                    "related": related,
-                })
+                Record {
+                    file: self.name(d.primary.file),
+                    line,
+                    column,
+                    end_line,
+                    end_column,
+                    severity: d.severity,
+                    code: d.kind,
+                    message: shown(&d.message),
+                    label: shown(&d.primary.message),
+                    help: d.help.iter().map(|h| shown(h)).collect(),
+                    related,
+                }
             })
-            .collect();
-        serde_json::Value::Array(records)
+            .collect()
+    }
+
+    /// Renders diagnostics as JSON records (one array) for editors and CI.
+    pub fn render_json(&self, diagnostics: &[Diagnostic]) -> serde_json::Value {
+        // Through a Value, whose map sorts the keys: the output stays as it always was.
+        serde_json::to_value(self.records(diagnostics)).unwrap_or_default()
     }
 
     /// Moves every label onto character boundaries inside its file: a caret past the end becomes

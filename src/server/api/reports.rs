@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde::Deserialize;
 
-use crate::report::backlog::backlog;
+use crate::report::backlog::backlog_report;
 use crate::report::query::{Dim, Format, Period};
 use crate::report::toil::toil_report;
 use crate::server::respond::{error, store_error};
@@ -108,6 +108,11 @@ pub fn labels(q: &ReportQuery) -> Vec<String> {
         .collect()
 }
 
+/// Manual minutes assumed per backlog alert without a `toil_minutes` annotation (default 15).
+pub fn assume_minutes(q: &ReportQuery) -> f64 {
+    q.assume_minutes.unwrap_or(15.0)
+}
+
 /// `GET /api/v1/reports/toil`.
 pub async fn toil(State(s): State<Shared>, Query(q): Query<ReportQuery>) -> Response {
     let (period, format, by) = match (period(&q), format_of(&q), dims(&q)) {
@@ -129,12 +134,8 @@ pub async fn unautomated(State(s): State<Shared>, Query(q): Query<ReportQuery>) 
         (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, e),
     };
     let labels = labels(&q);
-    let (from, to) = period.instants();
-    match s.engine.store.alerts(from, to).await {
-        Ok(alerts) => {
-            let b = backlog(period, &alerts, &labels, q.assume_minutes.unwrap_or(15.0));
-            rendered(format, b.render(format, &labels))
-        }
+    match backlog_report(&*s.engine.store, period, &labels, assume_minutes(&q)).await {
+        Ok(b) => rendered(format, b.render(format, &labels)),
         Err(e) => store_error(e),
     }
 }

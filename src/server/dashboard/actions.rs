@@ -1,0 +1,95 @@
+//! The dashboard's form POSTs: approve or deny a run, reset a runbook's breakers. Each checks
+//! the CSRF token first and answers with a redirect to the page that shows the result.
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::engine::error::AcceptError;
+use crate::run::id::RunId;
+use crate::server::dashboard::csrf::check_csrf;
+use crate::server::dashboard::form;
+use crate::server::dashboard::format::enc;
+use crate::server::dashboard::layout::error_page;
+use crate::server::respond::Caller;
+use crate::server::state::Shared;
+
+fn see_other(to: &str) -> Response {
+    (StatusCode::SEE_OTHER, [(header::LOCATION, to.to_string())]).into_response()
+}
+
+fn refused(e: AcceptError) -> Response {
+    let status = match e {
+        AcceptError::Invalid(_) => StatusCode::NOT_FOUND,
+        AcceptError::Conflict(_) => StatusCode::CONFLICT,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    error_page(status, &e.to_string())
+}
+
+async fn decide(
+    d: Shared,
+    caller: Caller,
+    headers: HeaderMap,
+    id: String,
+    body: Bytes,
+    approve: bool,
+) -> Response {
+    if let Err(e) = check_csrf(&headers, &form::pairs(&body)) {
+        return error_page(StatusCode::FORBIDDEN, &e);
+    }
+    match d
+        .engine
+        .approvals
+        .decide(&RunId(id.clone()), approve, &caller.0)
+        .await
+    {
+        Ok(_) => see_other(&format!("/ui/runs/{}", enc(&id))),
+        Err(e) => refused(e),
+    }
+}
+
+/// `POST /ui/runs/{id}/approve`.
+pub async fn approve(
+    State(d): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    decide(d, caller, headers, id, body, true).await
+}
+
+/// `POST /ui/runs/{id}/deny`.
+pub async fn deny(
+    State(d): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    decide(d, caller, headers, id, body, false).await
+}
+
+/// `POST /ui/breakers/{runbook}/reset` (form field `key`: only that guard key).
+pub async fn reset(
+    State(d): State<Shared>,
+    headers: HeaderMap,
+    Path(runbook): Path<String>,
+    body: Bytes,
+) -> Response {
+    let fields = form::pairs(&body);
+    if let Err(e) = check_csrf(&headers, &fields) {
+        return error_page(StatusCode::FORBIDDEN, &e);
+    }
+    match d
+        .engine
+        .reset_breakers(&runbook, fields.get("key").map(String::as_str))
+        .await
+    {
+        Ok(_) => see_other("/ui/runbooks"),
+        Err(e) => refused(e),
+    }
+}

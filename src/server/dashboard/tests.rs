@@ -1,0 +1,319 @@
+//! Every page rendered from values an attacker could choose (runbook names, alert labels, step
+//! output, ...): they come out escaped, never as markup.
+
+use std::collections::BTreeMap;
+
+use axum::http::StatusCode;
+use chrono::{NaiveDate, TimeZone, Utc};
+
+use crate::exec::executor::PlannedStep;
+use crate::ledger::rollup::Rollup;
+use crate::report::backlog::{Backlog, BacklogRow};
+use crate::report::query::{Dim, Period};
+use crate::report::toil::{Figures, Row, ToilReport};
+use crate::run::cause::{AlertContext, Cause};
+use crate::run::credit::Credit;
+use crate::run::record::{ApprovalDecision, RunRecord, Verification};
+use crate::run::status::{RunStatus, StepStatus};
+use crate::run::step::StepResult;
+use crate::runbook::diagnostic::{Kind, Record, Severity};
+use crate::server::api::approvals::Waiting;
+use crate::server::api::runbooks::{RunbookInfo, ToilInfo, TriggerInfo};
+use crate::server::dashboard::overview::Overview;
+use crate::server::dashboard::runbooks::{Line, OpenBreaker};
+use crate::server::dashboard::runs::Runs;
+use crate::server::dashboard::{approvals, backlog, layout, overview, run, runbooks, runs};
+use crate::trigger::alert::Notification;
+
+const HOSTILE: &str = "<script>alert(\"x\")</script> & 'q'";
+const ESCAPED: &str = "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; 'q'";
+
+fn h() -> String {
+    HOSTILE.to_string()
+}
+
+/// The page shows the hostile value, escaped, and nowhere as it is.
+fn assert_escaped(page: &str, html: &str) {
+    assert!(html.contains(ESCAPED), "{page}: not shown escaped:\n{html}");
+    assert!(!html.contains("<script>"), "{page}: a script tag:\n{html}");
+    assert!(
+        !html.contains("alert(\"x\")"),
+        "{page}: a raw quote:\n{html}"
+    );
+    assert!(!html.contains(" & 'q'"), "{page}: a raw ampersand:\n{html}");
+}
+
+fn period() -> Period {
+    let d = |s| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap_or_default();
+    Period {
+        from: d("2026-11-01"),
+        to: d("2026-11-30"),
+    }
+}
+
+fn labels() -> BTreeMap<String, String> {
+    BTreeMap::from([("alertname".to_string(), h()), (h(), h())])
+}
+
+/// An alert run with a hostile value wherever a record carries text.
+fn hostile_run() -> RunRecord {
+    let at = Utc
+        .with_ymd_and_hms(2026, 11, 28, 14, 0, 0)
+        .single()
+        .unwrap_or_default();
+    let notification = serde_json::json!({
+        "receiver": HOSTILE, "status": "firing", "version": "4", "groupKey": HOSTILE,
+        "alerts": [{
+            "status": "firing", "labels": labels(), "annotations": { "summary": HOSTILE },
+            "startsAt": "2026-11-28T13:59:00Z", "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": HOSTILE, "fingerprint": HOSTILE,
+        }],
+    });
+    let mut n = Notification::from_json(notification.to_string().as_bytes()).expect("payload");
+    let alert = n.alerts.remove(0);
+    let mut r = RunRecord::synthetic(1);
+    r.runbook = h();
+    r.owner = h();
+    r.service = Some(h());
+    r.cause = Cause::Alert {
+        fingerprint: h(),
+        starts_at: alert.starts_at,
+        labels: labels(),
+    };
+    r.params = BTreeMap::from([(h(), h())]);
+    r.status = RunStatus::Succeeded;
+    r.started_at = Some(at);
+    r.finished_at = Some(at);
+    r.error = Some(h());
+    r.alert = Some(AlertContext {
+        alert,
+        notification: n,
+    });
+    r.toil = Some(Credit {
+        minutes: 30.0,
+        reason: h(),
+        ..Credit::default()
+    });
+    r.approval = Some(ApprovalDecision {
+        approved: true,
+        by: h(),
+        at,
+    });
+    r.verification = Some(Verification { verified: true, at });
+    r.steps = vec![StepResult {
+        name: h(),
+        kind: h(),
+        status: Some(StepStatus::Succeeded),
+        stdout: h(),
+        stderr: h(),
+        body: h(),
+        message: h(),
+        error: Some(h()),
+        exit_code: Some(0),
+        toil_minutes: Some(1.0),
+        ..StepResult::default()
+    }];
+    r
+}
+
+#[test]
+fn the_overview_escapes_series_names() {
+    let mut figures = Figures::of(&Rollup::default());
+    figures.toil_hours = 1.0;
+    let report = ToilReport {
+        period: period(),
+        by: vec![Dim::Team, Dim::Week],
+        rows: vec![Row {
+            group: vec![h(), "2026-W48".into()],
+            rollup: Rollup::default(),
+            figures: figures.clone(),
+        }],
+        total: figures,
+        total_rollup: Rollup::default(),
+    };
+    let backlog = Backlog {
+        period: period(),
+        rows: Vec::new(),
+        alerts_received: 0,
+        alerts_handled: 0,
+        coverage: None,
+    };
+    let html = overview::render(&Overview {
+        period: "30d",
+        by: "team",
+        report: &report,
+        backlog: &backlog,
+    })
+    .into_string();
+    assert_escaped("overview", &html);
+    assert!(
+        html.contains(&format!("data-series=\"{ESCAPED}\"")),
+        "{html}"
+    );
+}
+
+#[test]
+fn the_backlog_escapes_alert_labels() {
+    let b = Backlog {
+        period: period(),
+        rows: vec![BacklogRow {
+            group: labels(),
+            count: 2,
+            last_seen: Utc::now(),
+            minutes_each: 15.0,
+            estimated_minutes: 30.0,
+        }],
+        alerts_received: 2,
+        alerts_handled: 0,
+        coverage: Some(0.0),
+    };
+    assert_escaped("backlog", &backlog::render("30d", &b).into_string());
+}
+
+#[test]
+fn the_runbooks_page_escapes_names_triggers_problems_and_breakers() {
+    let info = RunbookInfo {
+        name: h(),
+        description: h(),
+        owner: h(),
+        service: Some(h()),
+        tags: vec![h()],
+        toil: ToilInfo {
+            manual_minutes: 1.0,
+            approval_minutes: 0.0,
+        },
+        triggers: vec![
+            TriggerInfo::Schedule {
+                text: h(),
+                schedule: h(),
+                timezone: h(),
+                next_fire: None,
+                catchup: None,
+            },
+            TriggerInfo::Alert {
+                text: h(),
+                matchers: vec![h()],
+                on: "firing".into(),
+                cancel_on_resolve: false,
+            },
+        ],
+        next_fire: None,
+        params: BTreeMap::new(),
+        steps: Vec::new(),
+        approval_required: true,
+        file: h(),
+        version: h(),
+        errors: 1,
+    };
+    let line = Line {
+        info,
+        problems: vec![Record {
+            file: h(),
+            line: 1,
+            column: 1,
+            end_line: 1,
+            end_column: 2,
+            severity: Severity::Error,
+            code: Kind::InvalidValue,
+            message: h(),
+            label: h(),
+            help: Vec::new(),
+            related: Vec::new(),
+        }],
+        last: Some(hostile_run()),
+        saved_hours: 1.0,
+        breakers: vec![OpenBreaker {
+            key: h(),
+            reason: h(),
+        }],
+    };
+    let html = runbooks::render(&[line], Some(HOSTILE)).into_string();
+    assert_escaped("runbooks", &html);
+    assert!(
+        html.contains(&format!("data-runbook=\"{ESCAPED}\"")),
+        "{html}"
+    );
+    assert!(
+        html.contains(&format!("name=\"key\" value=\"{ESCAPED}\"")),
+        "{html}"
+    );
+    assert!(
+        html.contains("/ui/breakers/%3Cscript%3Ealert%28%22x%22%29"),
+        "path components are percent-encoded: {html}"
+    );
+}
+
+#[test]
+fn the_runs_page_escapes_filters_and_runs() {
+    let run = hostile_run();
+    let names = vec![h()];
+    let html = runs::render(&Runs {
+        names: &names,
+        runbook: Some(HOSTILE),
+        status: None,
+        cause: None,
+        error: Some(HOSTILE),
+        runs: std::slice::from_ref(&run),
+    })
+    .into_string();
+    assert_escaped("runs", &html);
+    assert!(
+        html.contains(&format!("<option selected>{ESCAPED}</option>")),
+        "{html}"
+    );
+}
+
+#[test]
+fn the_run_page_escapes_facts_steps_and_output() {
+    let html = run::render(&hostile_run()).into_string();
+    assert_escaped("run", &html);
+    for part in [
+        "pre class=\"output stdout\"",
+        "id=\"ttr\"",
+        "Summary",
+        "Verified",
+    ] {
+        assert!(html.contains(part), "{part} in {html}");
+    }
+}
+
+#[test]
+fn the_approvals_page_escapes_plans_and_causes() {
+    let mut manual = hostile_run();
+    manual.cause = Cause::Manual { user: h() };
+    let plan = vec![PlannedStep {
+        name: h(),
+        kind: h(),
+        when: Some(h()),
+        detail: h(),
+    }];
+    let list = [
+        Waiting {
+            run: hostile_run(),
+            expires_at: None,
+            plan: Some(plan),
+        },
+        Waiting {
+            run: manual,
+            expires_at: Some(Utc::now()),
+            plan: None,
+        },
+    ];
+    let html = approvals::render(&list).into_string();
+    assert_escaped("approvals", &html);
+    assert!(html.contains("name=\"csrf\""), "{html}");
+}
+
+#[test]
+fn the_frame_and_the_error_page_escape_titles_and_messages() {
+    let body = maud::html! { p { (HOSTILE) } };
+    let html = layout::frame("0af", "runs", &format!("Run {HOSTILE}"), 2, body).into_string();
+    assert!(
+        html.contains(&format!("<title>Run {ESCAPED} · untoil</title>")),
+        "{html}"
+    );
+    assert!(html.contains("id=\"nav-runs\" class=\"active\""), "{html}");
+    assert!(html.contains(">Approvals (2)</a>"), "{html}");
+    let error = layout::error_body(StatusCode::NOT_FOUND, HOSTILE).into_string();
+    assert_escaped("error", &error);
+}
