@@ -73,6 +73,93 @@ pub enum Kind {
     Ineffective,
 }
 
+impl Kind {
+    /// Every kind, in declaration order.
+    ///
+    /// A new variant must be listed here too: `Kind::position` matches every variant without a
+    /// wildcard and looks each up here at compile time, so a missing one does not compile.
+    pub const ALL: [Kind; 23] = [
+        Kind::YamlSyntax,
+        Kind::DuplicateKey,
+        Kind::UnknownField,
+        Kind::WrongType,
+        Kind::MissingField,
+        Kind::InvalidValue,
+        Kind::DuplicateRunbook,
+        Kind::DuplicateStep,
+        Kind::BadCron,
+        Kind::UnknownTimezone,
+        Kind::BadDuration,
+        Kind::BadMatcher,
+        Kind::InvalidRegex,
+        Kind::TemplateSyntax,
+        Kind::UnknownVariable,
+        Kind::UnknownHelper,
+        Kind::UnknownPlugin,
+        Kind::Io,
+        Kind::NoTrigger,
+        Kind::NeverMatches,
+        Kind::NoToil,
+        Kind::RawInterpolation,
+        Kind::Ineffective,
+    ];
+
+    /// Where this kind stands in [`Kind::ALL`]. The match has no wildcard, so a new variant needs
+    /// an arm, and each arm is evaluated at compile time, so that arm fails to compile while
+    /// the variant is missing from `ALL`.
+    const fn position(self) -> usize {
+        match self {
+            Kind::YamlSyntax => const { Kind::find(Kind::YamlSyntax) },
+            Kind::DuplicateKey => const { Kind::find(Kind::DuplicateKey) },
+            Kind::UnknownField => const { Kind::find(Kind::UnknownField) },
+            Kind::WrongType => const { Kind::find(Kind::WrongType) },
+            Kind::MissingField => const { Kind::find(Kind::MissingField) },
+            Kind::InvalidValue => const { Kind::find(Kind::InvalidValue) },
+            Kind::DuplicateRunbook => const { Kind::find(Kind::DuplicateRunbook) },
+            Kind::DuplicateStep => const { Kind::find(Kind::DuplicateStep) },
+            Kind::BadCron => const { Kind::find(Kind::BadCron) },
+            Kind::UnknownTimezone => const { Kind::find(Kind::UnknownTimezone) },
+            Kind::BadDuration => const { Kind::find(Kind::BadDuration) },
+            Kind::BadMatcher => const { Kind::find(Kind::BadMatcher) },
+            Kind::InvalidRegex => const { Kind::find(Kind::InvalidRegex) },
+            Kind::TemplateSyntax => const { Kind::find(Kind::TemplateSyntax) },
+            Kind::UnknownVariable => const { Kind::find(Kind::UnknownVariable) },
+            Kind::UnknownHelper => const { Kind::find(Kind::UnknownHelper) },
+            Kind::UnknownPlugin => const { Kind::find(Kind::UnknownPlugin) },
+            Kind::Io => const { Kind::find(Kind::Io) },
+            Kind::NoTrigger => const { Kind::find(Kind::NoTrigger) },
+            Kind::NeverMatches => const { Kind::find(Kind::NeverMatches) },
+            Kind::NoToil => const { Kind::find(Kind::NoToil) },
+            Kind::RawInterpolation => const { Kind::find(Kind::RawInterpolation) },
+            Kind::Ineffective => const { Kind::find(Kind::Ineffective) },
+        }
+    }
+
+    /// Index of `kind` in [`Kind::ALL`]; a compile-time error when it is not there.
+    const fn find(kind: Kind) -> usize {
+        let mut i = 0;
+        while i < Kind::ALL.len() {
+            if Kind::ALL[i] as u8 == kind as u8 {
+                return i;
+            }
+            i += 1;
+        }
+        panic!("a `Kind` variant is missing from `Kind::ALL`")
+    }
+}
+
+/// `Kind::ALL` lists each kind once (and, through [`Kind::position`], every kind).
+const _: () = {
+    let mut i = 0;
+    while i < Kind::ALL.len() {
+        assert!(
+            Kind::ALL[i].position() == i,
+            "`Kind::ALL` lists a kind twice"
+        );
+        i += 1;
+    }
+};
+
 /// A span of one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Label {
@@ -464,6 +551,19 @@ pub fn shown(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn all_kinds_are_listed_in_declaration_order_with_distinct_codes() {
+        let mut codes = std::collections::BTreeSet::new();
+        for (i, kind) in Kind::ALL.into_iter().enumerate() {
+            assert_eq!(kind as usize, i, "{kind:?} out of declaration order");
+            let code = serde_json::to_value(kind).unwrap_or_default();
+            assert!(
+                code.is_string() && codes.insert(code.to_string()),
+                "{kind:?}"
+            );
+        }
+    }
 
     #[test]
     fn did_you_mean_finds_close_names_only() {

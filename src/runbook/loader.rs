@@ -62,12 +62,10 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>, diags: &mut Vec<Diagnostic>, sourc
         Ok(e) => e,
         Err(e) => {
             let id = sources.add(dir.display().to_string(), "");
-            diags.push(Diagnostic::error(
-                Kind::Io,
-                id,
-                0..0,
-                format!("cannot read directory: {e}"),
-            ));
+            diags.push(
+                Diagnostic::error(Kind::Io, id, 0..0, format!("cannot read directory: {e}"))
+                    .with_help_opt(io_help(dir, &e)),
+            );
             return;
         }
     };
@@ -112,14 +110,28 @@ pub fn load_file(path: &Path, sources: &mut Sources, diags: &mut Vec<Diagnostic>
         },
         Err(e) => {
             let file = sources.add(name, "");
-            diags.push(Diagnostic::error(
-                Kind::Io,
-                file,
-                0..0,
-                format!("cannot read file: {e}"),
-            ));
+            diags.push(
+                Diagnostic::error(Kind::Io, file, 0..0, format!("cannot read file: {e}"))
+                    .with_help_opt(io_help(path, &e)),
+            );
             empty(file, path)
         }
+    }
+}
+
+/// What to do about a path that cannot be read, when the error says.
+fn io_help(path: &Path, e: &std::io::Error) -> Option<String> {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => std::fs::read_link(path).ok().map(|target| {
+            format!(
+                "it is a symbolic link to `{}`, which does not exist; fix or remove the link",
+                target.display()
+            )
+        }),
+        std::io::ErrorKind::PermissionDenied => {
+            Some("make it readable by the user untoil runs as".into())
+        }
+        _ => None,
     }
 }
 

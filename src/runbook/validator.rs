@@ -315,7 +315,9 @@ impl Validator<'_> {
                 Kind::Ineffective,
                 span,
                 "`on_approval_requested` has no effect without `guards.approval: required`",
-            );
+            )
+            .help
+            .push("these steps run while a run waits for approval; require approval (`guards: { approval: required }`) or remove them".into());
         }
 
         let has_step_toil = raw.steps.iter().any(|s| s.toil_minutes.is_some());
@@ -334,7 +336,9 @@ impl Validator<'_> {
                 Kind::Ineffective,
                 span,
                 "`approval_minutes` has no effect without `guards.approval: required`",
-            );
+            )
+            .help
+            .push("it is the time a required approval costs; require approval (`guards: { approval: required }`) or remove it".into());
         }
 
         Some(Runbook {
@@ -524,7 +528,7 @@ impl Validator<'_> {
                             format!("`{field}` has no effect on an alert trigger"),
                         )
                         .help
-                        .push("it applies to `schedule` triggers only".into());
+                        .push("it applies to `schedule` triggers only; remove it".into());
                     }
                 }
                 self.alert_trigger(alert, &base).map(Trigger::Alert)
@@ -633,7 +637,9 @@ impl Validator<'_> {
                 Kind::Ineffective,
                 span,
                 "`cancel_on_resolve` has no effect with `on: resolved`",
-            );
+            )
+            .help
+            .push("it cancels a run still in progress when its alert resolves, but with `on: resolved` runs start only once it has; remove it, or use `on: firing`".into());
         }
         ok.then_some(AlertTrigger {
             matchers,
@@ -865,6 +871,11 @@ impl Validator<'_> {
                 Kind::Ineffective,
                 span,
                 "`shell` has no effect without `run`",
+            )
+            .help
+            .push(
+                "`shell` is the program that runs a `run:` command; remove it from this step"
+                    .into(),
             );
         }
         if s.with.is_some() && s.plugin.is_none() {
@@ -1232,7 +1243,7 @@ impl Validator<'_> {
             if !HELPERS.contains(&h.as_str()) {
                 ok = false;
                 let sub = self.sub_span(&span, &h);
-                let hint = did_you_mean(&h, HELPERS.iter().copied());
+                let hint = did_you_mean(&h, HELPERS.iter().copied()).or_else(|| helper_stem(&h));
                 let d = self.error(
                     Kind::UnknownHelper,
                     sub,
@@ -1396,6 +1407,17 @@ fn unclosed_braces(source: &str) -> Option<usize> {
     })
 }
 
+/// "did you mean `lower`?" for a helper named as a longer form of one (`lowercase`, `length`),
+/// which edit distance misses; the helper must be at least half of the name.
+fn helper_stem(name: &str) -> Option<String> {
+    let name = name.to_lowercase();
+    HELPERS
+        .iter()
+        .filter(|h| h.len() >= 3 && 2 * h.len() >= name.len() && name.starts_with(**h))
+        .max_by_key(|h| h.len())
+        .map(|h| format!("did you mean `{h}`?"))
+}
+
 fn guards_approval(raw: &RawRunbook) -> bool {
     raw.guards.as_ref().and_then(|g| g.approval.as_deref()) == Some("required")
 }
@@ -1414,4 +1436,30 @@ fn valid_env_name(s: &str) -> bool {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_helper_written_long_suggests_the_short_one() {
+        assert_eq!(
+            helper_stem("lowercase"),
+            Some("did you mean `lower`?".into())
+        );
+        assert_eq!(helper_stem("toUpper"), None);
+        assert_eq!(helper_stem("length"), Some("did you mean `len`?".into()));
+        assert_eq!(
+            helper_stem("default_value"),
+            Some("did you mean `default`?".into())
+        );
+        // `not` is too small a part of `notequal` to be what was meant.
+        assert_eq!(helper_stem("notequal"), None);
+        assert_eq!(
+            helper_stem("eqx"),
+            None,
+            "helpers shorter than 3 are never a stem"
+        );
+    }
 }
