@@ -11,8 +11,8 @@ use crate::exec::redact::Redactor;
 use crate::run::cause::{AlertContext, Cause};
 use crate::run::id::RunId;
 use crate::run::record::RunRecord;
-use crate::runbook::diagnostic::did_you_mean;
 use crate::runbook::model::{Runbook, SecretSource};
+use crate::runbook::suggest::did_you_mean;
 
 /// A run that cannot start.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -5,11 +5,12 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::runbook::diagnostic::{Diagnostic, Kind, Sources};
+use crate::runbook::diagnostic::{Diagnostic, Kind};
 use crate::runbook::loader::{self, ParsedFile};
 use crate::runbook::model::Runbook;
 use crate::runbook::plugins::Plugins;
 use crate::runbook::source_map::Seg;
+use crate::runbook::sources::Sources;
 use crate::runbook::validator;
 
 /// Validated runbooks by name.

@@ -9,9 +9,11 @@ use std::path::{Path, PathBuf};
 
 use serde_yaml::Value;
 
-use crate::runbook::diagnostic::{Diagnostic, Kind, Sources, did_you_mean};
+use crate::runbook::diagnostic::{Diagnostic, Kind};
 use crate::runbook::source_map::{Seg, SourceMap, display_path};
+use crate::runbook::sources::Sources;
 use crate::runbook::spec::RawRunbook;
+use crate::runbook::suggest::did_you_mean;
 
 /// A parsed runbook file.
 #[derive(Debug)]

@@ -9,6 +9,8 @@ pub mod loader;
 pub mod model;
 pub mod plugins;
 pub mod source_map;
+pub mod sources;
 pub mod spec;
+pub mod suggest;
 pub mod template;
 pub mod validator;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use crate::runbook::diagnostic::{Diagnostic, Kind, did_you_mean};
+use crate::runbook::diagnostic::{Diagnostic, Kind};
 use crate::runbook::model::{
     Action, AlertOn, AlertTrigger, DEFAULT_SHELL, DEFAULT_STEP_TIMEOUT, Guards, HttpRequest,
     MaxRuns, Overlap, Param, Retries, Runbook, ScheduleTrigger, SecretSource, Step, TemplateValue,
@@ -19,6 +19,7 @@ use crate::runbook::model::{
 use crate::runbook::plugins::Plugins;
 use crate::runbook::source_map::{Seg, SourceMap};
 use crate::runbook::spec::{RawAlertTrigger, RawGuards, RawHttp, RawRunbook, RawStep, RawTrigger};
+use crate::runbook::suggest::did_you_mean;
 use crate::runbook::template::{HELPERS, Template};
 use crate::trigger::matcher::{Matcher, never_matches};
 use crate::trigger::schedule::{Schedule, parse_timezone};

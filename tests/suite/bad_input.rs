@@ -34,8 +34,9 @@ use serde_yaml::Value as Yaml;
 
 use untoil::exec::render::{Renderer, context};
 use untoil::runbook::catalog::{Loaded, load, load_texts};
-use untoil::runbook::diagnostic::{Label, Sources};
+use untoil::runbook::diagnostic::Label;
 use untoil::runbook::plugins::Plugins;
+use untoil::runbook::sources::Sources;
 use untoil::runbook::template::Template;
 use untoil::trigger::alert::{Notification, PayloadError, label_fingerprint};
 use untoil::trigger::matcher::{MatchOp, Matcher, matches_all, never_matches};
@@ -228,7 +229,7 @@ fn check_loaded(loaded: &Loaded, files: usize) -> Result<(), String> {
         for d in loaded.diagnostics.iter().take(16) {
             let text = loaded.sources.render(std::slice::from_ref(d));
             // As shown: control characters escaped, huge values shortened.
-            let message = untoil::runbook::diagnostic::shown(&d.message);
+            let message = untoil::runbook::sources::shown(&d.message);
             let first = message.lines().next().unwrap_or_default();
             if !text.contains(first) {
                 return Err(format!("rendering lost the message {first:?}:\n{text}"));
