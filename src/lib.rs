@@ -1,14 +1,17 @@
 //! untoil: a toil-automation runbook executor.
 //!
-//! The folders follow the data flow, one way:
+//! The folders follow the data flow, one way (docs/architecture.md says more):
 //!
 //! ```text
-//! runbook files -> runbook (load, validate, catalog)
-//!   -> trigger (schedule, alert, dedupe key) -> guard -> engine (admission, queue, approvals)
-//!   -> exec (executor, steps) -> store (runs, rollups; sled) -> report (toil, backlog)
-//! server (HTTP API, dashboard) and cli on top; daemon wires them together.
-//! run and ledger hold what a run is and what it is worth.
+//! runbook files -> runbook (load, validate, catalog) -> trigger (schedule, alert, dedupe key)
+//!   -> engine (admission with guard decisions, queue and slots, approvals, worker)
+//!   -> exec (plan, executor, steps) -> store (runs, rollups, guard state; sled)
+//!   -> report (toil, backlog)
+//! run and ledger: what a run is and what it is worth; guard: the guards' decisions.
+//! server (HTTP API, dashboard) and cli sit on top; daemon wires engine, tasks and server.
 //! ```
+//!
+//! No module imports one that imports it back (`tests/suite/architecture.rs`).
 
 pub mod cli;
 pub mod daemon;
