@@ -179,11 +179,7 @@ fn alert_contexts(rb: &Arc<Runbook>, file: &PathBuf) -> Result<Vec<(Cause, Alert
         }
         let mut one = notification.clone();
         one.alerts = Vec::new();
-        let cause = Cause::Alert {
-            fingerprint: alert.fingerprint.clone(),
-            starts_at: alert.starts_at,
-            labels: alert.labels.clone(),
-        };
+        let cause = Cause::of_alert(alert);
         out.push((
             cause,
             AlertContext {

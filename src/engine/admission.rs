@@ -93,11 +93,7 @@ impl Admission {
                     runbook: rb.name.clone(),
                     resolved: alert.status == AlertStatus::Resolved,
                 };
-                let cause = Cause::Alert {
-                    fingerprint: alert.fingerprint.clone(),
-                    starts_at: alert.starts_at,
-                    labels: alert.labels.clone(),
-                };
+                let cause = Cause::of_alert(alert);
                 let context = AlertContext {
                     alert: alert.clone(),
                     notification: notification.clone(),
@@ -180,11 +176,7 @@ impl Admission {
                     .iter()
                     .filter(|a| rb.accepts_alert(a))
                     .map(|a| {
-                        let cause = Cause::Alert {
-                            fingerprint: a.fingerprint.clone(),
-                            starts_at: a.starts_at,
-                            labels: a.labels.clone(),
-                        };
+                        let cause = Cause::of_alert(a);
                         let ctx = AlertContext {
                             alert: a.clone(),
                             notification: context.clone(),

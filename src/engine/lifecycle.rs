@@ -105,15 +105,9 @@ mod tests {
             None => "name: r\nowner: t\ntoil: {manual_minutes: 20, approval_minutes: 5}\ntriggers: [{schedule: '* * * * *'}]\nsteps: [{name: a, run: 'true'}]\n".to_string(),
             Some(m) => format!("name: r\nowner: t\ntoil: {{manual_minutes: 20}}\ntriggers: [{{schedule: '* * * * *'}}]\nsteps: [{{name: a, run: 'true', toil_minutes: {m}}}]\n"),
         };
-        let loaded = crate::runbook::catalog::load_texts(
-            &[("r.yaml", text.as_str())],
-            &crate::runbook::plugins::Plugins::default(),
-        );
-        loaded
-            .catalog
-            .get("r")
-            .map(|r| (**r).clone())
-            .unwrap_or_else(|| panic!("{}", loaded.sources.render(&loaded.diagnostics)))
+        crate::runbook::catalog::one(&text, &Default::default())
+            .map(|r| (*r).clone())
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[test]

@@ -381,15 +381,7 @@ mod tests {
         let text = format!(
             "name: r\nowner: t\ntoil: {{manual_minutes: 1}}\ntriggers: [{{schedule: '* * * * *'}}]\n{guards}steps: [{{name: a, run: 'true'}}]\n"
         );
-        let loaded = crate::runbook::catalog::load_texts(
-            &[("r.yaml", text.as_str())],
-            &crate::runbook::plugins::Plugins::default(),
-        );
-        loaded
-            .catalog
-            .get("r")
-            .cloned()
-            .unwrap_or_else(|| panic!("{}", loaded.sources.render(&loaded.diagnostics)))
+        crate::runbook::catalog::one(&text, &Default::default()).unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn key() -> SlotKey {

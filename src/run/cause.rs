@@ -33,6 +33,15 @@ pub enum Cause {
 }
 
 impl Cause {
+    /// The cause of a run for an alert: its fingerprint, when it started, its labels.
+    pub fn of_alert(alert: &Alert) -> Cause {
+        Cause::Alert {
+            fingerprint: alert.fingerprint.clone(),
+            starts_at: alert.starts_at,
+            labels: alert.labels.clone(),
+        }
+    }
+
     /// `manual`, `schedule` or `alert`.
     pub fn kind(&self) -> &'static str {
         match self {

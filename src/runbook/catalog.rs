@@ -103,6 +103,16 @@ pub fn load_texts(texts: &[(&str, &str)], plugins: &Plugins) -> Loaded {
     build(parsed, sources, diagnostics, plugins)
 }
 
+/// The one runbook a YAML text defines, or its diagnostics rendered (for tests, benchmarks and
+/// tools that hold a runbook in memory).
+pub fn one(text: &str, plugins: &Plugins) -> Result<Arc<Runbook>, String> {
+    let loaded = load_texts(&[("runbook.yaml", text)], plugins);
+    match loaded.catalog.iter().next() {
+        Some(rb) if loaded.errors() == 0 => Ok(rb.clone()),
+        _ => Err(loaded.sources.render(&loaded.diagnostics)),
+    }
+}
+
 fn build(
     parsed: Vec<ParsedFile>,
     sources: Sources,
