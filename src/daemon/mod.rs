@@ -94,7 +94,7 @@ where
         capacity,
     ));
     // Queued runs from before the restart resume first; approvals are re-armed.
-    engine.resume(&reconciled);
+    engine.resume(&reconciled).await?;
     if !reconciled.queued.is_empty() {
         info!(queued = reconciled.queued.len(), "resuming queued runs");
     }

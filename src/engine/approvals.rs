@@ -16,6 +16,7 @@ use crate::engine::metrics::Metrics;
 use crate::engine::pending::Pending;
 use crate::engine::queue::Queue;
 use crate::engine::runbooks::Runbooks;
+use crate::engine::unstarted::{end_unstarted, gone};
 use crate::exec::executor::Executor;
 use crate::exec::plan::Plan;
 use crate::exec::recorder::Discard;
@@ -164,7 +165,9 @@ impl Approvals {
                 .store
                 .transition(id, &[RunStatus::PendingApproval], change)
                 .await?;
+            let mut t = t;
             if let Transition::Done(run) = &t {
+                info!(run_id = %id, "approved by {by}");
                 let rb = self
                     .pending
                     .runbook(id)
@@ -174,11 +177,22 @@ impl Approvals {
                         let key = run.guard_key.clone().unwrap_or_else(|| rb.name.clone());
                         reservation.push(id.clone(), rb.clone(), (rb.name.clone(), key));
                     }
+                    // Its runbook is gone (removed while the run waited): it cannot run.
                     None => {
-                        warn!(run_id = %id, "approved, but runbook `{}` is no longer loaded; it runs at the next start", run.runbook)
+                        let failed = end_unstarted(
+                            &*self.store,
+                            &self.followers,
+                            id,
+                            &[RunStatus::Queued],
+                            (RunStatus::Failed, gone(&run.runbook)),
+                            self.clock.now(),
+                        )
+                        .await?;
+                        if let Some(failed) = failed {
+                            t = Transition::Done(Box::new(failed));
+                        }
                     }
                 }
-                info!(run_id = %id, "approved by {by}");
             }
             (t, Some(reservation))
         } else {

@@ -6,14 +6,13 @@ use std::sync::Arc;
 
 use crate::engine::clock::Clock;
 use crate::engine::followers::Followers;
-use crate::engine::lifecycle;
 use crate::engine::pending::Pending;
 use crate::engine::queue::{Cancel, Queue};
+use crate::engine::unstarted::end_unstarted;
 use crate::run::id::RunId;
-use crate::run::record::RunRecord;
 use crate::run::status::RunStatus;
+use crate::store::Store;
 use crate::store::error::StoreError;
-use crate::store::{Change, Store, Transition};
 
 /// Cancels runs of this daemon.
 pub struct Canceller {
@@ -39,21 +38,15 @@ impl Canceller {
             Cancel::NotHere if self.pending.remove(id) => &[RunStatus::PendingApproval],
             Cancel::NotHere => return Ok(false),
         };
-        let now = self.clock.now();
-        let change: Change = Arc::new(move |r: &mut RunRecord| {
-            lifecycle::end(
-                r,
-                RunStatus::Cancelled,
-                Some("cancelled before it started".into()),
-                now,
-            );
-        });
-        match self.store.transition(id, from, change).await? {
-            Transition::Done(record) => {
-                self.followers.close(id, &record);
-                Ok(true)
-            }
-            Transition::Refused(_) | Transition::Missing => Ok(false),
-        }
+        let ended = end_unstarted(
+            &*self.store,
+            &self.followers,
+            id,
+            from,
+            (RunStatus::Cancelled, "cancelled before it started".into()),
+            self.clock.now(),
+        )
+        .await?;
+        Ok(ended.is_some())
     }
 }

@@ -23,6 +23,7 @@ pub mod queue;
 pub mod recorder;
 pub mod resolve;
 pub mod runbooks;
+pub mod unstarted;
 pub mod worker;
 
 use std::sync::Arc;
@@ -38,12 +39,14 @@ use crate::engine::metrics::Metrics;
 use crate::engine::pending::Pending;
 use crate::engine::queue::Queue;
 use crate::engine::runbooks::Runbooks;
+use crate::engine::unstarted::{end_unstarted, gone};
 use crate::engine::worker::Workers;
 use crate::exec::executor::Executor;
 use crate::exec::render::Renderer;
 use crate::guard;
 use crate::run::id::RunId;
 use crate::run::record::RunRecord;
+use crate::run::status::RunStatus;
 use crate::store::{Reconciled, Store};
 
 /// The engine's parts, shared.
@@ -145,8 +148,8 @@ impl Engine {
     }
 
     /// Takes back what a previous daemon left: queued runs join the queue (with the runbook as
-    /// loaded now), runs waiting for approval wait again.
-    pub fn resume(&self, reconciled: &Reconciled) {
+    /// loaded now; a run whose runbook is gone fails), runs waiting for approval wait again.
+    pub async fn resume(&self, reconciled: &Reconciled) -> Result<(), AcceptError> {
         let catalog = self.runbooks.catalog();
         for run in &reconciled.queued {
             if let Some(rb) = catalog.get(&run.runbook) {
@@ -154,12 +157,21 @@ impl Engine {
                 self.queue
                     .resume(run.id.clone(), rb.clone(), (rb.name.clone(), key));
             } else {
-                tracing::warn!(run_id = %run.id, "queued run of runbook `{}`, which is no longer loaded: it stays queued", run.runbook);
+                end_unstarted(
+                    &*self.store,
+                    &self.followers,
+                    &run.id,
+                    &[RunStatus::Queued],
+                    (RunStatus::Failed, gone(&run.runbook)),
+                    self.clock.now(),
+                )
+                .await?;
             }
         }
         for run in &reconciled.pending_approval {
             self.approvals.resume(run);
         }
+        Ok(())
     }
 
     /// Follows a run: its events from the start and live ones while it is in progress here,

@@ -14,6 +14,7 @@ use crate::engine::lifecycle;
 use crate::engine::metrics::Metrics;
 use crate::engine::queue::{Queue, Slot, Ticket};
 use crate::engine::recorder::StoreRecorder;
+use crate::engine::unstarted::end_unstarted;
 use crate::exec::executor::Executor;
 use crate::exec::plan::Plan;
 use crate::guard;
@@ -78,18 +79,17 @@ impl Workers {
 
     /// Ends a run that did not start (cancelled, skipped by `overlap: skip`).
     async fn end_unstarted(&self, id: &RunId, status: RunStatus, reason: String) {
-        let now = self.clock.now();
-        let change: Change = Arc::new(move |r: &mut RunRecord| {
-            lifecycle::end(r, status, Some(reason.clone()), now);
-        });
-        match self
-            .store
-            .transition(id, &[RunStatus::Queued], change)
-            .await
-        {
-            Ok(Transition::Done(record)) => self.followers.close(id, &record),
-            Ok(_) => {}
-            Err(e) => error!("cannot record the run {status}: {e}"),
+        let ended = end_unstarted(
+            &*self.store,
+            &self.followers,
+            id,
+            &[RunStatus::Queued],
+            (status, reason),
+            self.clock.now(),
+        )
+        .await;
+        if let Err(e) = ended {
+            error!("cannot record the run {status}: {e}");
         }
     }
 

@@ -293,3 +293,42 @@ async fn an_approval_expires_when_its_timeout_passes_and_not_before() {
     assert_eq!(run.finished_at, Some(t0() + chrono::Duration::hours(1)));
     assert_eq!(run.approval.map(|a| a.by), Some("expired".into()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_run_whose_runbook_is_gone_at_the_next_start_fails_saying_so() {
+    let root = tempfile::tempdir().expect("tempdir");
+    write_runbooks(root.path(), &[("cool", COOLDOWN)]);
+    let id = {
+        let w = world_at(root.path(), t0());
+        let ids = w
+            .engine
+            .admission
+            .manual("cool", Default::default(), "tester", None)
+            .await
+            .expect("admitted");
+        ids[0].clone()
+    };
+    std::fs::remove_file(root.path().join("runbooks/cool.yaml")).expect("remove the runbook");
+    let w = world_at(root.path(), t0() + chrono::Duration::minutes(1));
+    let reconciled = w
+        .engine
+        .store
+        .reconcile(Arc::new(|_: &mut RunRecord| {}))
+        .await
+        .expect("reconcile");
+    assert_eq!(reconciled.queued.len(), 1);
+    w.engine.resume(&reconciled).await.expect("resume");
+    let run = w
+        .engine
+        .store
+        .get_run(&id)
+        .await
+        .expect("get")
+        .expect("run");
+    assert_eq!(run.status, RunStatus::Failed);
+    assert_eq!(
+        run.error.as_deref(),
+        Some("runbook `cool` is no longer loaded")
+    );
+    assert_eq!(w.engine.queue.depth(), 0);
+}
