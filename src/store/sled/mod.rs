@@ -194,6 +194,40 @@ impl Inner {
         Ok(())
     }
 
+    /// A transition. One that leaves the run unended (a claim, an approval) touches only the
+    /// run's record: a compare-and-swap of that key is atomic with respect to every other write
+    /// and costs no transaction. One that ends the run (rollups, indexes) goes through the
+    /// batch's transaction.
+    fn transition(&self, id: &RunId, from: &[RunStatus], change: Change) -> Result<Transition> {
+        let key = id.0.as_bytes();
+        loop {
+            let Some(old) = self.trees.runs.get(key).map_err(|e| self.err(e))? else {
+                return Ok(Transition::Missing);
+            };
+            let mut run: RunRecord = decode(key, &old)?;
+            if !from.contains(&run.status) {
+                return Ok(Transition::Refused(run.status));
+            }
+            change(&mut run);
+            if run.status.is_final() {
+                return match self.submit(Write::Transition(id.clone(), from.to_vec(), change))? {
+                    Outcome::Transitioned(t) => Ok(t),
+                    _ => Err(unexpected(&self.path)),
+                };
+            }
+            let swapped = self
+                .trees
+                .runs
+                .compare_and_swap(key, Some(old), Some(layout::encode(&run)))
+                .map_err(|e| self.err(e))?;
+            if swapped.is_ok() {
+                self.durable()?;
+                return Ok(Transition::Done(Box::new(run)));
+            }
+            // Another write changed the run meanwhile: decide again on what it is now.
+        }
+    }
+
     fn scan_rollups(
         &self,
         tree: &sled::Tree,
@@ -428,13 +462,9 @@ impl Store for SledStore {
         from: &[RunStatus],
         change: Change,
     ) -> Result<Transition> {
-        match self
-            .submit(Write::Transition(id.clone(), from.to_vec(), change))
-            .await?
-        {
-            Outcome::Transitioned(t) => Ok(t),
-            _ => Err(unexpected(&self.inner.path)),
-        }
+        let (id, from) = (id.clone(), from.to_vec());
+        self.blocking(move |inner| inner.transition(&id, &from, change))
+            .await
     }
 
     async fn step_started(&self, id: &RunId, step: &str, pgid: Option<u32>) -> Result<()> {
