@@ -52,6 +52,15 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, value_enum, env = "UNTOIL_LOG_FORMAT", default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// A variable of this environment every step gets besides its base (e.g. SSH_AUTH_SOCK);
+    /// repeatable, or comma-separated in the env. untoil's own (UNTOIL_*) never.
+    #[arg(
+        long = "pass-env",
+        value_name = "NAME",
+        env = "UNTOIL_PASS_ENV",
+        value_delimiter = ','
+    )]
+    pub pass_env: Vec<String>,
 }
 
 fn read_secret_file(path: &PathBuf) -> Result<String> {
@@ -124,6 +133,14 @@ pub fn run(g: &Global, a: ServeArgs) -> Result<ExitCode> {
     }
     let mut settings = Settings::new(g.runbooks.clone(), g.plugins.clone(), g.data.clone());
     settings.auth = auth;
+    for name in a.pass_env.iter().filter(|n| !n.is_empty()) {
+        if crate::runbook::model::reserved_env(name) {
+            bail!(
+                "--pass-env {name}: untoil's own variables (UNTOIL_*) never reach a step; pass what steps need in a variable of its own"
+            );
+        }
+        settings.pass_env.push(name.clone());
+    }
     if let Some(w) = a.workers {
         settings.workers = w.max(1);
     }

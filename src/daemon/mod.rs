@@ -75,7 +75,8 @@ where
     let executor = Arc::new(
         Executor::new(Plugins::discover(&settings.plugins))
             .map_err(anyhow::Error::msg)?
-            .with_grace(settings.kill_grace),
+            .with_grace(settings.kill_grace)
+            .with_pass_env(settings.pass_env.clone()),
     );
     let runbooks = Arc::new(Runbooks::new(
         settings.runbooks.clone(),

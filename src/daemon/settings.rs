@@ -26,6 +26,8 @@ pub struct Settings {
     pub body_limit: usize,
     /// Time between SIGTERM and SIGKILL for steps.
     pub kill_grace: Duration,
+    /// Variables of the daemon's environment every step gets besides the base.
+    pub pass_env: Vec<String>,
 }
 
 impl Settings {
@@ -42,6 +44,7 @@ impl Settings {
             auth: Auth::default(),
             body_limit: 1024 * 1024,
             kill_grace: crate::exec::executor::DEFAULT_GRACE,
+            pass_env: Vec::new(),
         }
     }
 }

@@ -48,6 +48,7 @@ pub struct Executor {
     http: reqwest::Client,
     plugins: Plugins,
     grace: Duration,
+    pass_env: Vec<String>,
 }
 
 /// What a step's attempt sends while it runs.
@@ -64,7 +65,15 @@ impl Executor {
             http: step::http::client()?,
             plugins,
             grace: DEFAULT_GRACE,
+            pass_env: Vec::new(),
         })
+    }
+
+    /// Variables of the daemon's environment every step gets besides the base (e.g. the ssh
+    /// agent's socket); untoil's own (`UNTOIL_*`) never.
+    pub fn with_pass_env(mut self, names: Vec<String>) -> Executor {
+        self.pass_env = names;
+        self
     }
 
     /// Sets the time between SIGTERM and SIGKILL.
@@ -83,7 +92,7 @@ impl Executor {
     pub fn preview(&self, plan: &Plan) -> Vec<PlannedStep> {
         let rb = plan.runbook().clone();
         let mut ctx = plan.context(Utc::now());
-        let process_env = plan.process_env();
+        let process_env = plan.process_env(&self.pass_env);
         let plugin_input = plan.plugin_input(&ctx);
         let cancel = CancellationToken::new();
         let mut out = Vec::new();
@@ -191,7 +200,7 @@ impl Executor {
         });
 
         let mut ctx = plan.context(started_at);
-        let process_env = plan.process_env();
+        let process_env = plan.process_env(&self.pass_env);
         let plugin_input = plan.plugin_input(&ctx);
         let mut failed: Option<String> = None;
         for (index, s) in rb.steps.iter().enumerate() {

@@ -3,6 +3,7 @@
 //! [`capture`]d and secrets [`redact`]ed.
 
 pub mod capture;
+pub mod environment;
 pub mod executor;
 pub mod plan;
 pub mod process;

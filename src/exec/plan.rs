@@ -7,11 +7,12 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use crate::exec::environment;
 use crate::exec::redact::Redactor;
 use crate::run::cause::{AlertContext, Cause};
 use crate::run::id::RunId;
 use crate::run::record::RunRecord;
-use crate::runbook::model::{Runbook, SecretSource};
+use crate::runbook::model::{Runbook, SecretSource, reserved_env};
 use crate::runbook::suggest::did_you_mean;
 
 /// A run that cannot start.
@@ -185,6 +186,7 @@ impl Plan {
         let env: BTreeMap<&str, String> = rb
             .env
             .iter()
+            .filter(|name| !reserved_env(name))
             .filter_map(|name| std::env::var(name).ok().map(|v| (name.as_str(), v)))
             .collect();
         let mut ctx = serde_json::json!({
@@ -206,16 +208,28 @@ impl Plan {
         ctx
     }
 
-    /// The `UNTOIL_*` variables every process of the run gets.
-    pub fn process_env(&self) -> Vec<(String, String)> {
+    /// The whole environment every process of the run gets (a step adds its own `env`): the
+    /// base from the daemon's environment with the runbook's declared variables and `pass_env`,
+    /// then the run's `UNTOIL_*` variables and its secrets (`UNTOIL_SECRET_<NAME>`).
+    pub fn process_env(&self, pass_env: &[String]) -> Vec<(String, String)> {
         let rb = &self.runbook;
-        let mut env = vec![
+        let passthrough = rb.env.iter().chain(pass_env).map(String::as_str);
+        let mut env = environment::base(std::env::vars(), passthrough);
+        env.extend([
             ("UNTOIL_RUN_ID".to_string(), self.id.0.clone()),
             ("UNTOIL_RUNBOOK".to_string(), rb.name.clone()),
             ("UNTOIL_CAUSE".to_string(), self.cause.kind().to_string()),
-        ];
+        ]);
+        for (name, value) in &self.secrets {
+            if !value.contains('\0') {
+                env.push((environment::secret_var(name), value.clone()));
+            }
+        }
         for (k, v) in &self.params {
-            env.push((format!("UNTOIL_PARAM_{}", env_name(k)), v.clone()));
+            env.push((
+                format!("UNTOIL_PARAM_{}", environment::upper_name(k)),
+                v.clone(),
+            ));
         }
         if let Some(a) = &self.alert {
             env.push((
@@ -228,7 +242,10 @@ impl Plan {
             ));
             for (k, v) in &a.alert.labels {
                 if !v.contains('\0') {
-                    env.push((format!("UNTOIL_ALERT_LABEL_{}", env_name(k)), v.clone()));
+                    env.push((
+                        format!("UNTOIL_ALERT_LABEL_{}", environment::upper_name(k)),
+                        v.clone(),
+                    ));
                 }
             }
         }
@@ -256,19 +273,6 @@ fn read_secret(source: &SecretSource) -> Result<String, String> {
             .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
             .map_err(|e| format!("cannot read `{}`: {e}", path.display())),
     }
-}
-
-/// `instance` -> `INSTANCE`, `k8s.pod-name` -> `K8S_POD_NAME`.
-fn env_name(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 fn alert_json(a: &AlertContext) -> serde_json::Value {

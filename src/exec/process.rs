@@ -52,7 +52,7 @@ pub struct ProcessSpec {
     pub program: String,
     /// Arguments.
     pub args: Vec<String>,
-    /// Extra environment variables.
+    /// The whole environment (nothing is inherited from the daemon).
     pub env: Vec<(String, String)>,
     /// Working directory.
     pub workdir: Option<PathBuf>,
@@ -99,6 +99,7 @@ pub async fn run(
 ) -> std::io::Result<ProcessOutcome> {
     let mut cmd = Command::new(&spec.program);
     cmd.args(&spec.args)
+        .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .stdin(if spec.stdin.is_some() {
             Stdio::piped()

@@ -379,6 +379,12 @@ impl TemplateValue {
     }
 }
 
+/// Whether a variable of the daemon's environment is untoil's own (settings and credentials):
+/// no runbook may read it and no step gets it.
+pub fn reserved_env(name: &str) -> bool {
+    name.starts_with("UNTOIL_")
+}
+
 /// Parses a duration such as `30s`, `10m` or `1h30m`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text.trim()).map_err(|e| e.to_string())

@@ -287,6 +287,15 @@ impl Validator<'_> {
                 )
                 .help
                 .push("use letters, digits and `_`, not starting with a digit".into());
+            } else if crate::runbook::model::reserved_env(name) {
+                let span = self.value_span(&[key("env"), Seg::Index(i)]);
+                self.error(
+                    Kind::InvalidValue,
+                    span,
+                    format!("`{name}` is untoil's own variable: runbooks cannot read it"),
+                )
+                .help
+                .push("untoil's settings and credentials never reach a runbook; pass what the runbook needs in a variable of its own".into());
             }
         }
         let secrets = self.secrets(raw);

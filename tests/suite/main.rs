@@ -20,3 +20,4 @@ mod migration;
 mod plugins;
 mod store;
 mod storm;
+mod trust;

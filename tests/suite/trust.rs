@@ -1,0 +1,206 @@
+//! What data others control can no longer steer (the trust rules, docs/security.md): steps get a
+//! built environment, not the daemon's; alert data and API parameters cannot become options;
+//! HTTP steps encode what they interpolate; metrics stay valid whatever keys alerts make.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::Dirs;
+
+/// The real binary serving `dirs`, with this environment, killed when dropped.
+struct Served {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+async fn serve(dirs: &Dirs, env: &[(&str, &str)], args: &[&str]) -> Served {
+    let port = free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_untoil"));
+    cmd.arg("--runbooks")
+        .arg(dirs.path("runbooks"))
+        .arg("--plugins")
+        .arg(dirs.path("plugins"))
+        .arg("--data")
+        .arg(dirs.path("data"))
+        .arg("serve")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .args(args)
+        .env_remove("UNTOIL_SERVER")
+        .env("UNTOIL_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().expect("start the untoil binary");
+    untoil::exec::step::http::install_crypto_provider();
+    let served = Served {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(Instant::now() < deadline, "the daemon did not start");
+        if client
+            .get(format!("{}/healthz", served.base))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return served;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Starts a manual run through the API (with a bearer token when given) and waits for its end.
+async fn run_to_end(base: &str, runbook: &str, token: Option<&str>) -> Value {
+    let client = reqwest::Client::new();
+    let with_token = |r: reqwest::RequestBuilder| match token {
+        Some(t) => r.bearer_auth(t),
+        None => r,
+    };
+    let started: Value = with_token(client.post(format!("{base}/api/v1/runbooks/{runbook}/runs")))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .expect("start")
+        .json()
+        .await
+        .expect("json");
+    let id = started["id"].as_str().expect("a run id").to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let run: Value = with_token(client.get(format!("{base}/api/v1/runs/{id}")))
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        if run["finished_at"].is_string() {
+            return run;
+        }
+        assert!(Instant::now() < deadline, "run {id} did not end: {run}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) {
+    std::fs::write(dir.join(name), text).expect("write");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_get_a_built_environment_without_untoils_credentials_or_other_runbooks_secrets() {
+    let dirs = Dirs::new();
+    // A runbook that declares nothing prints its whole environment.
+    dirs.runbook(
+        "printenv",
+        "name: printenv\nowner: t\ntoil: {manual_minutes: 1}\nsteps:\n  - name: env\n    run: env\n",
+    );
+    // Another runbook's secret lives in the daemon's environment.
+    dirs.runbook(
+        "other",
+        "name: other\nowner: t\ntoil: {manual_minutes: 1}\nenv: [DEPLOY_ENV]\nsecrets:\n  key: {env: OTHER_RUNBOOK_KEY}\nsteps:\n  - name: env\n    run: env\n",
+    );
+    let d = serve(
+        &dirs,
+        &[
+            ("UNTOIL_TOKEN", "tok-untoil-token-1"),
+            ("UNTOIL_BASIC_AUTH", "lead:untoil-basic-2"),
+            ("OTHER_RUNBOOK_KEY", "other-secret-3"),
+            ("DEPLOY_ENV", "staging"),
+            ("SSH_AUTH_SOCK", "/tmp/agent.sock"),
+            ("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        ],
+        &["--pass-env", "SSH_AUTH_SOCK"],
+    )
+    .await;
+    let token = Some("tok-untoil-token-1");
+    let run = run_to_end(&d.base, "printenv", token).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let out = run["steps"][0]["stdout"].as_str().unwrap_or_default();
+    for leaked in [
+        "tok-untoil-token-1",
+        "untoil-basic-2",
+        "other-secret-3",
+        "UNTOIL_TOKEN",
+        "UNTOIL_BASIC_AUTH",
+        "DEPLOY_ENV",
+    ] {
+        assert!(!out.contains(leaked), "{leaked} reached the step:\n{out}");
+    }
+    for given in [
+        "PATH=/usr/local/bin:/usr/bin:/bin",
+        "SSH_AUTH_SOCK=/tmp/agent.sock",
+        "UNTOIL_RUNBOOK=printenv",
+        "UNTOIL_RUN_ID=",
+    ] {
+        assert!(out.contains(given), "{given} missing from:\n{out}");
+    }
+    // The runbook that declares the variable and the secret gets them (the secret masked in
+    // what is stored).
+    let run = run_to_end(&d.base, "other", token).await;
+    let out = run["steps"][0]["stdout"].as_str().unwrap_or_default();
+    assert!(out.contains("DEPLOY_ENV=staging"), "{out}");
+    assert!(out.contains("UNTOIL_SECRET_KEY=***"), "{out}");
+    assert!(!out.contains("other-secret-3"), "{out}");
+    assert!(!out.contains("tok-untoil-token-1"), "{out}");
+}
+
+#[test]
+fn untoils_own_variables_can_neither_be_passed_on_nor_read_by_a_runbook() {
+    let dirs = Dirs::new();
+    let out = Command::new(env!("CARGO_BIN_EXE_untoil"))
+        .arg("--data")
+        .arg(dirs.path("data"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--pass-env",
+            "UNTOIL_TOKEN",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--pass-env UNTOIL_TOKEN"), "{err}");
+    write(
+        &dirs.path("runbooks"),
+        "leak.yaml",
+        "name: leak\nowner: t\ntoil: {manual_minutes: 1}\nenv: [UNTOIL_TOKEN]\nsteps:\n  - name: s\n    run: echo {{env.UNTOIL_TOKEN}}\n",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_untoil"))
+        .arg("--runbooks")
+        .arg(dirs.path("runbooks"))
+        .arg("validate")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("`UNTOIL_TOKEN` is untoil's own variable: runbooks cannot read it"),
+        "{err}"
+    );
+}
