@@ -14,6 +14,7 @@ use crate::exec::recorder::Recorder;
 use crate::exec::render::{Renderer, context};
 use crate::exec::step::env::StepEnv;
 use crate::exec::step::{self, attempt::failed_before_start};
+use crate::exec::taint::Taint;
 use crate::run::event::RunEvent;
 use crate::run::record::RunRecord;
 use crate::run::status::{RunStatus, StepStatus};
@@ -94,6 +95,7 @@ impl Executor {
         let mut ctx = plan.context(Utc::now());
         let process_env = plan.process_env(&self.pass_env);
         let plugin_input = plan.plugin_input(&ctx);
+        let taint = plan.taint();
         let cancel = CancellationToken::new();
         let mut out = Vec::new();
         for s in &rb.steps {
@@ -110,6 +112,7 @@ impl Executor {
                 plugins: &self.plugins,
                 process_env: &process_env,
                 plugin_input: &plugin_input,
+                taint: &taint,
             };
             let when = s
                 .when
@@ -202,6 +205,7 @@ impl Executor {
         let mut ctx = plan.context(started_at);
         let process_env = plan.process_env(&self.pass_env);
         let plugin_input = plan.plugin_input(&ctx);
+        let taint = plan.taint();
         let mut failed: Option<String> = None;
         for (index, s) in rb.steps.iter().enumerate() {
             if run_cancel.is_cancelled() {
@@ -237,12 +241,14 @@ impl Executor {
                 cancel: &run_cancel,
                 process_env: &process_env,
                 plugin_input: &plugin_input,
+                taint: &taint,
             };
             let result = self.run_step(index, s, plan, &env, recorder).await;
             if let Some(steps) = ctx["steps"].as_object_mut() {
                 steps.insert(s.name.clone(), result.template_value());
             }
             let status = result.status.unwrap_or(StepStatus::Failed);
+            let step_error = result.error.clone();
             run.steps.push(result.clone());
             recorder
                 .record(RunEvent::StepFinished {
@@ -251,7 +257,10 @@ impl Executor {
                 })
                 .await;
             if matches!(status, StepStatus::Failed | StepStatus::TimedOut) && !s.continue_on_error {
-                failed = Some(format!("step `{}` {}", s.name, status));
+                failed = Some(match &step_error {
+                    Some(e) => format!("step `{}` {status}: {e}", s.name),
+                    None => format!("step `{}` {status}", s.name),
+                });
             }
         }
         if let Some(t) = timer {
@@ -329,6 +338,7 @@ impl Executor {
             plugins: &self.plugins,
             process_env: env.process_env,
             plugin_input: env.plugin_input,
+            taint: env.taint,
         };
         let detail = redactor.redact(
             &step::describe(s, &step_env).unwrap_or_else(|e| format!("cannot render: {e}")),
@@ -400,6 +410,7 @@ struct Env<'a> {
     cancel: &'a CancellationToken,
     process_env: &'a [(String, String)],
     plugin_input: &'a serde_json::Value,
+    taint: &'a Taint,
 }
 
 /// Streams one output line (redacted), up to [`MAX_STREAMED_LINES`] per attempt.

@@ -11,3 +11,4 @@ pub mod recorder;
 pub mod redact;
 pub mod render;
 pub mod step;
+pub mod taint;

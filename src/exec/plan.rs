@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 
 use crate::exec::environment;
 use crate::exec::redact::Redactor;
+use crate::exec::taint::Taint;
 use crate::run::cause::{AlertContext, Cause};
 use crate::run::id::RunId;
 use crate::run::record::RunRecord;
@@ -173,6 +174,14 @@ impl Plan {
     /// The alert it acts on.
     pub fn alert(&self) -> Option<&AlertContext> {
         self.alert.as_ref()
+    }
+
+    /// Which of its template values others control: parameters set to the runbook's default
+    /// are the operator's, every other parameter a caller's.
+    pub fn taint(&self) -> Taint {
+        Taint::with_default_params(self.runbook.params.iter().filter_map(|(name, p)| {
+            (p.default.as_ref() == self.params.get(name)).then(|| name.clone())
+        }))
     }
 
     /// Masks this run's secrets.

@@ -1,18 +1,28 @@
 //! Renders compiled templates against a run's context, in strict mode.
 //!
-//! Two registries share the same helpers: one whose escape function shell-quotes every
-//! `{{value}}` (for `run:` commands, so a crafted alert label arrives as one literal argument)
-//! and one that inserts values as they are (URLs, headers, bodies, plugin input, `when`).
-//! `{{{value}}}` and `{{raw value}}` bypass the shell quoting on purpose.
+//! Two registries share the same helpers: one for `run:` commands, where every `{{value}}` is
+//! shell-quoted so a crafted alert label arrives as one literal argument, and one that inserts
+//! values as they are (headers, bodies, plugin input, `when`). `{{{value}}}` and `{{raw value}}`
+//! bypass the shell quoting on purpose.
+//!
+//! Quoting keeps a value one word, but a word that begins with `-` is read as an option
+//! (`ssh -oProxyCommand=...`, `find -delete`). So a command is rendered element by element: each
+//! interpolated value is known with the variables its expression reads, and a value from an
+//! untrusted source ([`Taint`]) that begins a word of the command and starts with `-` is refused
+//! (inside a word, as in `--name={{x}}`, it is no option). `{{option x}}` passes one on purpose.
 
+use std::cell::RefCell;
+
+use handlebars::template::TemplateElement;
 use handlebars::{
     Context, Handlebars, Helper, HelperDef, HelperResult, JsonRender, Output, RenderContext,
     RenderError, Renderable, StringOutput,
 };
 use serde_json::Value as Json;
 
+use crate::exec::taint::Taint;
 use crate::runbook::model::TemplateValue;
-use crate::runbook::template::Template;
+use crate::runbook::template::{Template, calls, element_variables};
 
 /// A template that could not be rendered (typically a variable missing in this run).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,6 +55,85 @@ pub fn shell_quote(value: &str) -> String {
     }
 }
 
+/// Opens and closes a placeholder for an interpolated value while a command renders.
+const OPEN: char = '\u{E000}';
+const CLOSE: char = '\u{E001}';
+
+thread_local! {
+    /// The values escaped while the current element of a command renders, and the render's
+    /// nonce (so that no text from elsewhere can pass for a placeholder). Rendering is
+    /// synchronous: one thread renders one element from start to end.
+    static SESSION: RefCell<Option<(u64, Vec<String>)>> = const { RefCell::new(None) };
+}
+
+/// The shell registry's escape function: inside a command render it leaves a placeholder (the
+/// value is quoted when the command is put together); elsewhere it quotes.
+fn escape_shell(value: &str) -> String {
+    SESSION.with(|s| match s.borrow_mut().as_mut() {
+        Some((nonce, values)) => {
+            values.push(value.to_string());
+            format!("{OPEN}{nonce:x}.{}{CLOSE}", values.len() - 1)
+        }
+        None => shell_quote(value),
+    })
+}
+
+/// A piece of a rendered command.
+enum Piece {
+    /// Text of the runbook (or inserted raw).
+    Text(String),
+    /// An interpolated value, with the untrusted variable its expression reads (if any) and
+    /// whether it was passed with `{{option ...}}`.
+    Value {
+        value: String,
+        source: Option<String>,
+        option: bool,
+    },
+}
+
+/// Whether a word of a shell command starts after this character.
+fn separates_words(c: char) -> bool {
+    c.is_whitespace() || matches!(c, ';' | '&' | '|' | '(' | ')' | '<' | '>' | '`')
+}
+
+/// Splits an element's output at the placeholders of this render.
+fn pieces(
+    text: &str,
+    nonce: u64,
+    values: &[String],
+    source: &Option<String>,
+    option: bool,
+    out: &mut Vec<Piece>,
+) {
+    let prefix = format!("{OPEN}{nonce:x}.");
+    let mut rest = text;
+    while let Some(start) = rest.find(&prefix) {
+        let after = &rest[start + prefix.len()..];
+        let Some(end) = after.find(CLOSE) else {
+            break;
+        };
+        let Some(value) = after[..end]
+            .parse::<usize>()
+            .ok()
+            .and_then(|i| values.get(i))
+        else {
+            break;
+        };
+        if start > 0 {
+            out.push(Piece::Text(rest[..start].to_string()));
+        }
+        out.push(Piece::Value {
+            value: value.clone(),
+            source: source.clone(),
+            option,
+        });
+        rest = &after[end + CLOSE.len_utf8()..];
+    }
+    if !rest.is_empty() {
+        out.push(Piece::Text(rest.to_string()));
+    }
+}
+
 /// The template helpers (the macro makes a public struct per helper, documented here).
 #[allow(missing_docs)]
 mod helpers {
@@ -53,6 +142,11 @@ mod helpers {
     handlebars_helper!(upper: |s: str| s.to_uppercase());
     handlebars_helper!(lower: |s: str| s.to_lowercase());
     handlebars_helper!(trim: |s: str| s.trim().to_string());
+    // `{{option x}}`: x as it is; in a command, quoted but allowed to begin with `-`.
+    handlebars_helper!(option: |v: Json| match v {
+        Json::String(s) => s.clone(),
+        other => other.to_string(),
+    });
     handlebars_helper!(json: |v: Json| serde_json::to_string(v).unwrap_or_default());
     handlebars_helper!(default: |v: Json, fallback: Json| {
         match v {
@@ -85,7 +179,7 @@ fn registry(shell: bool) -> Handlebars<'static> {
     let mut r = Handlebars::new();
     r.set_strict_mode(true);
     if shell {
-        r.register_escape_fn(shell_quote);
+        r.register_escape_fn(escape_shell);
     } else {
         r.register_escape_fn(handlebars::no_escape);
     }
@@ -95,6 +189,7 @@ fn registry(shell: bool) -> Handlebars<'static> {
     r.register_helper("trim", Box::new(helpers::trim));
     r.register_helper("json", Box::new(helpers::json));
     r.register_helper("default", Box::new(helpers::default));
+    r.register_helper("option", Box::new(helpers::option));
     r
 }
 
@@ -122,9 +217,69 @@ impl Renderer {
             .map_err(|e| RenderFailure(format!("template produced invalid UTF-8: {e}")))
     }
 
-    /// Renders a shell command: every `{{value}}` is shell-quoted.
-    pub fn shell(&self, t: &Template, ctx: &Context) -> Result<String, RenderFailure> {
-        self.render_with(&self.shell, t, ctx)
+    /// Renders a shell command: every `{{value}}` is shell-quoted, and an untrusted value that
+    /// begins a word and starts with `-` is refused (see the module documentation).
+    pub fn shell(
+        &self,
+        t: &Template,
+        ctx: &Context,
+        taint: &Taint,
+    ) -> Result<String, RenderFailure> {
+        let nonce = ulid::Ulid::new().random() as u64;
+        let mut all = Vec::new();
+        let mut rc = RenderContext::new(None);
+        for e in &t.compiled().elements {
+            SESSION.with(|s| *s.borrow_mut() = Some((nonce, Vec::new())));
+            let mut out = StringOutput::new();
+            let rendered = e.render(&self.shell, ctx, &mut rc, &mut out);
+            let values = SESSION
+                .with(|s| s.borrow_mut().take())
+                .map(|(_, v)| v)
+                .unwrap_or_default();
+            rendered.map_err(|err| describe(&err, t))?;
+            let text = out
+                .into_string()
+                .map_err(|e| RenderFailure(format!("template produced invalid UTF-8: {e}")))?;
+            let (source, option) = match e {
+                TemplateElement::RawString(_) | TemplateElement::Comment(_) => (None, false),
+                _ => (
+                    element_variables(e).iter().find_map(|v| taint.source(v)),
+                    calls(e, "option"),
+                ),
+            };
+            pieces(&text, nonce, &values, &source, option, &mut all);
+        }
+        let mut command = String::new();
+        let mut word_start = true;
+        for piece in all {
+            match piece {
+                Piece::Text(text) => {
+                    if let Some(last) = text.chars().last() {
+                        word_start = separates_words(last);
+                    }
+                    command.push_str(&text);
+                }
+                Piece::Value {
+                    value,
+                    source,
+                    option,
+                } => {
+                    if let (true, Some(source), false) =
+                        (word_start && value.starts_with('-'), &source, option)
+                    {
+                        return Err(RenderFailure(format!(
+                            "{source} starts with '-': as a word of the command it would be read as an option; put it inside a word (`--flag={{{{{source}}}}}`) or pass an option on purpose with `{{{{option {source}}}}}`"
+                        )));
+                    }
+                    command.push_str(&shell_quote(&value));
+                    // An empty value ('') leaves the word's start where it was.
+                    if !value.is_empty() {
+                        word_start = false;
+                    }
+                }
+            }
+        }
+        Ok(command)
     }
 
     /// Renders text as is.
@@ -201,12 +356,78 @@ mod tests {
         Template::compile(s).expect("template compiles")
     }
 
+    fn refused(template: &str, ctx: serde_json::Value) -> Option<String> {
+        Renderer::new()
+            .shell(&t(template), &context(ctx), &Taint::strict())
+            .err()
+            .map(|e| e.0)
+    }
+
+    #[test]
+    fn an_untrusted_value_beginning_a_word_with_a_dash_is_refused() {
+        let alert = serde_json::json!({"alert": {"labels": {"instance": "-oProxyCommand=sh -c id", "dir": "-delete", "ok": "db-1"}}});
+        let e = refused("ssh {{alert.labels.instance}} uptime", alert.clone());
+        assert!(
+            e.as_deref()
+                .is_some_and(|e| e.starts_with("alert.labels.instance starts with '-'")),
+            "{e:?}"
+        );
+        // At the start of a word, whatever follows, and after an empty value.
+        for bad in [
+            "find {{alert.labels.dir}} -print",
+            "find x;{{alert.labels.dir}}",
+            "find {{alert.labels.dir}}.x",
+            "find (cd; {{alert.labels.dir}})",
+        ] {
+            assert!(refused(bad, alert.clone()).is_some(), "{bad}");
+        }
+        let mut with_empty = alert.clone();
+        with_empty["alert"]["labels"]["empty"] = "".into();
+        assert!(
+            refused(
+                "find {{alert.labels.empty}}{{alert.labels.dir}}",
+                with_empty
+            )
+            .is_some()
+        );
+        // Inside a word it is no option; trusted values and `option` pass.
+        for good in [
+            "find --name={{alert.labels.dir}}",
+            "echo x{{alert.labels.dir}}",
+            "echo \"{{alert.labels.dir}}\"",
+            "ssh {{alert.labels.ok}} uptime",
+            "echo {{option alert.labels.dir}}",
+            "rm {{env.FLAGS}} x",
+        ] {
+            let mut ctx = alert.clone();
+            ctx["env"] = serde_json::json!({"FLAGS": "-rf"});
+            assert_eq!(refused(good, ctx), None, "{good}");
+        }
+        // A block that reads the alert carries its taint to the values inside it.
+        assert!(refused("{{#each alert.labels}} {{this}}{{/each}}", alert).is_some());
+    }
+
+    #[test]
+    fn a_parameter_the_caller_set_is_untrusted_and_its_default_is_not() {
+        let r = Renderer::new();
+        let ctx = context(serde_json::json!({"params": {"flags": "-rf", "user": "-x"}}));
+        let taint = Taint::with_default_params(["flags".to_string()]);
+        assert!(
+            r.shell(&t("rm {{params.flags}} /tmp/x"), &ctx, &taint)
+                .is_ok()
+        );
+        let e = r.shell(&t("id {{params.user}}"), &ctx, &taint).err();
+        assert!(e.is_some_and(|e| e.0.starts_with("params.user starts with '-'")));
+    }
+
     #[test]
     fn shell_templates_quote_every_value_and_raw_opts_out() {
         let r = Renderer::new();
         let ctx = context(serde_json::json!({"v": "x'; rm -rf / #"}));
         // What the shell makes of the quoted command is the value itself, as one word.
-        let cmd = r.shell(&t("printf '%s|' {{v}}"), &ctx).unwrap_or_default();
+        let cmd = r
+            .shell(&t("printf '%s|' {{v}}"), &ctx, &Taint::strict())
+            .unwrap_or_default();
         let out = std::process::Command::new("/bin/sh")
             .arg("-c")
             .arg(&cmd)
@@ -214,11 +435,11 @@ mod tests {
         let out = out.map(|o| String::from_utf8_lossy(&o.stdout).to_string());
         assert_eq!(out.ok(), Some("x'; rm -rf / #|".into()));
         assert_eq!(
-            r.shell(&t("echo {{{v}}}"), &ctx).ok(),
+            r.shell(&t("echo {{{v}}}"), &ctx, &Taint::strict()).ok(),
             Some("echo x'; rm -rf / #".into())
         );
         assert_eq!(
-            r.shell(&t("echo {{raw v}}"), &ctx).ok(),
+            r.shell(&t("echo {{raw v}}"), &ctx, &Taint::strict()).ok(),
             Some("echo x'; rm -rf / #".into())
         );
         assert_eq!(

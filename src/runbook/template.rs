@@ -13,7 +13,7 @@ use handlebars::{Path, PathSeg};
 /// Helpers available in runbook templates (Handlebars' built-ins plus untoil's own).
 pub const HELPERS: &[&str] = &[
     "if", "unless", "each", "with", "lookup", "log", "eq", "ne", "gt", "gte", "lt", "lte", "and",
-    "or", "not", "len", "raw", "json", "default", "upper", "lower", "trim",
+    "or", "not", "len", "raw", "json", "default", "upper", "lower", "trim", "option",
 ];
 
 /// Block helpers that change the context, so relative paths inside them are not top-level.
@@ -105,6 +105,17 @@ impl Template {
         found
     }
 
+    /// Whether it passes a value with `{{option x}}` (a value that may begin with `-`).
+    pub fn uses_option(&self) -> bool {
+        let mut found = false;
+        walk(&self.compiled.elements, &mut |e| {
+            if calls(e, "option") {
+                found = true;
+            }
+        });
+        found
+    }
+
     /// The top-level variables the template reads (paths inside `each`/`with` blocks are
     /// relative to the block's item and are left out).
     pub fn variables(&self) -> Vec<VarRef> {
@@ -134,6 +145,22 @@ impl Template {
         });
         out
     }
+}
+
+/// The top-level variables one element of a template reads.
+pub fn element_variables(element: &TemplateElement) -> Vec<VarRef> {
+    let mut out = Vec::new();
+    collect_vars(std::slice::from_ref(element), &mut out, false);
+    out
+}
+
+/// Whether an element is a call of helper `name` with arguments (`{{name x}}`).
+pub fn calls(element: &TemplateElement, name: &str) -> bool {
+    matches!(
+        element,
+        TemplateElement::Expression(h) | TemplateElement::HtmlExpression(h)
+            if h.name.as_name() == Some(name) && !h.params.is_empty()
+    )
 }
 
 fn subexpression_helpers(p: &Parameter, out: &mut Vec<String>) {

@@ -831,6 +831,14 @@ impl Validator<'_> {
                         .help
                         .push("`{{{x}}}` and `{{raw x}}` insert text as is; a crafted label could inject commands. Use `{{x}}` unless the value is trusted".into());
                 }
+                if let Some(c) = &command
+                    && c.uses_option()
+                {
+                    let span = self.value_span(&sp("run"));
+                    self.warn(Kind::RawInterpolation, span, "command passes a value with `option`: it may begin with `-` and be read as an option")
+                        .help
+                        .push("a crafted label such as `-oProxyCommand=...` would then change what the command does; use `option` only for values the runbook's operator controls, or check the value with an input's `pattern`".into());
+                }
                 command.map(|command| Action::Shell {
                     command,
                     shell: s.shell.clone().unwrap_or_else(|| DEFAULT_SHELL.to_string()),

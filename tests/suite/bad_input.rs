@@ -33,6 +33,7 @@ use serde_json::{Value as Json, json};
 use serde_yaml::Value as Yaml;
 
 use untoil::exec::render::{Renderer, context};
+use untoil::exec::taint::Taint;
 use untoil::runbook::catalog::{Loaded, load, load_texts};
 use untoil::runbook::diagnostic::Label;
 use untoil::runbook::plugins::Plugins;
@@ -2424,7 +2425,7 @@ fn templates_compile_and_render_without_panicking() {
             let ctx = context(ctx);
             for result in timed("rendering", || {
                 [
-                    renderer.shell(&t, &ctx),
+                    renderer.shell(&t, &ctx, &Taint::strict()),
                     renderer.plain(&t, &ctx),
                     renderer.truthy(&t, &ctx).map(|b| b.to_string()),
                 ]
@@ -2446,7 +2447,7 @@ fn shell_rendering_keeps_every_interpolated_value_one_word() {
     check(1024, value, |v| {
         let ctx = context(json!({ "v": v }));
         let command = renderer
-            .shell(&template, &ctx)
+            .shell(&template, &ctx, &Taint::strict())
             .map_err(|e| fail(e.to_string()))?;
         let words = shlex::split(&command);
         let clean = v.replace('\0', "");

@@ -486,6 +486,20 @@ async fn hostile_label_values_reach_the_command_verbatim() {
         };
         req.alert = Some(alert);
         let (record, _) = run_with(&fx, req, CancellationToken::new()).await;
+        if value.starts_with('-') {
+            // A word beginning with `-` would be an option: refused before anything runs.
+            assert_eq!(record.status, RunStatus::Failed, "{value:?}");
+            assert!(
+                record
+                    .error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("alert.labels.evil starts with '-'")),
+                "{value:?}: {:?}",
+                record.error
+            );
+            assert_eq!(record.steps[0].exit_code, None, "the step never started");
+            continue;
+        }
         assert_eq!(
             record.status,
             RunStatus::Succeeded,
@@ -623,7 +637,10 @@ async fn a_failing_step_fails_the_run_unless_continue_on_error() {
     assert_eq!(record.steps[0].exit_code, Some(3));
     assert_eq!(record.steps[1].exit_code, Some(4));
     assert_eq!(record.steps[2].status, Some(StepStatus::Skipped));
-    assert_eq!(record.error.as_deref(), Some("step `hard` failed"));
+    assert_eq!(
+        record.error.as_deref(),
+        Some("step `hard` failed: command exited with status 4")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -204,3 +204,74 @@ fn untoils_own_variables_can_neither_be_passed_on_nor_read_by_a_runbook() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_label_cannot_become_an_option_of_a_command_and_the_alert_is_still_acknowledged() {
+    let dirs = Dirs::new();
+    let victim = dirs.path("victim");
+    std::fs::create_dir_all(&victim).expect("mkdir");
+    std::fs::write(victim.join("keep.tmp"), "x").expect("write");
+    dirs.runbook(
+        "clean",
+        &format!(
+            "name: clean\nowner: t\ntoil: {{manual_minutes: 1}}\ntriggers:\n  - alert: {{matchers: ['alertname=\"TmpFull\"']}}\nsteps:\n  - name: find\n    workdir: {}\n    run: find {{{{alert.labels.dir}}}} -name '*.tmp' -print\n",
+            victim.display()
+        ),
+    );
+    dirs.runbook(
+        "login",
+        "name: login\nowner: t\ntoil: {manual_minutes: 1}\ntriggers:\n  - alert: {matchers: ['alertname=\"HostDown\"']}\nsteps:\n  - name: ssh\n    run: ssh {{alert.labels.instance}} uptime\n",
+    );
+    let d = crate::common::Running::start(dirs.settings()).await;
+    let alert = |name: &str, labels: Value| {
+        let mut labels = labels;
+        labels["alertname"] = name.into();
+        serde_json::json!({
+            "version": "4", "status": "firing", "receiver": "untoil", "groupKey": "g",
+            "alerts": [{"status": "firing", "labels": labels, "annotations": {},
+                        "startsAt": "2026-12-01T10:00:00Z", "fingerprint": name}]
+        })
+    };
+    for body in [
+        alert("TmpFull", serde_json::json!({"dir": "-delete"})),
+        alert(
+            "HostDown",
+            serde_json::json!({"instance": "-oProxyCommand=sh -c \"id > /tmp/untoil-pwned-ssh\""}),
+        ),
+    ] {
+        let (status, answer, _) = d
+            .post("/api/v1/alerts/alertmanager", body.to_string().into_bytes())
+            .await;
+        assert_eq!(status, 200, "the alert is acknowledged: {answer}");
+        assert_eq!(
+            answer["accepted"].as_array().map(Vec::len),
+            Some(1),
+            "{answer}"
+        );
+    }
+    let runs = d.wait_runs_final(2).await;
+    for run in &runs {
+        assert_eq!(run["status"], "failed", "{run}");
+        assert_eq!(
+            run["steps"][0]["exit_code"],
+            Value::Null,
+            "never started: {run}"
+        );
+    }
+    let reasons: Vec<&str> = runs.iter().filter_map(|r| r["error"].as_str()).collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|e| e.contains("alert.labels.dir starts with '-'")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|e| e.contains("alert.labels.instance starts with '-'")),
+        "{reasons:?}"
+    );
+    assert!(victim.join("keep.tmp").exists(), "find -delete ran");
+    assert!(!Path::new("/tmp/untoil-pwned-ssh").exists());
+    d.stop().await;
+}

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::exec::redact::Redactor;
 use crate::exec::render::Renderer;
+use crate::exec::taint::Taint;
 use crate::runbook::plugins::Plugins;
 
 /// Everything a step attempt needs from its run.
@@ -34,4 +35,6 @@ pub struct StepEnv<'a> {
     pub process_env: &'a [(String, String)],
     /// The run as plugins see it (protocol input minus `step` and `with`).
     pub plugin_input: &'a serde_json::Value,
+    /// Which template values others control.
+    pub taint: &'a Taint,
 }

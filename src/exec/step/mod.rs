@@ -23,7 +23,7 @@ pub fn describe(step: &Step, env: &StepEnv<'_>) -> Result<String, String> {
     match &step.action {
         Action::Shell { command, shell } => env
             .renderer
-            .shell(command, env.ctx)
+            .shell(command, env.ctx, env.taint)
             .map(|c| format!("{shell} -c {c}"))
             .map_err(|e| e.0),
         Action::Http(req) => http::describe(req, env),

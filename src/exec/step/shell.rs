@@ -11,7 +11,7 @@ use crate::exec::step::env::StepEnv;
 
 /// Runs the command once.
 pub async fn run(step: &Step, command: &Template, shell: &str, env: &StepEnv<'_>) -> Attempt {
-    let rendered = match env.renderer.shell(command, env.ctx) {
+    let rendered = match env.renderer.shell(command, env.ctx, env.taint) {
         Ok(c) => c,
         Err(e) => return failed_before_start(e.0),
     };
