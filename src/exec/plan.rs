@@ -179,9 +179,13 @@ impl Plan {
     /// Which of its template values others control: parameters set to the runbook's default
     /// are the operator's, every other parameter a caller's.
     pub fn taint(&self) -> Taint {
-        Taint::with_default_params(self.runbook.params.iter().filter_map(|(name, p)| {
-            (p.default.as_ref() == self.params.get(name)).then(|| name.clone())
-        }))
+        Taint::with_default_params(
+            self.runbook
+                .params
+                .iter()
+                .filter(|(name, p)| p.default.as_ref() == self.params.get(*name))
+                .map(|(name, _)| name.clone()),
+        )
     }
 
     /// Masks this run's secrets.
