@@ -13,7 +13,8 @@ use crate::exec::taint::Taint;
 use crate::run::cause::{AlertContext, Cause};
 use crate::run::id::RunId;
 use crate::run::record::RunRecord;
-use crate::runbook::model::{Runbook, SecretSource, reserved_env};
+use crate::runbook::input::Checked;
+use crate::runbook::model::{InputSource, Runbook, SecretSource, reserved_env};
 use crate::runbook::suggest::did_you_mean;
 
 /// A run that cannot start.
@@ -53,6 +54,26 @@ pub enum PrepareError {
         /// The parameter.
         name: String,
     },
+    /// A value that breaks its declared rule (`type`, `pattern`, `allowed`).
+    #[error("{what} {why}")]
+    Rejected {
+        /// Which value: "parameter `p`", "input `host` (label `instance`)".
+        what: String,
+        /// The rule it breaks.
+        why: String,
+    },
+    /// An input whose label or annotation the alert lacks, without a default.
+    #[error(
+        "input `{name}`: the alert has no {source_kind} `{source_name}` (give the input a `default`, or match only alerts that have it)"
+    )]
+    MissingInput {
+        /// The input.
+        name: String,
+        /// `label` or `annotation`.
+        source_kind: &'static str,
+        /// Its name.
+        source_name: String,
+    },
 }
 
 /// The parameters of a run of `rb`: those given, defaults for the rest. Unknown, missing and
@@ -89,9 +110,53 @@ pub fn resolve_params(
         if value.contains('\0') {
             return Err(PrepareError::NulByte { name: name.clone() });
         }
-        params.insert(name.clone(), value.clone());
+        let checked = p.rule.check(value).map_err(|why| PrepareError::Rejected {
+            what: format!("parameter `{name}`"),
+            why,
+        })?;
+        params.insert(name.clone(), checked.text().to_string());
     }
     Ok(params)
+}
+
+/// The checked inputs of a run: each from its label or annotation of the run's alert (or its
+/// default). A run without an alert gets only the inputs with a default.
+pub fn resolve_inputs(
+    rb: &Runbook,
+    alert: Option<&AlertContext>,
+) -> Result<BTreeMap<String, Checked>, PrepareError> {
+    let mut out = BTreeMap::new();
+    for (name, input) in &rb.inputs {
+        let (kind, source_name, found) = match &input.source {
+            InputSource::Label(l) => ("label", l, alert.and_then(|a| a.alert.labels.get(l))),
+            InputSource::Annotation(a) => (
+                "annotation",
+                a,
+                alert.and_then(|x| x.alert.annotations.get(a)),
+            ),
+        };
+        let value = match (found, &input.default) {
+            (Some(v), _) => v,
+            (None, Some(d)) => d,
+            (None, None) if alert.is_some() => {
+                return Err(PrepareError::MissingInput {
+                    name: name.clone(),
+                    source_kind: kind,
+                    source_name: source_name.clone(),
+                });
+            }
+            (None, None) => continue,
+        };
+        let checked = input
+            .rule
+            .check(value)
+            .map_err(|why| PrepareError::Rejected {
+                what: format!("input `{name}` ({kind} `{source_name}`)"),
+                why,
+            })?;
+        out.insert(name.clone(), checked);
+    }
+    Ok(out)
 }
 
 /// The parameters given plus the defaults of those not given, unchecked: a run triggered by an
@@ -114,6 +179,7 @@ pub struct Plan {
     id: RunId,
     cause: Cause,
     params: BTreeMap<String, String>,
+    inputs: BTreeMap<String, Checked>,
     alert: Option<AlertContext>,
     secrets: BTreeMap<String, String>,
     redactor: Redactor,
@@ -125,6 +191,7 @@ impl Plan {
     /// they show as the mask.
     pub fn of(runbook: Arc<Runbook>, run: &RunRecord) -> Result<Plan, PrepareError> {
         let params = resolve_params(&runbook, &run.params)?;
+        let inputs = resolve_inputs(&runbook, run.alert.as_ref())?;
         let mut secrets = BTreeMap::new();
         for (name, source) in &runbook.secrets {
             let value = if run.dry_run {
@@ -143,6 +210,7 @@ impl Plan {
             id: run.id.clone(),
             cause: run.cause.clone(),
             params,
+            inputs,
             alert: run.alert.clone(),
             secrets,
             redactor,
@@ -202,8 +270,14 @@ impl Plan {
             .filter(|name| !reserved_env(name))
             .filter_map(|name| std::env::var(name).ok().map(|v| (name.as_str(), v)))
             .collect();
+        let inputs: serde_json::Map<String, serde_json::Value> = self
+            .inputs
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_json()))
+            .collect();
         let mut ctx = serde_json::json!({
             "params": self.params,
+            "inputs": inputs,
             "run": {
                 "id": self.id.0,
                 "cause": self.cause.kind(),

@@ -5,6 +5,7 @@
 
 pub mod catalog;
 pub mod diagnostic;
+pub mod input;
 pub mod loader;
 pub mod model;
 pub mod plugins;

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::runbook::input::Rule;
 use crate::runbook::template::Template;
 use crate::trigger::matcher::Matcher;
 use crate::trigger::schedule::Schedule;
@@ -38,6 +39,8 @@ pub struct Runbook {
     pub guards: Guards,
     /// Declared parameters.
     pub params: BTreeMap<String, Param>,
+    /// Declared inputs (from the alert).
+    pub inputs: BTreeMap<String, Input>,
     /// Environment variables templates may read.
     pub env: Vec<String>,
     /// Declared secrets.
@@ -226,6 +229,30 @@ pub struct MaxRuns {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Param {
     /// Default value; without one the parameter is required.
+    pub default: Option<String>,
+    /// What it is for.
+    pub description: String,
+    /// What values it accepts.
+    pub rule: Rule,
+}
+
+/// Where an input's value comes from in the alert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputSource {
+    /// A label.
+    Label(String),
+    /// An annotation.
+    Annotation(String),
+}
+
+/// A typed value taken from the alert that triggers a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Input {
+    /// Where it comes from.
+    pub source: InputSource,
+    /// What values it accepts.
+    pub rule: Rule,
+    /// Used when the alert lacks it.
     pub default: Option<String>,
     /// What it is for.
     pub description: String,

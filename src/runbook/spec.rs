@@ -40,6 +40,10 @@ pub struct RawRunbook {
     /// Parameters a run takes, available as `{{params.NAME}}`.
     #[serde(default)]
     pub params: BTreeMap<String, RawParam>,
+    /// Typed values taken from the alert (a label or an annotation), available as
+    /// `{{inputs.NAME}}` once checked.
+    #[serde(default)]
+    pub inputs: BTreeMap<String, RawInput>,
     /// Environment variables of the daemon that templates may read as `{{env.NAME}}`.
     #[serde(default)]
     pub env: Vec<String>,
@@ -137,6 +141,50 @@ pub struct RawParam {
     pub default: Option<Scalar>,
     /// What it is for.
     pub description: Option<String>,
+    /// What values it accepts (default `string`).
+    #[serde(rename = "type")]
+    #[schemars(with = "Option<InputTypeName>")]
+    pub kind: Option<String>,
+    /// A regex the whole value must match, e.g. `[a-z-]+\.service`.
+    pub pattern: Option<String>,
+    /// The only values it accepts.
+    pub allowed: Option<Vec<Scalar>>,
+}
+
+/// A typed value taken from the alert that triggers a run: exactly one of `label` and
+/// `annotation`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawInput {
+    /// The alert label that holds the value.
+    pub label: Option<String>,
+    /// The alert annotation that holds the value.
+    pub annotation: Option<String>,
+    /// What values it accepts (default `string`).
+    #[serde(rename = "type")]
+    #[schemars(with = "Option<InputTypeName>")]
+    pub kind: Option<String>,
+    /// A regex the whole value must match.
+    pub pattern: Option<String>,
+    /// The only values it accepts.
+    pub allowed: Option<Vec<Scalar>>,
+    /// Value used when the alert lacks the label or annotation; without one such a run fails.
+    pub default: Option<Scalar>,
+    /// What it is for.
+    pub description: Option<String>,
+}
+
+/// The types a parameter or input may declare.
+#[derive(JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum InputTypeName {
+    String,
+    Int,
+    Bool,
+    Duration,
+    Hostname,
+    Path,
 }
 
 /// A YAML scalar taken as text (`5`, `true` and `"x"` all become strings).

@@ -11,14 +11,17 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::runbook::diagnostic::{Diagnostic, Kind};
+use crate::runbook::input::{InputType, Rule, compile_pattern};
 use crate::runbook::model::{
-    Action, AlertOn, AlertTrigger, DEFAULT_SHELL, DEFAULT_STEP_TIMEOUT, Guards, HttpRequest,
-    MaxRuns, Overlap, Param, Retries, Runbook, ScheduleTrigger, SecretSource, Step, TemplateValue,
-    Toil, Trigger, Verify, parse_duration,
+    Action, AlertOn, AlertTrigger, DEFAULT_SHELL, DEFAULT_STEP_TIMEOUT, Guards, HttpRequest, Input,
+    InputSource, MaxRuns, Overlap, Param, Retries, Runbook, ScheduleTrigger, SecretSource, Step,
+    TemplateValue, Toil, Trigger, Verify, parse_duration,
 };
 use crate::runbook::plugins::Plugins;
 use crate::runbook::source_map::{Seg, SourceMap};
-use crate::runbook::spec::{RawAlertTrigger, RawGuards, RawHttp, RawRunbook, RawStep, RawTrigger};
+use crate::runbook::spec::{
+    RawAlertTrigger, RawGuards, RawHttp, RawRunbook, RawStep, RawTrigger, Scalar,
+};
 use crate::runbook::suggest::did_you_mean;
 use crate::runbook::template::{HELPERS, Template};
 use crate::trigger::matcher::{Matcher, never_matches};
@@ -54,6 +57,7 @@ pub const RUN_FIELDS: &[&str] = &["id", "cause", "runbook", "started_at"];
 /// Top-level template variables.
 pub const ROOTS: &[&str] = &[
     "params",
+    "inputs",
     "alert",
     "notification",
     "run",
@@ -260,15 +264,26 @@ impl Validator<'_> {
             .params
             .iter()
             .map(|(k, p)| {
+                let at = [key("params"), key(k)];
+                let rule = self.rule(
+                    &at,
+                    p.kind.as_deref(),
+                    p.pattern.as_deref(),
+                    p.allowed.as_deref(),
+                );
+                let default = p.default.as_ref().map(|s| s.0.clone());
+                self.check_default(&at, &rule, default.as_deref());
                 (
                     k.clone(),
                     Param {
-                        default: p.default.as_ref().map(|s| s.0.clone()),
+                        default,
                         description: p.description.clone().unwrap_or_default(),
+                        rule,
                     },
                 )
             })
             .collect();
+        let inputs = self.inputs(raw);
         for name in raw.params.keys() {
             if !valid_identifier(name) {
                 let span = self.key_span(&[key("params"), key(name)]);
@@ -362,6 +377,7 @@ impl Validator<'_> {
             triggers,
             guards,
             params,
+            inputs,
             env: raw.env.clone(),
             secrets,
             verify,
@@ -370,6 +386,159 @@ impl Validator<'_> {
             source: path.to_path_buf(),
             version: hex(&Sha256::digest(self.text.as_bytes())),
         })
+    }
+
+    /// The rule a parameter or input declares at `at` (`type`, `pattern`, `allowed`).
+    fn rule(
+        &mut self,
+        at: &[Seg],
+        kind: Option<&str>,
+        pattern: Option<&str>,
+        allowed: Option<&[Scalar]>,
+    ) -> Rule {
+        let mut rule = Rule::default();
+        if let Some(k) = kind {
+            match InputType::parse(k) {
+                Some(t) => rule.kind = t,
+                None => {
+                    let mut p = at.to_vec();
+                    p.push(key("type"));
+                    let span = self.value_span(&p);
+                    let names: Vec<&str> = InputType::ALL.iter().map(|(n, _)| *n).collect();
+                    let help = did_you_mean(k, names.iter().copied())
+                        .unwrap_or_else(|| format!("one of: {}", names.join(", ")));
+                    self.error(Kind::InvalidValue, span, format!("unknown type `{k}`"))
+                        .help
+                        .push(help);
+                }
+            }
+        }
+        if let Some(pat) = pattern {
+            match compile_pattern(pat) {
+                Ok(re) => {
+                    rule.pattern = Some(re);
+                    rule.pattern_source = Some(pat.to_string());
+                }
+                Err(e) => {
+                    let mut p = at.to_vec();
+                    p.push(key("pattern"));
+                    let span = self.value_span(&p);
+                    self.error(Kind::InvalidRegex, span, format!("invalid pattern: {e}"))
+                        .help
+                        .push(
+                            "a Rust regex (https://docs.rs/regex), matched against the whole value"
+                                .into(),
+                        );
+                }
+            }
+        }
+        if let Some(list) = allowed {
+            rule.allowed = list.iter().map(|s| s.0.clone()).collect();
+            if list.is_empty() {
+                let mut p = at.to_vec();
+                p.push(key("allowed"));
+                let span = self.value_span(&p);
+                self.error(
+                    Kind::InvalidValue,
+                    span,
+                    "`allowed` is empty: no value would pass",
+                )
+                .help
+                .push("list the values it accepts, or remove `allowed`".into());
+            }
+            for (i, value) in rule.allowed.iter().enumerate() {
+                let plain = Rule {
+                    allowed: Vec::new(),
+                    ..rule.clone()
+                };
+                if let Err(why) = plain.check(value) {
+                    let mut p = at.to_vec();
+                    p.push(key("allowed"));
+                    p.push(Seg::Index(i));
+                    let span = self.value_span(&p);
+                    self.error(
+                        Kind::InvalidValue,
+                        span,
+                        format!("allowed value `{value}` {why}"),
+                    );
+                }
+            }
+        }
+        rule
+    }
+
+    /// A default must pass its own rule.
+    fn check_default(&mut self, at: &[Seg], rule: &Rule, default: Option<&str>) {
+        if let Some(d) = default
+            && let Err(why) = rule.check(d)
+        {
+            let mut p = at.to_vec();
+            p.push(key("default"));
+            let span = self.value_span(&p);
+            self.error(Kind::InvalidValue, span, format!("default `{d}` {why}"))
+                .help
+                .push("a default must pass its own `type`, `pattern` and `allowed`".into());
+        }
+    }
+
+    /// The runbook's inputs: each from exactly one label or annotation, with its rule.
+    fn inputs(&mut self, raw: &RawRunbook) -> BTreeMap<String, Input> {
+        let mut out = BTreeMap::new();
+        if !raw.inputs.is_empty() && !self.has_alert {
+            let span = self.key_span(&[key("inputs")]);
+            self.warn(
+                Kind::Ineffective,
+                span,
+                "`inputs` are taken from the alert, and this runbook has no alert trigger",
+            )
+            .help
+            .push("add an `alert` trigger, or use `params` for values given by hand".into());
+        }
+        for (name, i) in &raw.inputs {
+            let at = [key("inputs"), key(name)];
+            if !valid_identifier(name) {
+                let span = self.key_span(&at);
+                self.error(Kind::InvalidValue, span, format!("invalid input name `{name}`"))
+                    .help
+                    .push("use letters, digits and `_`, starting with a letter, so templates can read it as `{{inputs.NAME}}`".into());
+            }
+            let source = match (&i.label, &i.annotation) {
+                (Some(l), None) => Some(InputSource::Label(l.clone())),
+                (None, Some(a)) => Some(InputSource::Annotation(a.clone())),
+                (l, _) => {
+                    let span = self.key_span(&at);
+                    let message = if l.is_some() {
+                        format!("input `{name}` has both `label` and `annotation`")
+                    } else {
+                        format!("input `{name}` says neither `label` nor `annotation`")
+                    };
+                    self.error(Kind::MissingField, span, message)
+                        .help
+                        .push("take it from one place: `label: NAME` or `annotation: NAME`".into());
+                    None
+                }
+            };
+            let rule = self.rule(
+                &at,
+                i.kind.as_deref(),
+                i.pattern.as_deref(),
+                i.allowed.as_deref(),
+            );
+            let default = i.default.as_ref().map(|s| s.0.clone());
+            self.check_default(&at, &rule, default.as_deref());
+            if let Some(source) = source {
+                out.insert(
+                    name.clone(),
+                    Input {
+                        source,
+                        rule,
+                        default,
+                        description: i.description.clone().unwrap_or_default(),
+                    },
+                );
+            }
+        }
+        out
     }
 
     /// Validates one list of steps (`steps` or `on_approval_requested`): names unique, each
@@ -1340,6 +1509,31 @@ impl Validator<'_> {
                 }
             }
             "run" => field_check(RUN_FIELDS, "run"),
+            "inputs" => {
+                let Some(name) = second else {
+                    return Ok(());
+                };
+                let Some(input) = raw.inputs.get(name) else {
+                    return Err((
+                        format!("unknown input `{name}` in `{full}`"),
+                        Some(did_you_mean(name, raw.inputs.keys().map(String::as_str)).unwrap_or_else(|| {
+                            format!("declare it under `inputs:`, e.g. `inputs: {{ {name}: {{ label: {name} }} }}`")
+                        })),
+                    ));
+                };
+                let host = input.kind.as_deref() == Some("hostname");
+                match (host, segs.get(2).map(String::as_str)) {
+                    (true, Some("value" | "host" | "port")) | (false, None) => Ok(()),
+                    (true, _) => Err((
+                        format!("`{full}`: a hostname input has the fields `host`, `port` and `value`"),
+                        Some(format!("`inputs.{name}.host` for the host alone, `inputs.{name}.value` as given")),
+                    )),
+                    (false, Some(f)) => Err((
+                        format!("`{full}`: input `{name}` is a value, it has no field `{f}`"),
+                        Some(format!("use `inputs.{name}`")),
+                    )),
+                }
+            }
             "secrets" => match second {
                 Some(s) if !raw.secrets.contains_key(s) => Err((
                     format!("unknown secret `{s}` in `{full}`"),

@@ -275,3 +275,161 @@ async fn an_alert_label_cannot_become_an_option_of_a_command_and_the_alert_is_st
     assert!(!Path::new("/tmp/untoil-pwned-ssh").exists());
     d.stop().await;
 }
+
+/// An Alertmanager notification of one firing alert.
+fn notification(fingerprint: &str, labels: Value) -> Vec<u8> {
+    serde_json::json!({
+        "version": "4", "status": "firing", "receiver": "untoil", "groupKey": "g",
+        "alerts": [{"status": "firing", "labels": labels, "annotations": {},
+                    "startsAt": "2026-12-01T10:00:00Z", "fingerprint": fingerprint}]
+    })
+    .to_string()
+    .into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_inputs_take_checked_values_from_the_alert_and_refuse_the_rest_before_any_step() {
+    let dirs = Dirs::new();
+    dirs.runbook(
+        "probe",
+        "name: probe\nowner: t\ntoil: {manual_minutes: 1}\ntriggers:\n  - alert: {matchers: ['alertname=\"Down\"']}\ninputs:\n  target: {label: instance, type: hostname}\n  unit: {label: unit, pattern: '[a-z-]+\\.service', default: nginx.service}\nsteps:\n  - name: show\n    run: echo {{inputs.target.host}} {{inputs.target.port}} {{inputs.unit}}\n",
+    );
+    let d = crate::common::Running::start(dirs.settings()).await;
+    let cases = [
+        (
+            "ok",
+            serde_json::json!({"alertname": "Down", "instance": "db-1:9100"}),
+        ),
+        (
+            "v6",
+            serde_json::json!({"alertname": "Down", "instance": "[2001:db8::1]:22", "unit": "ssh.service"}),
+        ),
+        (
+            "option",
+            serde_json::json!({"alertname": "Down", "instance": "-oProxyCommand=id"}),
+        ),
+        (
+            "userinfo",
+            serde_json::json!({"alertname": "Down", "instance": "evil@127.0.0.1"}),
+        ),
+        (
+            "unit",
+            serde_json::json!({"alertname": "Down", "instance": "db-1", "unit": "x; reboot"}),
+        ),
+        ("missing", serde_json::json!({"alertname": "Down"})),
+    ];
+    for (fp, labels) in &cases {
+        let (status, answer, _) = d
+            .post(
+                "/api/v1/alerts/alertmanager",
+                notification(fp, labels.clone()),
+            )
+            .await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    let runs = d.wait_runs_final(cases.len()).await;
+    let by_fp = |fp: &str| {
+        runs.iter()
+            .find(|r| r["cause"]["fingerprint"] == fp)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let ok = by_fp("ok");
+    assert_eq!(ok["status"], "succeeded", "{ok}");
+    assert_eq!(
+        ok["steps"][0]["stdout"].as_str().map(str::trim),
+        Some("db-1 9100 nginx.service")
+    );
+    let v6 = by_fp("v6");
+    assert_eq!(
+        v6["steps"][0]["stdout"].as_str().map(str::trim),
+        Some("2001:db8::1 22 ssh.service")
+    );
+    for (fp, reason) in [
+        (
+            "option",
+            "input `target` (label `instance`) is not a hostname",
+        ),
+        (
+            "userinfo",
+            "input `target` (label `instance`) is not a hostname",
+        ),
+        (
+            "unit",
+            "input `unit` (label `unit`) does not match the pattern",
+        ),
+        (
+            "missing",
+            "input `target`: the alert has no label `instance`",
+        ),
+    ] {
+        let run = by_fp(fp);
+        assert_eq!(run["status"], "failed", "{run}");
+        assert!(
+            run["error"].as_str().is_some_and(|e| e.contains(reason)),
+            "{fp}: {run}"
+        );
+        assert_eq!(run["steps"], serde_json::json!([]), "no step ran: {run}");
+        // The value itself is not repeated in the reason.
+        assert!(!run["error"].as_str().unwrap_or("").contains("ProxyCommand"));
+    }
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parameter_that_breaks_its_type_or_list_is_refused_with_its_rule() {
+    let dirs = Dirs::new();
+    dirs.runbook(
+        "scale",
+        "name: scale\nowner: t\ntoil: {manual_minutes: 1}\nparams:\n  replicas: {type: int, default: 2}\n  env: {allowed: [staging, prod], default: staging}\n  dir: {type: path, default: /var/log}\nsteps:\n  - name: s\n    run: echo {{params.replicas}} {{params.env}} {{params.dir}}\n",
+    );
+    let d = crate::common::Running::start(dirs.settings()).await;
+    for (params, reason) in [
+        (
+            serde_json::json!({"replicas": "two"}),
+            "parameter `replicas` is not a whole number",
+        ),
+        (
+            serde_json::json!({"env": "dev"}),
+            "parameter `env` is not one of: staging, prod",
+        ),
+        (
+            serde_json::json!({"dir": "/var/../etc"}),
+            "parameter `dir` contains `..`",
+        ),
+    ] {
+        let (status, answer, _) = d
+            .post(
+                "/api/v1/runbooks/scale/runs",
+                serde_json::json!({ "params": params })
+                    .to_string()
+                    .into_bytes(),
+            )
+            .await;
+        assert_eq!(status, 400, "{answer}");
+        assert!(
+            answer["error"].as_str().is_some_and(|e| e.contains(reason)),
+            "{answer}"
+        );
+    }
+    let (status, answer, _) = d
+        .post(
+            "/api/v1/runbooks/scale/runs",
+            serde_json::json!({"params": {"replicas": "3", "dir": "/srv//data/./x"}})
+                .to_string()
+                .into_bytes(),
+        )
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    let runs = d.wait_runs_final(1).await;
+    assert_eq!(
+        runs[0]["steps"][0]["stdout"].as_str().map(str::trim),
+        Some("3 staging /srv/data/x"),
+        "a path is normalised"
+    );
+    assert!(
+        d.runs().await.len() == 1,
+        "the refused runs were never recorded"
+    );
+    d.stop().await;
+}
