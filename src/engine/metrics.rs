@@ -1,4 +1,9 @@
 //! Prometheus metrics of the daemon (prometheus-client), served at `GET /metrics`.
+//!
+//! Label values can come from data others control (a guard key rendered from an alert label):
+//! they are escaped as the exposition format wants (the encoder writes them as they are), and a
+//! runbook's breaker keys are capped at [`MAX_KEYS`] series; further keys share one series with
+//! key `_other`, which counts their open breakers.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -9,11 +14,39 @@ use prometheus_client::registry::Registry;
 
 type Labels = Vec<(String, String)>;
 
+/// Breaker series per runbook; further keys go to `_other`.
+pub const MAX_KEYS: usize = 100;
+
+/// The key of the series that aggregates a runbook's keys beyond [`MAX_KEYS`].
+pub const OTHER_KEY: &str = "_other";
+
+/// A label value escaped for the text exposition: `\`, `"` and line breaks.
+fn escaped(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 fn labels(pairs: &[(&str, &str)]) -> Labels {
     pairs
         .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .map(|(k, v)| (k.to_string(), escaped(v)))
         .collect()
+}
+
+/// The breaker keys of one runbook that have a series of their own, and the others' states.
+#[derive(Default)]
+struct Keys {
+    named: std::collections::HashSet<String>,
+    others: std::collections::HashMap<String, bool>,
 }
 
 /// Every metric the daemon exports.
@@ -31,6 +64,7 @@ pub struct Metrics {
     /// Runs waiting for approval.
     pub approvals_pending: Gauge,
     webhook_latency: Histogram,
+    keys: std::sync::Mutex<std::collections::HashMap<String, Keys>>,
 }
 
 impl Default for Metrics {
@@ -106,6 +140,7 @@ impl Metrics {
             breaker_open,
             approvals_pending,
             webhook_latency,
+            keys: Default::default(),
         }
     }
 
@@ -142,11 +177,24 @@ impl Metrics {
         }
     }
 
-    /// Sets a breaker's state.
+    /// Sets a breaker's state (a key beyond the runbook's [`MAX_KEYS`] counts in `_other`).
     pub fn breaker(&self, runbook: &str, key: &str, open: bool) {
+        let mut all = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        let keys = all.entry(runbook.to_string()).or_default();
+        if keys.named.contains(key)
+            || (keys.named.len() < MAX_KEYS && !keys.others.contains_key(key))
+        {
+            keys.named.insert(key.to_string());
+            self.breaker_open
+                .get_or_create(&labels(&[("runbook", runbook), ("key", key)]))
+                .set(i64::from(open));
+            return;
+        }
+        keys.others.insert(key.to_string(), open);
+        let open_others = keys.others.values().filter(|o| **o).count();
         self.breaker_open
-            .get_or_create(&labels(&[("runbook", runbook), ("key", key)]))
-            .set(i64::from(open));
+            .get_or_create(&labels(&[("runbook", runbook), ("key", OTHER_KEY)]))
+            .set(open_others as i64);
     }
 
     /// Records a webhook answer time.
@@ -161,5 +209,46 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_label_values_stay_inside_their_label() {
+        let m = Metrics::new();
+        m.breaker("rb", "x\"} 1\nfake_metric 42\n", true);
+        let text = m.render();
+        assert!(
+            !text.lines().any(|l| l.starts_with("fake_metric")),
+            "{text}"
+        );
+        assert!(text.contains(r#"key="x\"} 1\nfake_metric 42\n""#), "{text}");
+    }
+
+    #[test]
+    fn keys_beyond_the_cap_share_one_series_counting_their_open_breakers() {
+        let m = Metrics::new();
+        for i in 0..MAX_KEYS + 5 {
+            m.breaker("rb", &format!("k{i}"), i % 2 == 0);
+        }
+        m.breaker("rb", "k0", false);
+        let text = m.render();
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("untoil_breaker_open{"))
+            .count();
+        assert_eq!(series, MAX_KEYS + 1, "{text}");
+        // k100..k104: k100, k102, k104 open.
+        assert!(
+            text.contains(r#"untoil_breaker_open{runbook="rb",key="_other"} 3"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"untoil_breaker_open{runbook="rb",key="k0"} 0"#),
+            "{text}"
+        );
     }
 }

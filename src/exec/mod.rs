@@ -12,3 +12,4 @@ pub mod redact;
 pub mod render;
 pub mod step;
 pub mod taint;
+pub mod url;

@@ -254,6 +254,13 @@ impl Plan {
                 .filter(|(name, p)| p.default.as_ref() == self.params.get(*name))
                 .map(|(name, _)| name.clone()),
         )
+        .with_host_inputs(
+            self.runbook
+                .inputs
+                .iter()
+                .filter(|(_, i)| i.rule.kind == crate::runbook::input::InputType::Hostname)
+                .map(|(name, _)| name.clone()),
+        )
     }
 
     /// Masks this run's secrets.

@@ -78,17 +78,42 @@ fn escape_shell(value: &str) -> String {
     })
 }
 
-/// A piece of a rendered command.
-enum Piece {
+/// The plain registry's escape function: inside an element-wise render it leaves a placeholder;
+/// elsewhere values go in as they are.
+fn escape_plain(value: &str) -> String {
+    SESSION.with(|s| match s.borrow_mut().as_mut() {
+        Some((nonce, values)) => {
+            values.push(value.to_string());
+            format!("{OPEN}{nonce:x}.{}{CLOSE}", values.len() - 1)
+        }
+        None => value.to_string(),
+    })
+}
+
+/// A piece of a template rendered element by element.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
     /// Text of the runbook (or inserted raw).
     Text(String),
-    /// An interpolated value, with the untrusted variable its expression reads (if any) and
-    /// whether it was passed with `{{option ...}}`.
+    /// An interpolated value.
     Value {
+        /// The value, before any quoting or encoding.
         value: String,
+        /// The untrusted variable its expression reads, if any (None: the operator's value).
         source: Option<String>,
+        /// Passed with `{{option ...}}`.
         option: bool,
+        /// Every untrusted variable its expression reads is a hostname input.
+        host: bool,
     },
+}
+
+/// What an element's values carry: their untrusted source, `option`, hostname inputs only.
+#[derive(Clone)]
+struct Origin {
+    source: Option<String>,
+    option: bool,
+    host: bool,
 }
 
 /// Whether a word of a shell command starts after this character.
@@ -97,14 +122,7 @@ fn separates_words(c: char) -> bool {
 }
 
 /// Splits an element's output at the placeholders of this render.
-fn pieces(
-    text: &str,
-    nonce: u64,
-    values: &[String],
-    source: &Option<String>,
-    option: bool,
-    out: &mut Vec<Piece>,
-) {
+fn split(text: &str, nonce: u64, values: &[String], origin: &Origin, out: &mut Vec<Piece>) {
     let prefix = format!("{OPEN}{nonce:x}.");
     let mut rest = text;
     while let Some(start) = rest.find(&prefix) {
@@ -124,8 +142,9 @@ fn pieces(
         }
         out.push(Piece::Value {
             value: value.clone(),
-            source: source.clone(),
-            option,
+            source: origin.source.clone(),
+            option: origin.option,
+            host: origin.host,
         });
         rest = &after[end + CLOSE.len_utf8()..];
     }
@@ -181,7 +200,7 @@ fn registry(shell: bool) -> Handlebars<'static> {
     if shell {
         r.register_escape_fn(escape_shell);
     } else {
-        r.register_escape_fn(handlebars::no_escape);
+        r.register_escape_fn(escape_plain);
     }
     r.register_helper("raw", Box::new(Raw));
     r.register_helper("upper", Box::new(helpers::upper));
@@ -225,30 +244,7 @@ impl Renderer {
         ctx: &Context,
         taint: &Taint,
     ) -> Result<String, RenderFailure> {
-        let nonce = ulid::Ulid::new().random() as u64;
-        let mut all = Vec::new();
-        let mut rc = RenderContext::new(None);
-        for e in &t.compiled().elements {
-            SESSION.with(|s| *s.borrow_mut() = Some((nonce, Vec::new())));
-            let mut out = StringOutput::new();
-            let rendered = e.render(&self.shell, ctx, &mut rc, &mut out);
-            let values = SESSION
-                .with(|s| s.borrow_mut().take())
-                .map(|(_, v)| v)
-                .unwrap_or_default();
-            rendered.map_err(|err| describe(&err, t))?;
-            let text = out
-                .into_string()
-                .map_err(|e| RenderFailure(format!("template produced invalid UTF-8: {e}")))?;
-            let (source, option) = match e {
-                TemplateElement::RawString(_) | TemplateElement::Comment(_) => (None, false),
-                _ => (
-                    element_variables(e).iter().find_map(|v| taint.source(v)),
-                    calls(e, "option"),
-                ),
-            };
-            pieces(&text, nonce, &values, &source, option, &mut all);
-        }
+        let all = self.pieces(&self.shell, t, ctx, taint)?;
         let mut command = String::new();
         let mut word_start = true;
         for piece in all {
@@ -263,6 +259,7 @@ impl Renderer {
                     value,
                     source,
                     option,
+                    ..
                 } => {
                     if let (true, Some(source), false) =
                         (word_start && value.starts_with('-'), &source, option)
@@ -280,6 +277,62 @@ impl Renderer {
             }
         }
         Ok(command)
+    }
+
+    /// Renders a template element by element with the plain (unescaped) registry: its text and
+    /// its values apart, each value with where it came from.
+    pub fn plain_pieces(
+        &self,
+        t: &Template,
+        ctx: &Context,
+        taint: &Taint,
+    ) -> Result<Vec<Piece>, RenderFailure> {
+        self.pieces(&self.plain, t, ctx, taint)
+    }
+
+    fn pieces(
+        &self,
+        reg: &Handlebars<'static>,
+        t: &Template,
+        ctx: &Context,
+        taint: &Taint,
+    ) -> Result<Vec<Piece>, RenderFailure> {
+        let nonce = ulid::Ulid::new().random() as u64;
+        let mut all = Vec::new();
+        let mut rc = RenderContext::new(None);
+        for e in &t.compiled().elements {
+            SESSION.with(|s| *s.borrow_mut() = Some((nonce, Vec::new())));
+            let mut out = StringOutput::new();
+            let rendered = e.render(reg, ctx, &mut rc, &mut out);
+            let values = SESSION
+                .with(|s| s.borrow_mut().take())
+                .map(|(_, v)| v)
+                .unwrap_or_default();
+            rendered.map_err(|err| describe(&err, t))?;
+            let text = out
+                .into_string()
+                .map_err(|e| RenderFailure(format!("template produced invalid UTF-8: {e}")))?;
+            let origin = match e {
+                TemplateElement::RawString(_) | TemplateElement::Comment(_) => Origin {
+                    source: None,
+                    option: false,
+                    host: false,
+                },
+                _ => {
+                    let vars = element_variables(e);
+                    let untrusted: Vec<_> =
+                        vars.iter().filter(|v| taint.source(v).is_some()).collect();
+                    Origin {
+                        source: untrusted.first().and_then(|v| taint.source(v)),
+                        option: calls(e, "option"),
+                        host: !untrusted.is_empty()
+                            && untrusted.iter().all(|v| taint.forms_host(v)),
+                    }
+                }
+            };
+            split(&text, nonce, &values, &origin, &mut all);
+        }
+        Ok(all)
     }
 
     /// Renders text as is.

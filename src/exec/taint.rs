@@ -13,6 +13,8 @@ use crate::runbook::template::VarRef;
 pub struct Taint {
     /// Parameters the runbook's defaults did not decide (None: treat every parameter as given).
     trusted_params: Option<BTreeSet<String>>,
+    /// Inputs of type `hostname`: checked to be a host, they may form a URL's host.
+    host_inputs: BTreeSet<String>,
 }
 
 impl Taint {
@@ -26,7 +28,27 @@ impl Taint {
     pub fn with_default_params(trusted: impl IntoIterator<Item = String>) -> Taint {
         Taint {
             trusted_params: Some(trusted.into_iter().collect()),
+            host_inputs: BTreeSet::new(),
         }
+    }
+
+    /// These inputs are hostnames (checked before the run started).
+    pub fn with_host_inputs(mut self, names: impl IntoIterator<Item = String>) -> Taint {
+        self.host_inputs = names.into_iter().collect();
+        self
+    }
+
+    /// Whether a variable is a hostname input (or its host or port): it may form a URL's host.
+    pub fn forms_host(&self, var: &VarRef) -> bool {
+        var.segments.first().map(String::as_str) == Some("inputs")
+            && var
+                .segments
+                .get(1)
+                .is_some_and(|n| self.host_inputs.contains(n))
+            && matches!(
+                var.segments.get(2).map(String::as_str),
+                Some("host" | "port" | "value")
+            )
     }
 
     /// The variable's path as written when others control its value, None when the operator does.

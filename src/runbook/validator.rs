@@ -1222,6 +1222,23 @@ impl Validator<'_> {
             .body
             .as_ref()
             .and_then(|b| self.template(b, &p("body"), scope, raw));
+        if let Some(b) = &body
+            && let Some(v) = b.variables().into_iter().find(|v| {
+                matches!(
+                    v.segments.first().map(String::as_str),
+                    Some("alert" | "notification" | "steps" | "inputs" | "params")
+                )
+            })
+        {
+            let span = self.value_span(&p("body"));
+            self.warn(
+                Kind::RawInterpolation,
+                span,
+                format!("the body interpolates `{}` into raw text", v.raw),
+            )
+            .help
+            .push("a crafted value can add fields or break the format; send structured data with `json:` (each value is encoded), or use `body:` only for trusted values".into());
+        }
         let timeout = self.duration(h.timeout.as_ref(), &p("timeout"));
         for (j, code) in h.expect_status.iter().enumerate() {
             if !(100..=599).contains(code) {

@@ -433,3 +433,152 @@ async fn a_parameter_that_breaks_its_type_or_list_is_refused_with_its_rule() {
     );
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_label_cannot_move_an_http_request_nor_add_fields_to_its_json() {
+    use axum::extract::OriginalUri;
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>> = Default::default();
+    let app = {
+        let seen = seen.clone();
+        axum::Router::new().fallback(move |uri: OriginalUri, body: String| {
+            let seen = seen.clone();
+            async move {
+                if let Ok(mut s) = seen.lock() {
+                    s.push((uri.0.to_string(), body));
+                }
+                "ok"
+            }
+        })
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let dirs = Dirs::new();
+    dirs.runbook(
+        "hook",
+        &format!(
+            "name: hook\nowner: t\ntoil: {{manual_minutes: 1}}\ntriggers:\n  - alert: {{matchers: ['alertname=\"Hook\"']}}\nsteps:\n  - name: post\n    http:\n      method: POST\n      url: \"http://127.0.0.1:{port}/hook/{{{{alert.labels.path}}}}?q={{{{alert.labels.q}}}}\"\n      json: {{title: \"{{{{alert.labels.title}}}}\"}}\n"
+        ),
+    );
+    dirs.runbook(
+        "redirect",
+        "name: redirect\nowner: t\ntoil: {manual_minutes: 1}\ntriggers:\n  - alert: {matchers: ['alertname=\"Redirect\"']}\nsteps:\n  - name: get\n    http:\n      url: \"http://{{alert.labels.target}}/api/v1/runbooks\"\n",
+    );
+    let d = crate::common::Running::start(dirs.settings()).await;
+    for (fp, labels) in [
+        (
+            "hook",
+            serde_json::json!({"alertname": "Hook", "path": "../admin/delete?all=1#x",
+                               "q": "a&admin=1", "title": "x\",\"admin\":true,\"y\":\""}),
+        ),
+        (
+            "redirect",
+            serde_json::json!({"alertname": "Redirect", "target": "evil.example@127.0.0.1:9470"}),
+        ),
+    ] {
+        let (status, answer, _) = d
+            .post("/api/v1/alerts/alertmanager", notification(fp, labels))
+            .await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    let runs = d.wait_runs_final(2).await;
+    let redirect = runs
+        .iter()
+        .find(|r| r["runbook"] == "redirect")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(redirect["status"], "failed", "{redirect}");
+    assert!(
+        redirect["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("alert.labels.target cannot form the host of a URL")),
+        "{redirect}"
+    );
+    let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let (uri, body) = &seen[0];
+    assert_eq!(
+        uri, "/hook/..%2Fadmin%2Fdelete%3Fall%3D1%23x?q=a%26admin%3D1",
+        "the label stayed one path segment and one query value"
+    );
+    let json: Value = serde_json::from_str(body).expect("json body");
+    assert_eq!(json.as_object().map(|o| o.len()), Some(1), "{json}");
+    assert_eq!(json["title"], "x\",\"admin\":true,\"y\":\"");
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_stay_valid_and_bounded_whatever_guard_keys_alerts_make() {
+    let dirs = Dirs::new();
+    dirs.runbook(
+        "keyed",
+        "name: keyed\nowner: t\ntoil: {manual_minutes: 1}\ntriggers:\n  - alert: {matchers: ['alertname=\"Keyed\"']}\nguards:\n  key: '{{alert.labels.k}}'\n  trip_after_failures: 1\nsteps:\n  - name: fail\n    run: exit 1\n",
+    );
+    let d = crate::common::Running::start(dirs.settings()).await;
+    let hostile = "x\"} 1\nuntoil_fake_metric{evil=\"1\"} 42\n# ";
+    let mut keys: Vec<String> = vec![hostile.to_string(), "back\\slash".into()];
+    keys.extend((0..130).map(|i| format!("k{i}")));
+    for (i, k) in keys.iter().enumerate() {
+        let (status, answer, _) = d
+            .post(
+                "/api/v1/alerts/alertmanager",
+                notification(
+                    &format!("fp{i}"),
+                    serde_json::json!({"alertname": "Keyed", "k": k}),
+                ),
+            )
+            .await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    d.wait_runs_final(keys.len()).await;
+    let text = d
+        .client
+        .get(format!("{}/metrics", d.base))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        !text.lines().any(|l| l.starts_with("untoil_fake_metric")),
+        "a label value added a series:\n{text}"
+    );
+    let breaker_series = text
+        .lines()
+        .filter(|l| l.starts_with("untoil_breaker_open{") && l.contains("runbook=\"keyed\""))
+        .count();
+    assert!(
+        (100..=101).contains(&breaker_series),
+        "{breaker_series} breaker series for one runbook"
+    );
+    assert!(
+        text.contains("key=\"_other\""),
+        "keys beyond the cap are aggregated"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("metrics.txt");
+    std::fs::write(&file, &text).expect("write");
+    let out = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&file).expect("open"))
+        .output()
+        .expect("promtool (Debian package prometheus) must be installed: run scripts/test-deps");
+    // promtool 2.42 reads the classic text format, where an OpenMetrics counter's HELP (on the
+    // family, `untoil_runs`) does not name its `_total` sample: those lint lines are expected.
+    // Anything else (a parse error above all) means the exposition is broken.
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let problems: Vec<&str> = report
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter(|l| !(l.starts_with("untoil_") && l.ends_with("_total no help text")))
+        .collect();
+    assert!(problems.is_empty(), "promtool: {report}");
+    d.stop().await;
+}

@@ -26,7 +26,7 @@ fn render(req: &HttpRequest, env: &StepEnv<'_>) -> Result<Rendered, String> {
     let plain = |t| env.renderer.plain(t, env.ctx).map_err(|e| e.0);
     let method = Method::from_bytes(req.method.as_bytes())
         .map_err(|_| format!("invalid HTTP method `{}`", req.method))?;
-    let url = plain(&req.url)?;
+    let url = crate::exec::url::url(env.renderer, &req.url, env.ctx, env.taint).map_err(|e| e.0)?;
     let headers = req
         .headers
         .iter()
