@@ -18,5 +18,6 @@ mod executor;
 mod guards;
 mod migration;
 mod plugins;
+mod redaction;
 mod store;
 mod storm;
