@@ -1,5 +1,7 @@
 //! Bounded capture of a stream: the first and last part of what was written, with a marker
-//! saying how much was left out, so a step printing gigabytes cannot exhaust memory.
+//! saying how much was left out, so a step printing gigabytes cannot exhaust memory. What is
+//! pushed is already redacted ([`redact_stream`](crate::exec::redact_stream)): the cuts cannot
+//! leave part of a secret in the head or the tail.
 
 /// Bytes kept from the start of a stream.
 pub const HEAD: usize = 32 * 1024;

@@ -413,7 +413,9 @@ struct Env<'a> {
     taint: &'a Taint,
 }
 
-/// Streams one output line (redacted), up to [`MAX_STREAMED_LINES`] per attempt.
+/// Streams one output line, up to [`MAX_STREAMED_LINES`] per attempt. The process reader
+/// redacted the output before it split it into lines, so neither a line break nor this cap
+/// (which drops whole lines) cuts a secret; the line is redacted once more all the same.
 async fn forward(
     index: usize,
     stream: crate::exec::process::Stream,

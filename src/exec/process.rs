@@ -25,6 +25,8 @@ use tokio::sync::mpsc::{Sender, UnboundedSender};
 use tokio_util::sync::CancellationToken;
 
 use crate::exec::capture::Capture;
+use crate::exec::redact::Redactor;
+use crate::exec::redact_stream::StreamRedactor;
 
 /// Which output stream a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +60,8 @@ pub struct ProcessSpec {
     pub workdir: Option<PathBuf>,
     /// Bytes written to stdin, which is then closed; None gives /dev/null.
     pub stdin: Option<Vec<u8>>,
+    /// Masks the run's secrets in the output, as it is read (before lines and capture cut it).
+    pub redactor: Redactor,
 }
 
 /// How the process ended.
@@ -88,7 +92,7 @@ const MAX_LINE: usize = 8 * 1024;
 const DRAIN: Duration = Duration::from_secs(2);
 
 /// Runs a process to its end, its timeout or its cancellation. Lines are sent to `lines` as
-/// they come. Err only when it cannot be started.
+/// they come. Output is redacted as it is read. Err only when it cannot be started.
 pub async fn run(
     spec: &ProcessSpec,
     timeout: Duration,
@@ -126,14 +130,14 @@ pub async fn run(
             let _ = stdin.shutdown().await;
         });
     }
-    let out_reader = child
-        .stdout
-        .take()
-        .map(|s| tokio::spawn(read(s, Stream::Stdout, lines.clone())));
-    let err_reader = child
-        .stderr
-        .take()
-        .map(|s| tokio::spawn(read(s, Stream::Stderr, lines)));
+    let out_reader = child.stdout.take().map(|s| {
+        let redactor = StreamRedactor::new(spec.redactor.clone());
+        tokio::spawn(read(s, Stream::Stdout, redactor, lines.clone()))
+    });
+    let err_reader = child.stderr.take().map(|s| {
+        let redactor = StreamRedactor::new(spec.redactor.clone());
+        tokio::spawn(read(s, Stream::Stderr, redactor, lines))
+    });
 
     let ended = tokio::select! {
         status = child.wait() => Ended::Exited(status.ok().and_then(|s| s.code())),
@@ -177,41 +181,66 @@ async fn finish(reader: Option<tokio::task::JoinHandle<Capture>>) -> Capture {
     }
 }
 
+/// Reads a stream to its end: redacted first, then captured and split into lines, so neither
+/// the capture's cut nor a line break falls inside a secret.
 async fn read<R: AsyncRead + Unpin>(
     mut r: R,
     stream: Stream,
+    mut redactor: StreamRedactor,
     lines: Option<Sender<(Stream, String)>>,
 ) -> Capture {
-    let mut capture = Capture::default();
+    let mut out = Output {
+        capture: Capture::default(),
+        pending: Vec::new(),
+        stream,
+        lines,
+    };
     let mut buf = vec![0u8; 16 * 1024];
-    let mut pending: Vec<u8> = Vec::new();
     loop {
         let n = match r.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        capture.push(&buf[..n]);
-        if let Some(tx) = &lines {
-            pending.extend_from_slice(&buf[..n]);
-            while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = pending.drain(..=pos).collect();
-                let text = String::from_utf8_lossy(&line[..line.len() - 1]).to_string();
-                // Streaming is best effort: when the watcher lags, lines are dropped here (the
-                // capture keeps head and tail) rather than buffered without bound.
-                let _ = tx.try_send((stream, text));
-            }
-            if pending.len() > MAX_LINE {
-                let _ = tx.try_send((stream, String::from_utf8_lossy(&pending).to_string()));
-                pending.clear();
-            }
+        out.take(&redactor.push(&buf[..n]));
+    }
+    out.take(&redactor.finish());
+    if let Some(tx) = &out.lines
+        && !out.pending.is_empty()
+    {
+        let _ = tx.try_send((stream, String::from_utf8_lossy(&out.pending).to_string()));
+    }
+    out.capture
+}
+
+/// Where a stream's redacted bytes go: its capture, and its lines as they complete.
+struct Output {
+    capture: Capture,
+    pending: Vec<u8>,
+    stream: Stream,
+    lines: Option<Sender<(Stream, String)>>,
+}
+
+impl Output {
+    fn take(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.capture.push(bytes);
+        let Some(tx) = &self.lines else { return };
+        self.pending.extend_from_slice(bytes);
+        while let Some(pos) = self.pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=pos).collect();
+            let text = String::from_utf8_lossy(&line[..line.len() - 1]).to_string();
+            // Streaming is best effort: when the watcher lags, lines are dropped here (the
+            // capture keeps head and tail) rather than buffered without bound.
+            let _ = tx.try_send((self.stream, text));
+        }
+        if self.pending.len() > MAX_LINE {
+            let text = String::from_utf8_lossy(&self.pending).to_string();
+            let _ = tx.try_send((self.stream, text));
+            self.pending.clear();
         }
     }
-    if let Some(tx) = &lines
-        && !pending.is_empty()
-    {
-        let _ = tx.try_send((stream, String::from_utf8_lossy(&pending).to_string()));
-    }
-    capture
 }
 
 /// Kills (SIGKILL) the process groups of step processes that a dead untoil left running for

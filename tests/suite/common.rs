@@ -191,3 +191,128 @@ impl Running {
         self.runs().await
     }
 }
+
+/// The real `untoil serve` binary as a child process: what an operator runs, with its own
+/// environment and its log (stderr, in the given `--log-format`) written to a file.
+pub struct Served {
+    pub base: String,
+    pub log: PathBuf,
+    child: std::process::Child,
+    pub client: reqwest::Client,
+}
+
+impl Served {
+    /// Starts `untoil serve` on the runbooks, plugins and store of `dirs`, on a free loopback
+    /// port (read back from the store's `daemon.json`), with `env` added to its environment.
+    pub async fn start(dirs: &Dirs, log_format: &str, env: &[(&str, &str)]) -> Served {
+        let log = dirs.path(&format!("serve-{log_format}.log"));
+        let stderr = std::fs::File::create(&log).expect("log file");
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_untoil"));
+        cmd.current_dir(dirs.root.path())
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--log-format",
+                log_format,
+            ])
+            .args(["--shutdown-grace", "5s"]);
+        for (k, v) in cli_env(dirs) {
+            cmd.env(k, v);
+        }
+        for k in [
+            "UNTOIL_SERVER",
+            "UNTOIL_TOKEN",
+            "UNTOIL_TOKEN_FILE",
+            "UNTOIL_BASIC_AUTH",
+        ] {
+            cmd.env_remove(k);
+        }
+        cmd.env("UNTOIL_LOG", "info")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr);
+        let child = cmd.spawn().expect("start untoil serve");
+        let pid = child.id();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let base = loop {
+            match daemon::locator::read(&dirs.path("data")) {
+                Some(l) if l.pid == pid => break l.url,
+                _ => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "untoil serve did not start: see {}",
+                        log.display()
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        };
+        untoil::exec::step::http::install_crypto_provider();
+        let served = Served {
+            base,
+            log,
+            child,
+            client: reqwest::Client::new(),
+        };
+        while served.text("/healthz").await.0 != 200 {
+            assert!(Instant::now() < deadline, "untoil serve is not healthy");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        served
+    }
+
+    /// GET: the status and the body as text.
+    pub async fn text(&self, path: &str) -> (u16, String) {
+        match self.client.get(format!("{}{path}", self.base)).send().await {
+            Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+            Err(_) => (0, String::new()),
+        }
+    }
+
+    /// POST of a JSON body: the status and the answer.
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Stops it as an operator does (SIGTERM) and waits for it to exit.
+    pub async fn stop(mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.child.try_wait().ok().flatten().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "untoil serve did not stop on SIGTERM"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        // A failed test must not leave the daemon running.
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The environment that points `untoil` commands at the directories of `dirs`.
+pub fn cli_env(dirs: &Dirs) -> Vec<(&'static str, PathBuf)> {
+    vec![
+        ("UNTOIL_RUNBOOKS", dirs.path("runbooks")),
+        ("UNTOIL_PLUGINS", dirs.path("plugins")),
+        ("UNTOIL_DATA", dirs.path("data")),
+    ]
+}

@@ -228,6 +228,15 @@ async fn server() -> (String, tokio::task::JoinHandle<()>) {
             get(|| async { (axum::http::StatusCode::SERVICE_UNAVAILABLE, "down") }),
         )
         .route(
+            "/cut",
+            get(|| async {
+                // The capture's head and tail cuts fall 9 bytes into the secret.
+                let edge = "h".repeat(untoil::exec::capture::HEAD - 9);
+                let tail = "t".repeat(untoil::exec::capture::TAIL - 9);
+                format!("{edge}{SECRET}{}{SECRET}{tail}", "m".repeat(100_000))
+            }),
+        )
+        .route(
             "/missing",
             get(|| async { (axum::http::StatusCode::NOT_FOUND, "nope") }),
         );
@@ -410,6 +419,79 @@ async fn every_step_kind_redacts_secrets_from_results_and_events() {
             "{kind}: the secret was used and masked"
         );
     }
+}
+
+/// Whether a text holds 8 bytes or more of the secret.
+fn holds_part_of_the_secret(text: &str) -> bool {
+    SECRET
+        .as_bytes()
+        .windows(8)
+        .any(|w| text.contains(std::str::from_utf8(w).unwrap_or(SECRET)))
+}
+
+/// The secret is masked before anything cuts the output: when it is split over two reads of a
+/// process's output and over the line the reader breaks at 8 KiB, when the capture's head and
+/// tail cuts fall inside it (a process's output, an HTTP body), and in more lines than are
+/// streamed (10,000; fewer when the watcher lags and lines are dropped).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_is_masked_before_the_output_is_cut_into_reads_lines_or_head_and_tail() {
+    let fx = fixture();
+    let (base, _srv) = server().await;
+    let edge = untoil::exec::capture::HEAD - 9;
+    let rb = runbook(
+        &fx,
+        &format!(
+            r#"{HEAD}steps:
+  - name: split
+    env: {{T: "{{{{secrets.tok}}}}"}}
+    run: |
+      head -c 8190 /dev/zero | tr '\0' x
+      printf '%s' "$T" | head -c 9
+      sleep 0.3
+      printf '%s' "$T" | tail -c +10
+      head -c 9000 /dev/zero | tr '\0' y
+  - name: cut
+    env: {{T: "{{{{secrets.tok}}}}"}}
+    run: |
+      head -c {edge} /dev/zero | tr '\0' h
+      printf '%s' "$T"
+      head -c 100000 /dev/zero | tr '\0' m
+      printf '%s' "$T"
+      head -c {edge} /dev/zero | tr '\0' t
+  - name: lines
+    env: {{T: "{{{{secrets.tok}}}}"}}
+    run: seq 10500 | sed "s|$| $T|"
+  - name: body
+    http: {{url: "{base}/cut"}}
+"#
+        ),
+    );
+    let (record, events) = run(&fx, rb).await;
+    assert_eq!(record.status, RunStatus::Succeeded, "{:?}", record.steps);
+    for e in &events {
+        let text = serde_json::to_string(e).expect("json");
+        assert!(
+            !holds_part_of_the_secret(&text),
+            "an event leaks: {text:.300}"
+        );
+    }
+    let stored = serde_json::to_string(&record).expect("json");
+    assert!(!holds_part_of_the_secret(&stored), "the record leaks");
+    let streamed: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            RunEvent::Output { index: 0, line, .. } => Some(line.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert!(streamed.len() >= 2, "the reader broke the line at 8 KiB");
+    assert!(streamed[0].ends_with("x***"), "{:.100}", streamed[0]);
+    assert!(record.steps[0].stdout.contains("x***y"));
+    for s in [&record.steps[1].stdout, &record.steps[3].body] {
+        assert!(s.contains("bytes truncated ..."), "the output is cut");
+        assert!(s.contains("h***m") && s.contains("m***t"), "masked whole");
+    }
+    assert!(record.steps[2].stdout.ends_with("10500 ***\n"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,6 +18,7 @@ mod executor;
 mod guards;
 mod migration;
 mod plugins;
+mod redaction;
 mod store;
 mod storm;
 mod trust;

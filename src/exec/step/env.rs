@@ -21,7 +21,7 @@ pub struct StepEnv<'a> {
     pub redactor: &'a Redactor,
     /// Cancelled when the run is cancelled or times out.
     pub cancel: &'a CancellationToken,
-    /// Receives output lines as they come (unredacted; the receiver redacts).
+    /// Receives output lines as they come (redacted as they were read).
     pub lines: Option<tokio::sync::mpsc::Sender<(crate::exec::process::Stream, String)>>,
     /// Receives the process group id of each process started.
     pub spawned: Option<UnboundedSender<u32>>,

@@ -6,6 +6,7 @@ use chrono::Utc;
 use reqwest::Method;
 
 use crate::exec::capture::Capture;
+use crate::exec::redact_stream::StreamRedactor;
 use crate::run::status::StepStatus;
 use crate::run::step::StepResult;
 use crate::runbook::model::{HttpRequest, Step};
@@ -123,11 +124,14 @@ pub async fn run(step: &Step, req: &HttpRequest, env: &StepEnv<'_>) -> Attempt {
                 )
             })
             .collect();
+        // Redacted before the capture cuts it, so its head and tail hold no part of a secret.
         let mut capture = Capture::default();
+        let mut redactor = StreamRedactor::new(env.redactor.clone());
         let mut resp = resp;
         while let Some(chunk) = resp.chunk().await? {
-            capture.push(&chunk);
+            capture.push(&redactor.push(&chunk));
         }
+        capture.push(&redactor.finish());
         Ok::<_, reqwest::Error>((status, headers, capture))
     };
     let outcome = tokio::select! {

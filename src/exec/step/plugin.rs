@@ -52,6 +52,7 @@ pub async fn run(step: &Step, name: &str, with: &TemplateValue, env: &StepEnv<'_
         env: vars,
         workdir,
         stdin: Some(stdin),
+        redactor: env.redactor.clone(),
     };
     process_attempt(&spec, step, env, |outcome, result| {
         let code = match outcome.ended {

@@ -25,6 +25,7 @@ pub async fn run(step: &Step, command: &Template, shell: &str, env: &StepEnv<'_>
         env: vars,
         workdir,
         stdin: None,
+        redactor: env.redactor.clone(),
     };
     process_attempt(&spec, step, env, |outcome, result| {
         result.json = parse_json(&result.stdout);
