@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::server::auth::Auth;
+use crate::server::site::{AllowedHost, PublicUrl};
 
 /// Daemon settings.
 #[derive(Debug, Clone)]
@@ -26,6 +27,10 @@ pub struct Settings {
     pub body_limit: usize,
     /// Time between SIGTERM and SIGKILL for steps.
     pub kill_grace: Duration,
+    /// The address browsers use (`--public-url`): its host is answered, its origin is own.
+    pub public_url: Option<PublicUrl>,
+    /// Further hosts answered (`--allowed-host`), besides loopback and the listen address.
+    pub allowed_hosts: Vec<AllowedHost>,
 }
 
 impl Settings {
@@ -42,6 +47,8 @@ impl Settings {
             auth: Auth::default(),
             body_limit: 1024 * 1024,
             kill_grace: crate::exec::executor::DEFAULT_GRACE,
+            public_url: None,
+            allowed_hosts: Vec::new(),
         }
     }
 }
