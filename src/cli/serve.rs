@@ -10,6 +10,7 @@ use clap::{Args, ValueEnum};
 
 use crate::daemon::{self, settings::Settings};
 use crate::server::auth::Auth;
+use crate::server::site::{AllowedHost, PublicUrl};
 
 use crate::cli::global::Global;
 
@@ -37,6 +38,20 @@ pub struct ServeArgs {
     /// Allow listening on a non-loopback address without authentication.
     #[arg(long)]
     pub insecure_no_auth: bool,
+    /// The address browsers and callers use when it is not loopback, e.g.
+    /// https://untoil.example.com behind a proxy: its host is answered and its origin may act.
+    /// Requests for other hosts get 421 (loopback and the listen address are always answered).
+    #[arg(long, env = "UNTOIL_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<PublicUrl>,
+    /// A further host name the daemon answers to, NAME or NAME:PORT (repeatable; env: comma
+    /// separated), e.g. the Kubernetes service name Alertmanager calls.
+    #[arg(
+        long = "allowed-host",
+        env = "UNTOIL_ALLOWED_HOSTS",
+        value_name = "NAME[:PORT]",
+        value_delimiter = ','
+    )]
+    pub allowed_hosts: Vec<AllowedHost>,
     /// Runs executing at once (default: 2 x CPUs).
     #[arg(long, env = "UNTOIL_WORKERS")]
     pub workers: Option<usize>,
@@ -141,6 +156,8 @@ pub fn run(g: &Global, a: ServeArgs) -> Result<ExitCode> {
         }
         settings.pass_env.push(name.clone());
     }
+    settings.public_url = a.public_url.clone();
+    settings.allowed_hosts = a.allowed_hosts.clone();
     if let Some(w) = a.workers {
         settings.workers = w.max(1);
     }

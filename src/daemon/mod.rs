@@ -29,6 +29,8 @@ use crate::exec::executor::Executor;
 use crate::exec::process::kill_leftovers;
 use crate::run::record::RunRecord;
 use crate::runbook::plugins::Plugins;
+use crate::server::connection::LocalAddr;
+use crate::server::site::Site;
 use crate::server::state::AppState;
 use crate::store::Store;
 use crate::store::sled::SledStore;
@@ -116,12 +118,22 @@ where
     ));
     let (watcher, reloader) = reload::watch(runbooks, stop.clone());
 
+    let addr = listener.local_addr()?;
+    let site = Site::new(
+        settings.public_url.clone(),
+        &settings.allowed_hosts,
+        Some(addr),
+    );
+    info!(
+        hosts = site.names().join(", "),
+        "answering requests for loopback and these hosts"
+    );
     let app = crate::server::app(Arc::new(AppState {
         engine: engine.clone(),
         auth: settings.auth.clone(),
         body_limit: settings.body_limit,
+        site,
     }));
-    let addr = listener.local_addr()?;
     let location = Location::of(addr, store.id());
     if let Err(e) = locator::write(&settings.data, &location) {
         warn!(
@@ -139,6 +151,8 @@ where
         queue.close();
         server_stop.cancel();
     };
+    // Each connection's local address: a host the daemon answers to when it listens on all.
+    let app = app.into_make_service_with_connect_info::<LocalAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown(graceful);
     let server = tokio::spawn(async move { server.await });
 

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::server::auth::Auth;
+use crate::server::site::{AllowedHost, PublicUrl};
 
 /// Daemon settings.
 #[derive(Debug, Clone)]
@@ -28,6 +29,10 @@ pub struct Settings {
     pub kill_grace: Duration,
     /// Variables of the daemon's environment every step gets besides the base.
     pub pass_env: Vec<String>,
+    /// The address browsers use (`--public-url`): its host is answered, its origin is own.
+    pub public_url: Option<PublicUrl>,
+    /// Further hosts answered (`--allowed-host`), besides loopback and the listen address.
+    pub allowed_hosts: Vec<AllowedHost>,
 }
 
 impl Settings {
@@ -45,6 +50,8 @@ impl Settings {
             body_limit: 1024 * 1024,
             kill_grace: crate::exec::executor::DEFAULT_GRACE,
             pass_env: Vec::new(),
+            public_url: None,
+            allowed_hosts: Vec::new(),
         }
     }
 }

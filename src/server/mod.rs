@@ -1,13 +1,24 @@
 //! The HTTP server: [`app`] returns the axum Router (health, the Alertmanager receiver, the API,
 //! the dashboard), testable in-process; the daemon serves it.
+//!
+//! In front of every handler, in this order: the host check (421, `host.rs`; the health checks
+//! excepted), the cross-site check (403, `cross_site.rs`), authentication (401), and for the
+//! API's POSTs the content type (415, `content_type.rs`).
 
 pub mod alerts;
 pub mod api;
 pub mod auth;
 pub mod authenticate;
+pub mod authority;
+pub mod connection;
+pub mod content_type;
+pub mod cross_site;
 pub mod dashboard;
 pub mod health;
+pub mod host;
+pub mod refusal;
 pub mod respond;
+pub mod site;
 pub mod state;
 
 use axum::Router;
@@ -40,6 +51,7 @@ pub fn app(state: Shared) -> Router {
         .route("/api/v1/breakers/{runbook}/reset", post(breakers::reset))
         .route("/api/v1/store", get(store::identity))
         .route("/metrics", get(health::metrics))
+        .layer(middleware::from_fn(content_type::require_json))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             authenticate::authenticate,
@@ -49,6 +61,14 @@ pub fn app(state: Shared) -> Router {
         .route("/readyz", get(health::ready))
         .merge(protected)
         .merge(dashboard::router(state.clone()))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            cross_site::refuse_cross_site,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            host::check_host,
+        ))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::engine::Engine;
 use crate::server::auth::Auth;
+use crate::server::site::Site;
 
 /// The server's state.
 pub struct AppState {
@@ -13,6 +14,8 @@ pub struct AppState {
     pub auth: Auth,
     /// Largest request body.
     pub body_limit: usize,
+    /// The hosts it answers to and its own origin.
+    pub site: Site,
 }
 
 /// The state as handlers receive it.

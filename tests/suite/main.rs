@@ -7,9 +7,11 @@
 mod alertmanager;
 mod architecture;
 mod bad_input;
+mod browser;
 mod cli;
 mod common;
 mod conformance;
+mod cross_site;
 mod daemon;
 mod dashboard;
 mod diagnostics;

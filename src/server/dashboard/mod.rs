@@ -2,8 +2,8 @@
 //! backlog, runbooks, runs, approvals). Pages read the same typed functions the API answers
 //! from (reports, store, catalog, approvals), so the numbers match exactly, and render them
 //! with maud, which escapes every inserted value. Assets are embedded; the only script refreshes
-//! a page when runs change. Actions are form POSTs guarded by a per-process CSRF token and an
-//! Origin / Sec-Fetch-Site check. Docs: docs/dashboard.md.
+//! a page when runs change. Actions are form POSTs guarded by a per-process CSRF token, behind
+//! the server's host and Origin / Sec-Fetch-Site checks. Docs: docs/dashboard.md.
 //!
 //! This file is the router only: what pages share lives in sibling files (layout, csrf, form,
 //! format, parts, period, chart, stamp), so no child imports its parent.
