@@ -8,7 +8,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 
-use crate::daemon::{self, settings::Settings};
+use crate::daemon;
+use crate::daemon::settings::{self, Settings};
 use crate::server::auth::Auth;
 
 use crate::cli::global::Global;
@@ -49,6 +50,14 @@ pub struct ServeArgs {
     /// Largest accepted webhook body, in bytes.
     #[arg(long, default_value_t = 1024 * 1024)]
     pub body_limit: usize,
+    /// Connections served at once; one more is answered 503 and closed (lowered to what the
+    /// open-file limit leaves room for).
+    #[arg(long, env = "UNTOIL_MAX_CONNECTIONS", default_value_t = settings::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// How long a connection may take to send a request's headers, or stay idle between
+    /// requests, before it is closed.
+    #[arg(long, env = "UNTOIL_HEADER_READ_TIMEOUT", default_value = "10s")]
+    pub header_read_timeout: String,
     /// Log format.
     #[arg(long, value_enum, env = "UNTOIL_LOG_FORMAT", default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -131,6 +140,16 @@ pub fn run(g: &Global, a: ServeArgs) -> Result<ExitCode> {
     settings.body_limit = a.body_limit;
     settings.shutdown_grace = crate::runbook::model::parse_duration(&a.shutdown_grace)
         .map_err(|e| anyhow::anyhow!("--shutdown-grace `{}`: {e}", a.shutdown_grace))?;
+    settings.max_connections = a.max_connections.max(1);
+    settings.header_read_timeout = crate::runbook::model::parse_duration(&a.header_read_timeout)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "--header-read-timeout `{}`: expected a duration such as 10s",
+                a.header_read_timeout
+            )
+        })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -6,6 +6,7 @@
 //! `run(settings, listener, shutdown)` serves on a listener the caller binds, so tests start the
 //! daemon on 127.0.0.1:0.
 
+pub mod files;
 pub mod locator;
 pub mod reload;
 pub mod scheduler;
@@ -29,6 +30,7 @@ use crate::exec::executor::Executor;
 use crate::exec::process::kill_leftovers;
 use crate::run::record::RunRecord;
 use crate::runbook::plugins::Plugins;
+use crate::server::listen::{self, Limits};
 use crate::server::state::AppState;
 use crate::store::Store;
 use crate::store::sled::SledStore;
@@ -115,6 +117,10 @@ where
     ));
     let (watcher, reloader) = reload::watch(runbooks, stop.clone());
 
+    let limits = Limits {
+        max_connections: files::fit(settings.max_connections, settings.workers.max(1)),
+        header_read_timeout: settings.header_read_timeout,
+    };
     let app = crate::server::app(Arc::new(AppState {
         engine: engine.clone(),
         auth: settings.auth.clone(),
@@ -138,8 +144,7 @@ where
         queue.close();
         server_stop.cancel();
     };
-    let server = axum::serve(listener, app).with_graceful_shutdown(graceful);
-    let server = tokio::spawn(async move { server.await });
+    let server = tokio::spawn(listen::serve(listener, app, limits, graceful));
 
     stop.cancelled().await;
     let _ = scheduler.await;

@@ -5,6 +5,14 @@ use std::time::Duration;
 
 use crate::server::auth::Auth;
 
+/// Connections served at once by default: far more than Alertmanager, the CLI and dashboard
+/// users open, few enough that a file limit of a few thousand leaves room for runs.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
+/// How long a connection may take to send its headers by default: any real client sends them
+/// at once; one that dribbles them (or sends nothing) holds a connection only this long.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Daemon settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -26,6 +34,11 @@ pub struct Settings {
     pub body_limit: usize,
     /// Time between SIGTERM and SIGKILL for steps.
     pub kill_grace: Duration,
+    /// Connections served at once; one more is answered 503 and closed.
+    pub max_connections: usize,
+    /// How long a connection may take to send a request's headers, and stay idle between
+    /// requests, before it is closed.
+    pub header_read_timeout: Duration,
 }
 
 impl Settings {
@@ -42,6 +55,8 @@ impl Settings {
             auth: Auth::default(),
             body_limit: 1024 * 1024,
             kill_grace: crate::exec::executor::DEFAULT_GRACE,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
         }
     }
 }

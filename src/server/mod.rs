@@ -7,6 +7,7 @@ pub mod auth;
 pub mod authenticate;
 pub mod dashboard;
 pub mod health;
+pub mod listen;
 pub mod respond;
 pub mod state;
 

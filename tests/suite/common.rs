@@ -191,3 +191,179 @@ impl Running {
         self.runs().await
     }
 }
+
+/// What a raw HTTP exchange read: the status (0 when the server closed without answering), the
+/// lower-cased head and the body.
+pub struct Raw {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+/// Reads what the server sends on `stream` until it closes, up to `within`; `None` when it
+/// neither answers nor closes in time.
+pub async fn read_until_closed(
+    stream: &mut tokio::net::TcpStream,
+    within: Duration,
+) -> Option<Raw> {
+    use tokio::io::AsyncReadExt;
+    let mut bytes = Vec::new();
+    let read = tokio::time::timeout(within, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => bytes.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    read.ok()?;
+    let text = String::from_utf8_lossy(&bytes).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Some(Raw {
+        status,
+        head: head.to_lowercase(),
+        body: body.to_string(),
+    })
+}
+
+/// One `GET path` on a fresh connection (never a pooled one), with `Connection: close`.
+pub async fn raw_get(base: &str, path: &str) -> Raw {
+    use tokio::io::AsyncWriteExt;
+    let addr = base.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(request.as_bytes()).await.expect("write");
+    read_until_closed(&mut s, Duration::from_secs(20))
+        .await
+        .expect("an answer before the deadline")
+}
+
+/// `untoil serve` as a child process, its stderr lines collected as they come.
+pub struct Served {
+    pub child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl Served {
+    /// Spawns `command` (an `untoil ... serve` command) with stderr piped.
+    pub fn spawn(mut command: std::process::Command) -> Served {
+        use std::io::BufRead;
+        let mut child = command
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn untoil");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .split(b'\n')
+                .map_while(Result::ok)
+            {
+                if tx.send(String::from_utf8_lossy(&line).to_string()).is_err() {
+                    break;
+                }
+            }
+        });
+        Served {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits (with a deadline) for a stderr line that `matches`, and returns it.
+    pub fn wait_line(&mut self, matches: impl Fn(&str) -> bool) -> String {
+        if let Some(l) = self.seen.iter().find(|l| matches(l)) {
+            return l.clone();
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if matches(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no such line on stderr before the deadline; saw:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// The daemon's base URL, from its "listening on" line.
+    pub fn base(&mut self) -> String {
+        let line = self.wait_line(|l| l.contains("untoil listening on http://"));
+        let start = line.find("http://").unwrap_or(0);
+        line[start..]
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Waits (with a deadline) for the process to exit by itself, and returns its exit code and
+    /// everything it wrote on stderr.
+    pub fn exit(mut self) -> (Option<i32>, String) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("untoil did not exit; stderr:\n{}", self.seen.join("\n"));
+            }
+            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(50)) {
+                self.seen.push(line);
+            }
+        };
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.seen.push(line);
+        }
+        (status.code(), self.seen.join("\n"))
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `untoil` with the directories of `dirs` and no ambient configuration.
+pub fn untoil_command(dirs: &Dirs) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_untoil"));
+    untoil_env(&mut c, dirs);
+    c
+}
+
+/// The environment of [`untoil_command`], for a command that starts untoil another way.
+pub fn untoil_env(c: &mut std::process::Command, dirs: &Dirs) {
+    c.env("UNTOIL_RUNBOOKS", dirs.path("runbooks"))
+        .env("UNTOIL_PLUGINS", dirs.path("plugins"))
+        .env("UNTOIL_DATA", dirs.path("data"))
+        .env("UNTOIL_LOG_FORMAT", "text")
+        .env_remove("UNTOIL_SERVER")
+        .env_remove("UNTOIL_TOKEN")
+        .env_remove("UNTOIL_TOKEN_FILE")
+        .env_remove("UNTOIL_BASIC_AUTH")
+        .env_remove("UNTOIL_BASIC_AUTH_FILE")
+        .env_remove("UNTOIL_LISTEN")
+        .env_remove("UNTOIL_LOG");
+}

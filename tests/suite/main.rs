@@ -10,6 +10,7 @@ mod bad_input;
 mod cli;
 mod common;
 mod conformance;
+mod connections;
 mod daemon;
 mod dashboard;
 mod diagnostics;
