@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::report::query::{Format, Period};
+use crate::report::period::Period;
+use crate::report::query::Format;
 use crate::report::table::{Table, percent as pct};
 use crate::store::error::StoreError;
 use crate::store::{AlertReceived, Store};

@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::ledger::rollup::{Rollup, RollupKey};
-use crate::report::query::{Dim, Format, Period};
+use crate::report::period::Period;
+use crate::report::query::{Dim, Format};
 use crate::report::table::Table;
 use crate::report::table::percent as pct;
 use crate::store::Store;

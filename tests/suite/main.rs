@@ -17,6 +17,7 @@ mod diagnostics;
 mod engine;
 mod executor;
 mod guards;
+mod hygiene;
 mod migration;
 mod plugins;
 mod store;

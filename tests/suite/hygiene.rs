@@ -1,0 +1,97 @@
+//! Resource and hygiene guarantees: report periods out of range are refused (never a panic).
+
+use crate::common;
+
+use common::{Dirs, Running, fixture, untoil_command};
+use serde_json::{Value, json};
+
+/// A webhook payload of one firing alert with these labels (no runbook handles it).
+fn alert(labels: Value) -> Vec<u8> {
+    let mut v: Value = serde_json::from_slice(&fixture("firing.json")).expect("json");
+    v["alerts"][0]["labels"] = labels.clone();
+    v["commonLabels"] = labels;
+    v["alerts"][0]["fingerprint"] = json!(format!("{:x}", rand_like()));
+    serde_json::to_vec(&v).expect("json")
+}
+
+fn rand_like() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_periods_out_of_range_are_refused_with_400_and_edge_ones_are_answered() {
+    let dirs = Dirs::new();
+    let d = Running::start(dirs.settings()).await;
+    let (status, _, _) = d
+        .post(
+            "/api/v1/alerts/alertmanager",
+            alert(json!({"alertname": "Edge"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    // (query, expected status, the backlog's alerts_received when 200)
+    let table: &[(&str, u16, u64)] = &[
+        ("since=300000y", 400, 0),
+        ("since=262144y", 400, 0),
+        ("since=10000y", 400, 0),
+        ("since=9000000000000000s", 400, 0),
+        ("since=18446744073709551615s", 400, 0),
+        ("since=99999999999999999999999d", 400, 0),
+        ("since=-1d", 400, 0),
+        ("since=", 400, 0),
+        ("since=1y", 200, 1),
+        ("since=0s", 200, 1),
+        ("since=2000y", 200, 1),
+        ("from=0001-01-01&to=9999-12-31", 200, 1),
+        ("from=2000-01-01&to=1999-12-31", 400, 0),
+        ("from=%2B262142-01-01&to=%2B262142-12-31", 400, 0),
+        ("from=%2B10000-01-01&to=%2B10000-01-02", 400, 0),
+        ("from=-0001-01-01&to=2000-01-01", 400, 0),
+        ("from=2026-02-30&to=2026-03-01", 400, 0),
+        ("from=2026-01-01", 400, 0),
+    ];
+    for (query, want, received) in table {
+        for path in ["/api/v1/reports/toil", "/api/v1/reports/unautomated"] {
+            let url = format!("{path}?{query}");
+            let (status, body) = d.get(&url).await;
+            assert_eq!(status, *want, "{url}: {body}");
+            if *want == 400 {
+                assert!(
+                    body["error"].as_str().is_some_and(|e| !e.is_empty()),
+                    "{url}: {body}"
+                );
+            } else if path.ends_with("unautomated") {
+                assert_eq!(body["alerts_received"], *received, "{url}: {body}");
+            }
+        }
+        // The dashboard reads the same parser: never a panic, only fixed periods.
+    }
+    // The daemon still answers after all of them.
+    assert_eq!(d.get("/healthz").await.0, 200);
+    d.stop().await;
+}
+
+#[test]
+fn report_since_out_of_range_is_refused_by_the_cli() {
+    let dirs = Dirs::new();
+    for (args, needle) in [
+        (vec!["report", "--since", "300000y"], "--since `300000y`"),
+        (
+            vec!["report", "unautomated", "--since", "9000000000000000s"],
+            "--since `9000000000000000s`",
+        ),
+        (
+            vec!["report", "--from", "+262142-12-31", "--to", "+262142-12-31"],
+            "--from",
+        ),
+    ] {
+        let out = untoil_command(&dirs).args(&args).output().expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
