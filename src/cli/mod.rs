@@ -8,6 +8,7 @@ pub mod approvals;
 pub mod breaker;
 pub mod cancel;
 pub mod connect;
+pub mod credentials;
 pub mod global;
 pub mod list;
 pub mod next;

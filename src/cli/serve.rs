@@ -10,8 +10,8 @@ use clap::{Args, ValueEnum};
 
 use crate::daemon;
 use crate::daemon::settings::{self, Settings};
-use crate::server::auth::Auth;
 
+use crate::cli::credentials;
 use crate::cli::global::Global;
 
 /// Log line format.
@@ -63,44 +63,6 @@ pub struct ServeArgs {
     pub log_format: LogFormat,
 }
 
-fn read_secret_file(path: &PathBuf) -> Result<String> {
-    Ok(std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {}", path.display()))?
-        .trim()
-        .to_string())
-}
-
-fn auth(a: &ServeArgs) -> Result<Auth> {
-    let mut tokens = Vec::new();
-    if let Some(f) = &a.token_file {
-        tokens.push(read_secret_file(f)?);
-    }
-    if let Ok(t) = std::env::var("UNTOIL_TOKEN")
-        && !t.trim().is_empty()
-    {
-        tokens.push(t.trim().to_string());
-    }
-    let mut basic = Vec::new();
-    let mut pairs: Vec<String> = Vec::new();
-    if let Some(f) = &a.basic_auth_file {
-        pairs.extend(read_secret_file(f)?.lines().map(String::from));
-    }
-    if let Ok(p) = std::env::var("UNTOIL_BASIC_AUTH") {
-        pairs.push(p);
-    }
-    for p in pairs
-        .iter()
-        .map(|p| p.trim())
-        .filter(|p| !p.is_empty() && !p.starts_with('#'))
-    {
-        let Some((u, pw)) = p.split_once(':') else {
-            bail!("basic auth entries are `user:password`, got a line without `:`");
-        };
-        basic.push((u.to_string(), pw.to_string()));
-    }
-    Ok(Auth::new(tokens, basic))
-}
-
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("UNTOIL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -118,7 +80,7 @@ fn init_logging(format: LogFormat) {
 /// Runs `untoil serve`.
 pub fn run(g: &Global, a: ServeArgs) -> Result<ExitCode> {
     init_logging(a.log_format);
-    let auth = auth(&a)?;
+    let auth = credentials::load(a.token_file.as_deref(), a.basic_auth_file.as_deref())?;
     if !auth.enabled() {
         if a.listen.ip().is_loopback() {
             tracing::warn!(

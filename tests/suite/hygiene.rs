@@ -1,9 +1,18 @@
-//! Resource and hygiene guarantees: report periods out of range are refused (never a panic).
+//! Resource and hygiene guarantees: report periods out of range are refused (never a panic),
+//! empty credentials are refused at start.
 
 use crate::common;
 
-use common::{Dirs, Running, fixture, untoil_command};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use common::{Dirs, Running, Served, fixture, untoil_command};
 use serde_json::{Value, json};
+
+fn write_with_mode(path: &Path, text: &str, mode: u32) {
+    std::fs::write(path, text).expect("write");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
 
 /// A webhook payload of one firing alert with these labels (no runbook handles it).
 fn alert(labels: Value) -> Vec<u8> {
@@ -93,5 +102,58 @@ fn report_since_out_of_range_is_refused_by_the_cli() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn empty_credentials_are_refused_at_start_naming_where_they_are() {
+    let dirs = Dirs::new();
+    let basic = dirs.path("basic");
+    let token = dirs.path("token");
+    // (file contents or env, the flag or variable, what the message must name)
+    let cases: Vec<(Vec<(&str, String)>, String)> = vec![
+        (
+            vec![("basic", "alertmanager:pw\n:nopass\n".into())],
+            format!("{}:2", basic.display()),
+        ),
+        (
+            vec![("basic", "# users\nalertmanager:\n".into())],
+            format!("{}:2", basic.display()),
+        ),
+        (
+            vec![("basic", "alertmanager pw\n".into())],
+            format!("{}:1", basic.display()),
+        ),
+        (
+            vec![("token", "\n  \n".into())],
+            token.display().to_string(),
+        ),
+        (vec![("env", ":pw".into())], "UNTOIL_BASIC_AUTH".into()),
+        (vec![("env", "user:".into())], "UNTOIL_BASIC_AUTH".into()),
+    ];
+    for (inputs, names) in cases {
+        let mut c = untoil_command(&dirs);
+        c.args(["serve", "--listen", "127.0.0.1:0"]);
+        for (what, text) in &inputs {
+            match *what {
+                "basic" => {
+                    write_with_mode(&basic, text, 0o600);
+                    c.arg("--basic-auth-file").arg(&basic);
+                }
+                "token" => {
+                    write_with_mode(&token, text, 0o600);
+                    c.arg("--token-file").arg(&token);
+                }
+                _ => {
+                    c.env("UNTOIL_BASIC_AUTH", text);
+                }
+            }
+        }
+        let (code, stderr) = Served::spawn(c).exit();
+        assert_eq!(code, Some(2), "{inputs:?}: {stderr}");
+        assert!(
+            stderr.contains(&names),
+            "{inputs:?} names {names}: {stderr}"
+        );
     }
 }
