@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 
 use crate::daemon;
+use crate::daemon::exposed;
 use crate::daemon::settings::{self, Settings};
 
 use crate::cli::credentials;
@@ -81,6 +82,12 @@ fn init_logging(format: LogFormat) {
 pub fn run(g: &Global, a: ServeArgs) -> Result<ExitCode> {
     init_logging(a.log_format);
     let auth = credentials::load(a.token_file.as_deref(), a.basic_auth_file.as_deref())?;
+    if let Some(f) = &a.token_file {
+        exposed::check(f, "the token file");
+    }
+    if let Some(f) = &a.basic_auth_file {
+        exposed::check(f, "the basic-auth file");
+    }
     if !auth.enabled() {
         if a.listen.ip().is_loopback() {
             tracing::warn!(

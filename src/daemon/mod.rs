@@ -6,6 +6,7 @@
 //! `run(settings, listener, shutdown)` serves on a listener the caller binds, so tests start the
 //! daemon on 127.0.0.1:0.
 
+pub mod exposed;
 pub mod files;
 pub mod locator;
 pub mod reload;
@@ -45,7 +46,6 @@ pub async fn run<F>(
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    std::fs::create_dir_all(&settings.data)?;
     let data = settings.data.clone();
     let sled = tokio::task::spawn_blocking(move || SledStore::open(&data)).await??;
     let migrated = sled.migrated().clone();
@@ -87,6 +87,7 @@ where
         let runbooks = runbooks.clone();
         tokio::task::spawn_blocking(move || runbooks.reload()).await?;
     }
+    exposed::check_runbooks(&runbooks.catalog());
     let capacity = settings.queue_capacity.max(reconciled.queued.len()).max(1);
     let engine = Arc::new(Engine::new(
         store.clone(),

@@ -1,5 +1,6 @@
 //! Resource and hygiene guarantees: report periods out of range are refused (never a panic),
-//! empty credentials are refused at start.
+//! empty credentials are refused at start, the data directory is private without touching the
+//! umask steps inherit, secret files readable by others are warned about.
 
 use crate::common;
 
@@ -8,6 +9,14 @@ use std::path::Path;
 
 use common::{Dirs, Running, Served, fixture, untoil_command};
 use serde_json::{Value, json};
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path)
+        .expect("metadata")
+        .permissions()
+        .mode()
+        & 0o7777
+}
 
 fn write_with_mode(path: &Path, text: &str, mode: u32) {
     std::fs::write(path, text).expect("write");
@@ -156,4 +165,79 @@ fn empty_credentials_are_refused_at_start_naming_where_they_are() {
             "{inputs:?} names {names}: {stderr}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_directory_is_private_and_steps_keep_the_umask() {
+    let dirs = Dirs::new();
+    dirs.runbook(
+        "umask",
+        "name: umask\nowner: t\ntoil: {manual_minutes: 1}\nsteps:\n  - name: u\n    run: umask\n",
+    );
+    // A store directory untoil creates, and one that exists open to everyone.
+    let fresh = dirs.path("data/new/store");
+    let open = dirs.path("open");
+    std::fs::create_dir(&open).expect("mkdir");
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    for data in [&fresh, &open] {
+        let mut s = dirs.settings();
+        s.data = data.clone();
+        let d = Running::start(s).await;
+        assert_eq!(mode(data), 0o700, "{}", data.display());
+        let (status, body, _) = d.post("/api/v1/runbooks/umask/runs", b"{}".to_vec()).await;
+        assert_eq!(status, 202, "{body}");
+        let runs = d.wait_runs_final(1).await;
+        let ours = std::fs::read_to_string("/proc/self/status")
+            .expect("status")
+            .lines()
+            .find_map(|l| l.strip_prefix("Umask:").map(|u| u.trim().to_string()))
+            .expect("Umask line");
+        assert_eq!(
+            runs[0]["steps"][0]["stdout"].as_str().map(str::trim),
+            Some(ours.as_str()),
+            "steps inherit untoil's umask: {}",
+            runs[0]
+        );
+        d.stop().await;
+        assert_eq!(mode(data), 0o700, "{}", data.display());
+    }
+}
+
+#[test]
+fn secret_files_readable_by_others_are_warned_about_at_start() {
+    let dirs = Dirs::new();
+    let token = dirs.path("token");
+    let basic = dirs.path("basic");
+    let secret = dirs.path("api-key");
+    let private = dirs.path("private-key");
+    write_with_mode(&token, "t0k3n\n", 0o644);
+    write_with_mode(&basic, "am:pw\n", 0o640);
+    write_with_mode(&secret, "k\n", 0o604);
+    write_with_mode(&private, "k\n", 0o600);
+    dirs.runbook(
+        "keys",
+        &format!(
+            "name: keys\nowner: t\ntoil: {{manual_minutes: 1}}\nsecrets:\n  api: {{file: {}}}\n  own: {{file: {}}}\nsteps:\n  - name: u\n    run: 'true'\n",
+            secret.display(),
+            private.display()
+        ),
+    );
+    let mut c = untoil_command(&dirs);
+    c.args(["serve", "--listen", "127.0.0.1:0", "--token-file"])
+        .arg(&token)
+        .arg("--basic-auth-file")
+        .arg(&basic);
+    let mut served = Served::spawn(c);
+    served.base();
+    for file in [&token, &basic, &secret] {
+        let name = file.display().to_string();
+        let line = served.wait_line(|l| l.contains(&name) && l.contains("WARN"));
+        assert!(line.contains("chmod 600"), "{line}");
+    }
+    let private = private.display().to_string();
+    assert!(
+        !served.seen.iter().any(|l| l.contains(&private)),
+        "{}",
+        served.seen.join("\n")
+    );
 }
