@@ -2,6 +2,7 @@
 //! [`period`], asked for by a [`query`], rendered as a [`table`], JSON, CSV or Markdown.
 
 pub mod backlog;
+pub mod cell;
 pub mod period;
 pub mod query;
 pub mod table;

@@ -1,6 +1,7 @@
 //! Resource and hygiene guarantees: report periods out of range are refused (never a panic),
 //! empty credentials are refused at start, the data directory is private without touching the
-//! umask steps inherit, secret files readable by others are warned about.
+//! umask steps inherit, secret files readable by others are warned about, CSV and Markdown
+//! reports neutralise what spreadsheets and renderers would interpret.
 
 use crate::common;
 
@@ -240,4 +241,95 @@ fn secret_files_readable_by_others_are_warned_about_at_start() {
         "{}",
         served.seen.join("\n")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_and_markdown_reports_neutralise_formulas_and_markup() {
+    let dirs = Dirs::new();
+    dirs.runbook(
+        "owned",
+        "name: owned\nowner: \"=HYPERLINK(1)|<b>&\"\ntoil: {manual_minutes: 1}\nsteps:\n  - name: u\n    run: 'true'\n",
+    );
+    let d = Running::start(dirs.settings()).await;
+    let hostile = [
+        "=HYPERLINK(\"http://x\",\"y\")",
+        "+1+1",
+        "-2+3",
+        "@SUM(1)",
+        "\tTAB",
+        "\rCR",
+        "a|b <script>&\"'",
+    ];
+    for (i, name) in hostile.iter().enumerate() {
+        let (status, body, _) = d
+            .post(
+                "/api/v1/alerts/alertmanager",
+                alert(json!({"alertname": name, "team": format!("{name}{i}")})),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, _, _) = d.post("/api/v1/runbooks/owned/runs", b"{}".to_vec()).await;
+    assert_eq!(status, 202);
+    d.wait_runs_final(1).await;
+
+    let (_, csv) = d
+        .get("/api/v1/reports/unautomated?format=csv&label=team")
+        .await;
+    let csv = csv.as_str().unwrap_or_default().to_string();
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let mut seen = 0;
+    for record in reader.records() {
+        let record = record.expect("csv record");
+        for cell in record.iter().take(2) {
+            assert!(
+                !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                "{cell:?} in\n{csv}"
+            );
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 2 * hostile.len(), "{csv}");
+    assert!(csv.contains("'=HYPERLINK"), "{csv}");
+    let (_, toil) = d.get("/api/v1/reports/toil?format=csv").await;
+    let toil = toil.as_str().unwrap_or_default().to_string();
+    assert!(toil.contains("'=HYPERLINK(1)|<b>&"), "{toil}");
+
+    let (_, md) = d
+        .get("/api/v1/reports/unautomated?format=markdown&label=team")
+        .await;
+    let md = md.as_str().unwrap_or_default().to_string();
+    let (_, toil_md) = d.get("/api/v1/reports/toil?format=markdown").await;
+    let toil_md = toil_md.as_str().unwrap_or_default().to_string();
+    for text in [&md, &toil_md] {
+        assert!(!text.contains('<'), "{text}");
+        assert!(!text.contains('\r'), "{text}");
+        assert!(!text.contains('\t'), "{text}");
+        // Each table row has as many cell separators as the header: no `|` from a cell.
+        let rows: Vec<&str> = text.lines().filter(|l| l.starts_with('|')).collect();
+        // GitHub's table splitting: a backslash escapes the next character.
+        let separators = |l: &str| {
+            let (mut n, mut escaped) = (0, false);
+            for c in l.chars() {
+                match (escaped, c) {
+                    (true, _) => escaped = false,
+                    (false, '\\') => escaped = true,
+                    (false, '|') => n += 1,
+                    _ => {}
+                }
+            }
+            n
+        };
+        let header = rows.first().map(|l| separators(l)).unwrap_or(0);
+        assert!(rows.len() >= 3, "{text}");
+        for row in &rows {
+            assert_eq!(separators(row), header, "{row} in\n{text}");
+        }
+    }
+    assert!(md.contains("a\\|b &lt;script&gt;&amp;"), "{md}");
+    assert!(
+        toil_md.contains("=HYPERLINK(1)\\|&lt;b&gt;&amp;"),
+        "{toil_md}"
+    );
+    d.stop().await;
 }
