@@ -11,6 +11,7 @@ pub mod connect;
 pub mod credentials;
 pub mod global;
 pub mod list;
+pub mod logging;
 pub mod next;
 pub mod plugins;
 pub mod progress;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, ValueEnum};
+use clap::Args;
 
 use crate::daemon;
 use crate::daemon::exposed;
@@ -14,15 +14,7 @@ use crate::daemon::settings::{self, Settings};
 
 use crate::cli::credentials;
 use crate::cli::global::Global;
-
-/// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
+use crate::cli::logging::{self, LogFormat};
 
 /// Arguments of `untoil serve`.
 #[derive(Debug, Args)]
@@ -64,23 +56,9 @@ pub struct ServeArgs {
     pub log_format: LogFormat,
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("UNTOIL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.with_target(false).try_init(),
-    };
-}
-
 /// Runs `untoil serve`.
 pub fn run(g: &Global, a: ServeArgs) -> Result<ExitCode> {
-    init_logging(a.log_format);
+    logging::init(a.log_format);
     let auth = credentials::load(a.token_file.as_deref(), a.basic_auth_file.as_deref())?;
     if let Some(f) = &a.token_file {
         exposed::check(f, "the token file");

@@ -1,7 +1,8 @@
 //! Resource and hygiene guarantees: report periods out of range are refused (never a panic),
 //! empty credentials are refused at start, the data directory is private without touching the
 //! umask steps inherit, secret files readable by others are warned about, CSV and Markdown
-//! reports neutralise what spreadsheets and renderers would interpret.
+//! reports neutralise what spreadsheets and renderers would interpret, text logs escape control
+//! characters (and a closed stderr never stops a shutdown).
 
 use crate::common;
 
@@ -332,4 +333,67 @@ async fn csv_and_markdown_reports_neutralise_formulas_and_markup() {
         "{toil_md}"
     );
     d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_logs_escape_control_characters_in_step_output() {
+    let dirs = Dirs::new();
+    dirs.runbook(
+        "forge",
+        "name: forge\nowner: t\ntoil: {manual_minutes: 1}\nsteps:\n  - name: u\n    run: printf 'real\\rFORGED ERROR line\\033[2J\\tend\\n'\n",
+    );
+    let mut c = untoil_command(&dirs);
+    c.args(["serve", "--listen", "127.0.0.1:0", "--log-format", "text"]);
+    let mut served = Served::spawn(c);
+    let base = served.base();
+    untoil::exec::step::http::install_crypto_provider();
+    let r = reqwest::Client::new()
+        .post(format!("{base}/api/v1/runbooks/forge/runs"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .expect("start a run");
+    assert_eq!(r.status().as_u16(), 202);
+    let line = served.wait_line(|l| l.contains("FORGED"));
+    assert!(
+        !line.chars().any(|c| c.is_control()),
+        "no control character reaches the log: {line:?}"
+    );
+    assert!(line.contains("real\\rFORGED ERROR line"), "{line:?}");
+    assert!(line.contains("\\tend"), "{line:?}");
+}
+
+#[test]
+fn a_daemon_whose_stderr_is_closed_still_stops_on_sigterm() {
+    use std::io::BufRead;
+    let dirs = Dirs::new();
+    let mut child = untoil_command(&dirs)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn untoil");
+    {
+        let mut lines = std::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let listening = lines.any(|l| l.is_ok_and(|l| l.contains("untoil listening on")));
+        assert!(listening, "the daemon started");
+        // The reading end closes here: the next log line fails to write.
+    }
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            assert!(status.success(), "{status:?}");
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("untoil did not stop on SIGTERM with its stderr closed");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
