@@ -1,11 +1,13 @@
 //! The HTTP server: [`app`] returns the axum Router (health, the Alertmanager receiver, the API,
-//! the dashboard), testable in-process; the daemon serves it.
+//! the dashboard, and the security [`headers`] on every answer), testable in-process; the daemon
+//! serves it with [`listen`].
 
 pub mod alerts;
 pub mod api;
 pub mod auth;
 pub mod authenticate;
 pub mod dashboard;
+pub mod headers;
 pub mod health;
 pub mod listen;
 pub mod respond;
@@ -51,5 +53,6 @@ pub fn app(state: Shared) -> Router {
         .merge(protected)
         .merge(dashboard::router(state.clone()))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::map_response(headers::secure))
         .with_state(state)
 }

@@ -2,7 +2,8 @@
 //! empty credentials are refused at start, the data directory is private without touching the
 //! umask steps inherit, secret files readable by others are warned about, CSV and Markdown
 //! reports neutralise what spreadsheets and renderers would interpret, text logs escape control
-//! characters (and a closed stderr never stops a shutdown).
+//! characters (and a closed stderr never stops a shutdown), every response carries the security
+//! headers.
 
 use crate::common;
 
@@ -11,6 +12,7 @@ use std::path::Path;
 
 use common::{Dirs, Running, Served, fixture, untoil_command};
 use serde_json::{Value, json};
+use untoil::server::auth::Auth;
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path)
@@ -332,6 +334,100 @@ async fn csv_and_markdown_reports_neutralise_formulas_and_markup() {
         toil_md.contains("=HYPERLINK(1)\\|&lt;b&gt;&amp;"),
         "{toil_md}"
     );
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_response_carries_nosniff_and_html_ones_csp_and_frame_denial() {
+    let dirs = Dirs::new();
+    let mut s = dirs.settings();
+    s.body_limit = 1024;
+    s.auth = Auth::new(vec!["t0k".into()], Vec::new());
+    let d = Running::start(s).await;
+    let client = reqwest::Client::new();
+    let url = |p: &str| format!("{}{p}", d.base);
+    let bearer = "Bearer t0k";
+    let requests = vec![
+        (
+            "404",
+            client.get(url("/nope")).header("authorization", bearer),
+        ),
+        (
+            "405",
+            client
+                .delete(url("/api/v1/runs"))
+                .header("authorization", bearer),
+        ),
+        (
+            "413",
+            client
+                .post(url("/api/v1/alerts/alertmanager"))
+                .header("authorization", bearer)
+                .header("content-type", "application/json")
+                .body(vec![b' '; 4096]),
+        ),
+        ("401", client.get(url("/api/v1/runs"))),
+        ("401", client.get(url("/"))),
+        ("200", client.get(url("/healthz"))),
+        (
+            "200",
+            client
+                .get(url("/api/v1/runs"))
+                .header("authorization", bearer),
+        ),
+        ("200", client.get(url("/")).header("authorization", bearer)),
+        (
+            "404",
+            client
+                .get(url("/ui/runs/nosuch"))
+                .header("authorization", bearer),
+        ),
+        (
+            "200",
+            client
+                .get(url("/ui/assets/app.css"))
+                .header("authorization", bearer),
+        ),
+        (
+            "400",
+            client
+                .get(url("/api/v1/reports/toil?format=nope"))
+                .header("authorization", bearer),
+        ),
+    ];
+    let mut html = 0;
+    for (want, request) in requests {
+        let r = request.send().await.expect("send");
+        let status = r.status().as_u16().to_string();
+        let h = r.headers().clone();
+        let what = format!("{status} {:?}", r.url().path());
+        assert_eq!(status, want, "{what}");
+        assert_eq!(
+            h.get("x-content-type-options")
+                .and_then(|v| v.to_str().ok()),
+            Some("nosniff"),
+            "{what}: {h:?}"
+        );
+        let is_html = h
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.starts_with("text/html"));
+        if is_html {
+            html += 1;
+            assert_eq!(
+                h.get("x-frame-options").and_then(|v| v.to_str().ok()),
+                Some("DENY"),
+                "{what}"
+            );
+            assert!(
+                h.get("content-security-policy")
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|p| p.contains("frame-ancestors 'none'")),
+                "{what}: {h:?}"
+            );
+        }
+    }
+    assert!(html >= 2, "the dashboard page and its 404 are HTML");
     d.stop().await;
 }
 
