@@ -2,8 +2,7 @@
 //! empty credentials are refused at start, the data directory is private without touching the
 //! umask steps inherit, secret files readable by others are warned about, CSV and Markdown
 //! reports neutralise what spreadsheets and renderers would interpret, text logs escape control
-//! characters (and a closed stderr never stops a shutdown), every response carries the security
-//! headers.
+//! characters, every response carries the security headers, and the systemd unit verifies.
 
 use crate::common;
 
@@ -458,6 +457,64 @@ async fn text_logs_escape_control_characters_in_step_output() {
     );
     assert!(line.contains("real\\rFORGED ERROR line"), "{line:?}");
     assert!(line.contains("\\tend"), "{line:?}");
+}
+
+#[test]
+fn the_systemd_unit_verifies_and_its_file_limit_fits_the_connection_cap() {
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/untoil.service"),
+    )
+    .expect("examples/untoil.service");
+    let value = |key: &str| {
+        unit.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .map(str::to_string)
+    };
+    let limit: usize = value("LimitNOFILE")
+        .and_then(|v| v.parse().ok())
+        .expect("LimitNOFILE= a number");
+    let workers = 2 * 64; // two per CPU on a 64-CPU machine
+    let needed =
+        untoil::daemon::files::needed(untoil::daemon::settings::DEFAULT_MAX_CONNECTIONS, workers);
+    assert!(limit >= needed, "LimitNOFILE={limit} < {needed}");
+
+    // ExecStart names the installed binary; verify the unit with the one just built.
+    let exec = value("ExecStart").expect("ExecStart=");
+    let installed = exec
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("untoil.service");
+    std::fs::write(
+        &path,
+        unit.replace(&installed, env!("CARGO_BIN_EXE_untoil")),
+    )
+    .expect("write unit");
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("systemd-analyze must be installed (scripts/test-deps installs systemd): {e}")
+        });
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        !stderr.contains("untoil.service"),
+        "systemd-analyze has something to say about the unit:\n{stderr}"
+    );
+    // The flags ExecStart passes are ones untoil takes.
+    let args: Vec<&str> = exec.split_whitespace().skip(1).collect();
+    let mut check = std::process::Command::new(env!("CARGO_BIN_EXE_untoil"));
+    check.args(&args).arg("--help");
+    let out = check.output().expect("untoil --help");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
