@@ -47,8 +47,7 @@ pub struct ServeArgs {
     /// open-file limit leaves room for).
     #[arg(long, env = "UNTOIL_MAX_CONNECTIONS", default_value_t = settings::DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
-    /// How long a connection may take to send a request's headers, or stay idle between
-    /// requests, before it is closed.
+    /// How long a connection may take to send its request's headers before it is closed.
     #[arg(long, env = "UNTOIL_HEADER_READ_TIMEOUT", default_value = "10s")]
     pub header_read_timeout: String,
     /// Log format.

@@ -118,10 +118,14 @@ where
     ));
     let (watcher, reloader) = reload::watch(runbooks, stop.clone());
 
-    let limits = Limits {
-        max_connections: files::fit(settings.max_connections, settings.workers.max(1)),
-        header_read_timeout: settings.header_read_timeout,
-    };
+    let limits = files::fit(
+        Limits {
+            max_connections: settings.max_connections,
+            refusing: listen::REFUSING,
+            header_read_timeout: settings.header_read_timeout,
+        },
+        settings.workers.max(1),
+    );
     let app = crate::server::app(Arc::new(AppState {
         engine: engine.clone(),
         auth: settings.auth.clone(),

@@ -36,8 +36,7 @@ pub struct Settings {
     pub kill_grace: Duration,
     /// Connections served at once; one more is answered 503 and closed.
     pub max_connections: usize,
-    /// How long a connection may take to send a request's headers, and stay idle between
-    /// requests, before it is closed.
+    /// How long a connection may take to send its request's headers before it is closed.
     pub header_read_timeout: Duration,
 }
 

@@ -1,8 +1,18 @@
-//! Serving the router on a listener: at most `max_connections` connections at once (one more is
-//! answered 503 and closed, never left hanging), each over HTTP/1 with a header read timeout (a
-//! connection that does not send a request's headers in time, or idles that long between
-//! requests, is closed), and a graceful shutdown that stops accepting, closes idle connections
-//! and lets the requests under way finish.
+//! Serving the router on a listener: at most `max_connections` connections at once, each over
+//! HTTP/1 with a header read timeout (a connection that does not send its request's headers in
+//! time is closed), one request per connection (`Connection: close`: no idle keep-alive
+//! connection holds a slot, and none is closed under a client about to reuse it), and a
+//! graceful shutdown that stops accepting, closes connections that have not sent a request and
+//! lets the requests under way finish.
+//!
+//! A request on a connection beyond the cap is answered 503 at once and the connection closed,
+//! never left hanging nor dropped: the answer is written once the request's headers are in,
+//! then what the client sends is read until it closes, so that closing does not reset the
+//! connection before the client has read the answer; a connection that does not send its
+//! headers within the header read timeout is closed, as within the cap. At most `refusing`
+//! connections (1024 by default) are being refused at once; beyond that the next one waits (in
+//! the listen backlog) for a refusal to end or a slot to free, so the descriptors connections
+//! take stay bounded by `max_connections + refusing`.
 
 use std::future::Future;
 use std::pin::pin;
@@ -19,35 +29,41 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, warn};
 
-/// Connections beyond the cap answered at once, each kept open briefly after its 503 so that
-/// the client reads the answer before the close; beyond these the 503 is written without
-/// waiting and the connection closed.
-pub const REFUSING: usize = 64;
-
-/// The longest a refused connection is kept open after its 503.
-const LINGER: Duration = Duration::from_secs(2);
-
 /// The answer to a connection beyond the cap.
-const TOO_MANY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
-content-type: application/json\r\n\
-retry-after: 1\r\n\
-x-content-type-options: nosniff\r\n\
-connection: close\r\n\
-content-length: 71\r\n\
-\r\n\
-{\"error\":\"too many connections: untoil serves --max-connections at once\"}";
+fn too_many() -> Vec<u8> {
+    let body =
+        r#"{"error":"too many connections: untoil serves --max-connections at once; retry"}"#;
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\n\
+         content-type: application/json\r\n\
+         retry-after: 1\r\n\
+         x-content-type-options: nosniff\r\n\
+         connection: close\r\n\
+         content-length: {}\r\n\
+         \r\n\
+         {body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Connections beyond the cap being answered 503 at once, by default.
+pub const REFUSING: usize = 1024;
 
 /// How connections are served.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Connections served at once.
     pub max_connections: usize,
-    /// How long a connection may take to send a request's headers, or idle between requests.
+    /// Connections beyond the cap being answered 503 at once.
+    pub refusing: usize,
+    /// How long a connection may take to send its request's headers.
     pub header_read_timeout: Duration,
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves; then stops accepting, closes idle
-/// connections and returns once the requests under way are answered.
+/// Serves `app` on `listener` until `shutdown` resolves; then stops accepting, closes the
+/// connections that have not sent a request and returns once the requests under way are
+/// answered.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
@@ -55,11 +71,13 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let refusing = Arc::new(Semaphore::new(REFUSING));
-    let linger = LINGER.min(limits.header_read_timeout);
+    let refusing = Arc::new(Semaphore::new(limits.refusing.max(1)));
+    let linger = limits.header_read_timeout;
+    let answer: Arc<[u8]> = too_many().into();
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(false);
     let graceful = GracefulShutdown::new();
     let mut shutdown = pin!(shutdown);
     loop {
@@ -80,9 +98,22 @@ pub async fn serve(
                 }
             },
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            refuse(stream, refusing.clone().try_acquire_owned().ok(), linger);
-            continue;
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            // Beyond the cap: a slot that frees meanwhile serves it, else a refusal answers it.
+            Err(_) => tokio::select! {
+                () = &mut shutdown => break,
+                slot = slots.clone().acquire_owned() => match slot {
+                    Ok(slot) => slot,
+                    Err(_) => break,
+                },
+                permit = refusing.clone().acquire_owned() => {
+                    if let Ok(permit) = permit {
+                        tokio::spawn(refuse(stream, answer.clone(), linger, permit));
+                    }
+                    continue;
+                }
+            },
         };
         let _ = stream.set_nodelay(true);
         let connection = graceful.watch(
@@ -108,26 +139,54 @@ fn transient(e: &std::io::Error) -> bool {
     )
 }
 
-/// Answers a connection beyond the cap with [`TOO_MANY`]. With a `permit`, it stays open up to
-/// `linger` reading what the client sends, so the close does not discard the answer; without
-/// one, the answer is written if the socket takes it at once and the connection closed.
-fn refuse(stream: TcpStream, permit: Option<OwnedSemaphorePermit>, linger: Duration) {
-    let Some(permit) = permit else {
-        let _ = stream.try_write(TOO_MANY);
-        return;
-    };
-    tokio::spawn(async move {
-        let mut stream = stream;
-        let _ = tokio::time::timeout(linger, async {
-            stream.write_all(TOO_MANY).await?;
-            stream.shutdown().await?;
-            let mut sink = [0u8; 4096];
-            while stream.read(&mut sink).await? > 0 {}
-            Ok::<(), std::io::Error>(())
-        })
-        .await;
-        drop(permit);
-    });
+/// Answers a connection beyond the cap with `answer` once the client has sent a request's
+/// headers (an HTTP client takes an answer that comes before its request for a broken
+/// connection), then reads what else it sends until it closes, so that the close does not
+/// discard the answer; all within `linger`. `permit` is its place among the connections being
+/// refused.
+async fn refuse(
+    mut stream: TcpStream,
+    answer: Arc<[u8]>,
+    linger: Duration,
+    permit: OwnedSemaphorePermit,
+) {
+    let _ = tokio::time::timeout(linger, async {
+        let mut buf = [0u8; 4096];
+        let mut head = HeadEnd::default();
+        loop {
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            if head.seen(&buf[..n]) {
+                break;
+            }
+        }
+        stream.write_all(&answer).await?;
+        stream.shutdown().await?;
+        while stream.read(&mut buf).await? > 0 {}
+        Ok::<(), std::io::Error>(())
+    })
+    .await;
+    drop(permit);
+}
+
+/// Finds the blank line that ends a request's headers in bytes read piece by piece.
+#[derive(Default)]
+struct HeadEnd {
+    /// The last bytes of what was read so far (at most 3).
+    tail: Vec<u8>,
+}
+
+impl HeadEnd {
+    /// Takes the next piece; whether the headers have ended.
+    fn seen(&mut self, piece: &[u8]) -> bool {
+        let mut joined = std::mem::take(&mut self.tail);
+        joined.extend_from_slice(piece);
+        let found = joined.windows(4).any(|w| w == b"\r\n\r\n");
+        self.tail = joined[joined.len().saturating_sub(3)..].to_vec();
+        found
+    }
 }
 
 #[cfg(test)]
@@ -135,8 +194,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_end_of_the_headers_is_found_across_pieces() {
+        for pieces in [
+            vec![&b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..]],
+            vec![b"GET / HTTP/1.1\r\nHost: x\r", b"\n", b"\r", b"\nbody"],
+            vec![b"GET / HTTP/1.1\r\n", b"\r\n"],
+        ] {
+            let mut head = HeadEnd::default();
+            let found = pieces.iter().map(|p| head.seen(p)).collect::<Vec<_>>();
+            assert_eq!(found.last(), Some(&true), "{pieces:?}");
+            assert_eq!(found.iter().filter(|f| **f).count(), 1, "{pieces:?}");
+        }
+        let mut head = HeadEnd::default();
+        assert!(!head.seen(b"GET / HTTP/1.1\r\nHost: x\r\n"));
+        assert!(!head.seen(b"X: y\r\n"));
+    }
+
+    #[test]
     fn the_refusal_is_a_whole_http_answer() {
-        let text = String::from_utf8_lossy(TOO_MANY);
+        let answer = too_many();
+        let text = String::from_utf8_lossy(&answer);
         let (head, body) = text.split_once("\r\n\r\n").unwrap_or_default();
         assert!(head.starts_with("HTTP/1.1 503 "));
         let length: usize = head

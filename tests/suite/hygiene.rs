@@ -474,8 +474,14 @@ fn the_systemd_unit_verifies_and_its_file_limit_fits_the_connection_cap() {
         .and_then(|v| v.parse().ok())
         .expect("LimitNOFILE= a number");
     let workers = 2 * 64; // two per CPU on a 64-CPU machine
-    let needed =
-        untoil::daemon::files::needed(untoil::daemon::settings::DEFAULT_MAX_CONNECTIONS, workers);
+    let needed = untoil::daemon::files::needed(
+        &untoil::server::listen::Limits {
+            max_connections: untoil::daemon::settings::DEFAULT_MAX_CONNECTIONS,
+            refusing: untoil::server::listen::REFUSING,
+            header_read_timeout: untoil::daemon::settings::DEFAULT_HEADER_READ_TIMEOUT,
+        },
+        workers,
+    );
     assert!(limit >= needed, "LimitNOFILE={limit} < {needed}");
 
     // ExecStart names the installed binary; verify the unit with the one just built.
