@@ -171,7 +171,8 @@ async fn refuse(
     drop(permit);
 }
 
-/// Finds the blank line that ends a request's headers in bytes read piece by piece.
+/// Finds the blank line that ends a request's headers (`\r\n\r\n`, or `\n\n` from a client
+/// that ends lines with a bare line feed) in bytes read piece by piece.
 #[derive(Default)]
 struct HeadEnd {
     /// The last bytes of what was read so far (at most 3).
@@ -183,7 +184,8 @@ impl HeadEnd {
     fn seen(&mut self, piece: &[u8]) -> bool {
         let mut joined = std::mem::take(&mut self.tail);
         joined.extend_from_slice(piece);
-        let found = joined.windows(4).any(|w| w == b"\r\n\r\n");
+        let found =
+            joined.windows(4).any(|w| w == b"\r\n\r\n") || joined.windows(2).any(|w| w == b"\n\n");
         self.tail = joined[joined.len().saturating_sub(3)..].to_vec();
         found
     }
@@ -199,6 +201,7 @@ mod tests {
             vec![&b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..]],
             vec![b"GET / HTTP/1.1\r\nHost: x\r", b"\n", b"\r", b"\nbody"],
             vec![b"GET / HTTP/1.1\r\n", b"\r\n"],
+            vec![b"GET / HTTP/1.1\n", b"Host: x\n", b"\n"],
         ] {
             let mut head = HeadEnd::default();
             let found = pieces.iter().map(|p| head.seen(p)).collect::<Vec<_>>();
