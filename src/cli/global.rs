@@ -52,10 +52,8 @@ impl Global {
         catalog::load(&paths, &plugins)
     }
 
-    /// Opens the run store at `--data` (creating it).
+    /// Opens the run store at `--data` (creating it, private to this user).
     pub fn open_store(&self) -> Result<SledStore> {
-        std::fs::create_dir_all(&self.data)
-            .with_context(|| format!("cannot create the data directory {}", self.data.display()))?;
         Ok(SledStore::open(&self.data)?)
     }
 }

@@ -2,12 +2,13 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
-use chrono::{NaiveDate, Utc};
+use anyhow::Result;
+use chrono::Utc;
 use clap::{Args, Subcommand};
 
 use crate::report::backlog;
-use crate::report::query::{Dim, Format, Period};
+use crate::report::period::Period;
+use crate::report::query::{Dim, Format};
 use crate::report::toil::toil_report;
 use crate::store::Store;
 
@@ -74,26 +75,12 @@ pub struct PeriodArgs {
 impl PeriodArgs {
     /// The period these flags name.
     pub fn period(&self) -> Result<Period> {
-        let day = |s: &str, flag: &str| {
-            NaiveDate::parse_from_str(s, "%Y-%m-%d")
-                .map_err(|_| anyhow::anyhow!("--{flag} `{s}` is not a date such as 2026-11-01"))
-        };
         match (&self.from, &self.to) {
             (Some(f), Some(t)) => {
-                let p = Period {
-                    from: day(f, "from")?,
-                    to: day(t, "to")?,
-                };
-                if p.from > p.to {
-                    bail!("--from {} is after --to {}", p.from, p.to);
-                }
-                Ok(p)
+                Period::between(f, t).map_err(|e| anyhow::anyhow!("--from/--to: {e}"))
             }
-            _ => {
-                let d = crate::runbook::model::parse_duration(&self.since)
-                    .map_err(|e| anyhow::anyhow!("--since `{}`: {e}", self.since))?;
-                Ok(Period::since(d, Utc::now()))
-            }
+            _ => Period::parse_since(&self.since, Utc::now())
+                .map_err(|e| anyhow::anyhow!("--since `{}`: {e}", self.since)),
         }
     }
 }

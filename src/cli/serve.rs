@@ -6,22 +6,16 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, ValueEnum};
+use clap::Args;
 
-use crate::daemon::{self, settings::Settings};
-use crate::server::auth::Auth;
+use crate::daemon;
+use crate::daemon::exposed;
+use crate::daemon::settings::{self, Settings};
 use crate::server::site::{AllowedHost, PublicUrl};
 
+use crate::cli::credentials;
 use crate::cli::global::Global;
-
-/// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
+use crate::cli::logging::{self, LogFormat};
 
 /// Arguments of `untoil serve`.
 #[derive(Debug, Args)]
@@ -64,6 +58,13 @@ pub struct ServeArgs {
     /// Largest accepted webhook body, in bytes.
     #[arg(long, default_value_t = 1024 * 1024)]
     pub body_limit: usize,
+    /// Connections served at once; one more is answered 503 and closed (lowered to what the
+    /// open-file limit leaves room for).
+    #[arg(long, env = "UNTOIL_MAX_CONNECTIONS", default_value_t = settings::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// How long a connection may take to send its request's headers before it is closed.
+    #[arg(long, env = "UNTOIL_HEADER_READ_TIMEOUT", default_value = "10s")]
+    pub header_read_timeout: String,
     /// Log format.
     #[arg(long, value_enum, env = "UNTOIL_LOG_FORMAT", default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -78,62 +79,16 @@ pub struct ServeArgs {
     pub pass_env: Vec<String>,
 }
 
-fn read_secret_file(path: &PathBuf) -> Result<String> {
-    Ok(std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {}", path.display()))?
-        .trim()
-        .to_string())
-}
-
-fn auth(a: &ServeArgs) -> Result<Auth> {
-    let mut tokens = Vec::new();
-    if let Some(f) = &a.token_file {
-        tokens.push(read_secret_file(f)?);
-    }
-    if let Ok(t) = std::env::var("UNTOIL_TOKEN")
-        && !t.trim().is_empty()
-    {
-        tokens.push(t.trim().to_string());
-    }
-    let mut basic = Vec::new();
-    let mut pairs: Vec<String> = Vec::new();
-    if let Some(f) = &a.basic_auth_file {
-        pairs.extend(read_secret_file(f)?.lines().map(String::from));
-    }
-    if let Ok(p) = std::env::var("UNTOIL_BASIC_AUTH") {
-        pairs.push(p);
-    }
-    for p in pairs
-        .iter()
-        .map(|p| p.trim())
-        .filter(|p| !p.is_empty() && !p.starts_with('#'))
-    {
-        let Some((u, pw)) = p.split_once(':') else {
-            bail!("basic auth entries are `user:password`, got a line without `:`");
-        };
-        basic.push((u.to_string(), pw.to_string()));
-    }
-    Ok(Auth::new(tokens, basic))
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("UNTOIL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.with_target(false).try_init(),
-    };
-}
-
 /// Runs `untoil serve`.
 pub fn run(g: &Global, a: ServeArgs) -> Result<ExitCode> {
-    init_logging(a.log_format);
-    let auth = auth(&a)?;
+    logging::init(a.log_format);
+    let auth = credentials::load(a.token_file.as_deref(), a.basic_auth_file.as_deref())?;
+    if let Some(f) = &a.token_file {
+        exposed::check(f, "the token file");
+    }
+    if let Some(f) = &a.basic_auth_file {
+        exposed::check(f, "the basic-auth file");
+    }
     if !auth.enabled() {
         if a.listen.ip().is_loopback() {
             tracing::warn!(
@@ -165,6 +120,16 @@ pub fn run(g: &Global, a: ServeArgs) -> Result<ExitCode> {
     settings.body_limit = a.body_limit;
     settings.shutdown_grace = crate::runbook::model::parse_duration(&a.shutdown_grace)
         .map_err(|e| anyhow::anyhow!("--shutdown-grace `{}`: {e}", a.shutdown_grace))?;
+    settings.max_connections = a.max_connections.max(1);
+    settings.header_read_timeout = crate::runbook::model::parse_duration(&a.header_read_timeout)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "--header-read-timeout `{}`: expected a duration such as 10s",
+                a.header_read_timeout
+            )
+        })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

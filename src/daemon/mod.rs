@@ -6,6 +6,8 @@
 //! `run(settings, listener, shutdown)` serves on a listener the caller binds, so tests start the
 //! daemon on 127.0.0.1:0.
 
+pub mod exposed;
+pub mod files;
 pub mod locator;
 pub mod reload;
 pub mod scheduler;
@@ -29,7 +31,7 @@ use crate::exec::executor::Executor;
 use crate::exec::process::kill_leftovers;
 use crate::run::record::RunRecord;
 use crate::runbook::plugins::Plugins;
-use crate::server::connection::LocalAddr;
+use crate::server::listen::{self, Limits};
 use crate::server::site::Site;
 use crate::server::state::AppState;
 use crate::store::Store;
@@ -45,7 +47,6 @@ pub async fn run<F>(
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    std::fs::create_dir_all(&settings.data)?;
     let data = settings.data.clone();
     let sled = tokio::task::spawn_blocking(move || SledStore::open(&data)).await??;
     let migrated = sled.migrated().clone();
@@ -88,6 +89,7 @@ where
         let runbooks = runbooks.clone();
         tokio::task::spawn_blocking(move || runbooks.reload()).await?;
     }
+    exposed::check_runbooks(&runbooks.catalog());
     let capacity = settings.queue_capacity.max(reconciled.queued.len()).max(1);
     let engine = Arc::new(Engine::new(
         store.clone(),
@@ -128,6 +130,14 @@ where
         hosts = site.names().join(", "),
         "answering requests for loopback and these hosts"
     );
+    let limits = files::fit(
+        Limits {
+            max_connections: settings.max_connections,
+            refusing: listen::REFUSING,
+            header_read_timeout: settings.header_read_timeout,
+        },
+        settings.workers.max(1),
+    );
     let app = crate::server::app(Arc::new(AppState {
         engine: engine.clone(),
         auth: settings.auth.clone(),
@@ -151,10 +161,7 @@ where
         queue.close();
         server_stop.cancel();
     };
-    // Each connection's local address: a host the daemon answers to when it listens on all.
-    let app = app.into_make_service_with_connect_info::<LocalAddr>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(graceful);
-    let server = tokio::spawn(async move { server.await });
+    let server = tokio::spawn(listen::serve(listener, app, limits, graceful));
 
     stop.cancelled().await;
     let _ = scheduler.await;
@@ -184,20 +191,23 @@ where
     Ok(())
 }
 
-/// Waits for SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
+/// Waits for SIGTERM or SIGINT. The handlers are installed when this is called (inside the
+/// runtime), so a signal that comes before the future is first polled is not missed.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
     let term = signal(SignalKind::terminate());
     let int = signal(SignalKind::interrupt());
-    match (term, int) {
-        (Ok(mut t), Ok(mut i)) => {
-            tokio::select! {
-                _ = t.recv() => {}
-                _ = i.recv() => {}
+    async move {
+        match (term, int) {
+            (Ok(mut t), Ok(mut i)) => {
+                tokio::select! {
+                    _ = t.recv() => {}
+                    _ = i.recv() => {}
+                }
             }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
 }

@@ -6,6 +6,14 @@ use std::time::Duration;
 use crate::server::auth::Auth;
 use crate::server::site::{AllowedHost, PublicUrl};
 
+/// Connections served at once by default: far more than Alertmanager, the CLI and dashboard
+/// users open, few enough that a file limit of a few thousand leaves room for runs.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
+/// How long a connection may take to send its headers by default: any real client sends them
+/// at once; one that dribbles them (or sends nothing) holds a connection only this long.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Daemon settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -33,6 +41,10 @@ pub struct Settings {
     pub public_url: Option<PublicUrl>,
     /// Further hosts answered (`--allowed-host`), besides loopback and the listen address.
     pub allowed_hosts: Vec<AllowedHost>,
+    /// Connections served at once; one more is answered 503 and closed.
+    pub max_connections: usize,
+    /// How long a connection may take to send its request's headers before it is closed.
+    pub header_read_timeout: Duration,
 }
 
 impl Settings {
@@ -52,6 +64,8 @@ impl Settings {
             pass_env: Vec::new(),
             public_url: None,
             allowed_hosts: Vec::new(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
         }
     }
 }

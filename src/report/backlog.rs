@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::report::query::{Format, Period};
+use crate::report::cell;
+use crate::report::period::Period;
+use crate::report::query::Format;
 use crate::report::table::{Table, percent as pct};
 use crate::store::error::StoreError;
 use crate::store::{AlertReceived, Store};
@@ -141,9 +143,9 @@ impl Backlog {
             Format::Json => serde_json::to_string_pretty(self).unwrap_or_default() + "\n",
             Format::Csv => {
                 let mut w = csv::Writer::from_writer(Vec::new());
-                let _ = w.write_record(header.iter().map(|h| h.to_lowercase()));
+                let _ = w.write_record(header.iter().map(|h| cell::csv(&h.to_lowercase())));
                 for r in &self.rows {
-                    let _ = w.write_record(row_cells(r));
+                    let _ = w.write_record(row_cells(r).iter().map(|c| cell::csv(c)));
                 }
                 String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
             }
@@ -160,13 +162,17 @@ impl Backlog {
                 )
             }
             Format::Markdown => {
+                let row = |cells: &[String]| {
+                    let cells: Vec<String> = cells.iter().map(|c| cell::markdown(c)).collect();
+                    format!("| {} |\n", cells.join(" | "))
+                };
                 let mut out = format!(
-                    "| {} |\n|{}|\n",
-                    header.join(" | "),
+                    "{}|{}|\n",
+                    row(&header),
                     vec!["---"; header.len()].join("|")
                 );
                 for r in &self.rows {
-                    out.push_str(&format!("| {} |\n", row_cells(r).join(" | ")));
+                    out.push_str(&row(&row_cells(r)));
                 }
                 out.push_str(&format!("\n{coverage}\n"));
                 out

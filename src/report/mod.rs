@@ -1,7 +1,9 @@
-//! Reports read from the store: the [`toil`] report and the automation [`backlog`], asked for
-//! by a [`query`], rendered as a [`table`], JSON, CSV or Markdown.
+//! Reports read from the store: the [`toil`] report and the automation [`backlog`] of a
+//! [`period`], asked for by a [`query`], rendered as a [`table`], JSON, CSV or Markdown.
 
 pub mod backlog;
+pub mod cell;
+pub mod period;
 pub mod query;
 pub mod table;
 pub mod toil;

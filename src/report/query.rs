@@ -1,6 +1,7 @@
-//! What a report asks for: the period, the dimensions to group by, and the output format.
+//! What a report asks for besides its [`Period`](crate::report::period::Period): the dimensions
+//! to group by, and the output format.
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
+use chrono::Datelike;
 use serde::Serialize;
 
 use crate::ledger::rollup::RollupKey;
@@ -73,35 +74,4 @@ pub enum Format {
     Csv,
     /// A Markdown table.
     Markdown,
-}
-
-/// An inclusive range of UTC days.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Period {
-    /// First day.
-    pub from: NaiveDate,
-    /// Last day.
-    pub to: NaiveDate,
-}
-
-impl Period {
-    /// The last `days` days up to and including today.
-    pub fn since(days: std::time::Duration, now: DateTime<Utc>) -> Period {
-        let today = now.date_naive();
-        let back = Duration::seconds(days.as_secs() as i64);
-        Period {
-            from: (now - back).date_naive(),
-            to: today,
-        }
-    }
-
-    /// Instants covering the period: [from 00:00, to + 1 day 00:00).
-    pub fn instants(&self) -> (DateTime<Utc>, DateTime<Utc>) {
-        let start = self.from.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
-        let end = (self.to + Duration::days(1))
-            .and_hms_opt(0, 0, 0)
-            .unwrap_or_default()
-            .and_utc();
-        (start, end)
-    }
 }

@@ -2,6 +2,8 @@
 
 use comfy_table::{CellAlignment, ColumnConstraint, ContentArrangement, presets};
 
+use crate::report::cell;
+
 /// A table with a header row and aligned columns, no borders.
 pub struct Table {
     inner: comfy_table::Table,
@@ -19,7 +21,12 @@ impl Table {
         inner
             .load_preset(presets::NOTHING)
             .set_content_arrangement(ContentArrangement::Disabled)
-            .set_header(header.into_iter().map(Into::into).collect::<Vec<String>>());
+            .set_header(
+                header
+                    .into_iter()
+                    .map(|h| cell::terminal(&h.into()))
+                    .collect::<Vec<String>>(),
+            );
         Table {
             inner,
             right: Vec::new(),
@@ -31,14 +38,18 @@ impl Table {
         self.right.push(index);
     }
 
-    /// Adds a row.
+    /// Adds a row; control characters in its cells are shown escaped.
     pub fn row<I, S>(&mut self, cells: I)
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.inner
-            .add_row(cells.into_iter().map(Into::into).collect::<Vec<String>>());
+        self.inner.add_row(
+            cells
+                .into_iter()
+                .map(|c| cell::terminal(&c.into()))
+                .collect::<Vec<String>>(),
+        );
     }
 
     /// Renders the table, one line per row, trailing spaces trimmed.
@@ -81,5 +92,12 @@ mod tests {
             t.render(),
             "NAME         MIN\na              5\nlonger-name  120\n"
         );
+    }
+
+    #[test]
+    fn control_characters_in_cells_are_shown_escaped() {
+        let mut t = Table::new(["NAME"]);
+        t.row(["a\x1b[2J\rb"]);
+        assert_eq!(t.render(), "NAME\na\\u{1b}[2J\\rb\n");
     }
 }

@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::ledger::rollup::{Rollup, RollupKey};
-use crate::report::query::{Dim, Format, Period};
+use crate::report::cell;
+use crate::report::period::Period;
+use crate::report::query::{Dim, Format};
 use crate::report::table::Table;
 use crate::report::table::percent as pct;
 use crate::store::Store;
@@ -209,7 +211,7 @@ impl ToilReport {
                 )
             }
             Format::Markdown => {
-                let header = self.header();
+                let header: Vec<String> = self.header().iter().map(|h| cell::markdown(h)).collect();
                 let mut out = format!(
                     "Toil report {} .. {} (UTC days)\n\n| {} |\n|{}|\n",
                     self.period.from,
@@ -223,7 +225,7 @@ impl ToilReport {
                         .join("|")
                 );
                 for r in &self.rows {
-                    let mut row = r.group.clone();
+                    let mut row: Vec<String> = r.group.iter().map(|g| cell::markdown(g)).collect();
                     row.extend(cells(&r.figures));
                     out.push_str(&format!("| {} |\n", row.join(" | ")));
                 }
@@ -256,7 +258,7 @@ impl ToilReport {
             ]
             .map(String::from),
         );
-        let _ = w.write_record(&header);
+        let _ = w.write_record(header.iter().map(|h| cell::csv(h)));
         let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
         let line = |group: Vec<String>, f: &Figures| {
             let mut rec = group;
@@ -277,7 +279,11 @@ impl ToilReport {
             rec
         };
         for r in &self.rows {
-            let _ = w.write_record(line(r.group.clone(), &r.figures));
+            let _ = w.write_record(
+                line(r.group.clone(), &r.figures)
+                    .iter()
+                    .map(|c| cell::csv(c)),
+            );
         }
         let mut total = vec![String::new(); self.by.len()];
         if let Some(first) = total.first_mut() {

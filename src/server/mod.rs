@@ -1,5 +1,6 @@
 //! The HTTP server: [`app`] returns the axum Router (health, the Alertmanager receiver, the API,
-//! the dashboard), testable in-process; the daemon serves it.
+//! the dashboard, and the security [`headers`] on every answer), testable in-process; the daemon
+//! serves it with [`listen`].
 //!
 //! In front of every handler, in this order: the host check (421, `host.rs`; the health checks
 //! excepted), the cross-site check (403, `cross_site.rs`), authentication (401), and for the
@@ -14,8 +15,10 @@ pub mod connection;
 pub mod content_type;
 pub mod cross_site;
 pub mod dashboard;
+pub mod headers;
 pub mod health;
 pub mod host;
+pub mod listen;
 pub mod refusal;
 pub mod respond;
 pub mod site;
@@ -70,5 +73,6 @@ pub fn app(state: Shared) -> Router {
             host::check_host,
         ))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::map_response(headers::secure))
         .with_state(state)
 }

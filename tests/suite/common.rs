@@ -192,127 +192,186 @@ impl Running {
     }
 }
 
-/// The real `untoil serve` binary as a child process: what an operator runs, with its own
-/// environment and its log (stderr, in the given `--log-format`) written to a file.
+/// What a raw HTTP exchange read: the status (0 when the server closed without answering), the
+/// lower-cased head and the body.
+pub struct Raw {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+/// Reads what the server sends on `stream` until it closes, up to `within`; `None` when it
+/// neither answers nor closes in time.
+pub async fn read_until_closed(
+    stream: &mut tokio::net::TcpStream,
+    within: Duration,
+) -> Option<Raw> {
+    use tokio::io::AsyncReadExt;
+    let mut bytes = Vec::new();
+    let read = tokio::time::timeout(within, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => bytes.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    read.ok()?;
+    let text = String::from_utf8_lossy(&bytes).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Some(Raw {
+        status,
+        head: head.to_lowercase(),
+        body: body.to_string(),
+    })
+}
+
+/// One `GET path` on a fresh connection (never a pooled one), with `Connection: close`.
+pub async fn raw_get(base: &str, path: &str) -> Raw {
+    use tokio::io::AsyncWriteExt;
+    let addr = base.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(request.as_bytes()).await.expect("write");
+    read_until_closed(&mut s, Duration::from_secs(20))
+        .await
+        .expect("an answer before the deadline")
+}
+
+/// `untoil serve` as a child process, its stderr lines collected as they come.
 pub struct Served {
-    pub base: String,
-    pub log: PathBuf,
-    child: std::process::Child,
-    pub client: reqwest::Client,
+    pub child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    pub seen: Vec<String>,
 }
 
 impl Served {
-    /// Starts `untoil serve` on the runbooks, plugins and store of `dirs`, on a free loopback
-    /// port (read back from the store's `daemon.json`), with `env` added to its environment.
-    pub async fn start(dirs: &Dirs, log_format: &str, env: &[(&str, &str)]) -> Served {
-        let log = dirs.path(&format!("serve-{log_format}.log"));
-        let stderr = std::fs::File::create(&log).expect("log file");
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_untoil"));
-        cmd.current_dir(dirs.root.path())
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--log-format",
-                log_format,
-            ])
-            .args(["--shutdown-grace", "5s"]);
-        for (k, v) in cli_env(dirs) {
-            cmd.env(k, v);
-        }
-        for k in [
-            "UNTOIL_SERVER",
-            "UNTOIL_TOKEN",
-            "UNTOIL_TOKEN_FILE",
-            "UNTOIL_BASIC_AUTH",
-        ] {
-            cmd.env_remove(k);
-        }
-        cmd.env("UNTOIL_LOG", "info")
-            .envs(env.iter().copied())
+    /// Spawns `command` (an `untoil ... serve` command) with stderr piped.
+    pub fn spawn(mut command: std::process::Command) -> Served {
+        use std::io::BufRead;
+        let mut child = command
+            .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
-            .stderr(stderr);
-        let child = cmd.spawn().expect("start untoil serve");
-        let pid = child.id();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let base = loop {
-            match daemon::locator::read(&dirs.path("data")) {
-                Some(l) if l.pid == pid => break l.url,
-                _ => {
-                    assert!(
-                        Instant::now() < deadline,
-                        "untoil serve did not start: see {}",
-                        log.display()
-                    );
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn untoil");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .split(b'\n')
+                .map_while(Result::ok)
+            {
+                if tx.send(String::from_utf8_lossy(&line).to_string()).is_err() {
+                    break;
                 }
             }
-        };
-        untoil::exec::step::http::install_crypto_provider();
-        let served = Served {
-            base,
-            log,
+        });
+        Served {
             child,
-            client: reqwest::Client::new(),
-        };
-        while served.text("/healthz").await.0 != 200 {
-            assert!(Instant::now() < deadline, "untoil serve is not healthy");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        served
-    }
-
-    /// GET: the status and the body as text.
-    pub async fn text(&self, path: &str) -> (u16, String) {
-        match self.client.get(format!("{}{path}", self.base)).send().await {
-            Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
-            Err(_) => (0, String::new()),
+            lines,
+            seen: Vec::new(),
         }
     }
 
-    /// POST of a JSON body: the status and the answer.
-    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let r = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .json(&body)
-            .send()
-            .await
-            .expect("POST");
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
+    /// Waits (with a deadline) for a stderr line that `matches`, and returns it.
+    pub fn wait_line(&mut self, matches: impl Fn(&str) -> bool) -> String {
+        if let Some(l) = self.seen.iter().find(|l| matches(l)) {
+            return l.clone();
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if matches(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no such line on stderr before the deadline; saw:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
     }
 
-    /// Stops it as an operator does (SIGTERM) and waits for it to exit.
-    pub async fn stop(mut self) {
+    /// The daemon's base URL, from its "listening on" line.
+    pub fn base(&mut self) -> String {
+        let line = self.wait_line(|l| l.contains("untoil listening on http://"));
+        let start = line.find("http://").unwrap_or(0);
+        line[start..]
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Stops it as an operator does (SIGTERM) and returns its exit code and everything it wrote
+    /// on stderr.
+    pub fn terminate(self) -> (Option<i32>, String) {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        self.exit()
+    }
+
+    /// Waits (with a deadline) for the process to exit by itself, and returns its exit code and
+    /// everything it wrote on stderr.
+    pub fn exit(mut self) -> (Option<i32>, String) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while self.child.try_wait().ok().flatten().is_none() {
-            assert!(
-                Instant::now() < deadline,
-                "untoil serve did not stop on SIGTERM"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("untoil did not exit; stderr:\n{}", self.seen.join("\n"));
+            }
+            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(50)) {
+                self.seen.push(line);
+            }
+        };
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.seen.push(line);
         }
+        (status.code(), self.seen.join("\n"))
     }
 }
 
 impl Drop for Served {
     fn drop(&mut self) {
-        // A failed test must not leave the daemon running.
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
-/// The environment that points `untoil` commands at the directories of `dirs`.
-pub fn cli_env(dirs: &Dirs) -> Vec<(&'static str, PathBuf)> {
-    vec![
-        ("UNTOIL_RUNBOOKS", dirs.path("runbooks")),
-        ("UNTOIL_PLUGINS", dirs.path("plugins")),
-        ("UNTOIL_DATA", dirs.path("data")),
-    ]
+/// `untoil` with the directories of `dirs` and no ambient configuration.
+pub fn untoil_command(dirs: &Dirs) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_untoil"));
+    untoil_env(&mut c, dirs);
+    c
+}
+
+/// The environment of [`untoil_command`], for a command that starts untoil another way.
+pub fn untoil_env(c: &mut std::process::Command, dirs: &Dirs) {
+    c.env("UNTOIL_RUNBOOKS", dirs.path("runbooks"))
+        .env("UNTOIL_PLUGINS", dirs.path("plugins"))
+        .env("UNTOIL_DATA", dirs.path("data"))
+        .env("UNTOIL_LOG_FORMAT", "text")
+        .env_remove("UNTOIL_SERVER")
+        .env_remove("UNTOIL_TOKEN")
+        .env_remove("UNTOIL_TOKEN_FILE")
+        .env_remove("UNTOIL_BASIC_AUTH")
+        .env_remove("UNTOIL_BASIC_AUTH_FILE")
+        .env_remove("UNTOIL_LISTEN")
+        .env_remove("UNTOIL_LOG");
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use untoil::report::query::Period;
+use untoil::report::period::Period;
 use untoil::report::toil::toil_report;
 use untoil::run::record::RunRecord;
 use untoil::run::status::RunStatus;

@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Redirect};
 use axum::routing::{any, get};
 use serde_json::Value;
 
-use crate::common::{Dirs, Served, cli_env};
+use crate::common::{Dirs, Served, untoil_env};
 
 /// Read from a file: a quote, a `$`, a double quote, a space and a `/`.
 const FILE_SECRET: &str = "it's$FILE\"pw w0rd/42";
@@ -232,17 +232,53 @@ fn files(dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
     }
 }
 
+/// Requests to a daemon at `base`.
+struct Http {
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Http {
+    fn new(base: String) -> Http {
+        untoil::exec::step::http::install_crypto_provider();
+        Http {
+            base,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// GET: the status and the body as text.
+    async fn text(&self, path: &str) -> (u16, String) {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("GET");
+        (r.status().as_u16(), r.text().await.unwrap_or_default())
+    }
+
+    /// POST of a JSON body: the status and the answer.
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+}
+
 /// Runs `untoil ARGS` on the directories of `dirs`, with the env secret set: stdout + stderr.
 async fn untoil(dirs: &Dirs, args: &[&str]) -> (bool, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_untoil"));
+    untoil_env(&mut cmd, dirs);
     cmd.current_dir(dirs.root.path())
         .args(args)
-        .env(ENV_VAR, ENV_SECRET)
-        .env_remove("UNTOIL_SERVER")
-        .env_remove("UNTOIL_TOKEN");
-    for (k, v) in cli_env(dirs) {
-        cmd.env(k, v);
-    }
+        .env(ENV_VAR, ENV_SECRET);
     let out = tokio::task::spawn_blocking(move || cmd.output())
         .await
         .expect("join")
@@ -348,7 +384,16 @@ async fn no_form_of_a_secret_reaches_any_surface(log_format: &str) {
     let pattern = leak_pattern();
     let mut surfaces: Vec<(String, Vec<u8>)> = Vec::new();
 
-    let daemon = Served::start(&dirs, log_format, &[(ENV_VAR, ENV_SECRET)]).await;
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_untoil"));
+    untoil_env(&mut serve, &dirs);
+    serve
+        .current_dir(dirs.root.path())
+        .args(["serve", "--listen", "127.0.0.1:0", "--shutdown-grace", "5s"])
+        .args(["--log-format", log_format])
+        .env("UNTOIL_LOG", "info")
+        .env(ENV_VAR, ENV_SECRET);
+    let mut served = Served::spawn(serve);
+    let daemon = Http::new(served.base());
     let (status, answer) = daemon
         .post("/api/v1/runbooks/leaky/runs", serde_json::json!({}))
         .await;
@@ -389,7 +434,9 @@ async fn no_form_of_a_secret_reaches_any_surface(log_format: &str) {
         "`untoil run` through the daemon".into(),
         printed.into_bytes(),
     ));
-    daemon.stop().await;
+    let (_, log) = tokio::task::spawn_blocking(move || served.terminate())
+        .await
+        .expect("join");
 
     let (_, printed) = untoil(&dirs, &["run", "leaky"]).await;
     assert!(!printed.contains("queued on the daemon"), "{printed}");
@@ -402,8 +449,8 @@ async fn no_form_of_a_secret_reaches_any_surface(log_format: &str) {
     assert!(ok, "{shown}");
     surfaces.push(("`untoil runs show` (store)".into(), shown.into_bytes()));
 
-    let log = std::fs::read(dirs.path(&format!("serve-{log_format}.log"))).expect("log");
-    let log_text = String::from_utf8_lossy(&log).to_string();
+    let log_text = log.clone();
+    let log = log.into_bytes();
     assert!(
         log_text.contains("***"),
         "output lines are logged, masked:\n{log_text:.2000}"

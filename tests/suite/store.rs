@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use untoil::report::query::Period;
+use untoil::report::period::Period;
 use untoil::report::toil::toil_report;
 use untoil::run::id::RunId;
 use untoil::run::record::RunRecord;

@@ -8,7 +8,8 @@ use chrono::Utc;
 use serde::Deserialize;
 
 use crate::report::backlog::backlog_report;
-use crate::report::query::{Dim, Format, Period};
+use crate::report::period::Period;
+use crate::report::query::{Dim, Format};
 use crate::report::toil::toil_report;
 use crate::server::respond::{error, store_error};
 use crate::server::state::Shared;
@@ -34,20 +35,11 @@ pub struct ReportQuery {
 
 /// The period a query asks for.
 pub fn period(q: &ReportQuery) -> Result<Period, String> {
-    let day = |s: &str| {
-        chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-            .map_err(|_| format!("`{s}` is not a date such as 2026-11-01"))
-    };
     match (&q.from, &q.to) {
-        (Some(f), Some(t)) => Ok(Period {
-            from: day(f)?,
-            to: day(t)?,
-        }),
+        (Some(f), Some(t)) => Period::between(f, t).map_err(|e| format!("from/to: {e}")),
         (None, None) => {
             let since = q.since.as_deref().unwrap_or("30d");
-            let d = crate::runbook::model::parse_duration(since)
-                .map_err(|e| format!("since `{since}`: {e}"))?;
-            Ok(Period::since(d, Utc::now()))
+            Period::parse_since(since, Utc::now()).map_err(|e| format!("since `{since}`: {e}"))
         }
         _ => Err("give both `from` and `to`, or `since`".into()),
     }

@@ -1,7 +1,7 @@
 //! The frame of every page: head, navigation with the approvals badge, the stamp the refresh
 //! script compares, the script itself; and the error page.
 
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use maud::{DOCTYPE, Markup, html};
 
@@ -50,21 +50,10 @@ pub fn frame(stamp: &str, active: &str, title: &str, pending: usize, body: Marku
     }
 }
 
-/// An HTML answer, never cached or framed, scripts and styles from this site only.
+/// An HTML answer (never cached or framed, scripts and styles from this site only: the
+/// router's [`headers`](crate::server::headers) layer says so on every HTML answer).
 pub fn respond(status: StatusCode, html: Markup) -> Response {
-    (
-        status,
-        [
-            (header::CACHE_CONTROL, "no-store"),
-            (header::HeaderName::from_static("x-frame-options"), "DENY"),
-            (
-                header::CONTENT_SECURITY_POLICY,
-                "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'",
-            ),
-        ],
-        Html(html.into_string()),
-    )
-        .into_response()
+    (status, Html(html.into_string())).into_response()
 }
 
 /// A page in its frame; the navigation counts the runs waiting for approval without rendering

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use maud::{Markup, html};
 
-use crate::report::query::Period;
+use crate::report::period::Period;
 use crate::server::api::reports::{ReportQuery, period};
 
 /// The periods offered: (label, the report API's `since`).

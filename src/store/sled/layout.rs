@@ -155,9 +155,14 @@ pub fn parse_rollup_key(bytes: &[u8]) -> Option<RollupKey> {
     })
 }
 
-/// An instant as big-endian nanoseconds, so keys sort by time.
+/// An instant as big-endian nanoseconds, so keys sort by time. Instants outside what the
+/// encoding holds (before 1970, after 2262) saturate at its ends, so that a range query reaching
+/// past them still covers everything in between.
 pub fn nanos(t: DateTime<Utc>) -> [u8; 8] {
-    (t.timestamp_nanos_opt().unwrap_or(0).max(0) as u64).to_be_bytes()
+    let n = t
+        .timestamp_nanos_opt()
+        .unwrap_or(if t.timestamp() > 0 { i64::MAX } else { 0 });
+    (n.max(0) as u64).to_be_bytes()
 }
 
 /// The first key of day `d` in the daily rollups.

@@ -9,6 +9,7 @@
 
 pub mod batch;
 pub mod commit;
+pub mod dir;
 pub mod layout;
 pub mod migrate;
 pub mod write;
@@ -93,9 +94,11 @@ fn open_db(path: &Path) -> Result<sled::Db> {
 }
 
 impl SledStore {
-    /// Opens (or creates) the store in `path` and brings it to the current schema version.
+    /// Opens (or creates) the store in `path`, a private directory (see [`dir`]), and brings it
+    /// to the current schema version.
     /// Blocks (it may wait for a lock and migrate): call it from a blocking thread.
     pub fn open(path: &Path) -> Result<SledStore> {
+        dir::private(path).map_err(|e| backend(path, e))?;
         let db = open_db(path)?;
         let trees = Trees::open(&db, path)?;
         let migrated = migrate::migrate(&db, &trees, path)?;

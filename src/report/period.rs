@@ -1,0 +1,164 @@
+//! The days a report covers: an inclusive range of UTC days, read from a length back from today
+//! (`since`, e.g. `30d`) or from two dates. Every reader (the API, `untoil report`, the
+//! dashboard) goes through here, so a period out of range (before 0001-01-01, after
+//! 9999-12-31, or ending before it starts) is refused with a message, never a panic.
+
+use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta, Utc};
+use serde::Serialize;
+
+/// The first day a period may start on.
+pub const FIRST_DAY: NaiveDate = match NaiveDate::from_ymd_opt(1, 1, 1) {
+    Some(d) => d,
+    None => NaiveDate::MIN,
+};
+
+/// The last day a period may end on: dates have four-digit years.
+pub const LAST_DAY: NaiveDate = match NaiveDate::from_ymd_opt(9999, 12, 31) {
+    Some(d) => d,
+    None => NaiveDate::MAX,
+};
+
+/// An inclusive range of UTC days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Period {
+    /// First day.
+    pub from: NaiveDate,
+    /// Last day.
+    pub to: NaiveDate,
+}
+
+/// A day written `YYYY-MM-DD`, within [`FIRST_DAY`] ..= [`LAST_DAY`].
+pub fn day(text: &str) -> Result<NaiveDate, String> {
+    let d = NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|_| format!("`{text}` is not a date such as 2026-11-01"))?;
+    if !(FIRST_DAY..=LAST_DAY).contains(&d) {
+        return Err(format!(
+            "`{text}` is out of range: days run from {FIRST_DAY} to {LAST_DAY}"
+        ));
+    }
+    Ok(d)
+}
+
+impl Period {
+    /// The days from `from` to `to`, both included.
+    pub fn new(from: NaiveDate, to: NaiveDate) -> Result<Period, String> {
+        for d in [from, to] {
+            if !(FIRST_DAY..=LAST_DAY).contains(&d) {
+                return Err(format!(
+                    "{d} is out of range: days run from {FIRST_DAY} to {LAST_DAY}"
+                ));
+            }
+        }
+        if from > to {
+            return Err(format!("the first day {from} is after the last day {to}"));
+        }
+        Ok(Period { from, to })
+    }
+
+    /// The days written `from` and `to` (`YYYY-MM-DD`).
+    pub fn between(from: &str, to: &str) -> Result<Period, String> {
+        Period::new(day(from)?, day(to)?)
+    }
+
+    /// The days of the last `length` up to and including today.
+    pub fn since(length: std::time::Duration, now: DateTime<Utc>) -> Result<Period, String> {
+        let start = i64::try_from(length.as_secs())
+            .ok()
+            .and_then(TimeDelta::try_seconds)
+            .and_then(|back| now.checked_sub_signed(back))
+            .map(|t| t.date_naive())
+            .filter(|d| *d >= FIRST_DAY);
+        match start {
+            Some(from) => Period::new(from, now.date_naive()),
+            None => Err(format!(
+                "reaches back before {FIRST_DAY}: ask for a shorter period"
+            )),
+        }
+    }
+
+    /// The days of the last `text` (a duration such as `30d` or `12w`) up to today.
+    pub fn parse_since(text: &str, now: DateTime<Utc>) -> Result<Period, String> {
+        let length = crate::runbook::model::parse_duration(text)?;
+        Period::since(length, now)
+    }
+
+    /// Instants covering the period: [from 00:00, to + 1 day 00:00).
+    pub fn instants(&self) -> (DateTime<Utc>, DateTime<Utc>) {
+        let start = self.from.and_time(NaiveTime::MIN).and_utc();
+        let end = self.to.succ_opt().map_or(DateTime::<Utc>::MAX_UTC, |d| {
+            d.and_time(NaiveTime::MIN).and_utc()
+        });
+        (start, end)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-12-03T10:00:00Z")
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn lengths_and_dates_out_of_range_are_refused() {
+        // (since, accepted)
+        for (text, ok) in [
+            ("30d", true),
+            ("0s", true),
+            ("2025y", true),
+            ("2026y", false),
+            ("300000y", false),
+            ("262144y", false),
+            ("9000000000000000s", false),
+            ("18446744073709551615s", false),
+            ("99999999999999999999d", false),
+            ("-1d", false),
+            ("", false),
+            ("d", false),
+        ] {
+            assert_eq!(Period::parse_since(text, now()).is_ok(), ok, "{text}");
+        }
+        // (from, to, accepted)
+        for (from, to, ok) in [
+            ("0001-01-01", "9999-12-31", true),
+            ("2026-01-01", "2026-01-01", true),
+            ("2026-01-02", "2026-01-01", false),
+            ("+262142-12-31", "+262142-12-31", false),
+            ("+10000-01-01", "+10000-01-01", false),
+            ("-0001-01-01", "2026-01-01", false),
+            ("0000-12-31", "2026-01-01", false),
+            ("2026-02-30", "2026-03-01", false),
+            ("2026-1-1", "2026-01-01", true),
+            ("yesterday", "2026-01-01", false),
+        ] {
+            assert_eq!(Period::between(from, to).is_ok(), ok, "{from} {to}");
+        }
+        let last = Period::new(LAST_DAY, LAST_DAY).map(|p| p.instants().1);
+        assert!(last.is_ok_and(|end| end > LAST_DAY.and_time(NaiveTime::MIN).and_utc()));
+    }
+
+    proptest! {
+        #[test]
+        fn any_length_is_a_period_or_a_refusal(secs in any::<u64>(), nanos in 0u32..1_000_000_000) {
+            let length = std::time::Duration::new(secs, nanos);
+            if let Ok(p) = Period::since(length, now()) {
+                prop_assert!(p.from >= FIRST_DAY && p.from <= p.to && p.to == now().date_naive());
+                let (start, end) = p.instants();
+                prop_assert!(start < end);
+            }
+        }
+
+        #[test]
+        fn any_text_is_a_period_or_a_refusal(since in "\\PC{0,30}", from in "[-+]?[0-9]{1,7}-[0-9]{1,2}-[0-9]{1,2}", to in "[-+]?[0-9]{1,7}-[0-9]{1,2}-[0-9]{1,2}") {
+            for p in [Period::parse_since(&since, now()), Period::between(&from, &to)].into_iter().flatten() {
+                prop_assert!(FIRST_DAY <= p.from && p.from <= p.to && p.to <= LAST_DAY);
+                let (start, end) = p.instants();
+                prop_assert!(start < end);
+            }
+        }
+    }
+}
