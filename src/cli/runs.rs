@@ -182,6 +182,9 @@ pub fn show(r: &RunRecord) -> String {
         ),
     };
     out.push_str(&format!("cause     {cause}\n"));
+    if let Some(b) = &r.bypassed {
+        out.push_str(&format!("guards    bypassed: {}\n", b.describe()));
+    }
     out.push_str(&format!(
         "status    {}{}\n",
         r.status,

@@ -50,6 +50,7 @@ pub fn new_run(
         verification: None,
         guard_key: None,
         approval: None,
+        bypassed: None,
     }
 }
 

@@ -72,6 +72,37 @@ pub struct RunRecord {
     /// Who approved or denied it, when it needed approval.
     #[serde(default)]
     pub approval: Option<ApprovalDecision>,
+    /// Set when a person ran it in the foreground past its guards (`untoil run --bypass-guards`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bypassed: Option<Bypass>,
+}
+
+/// A foreground run that skipped its runbook's approval and stateful guards, and who said so.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Bypass {
+    /// The login name of the process owner (its uid's name, not `$USER`).
+    pub by: String,
+    /// `$USER`, when it names someone else: only a claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed: Option<String>,
+    /// The guards it ran without (`approval`, `cooldown`, `max_runs`, `trip_after_failures`).
+    pub guards: Vec<String>,
+}
+
+impl Bypass {
+    /// `alice` or `alice (claimed: bob)`, then what was bypassed.
+    pub fn describe(&self) -> String {
+        let claim = self
+            .claimed
+            .as_ref()
+            .map(|c| format!(" (claimed: {c})"))
+            .unwrap_or_default();
+        format!(
+            "run by {}{claim} without {}",
+            self.by,
+            self.guards.join(", ")
+        )
+    }
 }
 
 /// A person's decision on a run waiting for approval (or its expiry).
@@ -134,6 +165,7 @@ impl RunRecord {
             verification: None,
             guard_key: None,
             approval: None,
+            bypassed: None,
         }
     }
 

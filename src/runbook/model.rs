@@ -216,6 +216,28 @@ impl Default for Guards {
     }
 }
 
+impl Guards {
+    /// The guards that need the daemon's shared state to decide (a person's approval, the
+    /// cooldown, run limits, the breaker), by their YAML names: what a run without the daemon
+    /// would skip.
+    pub fn stateful(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.approval {
+            out.push("approval");
+        }
+        if self.cooldown.is_some() {
+            out.push("cooldown");
+        }
+        if self.max_runs.is_some() {
+            out.push("max_runs");
+        }
+        if self.trip_after_failures.is_some() {
+            out.push("trip_after_failures");
+        }
+        out
+    }
+}
+
 /// A run-count limit per window.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MaxRuns {

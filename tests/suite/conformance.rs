@@ -815,6 +815,7 @@ pub fn build(i: usize, s: &Spec) -> RunRecord {
         verification: None,
         guard_key: None,
         approval: None,
+        bypassed: None,
     }
 }
 

@@ -582,3 +582,137 @@ async fn metrics_stay_valid_and_bounded_whatever_guard_keys_alerts_make() {
     assert!(problems.is_empty(), "promtool: {report}");
     d.stop().await;
 }
+
+/// `untoil run` in the foreground, without a daemon, with this `$USER`.
+fn run_here(dirs: &Dirs, user: &str, args: &[&str]) -> std::process::Output {
+    crate::common::untoil_command(dirs)
+        .env("USER", user)
+        .arg("run")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run untoil")
+}
+
+#[test]
+fn a_foreground_run_skips_no_guard_unless_told_and_then_records_who_did() {
+    let dirs = Dirs::new();
+    let marker = dirs.path("ran");
+    dirs.runbook(
+        "gated",
+        &format!(
+            "name: gated\nowner: t\ntoil: {{manual_minutes: 5}}\nguards:\n  approval: required\n  cooldown: 1h\nsteps:\n  - name: s\n    run: echo ran >> {}\n",
+            marker.display()
+        ),
+    );
+    // No daemon holds the store: the run is refused, naming the guards and the way out.
+    let out = run_here(&dirs, "mallory", &["gated"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(
+            "runbook `gated` has guards (approval, cooldown) that only the daemon decides"
+        ) && err.contains("--bypass-guards"),
+        "{err}"
+    );
+    assert!(!marker.exists(), "a step ran without its approval");
+    let listed = crate::common::untoil_command(&dirs)
+        .args(["runs", "--json"])
+        .output()
+        .expect("untoil runs");
+    let runs: Value = serde_json::from_slice(&listed.stdout).expect("runs json");
+    assert_eq!(runs.as_array().map(Vec::len), Some(0), "{runs}");
+
+    // A dry run executes nothing, so it needs no bypass.
+    let out = run_here(&dirs, "mallory", &["gated", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!marker.exists());
+
+    // Said explicitly: it runs, and the record says who (the uid's name; $USER only as a claim)
+    // and which guards it went without.
+    let out = run_here(&dirs, "mallory", &["gated", "--bypass-guards"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&marker).ok().as_deref(),
+        Some("ran\n")
+    );
+    let login = nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .expect("this test's user has a name");
+    let listed = crate::common::untoil_command(&dirs)
+        .args(["runs", "--json"])
+        .output()
+        .expect("untoil runs");
+    let runs: Value = serde_json::from_slice(&listed.stdout).expect("runs json");
+    let bypassed = &runs[0]["bypassed"];
+    assert_eq!(bypassed["by"], login.as_str(), "{runs}");
+    assert_eq!(bypassed["claimed"], "mallory", "{runs}");
+    assert_eq!(
+        bypassed["guards"],
+        serde_json::json!(["approval", "cooldown"])
+    );
+    let id = runs[0]["id"].as_str().expect("id");
+    let shown = crate::common::untoil_command(&dirs)
+        .args(["runs", "show", id])
+        .output()
+        .expect("untoil runs show");
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains(&format!(
+            "guards    bypassed: run by {login} (claimed: mallory) without approval, cooldown"
+        )),
+        "{shown}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_daemon_holding_the_store_a_run_goes_through_it_and_cannot_bypass_its_guards() {
+    let dirs = Dirs::new();
+    let marker = dirs.path("ran");
+    dirs.runbook(
+        "gated",
+        &format!(
+            "name: gated\nowner: t\ntoil: {{manual_minutes: 5}}\nguards:\n  approval: required\nsteps:\n  - name: s\n    run: echo ran >> {}\n",
+            marker.display()
+        ),
+    );
+    let mut c = crate::common::untoil_command(&dirs);
+    c.args(["serve", "--listen", "127.0.0.1:0"]);
+    let mut served = crate::common::Served::spawn(c);
+    let base = served.base();
+    // A wrong --server is refused, never run past: nothing answers there.
+    let out = run_here(
+        &dirs,
+        "mallory",
+        &["gated", "--server", "http://127.0.0.1:9"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no daemon answers at http://127.0.0.1:9")
+    );
+    let out = run_here(&dirs, "mallory", &["gated", "--bypass-guards"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--bypass-guards is for a run without a daemon")
+            && err.contains(base.as_str()),
+        "{err}"
+    );
+    assert!(!marker.exists(), "a step ran without its approval");
+    // Nothing reached the daemon (found through the store's directory) either.
+    untoil::exec::step::http::install_crypto_provider();
+    let client = reqwest::Client::new();
+    let approvals: Value = client
+        .get(format!("{base}/api/v1/approvals"))
+        .send()
+        .await
+        .expect("approvals")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(approvals.as_array().map(Vec::len), Some(0), "{approvals}");
+    drop(served);
+}

@@ -63,6 +63,12 @@ fn facts(r: &RunRecord) -> Vec<(&'static str, Markup)> {
             },
         ));
     }
+    if let Some(b) = &r.bypassed {
+        facts.push((
+            "Guards",
+            html! { span class="error" { "bypassed: " (b.describe()) } },
+        ));
+    }
     if let Some(e) = &r.error {
         facts.push(("Error", html! { span class="error" { (e) } }));
     }
