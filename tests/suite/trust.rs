@@ -716,3 +716,54 @@ async fn with_a_daemon_holding_the_store_a_run_goes_through_it_and_cannot_bypass
     assert_eq!(approvals.as_array().map(Vec::len), Some(0), "{approvals}");
     drop(served);
 }
+
+/// Whether `file` (a path from the repository's root) defines `fn name`.
+fn defines(file: &Path, name: &str) -> bool {
+    std::fs::read_to_string(file).is_ok_and(|text| {
+        text.contains(&format!("fn {name}(")) || text.contains(&format!("fn {name}<"))
+    })
+}
+
+#[test]
+fn the_security_guide_names_only_tests_that_exist() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let guide = std::fs::read_to_string(root.join("docs/security.md")).expect("docs/security.md");
+    let table = guide
+        .split("## Guarantees and the tests that prove them")
+        .nth(1)
+        .expect("the guide ends with its table of guarantees and tests");
+    let mut named = 0;
+    let mut missing = Vec::new();
+    // Every `module::name` or `src/file.rs::name` in backticks on a table row.
+    for row in table.lines().filter(|l| l.starts_with("| ")) {
+        for (i, cell) in row.split('`').enumerate() {
+            let Some((file, name)) = cell.rsplit_once("::") else {
+                continue;
+            };
+            if i % 2 == 0
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit())
+            {
+                continue;
+            }
+            let path = if file.starts_with("src/") {
+                root.join(file)
+            } else {
+                root.join("tests/suite").join(format!("{file}.rs"))
+            };
+            named += 1;
+            if !defines(&path, name) {
+                missing.push(cell.to_string());
+            }
+        }
+    }
+    assert!(
+        named >= 40,
+        "only {named} tests named: the table was not read"
+    );
+    assert!(
+        missing.is_empty(),
+        "docs/security.md names tests that do not exist: {missing:?}"
+    );
+}
