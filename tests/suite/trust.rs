@@ -3,73 +3,32 @@
 //! HTTP steps encode what they interpolate; metrics stay valid whatever keys alerts make.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::Dirs;
+use crate::common::{self, Dirs, Served};
 
 /// The real binary serving `dirs`, with this environment, killed when dropped.
-struct Served {
-    child: Child,
+struct Daemon {
+    _served: Served,
     base: String,
 }
 
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-async fn serve(dirs: &Dirs, env: &[(&str, &str)], args: &[&str]) -> Served {
-    let port = free_port();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_untoil"));
-    cmd.arg("--runbooks")
-        .arg(dirs.path("runbooks"))
-        .arg("--plugins")
-        .arg(dirs.path("plugins"))
-        .arg("--data")
-        .arg(dirs.path("data"))
-        .arg("serve")
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .args(args)
-        .env_remove("UNTOIL_SERVER")
-        .env("UNTOIL_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+async fn serve(dirs: &Dirs, env: &[(&str, &str)], args: &[&str]) -> Daemon {
+    let mut cmd = common::untoil_command(dirs);
+    cmd.args(["serve", "--listen", "127.0.0.1:0"]).args(args);
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let child = cmd.spawn().expect("start the untoil binary");
     untoil::exec::step::http::install_crypto_provider();
-    let served = Served {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    };
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        assert!(Instant::now() < deadline, "the daemon did not start");
-        if client
-            .get(format!("{}/healthz", served.base))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return served;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut served = Served::spawn(cmd);
+    // It answers once it says where it listens.
+    let base = tokio::task::block_in_place(|| served.base());
+    Daemon {
+        _served: served,
+        base,
     }
 }
 
@@ -585,7 +544,7 @@ async fn metrics_stay_valid_and_bounded_whatever_guard_keys_alerts_make() {
 
 /// `untoil run` in the foreground, without a daemon, with this `$USER`.
 fn run_here(dirs: &Dirs, user: &str, args: &[&str]) -> std::process::Output {
-    crate::common::untoil_command(dirs)
+    common::untoil_command(dirs)
         .env("USER", user)
         .arg("run")
         .args(args)
@@ -616,7 +575,7 @@ fn a_foreground_run_skips_no_guard_unless_told_and_then_records_who_did() {
         "{err}"
     );
     assert!(!marker.exists(), "a step ran without its approval");
-    let listed = crate::common::untoil_command(&dirs)
+    let listed = common::untoil_command(&dirs)
         .args(["runs", "--json"])
         .output()
         .expect("untoil runs");
@@ -642,7 +601,7 @@ fn a_foreground_run_skips_no_guard_unless_told_and_then_records_who_did() {
         .flatten()
         .map(|u| u.name)
         .expect("this test's user has a name");
-    let listed = crate::common::untoil_command(&dirs)
+    let listed = common::untoil_command(&dirs)
         .args(["runs", "--json"])
         .output()
         .expect("untoil runs");
@@ -655,7 +614,7 @@ fn a_foreground_run_skips_no_guard_unless_told_and_then_records_who_did() {
         serde_json::json!(["approval", "cooldown"])
     );
     let id = runs[0]["id"].as_str().expect("id");
-    let shown = crate::common::untoil_command(&dirs)
+    let shown = common::untoil_command(&dirs)
         .args(["runs", "show", id])
         .output()
         .expect("untoil runs show");
@@ -679,9 +638,9 @@ async fn with_a_daemon_holding_the_store_a_run_goes_through_it_and_cannot_bypass
             marker.display()
         ),
     );
-    let mut c = crate::common::untoil_command(&dirs);
+    let mut c = common::untoil_command(&dirs);
     c.args(["serve", "--listen", "127.0.0.1:0"]);
-    let mut served = crate::common::Served::spawn(c);
+    let mut served = Served::spawn(c);
     let base = served.base();
     // A wrong --server is refused, never run past: nothing answers there.
     let out = run_here(
