@@ -30,7 +30,7 @@ use crate::run::status::RunStatus;
 use crate::runbook::model::Runbook;
 use crate::runbook::plugins::Plugins;
 use crate::runbook::suggest::did_you_mean;
-use crate::store::{Candidate, Change, Store, Transition};
+use crate::store::{Candidate, Store};
 use crate::trigger::alert::Notification;
 use crate::trigger::key::DedupeKey;
 
@@ -357,8 +357,8 @@ impl Recorder for Foreground {
     }
 }
 
-/// Runs one run in the foreground: recorded queued, claimed (durably running before its first
-/// step: a crash interrupts it, never repeats it), executed, finished.
+/// Runs one run in the foreground: recorded running in the write that admits it (durably,
+/// before its first step: a crash interrupts it, never repeats it), executed, finished.
 async fn execute(
     executor: &Executor,
     plan: &Plan,
@@ -367,6 +367,9 @@ async fn execute(
     dry_run: bool,
 ) -> Result<RunRecord> {
     let id = run.id.clone();
+    // Never stored `queued`: a crash between a queued write and the claim left a run that the
+    // next `untoil serve` resumed and executed, with neither its guards nor an approval.
+    lifecycle::start(&mut run, Utc::now());
     if let Some(store) = &store
         && !dry_run
     {
@@ -377,14 +380,6 @@ async fn execute(
             gate: None,
         };
         store.admit(vec![candidate], Vec::new()).await?;
-        let started = Utc::now();
-        let claim: Change = Arc::new(move |r: &mut RunRecord| lifecycle::start(r, started));
-        match store.transition(&id, &[RunStatus::Queued], claim).await? {
-            Transition::Done(r) => run = *r,
-            other => bail!("run {id} could not start: {other:?}"),
-        }
-    } else {
-        lifecycle::start(&mut run, Utc::now());
     }
     let cancel = CancellationToken::new();
     // Ctrl-C cancels the run: its processes are killed and it is recorded as cancelled.

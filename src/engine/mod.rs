@@ -47,7 +47,7 @@ use crate::guard;
 use crate::run::id::RunId;
 use crate::run::record::RunRecord;
 use crate::run::status::RunStatus;
-use crate::store::{Reconciled, Store};
+use crate::store::{Change, Reconciled, Store, Transition};
 
 /// The engine's parts, shared.
 pub struct Engine {
@@ -148,10 +148,15 @@ impl Engine {
     }
 
     /// Takes back what a previous daemon left: queued runs join the queue (with the runbook as
-    /// loaded now; a run whose runbook is gone fails), runs waiting for approval wait again.
+    /// loaded now; a run whose runbook is gone fails), runs waiting for approval wait again, and
+    /// so does a queued run that needs an approval it never got.
     pub async fn resume(&self, reconciled: &Reconciled) -> Result<(), AcceptError> {
         let catalog = self.runbooks.catalog();
         for run in &reconciled.queued {
+            if run.approval_required && !run.approval.as_ref().is_some_and(|a| a.approved) {
+                self.unapproved(run).await?;
+                continue;
+            }
             if let Some(rb) = catalog.get(&run.runbook) {
                 let key = run.guard_key.clone().unwrap_or_else(|| rb.name.clone());
                 self.queue
@@ -170,6 +175,27 @@ impl Engine {
         }
         for run in &reconciled.pending_approval {
             self.approvals.resume(run);
+        }
+        Ok(())
+    }
+
+    /// A queued run that needs approval and has none: stored before its guards decided, by an
+    /// untoil that wrote the run and the decision apart (the first release's daemon, `untoil
+    /// run` in the foreground before this release) and died in between. It waits for approval
+    /// now rather than run unapproved.
+    async fn unapproved(&self, run: &RunRecord) -> Result<(), AcceptError> {
+        let wait: Change = Arc::new(|r: &mut RunRecord| r.status = RunStatus::PendingApproval);
+        if let Transition::Done(run) = self
+            .store
+            .transition(&run.id, &[RunStatus::Queued], wait)
+            .await?
+        {
+            tracing::warn!(
+                run_id = %run.id,
+                runbook = %run.runbook,
+                "a queued run needs an approval it never got: it waits for one"
+            );
+            self.approvals.resume(&run);
         }
         Ok(())
     }

@@ -103,7 +103,8 @@ pub struct GuardOf<F> {
 pub struct Candidate {
     /// What the run is unique for.
     pub key: DedupeKey,
-    /// The run, `queued`.
+    /// The run: `queued`, or `running` when its caller executes it at once (`untoil run` in
+    /// the foreground), never waiting in a queue.
     pub run: RunRecord,
     /// The guards' decision, for runbooks with guards or approval.
     pub gate: Option<GuardOf<Decide>>,

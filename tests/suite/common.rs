@@ -323,6 +323,12 @@ impl Served {
         self.exit()
     }
 
+    /// Kills it with SIGKILL, as a crash would (no shutdown, no flush), and reaps it.
+    pub fn sigkill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Waits (with a deadline) for the process to exit by itself, and returns its exit code and
     /// everything it wrote on stderr.
     pub fn exit(mut self) -> (Option<i32>, String) {
@@ -354,6 +360,52 @@ impl Drop for Served {
     }
 }
 
+/// Requests to a daemon at `base` (a child process, which [`Running`]'s methods cannot reach).
+pub struct Http {
+    pub base: String,
+    client: reqwest::Client,
+}
+
+impl Http {
+    pub fn new(base: String) -> Http {
+        untoil::exec::step::http::install_crypto_provider();
+        Http {
+            base,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// GET: the status and the body as text.
+    pub async fn text(&self, path: &str) -> (u16, String) {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("GET");
+        (r.status().as_u16(), r.text().await.unwrap_or_default())
+    }
+
+    /// GET of JSON: the status and the answer.
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let (status, text) = self.text(path).await;
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// POST of a JSON body: the status and the answer.
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+}
+
 /// `untoil` with the directories of `dirs` and no ambient configuration.
 pub fn untoil_command(dirs: &Dirs) -> std::process::Command {
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_untoil"));
@@ -374,4 +426,20 @@ pub fn untoil_env(c: &mut std::process::Command, dirs: &Dirs) {
         .env_remove("UNTOIL_BASIC_AUTH_FILE")
         .env_remove("UNTOIL_LISTEN")
         .env_remove("UNTOIL_LOG");
+}
+
+/// Polls `check` until it returns Some, failing with `what` after the deadline.
+pub async fn until<T, F, Fut>(what: &str, check: F) -> T
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

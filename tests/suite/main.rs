@@ -12,6 +12,7 @@ mod cli;
 mod common;
 mod conformance;
 mod connections;
+mod crash;
 mod cross_site;
 mod daemon;
 mod dashboard;

@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Redirect};
 use axum::routing::{any, get};
 use serde_json::Value;
 
-use crate::common::{Dirs, Served, untoil_env};
+use crate::common::{Dirs, Http, Served, untoil_env};
 
 /// Read from a file: a quote, a `$`, a double quote, a space and a `/`.
 const FILE_SECRET: &str = "it's$FILE\"pw w0rd/42";
@@ -229,46 +229,6 @@ fn files(dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
                 std::fs::read(&p).expect("read file"),
             ));
         }
-    }
-}
-
-/// Requests to a daemon at `base`.
-struct Http {
-    base: String,
-    client: reqwest::Client,
-}
-
-impl Http {
-    fn new(base: String) -> Http {
-        untoil::exec::step::http::install_crypto_provider();
-        Http {
-            base,
-            client: reqwest::Client::new(),
-        }
-    }
-
-    /// GET: the status and the body as text.
-    async fn text(&self, path: &str) -> (u16, String) {
-        let r = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .expect("GET");
-        (r.status().as_u16(), r.text().await.unwrap_or_default())
-    }
-
-    /// POST of a JSON body: the status and the answer.
-    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let r = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .json(&body)
-            .send()
-            .await
-            .expect("POST");
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
     }
 }
 

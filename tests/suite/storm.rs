@@ -13,6 +13,11 @@
 //!    under 300 MiB, every accepted alert runs.
 //! 3. Steps that fork daemons, ignore SIGTERM or print without end, run by the daemon: their
 //!    timeout holds, the daemon's memory stays bounded, nothing they started survives.
+//! 4. A thousand alerts, each to a runbook that needs approval and to one that does not, posted
+//!    by the same senders while the daemon is SIGKILLed and restarted 10 times (as in 1) and an
+//!    approver approves the runs of every other alert, a few at a time at random moments. No
+//!    step of the gated runbook runs unless its run was approved before it started, none runs
+//!    twice, no acknowledged alert is lost, the unapproved runs still wait (issue 13, item 4).
 //!
 //! What "exactly once" means under SIGKILL (checked by the storm test):
 //! - (a) every alert has exactly one run record in the store: none lost (every alert was
@@ -31,7 +36,8 @@
 //!   for the test's temporary directory, which every step command names).
 //!
 //! Sizes: UNTOIL_STORM_ALERTS (default 10000), UNTOIL_STORM_KILLS (default 24),
-//! UNTOIL_BURST_ALERTS (default 10000); UNTOIL_STORM_SEED replays the kill moments. Run with
+//! UNTOIL_BURST_ALERTS (default 10000), UNTOIL_APPROVAL_STORM_ALERTS (default 1000),
+//! UNTOIL_APPROVAL_STORM_KILLS (default 10); UNTOIL_STORM_SEED replays the kill moments. Run with
 //! `--no-capture` to see the figures; a failed storm keeps its directory (daemon log, store,
 //! output file) and names it.
 
@@ -506,7 +512,7 @@ async fn deliver(
 
 /// One sender: for each chunk of its alerts, a first delivery (grouped for one chunk in three,
 /// one notification per alert otherwise), then a grouped re-send of the chunk, then for every
-/// other chunk one more re-send of its first alert alone.
+/// other chunk one more re-send of its first alert alone. Each alert runs `runbooks` runbooks.
 async fn sender(
     client: reqwest::Client,
     base: Arc<RwLock<String>>,
@@ -514,6 +520,7 @@ async fn sender(
     alerts: Vec<usize>,
     seen: Arc<Seen>,
     deadline: Instant,
+    runbooks: usize,
 ) {
     let ack = |ids: &[usize], answer: &Value| {
         if let Ok(mut a) = seen.acks.lock() {
@@ -561,7 +568,7 @@ async fn sender(
             )
             .await;
             let accepted = answer["accepted"].as_array().map_or(0, Vec::len);
-            if accepted != 0 || answer["duplicates"] != json!(ids.len()) {
+            if accepted != 0 || answer["duplicates"] != json!(ids.len() * runbooks) {
                 seen.problem(format!(
                     "a re-send of acknowledged alerts {:?} was not a duplicate: {answer}",
                     ids.iter().map(|&i| fingerprint(i)).collect::<Vec<_>>()
@@ -711,6 +718,74 @@ async fn pause(senders: &mut JoinSet<()>, ended: &mut Option<Instant>, d: Durati
     }
 }
 
+/// What [`kill_at_random_moments`] did.
+struct Killed {
+    kills: usize,
+    /// The daemons' peak resident memory, in KiB.
+    peak_rss: u64,
+    restart_times: Vec<Duration>,
+    /// When the last sender finished.
+    sending_ended: Option<Instant>,
+}
+
+/// The killer: SIGKILLs and restarts the daemon `kills` times, then waits for the senders. Kill
+/// moments: random points of the senders' progress (of the `n` alerts, those whose first
+/// delivery was acknowledged) plus up to 300 ms, then up to 4 random moments while the backlog
+/// drains. Tied to progress, so the number of kills, hence the test's length, stays the same
+/// however fast the machine is.
+async fn kill_at_random_moments(
+    daemon: &mut Daemon,
+    client: &reqwest::Client,
+    senders: &mut JoinSet<()>,
+    seen: &Seen,
+    rng: &mut Rng,
+    n: usize,
+    kills: usize,
+) -> Killed {
+    let drain_kills = kills.min(4);
+    let mut points: Vec<usize> = (0..kills - drain_kills)
+        .map(|_| rng.below(n as u64) as usize)
+        .collect();
+    points.sort_unstable();
+    let moments = points
+        .into_iter()
+        .map(Some)
+        .chain(std::iter::repeat_n(None, drain_kills));
+    let mut killed = Killed {
+        kills: 0,
+        peak_rss: 0,
+        restart_times: Vec::new(),
+        sending_ended: None,
+    };
+    let ended = &mut killed.sending_ended;
+    for point in moments {
+        match point {
+            Some(p) => {
+                while seen.delivered.load(Ordering::Relaxed) < p && !senders.is_empty() {
+                    pause(senders, ended, Duration::from_millis(5)).await;
+                }
+                let jitter = Duration::from_millis(rng.below(300));
+                pause(senders, ended, jitter).await;
+            }
+            None => {
+                while !senders.is_empty() {
+                    pause(senders, ended, Duration::from_secs(1)).await;
+                }
+                let gap = Duration::from_millis(rng.below(1500));
+                pause(senders, ended, gap).await;
+            }
+        }
+        killed.peak_rss = killed.peak_rss.max(daemon.peak_rss_kib().unwrap_or(0));
+        daemon.sigkill();
+        killed.kills += 1;
+        killed.restart_times.push(daemon.start(client).await);
+    }
+    while !senders.is_empty() {
+        pause(senders, ended, Duration::from_secs(1)).await;
+    }
+    killed
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_alert_runs_exactly_once_while_the_daemon_is_sigkilled_at_random_moments()
  {
@@ -743,51 +818,25 @@ async fn every_acknowledged_alert_runs_exactly_once_while_the_daemon_is_sigkille
             alerts,
             seen.clone(),
             deadline,
+            1,
         ));
     }
 
-    // The killer. Kill moments: random points of the senders' progress (alerts whose first
-    // delivery was acknowledged) plus up to 300 ms, then a few random moments while the backlog
-    // drains. Tied to progress, so the number of kills, hence the test's length, stays the
-    // same however fast the machine is.
-    let drain_kills = kills_wanted.min(4);
-    let mut points: Vec<usize> = (0..kills_wanted - drain_kills)
-        .map(|_| rng.below(n as u64) as usize)
-        .collect();
-    points.sort_unstable();
-    let moments = points
-        .into_iter()
-        .map(Some)
-        .chain(std::iter::repeat_n(None, drain_kills));
-    let mut kills = 0;
-    let mut peak_rss = 0;
-    let mut restart_times = Vec::new();
-    let mut sending_ended = None;
-    for point in moments {
-        match point {
-            Some(p) => {
-                while seen.delivered.load(Ordering::Relaxed) < p && !senders.is_empty() {
-                    pause(&mut senders, &mut sending_ended, Duration::from_millis(5)).await;
-                }
-                let jitter = Duration::from_millis(rng.below(300));
-                pause(&mut senders, &mut sending_ended, jitter).await;
-            }
-            None => {
-                while !senders.is_empty() {
-                    pause(&mut senders, &mut sending_ended, Duration::from_secs(1)).await;
-                }
-                let gap = Duration::from_millis(rng.below(1500));
-                pause(&mut senders, &mut sending_ended, gap).await;
-            }
-        }
-        peak_rss = peak_rss.max(daemon.peak_rss_kib().unwrap_or(0));
-        daemon.sigkill();
-        kills += 1;
-        restart_times.push(daemon.start(&client).await);
-    }
-    while !senders.is_empty() {
-        pause(&mut senders, &mut sending_ended, Duration::from_secs(1)).await;
-    }
+    let Killed {
+        kills,
+        mut peak_rss,
+        restart_times,
+        sending_ended,
+    } = kill_at_random_moments(
+        &mut daemon,
+        &client,
+        &mut senders,
+        &seen,
+        &mut rng,
+        n,
+        kills_wanted,
+    )
+    .await;
     let sending_took = sending_ended.unwrap_or_else(Instant::now) - began;
 
     // After the last restart: everything queued runs.
@@ -1017,6 +1066,402 @@ async fn every_acknowledged_alert_runs_exactly_once_while_the_daemon_is_sigkille
         String::new()
     } else {
         // Keep the evidence: the daemon log, the store and the step's output file.
+        format!(", kept in {}", dirs.keep().display())
+    };
+    assert!(
+        problems.is_empty(),
+        "{} problems (seed {seed}{kept}):\n{}",
+        problems.len(),
+        problems
+            .iter()
+            .take(40)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+/// A runbook for DiskFull alerts that needs approval, whose one step appends the run's id to
+/// `file`.
+fn gated_runbook(file: &Path) -> String {
+    format!(
+        "name: gated\nowner: team-storm\nservice: storm\ntoil: {{manual_minutes: 3}}\ntriggers:\n  - alert: {{matchers: ['alertname=\"DiskFull\"']}}\nguards:\n  approval: required\n  approval_timeout: 1h\nsteps:\n  - name: append\n    timeout: 30s\n    run: printf '%s\\n' {{{{run.id}}}} >> {}\n",
+        file.display()
+    )
+}
+
+/// Who the storm's approvals are by.
+const APPROVER: &str = "storm-approver";
+
+/// What the approver did.
+#[derive(Default)]
+struct Approvals {
+    posts: AtomicUsize,
+    /// Run ids whose approval was answered 200.
+    approved: Mutex<HashSet<String>>,
+    /// 409s: the run was no longer waiting (an approval whose answer a kill swallowed).
+    conflicts: AtomicUsize,
+    no_answer: AtomicUsize,
+    problems: Mutex<Vec<String>>,
+}
+
+/// One pass of the approver: lists the runs of `gated` waiting for approval and approves those
+/// whose alert is in `subset`, each with probability `percent`% (100 for all). Returns how many
+/// of the subset were waiting, or None when the daemon did not answer the list.
+async fn approve_pending(
+    client: &reqwest::Client,
+    base: &RwLock<String>,
+    subset: &HashSet<String>,
+    approvals: &Approvals,
+    rng: &mut Rng,
+    percent: u64,
+) -> Option<usize> {
+    let base = base.read().map(|b| b.clone()).unwrap_or_default();
+    let pending: Vec<Value> = client
+        .get(format!(
+            "{base}/api/v1/runs?runbook=gated&status=pending_approval&limit=0"
+        ))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    let eligible: Vec<&str> = pending
+        .iter()
+        .filter(|r| {
+            r["cause"]["fingerprint"]
+                .as_str()
+                .is_some_and(|f| subset.contains(f))
+        })
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    for id in &eligible {
+        if rng.below(100) >= percent {
+            continue;
+        }
+        approvals.posts.fetch_add(1, Ordering::Relaxed);
+        let answer = client
+            .post(format!("{base}/api/v1/runs/{id}/approve"))
+            .header("content-type", "application/json")
+            .body(format!(r#"{{"by":"{APPROVER}"}}"#))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await;
+        match answer {
+            Ok(r) if r.status().as_u16() == 200 => {
+                // Killed between the status line and the body: not an acknowledgement.
+                if r.json::<Value>().await.is_err() {
+                    approvals.no_answer.fetch_add(1, Ordering::Relaxed);
+                } else if let Ok(mut a) = approvals.approved.lock() {
+                    a.insert(id.to_string());
+                }
+            }
+            Ok(r) if r.status().as_u16() == 409 => {
+                approvals.conflicts.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(r) if r.status().as_u16() == 503 => {
+                approvals.no_answer.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(r) => {
+                let status = r.status();
+                let text = r.text().await.unwrap_or_default();
+                if let Ok(mut p) = approvals.problems.lock() {
+                    p.push(format!("approving {id} was answered {status}: {text}"));
+                }
+            }
+            Err(_) => {
+                approvals.no_answer.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    Some(eligible.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_step_of_a_runbook_needing_approval_runs_unapproved_while_the_daemon_is_sigkilled_at_random_moments()
+ {
+    let began = Instant::now();
+    let n = env_usize("UNTOIL_APPROVAL_STORM_ALERTS", 1000);
+    let kills_wanted = env_usize("UNTOIL_APPROVAL_STORM_KILLS", 10);
+    let (mut rng, seed) = Rng::seeded();
+    let dirs = Dirs::new("untoil-approval-storm-");
+    let ran = dirs.path("ran.txt");
+    let gated = dirs.path("gated.txt");
+    // Every alert runs both: one that needs approval, one that does not.
+    dirs.runbook("record", &recording_runbook(&ran));
+    dirs.runbook("gated", &gated_runbook(&gated));
+    let log = dirs.path("daemon.log");
+    let client = http_client();
+    let mut daemon = Daemon::new(
+        &dirs,
+        &["--workers", "4", "--shutdown-grace", "10s"],
+        Some(log.clone()),
+    );
+    daemon.start(&client).await;
+
+    let template = Arc::new(template());
+    let seen = Arc::new(Seen::default());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut senders = JoinSet::new();
+    for s in 0..SENDERS {
+        let alerts: Vec<usize> = (0..n).filter(|i| i % SENDERS == s).collect();
+        senders.spawn(sender(
+            client.clone(),
+            daemon.base.clone(),
+            template.clone(),
+            alerts,
+            seen.clone(),
+            deadline,
+            2,
+        ));
+    }
+
+    // The approver approves the runs of every other alert, a few at a time at random moments,
+    // while the senders post and the killer kills; the rest are never approved.
+    let subset: Arc<HashSet<String>> = Arc::new((0..n).step_by(2).map(fingerprint).collect());
+    let approvals = Arc::new(Approvals::default());
+    let approving = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let approver = {
+        let (client, base, subset, approvals, approving) = (
+            client.clone(),
+            daemon.base.clone(),
+            subset.clone(),
+            approvals.clone(),
+            approving.clone(),
+        );
+        let mut rng = Rng(rng.next());
+        tokio::spawn(async move {
+            while approving.load(Ordering::Relaxed) {
+                approve_pending(&client, &base, &subset, &approvals, &mut rng, 30).await;
+                tokio::time::sleep(Duration::from_millis(rng.below(200))).await;
+            }
+        })
+    };
+
+    let killed = kill_at_random_moments(
+        &mut daemon,
+        &client,
+        &mut senders,
+        &seen,
+        &mut rng,
+        n,
+        kills_wanted,
+    )
+    .await;
+    approving.store(false, Ordering::Relaxed);
+    approver.await.expect("the approver");
+
+    // After the last restart: the rest of the subset approved, everything approved run.
+    let approve_deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let waiting =
+            approve_pending(&client, &daemon.base, &subset, &approvals, &mut rng, 100).await;
+        if waiting == Some(0) {
+            break;
+        }
+        assert!(
+            Instant::now() < approve_deadline,
+            "runs of the subset still wait for approval after 60 s ({waiting:?})"
+        );
+    }
+    wait_idle(&client, &daemon.base(), Duration::from_secs(120)).await;
+    let status = daemon
+        .stop(Duration::from_secs(30))
+        .await
+        .expect("the daemon stops on SIGTERM");
+    let left = processes_left(&[dirs.marker()], Duration::from_secs(5)).await;
+
+    let store = SledStore::open(&dirs.path("data")).expect("the store opens after the storm");
+    let runs = store
+        .list_runs(&RunFilter::default())
+        .await
+        .expect("list runs");
+    let mut problems: Vec<String> = seen.problems.lock().map(|p| p.clone()).unwrap_or_default();
+    problems.extend(
+        approvals
+            .problems
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or_default(),
+    );
+    if !status.success() {
+        problems.push(format!("the daemon exited with {status} on SIGTERM"));
+    }
+    if !left.is_empty() {
+        problems.push(format!("processes left behind: {left:?}"));
+    }
+
+    // Every acknowledged alert has one run of each runbook, and every announced run is stored.
+    let mut by_alert: HashMap<(&str, &str), Vec<&RunRecord>> = HashMap::new();
+    for r in &runs {
+        match &r.cause {
+            untoil::run::cause::Cause::Alert { fingerprint, .. } => by_alert
+                .entry((r.runbook.as_str(), fingerprint.as_str()))
+                .or_default()
+                .push(r),
+            other => problems.push(format!("a run with an unexpected cause {other:?}")),
+        }
+    }
+    let acks = seen.acks.lock().map(|a| a.clone()).unwrap_or_default();
+    let expected: Vec<String> = (0..n).map(fingerprint).collect();
+    for f in &expected {
+        if !acks.contains_key(f) {
+            problems.push(format!("alert {f} was never acknowledged"));
+        }
+        for runbook in ["record", "gated"] {
+            let count = by_alert.get(&(runbook, f.as_str())).map_or(0, Vec::len);
+            if count != 1 {
+                problems.push(format!("alert {f} has {count} runs of {runbook}"));
+            }
+        }
+    }
+    if by_alert.len() != 2 * n {
+        problems.push(format!(
+            "{} (runbook, alert) pairs have runs, {} expected",
+            by_alert.len(),
+            2 * n
+        ));
+    }
+    let by_id: HashMap<String, &RunRecord> = runs.iter().map(|r| (r.id.to_string(), r)).collect();
+    let announced = seen.accepted.lock().map(|a| a.clone()).unwrap_or_default();
+    if announced.iter().collect::<HashSet<_>>().len() != announced.len() {
+        problems.push("a run id was announced twice".into());
+    }
+    let announced_lost = announced
+        .iter()
+        .filter(|id| !by_id.contains_key(*id))
+        .count();
+    if announced_lost > 0 {
+        problems.push(format!(
+            "{announced_lost} run ids announced in 2xx answers are not in the store"
+        ));
+    }
+
+    // Every execution of the gated step belongs to a run of the subset, approved by the approver
+    // before it started, and ran once.
+    let approved_by = |r: &RunRecord| {
+        r.approval.as_ref().is_some_and(|a| {
+            a.approved && a.by == APPROVER && r.started_at.is_some_and(|s| a.at <= s)
+        })
+    };
+    let executed = ran_lines(&gated);
+    for (id, count) in &executed {
+        if *count > 1 {
+            problems.push(format!("gated run {id} executed {count} times"));
+        }
+        match by_id.get(id) {
+            None => problems.push(format!("{id} executed the gated step but is no run")),
+            Some(r) => {
+                let in_subset = matches!(&r.cause, untoil::run::cause::Cause::Alert { fingerprint, .. } if subset.contains(fingerprint));
+                if r.runbook != "gated" || !in_subset || !approved_by(r) {
+                    problems.push(format!(
+                        "run {id} executed the gated step without an approval before it: {} {} (in the subset: {in_subset}), approval {:?}, started {:?}",
+                        r.runbook, r.status, r.approval, r.started_at
+                    ));
+                }
+            }
+        }
+    }
+    // Every run is final but the unapproved ones, which still wait and never started.
+    let recorded = ran_lines(&ran);
+    let mut statuses: BTreeMap<String, usize> = BTreeMap::new();
+    for r in &runs {
+        *statuses
+            .entry(format!("{} {}", r.runbook, r.status))
+            .or_default() += 1;
+        let fp = match &r.cause {
+            untoil::run::cause::Cause::Alert { fingerprint, .. } => fingerprint.as_str(),
+            _ => "",
+        };
+        let line = if r.runbook == "gated" {
+            executed.contains_key(&r.id.to_string())
+        } else {
+            recorded.contains_key(fp)
+        };
+        let fine = match (r.runbook.as_str(), subset.contains(fp), r.status) {
+            ("gated", true, RunStatus::Succeeded) => line && approved_by(r),
+            // Killed mid-step: not run again, its line may be there.
+            ("gated", true, RunStatus::Interrupted) => approved_by(r),
+            ("gated", false, RunStatus::PendingApproval) => {
+                r.approval.is_none() && r.started_at.is_none() && !line
+            }
+            ("record", _, RunStatus::Succeeded) => line,
+            ("record", _, RunStatus::Interrupted) => true,
+            _ => false,
+        };
+        if !fine {
+            problems.push(format!(
+                "{} run {} (alert in the approved subset: {}) is {}, step line: {line}, approval {:?}, started {:?}, error {:?}",
+                r.runbook,
+                r.id,
+                subset.contains(fp),
+                r.status,
+                r.approval,
+                r.started_at,
+                r.error
+            ));
+        }
+    }
+    let record_twice = recorded.values().filter(|c| **c > 1).count();
+    if record_twice > 0 {
+        problems.push(format!("{record_twice} alerts' record steps ran twice"));
+    }
+    // An approval answered 200 is durable.
+    let approved = approvals
+        .approved
+        .lock()
+        .map(|a| a.clone())
+        .unwrap_or_default();
+    for id in &approved {
+        if !by_id.get(id).is_some_and(|r| approved_by(r)) {
+            problems.push(format!(
+                "run {id} was approved (200) but the store does not say so: {:?}",
+                by_id.get(id).map(|r| (&r.status, &r.approval))
+            ));
+        }
+    }
+    // No run was ever stored queued without its approval decision (a restart would have had to
+    // put it back to wait: see engine::Engine::resume).
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    let rescued = log_text
+        .lines()
+        .filter(|l| l.contains("needs an approval it never got"))
+        .count();
+    if rescued > 0 {
+        problems.push(format!(
+            "{rescued} runs were found queued without their approval decision at a restart"
+        ));
+    }
+
+    eprintln!(
+        "approval storm (seed {seed}): {n} alerts to two runbooks, {} deliveries posted ({} acknowledged, {} 503, {} without answer); {} approvals posted ({} answered 200, {} 409, {} without answer); {} SIGKILLs (slowest restart {:?}); {} runs: {statuses:?}; {} gated steps executed; daemon peak RSS {} MiB; total {:?}",
+        seen.posts.load(Ordering::Relaxed),
+        seen.acked.load(Ordering::Relaxed),
+        seen.unavailable.load(Ordering::Relaxed),
+        seen.no_answer.load(Ordering::Relaxed),
+        approvals.posts.load(Ordering::Relaxed),
+        approved.len(),
+        approvals.conflicts.load(Ordering::Relaxed),
+        approvals.no_answer.load(Ordering::Relaxed),
+        killed.kills,
+        killed
+            .restart_times
+            .iter()
+            .max()
+            .copied()
+            .unwrap_or_default(),
+        runs.len(),
+        executed.len(),
+        killed.peak_rss / 1024,
+        began.elapsed(),
+    );
+    assert_eq!(killed.kills, kills_wanted);
+    drop(store);
+    let kept = if problems.is_empty() {
+        String::new()
+    } else {
         format!(", kept in {}", dirs.keep().display())
     };
     assert!(
