@@ -18,6 +18,7 @@ use crate::cli::connect::{Target, target};
 use crate::cli::global::{Global, block_on};
 use crate::cli::progress::Progress;
 use crate::cli::remote::Remote;
+use crate::cli::whoami;
 use crate::engine::lifecycle;
 use crate::exec::executor::Executor;
 use crate::exec::plan::{Plan, resolve_params};
@@ -61,12 +62,6 @@ fn parse_params(raw: &[String]) -> Result<BTreeMap<String, String>> {
     Ok(out)
 }
 
-fn user() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into())
-}
-
 /// Finds a valid runbook by name, explaining what is wrong otherwise.
 pub fn find_runbook(g: &Global, name: &str) -> Result<Arc<Runbook>> {
     let loaded = g.load(&[]);
@@ -101,7 +96,9 @@ pub fn find_runbook(g: &Global, name: &str) -> Result<Arc<Runbook>> {
 
 /// Runs the runbook through the daemon and follows it to its end.
 fn run_remote(remote: &Remote, a: &RunArgs) -> Result<ExitCode> {
-    let mut body = serde_json::json!({ "params": parse_params(&a.params)?, "user": user() });
+    // `$USER` is a claim: the daemon records the principal of UNTOIL_TOKEN, with it beside.
+    let mut body =
+        serde_json::json!({ "params": parse_params(&a.params)?, "user": whoami::claimed_name() });
     if let Some(file) = &a.alert {
         let bytes =
             std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
@@ -146,7 +143,12 @@ fn run_remote(remote: &Remote, a: &RunArgs) -> Result<ExitCode> {
 fn runs(g: &Global, rb: &Arc<Runbook>, a: &RunArgs) -> Result<Vec<RunRecord>> {
     let params = resolve_params(rb, &parse_params(&a.params)?)?;
     let now = Utc::now();
-    let manual = Cause::Manual { user: user() };
+    // No daemon, so no credentials: the account this process runs as is who runs it.
+    let user = whoami::account();
+    let manual = Cause::Manual {
+        claimed_user: whoami::claimed_name().filter(|c| *c != user),
+        user,
+    };
     let mut runs = match &a.alert {
         None => vec![lifecycle::new_run(rb, manual, params, None, now)],
         Some(file) => alert_contexts(rb, file)?

@@ -116,7 +116,10 @@ mod tests {
         let t0 = Utc::now();
         let mut run = new_run(
             &rb,
-            Cause::Manual { user: "a".into() },
+            Cause::Manual {
+                user: "a".into(),
+                claimed_user: None,
+            },
             BTreeMap::new(),
             None,
             t0,
@@ -130,7 +133,10 @@ mod tests {
 
         let mut failed = new_run(
             &rb,
-            Cause::Manual { user: "a".into() },
+            Cause::Manual {
+                user: "a".into(),
+                claimed_user: None,
+            },
             BTreeMap::new(),
             None,
             t0,
@@ -146,7 +152,10 @@ mod tests {
         let t0 = Utc::now();
         let mut run = new_run(
             &rb,
-            Cause::Manual { user: "a".into() },
+            Cause::Manual {
+                user: "a".into(),
+                claimed_user: None,
+            },
             BTreeMap::new(),
             None,
             t0,

@@ -32,7 +32,10 @@ mod tests {
     fn a_recorded_address_is_read_back_and_none_is_none() {
         let mut e = Extensions::new();
         assert_eq!(local_ip(&e), None);
-        record(&mut e, LocalAddr(Some(SocketAddr::from(([10, 1, 2, 3], 9470)))));
+        record(
+            &mut e,
+            LocalAddr(Some(SocketAddr::from(([10, 1, 2, 3], 9470)))),
+        );
         assert_eq!(local_ip(&e), Some(IpAddr::from([10, 1, 2, 3])));
         let mut e = Extensions::new();
         record(&mut e, LocalAddr(None));
