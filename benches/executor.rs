@@ -62,6 +62,7 @@ fn main() {
     let run_once = |rb: &Arc<untoil::runbook::model::Runbook>| {
         let cause = Cause::Manual {
             user: "bench".into(),
+            claimed_user: None,
         };
         let now = chrono::Utc::now();
         let mut run = lifecycle::new_run(rb, cause, Default::default(), None, now);

@@ -8,6 +8,7 @@
 //!   -> exec (plan, executor, steps) -> store (runs, rollups, guard state; sled)
 //!   -> report (toil, backlog)
 //! run and ledger: what a run is and what it is worth; guard: the guards' decisions.
+//! identity: who asks (principal, scope, claim, approvers), used by runbook, engine and server.
 //! server (HTTP API, dashboard) and cli sit on top; daemon wires engine, tasks and server.
 //! ```
 //!
@@ -18,6 +19,7 @@ pub mod daemon;
 pub mod engine;
 pub mod exec;
 pub mod guard;
+pub mod identity;
 pub mod ledger;
 pub mod report;
 pub mod run;

@@ -141,6 +141,7 @@ fn gen_run(i: usize, n: usize) -> RunRecord {
     let cause = match rng.below(100) {
         0..20 => Cause::Manual {
             user: format!("user{:02}", rng.below(60)),
+            claimed_user: None,
         },
         20..55 => Cause::Schedule {
             at: Utc

@@ -7,21 +7,35 @@ use anyhow::Result;
 
 use crate::cli::connect::daemon;
 use crate::cli::global::Global;
+use crate::cli::whoami;
+use crate::identity::claim;
 
-/// Runs `untoil approve` or `untoil deny`.
+/// Runs `untoil approve` or `untoil deny`: decides as the principal of UNTOIL_TOKEN, with
+/// `--by` (default `$USER`) sent as a claim beside it. A refusal (403: not one of the
+/// runbook's approvers) is the error, with the daemon's reason.
 pub fn decide(g: &Global, id: &str, approve: bool, by: Option<String>) -> Result<ExitCode> {
     let r = daemon(g, if approve { "approve" } else { "deny" })?;
-    let by = by.unwrap_or_else(|| std::env::var("USER").unwrap_or_else(|_| "cli".into()));
+    let by = by.or_else(whoami::claimed_name);
     let verb = if approve { "approve" } else { "deny" };
     let record = r.post(
         &format!("/api/v1/runs/{id}/{verb}"),
         &serde_json::json!({ "by": by }),
     )?;
+    let decided = &record["approval"];
     println!(
-        "run {id}: {}{}",
+        "run {id}: {}{}{}",
         record["status"].as_str().unwrap_or("?"),
+        decided["by"]
+            .as_str()
+            .map(|b| format!(
+                ", {} by {}",
+                if approve { "approved" } else { "denied" },
+                claim::shown(b, decided["claimed_by"].as_str())
+            ))
+            .unwrap_or_default(),
         record["error"]
             .as_str()
+            .filter(|_| approve)
             .map(|e| format!(" ({e})"))
             .unwrap_or_default()
     );

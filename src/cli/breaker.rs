@@ -7,6 +7,8 @@ use clap::Subcommand;
 
 use crate::cli::connect::daemon;
 use crate::cli::global::Global;
+use crate::cli::whoami;
+use crate::identity::claim;
 use crate::report::table::Table;
 
 /// `untoil breaker` subcommands.
@@ -50,7 +52,7 @@ pub fn run(g: &Global, command: Option<BreakerCommand>) -> Result<ExitCode> {
         BreakerCommand::Reset { runbook, key } => {
             let answer = r.post(
                 &format!("/api/v1/breakers/{runbook}/reset"),
-                &serde_json::json!({ "key": key }),
+                &serde_json::json!({ "key": key, "by": whoami::claimed_name() }),
             )?;
             let keys: Vec<String> = answer["reset"]
                 .as_array()
@@ -58,8 +60,12 @@ pub fn run(g: &Global, command: Option<BreakerCommand>) -> Result<ExitCode> {
                 .flatten()
                 .filter_map(|k| k.as_str().map(String::from))
                 .collect();
+            let by = answer["by"]
+                .as_str()
+                .map(|b| format!(" (as {})", claim::shown(b, answer["claimed_by"].as_str())))
+                .unwrap_or_default();
             println!(
-                "reset {} breaker(s) of {runbook}: {}",
+                "reset {} breaker(s) of {runbook}: {}{by}",
                 keys.len(),
                 keys.join(", ")
             );

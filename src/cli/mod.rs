@@ -23,6 +23,7 @@ pub mod runs;
 pub mod serve;
 pub mod stress;
 pub mod validate;
+pub mod whoami;
 pub mod words;
 
 use std::process::ExitCode;
@@ -69,7 +70,7 @@ pub enum Command {
     Approve {
         /// Run id.
         id: String,
-        /// Who approves (default: your login name).
+        /// The name to record as a claim beside the principal of UNTOIL_TOKEN (default: $USER).
         #[arg(long)]
         by: Option<String>,
     },
@@ -77,7 +78,7 @@ pub enum Command {
     Deny {
         /// Run id.
         id: String,
-        /// Who denies (default: your login name).
+        /// The name to record as a claim beside the principal of UNTOIL_TOKEN (default: $USER).
         #[arg(long)]
         by: Option<String>,
     },

@@ -18,6 +18,7 @@ use crate::cli::connect::{Target, target};
 use crate::cli::global::{Global, block_on};
 use crate::cli::progress::Progress;
 use crate::cli::remote::Remote;
+use crate::cli::whoami;
 use crate::engine::lifecycle;
 use crate::exec::executor::Executor;
 use crate::exec::plan::{Plan, resolve_params};
@@ -65,22 +66,6 @@ fn parse_params(raw: &[String]) -> Result<BTreeMap<String, String>> {
     Ok(out)
 }
 
-fn user() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-/// The login name of this process's user, as the system knows it (`$USER` is only a claim:
-/// anyone can set it). The uid in numbers when it has no name.
-fn login() -> String {
-    let uid = nix::unistd::getuid();
-    match nix::unistd::User::from_uid(uid) {
-        Ok(Some(u)) => u.name,
-        _ => format!("uid {uid}"),
-    }
-}
-
 /// Whether a foreground (non-dry) run of `rb` may go ahead: a runbook whose guards need the
 /// daemon's state (approval, cooldown, run limits, breaker) runs here only when the person says
 /// so, and then the run records who skipped what.
@@ -97,8 +82,8 @@ fn foreground_guards(g: &Global, rb: &Runbook, bypass: bool) -> Result<Option<By
             g.data.display()
         );
     }
-    let by = login();
-    let claimed = Some(user()).filter(|u| *u != by);
+    let by = whoami::account();
+    let claimed = whoami::claimed_name().filter(|u| *u != by);
     Ok(Some(Bypass {
         by,
         claimed,
@@ -140,7 +125,9 @@ pub fn find_runbook(g: &Global, name: &str) -> Result<Arc<Runbook>> {
 
 /// Runs the runbook through the daemon and follows it to its end.
 fn run_remote(remote: &Remote, a: &RunArgs) -> Result<ExitCode> {
-    let mut body = serde_json::json!({ "params": parse_params(&a.params)?, "user": user() });
+    // `$USER` is a claim: the daemon records the principal of UNTOIL_TOKEN, with it beside.
+    let mut body =
+        serde_json::json!({ "params": parse_params(&a.params)?, "user": whoami::claimed_name() });
     if let Some(file) = &a.alert {
         let bytes =
             std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
@@ -182,10 +169,15 @@ fn run_remote(remote: &Remote, a: &RunArgs) -> Result<ExitCode> {
 }
 
 /// The runs `untoil run` makes: one, or one per alert of the payload that the runbook accepts.
-fn runs(g: &Global, rb: &Arc<Runbook>, a: &RunArgs) -> Result<Vec<RunRecord>> {
+fn runs(rb: &Arc<Runbook>, a: &RunArgs) -> Result<Vec<RunRecord>> {
     let params = resolve_params(rb, &parse_params(&a.params)?)?;
     let now = Utc::now();
-    let manual = Cause::Manual { user: user() };
+    // No daemon, so no credentials: the account this process runs as is who runs it.
+    let user = whoami::account();
+    let manual = Cause::Manual {
+        claimed_user: whoami::claimed_name().filter(|c| *c != user),
+        user,
+    };
     let mut runs = match &a.alert {
         None => vec![lifecycle::new_run(rb, manual, params, None, now)],
         Some(file) => alert_contexts(rb, file)?
@@ -196,7 +188,6 @@ fn runs(g: &Global, rb: &Arc<Runbook>, a: &RunArgs) -> Result<Vec<RunRecord>> {
     for r in &mut runs {
         r.dry_run = a.dry_run;
     }
-    let _ = g;
     Ok(runs)
 }
 
@@ -265,7 +256,7 @@ pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode> {
         (false, false) => None,
     };
     let executor = Executor::new(Plugins::discover(&g.plugins)).map_err(anyhow::Error::msg)?;
-    let mut runs = runs(g, &rb, &a)?;
+    let mut runs = runs(&rb, &a)?;
     if let Some(b) = &bypass {
         eprintln!(
             "note: --bypass-guards: this run is recorded as {}",

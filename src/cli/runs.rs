@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 
+use crate::identity::claim;
 use crate::report::table::Table;
 use crate::run::id::RunId;
 use crate::run::record::RunRecord;
@@ -119,7 +120,10 @@ pub fn run(g: &Global, a: RunsArgs) -> Result<ExitCode> {
                 t.row([
                     r.id.0.clone(),
                     r.runbook.clone(),
-                    r.cause.kind().to_string(),
+                    match r.cause.requested_by() {
+                        Some(who) => format!("manual by {who}"),
+                        None => r.cause.kind().to_string(),
+                    },
                     r.status.to_string(),
                     r.started_at
                         .unwrap_or(r.created_at)
@@ -162,7 +166,9 @@ pub fn show(r: &RunRecord) -> String {
             .unwrap_or_default()
     ));
     let cause = match &r.cause {
-        crate::run::cause::Cause::Manual { user } => format!("manual, by {user}"),
+        crate::run::cause::Cause::Manual { user, claimed_user } => {
+            format!("manual, by {}", claim::shown(user, claimed_user.as_deref()))
+        }
         crate::run::cause::Cause::Schedule { at } => {
             format!("schedule fire at {}", at.to_rfc3339())
         }
@@ -184,6 +190,14 @@ pub fn show(r: &RunRecord) -> String {
     out.push_str(&format!("cause     {cause}\n"));
     if let Some(b) = &r.bypassed {
         out.push_str(&format!("guards    bypassed: {}\n", b.describe()));
+    }
+    if let Some(a) = &r.approval {
+        out.push_str(&format!(
+            "approval  {} by {} at {}\n",
+            if a.approved { "approved" } else { "denied" },
+            claim::shown(&a.by, a.claimed_by.as_deref()),
+            a.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ));
     }
     out.push_str(&format!(
         "status    {}{}\n",

@@ -29,6 +29,10 @@ pub struct ServeArgs {
     /// File of `user:password` lines accepted as basic auth (env UNTOIL_BASIC_AUTH: one pair).
     #[arg(long, env = "UNTOIL_BASIC_AUTH_FILE")]
     pub basic_auth_file: Option<PathBuf>,
+    /// YAML file of named users (basic auth) and tokens (bearer), with groups for runbook
+    /// approvers and scopes (full, read, alerts); see docs/api.md, Authentication.
+    #[arg(long, env = "UNTOIL_AUTH_FILE")]
+    pub auth_file: Option<PathBuf>,
     /// Allow listening on a non-loopback address without authentication.
     #[arg(long)]
     pub insecure_no_auth: bool,
@@ -82,21 +86,32 @@ pub struct ServeArgs {
 /// Runs `untoil serve`.
 pub fn run(g: &Global, a: ServeArgs) -> Result<ExitCode> {
     logging::init(a.log_format);
-    let auth = credentials::load(a.token_file.as_deref(), a.basic_auth_file.as_deref())?;
+    let loaded = credentials::load(
+        a.token_file.as_deref(),
+        a.basic_auth_file.as_deref(),
+        a.auth_file.as_deref(),
+    )?;
+    let auth = loaded.auth;
     if let Some(f) = &a.token_file {
         exposed::check(f, "the token file");
     }
     if let Some(f) = &a.basic_auth_file {
         exposed::check(f, "the basic-auth file");
     }
+    if let Some(f) = &a.auth_file {
+        exposed::check(f, "the auth file");
+    }
+    for f in &loaded.secret_files {
+        exposed::check(f, "a secret file of the auth file");
+    }
     if !auth.enabled() {
         if a.listen.ip().is_loopback() {
             tracing::warn!(
-                "no authentication configured: anyone on this host can post alerts and start runs (set UNTOIL_TOKEN or --token-file)"
+                "no authentication configured: anyone on this host can post alerts and start runs, as `anonymous` (set --auth-file, UNTOIL_TOKEN or --token-file)"
             );
         } else if !a.insecure_no_auth {
             bail!(
-                "refusing to listen on {} without authentication: set --token-file/UNTOIL_TOKEN or --basic-auth-file, or pass --insecure-no-auth",
+                "refusing to listen on {} without authentication: set --auth-file, --token-file/UNTOIL_TOKEN or --basic-auth-file, or pass --insecure-no-auth",
                 a.listen
             );
         }

@@ -6,6 +6,7 @@
 //! `run(settings, listener, shutdown)` serves on a listener the caller binds, so tests start the
 //! daemon on 127.0.0.1:0.
 
+pub mod approvers;
 pub mod exposed;
 pub mod files;
 pub mod locator;
@@ -90,6 +91,7 @@ where
         tokio::task::spawn_blocking(move || runbooks.reload()).await?;
     }
     exposed::check_runbooks(&runbooks.catalog());
+    approvers::check(&runbooks.catalog(), settings.auth.enabled());
     let capacity = settings.queue_capacity.max(reconciled.queued.len()).max(1);
     let engine = Arc::new(Engine::new(
         store.clone(),
@@ -118,7 +120,7 @@ where
         }),
         stop.clone(),
     ));
-    let (watcher, reloader) = reload::watch(runbooks, stop.clone());
+    let (watcher, reloader) = reload::watch(runbooks, settings.auth.enabled(), stop.clone());
 
     let addr = listener.local_addr()?;
     let site = Site::new(

@@ -8,15 +8,18 @@ use notify::{RecursiveMode, Watcher};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::daemon::approvers;
 use crate::engine::runbooks::Runbooks;
 
 /// Changes closer together than this cause one reload (editors write files in several steps).
 const SETTLE: Duration = Duration::from_millis(200);
 
 /// Watches the runbooks directory; the returned task ends when `stop` fires (await it before the
-/// daemon ends, so nothing holds the store after shutdown).
+/// daemon ends, so nothing holds the store after shutdown). `auth_enabled` says whether runbooks
+/// that name approvers are warned about after each reload.
 pub fn watch(
     runbooks: Arc<Runbooks>,
+    auth_enabled: bool,
     stop: CancellationToken,
 ) -> (
     Option<notify::RecommendedWatcher>,
@@ -58,6 +61,7 @@ pub fn watch(
             info!("reloading runbooks ({reason})");
             let r = runbooks.clone();
             let _ = tokio::task::spawn_blocking(move || r.reload()).await;
+            approvers::check(&runbooks.catalog(), auth_enabled);
         }
     });
     (watcher, task)

@@ -20,6 +20,7 @@ use crate::engine::runbooks::Runbooks;
 use crate::exec::plan::{resolve_params, with_defaults};
 use crate::exec::render::{Renderer, context};
 use crate::guard::{self, KeyState};
+use crate::identity::actor::Actor;
 use crate::run::cause::{AlertContext, Cause};
 use crate::run::id::RunId;
 use crate::run::record::RunRecord;
@@ -136,13 +137,14 @@ impl Admission {
         Ok(outcome)
     }
 
-    /// Admits a manual run; with a notification, one run per alert of it that the runbook
-    /// accepts, as that alert would (`untoil run --alert` through the daemon).
+    /// Admits a manual run, started by `actor` (its principal recorded as the cause's user, its
+    /// claim beside it); with a notification, one run per alert of it that the runbook accepts,
+    /// as that alert would (`untoil run --alert` through the daemon).
     pub async fn manual(
         &self,
         name: &str,
         params: BTreeMap<String, String>,
-        user: &str,
+        actor: &Actor,
         notification: Option<&Notification>,
     ) -> Result<Vec<RunId>, AcceptError> {
         let catalog = self.runbooks.catalog();
@@ -162,7 +164,8 @@ impl Admission {
             None => vec![lifecycle::new_run(
                 &rb,
                 Cause::Manual {
-                    user: user.to_string(),
+                    user: actor.name().to_string(),
+                    claimed_user: actor.claimed.clone(),
                 },
                 params,
                 None,
@@ -201,7 +204,15 @@ impl Admission {
                 (key, run, rb.clone())
             })
             .collect();
-        self.admit(batch, Vec::new()).await
+        let ids = self.admit(batch, Vec::new()).await?;
+        // A run for an alert payload records the alert as its cause: who asked is logged.
+        info!(
+            runbook = name,
+            runs = ids.len(),
+            "manual run requested by {}",
+            actor.shown()
+        );
+        Ok(ids)
     }
 
     /// Admits a schedule fire unless it was admitted before (across restarts).

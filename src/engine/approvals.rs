@@ -20,14 +20,17 @@ use crate::engine::unstarted::{end_unstarted, gone};
 use crate::exec::executor::Executor;
 use crate::exec::plan::Plan;
 use crate::exec::recorder::Discard;
+use crate::identity::actor::Actor;
+use crate::identity::approvers::Approvers;
+use crate::identity::{claim, principal};
 use crate::run::id::RunId;
 use crate::run::record::{ApprovalDecision, RunRecord};
 use crate::run::status::RunStatus;
 use crate::runbook::model::{DEFAULT_APPROVAL_TIMEOUT, Runbook};
 use crate::store::{Change, Store, Transition};
 
-/// Who decides when an approval times out.
-pub const EXPIRED: &str = "expired";
+/// Who decides when an approval times out (a name no principal may have).
+pub const EXPIRED: &str = principal::EXPIRED;
 
 /// Approvals of this daemon's runs.
 pub struct Approvals {
@@ -101,7 +104,7 @@ impl Approvals {
             if let Some(me) = me.upgrade()
                 && !me.queue.is_closed()
                 && me.pending.contains(&id)
-                && let Err(e) = me.decide(&id, false, EXPIRED).await
+                && let Err(e) = me.record(&id, false, EXPIRED, None).await
             {
                 warn!(run_id = %id, "cannot expire the approval: {e}");
             }
@@ -139,17 +142,54 @@ impl Approvals {
         });
     }
 
-    /// Approves (the run joins the queue) or denies a run waiting for approval, recording who
-    /// decided. Returns the run as stored.
+    /// Approves (the run joins the queue) or denies a run waiting for approval, recording the
+    /// principal who decided and its claim beside it. Refused (`Forbidden`, nothing changed)
+    /// when the runbook names approvers and the principal is not one of them. Returns the run as
+    /// stored.
     pub async fn decide(
         &self,
         id: &RunId,
         approve: bool,
-        by: &str,
+        actor: &Actor,
     ) -> Result<RunRecord, AcceptError> {
+        if let Some(rb) = self.runbook_of(id).await?
+            && let Some(approvers) = &rb.guards.approvers
+        {
+            approvers
+                .check(&rb.name, approve, &actor.principal)
+                .map_err(AcceptError::Forbidden)?;
+        }
+        self.record(id, approve, actor.name(), actor.claimed.clone())
+            .await
+    }
+
+    /// The runbook a decision on run `id` applies to: the version it waits with, else (a run
+    /// this daemon does not hold as waiting) the one in service under its name.
+    async fn runbook_of(&self, id: &RunId) -> Result<Option<Arc<Runbook>>, AcceptError> {
+        if self.pending.contains(id) {
+            return Ok(self.pending.runbook(id));
+        }
+        Ok(self
+            .store
+            .get_run(id)
+            .await?
+            .and_then(|run| self.runbooks.catalog().get(&run.runbook).cloned()))
+    }
+
+    /// Records a decision by `by` (a principal's name, or [`EXPIRED`]) with the claim its
+    /// request made.
+    async fn record(
+        &self,
+        id: &RunId,
+        approve: bool,
+        by: &str,
+        claimed_by: Option<String>,
+    ) -> Result<RunRecord, AcceptError> {
+        let shown = claim::shown(by, claimed_by.as_deref());
         let decision = ApprovalDecision {
             approved: approve,
             by: by.to_string(),
+            claimed_by,
             at: self.clock.now(),
         };
         let (result, reservation) = if approve {
@@ -167,7 +207,7 @@ impl Approvals {
                 .await?;
             let mut t = t;
             if let Transition::Done(run) = &t {
-                info!(run_id = %id, "approved by {by}");
+                info!(run_id = %id, "approved by {shown}");
                 let rb = self
                     .pending
                     .runbook(id)
@@ -199,7 +239,7 @@ impl Approvals {
             let reason = if by == EXPIRED {
                 "approval expired".to_string()
             } else {
-                format!("denied by {by}")
+                format!("denied by {shown}")
             };
             let now = decision.at;
             let change: Change = Arc::new(move |r: &mut RunRecord| {
@@ -229,6 +269,14 @@ impl Approvals {
             ))),
             Transition::Missing => Err(AcceptError::NotFound(id.to_string())),
         }
+    }
+
+    /// Who may decide on a run waiting here, as the runbook version it waits with says (for
+    /// display; None: anyone, or it does not wait here).
+    pub fn approvers_of(&self, id: &RunId) -> Option<Approvers> {
+        self.pending
+            .runbook(id)
+            .and_then(|rb| rb.guards.approvers.clone())
     }
 
     /// The approval timeout of a run waiting here (for display).

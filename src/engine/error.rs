@@ -23,4 +23,7 @@ pub enum AcceptError {
     /// The request conflicts with the run's state.
     #[error("{0}")]
     Conflict(String),
+    /// The principal may not do this (a runbook's approvers do not include it).
+    #[error("{0}")]
+    Forbidden(String),
 }

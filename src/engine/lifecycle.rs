@@ -117,7 +117,10 @@ mod tests {
         let t0 = Utc::now();
         let mut run = new_run(
             &rb,
-            Cause::Manual { user: "a".into() },
+            Cause::Manual {
+                user: "a".into(),
+                claimed_user: None,
+            },
             BTreeMap::new(),
             None,
             t0,
@@ -131,7 +134,10 @@ mod tests {
 
         let mut failed = new_run(
             &rb,
-            Cause::Manual { user: "a".into() },
+            Cause::Manual {
+                user: "a".into(),
+                claimed_user: None,
+            },
             BTreeMap::new(),
             None,
             t0,
@@ -147,7 +153,10 @@ mod tests {
         let t0 = Utc::now();
         let mut run = new_run(
             &rb,
-            Cause::Manual { user: "a".into() },
+            Cause::Manual {
+                user: "a".into(),
+                claimed_user: None,
+            },
             BTreeMap::new(),
             None,
             t0,

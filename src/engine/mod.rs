@@ -44,6 +44,7 @@ use crate::engine::worker::Workers;
 use crate::exec::executor::Executor;
 use crate::exec::render::Renderer;
 use crate::guard;
+use crate::identity::actor::Actor;
 use crate::run::id::RunId;
 use crate::run::record::RunRecord;
 use crate::run::status::RunStatus;
@@ -223,11 +224,13 @@ impl Engine {
         }
     }
 
-    /// Closes the breakers of a runbook (one key, or all). Returns the keys reset.
+    /// Closes the breakers of a runbook (one key, or all), logging who did. Returns the keys
+    /// reset.
     pub async fn reset_breakers(
         &self,
         runbook: &str,
         key: Option<&str>,
+        actor: &Actor,
     ) -> Result<Vec<String>, AcceptError> {
         let reset = self
             .store
@@ -236,7 +239,12 @@ impl Engine {
         for (k, _) in &reset {
             self.metrics.breaker(runbook, k, false);
         }
-        tracing::info!(runbook, keys = reset.len(), "breakers reset");
+        tracing::info!(
+            runbook,
+            keys = reset.len(),
+            "breakers reset by {}",
+            actor.shown()
+        );
         Ok(reset.into_iter().map(|(k, _)| k).collect())
     }
 }

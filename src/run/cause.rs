@@ -13,8 +13,13 @@ use crate::trigger::alert::{Alert, Notification};
 pub enum Cause {
     /// A person, by hand.
     Manual {
-        /// Who (login name or API identity).
+        /// Who: the authenticated principal (`anonymous` when the daemon has no authentication;
+        /// the operating-system user for a run in the foreground).
         user: String,
+        /// The name the request claimed (its body's `user`, the CLI's `$USER`) when it differs
+        /// from `user`: recorded beside it, never instead of it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        claimed_user: Option<String>,
     },
     /// A schedule fire.
     Schedule {
@@ -39,6 +44,17 @@ impl Cause {
             fingerprint: alert.fingerprint.clone(),
             starts_at: alert.starts_at,
             labels: alert.labels.clone(),
+        }
+    }
+
+    /// Who started a manual run, with the claim beside it (`alice (claimed: bob)`); None for
+    /// other causes.
+    pub fn requested_by(&self) -> Option<String> {
+        match self {
+            Cause::Manual { user, claimed_user } => {
+                Some(crate::identity::claim::shown(user, claimed_user.as_deref()))
+            }
+            _ => None,
         }
     }
 

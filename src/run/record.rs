@@ -110,8 +110,12 @@ impl Bypass {
 pub struct ApprovalDecision {
     /// Approved (true) or denied/expired (false).
     pub approved: bool,
-    /// Who decided ("expired" for a timeout).
+    /// Who decided: the authenticated principal ("expired" for a timeout).
     pub by: String,
+    /// The name the request claimed (its body's `by`, the CLI's `$USER`) when it differs from
+    /// `by`: recorded beside it, never instead of it. Absent in records before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed_by: Option<String>,
     /// When.
     pub at: DateTime<Utc>,
 }
@@ -137,6 +141,7 @@ impl RunRecord {
             service: Some(format!("svc-{}", i % 7)),
             cause: Cause::Manual {
                 user: "stress".into(),
+                claimed_user: None,
             },
             params: BTreeMap::new(),
             status: if i % 10 == 0 {

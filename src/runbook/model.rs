@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::identity::approvers::Approvers;
 use crate::runbook::input::Rule;
 use crate::runbook::template::Template;
 use crate::trigger::matcher::Matcher;
@@ -199,6 +200,8 @@ pub struct Guards {
     pub approval: bool,
     /// How long a run waits for approval.
     pub approval_timeout: Duration,
+    /// Who may approve or deny its runs; None: anyone who may call the API.
+    pub approvers: Option<Approvers>,
 }
 
 impl Default for Guards {
@@ -212,6 +215,7 @@ impl Default for Guards {
             trip_after_failures: None,
             approval: false,
             approval_timeout: DEFAULT_APPROVAL_TIMEOUT,
+            approvers: None,
         }
     }
 }

@@ -120,6 +120,19 @@ pub struct RawGuards {
     /// How long a run waits for approval before it expires, default `1h`.
     #[schemars(with = "Option<DurationString>")]
     pub approval_timeout: Option<String>,
+    /// Who may approve or deny runs (with `approval: required`): users or tokens by name,
+    /// and/or groups of the auth file. Without it, anyone who may call the API may.
+    pub approvers: Option<RawApprovers>,
+}
+
+/// Who may decide on a runbook's runs.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawApprovers {
+    /// User or token names (of the auth file, the basic-auth file, or `token`).
+    pub users: Option<Vec<String>>,
+    /// Groups of the auth file; their members may decide.
+    pub groups: Option<Vec<String>>,
 }
 
 /// A run-count limit per window.

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use crate::identity::approvers::Approvers;
+use crate::identity::principal;
 use crate::runbook::diagnostic::{Diagnostic, Kind};
 use crate::runbook::input::{InputType, Rule, compile_pattern};
 use crate::runbook::model::{
@@ -955,7 +957,94 @@ impl Validator<'_> {
         if let Some(t) = self.duration(g.approval_timeout.as_ref(), &p("approval_timeout")) {
             out.approval_timeout = t;
         }
+        out.approvers = self.approvers(g);
         out
+    }
+
+    /// `guards.approvers`. Without `approval: required` it is an error, not a warning: it reads
+    /// as a restriction on who may let a run go, and without approval every run goes unasked.
+    fn approvers(&mut self, g: &RawGuards) -> Option<Approvers> {
+        let a = g.approvers.as_ref()?;
+        let at = vec![key("guards"), key("approvers")];
+        if g.approval.as_deref() != Some("required") {
+            let span = self.key_span(&at);
+            self.error(
+                Kind::Ineffective,
+                span,
+                "`approvers` without `approval: required`: no run waits for approval, so they restrict nothing",
+            )
+            .help
+            .push("add `approval: required` to `guards` so that each run waits for one of the approvers, or remove `approvers`".into());
+        }
+        if a.users.is_none() && a.groups.is_none() {
+            let span = self.key_span(&at);
+            let d = self.error(
+                Kind::MissingField,
+                span,
+                "`approvers` names no users and no groups",
+            );
+            d.primary.message = "no one could approve".into();
+            d.help.push("list who may, e.g. `approvers: { users: [alice], groups: [sre] }`, or remove `approvers`".into());
+        }
+        Some(Approvers {
+            users: self.approver_list(a.users.as_ref(), "users"),
+            groups: self.approver_list(a.groups.as_ref(), "groups"),
+        })
+    }
+
+    /// One list of `guards.approvers`: not empty, no empty names; no reserved user names; group
+    /// names as the auth file writes them.
+    fn approver_list(&mut self, list: Option<&Vec<String>>, field: &str) -> Vec<String> {
+        let Some(list) = list else {
+            return Vec::new();
+        };
+        let at = vec![key("guards"), key("approvers"), key(field)];
+        if list.is_empty() {
+            let span = self.value_span(&at);
+            self.error(
+                Kind::InvalidValue,
+                span,
+                format!("`approvers.{field}` is empty: no one could approve"),
+            )
+            .help
+            .push(format!("name at least one, or remove `{field}`"));
+        }
+        for (i, name) in list.iter().enumerate() {
+            let mut p = at.clone();
+            p.push(Seg::Index(i));
+            let span = self.value_span(&p);
+            let problem = if name.trim().is_empty() {
+                Some((
+                    format!("an empty name in `approvers.{field}`"),
+                    "name a user, a token or a group".to_string(),
+                ))
+            } else if field == "users" && name == principal::ANONYMOUS {
+                Some((
+                    "`anonymous` can never approve".into(),
+                    "it is everyone while the daemon has no authentication; name users of the auth file".into(),
+                ))
+            } else if field == "users" && name == principal::EXPIRED {
+                Some((
+                    "`expired` is how an approval that timed out is recorded, not a user".into(),
+                    "name users of the auth file".into(),
+                ))
+            } else if field == "groups" {
+                principal::invalid_name(name).map(|why| {
+                    (
+                        format!("group `{}` can never match: {why}", name.escape_default()),
+                        "write group names as the auth file does".into(),
+                    )
+                })
+            } else {
+                None
+            };
+            if let Some((message, help)) = problem {
+                self.error(Kind::InvalidValue, span, message)
+                    .help
+                    .push(help);
+            }
+        }
+        list.clone()
     }
 
     fn step(&mut self, s: &RawStep, i: usize, raw: &RawRunbook) -> Option<Step> {

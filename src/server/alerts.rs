@@ -14,6 +14,9 @@ use crate::server::respond::{accept_error, error};
 use crate::server::state::Shared;
 use crate::trigger::alert::Notification;
 
+/// Where Alertmanager posts (the one route an `alerts` token may use).
+pub const PATH: &str = "/api/v1/alerts/alertmanager";
+
 /// `POST /api/v1/alerts/alertmanager`.
 pub async fn receive(State(s): State<Shared>, body: Bytes) -> Response {
     let started = std::time::Instant::now();

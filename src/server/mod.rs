@@ -3,14 +3,17 @@
 //! serves it with [`listen`].
 //!
 //! In front of every handler, in this order: the host check (421, `host.rs`; the health checks
-//! excepted), the cross-site check (403, `cross_site.rs`), authentication (401), and for the
-//! API's POSTs the content type (415, `content_type.rs`).
+//! excepted), the cross-site check (403, `cross_site.rs`), authentication (401) with the
+//! credential's scope (403, `authorize.rs`), and for the API's POSTs the content type (415,
+//! `content_type.rs`).
 
 pub mod alerts;
 pub mod api;
 pub mod auth;
+pub mod auth_file;
 pub mod authenticate;
 pub mod authority;
+pub mod authorize;
 pub mod connection;
 pub mod content_type;
 pub mod cross_site;
@@ -36,7 +39,7 @@ use crate::server::state::Shared;
 pub fn app(state: Shared) -> Router {
     let limit = state.body_limit;
     let protected = Router::new()
-        .route("/api/v1/alerts/alertmanager", post(alerts::receive))
+        .route(alerts::PATH, post(alerts::receive))
         .route("/api/v1/runbooks", get(runbooks::list))
         .route("/api/v1/runbooks/errors", get(runbooks::errors))
         .route("/api/v1/runbooks/{name}", get(runbooks::one))

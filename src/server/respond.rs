@@ -1,15 +1,10 @@
-//! Answers every handler gives the same way: JSON errors, refused triggers, the caller's
-//! identity.
+//! Answers every handler gives the same way: JSON errors, refused triggers and requests.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::engine::error::AcceptError;
 use crate::store::error::StoreError;
-
-/// The identity of an authenticated caller, for handlers that record who did what.
-#[derive(Debug, Clone)]
-pub struct Caller(pub String);
 
 /// A JSON error body: `{"error": "..."}`.
 pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -42,6 +37,7 @@ pub fn accept_error(e: AcceptError) -> Response {
         AcceptError::Invalid(m) => error(StatusCode::BAD_REQUEST, m),
         AcceptError::NotFound(id) => error(StatusCode::NOT_FOUND, format!("no run with id {id}")),
         AcceptError::Conflict(m) => error(StatusCode::CONFLICT, m),
+        AcceptError::Forbidden(m) => error(StatusCode::FORBIDDEN, m),
         AcceptError::Store(s) => store_error(s),
     }
 }

@@ -321,6 +321,7 @@ const GUARD_FIELDS: &[&str] = &[
     "trip_after_failures",
     "approval",
     "approval_timeout",
+    "approvers",
 ];
 const HTTP_FIELDS: &[&str] = &[
     "method",
@@ -677,6 +678,21 @@ fn runbook_yaml() -> BoxedStrategy<Yaml> {
         &["count", "per"],
         vec![(0.8, number_of(&[3.0, 0.0, -1.0, 1e12])), (0.8, duration())],
     );
+    let names = || {
+        seq_of(
+            pick(&[
+                "alice",
+                "sre",
+                "",
+                "anonymous",
+                "expired",
+                "on call",
+                "token",
+            ]),
+            0..3,
+        )
+    };
+    let approvers = fields(&["users", "groups"], vec![(0.7, names()), (0.7, names())]);
     let guards = fields(
         GUARD_FIELDS,
         vec![
@@ -691,6 +707,7 @@ fn runbook_yaml() -> BoxedStrategy<Yaml> {
             (0.3, number_of(&[3.0, 0.0, -1.0])),
             (0.3, pick(&["required", "none", "yes", "x"])),
             (0.3, duration()),
+            (0.2, approvers),
         ],
     );
     let param = fields(

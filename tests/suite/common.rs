@@ -424,6 +424,7 @@ pub fn untoil_env(c: &mut std::process::Command, dirs: &Dirs) {
         .env_remove("UNTOIL_TOKEN_FILE")
         .env_remove("UNTOIL_BASIC_AUTH")
         .env_remove("UNTOIL_BASIC_AUTH_FILE")
+        .env_remove("UNTOIL_AUTH_FILE")
         .env_remove("UNTOIL_LISTEN")
         .env_remove("UNTOIL_LOG");
 }

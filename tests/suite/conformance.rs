@@ -778,7 +778,10 @@ pub fn build(i: usize, s: &Spec) -> RunRecord {
     };
     let status = STATUSES[s.status];
     let cause = match s.cause {
-        0 => Cause::Manual { user: "u".into() },
+        0 => Cause::Manual {
+            user: "u".into(),
+            claimed_user: None,
+        },
         1 => Cause::Schedule { at: start },
         _ => Cause::Alert {
             fingerprint: format!("f{i}"),

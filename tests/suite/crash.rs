@@ -483,7 +483,10 @@ async fn a_queued_run_that_needs_an_approval_it_never_got_waits_for_one_after_a_
         let rb = untoil::runbook::catalog::one(&text, &Plugins::default()).expect("runbook");
         let run = lifecycle::new_run(
             &rb,
-            Cause::Manual { user: "t".into() },
+            Cause::Manual {
+                user: "t".into(),
+                claimed_user: None,
+            },
             Default::default(),
             None,
             Utc::now(),

@@ -12,12 +12,20 @@ use untoil::engine::Engine;
 use untoil::engine::clock::{Clock, ManualClock};
 use untoil::engine::runbooks::Runbooks;
 use untoil::exec::executor::Executor;
+use untoil::identity::actor::Actor;
+use untoil::identity::principal::Principal;
+use untoil::identity::scope::Scope;
 use untoil::run::cause::Cause;
 use untoil::run::record::RunRecord;
 use untoil::run::status::RunStatus;
 use untoil::runbook::plugins::Plugins;
 use untoil::store::sled::SledStore;
 use untoil::store::{RunFilter, Store};
+
+/// The principal of the manual runs these tests start.
+fn tester() -> Actor {
+    Actor::new(Principal::user("tester", vec![], Scope::Full), None)
+}
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 12, 1, 10, 0, 0)
@@ -213,7 +221,8 @@ const COOLDOWN: &str = "name: cool\nowner: t\ntoil: {manual_minutes: 1}\nguards:
 async fn a_cooldown_skips_triggers_until_exactly_its_edge() {
     let w = world(&[("cool", COOLDOWN)]);
     let admission = &w.engine.admission;
-    let manual = || admission.manual("cool", Default::default(), "tester", None);
+    let tester = tester();
+    let manual = || admission.manual("cool", Default::default(), &tester, None);
     manual().await.expect("first");
     w.clock.advance(chrono::Duration::minutes(5));
     manual().await.expect("second");
@@ -253,7 +262,7 @@ async fn an_approval_expires_when_its_timeout_passes_and_not_before() {
     let ids = w
         .engine
         .admission
-        .manual("gated", Default::default(), "tester", None)
+        .manual("gated", Default::default(), &tester(), None)
         .await
         .expect("admitted");
     let id = ids[0].clone();
@@ -303,7 +312,7 @@ async fn a_queued_run_whose_runbook_is_gone_at_the_next_start_fails_saying_so() 
         let ids = w
             .engine
             .admission
-            .manual("cool", Default::default(), "tester", None)
+            .manual("cool", Default::default(), &tester(), None)
             .await
             .expect("admitted");
         ids[0].clone()

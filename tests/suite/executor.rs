@@ -108,7 +108,10 @@ impl RunRequest {
     fn manual(runbook: Arc<Runbook>, user: &str) -> RunRequest {
         RunRequest {
             runbook,
-            cause: Cause::Manual { user: user.into() },
+            cause: Cause::Manual {
+                user: user.into(),
+                claimed_user: None,
+            },
             params: BTreeMap::new(),
             alert: None,
             dry_run: false,

@@ -248,7 +248,9 @@ async fn approvals_gate_runs_and_survive_a_restart() {
     d.wait_for(|| async { d.get(&format!("/api/v1/runs/{id}")).await.1["status"] == "succeeded" })
         .await;
     let (_, run) = d.get(&format!("/api/v1/runs/{id}")).await;
-    assert_eq!(run["approval"]["by"], "alice");
+    // Without authentication the principal is `anonymous`; the body's `by` is only a claim.
+    assert_eq!(run["approval"]["by"], "anonymous");
+    assert_eq!(run["approval"]["claimed_by"], "alice");
     assert_eq!(run["toil"]["minutes"], 8.0);
     let (status, _, _) = d.post(&format!("/api/v1/runs/{id}/approve"), vec![]).await;
     assert_eq!(status, 409, "a decided run cannot be approved again");
@@ -265,7 +267,7 @@ async fn approvals_gate_runs_and_survive_a_restart() {
         )
         .await;
     assert_eq!(body["status"], "skipped");
-    assert_eq!(body["error"], "denied by bob");
+    assert_eq!(body["error"], "denied by anonymous (claimed: bob)");
     d.stop().await;
 
     dirs.runbook(

@@ -21,6 +21,7 @@ mod engine;
 mod executor;
 mod guards;
 mod hygiene;
+mod identity;
 mod migration;
 mod plugins;
 mod redaction;

@@ -12,18 +12,21 @@ use serde::Deserialize;
 use crate::engine::Engine;
 use crate::exec::executor::PlannedStep;
 use crate::exec::plan::Plan;
+use crate::identity::approvers::Approvers;
+use crate::identity::principal::Principal;
 use crate::run::id::RunId;
 use crate::run::record::RunRecord;
 use crate::run::status::RunStatus;
+use crate::server::api::actor::actor;
 use crate::server::api::body::optional_json;
-use crate::server::respond::{Caller, accept_error, store_error};
+use crate::server::respond::{accept_error, store_error};
 use crate::server::state::Shared;
 use crate::store::RunFilter;
 
 /// The body of a decision.
 #[derive(Debug, Deserialize, Default)]
 pub struct Decision {
-    /// Who decides (default: the authenticated caller).
+    /// Who the caller says decides: recorded as `claimed_by` beside the authenticated principal.
     by: Option<String>,
 }
 
@@ -36,6 +39,9 @@ pub struct Waiting {
     pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
     /// What it would run, rendered as a dry run (None when it cannot be prepared).
     pub plan: Option<Vec<PlannedStep>>,
+    /// Who may approve or deny it (None: anyone who may call the API).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approvers: Option<Approvers>,
 }
 
 /// Runs waiting for approval, oldest first, each with its plan.
@@ -62,10 +68,13 @@ pub async fn waiting(engine: &Engine) -> Result<Vec<Waiting>, crate::store::erro
             let plan = rb
                 .and_then(|rb| Plan::of(Arc::clone(rb), &preview).ok())
                 .map(|p| engine.executor.preview(&p));
+            // As the decision will judge them: by the runbook version the run waits with.
+            let approvers = engine.approvals.approvers_of(&run.id);
             Waiting {
                 run,
                 expires_at,
                 plan,
+                approvers,
             }
         })
         .collect())
@@ -79,13 +88,20 @@ pub async fn list(State(s): State<Shared>) -> Response {
     }
 }
 
-/// Approves or denies, recording `by` from the body or else the authenticated caller.
-async fn decide(s: Shared, caller: Caller, id: String, body: &[u8], approve: bool) -> Response {
-    let by = match optional_json::<Decision>(body) {
-        Ok(b) => b.by.unwrap_or(caller.0),
+/// Approves or denies as the authenticated principal, with the body's `by` as its claim; 403
+/// when the runbook's approvers do not include the principal.
+async fn decide(
+    s: Shared,
+    principal: Principal,
+    id: String,
+    body: &[u8],
+    approve: bool,
+) -> Response {
+    let actor = match optional_json::<Decision>(body).and_then(|b| actor(principal, "by", b.by)) {
+        Ok(a) => a,
         Err(r) => return *r,
     };
-    match s.engine.approvals.decide(&RunId(id), approve, &by).await {
+    match s.engine.approvals.decide(&RunId(id), approve, &actor).await {
         Ok(record) => Json(record).into_response(),
         Err(e) => accept_error(e),
     }
@@ -94,19 +110,19 @@ async fn decide(s: Shared, caller: Caller, id: String, body: &[u8], approve: boo
 /// `POST /api/v1/runs/{id}/approve`.
 pub async fn approve(
     State(s): State<Shared>,
-    Extension(caller): Extension<Caller>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    decide(s, caller, id, &body, true).await
+    decide(s, principal, id, &body, true).await
 }
 
 /// `POST /api/v1/runs/{id}/deny`.
 pub async fn deny(
     State(s): State<Shared>,
-    Extension(caller): Extension<Caller>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    decide(s, caller, id, &body, false).await
+    decide(s, principal, id, &body, false).await
 }

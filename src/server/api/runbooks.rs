@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Serialize, Serializer};
 
 use crate::engine::runbooks::CatalogState;
+use crate::identity::approvers::Approvers;
 use crate::runbook::diagnostic::{Record, Severity};
 use crate::runbook::model::{Runbook, Trigger};
 use crate::server::respond::error;
@@ -42,6 +43,9 @@ pub struct RunbookInfo {
     pub steps: Vec<StepInfo>,
     /// Whether runs wait for a person's approval.
     pub approval_required: bool,
+    /// Who may approve or deny its runs (absent: anyone who may call the API).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approvers: Option<Approvers>,
     /// The file it was loaded from.
     pub file: String,
     /// Content hash of that file.
@@ -175,6 +179,7 @@ pub fn info(rb: &Runbook, errors: usize, now: DateTime<Utc>) -> RunbookInfo {
             })
             .collect(),
         approval_required: rb.guards.approval,
+        approvers: rb.guards.approvers.clone(),
         file: rb.source.display().to_string(),
         version: rb.version.clone(),
         errors,

@@ -13,12 +13,14 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 
 use crate::engine::Following;
+use crate::identity::principal::Principal;
 use crate::run::event::RunEvent;
 use crate::run::id::RunId;
 use crate::run::record::RunRecord;
 use crate::run::status::{RunStatus, StepStatus};
+use crate::server::api::actor::actor;
 use crate::server::api::body::optional_json;
-use crate::server::respond::{Caller, accept_error, error, store_error};
+use crate::server::respond::{accept_error, error, store_error};
 use crate::server::state::Shared;
 use crate::store::RunFilter;
 use crate::trigger::alert::Notification;
@@ -28,6 +30,7 @@ use crate::trigger::alert::Notification;
 pub struct StartRun {
     #[serde(default)]
     params: BTreeMap<String, String>,
+    /// Who the caller says starts it: recorded as `claimed_user` beside the principal.
     #[serde(default)]
     user: Option<String>,
     /// An Alertmanager payload: run as its matching alerts would.
@@ -38,15 +41,18 @@ pub struct StartRun {
 /// `POST /api/v1/runbooks/{name}/runs`.
 pub async fn start(
     State(s): State<Shared>,
-    Extension(caller): Extension<Caller>,
+    Extension(principal): Extension<Principal>,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
-    let body = match optional_json::<StartRun>(&body) {
+    let mut body = match optional_json::<StartRun>(&body) {
         Ok(b) => b,
         Err(r) => return *r,
     };
-    let user = body.user.unwrap_or(caller.0);
+    let actor = match actor(principal, "user", body.user.take()) {
+        Ok(a) => a,
+        Err(r) => return *r,
+    };
     let notification = match body
         .alert
         .map(|v| Notification::from_json(v.to_string().as_bytes()))
@@ -58,14 +64,18 @@ pub async fn start(
     match s
         .engine
         .admission
-        .manual(&name, body.params, &user, notification.as_ref())
+        .manual(&name, body.params, &actor, notification.as_ref())
         .await
     {
-        Ok(ids) => (
-            StatusCode::ACCEPTED,
-            Json(serde_json::json!({ "id": ids.first(), "ids": ids, "status": "queued" })),
-        )
-            .into_response(),
+        Ok(ids) => {
+            let mut answer = serde_json::json!({
+                "id": ids.first(), "ids": ids, "status": "queued", "user": actor.name(),
+            });
+            if let Some(c) = &actor.claimed {
+                answer["claimed_user"] = serde_json::json!(c);
+            }
+            (StatusCode::ACCEPTED, Json(answer)).into_response()
+        }
         Err(e) => accept_error(e),
     }
 }

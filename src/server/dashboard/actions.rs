@@ -1,5 +1,7 @@
-//! The dashboard's form POSTs: approve or deny a run, reset a runbook's breakers. Each checks
-//! the CSRF token first and answers with a redirect to the page that shows the result.
+//! The dashboard's form POSTs: approve or deny a run, reset a runbook's breakers, as the
+//! authenticated principal (a form claims no other name). Each checks the CSRF token first and
+//! answers with a redirect to the page that shows the result, or the error page saying why not
+//! (403 with the reason when the runbook's approvers do not include the principal).
 
 use axum::Extension;
 use axum::body::Bytes;
@@ -8,12 +10,13 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::engine::error::AcceptError;
+use crate::identity::actor::Actor;
+use crate::identity::principal::Principal;
 use crate::run::id::RunId;
 use crate::server::dashboard::csrf::check_csrf;
 use crate::server::dashboard::form;
 use crate::server::dashboard::format::enc;
 use crate::server::dashboard::layout::error_page;
-use crate::server::respond::Caller;
 use crate::server::state::Shared;
 
 fn see_other(to: &str) -> Response {
@@ -24,6 +27,7 @@ fn refused(e: AcceptError) -> Response {
     let status = match e {
         AcceptError::Invalid(_) => StatusCode::NOT_FOUND,
         AcceptError::Conflict(_) => StatusCode::CONFLICT,
+        AcceptError::Forbidden(_) => StatusCode::FORBIDDEN,
         _ => StatusCode::SERVICE_UNAVAILABLE,
     };
     error_page(status, &e.to_string())
@@ -31,7 +35,7 @@ fn refused(e: AcceptError) -> Response {
 
 async fn decide(
     d: Shared,
-    caller: Caller,
+    principal: Principal,
     headers: HeaderMap,
     id: String,
     body: Bytes,
@@ -43,7 +47,7 @@ async fn decide(
     match d
         .engine
         .approvals
-        .decide(&RunId(id.clone()), approve, &caller.0)
+        .decide(&RunId(id.clone()), approve, &Actor::new(principal, None))
         .await
     {
         Ok(_) => see_other(&format!("/ui/runs/{}", enc(&id))),
@@ -54,28 +58,29 @@ async fn decide(
 /// `POST /ui/runs/{id}/approve`.
 pub async fn approve(
     State(d): State<Shared>,
-    Extension(caller): Extension<Caller>,
+    Extension(principal): Extension<Principal>,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    decide(d, caller, headers, id, body, true).await
+    decide(d, principal, headers, id, body, true).await
 }
 
 /// `POST /ui/runs/{id}/deny`.
 pub async fn deny(
     State(d): State<Shared>,
-    Extension(caller): Extension<Caller>,
+    Extension(principal): Extension<Principal>,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    decide(d, caller, headers, id, body, false).await
+    decide(d, principal, headers, id, body, false).await
 }
 
 /// `POST /ui/breakers/{runbook}/reset` (form field `key`: only that guard key).
 pub async fn reset(
     State(d): State<Shared>,
+    Extension(principal): Extension<Principal>,
     headers: HeaderMap,
     Path(runbook): Path<String>,
     body: Bytes,
@@ -86,7 +91,11 @@ pub async fn reset(
     }
     match d
         .engine
-        .reset_breakers(&runbook, fields.get("key").map(String::as_str))
+        .reset_breakers(
+            &runbook,
+            fields.get("key").map(String::as_str),
+            &Actor::new(principal, None),
+        )
         .await
     {
         Ok(_) => see_other("/ui/runbooks"),

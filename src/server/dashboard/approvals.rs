@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::response::Response;
 use maud::{Markup, html};
 
+use crate::identity::claim;
 use crate::run::cause::Cause;
 use crate::server::api::approvals::{Waiting, waiting};
 use crate::server::dashboard::csrf;
@@ -28,7 +29,9 @@ pub async fn page(State(d): State<Shared>) -> Response {
 fn asked_by(cause: &Cause) -> Markup {
     html! {
         @match cause {
-            Cause::Manual { user } => { "requested by " (user) }
+            Cause::Manual { user, claimed_user } => {
+                "requested by " (claim::shown(user, claimed_user.as_deref()))
+            }
             Cause::Alert { labels, .. } => { "for alert " (label_codes(labels)) }
             Cause::Schedule { at } => { "for the schedule fire at " (time(*at)) }
         }
@@ -46,6 +49,9 @@ fn panel(a: &Waiting) -> Markup {
                 (asked_by(&r.cause))
                 " · created " (time(r.created_at))
                 " · expires " (time_or_dash(a.expires_at))
+                @if let Some(approvers) = &a.approvers {
+                    " · may be decided by " span class="approvers" { (approvers.describe()) }
+                }
             }
             table class="plan" {
                 thead {

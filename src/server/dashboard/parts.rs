@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use maud::{Markup, html};
 
+use crate::identity::claim;
 use crate::run::cause::Cause;
 use crate::server::dashboard::format::time;
 
@@ -26,7 +27,9 @@ pub fn label_codes(labels: &BTreeMap<String, String>) -> Markup {
 pub fn cause(cause: &Cause) -> Markup {
     html! {
         @match cause {
-            Cause::Manual { user } => { "manual, by " (user) }
+            Cause::Manual { user, claimed_user } => {
+                "manual, by " (claim::shown(user, claimed_user.as_deref()))
+            }
             Cause::Schedule { at } => { "schedule fire at " (time(*at)) }
             Cause::Alert { fingerprint, .. } => { "alert (fingerprint " code { (fingerprint) } ")" }
         }

@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{Markup, html};
 
+use crate::identity::claim;
 use crate::run::cause::Cause;
 use crate::run::id::RunId;
 use crate::run::record::RunRecord;
@@ -59,7 +60,8 @@ fn facts(r: &RunRecord) -> Vec<(&'static str, Markup)> {
         facts.push((
             "Approval",
             html! {
-                (if a.approved { "approved" } else { "denied" }) " by " (a.by) " at " (time(a.at))
+                (if a.approved { "approved" } else { "denied" }) " by "
+                (claim::shown(&a.by, a.claimed_by.as_deref())) " at " (time(a.at))
             },
         ));
     }

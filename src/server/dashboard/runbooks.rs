@@ -148,7 +148,10 @@ fn line(l: &Line) -> Markup {
                 a href={ "/ui/runs?runbook=" (enc(&rb.name)) } { b { (rb.name) } }
                 div class="muted" { (rb.description) }
                 @if rb.approval_required {
-                    div class="muted" { "approval required" }
+                    div class="muted" {
+                        "approval required"
+                        @if let Some(a) = &rb.approvers { ", by " (a.describe()) }
+                    }
                 }
                 @for p in &l.problems {
                     div class="error" { (p.file) ":" (p.line) ": " (p.message) }

@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use chrono::{NaiveDate, TimeZone, Utc};
 
 use crate::exec::executor::PlannedStep;
+use crate::identity::approvers::Approvers;
 use crate::ledger::rollup::Rollup;
 use crate::report::backlog::{Backlog, BacklogRow};
 use crate::report::period::Period;
@@ -98,6 +99,7 @@ fn hostile_run() -> RunRecord {
     r.approval = Some(ApprovalDecision {
         approved: true,
         by: h(),
+        claimed_by: Some(format!("{HOSTILE}!")),
         at,
     });
     r.verification = Some(Verification { verified: true, at });
@@ -202,6 +204,10 @@ fn the_runbooks_page_escapes_names_triggers_problems_and_breakers() {
         params: BTreeMap::new(),
         steps: Vec::new(),
         approval_required: true,
+        approvers: Some(Approvers {
+            users: vec![h()],
+            groups: vec![],
+        }),
         file: h(),
         version: h(),
         errors: 1,
@@ -281,7 +287,10 @@ fn the_run_page_escapes_facts_steps_and_output() {
 #[test]
 fn the_approvals_page_escapes_plans_and_causes() {
     let mut manual = hostile_run();
-    manual.cause = Cause::Manual { user: h() };
+    manual.cause = Cause::Manual {
+        user: h(),
+        claimed_user: Some(format!("{HOSTILE}!")),
+    };
     let plan = vec![PlannedStep {
         name: h(),
         kind: h(),
@@ -293,15 +302,22 @@ fn the_approvals_page_escapes_plans_and_causes() {
             run: hostile_run(),
             expires_at: None,
             plan: Some(plan),
+            approvers: Some(Approvers {
+                users: vec![h()],
+                groups: vec![h()],
+            }),
         },
         Waiting {
             run: manual,
             expires_at: Some(Utc::now()),
             plan: None,
+            approvers: None,
         },
     ];
     let html = approvals::render(&list).into_string();
     assert_escaped("approvals", &html);
+    assert!(html.contains(&format!("(claimed: {ESCAPED}!)")), "{html}");
+    assert!(html.contains("may be decided by"), "{html}");
     assert!(html.contains("name=\"csrf\""), "{html}");
 }
 
