@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::Connection;
 use untoil::ledger::rollup::milli_minutes;
-use untoil::report::query::{Dim, Period};
+use untoil::report::period::Period;
+use untoil::report::query::Dim;
 use untoil::report::toil as report;
 use untoil::run::cause::Cause;
 use untoil::run::credit::{Baseline, Credit};
@@ -191,6 +192,7 @@ fn gen_run(i: usize, n: usize) -> RunRecord {
             },
             reason: "synthetic".into(),
         }),
+        bypassed: None,
     }
 }
 
