@@ -1340,10 +1340,13 @@ async fn no_step_of_a_runbook_needing_approval_runs_unapproved_while_the_daemon_
     }
 
     // Every execution of the gated step belongs to a run of the subset, approved by the approver
-    // before it started, and ran once.
+    // before it started, and ran once (no authentication here: the principal is anonymous and the
+    // approver's name the claim beside it).
     let approved_by = |r: &RunRecord| {
         r.approval.as_ref().is_some_and(|a| {
-            a.approved && a.by == APPROVER && r.started_at.is_some_and(|s| a.at <= s)
+            a.approved
+                && a.claimed_by.as_deref() == Some(APPROVER)
+                && r.started_at.is_some_and(|s| a.at <= s)
         })
     };
     let executed = ran_lines(&gated);
