@@ -94,6 +94,20 @@ impl Browser {
 
     /// A browser with extra Chromium flags (`--force-dark-mode` for the dark theme).
     pub async fn start_with(extra: &[&str]) -> Browser {
+        Browser::launch(extra, None).await
+    }
+
+    /// A browser emulating a phone `width` x `height` CSS pixels wide (Chromium's mobile
+    /// emulation: touch, a device pixel ratio of 2, and the page's viewport meta tag applies as
+    /// on a phone: without one a page is laid out 980 px wide and zoomed out).
+    pub async fn start_phone(width: u32, height: u32) -> Browser {
+        let phone = json!({
+            "deviceMetrics": { "width": width, "height": height, "pixelRatio": 2.0, "touch": true },
+        });
+        Browser::launch(&[], Some(phone)).await
+    }
+
+    async fn launch(extra: &[&str], phone: Option<Value>) -> Browser {
         let driver_bin = find_program(&["chromedriver"]).unwrap_or_else(|| {
             panic!(
                 "chromedriver is not installed: run `apt-get install -y chromium chromium-driver` \
@@ -149,10 +163,11 @@ impl Browser {
             browser._profile.path().display()
         ));
         let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({ "binary": chromium, "args": args }),
-        );
+        let mut options = json!({ "binary": chromium, "args": args });
+        if let Some(phone) = phone {
+            options["mobileEmulation"] = phone;
+        }
+        caps.insert("goog:chromeOptions".into(), options);
         let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
             .capabilities(caps)
             .connect(&url)

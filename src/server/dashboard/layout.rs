@@ -70,6 +70,7 @@ pub fn error_body(status: StatusCode, message: &str) -> Markup {
         html {
             head {
                 meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (status) }
                 link rel="stylesheet" href="/ui/assets/app.css";
             }
