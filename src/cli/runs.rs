@@ -6,6 +6,7 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 
 use crate::identity::claim;
+use crate::report::cell;
 use crate::report::table::Table;
 use crate::run::id::RunId;
 use crate::run::record::RunRecord;
@@ -95,7 +96,7 @@ pub fn run(g: &Global, a: RunsArgs) -> Result<ExitCode> {
                     serde_json::from_str(&r.get("/api/v1/runs", &q)?)?
                 }
                 (None, Some(s)) => block_on(s.list_runs(&RunFilter {
-                    runbook: a.runbook,
+                    runbook: a.runbook.clone(),
                     status: a.status,
                     limit: a.limit,
                 }))??,
@@ -138,14 +139,30 @@ pub fn run(g: &Global, a: RunsArgs) -> Result<ExitCode> {
             }
             print!("{}", t.render());
             if runs.is_empty() {
-                match &remote {
-                    Some(r) => eprintln!("no runs recorded (the daemon at {})", r.base()),
-                    None => eprintln!("no runs recorded in {}", g.data.display()),
-                }
+                let place = match &remote {
+                    Some(r) => format!("(daemon at {})", r.base()),
+                    None => format!("in {}", g.data.display()),
+                };
+                eprintln!("{}", none_found(a.runbook.as_deref(), a.status, &place));
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What an empty listing means: no runs at all, or none that pass the filters, and where.
+fn none_found(runbook: Option<&str>, status: Option<RunStatus>, place: &str) -> String {
+    let mut what = String::from("no runs");
+    if let Some(rb) = runbook {
+        what.push_str(&format!(" of runbook `{}`", cell::terminal(rb)));
+    }
+    if let Some(s) = status {
+        what.push_str(&format!(" with status {s}"));
+    }
+    if runbook.is_none() && status.is_none() {
+        what.push_str(" recorded");
+    }
+    format!("{what} {place}")
 }
 
 /// A run in full, for humans.

@@ -23,6 +23,7 @@ mod guards;
 mod hygiene;
 mod identity;
 mod migration;
+mod new_user;
 mod plugins;
 mod redaction;
 mod store;
