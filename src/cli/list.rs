@@ -14,6 +14,7 @@ use crate::cli::remote::Remote;
 use crate::cli::words::{format_minutes, plural};
 use crate::report::table::Table;
 use crate::runbook::model::Trigger;
+use crate::trigger::matcher::Matcher;
 
 /// Output format of listings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -83,6 +84,11 @@ pub fn run(g: &Global, a: ListArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// An alert trigger in the TRIGGERS column: every matcher, as written.
+fn alert(matchers: impl Iterator<Item = String>) -> String {
+    format!("alert {}", matchers.collect::<Vec<_>>().join(", "))
+}
+
 /// The runbooks the files define.
 fn from_files(g: &Global) -> (Vec<Row>, Option<String>) {
     let loaded = g.load(&[]);
@@ -101,13 +107,7 @@ fn from_files(g: &Global) -> (Vec<Row>, Option<String>) {
                 .iter()
                 .map(|t| match t {
                     Trigger::Schedule(s) => format!("cron {}", s.schedule.expression()),
-                    Trigger::Alert(a) => format!(
-                        "alert {}",
-                        a.matchers
-                            .first()
-                            .map(|m| m.to_string())
-                            .unwrap_or_default()
-                    ),
+                    Trigger::Alert(a) => alert(a.matchers.iter().map(Matcher::written)),
                 })
                 .collect();
             Row {
@@ -154,7 +154,13 @@ fn from_daemon(r: &Remote) -> Result<(Vec<Row>, Option<String>)> {
                 .iter()
                 .map(|t| match t["kind"].as_str() {
                     Some("schedule") => format!("cron {}", t["schedule"].as_str().unwrap_or("")),
-                    _ => format!("alert {}", t["matchers"][0].as_str().unwrap_or_default()),
+                    _ => alert(
+                        t["matchers"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|m| m.as_str().map(String::from)),
+                    ),
                 })
                 .collect();
             Row {

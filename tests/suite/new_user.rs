@@ -56,3 +56,41 @@ fn an_empty_run_list_through_the_daemon_names_the_daemon_not_the_local_store() {
         "{err}"
     );
 }
+
+/// A runbook on two matchers, one with a regex escape that the canonical form doubles.
+const UNIT_FAILED: &str = r#"name: unit-failed
+owner: team-a
+toil: {manual_minutes: 5}
+triggers:
+  - alert:
+      matchers: ['alertname="SystemdUnitFailed"', 'name=~".+\.service"']
+steps:
+  - name: s
+    run: "true"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matchers_are_shown_all_of_them_as_the_author_wrote_them() {
+    let dirs = Dirs::new();
+    dirs.runbook("unit-failed", UNIT_FAILED);
+    let both = r#"alert alertname="SystemdUnitFailed", name=~".+\.service""#;
+    let out = untoil(&dirs, &["list"]);
+    assert!(text(&out.stdout).contains(both), "{}", text(&out.stdout));
+    let (_served, base) = serve(&dirs);
+    let out = untoil(&dirs, &["list"]);
+    assert!(text(&out.stdout).contains(both), "{}", text(&out.stdout));
+    let http = common::Http::new(base);
+    let (status, list) = http.get("/api/v1/runbooks").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        list[0]["triggers"][0]["matchers"],
+        serde_json::json!([r#"alertname="SystemdUnitFailed""#, r#"name=~".+\.service""#]),
+        "{list}"
+    );
+    let (status, page) = http.text("/ui/runbooks").await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains(r#"name=~&quot;.+\.service&quot;"#),
+        "the runbooks page shows the matcher as written: {page}"
+    );
+}
