@@ -110,13 +110,15 @@ pub fn run(g: &Global, a: RunsArgs) -> Result<ExitCode> {
                 "ID",
                 "RUNBOOK",
                 "CAUSE",
+                "INSTANCE",
                 "STATUS",
                 "STARTED",
                 "DURATION",
                 "TOIL (min)",
+                "WHY SKIPPED",
             ]);
-            t.align_right(5);
             t.align_right(6);
+            t.align_right(7);
             for r in &runs {
                 t.row([
                     r.id.0.clone(),
@@ -125,6 +127,7 @@ pub fn run(g: &Global, a: RunsArgs) -> Result<ExitCode> {
                         Some(who) => format!("manual by {who}"),
                         None => r.cause.kind().to_string(),
                     },
+                    r.cause.instance().unwrap_or("-").to_string(),
                     r.status.to_string(),
                     r.started_at
                         .unwrap_or(r.created_at)
@@ -135,6 +138,7 @@ pub fn run(g: &Global, a: RunsArgs) -> Result<ExitCode> {
                         .as_ref()
                         .map(|t| format!("{}", t.minutes))
                         .unwrap_or_else(|| "-".into()),
+                    r.skip_reason().unwrap_or_default().to_string(),
                 ]);
             }
             print!("{}", t.render());
@@ -195,11 +199,11 @@ pub fn show(r: &RunRecord) -> String {
             labels,
         } => format!(
             "alert {} (fingerprint {fingerprint}, started {})\n          labels {}",
-            labels.get("alertname").map(String::as_str).unwrap_or("?"),
+            cell::terminal(labels.get("alertname").map(String::as_str).unwrap_or("?")),
             starts_at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
             labels
                 .iter()
-                .map(|(k, v)| format!("{k}={v}"))
+                .map(|(k, v)| cell::terminal(&format!("{k}={v}")))
                 .collect::<Vec<_>>()
                 .join(" ")
         ),
@@ -266,6 +270,12 @@ pub fn show(r: &RunRecord) -> String {
                 .map(|c| format!(", HTTP {c}"))
                 .unwrap_or_default(),
         ));
+        if !s.command.is_empty() {
+            out.push_str("      ran:\n");
+            for line in s.command.trim_end().lines() {
+                out.push_str(&format!("        {}\n", cell::terminal(line)));
+            }
+        }
         if let Some(e) = &s.error {
             out.push_str(&format!("      error: {e}\n"));
         }

@@ -394,6 +394,7 @@ impl Executor {
                 result.attempts = attempt_no;
                 result.duration_ms = total_ms;
                 result.started_at = Some(first_start);
+                result.command = detail;
                 return result;
             }
             tokio::select! {

@@ -16,6 +16,10 @@ pub struct StepResult {
     pub kind: String,
     /// How it ended.
     pub status: Option<StepStatus>,
+    /// What it ran, rendered and redacted as its outputs are: the command, the request line or
+    /// the plugin with its input (empty for a step that never started).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub command: String,
     /// When it started.
     pub started_at: Option<DateTime<Utc>>,
     /// How long it took, all attempts included.

@@ -94,3 +94,106 @@ async fn matchers_are_shown_all_of_them_as_the_author_wrote_them() {
         "the runbooks page shows the matcher as written: {page}"
     );
 }
+
+/// An alert-triggered runbook with a cooldown per instance: the second alert of an instance is
+/// skipped, with the cooldown as its reason.
+const RESTART: &str = r#"name: restart
+owner: team-a
+toil: {manual_minutes: 5}
+triggers:
+  - alert:
+      matchers: ['alertname="UnitFailed"']
+guards:
+  key: "{{alert.labels.instance}}"
+  cooldown: 1h
+steps:
+  - name: restart-unit
+    run: echo restarting {{alert.labels.instance}}
+"#;
+
+/// Polls the daemon's run list until `count` runs are final, and returns them.
+async fn final_runs(http: &common::Http, count: usize) -> Vec<serde_json::Value> {
+    common::until("the runs to end", || async {
+        let (_, runs) = http.get("/api/v1/runs").await;
+        let runs = runs.as_array().cloned().unwrap_or_default();
+        let done = runs.iter().filter(|r| r["finished_at"].is_string()).count();
+        (runs.len() == count && done == count).then_some(runs)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_show_the_instance_why_a_run_was_skipped_and_what_each_step_ran() {
+    let dirs = Dirs::new();
+    dirs.runbook("restart", RESTART);
+    let (mut served, base) = serve(&dirs);
+    let http = common::Http::new(base);
+    let alert = |fingerprint: &str| {
+        serde_json::json!({"status": "firing", "startsAt": "2026-12-01T10:00:00Z",
+            "fingerprint": fingerprint, "annotations": {},
+            "labels": {"alertname": "UnitFailed", "instance": "web-1:9100",
+                       "note": "a\u{1b}[2Jb"}})
+    };
+    let (status, answer) = http
+        .post(
+            "/api/v1/alerts/alertmanager",
+            serde_json::json!({"version": "4", "status": "firing", "receiver": "untoil",
+                "groupKey": "g", "alerts": [alert("f1"), alert("f2")]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let runs = final_runs(&http, 2).await;
+    let ran = runs
+        .iter()
+        .find(|r| r["status"] == "succeeded")
+        .unwrap_or_else(|| panic!("one run succeeded: {runs:?}"));
+    let id = ran["id"].as_str().unwrap_or_default().to_string();
+
+    let out = untoil(&dirs, &["runs"]);
+    let listed = text(&out.stdout);
+    assert!(
+        listed.contains("INSTANCE") && listed.contains("WHY SKIPPED"),
+        "{listed}"
+    );
+    let skipped = listed
+        .lines()
+        .find(|l| l.contains("skipped"))
+        .unwrap_or_else(|| panic!("a skipped run: {listed}"));
+    assert!(
+        skipped.contains("web-1:9100") && skipped.contains("cooldown: the last run"),
+        "{skipped}"
+    );
+    let succeeded = listed
+        .lines()
+        .find(|l| l.contains("succeeded"))
+        .unwrap_or_else(|| panic!("a succeeded run: {listed}"));
+    assert!(succeeded.contains("web-1:9100"), "{succeeded}");
+
+    let out = untoil(&dirs, &["runs", "show", &id]);
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains("ran:\n        /bin/sh -c echo restarting web-1:9100"),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains('\u{1b}'),
+        "a label's escape reached the terminal: {shown}"
+    );
+    assert!(shown.contains(r"note=a\u{1b}[2Jb"), "{shown}");
+
+    let (_, page) = http.text(&format!("/ui/runs/{id}")).await;
+    assert!(
+        page.contains("<pre class=\"output command\">/bin/sh -c echo restarting web-1:9100"),
+        "{page}"
+    );
+    let (_, page) = http.text("/ui/runs").await;
+    assert!(
+        page.contains("<td class=\"instance\">web-1:9100</td>"),
+        "{page}"
+    );
+    assert!(page.contains("cooldown: the last run"), "{page}");
+
+    // The daemon's log line of the step's output names the step.
+    let line = served.wait_line(|l| l.contains("restarting web-1:9100"));
+    assert!(line.contains("step=restart-unit"), "{line}");
+}
