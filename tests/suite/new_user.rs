@@ -197,3 +197,76 @@ async fn runs_show_the_instance_why_a_run_was_skipped_and_what_each_step_ran() {
     let line = served.wait_line(|l| l.contains("restarting web-1:9100"));
     assert!(line.contains("step=restart-unit"), "{line}");
 }
+
+fn good(name: &str) -> String {
+    format!(
+        "name: {name}\nowner: team-a\ntoil: {{manual_minutes: 5}}\nsteps:\n  - name: s\n    run: \"true\"\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_shows_what_the_daemon_runs_with_the_files_errors_beside_it() {
+    let dirs = Dirs::new();
+    dirs.runbook("kept", &good("kept"));
+    dirs.runbook("edited", &good("edited"));
+    let (served, base) = serve(&dirs);
+    // A bad edit of a runbook in service, and a new file that never loads.
+    dirs.runbook(
+        "edited",
+        &good("edited").replace("    run:", "    timeuot: 5s\n    run:"),
+    );
+    dirs.runbook("fresh", "name: fresh\nowner: team-a\nsteps: nope\n");
+    let http = common::Http::new(base.clone());
+    common::until("the daemon to see both broken files", || async {
+        let (_, errors) = http.get("/api/v1/runbooks/errors").await;
+        let text = errors.to_string();
+        (text.contains("edited.yaml") && text.contains("fresh.yaml")).then_some(())
+    })
+    .await;
+
+    let out = untoil(&dirs, &["list"]);
+    let (listed, err) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        listed.contains("kept") && listed.contains("edited"),
+        "the daemon still runs the last good version of `edited`: {listed}"
+    );
+    assert!(
+        err.contains(&format!("2 files with errors: the daemon at {base}")),
+        "{err}"
+    );
+    assert!(
+        err.contains("edited.yaml: in service as its last good version: edited\n"),
+        "{err}"
+    );
+    assert!(err.contains("unknown field `timeuot`"), "{err}");
+    assert!(
+        err.contains("fresh.yaml: nothing of it in service (it never loaded)\n"),
+        "{err}"
+    );
+    let out = untoil(&dirs, &["list", "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let edited = json
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["name"] == "edited")
+        .cloned()
+        .unwrap_or_default();
+    assert!(edited["errors"].as_u64() > Some(0), "{json}");
+
+    // Without the daemon, the files: what loads, and every broken file's errors.
+    drop(served);
+    let out = untoil(&dirs, &["list"]);
+    let (listed, err) = (text(&out.stdout), text(&out.stderr));
+    assert!(
+        listed.contains("kept") && !listed.contains("edited"),
+        "{listed}"
+    );
+    assert!(
+        err.contains("2 files with errors: their runbooks are not listed"),
+        "{err}"
+    );
+    assert!(err.contains("unknown field `timeuot`"), "{err}");
+    assert!(err.contains("fresh.yaml\n"), "{err}");
+}
