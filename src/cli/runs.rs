@@ -6,8 +6,8 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 
 use crate::identity::claim;
-use crate::report::cell;
 use crate::report::table::Table;
+use crate::report::{cell, human};
 use crate::run::id::RunId;
 use crate::run::record::RunRecord;
 use crate::run::status::RunStatus;
@@ -50,9 +50,9 @@ pub enum RunsCommand {
     },
 }
 
+/// A duration for people (`33 ms`, `2.1 s`, `4 min 10 s`), or `-` for none.
 fn ms(v: Option<u64>) -> String {
-    v.map(|ms| format!("{:.1}s", ms as f64 / 1000.0))
-        .unwrap_or_else(|| "-".into())
+    v.map(human::duration_ms).unwrap_or_else(|| "-".into())
 }
 
 /// Runs `untoil runs`.
@@ -129,10 +129,7 @@ pub fn run(g: &Global, a: RunsArgs) -> Result<ExitCode> {
                     },
                     r.cause.instance().unwrap_or("-").to_string(),
                     r.status.to_string(),
-                    r.started_at
-                        .unwrap_or(r.created_at)
-                        .format("%Y-%m-%d %H:%M:%S")
-                        .to_string(),
+                    human::instant(r.started_at.unwrap_or(r.created_at)),
                     ms(r.duration_ms()),
                     r.toil
                         .as_ref()
@@ -191,7 +188,7 @@ pub fn show(r: &RunRecord) -> String {
             format!("manual, by {}", claim::shown(user, claimed_user.as_deref()))
         }
         crate::run::cause::Cause::Schedule { at } => {
-            format!("schedule fire at {}", at.to_rfc3339())
+            format!("schedule fire at {}", human::instant(*at))
         }
         crate::run::cause::Cause::Alert {
             fingerprint,
@@ -200,7 +197,7 @@ pub fn show(r: &RunRecord) -> String {
         } => format!(
             "alert {} (fingerprint {fingerprint}, started {})\n          labels {}",
             cell::terminal(labels.get("alertname").map(String::as_str).unwrap_or("?")),
-            starts_at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            human::instant(*starts_at),
             labels
                 .iter()
                 .map(|(k, v)| cell::terminal(&format!("{k}={v}")))
@@ -229,10 +226,7 @@ pub fn show(r: &RunRecord) -> String {
             .unwrap_or_default()
     ));
     if let Some(s) = r.started_at {
-        out.push_str(&format!(
-            "started   {}\n",
-            s.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-        ));
+        out.push_str(&format!("started   {}\n", human::instant(s)));
     }
     out.push_str(&format!("duration  {}\n", ms(r.duration_ms())));
     if let (crate::run::cause::Cause::Alert { starts_at, .. }, Some(end)) =
@@ -240,7 +234,7 @@ pub fn show(r: &RunRecord) -> String {
     {
         out.push_str(&format!(
             "remediated {} after the alert started\n",
-            ms(Some((end - *starts_at).num_milliseconds().max(0) as u64))
+            human::between(*starts_at, end)
         ));
     }
     if !r.params.is_empty() {
@@ -256,13 +250,13 @@ pub fn show(r: &RunRecord) -> String {
     out.push_str("steps\n");
     for (i, s) in r.steps.iter().enumerate() {
         out.push_str(&format!(
-            "  [{}] {} ({}) {} in {} ms, {} attempt(s){}{}\n",
+            "  [{}] {} ({}) {} in {}, {}{}{}\n",
             i + 1,
             s.name,
             s.kind,
             s.status.map(|s| s.as_str()).unwrap_or("?"),
-            s.duration_ms,
-            s.attempts,
+            human::duration_ms(s.duration_ms),
+            human::count(s.attempts as usize, "attempt"),
             s.exit_code
                 .map(|c| format!(", exit {c}"))
                 .unwrap_or_default(),

@@ -22,7 +22,8 @@ pub struct StepResult {
     pub command: String,
     /// When it started.
     pub started_at: Option<DateTime<Utc>>,
-    /// How long it took, all attempts included.
+    /// How long it took: from the first attempt's start to the last one's end, the waits
+    /// between retries included.
     pub duration_ms: u64,
     /// Attempts made (1 without retries).
     pub attempts: u32,

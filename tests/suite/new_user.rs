@@ -270,3 +270,66 @@ async fn list_shows_what_the_daemon_runs_with_the_files_errors_beside_it() {
     assert!(err.contains("unknown field `timeuot`"), "{err}");
     assert!(err.contains("fresh.yaml\n"), "{err}");
 }
+
+#[test]
+fn a_retried_step_reports_its_whole_time_and_every_attempt_in_the_one_format() {
+    let dirs = Dirs::new();
+    // Nothing listens on the discard port: each attempt fails at once, the waits make the time.
+    dirs.runbook(
+        "down",
+        "name: down\nowner: t\ntoil: {manual_minutes: 5}\nsteps:\n  - name: call\n    http: {url: \"http://127.0.0.1:9/\"}\n    retries: {attempts: 2, backoff: 600ms}\n",
+    );
+    let out = untoil(&dirs, &["run", "down"]);
+    let printed = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{printed}");
+    let seconds = regex::Regex::new(r"^\d+\.\d s$").expect("regex");
+    let started = printed
+        .lines()
+        .find(|l| l.starts_with("run ") && l.ends_with(" of down (1 step)"))
+        .unwrap_or_else(|| panic!("a start line with one step: {printed}"));
+    let id = started
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    let step = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("<XX [1/1] call failed in "))
+        .and_then(|l| l.split_once(" (3 attempts): request failed"))
+        .map(|(took, _)| took)
+        .unwrap_or_else(|| panic!("a failed step line with its attempts: {printed}"));
+    assert!(
+        seconds.is_match(step),
+        "the waits between attempts count: {step}"
+    );
+    let summary = printed
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("run {id} failed in ")))
+        .unwrap_or_else(|| panic!("a summary: {printed}"));
+    assert!(
+        summary
+            .split(':')
+            .next()
+            .is_some_and(|d| seconds.is_match(d)),
+        "{summary}"
+    );
+
+    let out = untoil(&dirs, &["runs", "show", &id]);
+    let shown = text(&out.stdout);
+    let step = shown
+        .lines()
+        .find_map(|l| l.strip_prefix("  [1] call (http) failed in "))
+        .and_then(|l| l.strip_suffix(", 3 attempts"))
+        .unwrap_or_else(|| panic!("the step in runs show: {shown}"));
+    assert!(seconds.is_match(step), "{step}");
+    let started = shown
+        .lines()
+        .find_map(|l| l.strip_prefix("started   "))
+        .unwrap_or_default();
+    assert!(
+        regex::Regex::new(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$")
+            .expect("regex")
+            .is_match(started),
+        "an instant to the second: {shown}"
+    );
+}
