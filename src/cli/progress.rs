@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::report::human;
+use crate::report::{cell, human};
 use crate::run::event::RunEvent;
 use crate::run::record::RunRecord;
 use crate::run::status::StepStatus;
@@ -82,7 +82,7 @@ impl Progress {
             RunEvent::ProcessStarted { .. } => {}
             RunEvent::Output { line, stream, .. } => {
                 let mark = if stream == "stderr" { "!" } else { "|" };
-                self.line(&format!("    {mark} {line}"));
+                self.line(&format!("    {mark} {}", cell::terminal_line(line)));
             }
             RunEvent::StepFinished { index, result } => {
                 if let Some(bar) = self.bar.take() {

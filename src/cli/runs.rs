@@ -222,7 +222,7 @@ pub fn show(r: &RunRecord) -> String {
         r.status,
         r.error
             .as_ref()
-            .map(|e| format!(": {e}"))
+            .map(|e| format!(": {}", cell::terminal(e)))
             .unwrap_or_default()
     ));
     if let Some(s) = r.started_at {
@@ -267,11 +267,11 @@ pub fn show(r: &RunRecord) -> String {
         if !s.command.is_empty() {
             out.push_str("      ran:\n");
             for line in s.command.trim_end().lines() {
-                out.push_str(&format!("        {}\n", cell::terminal(line)));
+                out.push_str(&format!("        {}\n", cell::terminal_line(line)));
             }
         }
         if let Some(e) = &s.error {
-            out.push_str(&format!("      error: {e}\n"));
+            out.push_str(&format!("      error: {}\n", cell::terminal(e)));
         }
         for (label, text) in [
             ("stdout", &s.stdout),
@@ -282,7 +282,7 @@ pub fn show(r: &RunRecord) -> String {
             if !text.trim().is_empty() {
                 out.push_str(&format!("      {label}:\n"));
                 for line in text.trim_end().lines() {
-                    out.push_str(&format!("        {line}\n"));
+                    out.push_str(&format!("        {}\n", cell::terminal_line(line)));
                 }
             }
         }

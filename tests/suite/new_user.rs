@@ -333,3 +333,27 @@ fn a_retried_step_reports_its_whole_time_and_every_attempt_in_the_one_format() {
         "an instant to the second: {shown}"
     );
 }
+
+#[test]
+fn a_steps_control_characters_never_reach_the_terminal_and_its_tabs_do() {
+    let dirs = Dirs::new();
+    dirs.runbook(
+        "noisy",
+        "name: noisy\nowner: t\ntoil: {manual_minutes: 5}\nsteps:\n  - name: s\n    run: printf 'a\\033[2Jb\\tc\\rd\\n'\n",
+    );
+    let out = untoil(&dirs, &["run", "noisy"]);
+    let printed = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{printed}");
+    assert!(!printed.contains(['\u{1b}', '\r']), "{printed:?}");
+    assert!(printed.contains("| a\\u{1b}[2Jb\tc\\rd"), "{printed}");
+    let id = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("run "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_default()
+        .to_string();
+    let out = untoil(&dirs, &["runs", "show", &id]);
+    let shown = text(&out.stdout);
+    assert!(!shown.contains(['\u{1b}', '\r']), "{shown:?}");
+    assert!(shown.contains("        a\\u{1b}[2Jb\tc\\rd\n"), "{shown}");
+}
