@@ -134,7 +134,7 @@ fn step_line(index: usize, total: usize, r: &StepResult) -> String {
         line.push_str(&format!(", HTTP {code}"));
     }
     if let Some(e) = &r.error {
-        line.push_str(&format!(": {e}"));
+        line.push_str(&format!(": {}", cell::terminal(e)));
     } else if r.status == Some(StepStatus::Skipped) && !r.message.is_empty() {
         line.push_str(&format!("\n{}", r.message));
     }
@@ -155,7 +155,7 @@ pub fn summary(record: &RunRecord) -> String {
     let why = record
         .error
         .as_ref()
-        .map(|e| format!(": {e}"))
+        .map(|e| format!(": {}", cell::terminal(e)))
         .unwrap_or_default();
     format!("run {} {}{took}{why}{toil}", record.id, record.status)
 }

@@ -195,8 +195,9 @@ pub fn show(r: &RunRecord) -> String {
             starts_at,
             labels,
         } => format!(
-            "alert {} (fingerprint {fingerprint}, started {})\n          labels {}",
+            "alert {} (fingerprint {}, started {})\n          labels {}",
             cell::terminal(labels.get("alertname").map(String::as_str).unwrap_or("?")),
+            cell::terminal(fingerprint),
             human::instant(*starts_at),
             labels
                 .iter()
@@ -238,7 +239,11 @@ pub fn show(r: &RunRecord) -> String {
         ));
     }
     if !r.params.is_empty() {
-        let p: Vec<String> = r.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let p: Vec<String> = r
+            .params
+            .iter()
+            .map(|(k, v)| cell::terminal(&format!("{k}={v}")))
+            .collect();
         out.push_str(&format!("params    {}\n", p.join(" ")));
     }
     if let Some(t) = &r.toil {
