@@ -1,5 +1,6 @@
 //! `untoil list`: the runbooks with their owner, triggers, next scheduled fire and toil
-//! estimate: those the daemon runs while one holds the store, else those the files define.
+//! estimate: those the daemon runs while one holds the store, else those the files define;
+//! either way with the broken files' errors beside them ([`super::file_errors`]).
 
 use std::process::ExitCode;
 
@@ -9,11 +10,13 @@ use clap::{Args, ValueEnum};
 use serde_json::Value;
 
 use crate::cli::connect::{Target, target};
+use crate::cli::file_errors::{self, FileError, InService};
 use crate::cli::global::Global;
 use crate::cli::remote::Remote;
-use crate::cli::words::{format_minutes, plural};
+use crate::cli::words::format_minutes;
 use crate::report::table::Table;
 use crate::runbook::model::Trigger;
+use crate::trigger::matcher::Matcher;
 
 /// Output format of listings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -83,6 +86,11 @@ pub fn run(g: &Global, a: ListArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// An alert trigger in the TRIGGERS column: every matcher, as written.
+fn alert(matchers: impl Iterator<Item = String>) -> String {
+    format!("alert {}", matchers.collect::<Vec<_>>().join(", "))
+}
+
 /// The runbooks the files define.
 fn from_files(g: &Global) -> (Vec<Row>, Option<String>) {
     let loaded = g.load(&[]);
@@ -101,13 +109,7 @@ fn from_files(g: &Global) -> (Vec<Row>, Option<String>) {
                 .iter()
                 .map(|t| match t {
                     Trigger::Schedule(s) => format!("cron {}", s.schedule.expression()),
-                    Trigger::Alert(a) => format!(
-                        "alert {}",
-                        a.matchers
-                            .first()
-                            .map(|m| m.to_string())
-                            .unwrap_or_default()
-                    ),
+                    Trigger::Alert(a) => alert(a.matchers.iter().map(Matcher::written)),
                 })
                 .collect();
             Row {
@@ -121,26 +123,14 @@ fn from_files(g: &Global) -> (Vec<Row>, Option<String>) {
                     "toil_minutes": rb.toil.manual_minutes,
                     "steps": rb.steps.len(),
                     "file": rb.source.display().to_string(),
+                    "errors": 0,
                 }),
                 short_triggers,
             }
         })
         .collect();
-    let errors = loaded.errors();
-    let note = (errors > 0).then(|| {
-        let broken = loaded
-            .diagnostics
-            .iter()
-            .filter(|d| d.is_error())
-            .map(|d| d.primary.file)
-            .collect::<std::collections::BTreeSet<_>>()
-            .len();
-        format!(
-            "warning: {} with errors not listed; run `untoil validate` to see them",
-            plural(broken, "file")
-        )
-    });
-    (rows, note)
+    let errors = FileError::of_records(&loaded.sources.records(&loaded.diagnostics));
+    (rows, file_errors::note(&errors, &InService::new(), None))
 }
 
 /// The runbooks the daemon runs (last good versions of broken files included).
@@ -154,7 +144,13 @@ fn from_daemon(r: &Remote) -> Result<(Vec<Row>, Option<String>)> {
                 .iter()
                 .map(|t| match t["kind"].as_str() {
                     Some("schedule") => format!("cron {}", t["schedule"].as_str().unwrap_or("")),
-                    _ => format!("alert {}", t["matchers"][0].as_str().unwrap_or_default()),
+                    _ => alert(
+                        t["matchers"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|m| m.as_str().map(String::from)),
+                    ),
                 })
                 .collect();
             Row {
@@ -168,26 +164,23 @@ fn from_daemon(r: &Remote) -> Result<(Vec<Row>, Option<String>)> {
                     "toil_minutes": rb["toil"]["manual_minutes"],
                     "steps": rb["steps"].as_array().map_or(0, Vec::len),
                     "file": rb["file"],
+                    "errors": rb["errors"],
                 }),
                 short_triggers,
             }
         })
         .collect();
-    let errors: Value = serde_json::from_str(&r.get("/api/v1/runbooks/errors", &[])?)?;
-    let broken = errors["diagnostics"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|d| d["severity"] == "error")
-        .filter_map(|d| d["file"].as_str())
-        .collect::<std::collections::BTreeSet<_>>()
-        .len();
-    let note = (broken > 0).then(|| {
-        format!(
-            "warning: {} with errors: the daemon at {} runs their last good version; run `untoil validate` to see the errors",
-            plural(broken, "file"),
-            r.base()
-        )
-    });
-    Ok((rows, note))
+    let errors = FileError::of_api(&serde_json::from_str(
+        &r.get("/api/v1/runbooks/errors", &[])?,
+    )?);
+    let mut in_service = InService::new();
+    for rb in &list {
+        if let (Some(file), Some(name)) = (rb["file"].as_str(), rb["name"].as_str()) {
+            in_service.entry(file).or_default().push(name);
+        }
+    }
+    Ok((
+        rows,
+        file_errors::note(&errors, &in_service, Some(r.base())),
+    ))
 }

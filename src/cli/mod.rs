@@ -9,6 +9,7 @@ pub mod breaker;
 pub mod cancel;
 pub mod connect;
 pub mod credentials;
+pub mod file_errors;
 pub mod global;
 pub mod list;
 pub mod logging;

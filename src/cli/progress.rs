@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::report::{cell, human};
 use crate::run::event::RunEvent;
 use crate::run::record::RunRecord;
 use crate::run::status::StepStatus;
@@ -47,7 +48,10 @@ impl Progress {
                     return;
                 }
                 self.total = *steps;
-                self.line(&format!("run {id} of {runbook} ({steps} steps)"));
+                self.line(&format!(
+                    "run {id} of {runbook} ({})",
+                    human::count(*steps, "step")
+                ));
             }
             RunEvent::StepStarted {
                 index,
@@ -78,7 +82,7 @@ impl Progress {
             RunEvent::ProcessStarted { .. } => {}
             RunEvent::Output { line, stream, .. } => {
                 let mark = if stream == "stderr" { "!" } else { "|" };
-                self.line(&format!("    {mark} {line}"));
+                self.line(&format!("    {mark} {}", cell::terminal_line(line)));
             }
             RunEvent::StepFinished { index, result } => {
                 if let Some(bar) = self.bar.take() {
@@ -112,11 +116,17 @@ fn step_line(index: usize, total: usize, r: &StepResult) -> String {
         _ => "XX",
     };
     let mut line = format!(
-        "<{mark} [{}/{total}] {} {status} in {} ms",
+        "<{mark} [{}/{total}] {} {status} in {}",
         index + 1,
         r.name,
-        r.duration_ms
+        human::duration_ms(r.duration_ms)
     );
+    if r.attempts > 1 {
+        line.push_str(&format!(
+            " ({})",
+            human::count(r.attempts as usize, "attempt")
+        ));
+    }
     if let Some(code) = r.exit_code {
         line.push_str(&format!(", exit {code}"));
     }
@@ -124,7 +134,7 @@ fn step_line(index: usize, total: usize, r: &StepResult) -> String {
         line.push_str(&format!(", HTTP {code}"));
     }
     if let Some(e) = &r.error {
-        line.push_str(&format!(": {e}"));
+        line.push_str(&format!(": {}", cell::terminal(e)));
     } else if r.status == Some(StepStatus::Skipped) && !r.message.is_empty() {
         line.push_str(&format!("\n{}", r.message));
     }
@@ -135,7 +145,7 @@ fn step_line(index: usize, total: usize, r: &StepResult) -> String {
 pub fn summary(record: &RunRecord) -> String {
     let took = record
         .duration_ms()
-        .map(|ms| format!(" in {:.1} s", ms as f64 / 1000.0))
+        .map(|ms| format!(" in {}", human::duration_ms(ms)))
         .unwrap_or_default();
     let toil = record
         .toil
@@ -145,7 +155,7 @@ pub fn summary(record: &RunRecord) -> String {
     let why = record
         .error
         .as_ref()
-        .map(|e| format!(": {e}"))
+        .map(|e| format!(": {}", cell::terminal(e)))
         .unwrap_or_default();
     format!("run {} {}{took}{why}{toil}", record.id, record.status)
 }

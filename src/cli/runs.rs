@@ -7,6 +7,7 @@ use clap::{Args, Subcommand};
 
 use crate::identity::claim;
 use crate::report::table::Table;
+use crate::report::{cell, human};
 use crate::run::id::RunId;
 use crate::run::record::RunRecord;
 use crate::run::status::RunStatus;
@@ -49,9 +50,9 @@ pub enum RunsCommand {
     },
 }
 
+/// A duration for people (`33 ms`, `2.1 s`, `4 min 10 s`), or `-` for none.
 fn ms(v: Option<u64>) -> String {
-    v.map(|ms| format!("{:.1}s", ms as f64 / 1000.0))
-        .unwrap_or_else(|| "-".into())
+    v.map(human::duration_ms).unwrap_or_else(|| "-".into())
 }
 
 /// Runs `untoil runs`.
@@ -95,7 +96,7 @@ pub fn run(g: &Global, a: RunsArgs) -> Result<ExitCode> {
                     serde_json::from_str(&r.get("/api/v1/runs", &q)?)?
                 }
                 (None, Some(s)) => block_on(s.list_runs(&RunFilter {
-                    runbook: a.runbook,
+                    runbook: a.runbook.clone(),
                     status: a.status,
                     limit: a.limit,
                 }))??,
@@ -109,13 +110,15 @@ pub fn run(g: &Global, a: RunsArgs) -> Result<ExitCode> {
                 "ID",
                 "RUNBOOK",
                 "CAUSE",
+                "INSTANCE",
                 "STATUS",
                 "STARTED",
                 "DURATION",
                 "TOIL (min)",
+                "WHY SKIPPED",
             ]);
-            t.align_right(5);
             t.align_right(6);
+            t.align_right(7);
             for r in &runs {
                 t.row([
                     r.id.0.clone(),
@@ -124,28 +127,43 @@ pub fn run(g: &Global, a: RunsArgs) -> Result<ExitCode> {
                         Some(who) => format!("manual by {who}"),
                         None => r.cause.kind().to_string(),
                     },
+                    r.cause.instance().unwrap_or("-").to_string(),
                     r.status.to_string(),
-                    r.started_at
-                        .unwrap_or(r.created_at)
-                        .format("%Y-%m-%d %H:%M:%S")
-                        .to_string(),
+                    human::instant(r.started_at.unwrap_or(r.created_at)),
                     ms(r.duration_ms()),
                     r.toil
                         .as_ref()
                         .map(|t| format!("{}", t.minutes))
                         .unwrap_or_else(|| "-".into()),
+                    r.skip_reason().unwrap_or_default().to_string(),
                 ]);
             }
             print!("{}", t.render());
             if runs.is_empty() {
-                match &remote {
-                    Some(r) => eprintln!("no runs recorded (the daemon at {})", r.base()),
-                    None => eprintln!("no runs recorded in {}", g.data.display()),
-                }
+                let place = match &remote {
+                    Some(r) => format!("(daemon at {})", r.base()),
+                    None => format!("in {}", g.data.display()),
+                };
+                eprintln!("{}", none_found(a.runbook.as_deref(), a.status, &place));
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What an empty listing means: no runs at all, or none that pass the filters, and where.
+fn none_found(runbook: Option<&str>, status: Option<RunStatus>, place: &str) -> String {
+    let mut what = String::from("no runs");
+    if let Some(rb) = runbook {
+        what.push_str(&format!(" of runbook `{}`", cell::terminal(rb)));
+    }
+    if let Some(s) = status {
+        what.push_str(&format!(" with status {s}"));
+    }
+    if runbook.is_none() && status.is_none() {
+        what.push_str(" recorded");
+    }
+    format!("{what} {place}")
 }
 
 /// A run in full, for humans.
@@ -170,19 +188,20 @@ pub fn show(r: &RunRecord) -> String {
             format!("manual, by {}", claim::shown(user, claimed_user.as_deref()))
         }
         crate::run::cause::Cause::Schedule { at } => {
-            format!("schedule fire at {}", at.to_rfc3339())
+            format!("schedule fire at {}", human::instant(*at))
         }
         crate::run::cause::Cause::Alert {
             fingerprint,
             starts_at,
             labels,
         } => format!(
-            "alert {} (fingerprint {fingerprint}, started {})\n          labels {}",
-            labels.get("alertname").map(String::as_str).unwrap_or("?"),
-            starts_at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            "alert {} (fingerprint {}, started {})\n          labels {}",
+            cell::terminal(labels.get("alertname").map(String::as_str).unwrap_or("?")),
+            cell::terminal(fingerprint),
+            human::instant(*starts_at),
             labels
                 .iter()
-                .map(|(k, v)| format!("{k}={v}"))
+                .map(|(k, v)| cell::terminal(&format!("{k}={v}")))
                 .collect::<Vec<_>>()
                 .join(" ")
         ),
@@ -204,14 +223,11 @@ pub fn show(r: &RunRecord) -> String {
         r.status,
         r.error
             .as_ref()
-            .map(|e| format!(": {e}"))
+            .map(|e| format!(": {}", cell::terminal(e)))
             .unwrap_or_default()
     ));
     if let Some(s) = r.started_at {
-        out.push_str(&format!(
-            "started   {}\n",
-            s.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-        ));
+        out.push_str(&format!("started   {}\n", human::instant(s)));
     }
     out.push_str(&format!("duration  {}\n", ms(r.duration_ms())));
     if let (crate::run::cause::Cause::Alert { starts_at, .. }, Some(end)) =
@@ -219,11 +235,15 @@ pub fn show(r: &RunRecord) -> String {
     {
         out.push_str(&format!(
             "remediated {} after the alert started\n",
-            ms(Some((end - *starts_at).num_milliseconds().max(0) as u64))
+            human::between(*starts_at, end)
         ));
     }
     if !r.params.is_empty() {
-        let p: Vec<String> = r.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let p: Vec<String> = r
+            .params
+            .iter()
+            .map(|(k, v)| cell::terminal(&format!("{k}={v}")))
+            .collect();
         out.push_str(&format!("params    {}\n", p.join(" ")));
     }
     if let Some(t) = &r.toil {
@@ -235,13 +255,13 @@ pub fn show(r: &RunRecord) -> String {
     out.push_str("steps\n");
     for (i, s) in r.steps.iter().enumerate() {
         out.push_str(&format!(
-            "  [{}] {} ({}) {} in {} ms, {} attempt(s){}{}\n",
+            "  [{}] {} ({}) {} in {}, {}{}{}\n",
             i + 1,
             s.name,
             s.kind,
             s.status.map(|s| s.as_str()).unwrap_or("?"),
-            s.duration_ms,
-            s.attempts,
+            human::duration_ms(s.duration_ms),
+            human::count(s.attempts as usize, "attempt"),
             s.exit_code
                 .map(|c| format!(", exit {c}"))
                 .unwrap_or_default(),
@@ -249,8 +269,14 @@ pub fn show(r: &RunRecord) -> String {
                 .map(|c| format!(", HTTP {c}"))
                 .unwrap_or_default(),
         ));
+        if !s.command.is_empty() {
+            out.push_str("      ran:\n");
+            for line in s.command.trim_end().lines() {
+                out.push_str(&format!("        {}\n", cell::terminal_line(line)));
+            }
+        }
         if let Some(e) = &s.error {
-            out.push_str(&format!("      error: {e}\n"));
+            out.push_str(&format!("      error: {}\n", cell::terminal(e)));
         }
         for (label, text) in [
             ("stdout", &s.stdout),
@@ -261,7 +287,7 @@ pub fn show(r: &RunRecord) -> String {
             if !text.trim().is_empty() {
                 out.push_str(&format!("      {label}:\n"));
                 for line in text.trim_end().lines() {
-                    out.push_str(&format!("        {line}\n"));
+                    out.push_str(&format!("        {}\n", cell::terminal_line(line)));
                 }
             }
         }

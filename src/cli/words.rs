@@ -1,13 +1,7 @@
 //! Small wordings shared by commands.
 
-/// `1 file`, `2 files`.
-pub fn plural(n: usize, word: &str) -> String {
-    if n == 1 {
-        format!("1 {word}")
-    } else {
-        format!("{n} {word}s")
-    }
-}
+/// `1 file`, `2 files` ([`crate::report::human::count`], shared with the dashboard).
+pub use crate::report::human::count as plural;
 
 /// Minutes without a trailing `.0`.
 pub fn format_minutes(m: f64) -> String {

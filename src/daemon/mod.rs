@@ -153,7 +153,9 @@ where
             locator::FILE
         );
     }
-    info!("untoil listening on http://{addr} (dashboard at /, API at /api/v1, health at /healthz)");
+    info!(
+        "untoil listening on http://{addr} (dashboard at http://{addr}/, API at /api/v1, health at /healthz)"
+    );
     drop(store);
     let queue = engine.queue.clone();
     let server_stop = stop.clone();

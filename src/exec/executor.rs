@@ -345,8 +345,9 @@ impl Executor {
         );
         let max_attempts = s.retries.attempts + 1;
         let mut attempt_no = 0;
-        let mut total_ms = 0;
         let first_start = Utc::now();
+        // From the first attempt's start to the last one's end, waits between them included.
+        let clock = std::time::Instant::now();
         loop {
             attempt_no += 1;
             recorder
@@ -383,7 +384,6 @@ impl Executor {
             while let Ok((stream, line)) = rx.try_recv() {
                 forward(index, stream, &line, &mut streamed, plan, recorder).await;
             }
-            total_ms += attempt.result.duration_ms;
             let status = attempt.result.status;
             let again = attempt.retryable
                 && attempt_no < max_attempts
@@ -392,8 +392,9 @@ impl Executor {
             if !again {
                 let mut result = attempt.result;
                 result.attempts = attempt_no;
-                result.duration_ms = total_ms;
+                result.duration_ms = u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
                 result.started_at = Some(first_start);
+                result.command = detail;
                 return result;
             }
             tokio::select! {

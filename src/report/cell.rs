@@ -50,6 +50,23 @@ pub fn terminal(text: &str) -> String {
         .collect()
 }
 
+/// A line of text for a terminal (a step's output, an error): control characters escaped as in
+/// [`terminal`], but a tab stays a tab. Split text into lines first: a line break is escaped.
+pub fn terminal_line(text: &str) -> String {
+    if !text.chars().any(|c| c.is_control() && c != '\t') {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\t' {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,6 +87,7 @@ mod tests {
             assert_eq!(csv(text), want);
         }
         assert_eq!(terminal("a\x1b[2J\rb"), "a\\u{1b}[2J\\rb");
+        assert_eq!(terminal_line("a\x1b[2J\rb\tc"), "a\\u{1b}[2J\\rb\tc");
         assert_eq!(
             markdown("a|b\\|c <i>&\"'\r\n"),
             "a\\|b\\\\\\|c &lt;i&gt;&amp;&quot;&#39;  "

@@ -1,8 +1,10 @@
 //! Reports read from the store: the [`toil`] report and the automation [`backlog`] of a
-//! [`period`], asked for by a [`query`], rendered as a [`table`], JSON, CSV or Markdown.
+//! [`period`], asked for by a [`query`], rendered as a [`table`], JSON, CSV or Markdown; and
+//! how figures are written for people everywhere ([`human`]).
 
 pub mod backlog;
 pub mod cell;
+pub mod human;
 pub mod period;
 pub mod query;
 pub mod table;

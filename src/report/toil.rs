@@ -138,13 +138,8 @@ pub async fn toil_report(
 }
 
 fn ms(v: Option<u64>) -> String {
-    match v {
-        None => "-".into(),
-        Some(ms) if ms < 1000 => format!("{ms}ms"),
-        Some(ms) if ms < 60_000 => format!("{:.1}s", ms as f64 / 1000.0),
-        Some(ms) if ms < 3_600_000 => format!("{:.1}m", ms as f64 / 60_000.0),
-        Some(ms) => format!("{:.1}h", ms as f64 / 3_600_000.0),
-    }
+    v.map(crate::report::human::duration_ms)
+        .unwrap_or_else(|| "-".into())
 }
 
 const COLUMNS: [&str; 8] = [

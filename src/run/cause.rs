@@ -58,6 +58,15 @@ impl Cause {
         }
     }
 
+    /// The `instance` label of the alert that started the run (None for other causes, or an
+    /// alert without one).
+    pub fn instance(&self) -> Option<&str> {
+        match self {
+            Cause::Alert { labels, .. } => labels.get("instance").map(String::as_str),
+            _ => None,
+        }
+    }
+
     /// `manual`, `schedule` or `alert`.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -174,6 +174,13 @@ impl RunRecord {
         }
     }
 
+    /// Why the run was skipped (a guard's reason), for a skipped run only.
+    pub fn skip_reason(&self) -> Option<&str> {
+        (self.status == RunStatus::Skipped)
+            .then_some(self.error.as_deref())
+            .flatten()
+    }
+
     /// Run duration, start to end.
     pub fn duration_ms(&self) -> Option<u64> {
         match (self.started_at, self.finished_at) {

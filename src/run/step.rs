@@ -16,9 +16,14 @@ pub struct StepResult {
     pub kind: String,
     /// How it ended.
     pub status: Option<StepStatus>,
+    /// What it ran, rendered and redacted as its outputs are: the command, the request line or
+    /// the plugin with its input (empty for a step that never started).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub command: String,
     /// When it started.
     pub started_at: Option<DateTime<Utc>>,
-    /// How long it took, all attempts included.
+    /// How long it took: from the first attempt's start to the last one's end, the waits
+    /// between retries included.
     pub duration_ms: u64,
     /// Attempts made (1 without retries).
     pub attempts: u32,

@@ -108,7 +108,7 @@ impl Trigger {
                 )
             }
             Trigger::Alert(a) => {
-                let m: Vec<String> = a.matchers.iter().map(|m| m.to_string()).collect();
+                let m: Vec<String> = a.matchers.iter().map(Matcher::written).collect();
                 format!("alert {{{}}}", m.join(", "))
             }
         }

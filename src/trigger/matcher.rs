@@ -60,6 +60,8 @@ pub struct Matcher {
     pub value: String,
     /// The anchored regex `^(?:value)$`, for `=~` and `!~` only.
     re: Option<Regex>,
+    /// The text it was parsed from, trimmed (none when built with [`Matcher::new`]).
+    written: Option<String>,
 }
 
 impl PartialEq for Matcher {
@@ -130,7 +132,18 @@ impl Matcher {
             op,
             value,
             re,
+            written: None,
         })
+    }
+
+    /// The matcher as its author wrote it (trimmed), or its canonical form when it was built
+    /// from parts. Shown to people, who recognise their own text: the canonical form doubles
+    /// backslashes (`".+\\.service"` for `".+\.service"`).
+    pub fn written(&self) -> String {
+        match &self.written {
+            Some(w) => w.clone(),
+            None => self.to_string(),
+        }
     }
 
     /// Parses one matcher in Alertmanager syntax.
@@ -294,6 +307,7 @@ impl Matcher {
             op,
             value,
             re,
+            written: Some(s.trim().to_owned()),
         })
     }
 
@@ -891,6 +905,17 @@ mod tests {
             assert_eq!(parsed.to_string(), *canonical, "input {input:?}");
             assert_eq!(m(canonical), parsed, "round trip of {input:?}");
         }
+    }
+
+    #[test]
+    fn written_is_the_text_as_given_and_canonical_for_built_matchers() {
+        assert_eq!(
+            m(r#"  name=~".+\.service" "#).written(),
+            r#"name=~".+\.service""#
+        );
+        assert_eq!(m("severity=critical").written(), "severity=critical");
+        let built = Matcher::new("i", MatchOp::Regex, r"db\.x").expect("valid");
+        assert_eq!(built.written(), r#"i=~"db\\.x""#);
     }
 
     #[test]

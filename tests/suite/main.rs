@@ -24,6 +24,7 @@ mod hygiene;
 mod identity;
 mod migration;
 mod mobile;
+mod new_user;
 mod plugins;
 mod redaction;
 mod store;

@@ -324,6 +324,14 @@ fn assert_the_secrets_were_used(run: &Value) {
         "{:#}",
         step("plugin")
     );
+    // What each step ran is recorded and shown, its secrets masked as its outputs are.
+    for name in ["raw", "http_echo", "plugin"] {
+        assert!(
+            text(name, "command").contains("***"),
+            "{name}: {:#}",
+            step(name)
+        );
+    }
 }
 
 async fn no_form_of_a_secret_reaches_any_surface(log_format: &str) {

@@ -16,6 +16,7 @@ use crate::runbook::diagnostic::{Record, Severity};
 use crate::runbook::model::{Runbook, Trigger};
 use crate::server::respond::error;
 use crate::server::state::Shared;
+use crate::trigger::matcher::Matcher;
 
 /// A runbook as the API and the dashboard show it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -84,7 +85,7 @@ pub enum TriggerInfo {
     Alert {
         /// One line for humans.
         text: String,
-        /// The label matchers.
+        /// The label matchers, all of them, as the runbook's author wrote them.
         matchers: Vec<String>,
         /// firing, resolved or both.
         on: String,
@@ -134,7 +135,7 @@ pub fn info(rb: &Runbook, errors: usize, now: DateTime<Utc>) -> RunbookInfo {
             },
             Trigger::Alert(a) => TriggerInfo::Alert {
                 text: t.describe(),
-                matchers: a.matchers.iter().map(|m| m.to_string()).collect(),
+                matchers: a.matchers.iter().map(Matcher::written).collect(),
                 on: format!("{:?}", a.on).to_lowercase(),
                 cancel_on_resolve: a.cancel_on_resolve,
             },

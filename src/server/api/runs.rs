@@ -232,7 +232,12 @@ pub fn replay_record(record: &RunRecord) -> Vec<RunEvent> {
                 index,
                 name: step.name.clone(),
                 attempt: step.attempts.max(1),
-                detail: step.kind.clone(),
+                // Runs recorded before steps kept their command show the kind.
+                detail: if step.command.is_empty() {
+                    step.kind.clone()
+                } else {
+                    step.command.clone()
+                },
             });
             for (stream, text) in [("stdout", &step.stdout), ("stderr", &step.stderr)] {
                 for l in text.lines() {

@@ -2,34 +2,21 @@
 
 use chrono::{DateTime, Utc};
 
-/// `2026-11-28 14:03:09 UTC`.
-pub fn time(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
-}
+/// `2026-11-28 14:03:09 UTC`, as the CLI writes it ([`crate::report::human::instant`]).
+pub use crate::report::human::instant as time;
+
+/// `33 ms`, `2.1 s`, `4 min 10 s`, as the CLI writes it ([`crate::report::human`]).
+pub use crate::report::human::duration_ms;
 
 /// [`time`], or `-` for none.
 pub fn time_or_dash(t: Option<DateTime<Utc>>) -> String {
     t.map(time).unwrap_or_else(|| "-".into())
 }
 
-/// `1.2 s`, `3m 04s`, `2h 05m`.
-pub fn duration_ms(ms: u64) -> String {
-    let s = ms / 1000;
-    if ms < 1000 {
-        format!("{ms} ms")
-    } else if s < 60 {
-        format!("{:.1} s", ms as f64 / 1000.0)
-    } else if s < 3600 {
-        format!("{}m {:02}s", s / 60, s % 60)
-    } else {
-        format!("{}h {:02}m", s / 3600, (s % 3600) / 60)
-    }
-}
-
 /// The time from `start` to `end`, or `-` when either is missing.
 pub fn span(start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>) -> String {
     match (start, end) {
-        (Some(s), Some(f)) => duration_ms((f - s).num_milliseconds().max(0) as u64),
+        (Some(s), Some(f)) => crate::report::human::between(s, f),
         _ => "-".into(),
     }
 }
@@ -58,11 +45,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_read_at_their_scale() {
+    fn durations_read_as_the_clis() {
         assert_eq!(duration_ms(250), "250 ms");
-        assert_eq!(duration_ms(1_300), "1.3 s");
-        assert_eq!(duration_ms(184_000), "3m 04s");
-        assert_eq!(duration_ms(7_500_000), "2h 05m");
+        assert_eq!(duration_ms(184_000), "3 min 4 s");
+        assert_eq!(span(None, None), "-");
     }
 
     #[test]

@@ -119,7 +119,8 @@ fn facts(r: &RunRecord) -> Vec<(&'static str, Markup)> {
     facts
 }
 
-/// A step's output, each stream under its name, then its exit code or HTTP status.
+/// What a step ran (redacted), its output, each stream under its name, then its exit code or
+/// HTTP status.
 fn output(s: &StepResult) -> Markup {
     let streams = [
         ("stdout", s.stdout.as_str()),
@@ -129,6 +130,10 @@ fn output(s: &StepResult) -> Markup {
         ("error", s.error.as_deref().unwrap_or("")),
     ];
     html! {
+        @if !s.command.is_empty() {
+            div class="muted" { "ran" }
+            pre class="output command" { (s.command) }
+        }
         @for (name, text) in streams {
             @if !text.is_empty() {
                 div class="muted" { (name) }

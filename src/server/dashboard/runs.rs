@@ -121,6 +121,7 @@ pub fn render(r: &Runs) -> Markup {
                         th { "Run" }
                         th { "Runbook" }
                         th { "Cause" }
+                        th { "Instance" }
                         th { "Status" }
                         th { "Created" }
                         th class="num" { "Duration" }
@@ -133,7 +134,13 @@ pub fn render(r: &Runs) -> Markup {
                             td { a href={ "/ui/runs/" (enc(&run.id.0)) } { code { (run.id) } } }
                             td { (run.runbook) }
                             td { (run.cause.kind()) }
-                            td { (status_badge(run.status.as_str())) }
+                            td class="instance" { (run.cause.instance().unwrap_or("-")) }
+                            td {
+                                (status_badge(run.status.as_str()))
+                                @if let Some(why) = run.skip_reason() {
+                                    div class="muted skip-reason" { (why) }
+                                }
+                            }
                             td { (time(run.created_at)) }
                             td class="num" { (span(run.started_at, run.finished_at)) }
                             td class="num" {
@@ -145,7 +152,7 @@ pub fn render(r: &Runs) -> Markup {
                         }
                     }
                     @if shown.is_empty() {
-                        tr { td colspan="7" class="muted" { "No runs match." } }
+                        tr { td colspan="8" class="muted" { "No runs match." } }
                     }
                 }
             }

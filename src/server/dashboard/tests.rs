@@ -107,6 +107,7 @@ fn hostile_run() -> RunRecord {
         name: h(),
         kind: h(),
         status: Some(StepStatus::Succeeded),
+        command: h(),
         stdout: h(),
         stderr: h(),
         body: h(),
@@ -253,6 +254,12 @@ fn the_runbooks_page_escapes_names_triggers_problems_and_breakers() {
 #[test]
 fn the_runs_page_escapes_filters_and_runs() {
     let run = hostile_run();
+    let mut skipped = hostile_run();
+    skipped.status = RunStatus::Skipped;
+    skipped.error = Some(h());
+    if let Cause::Alert { labels, .. } = &mut skipped.cause {
+        labels.insert("instance".into(), h());
+    }
     let names = vec![h()];
     let html = runs::render(&Runs {
         names: &names,
@@ -260,7 +267,7 @@ fn the_runs_page_escapes_filters_and_runs() {
         status: None,
         cause: None,
         error: Some(HOSTILE),
-        runs: std::slice::from_ref(&run),
+        runs: &[run, skipped],
     })
     .into_string();
     assert_escaped("runs", &html);
@@ -268,6 +275,16 @@ fn the_runs_page_escapes_filters_and_runs() {
         html.contains(&format!("<option selected>{ESCAPED}</option>")),
         "{html}"
     );
+    // The alert's instance in its column, a skipped run's reason under its status.
+    assert!(
+        html.contains(&format!("<td class=\"instance\">{ESCAPED}</td>")),
+        "{html}"
+    );
+    assert!(
+        html.contains(&format!("skip-reason\">{ESCAPED}</div>")),
+        "{html}"
+    );
+    assert_eq!(html.matches("skip-reason").count(), 1, "{html}");
 }
 
 #[test]
@@ -276,6 +293,7 @@ fn the_run_page_escapes_facts_steps_and_output() {
     assert_escaped("run", &html);
     for part in [
         "pre class=\"output stdout\"",
+        "pre class=\"output command\"",
         "id=\"ttr\"",
         "Summary",
         "Verified",

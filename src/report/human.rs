@@ -1,0 +1,109 @@
+//! How figures are written for people, the same in the CLI and on the dashboard: a duration at
+//! its scale (`33 ms`, `2.1 s`, `4 min 10 s`, `2 h 5 min`, `4 d 5 h`), an instant to the second
+//! in UTC, a count with its noun in the right number. Exact values stay in JSON.
+
+use chrono::{DateTime, Utc};
+
+const SECOND: u64 = 1_000;
+const MINUTE: u64 = 60 * SECOND;
+const HOUR: u64 = 60 * MINUTE;
+
+/// A duration in milliseconds at its scale: `33 ms`, `2.1 s`, `4 min 10 s`, `2 h 5 min`,
+/// `4 d 5 h` (the smaller unit left out when it is zero).
+pub fn duration_ms(ms: u64) -> String {
+    if ms < SECOND {
+        return format!("{ms} ms");
+    }
+    // Rounded to the unit shown: 59.96 s is a minute, not `60.0 s`.
+    let ms = u128::from(ms);
+    let round = |unit: u64| (ms + u128::from(unit) / 2) / u128::from(unit);
+    let tenths = round(SECOND / 10);
+    if tenths < 600 {
+        return format!("{}.{} s", tenths / 10, tenths % 10);
+    }
+    let (big, small, units) = if round(SECOND) < 3_600 {
+        let s = round(SECOND);
+        (s / 60, s % 60, ("min", "s"))
+    } else if round(MINUTE) < 24 * 60 {
+        let m = round(MINUTE);
+        (m / 60, m % 60, ("h", "min"))
+    } else {
+        let h = round(HOUR);
+        (h / 24, h % 24, ("d", "h"))
+    };
+    if small == 0 {
+        format!("{big} {}", units.0)
+    } else {
+        format!("{big} {} {small} {}", units.0, units.1)
+    }
+}
+
+/// [`duration_ms`] of a [`std::time::Duration`].
+pub fn duration(d: std::time::Duration) -> String {
+    duration_ms(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// [`duration_ms`] from `start` to `end` (zero when `end` is earlier).
+pub fn between(start: DateTime<Utc>, end: DateTime<Utc>) -> String {
+    duration_ms(u64::try_from((end - start).num_milliseconds()).unwrap_or(0))
+}
+
+/// An instant to the second: `2026-11-28 14:03:09 UTC`.
+pub fn instant(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+/// A count with its noun: `1 step`, `3 steps`, `0 files`.
+pub fn count(n: usize, noun: &str) -> String {
+    match n {
+        1 => format!("1 {noun}"),
+        n => format!("{n} {noun}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn durations_read_at_their_scale() {
+        for (ms, want) in [
+            (0, "0 ms"),
+            (33, "33 ms"),
+            (999, "999 ms"),
+            (1_000, "1.0 s"),
+            (2_140, "2.1 s"),
+            (59_940, "59.9 s"),
+            (59_960, "1 min"),
+            (60_000, "1 min"),
+            (250_000, "4 min 10 s"),
+            (3_599_400, "59 min 59 s"),
+            (3_600_000, "1 h"),
+            (7_500_000, "2 h 5 min"),
+            (86_399_000, "1 d"),
+            (365_144_600, "4 d 5 h"),
+            (u64::MAX, "213503982334 d 14 h"),
+        ] {
+            assert_eq!(duration_ms(ms), want, "{ms} ms");
+        }
+        assert_eq!(duration(std::time::Duration::from_millis(2_100)), "2.1 s");
+    }
+
+    #[test]
+    fn a_span_backwards_is_zero() {
+        let t = Utc.with_ymd_and_hms(2026, 12, 2, 21, 13, 49).single();
+        let t = t.unwrap_or_default();
+        assert_eq!(between(t, t + chrono::Duration::seconds(90)), "1 min 30 s");
+        assert_eq!(between(t, t - chrono::Duration::seconds(90)), "0 ms");
+    }
+
+    #[test]
+    fn instants_are_to_the_second_and_counts_agree_with_their_noun() {
+        let t = Utc.timestamp_opt(1_796_246_029, 430_451_699).single();
+        assert_eq!(instant(t.unwrap_or_default()), "2026-12-02 21:13:49 UTC");
+        assert_eq!(count(1, "step"), "1 step");
+        assert_eq!(count(0, "step"), "0 steps");
+        assert_eq!(count(3, "attempt"), "3 attempts");
+    }
+}
