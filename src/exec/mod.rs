@@ -4,6 +4,7 @@
 //! before anything cuts them ([`redact_stream`]).
 
 pub mod capture;
+pub mod condition;
 pub mod environment;
 pub mod executor;
 pub mod plan;

@@ -296,6 +296,7 @@ fn the_approvals_page_escapes_plans_and_causes() {
         kind: h(),
         when: Some(h()),
         detail: h(),
+        problem: Some(h()),
     }];
     let list = [
         Waiting {
