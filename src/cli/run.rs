@@ -18,6 +18,7 @@ use crate::cli::connect::{Target, target};
 use crate::cli::global::{Global, block_on};
 use crate::cli::progress::Progress;
 use crate::cli::remote::Remote;
+use crate::cli::waiting;
 use crate::cli::whoami;
 use crate::engine::lifecycle;
 use crate::exec::executor::Executor;
@@ -123,8 +124,9 @@ pub fn find_runbook(g: &Global, name: &str) -> Result<Arc<Runbook>> {
     )
 }
 
-/// Runs the runbook through the daemon and follows it to its end.
-fn run_remote(remote: &Remote, a: &RunArgs) -> Result<ExitCode> {
+/// Runs the runbook through the daemon and follows it to its end; a run that waits for
+/// approval is said so, with how to decide it, and followed on.
+fn run_remote(g: &Global, remote: &Remote, a: &RunArgs) -> Result<ExitCode> {
     // `$USER` is a claim: the daemon records the principal of UNTOIL_TOKEN, with it beside.
     let mut body =
         serde_json::json!({ "params": parse_params(&a.params)?, "user": whoami::claimed_name() });
@@ -149,12 +151,32 @@ fn run_remote(remote: &Remote, a: &RunArgs) -> Result<ExitCode> {
         remote.base(),
         ids.join(", ")
     );
+    // Runs that wait for a person, with when they expire (none when the list cannot be read:
+    // the runs are followed all the same).
+    let waiting: Vec<serde_json::Value> = remote
+        .get("/api/v1/approvals", &[])
+        .ok()
+        .and_then(|body| serde_json::from_str(&body).ok())
+        .unwrap_or_default();
     let mut all_ok = true;
     for id in ids {
         let mut progress = Progress::new(std::io::stdout().is_terminal());
         let mut status = None;
+        let mut notice = waiting
+            .iter()
+            .find(|w| w["run"]["id"].as_str() == Some(id.as_str()))
+            .map(|w| waiting::notice(&id, w, remote.base(), g.server.as_deref(), Utc::now()));
         remote.follow(&id, |event| {
+            if let RunEvent::RunFinished { record } = event
+                && let Some(decided) = waiting::decided(record)
+            {
+                eprintln!("run {id}: {decided}");
+            }
             progress.show(event);
+            // Once, under the run's first line.
+            if let (RunEvent::RunStarted { .. }, Some(n)) = (event, notice.take()) {
+                eprintln!("{n}");
+            }
             if let RunEvent::RunFinished { record } = event {
                 status = Some(record.status);
             }
@@ -244,7 +266,7 @@ pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode> {
             );
         }
         if !a.dry_run {
-            return run_remote(remote, &a);
+            return run_remote(g, remote, &a);
         }
     }
     let rb = find_runbook(g, &a.name)?;

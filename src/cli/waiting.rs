@@ -1,0 +1,120 @@
+//! What `untoil run` says about a run that waits for a person: that it waits, how to approve or
+//! deny it (the command and the dashboard page), when it expires; and, once decided, who did.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::cli::logging::escape;
+use crate::identity::claim;
+use crate::run::record::RunRecord;
+use crate::runbook::model::format_duration;
+
+/// The notice for run `id`, from its entry in `GET /api/v1/approvals`; `base` is the daemon's
+/// address and `server` the `--server` this command was given (repeated in the commands).
+pub fn notice(
+    id: &str,
+    item: &Value,
+    base: &str,
+    server: Option<&str>,
+    now: DateTime<Utc>,
+) -> String {
+    let server = server.map(|s| format!(" --server {s}")).unwrap_or_default();
+    let expires = item["expires_at"]
+        .as_str()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc));
+    let expiry = match expires {
+        Some(at) => {
+            let left = (at - now).to_std().unwrap_or_default();
+            // Whole seconds: the notice is for a person.
+            let left = std::time::Duration::from_secs(left.as_secs());
+            format!(
+                "; it expires at {} (in {}), and then does not run",
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                format_duration(left)
+            )
+        }
+        None => String::new(),
+    };
+    let runbook = item["run"]["runbook"].as_str().unwrap_or("the runbook");
+    let mut out = format!(
+        "run {id} waits for approval ({} requires it){expiry}\n",
+        escape(runbook)
+    );
+    if let Some(who) = approvers(&item["approvers"]) {
+        out.push_str(&format!("  it may be decided by {who}\n"));
+    }
+    out.push_str(&format!(
+        "  approve it: untoil approve {id}{server}   (or deny it: untoil deny {id}{server})\n"
+    ));
+    out.push_str(&format!("  or on the dashboard: {base}/ui/approvals\n"));
+    out.push_str("  following it until it ends (Ctrl-C stops following, not the run)");
+    out
+}
+
+/// `users alice, bob; groups oncall` from the approvers the API lists.
+fn approvers(v: &Value) -> Option<String> {
+    let list = |field: &str| -> Vec<String> {
+        v[field]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x.as_str().map(|s| escape(s).into_owned()))
+            .collect()
+    };
+    let (users, groups) = (list("users"), list("groups"));
+    let mut parts = Vec::new();
+    if !users.is_empty() {
+        parts.push(format!("users {}", users.join(", ")));
+    }
+    if !groups.is_empty() {
+        parts.push(format!("groups {}", groups.join(", ")));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+/// Who decided on a run that waited (None when it never waited for a person).
+pub fn decided(record: &RunRecord) -> Option<String> {
+    let a = record.approval.as_ref()?;
+    let verdict = if a.approved { "approved" } else { "denied" };
+    let by = if a.by == crate::identity::principal::EXPIRED {
+        "nobody: the approval expired".to_string()
+    } else {
+        format!(
+            "by {}",
+            escape(&claim::shown(&a.by, a.claimed_by.as_deref()))
+        )
+    };
+    Some(format!(
+        "{verdict} {by} at {}",
+        a.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_notice_says_how_to_approve_and_when_it_expires() {
+        let now = Utc::now();
+        let at = (now + chrono::Duration::minutes(60)).to_rfc3339();
+        let item = serde_json::json!({
+            "run": {"runbook": "disk-cleanup"},
+            "expires_at": at,
+            "approvers": {"users": ["alice\u{1b}[2J"], "groups": []},
+        });
+        let text = notice("01X", &item, "http://127.0.0.1:1", None, now);
+        assert!(text.contains("run 01X waits for approval"), "{text}");
+        assert!(text.contains("untoil approve 01X "), "{text}");
+        assert!(text.contains("http://127.0.0.1:1/ui/approvals"), "{text}");
+        assert!(
+            text.contains("(in 1h)") || text.contains("(in 59m"),
+            "{text}"
+        );
+        // A hostile name reaches the terminal escaped.
+        assert!(!text.contains('\u{1b}'), "{text}");
+        let with_server = notice("01X", &item, "http://h:1", Some("http://h:1"), now);
+        assert!(with_server.contains("untoil approve 01X --server http://h:1"));
+    }
+}

@@ -1,0 +1,234 @@
+//! Approvals and dry runs as a person meets them: `untoil run` of a runbook that waits for
+//! approval, the plan shown before anyone approves, runs that cannot start failing before
+//! anyone is asked, dry runs beside a daemon.
+
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::{self, Dirs, Http, Served};
+
+/// A daemon on an ephemeral loopback port, over `dirs`.
+fn serve(dirs: &Dirs) -> (Served, String) {
+    let mut c = common::untoil_command(dirs);
+    c.args(["serve", "--listen", "127.0.0.1:0"]);
+    let mut served = Served::spawn(c);
+    let base = served.base();
+    (served, base)
+}
+
+/// A command whose stdout and stderr lines arrive, as they come, on one channel.
+struct Lines {
+    child: std::process::Child,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Lines {
+    fn spawn(mut c: Command) -> Lines {
+        let mut child = c
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn untoil");
+        let (tx, lines) = std::sync::mpsc::channel();
+        let out = child.stdout.take().expect("stdout");
+        let err = child.stderr.take().expect("stderr");
+        let tx2 = tx.clone();
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = tx2.send(l);
+            }
+        });
+        Lines {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits (with a deadline) for a line that contains `text`.
+    fn wait_for(&mut self, text: &str) -> String {
+        if let Some(l) = self.seen.iter().find(|l| l.contains(text)) {
+            return l.clone();
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    self.seen.push(l.clone());
+                    if l.contains(text) {
+                        return l;
+                    }
+                }
+                Err(_) => panic!("no line with {text:?}; saw:\n{}", self.seen.join("\n")),
+            }
+        }
+    }
+
+    /// Waits (with a deadline) for the exit, and returns its code and every line.
+    fn exit(mut self) -> (Option<i32>, String) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                break s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "untoil run did not exit; saw:\n{}",
+                self.seen.join("\n")
+            );
+            if let Ok(l) = self.lines.recv_timeout(Duration::from_millis(50)) {
+                self.seen.push(l);
+            }
+        };
+        while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(500)) {
+            self.seen.push(l);
+        }
+        (status.code(), self.seen.join("\n"))
+    }
+}
+
+impl Drop for Lines {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const GATED: &str = "name: gated\nowner: t\nguards: {approval: required}\nsteps:\n  - name: fix\n    run: echo fixed-it\n";
+
+/// Starts `untoil run gated` through the daemon and waits for it to say it waits; returns the
+/// follower and the run id.
+fn run_until_it_waits(dirs: &Dirs, base: &str) -> (Lines, String) {
+    let mut c = common::untoil_command(dirs);
+    c.args(["run", "gated"]);
+    let mut run = Lines::spawn(c);
+    let line = run.wait_for("waits for approval");
+    let id = line
+        .split_whitespace()
+        .nth(1)
+        .expect("the run id follows `run`")
+        .to_string();
+    assert!(line.contains("expires at"), "{line}");
+    let approve = run.wait_for("approve it:");
+    assert!(
+        approve.contains(&format!("untoil approve {id}")),
+        "{approve}"
+    );
+    let page = run.wait_for("on the dashboard:");
+    assert!(page.contains(&format!("{base}/ui/approvals")), "{page}");
+    (run, id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_says_it_waits_for_approval_how_to_give_it_and_follows_the_run_to_its_end() {
+    let dirs = Dirs::new();
+    dirs.runbook("gated", GATED);
+    let (_served, base) = serve(&dirs);
+    let http = Http::new(base.clone());
+
+    let (run, id) = tokio::task::block_in_place(|| run_until_it_waits(&dirs, &base));
+    let (status, _) = http
+        .post(&format!("/api/v1/runs/{id}/approve"), serde_json::json!({}))
+        .await;
+    assert_eq!(status, 200);
+    let (code, out) = tokio::task::block_in_place(|| run.exit());
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains(&format!("run {id}: approved by ")), "{out}");
+    assert!(out.contains("fixed-it"), "{out}");
+    assert!(out.contains(&format!("run {id} succeeded")), "{out}");
+
+    // Denied: said so, and the command fails.
+    let (run, id) = tokio::task::block_in_place(|| run_until_it_waits(&dirs, &base));
+    let (status, _) = http
+        .post(&format!("/api/v1/runs/{id}/deny"), serde_json::json!({}))
+        .await;
+    assert_eq!(status, 200);
+    let (code, out) = tokio::task::block_in_place(|| run.exit());
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains(&format!("run {id}: denied by ")), "{out}");
+    assert!(!out.contains("fixed-it"), "{out}");
+}
+
+/// A dry run beside the daemon: its plan on stdout and its notes on stderr.
+fn dry_run(dirs: &Dirs, name: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = common::untoil_command(dirs)
+        .args(["run", name, "--dry-run"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("untoil run --dry-run");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn a_dry_run_leaves_conditions_on_earlier_output_to_the_run_and_skips_alert_ones_without_an_alert()
+{
+    let dirs = Dirs::new();
+    dirs.runbook(
+        "freed",
+        "name: freed\nowner: t\ntriggers: [{alert: {matchers: ['alertname=\"DiskFull\"']}}]\nsteps:\n  - name: freed\n    run: echo 3\n  - name: report\n    run: echo freed {{steps.freed.stdout}}\n    when: '{{gt steps.freed.stdout 0}}'\n  - name: page\n    run: echo paging\n    when: '{{eq alert.labels.severity \"critical\"}}'\n",
+    );
+    let (code, plan, err) = dry_run(&dirs, "freed", &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        plan.contains("when: {{gt steps.freed.stdout 0}} -> decided at run time"),
+        "{plan}"
+    );
+    assert!(!plan.contains("-> false"), "{plan}");
+    assert!(
+        plan.contains("{{eq alert.labels.severity \"critical\"}} -> skipped: it reads the alert, and this run has no alert"),
+        "{plan}"
+    );
+    assert!(!plan.contains("Helper/Decorator"), "{plan}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_approvals_page_shows_conditions_rendered_or_decided_at_run_time() {
+    let dirs = Dirs::new();
+    dirs.runbook(
+        "gated",
+        "name: gated\nowner: t\ntriggers: [{alert: {matchers: ['alertname=\"DiskFull\"']}}]\nguards: {approval: required}\nsteps:\n  - name: usage\n    run: echo 3\n  - name: compress\n    run: echo compressing\n    when: '{{eq alert.labels.severity \"critical\"}}'\n  - name: report\n    run: echo freed\n    when: '{{gt steps.usage.stdout 0}}'\n",
+    );
+    let (_served, base) = serve(&dirs);
+    let http = Http::new(base);
+    let (status, answer) = http
+        .post("/api/v1/runbooks/gated/runs", serde_json::json!({}))
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    let page = common::until("the run to wait for approval", || async {
+        let (_, page) = http.text("/ui/approvals").await;
+        page.contains("data-run=").then_some(page)
+    })
+    .await;
+    assert!(!page.contains("Helper/Decorator"), "{page}");
+    assert!(
+        page.contains("-&gt; skipped: it reads the alert, and this run has no alert"),
+        "{page}"
+    );
+    assert!(page.contains("-&gt; decided at run time"), "{page}");
+    let (_, list) = http.get("/api/v1/approvals").await;
+    let plan = &list[0]["plan"];
+    assert_eq!(
+        plan[2]["when"],
+        Value::from(
+            "{{gt steps.usage.stdout 0}} -> decided at run time (it reads an earlier step's output)"
+        ),
+        "{list}"
+    );
+}
