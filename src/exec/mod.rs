@@ -8,6 +8,7 @@ pub mod condition;
 pub mod environment;
 pub mod executor;
 pub mod plan;
+pub mod preparation;
 pub mod process;
 pub mod recorder;
 pub mod redact;

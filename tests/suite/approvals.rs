@@ -232,3 +232,169 @@ async fn the_approvals_page_shows_conditions_rendered_or_decided_at_run_time() {
         "{list}"
     );
 }
+
+/// Polls the run until it is no longer queued, running or waiting to be admitted.
+async fn run_settled(http: &Http, id: &str, wanted: &[&str]) -> Value {
+    common::until("the run to reach its state", || async {
+        let (_, run) = http.get(&format!("/api/v1/runs/{id}")).await;
+        wanted
+            .contains(&run["status"].as_str().unwrap_or(""))
+            .then_some(run)
+    })
+    .await
+}
+
+/// Starts a manual run through the API and returns its id.
+async fn start(http: &Http, runbook: &str, params: Value) -> String {
+    let (status, answer) = http
+        .post(
+            &format!("/api/v1/runbooks/{runbook}/runs"),
+            serde_json::json!({ "params": params }),
+        )
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    answer["id"].as_str().expect("run id").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_cannot_be_prepared_fails_before_anyone_is_asked_to_approve_it() {
+    let dirs = Dirs::new();
+    let head = "owner: t\ntriggers: [{alert: {matchers: ['alertname=\"DiskFull\"']}}]\nguards: {approval: required}\n";
+    dirs.runbook(
+        "no-secret",
+        &format!("name: no-secret\n{head}secrets: {{hook: {{env: APPROVALS_TEST_NO_SUCH_HOOK}}}}\nsteps:\n  - name: a\n    run: echo ran\n"),
+    );
+    dirs.runbook(
+        "no-label",
+        &format!("name: no-label\n{head}steps:\n  - name: a\n    run: echo 1\n  - name: b\n    run: echo {{{{alert.labels.instance}}}} {{{{steps.a.stdout}}}}\n"),
+    );
+    dirs.runbook(
+        "later",
+        &format!("name: later\n{head}steps:\n  - name: a\n    run: echo 1\n  - name: b\n    run: echo {{{{steps.a.json.count}}}}\n    when: '{{{{gt steps.a.stdout 0}}}}'\n"),
+    );
+    let (_served, base) = serve(&dirs);
+    let http = Http::new(base);
+
+    let id = start(&http, "no-secret", serde_json::json!({})).await;
+    let run = run_settled(&http, &id, &["failed", "pending_approval"]).await;
+    assert_eq!(run["status"], "failed", "{run}");
+    let error = run["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("nobody was asked to approve it")
+            && error.contains("APPROVALS_TEST_NO_SUCH_HOOK"),
+        "{run}"
+    );
+
+    let id = start(&http, "no-label", serde_json::json!({})).await;
+    let run = run_settled(&http, &id, &["failed", "pending_approval"]).await;
+    assert_eq!(run["status"], "failed", "{run}");
+    let error = run["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("step `b` cannot run") && error.contains("alert.labels.instance"),
+        "{run}"
+    );
+
+    // What only the run can decide does not stop it: it waits for a person.
+    let id = start(&http, "later", serde_json::json!({})).await;
+    run_settled(&http, &id, &["pending_approval"]).await;
+    let (_, list) = http.get("/api/v1/approvals").await;
+    let waiting: Vec<&str> = list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|w| w["run"]["runbook"].as_str())
+        .collect();
+    assert_eq!(waiting, ["later"], "{list}");
+    assert_eq!(
+        list[0]["plan"][1]["detail"], "decided at run time (it reads an earlier step's output)",
+        "{list}"
+    );
+}
+
+/// A webhook on an ephemeral loopback port that answers 200 and hands over each request.
+async fn webhook() -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 4096];
+            // Head and body: up to the body's length, or until the client stops sending.
+            loop {
+                let text = String::from_utf8_lossy(&seen).to_string();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let length = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .and_then(|v| v.trim().parse::<usize>().ok())
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= length {
+                        break;
+                    }
+                }
+                match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+                    Ok(Ok(n)) if n > 0 => seen.extend_from_slice(&buf[..n]),
+                    _ => break,
+                }
+            }
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                .await;
+            let _ = tx.send(String::from_utf8_lossy(&seen).to_string());
+        }
+    });
+    (url, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_disk_cleanup_example_runs_by_hand_once_approved() {
+    let dirs = Dirs::new();
+    let example = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples/runbooks/disk-cleanup.yaml"),
+    )
+    .expect("the example");
+    dirs.runbook("disk-cleanup", &example);
+    let logs = dirs.path("logs");
+    let (hook, mut posted) = webhook().await;
+    let mut c = common::untoil_command(&dirs);
+    c.args(["serve", "--listen", "127.0.0.1:0"])
+        .env("SLACK_WEBHOOK_URL", &hook);
+    let mut served = Served::spawn(c);
+    let base = tokio::task::block_in_place(|| served.base());
+    let http = Http::new(base);
+
+    let id = start(
+        &http,
+        "disk-cleanup",
+        serde_json::json!({ "path": logs.display().to_string() }),
+    )
+    .await;
+    run_settled(&http, &id, &["pending_approval"]).await;
+    let (_, list) = http.get("/api/v1/approvals").await;
+    let plan = list[0]["plan"].to_string();
+    assert!(!plan.contains("cannot"), "{plan}");
+    // The webhook is a secret: masked in the plan.
+    assert!(!plan.contains(&hook), "{plan}");
+    let (status, _) = http
+        .post(&format!("/api/v1/runs/{id}/approve"), serde_json::json!({}))
+        .await;
+    assert_eq!(status, 200);
+    let run = run_settled(&http, &id, &["succeeded", "failed"]).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let request = tokio::time::timeout(Duration::from_secs(20), posted.recv())
+        .await
+        .expect("the webhook is called")
+        .unwrap_or_default();
+    assert!(
+        request.contains(&format!("cleaned {} (by manual)", logs.display())),
+        "{request}"
+    );
+}
