@@ -32,6 +32,8 @@ use crate::run::status::RunStatus;
 use crate::runbook::model::Runbook;
 use crate::runbook::plugins::Plugins;
 use crate::runbook::suggest::did_you_mean;
+use crate::store::error::StoreError;
+use crate::store::sled::SledStore;
 use crate::store::{Candidate, Store};
 use crate::trigger::alert::Notification;
 use crate::trigger::key::DedupeKey;
@@ -293,17 +295,25 @@ pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode> {
         .iter()
         .map(|r| Plan::of(rb.clone(), r))
         .collect::<Result<_, _>>()?;
-    // Every run is recorded, dry runs too (they credit nothing); a dry run while a daemon holds
-    // the store is only printed.
+    // Every run is recorded, dry runs too (they credit nothing); a dry run whose store another
+    // process holds is only printed: it executes nothing, so it needs no store.
     let store: Option<Arc<dyn Store>> = match &daemon {
         Some(r) => {
             eprintln!(
-                "note: this dry run is not recorded: the daemon at {} holds the store",
+                "note: this dry run is not recorded: it is rendered here, from the runbook files in {} (the daemon at {}, which holds the store, may run another version of them)",
+                g.runbooks.display(),
                 r.base()
             );
             None
         }
-        None => Some(Arc::new(g.open_store()?)),
+        None => match SledStore::open(&g.data) {
+            Ok(store) => Some(Arc::new(store)),
+            Err(e @ StoreError::Locked { .. }) if a.dry_run => {
+                eprintln!("note: this dry run is not recorded: {e}");
+                None
+            }
+            Err(e) => return Err(e.into()),
+        },
     };
     let mut all_ok = true;
     for (plan, run) in plans.iter().zip(runs) {

@@ -398,3 +398,46 @@ async fn the_shipped_disk_cleanup_example_runs_by_hand_once_approved() {
         "{request}"
     );
 }
+
+#[test]
+fn a_dry_run_says_truly_why_it_is_not_recorded_and_a_silent_server_is_named_beside_the_store() {
+    let dirs = Dirs::new();
+    dirs.runbook(
+        "plain",
+        "name: plain\nowner: t\nsteps:\n  - name: a\n    run: echo hello\n",
+    );
+    // Another process holds the store without a daemon address: the plan is printed all the
+    // same, unrecorded, with the reason.
+    let held = untoil::store::sled::SledStore::open(&dirs.path("data")).expect("open the store");
+    let (code, plan, err) = dry_run(&dirs, "plain", &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(plan.contains("echo hello"), "{plan}");
+    assert!(
+        err.contains("this dry run is not recorded")
+            && err.contains("in use by another untoil process"),
+        "{err}"
+    );
+    assert!(!err.contains("daemon's API"), "{err}");
+    drop(held);
+
+    // A daemon holds it: rendered here, from these files, and the note says so.
+    let (_served, base) = serve(&dirs);
+    let (code, plan, err) = dry_run(&dirs, "plain", &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(plan.contains("echo hello"), "{plan}");
+    assert!(
+        err.contains("not recorded: it is rendered here, from the runbook files in")
+            && err.contains(&base),
+        "{err}"
+    );
+    assert!(!err.contains("in use"), "{err}");
+
+    // A --server that does not answer is said so, with the daemon that holds the store here.
+    let (code, _, err) = dry_run(&dirs, "plain", &["--server", "http://127.0.0.1:9"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("no daemon answers at http://127.0.0.1:9")
+            && err.contains(&format!("is held by the daemon at {base}")),
+        "{err}"
+    );
+}
