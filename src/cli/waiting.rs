@@ -52,8 +52,8 @@ pub fn notice(
     out
 }
 
-/// `users alice, bob; groups oncall` from the approvers the API lists.
-fn approvers(v: &Value) -> Option<String> {
+/// `users alice, bob or groups oncall` from the approvers the API lists (escaped for a terminal).
+pub fn approvers(v: &Value) -> Option<String> {
     let list = |field: &str| -> Vec<String> {
         v[field]
             .as_array()
@@ -70,7 +70,7 @@ fn approvers(v: &Value) -> Option<String> {
     if !groups.is_empty() {
         parts.push(format!("groups {}", groups.join(", ")));
     }
-    (!parts.is_empty()).then(|| parts.join("; "))
+    (!parts.is_empty()).then(|| parts.join(" or "))
 }
 
 /// Who decided on a run that waited (None when it never waited for a person).

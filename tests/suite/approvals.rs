@@ -441,3 +441,61 @@ fn a_dry_run_says_truly_why_it_is_not_recorded_and_a_silent_server_is_named_besi
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_shows_the_alert_its_labels_the_plan_and_its_conditions_and_runs_show_who_decided()
+ {
+    let dirs = Dirs::new();
+    dirs.runbook(
+        "gated",
+        "name: gated\nowner: t\ntriggers: [{alert: {matchers: ['alertname=\"DiskFull\"']}}]\nguards: {approval: required}\nsteps:\n  - name: compress\n    run: echo compressing {{alert.labels.instance}}\n    when: '{{eq alert.labels.severity \"critical\"}}'\n",
+    );
+    let (_served, base) = serve(&dirs);
+    let http = Http::new(base.clone());
+    let client = reqwest::Client::new();
+    let status = client
+        .post(format!("{base}/api/v1/alerts/alertmanager"))
+        .header("content-type", "application/json")
+        .body(common::fixture("firing.json"))
+        .send()
+        .await
+        .expect("post the alert")
+        .status();
+    assert!(status.is_success(), "{status}");
+    let id = common::until("the run to wait for approval", || async {
+        let (_, list) = http.get("/api/v1/approvals").await;
+        list[0]["run"]["id"].as_str().map(String::from)
+    })
+    .await;
+
+    let untoil = |args: &[&str]| {
+        let out = common::untoil_command(&dirs)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("untoil");
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let shown = tokio::task::block_in_place(|| untoil(&["approvals"]));
+    for wanted in [
+        format!("{id}  gated"),
+        "for alert DiskFull (instance=db-1 service=db severity=critical)".to_string(),
+        "[1/1] compress (shell)".to_string(),
+        "when: {{eq alert.labels.severity \"critical\"}} -> true".to_string(),
+        "/bin/sh -c echo compressing db-1".to_string(),
+        format!("untoil approve {id}"),
+        format!("{base}/ui/approvals"),
+    ] {
+        assert!(shown.contains(&wanted), "{wanted:?} not in:\n{shown}");
+    }
+
+    tokio::task::block_in_place(|| untoil(&["approve", &id, "--by", "bob"]));
+    let run = run_settled(&http, &id, &["succeeded", "failed"]).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let shown = tokio::task::block_in_place(|| untoil(&["runs", "show", &id]));
+    assert!(
+        shown.contains("approval  approved by anonymous (claimed: bob)"),
+        "{shown}"
+    );
+}
