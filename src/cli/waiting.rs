@@ -76,19 +76,13 @@ pub fn approvers(v: &Value) -> Option<String> {
 /// Who decided on a run that waited (None when it never waited for a person).
 pub fn decided(record: &RunRecord) -> Option<String> {
     let a = record.approval.as_ref()?;
+    let at = a.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    if a.by == crate::identity::principal::EXPIRED {
+        return Some(format!("not approved: the approval expired at {at}"));
+    }
     let verdict = if a.approved { "approved" } else { "denied" };
-    let by = if a.by == crate::identity::principal::EXPIRED {
-        "nobody: the approval expired".to_string()
-    } else {
-        format!(
-            "by {}",
-            escape(&claim::shown(&a.by, a.claimed_by.as_deref()))
-        )
-    };
-    Some(format!(
-        "{verdict} {by} at {}",
-        a.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-    ))
+    let by = escape(&claim::shown(&a.by, a.claimed_by.as_deref())).into_owned();
+    Some(format!("{verdict} by {by} at {at}"))
 }
 
 #[cfg(test)]
@@ -116,5 +110,32 @@ mod tests {
         assert!(!text.contains('\u{1b}'), "{text}");
         let with_server = notice("01X", &item, "http://h:1", Some("http://h:1"), now);
         assert!(with_server.contains("untoil approve 01X --server http://h:1"));
+    }
+
+    #[test]
+    fn an_expired_approval_is_said_so_not_called_a_denial() {
+        let mut run = RunRecord::synthetic(0);
+        run.approval = Some(crate::run::record::ApprovalDecision {
+            approved: false,
+            by: crate::identity::principal::EXPIRED.into(),
+            claimed_by: None,
+            at: Utc::now(),
+        });
+        let said = decided(&run).unwrap_or_default();
+        assert!(
+            said.starts_with("not approved: the approval expired at "),
+            "{said}"
+        );
+        run.approval = Some(crate::run::record::ApprovalDecision {
+            approved: true,
+            by: "alice".into(),
+            claimed_by: Some("bob".into()),
+            at: Utc::now(),
+        });
+        let said = decided(&run).unwrap_or_default();
+        assert!(
+            said.starts_with("approved by alice (claimed: bob) at "),
+            "{said}"
+        );
     }
 }

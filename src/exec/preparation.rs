@@ -39,10 +39,11 @@ pub fn prepare(
     let mut preview = run.clone();
     preview.dry_run = true;
     let plan = Plan::of(Arc::clone(runbook), &preview)?;
-    match executor
-        .preview(&plan)
-        .into_iter()
-        .find_map(|s| s.problem.map(|p| (s.name, p)))
+    // A step whose failure does not fail the run (`continue_on_error`) stops nothing here.
+    let planned = executor.preview(&plan).into_iter().zip(&runbook.steps);
+    match planned
+        .filter(|(_, step)| !step.continue_on_error)
+        .find_map(|(s, _)| s.problem.map(|p| (s.name, p)))
     {
         Some((step, problem)) => Err(Unprepared::Step { step, problem }),
         None => Ok(()),
@@ -97,6 +98,10 @@ mod tests {
     fn what_depends_on_earlier_output_or_a_skipped_step_is_left_to_the_run() {
         let rb = runbook(&format!(
             "{HEAD}steps:\n  - name: a\n    run: echo 1\n  - name: b\n    run: echo {{{{steps.a.json.count}}}}\n  - name: c\n    run: echo {{{{alert.labels.instance}}}}\n    when: '{{{{eq alert.labels.severity \"critical\"}}}}'\n  - name: d\n    run: echo {{{{alert.labels.instance}}}}\n    when: '{{{{gt steps.a.stdout 0}}}}'\n"
+        ));
+        assert_eq!(prepare(&executor(), &rb, &manual_run(&rb)), Ok(()));
+        let rb = runbook(&format!(
+            "{HEAD}steps:\n  - name: a\n    run: echo {{{{alert.labels.instance}}}}\n    continue_on_error: true\n"
         ));
         assert_eq!(prepare(&executor(), &rb, &manual_run(&rb)), Ok(()));
     }
