@@ -332,7 +332,7 @@ impl Executor {
                     return skipped("`when` reads the alert, and this run has no alert".into());
                 }
                 Condition::False => return skipped(format!("`when` is false: {}", when.source())),
-                // Only before a run; kept apart so that a new outcome is decided here.
+                // Never during a run (`before_run` is false above).
                 Condition::AtRunTime => {}
                 Condition::Fails(e) => {
                     let mut r = failed_before_start(redactor.redact(&e)).result;
