@@ -110,9 +110,9 @@ const GATED: &str = "name: gated\nowner: t\nguards: {approval: required}\nsteps:
 
 /// Starts `untoil run gated` through the daemon and waits for it to say it waits; returns the
 /// follower and the run id.
-fn run_until_it_waits(dirs: &Dirs, base: &str) -> (Lines, String) {
+fn run_until_it_waits(dirs: &Dirs, base: &str, runbook: &str) -> (Lines, String) {
     let mut c = common::untoil_command(dirs);
-    c.args(["run", "gated"]);
+    c.args(["run", runbook]);
     let mut run = Lines::spawn(c);
     let line = run.wait_for("waits for approval");
     let id = line
@@ -138,7 +138,7 @@ async fn run_says_it_waits_for_approval_how_to_give_it_and_follows_the_run_to_it
     let (_served, base) = serve(&dirs);
     let http = Http::new(base.clone());
 
-    let (run, id) = tokio::task::block_in_place(|| run_until_it_waits(&dirs, &base));
+    let (run, id) = tokio::task::block_in_place(|| run_until_it_waits(&dirs, &base, "gated"));
     let (status, _) = http
         .post(&format!("/api/v1/runs/{id}/approve"), serde_json::json!({}))
         .await;
@@ -150,7 +150,7 @@ async fn run_says_it_waits_for_approval_how_to_give_it_and_follows_the_run_to_it
     assert!(out.contains(&format!("run {id} succeeded")), "{out}");
 
     // Denied: said so, and the command fails.
-    let (run, id) = tokio::task::block_in_place(|| run_until_it_waits(&dirs, &base));
+    let (run, id) = tokio::task::block_in_place(|| run_until_it_waits(&dirs, &base, "gated"));
     let (status, _) = http
         .post(&format!("/api/v1/runs/{id}/deny"), serde_json::json!({}))
         .await;
@@ -158,6 +158,26 @@ async fn run_says_it_waits_for_approval_how_to_give_it_and_follows_the_run_to_it
     let (code, out) = tokio::task::block_in_place(|| run.exit());
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains(&format!("run {id}: denied by ")), "{out}");
+    assert!(!out.contains("fixed-it"), "{out}");
+
+    // Nobody decides: it expires, and the command says so (3 s: time enough, on a loaded
+    // machine, for the command to see it waiting first).
+    dirs.runbook(
+        "brief",
+        "name: brief\nowner: t\nguards: {approval: required, approval_timeout: 3s}\nsteps:\n  - name: fix\n    run: echo fixed-it\n",
+    );
+    common::until("the new runbook to be loaded", || async {
+        let (_, rb) = http.get("/api/v1/runbooks/brief").await;
+        rb["name"].is_string().then_some(())
+    })
+    .await;
+    let (run, id) = tokio::task::block_in_place(|| run_until_it_waits(&dirs, &base, "brief"));
+    let (code, out) = tokio::task::block_in_place(|| run.exit());
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(&format!("run {id}: not approved: the approval expired at ")),
+        "{out}"
+    );
     assert!(!out.contains("fixed-it"), "{out}");
 }
 
