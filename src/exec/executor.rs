@@ -94,7 +94,7 @@ impl Executor {
     }
 
     /// Renders every step of a plan as it would run, executing nothing. Steps that read earlier
-    /// steps' results see placeholders such as `<steps.usage.stdout>`.
+    /// steps' results see placeholders such as `<steps.usage.stdout, decided at run time>`.
     pub fn preview(&self, plan: &Plan) -> Vec<PlannedStep> {
         let rb = plan.runbook().clone();
         let mut ctx = plan.context(Utc::now());
@@ -463,8 +463,11 @@ async fn forward(
         .await;
 }
 
+/// What a plan shows for the results of step `s` before the run: each value names itself and
+/// says it is decided at run time.
 fn placeholder(s: &Step, plugins: &Plugins) -> serde_json::Value {
-    let ph = |f: &str| serde_json::Value::String(format!("<steps.{}.{f}>", s.name));
+    let ph =
+        |f: &str| serde_json::Value::String(format!("<steps.{}.{f}, decided at run time>", s.name));
     let mut v = serde_json::json!({
         "status": ph("status"), "duration_ms": ph("duration_ms"), "attempts": ph("attempts"),
         "exit_code": ph("exit_code"), "stdout": ph("stdout"), "stderr": ph("stderr"),

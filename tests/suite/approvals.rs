@@ -212,6 +212,10 @@ fn a_dry_run_leaves_conditions_on_earlier_output_to_the_run_and_skips_alert_ones
     );
     assert!(!plan.contains("-> false"), "{plan}");
     assert!(
+        plan.contains("echo freed '<steps.freed.stdout, decided at run time>'"),
+        "{plan}"
+    );
+    assert!(
         plan.contains("{{eq alert.labels.severity \"critical\"}} -> skipped: it reads the alert, and this run has no alert"),
         "{plan}"
     );
