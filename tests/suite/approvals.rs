@@ -423,15 +423,13 @@ async fn the_shipped_disk_cleanup_example_runs_by_hand_once_approved() {
     );
 }
 
+const PLAIN: &str = "name: plain\nowner: t\nsteps:\n  - name: a\n    run: echo hello\n";
+
 #[test]
-fn a_dry_run_says_truly_why_it_is_not_recorded_and_a_silent_server_is_named_beside_the_store() {
+fn a_dry_run_beside_a_process_that_holds_the_store_prints_its_plan_unrecorded_and_says_why() {
     let dirs = Dirs::new();
-    dirs.runbook(
-        "plain",
-        "name: plain\nowner: t\nsteps:\n  - name: a\n    run: echo hello\n",
-    );
-    // Another process holds the store without a daemon address: the plan is printed all the
-    // same, unrecorded, with the reason.
+    dirs.runbook("plain", PLAIN);
+    // Another process holds the store without a daemon address (a foreground run, say).
     let held = untoil::store::sled::SledStore::open(&dirs.path("data")).expect("open the store");
     let (code, plan, err) = dry_run(&dirs, "plain", &[]);
     assert_eq!(code, Some(0), "{err}");
@@ -443,7 +441,13 @@ fn a_dry_run_says_truly_why_it_is_not_recorded_and_a_silent_server_is_named_besi
     );
     assert!(!err.contains("daemon's API"), "{err}");
     drop(held);
+}
 
+#[test]
+fn a_dry_run_beside_the_daemon_says_truly_why_it_is_not_recorded_and_a_silent_server_is_named_with_it()
+ {
+    let dirs = Dirs::new();
+    dirs.runbook("plain", PLAIN);
     // A daemon holds it: rendered here, from these files, and the note says so.
     let (_served, base) = serve(&dirs);
     let (code, plan, err) = dry_run(&dirs, "plain", &[]);
