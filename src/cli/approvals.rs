@@ -55,13 +55,16 @@ pub fn list(g: &Global) -> Result<ExitCode> {
         println!("no run is waiting for approval");
     }
     for item in &list {
-        print!("{}", waiting_run(item, r.base()));
+        print!(
+            "{}",
+            waiting_run(item, r.base(), &waiting::server_flag(g.server.as_deref()))
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// One waiting run, for a terminal: every value from the API escaped (labels come from alerts).
-fn waiting_run(item: &serde_json::Value, base: &str) -> String {
+fn waiting_run(item: &serde_json::Value, base: &str, server: &str) -> String {
     let run = &item["run"];
     let text = |v: &serde_json::Value| escape(v.as_str().unwrap_or("")).into_owned();
     let id = text(&run["id"]);
@@ -128,7 +131,7 @@ fn waiting_run(item: &serde_json::Value, base: &str) -> String {
         None => out.push_str("    the plan cannot be rendered (runbook missing or invalid)\n"),
     }
     out.push_str(&format!(
-        "    approve: untoil approve {id}   deny: untoil deny {id}   page: {base}/ui/approvals\n\n"
+        "    approve: untoil approve {id}{server}   deny: untoil deny {id}{server}   page: {base}/ui/approvals\n\n"
     ));
     out
 }
@@ -150,7 +153,7 @@ mod tests {
                       "when": "{{eq alert.labels.severity \"critical\"}} -> true",
                       "detail": "/bin/sh -c gzip x\n  second line"}],
         });
-        let text = waiting_run(&item, "http://127.0.0.1:1");
+        let text = waiting_run(&item, "http://127.0.0.1:1", "");
         assert!(text.contains("for alert DiskFull (instance=db-1"), "{text}");
         assert!(!text.contains('\u{1b}'), "{text}");
         assert!(text.contains("expires 2026-12-03T08:00:00Z"), "{text}");

@@ -18,7 +18,7 @@ pub fn notice(
     server: Option<&str>,
     now: DateTime<Utc>,
 ) -> String {
-    let server = server.map(|s| format!(" --server {s}")).unwrap_or_default();
+    let server = server_flag(server);
     let expires = item["expires_at"]
         .as_str()
         .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
@@ -50,6 +50,18 @@ pub fn notice(
     out.push_str(&format!("  or on the dashboard: {base}/ui/approvals\n"));
     out.push_str("  following it until it ends (Ctrl-C stops following, not the run)");
     out
+}
+
+/// ` --server URL` (quoted for a shell) when the command was given one, for the commands it
+/// suggests; else nothing.
+pub fn server_flag(server: Option<&str>) -> String {
+    server
+        .map(|s| {
+            let quoted =
+                shlex::try_quote(s).map_or_else(|_| escape(s).into_owned(), |q| q.into_owned());
+            format!(" --server {quoted}")
+        })
+        .unwrap_or_default()
 }
 
 /// `users alice, bob or groups oncall` from the approvers the API lists (escaped for a terminal).
