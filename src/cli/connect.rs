@@ -34,8 +34,8 @@ pub fn target(g: &Global) -> Result<Target> {
         let remote = Remote::new(server)?;
         if !remote.healthy() {
             bail!(
-                "no daemon answers at {server} (--server / UNTOIL_SERVER); start `untoil serve` there, or leave --server out to use the store at {}",
-                g.data.display()
+                "no daemon answers at {server} (--server / UNTOIL_SERVER); {}",
+                here_instead(g, here.as_ref())?
             );
         }
         if let Some(loc) = &here {
@@ -78,6 +78,32 @@ pub fn target(g: &Global) -> Result<Target> {
     }
     // A daemon that died without removing its address: the store is free.
     Ok(Target::Local)
+}
+
+/// What to do instead of a `--server` that does not answer, as the store at `--data` (held by
+/// its daemon, by a process that does not answer, or free) allows.
+fn here_instead(g: &Global, here: Option<&locator::Location>) -> Result<String> {
+    let data = g.data.display();
+    let Some(loc) = here else {
+        return Ok(format!(
+            "start `untoil serve` there, or leave --server out to use the store at {data}"
+        ));
+    };
+    if Remote::new(&loc.url)?.healthy() {
+        return Ok(format!(
+            "the store at {data} is held by the daemon at {}: leave --server out to go through it, or point --server at it",
+            loc.url
+        ));
+    }
+    if alive(loc.pid) {
+        return Ok(format!(
+            "and the store at {data} is in use by untoil process {}, which does not answer at {} either; wait for it to start, or stop it",
+            loc.pid, loc.url
+        ));
+    }
+    Ok(format!(
+        "start `untoil serve` there, or leave --server out to use the store at {data}"
+    ))
 }
 
 /// The daemon, for commands only a daemon can do (`what` names the command).

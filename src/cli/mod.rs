@@ -24,6 +24,7 @@ pub mod runs;
 pub mod serve;
 pub mod stress;
 pub mod validate;
+pub mod waiting;
 pub mod whoami;
 pub mod words;
 

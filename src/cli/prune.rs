@@ -16,8 +16,9 @@ pub fn run(g: &Global, retain: &str) -> Result<ExitCode> {
     let before = Utc::now() - chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::MAX);
     let n = block_on(store.prune(before))??;
     println!(
-        "removed {n} run(s) started before {}; rollups (report totals) are kept",
-        before.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        "removed {} started before {}; rollups (report totals) are kept",
+        crate::report::human::count(n, "run"),
+        crate::report::human::instant(before)
     );
     Ok(ExitCode::SUCCESS)
 }

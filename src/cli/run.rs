@@ -18,6 +18,7 @@ use crate::cli::connect::{Target, target};
 use crate::cli::global::{Global, block_on};
 use crate::cli::progress::Progress;
 use crate::cli::remote::Remote;
+use crate::cli::waiting;
 use crate::cli::whoami;
 use crate::engine::lifecycle;
 use crate::exec::executor::Executor;
@@ -31,6 +32,8 @@ use crate::run::status::RunStatus;
 use crate::runbook::model::Runbook;
 use crate::runbook::plugins::Plugins;
 use crate::runbook::suggest::did_you_mean;
+use crate::store::error::StoreError;
+use crate::store::sled::SledStore;
 use crate::store::{Candidate, Store};
 use crate::trigger::alert::Notification;
 use crate::trigger::key::DedupeKey;
@@ -123,8 +126,9 @@ pub fn find_runbook(g: &Global, name: &str) -> Result<Arc<Runbook>> {
     )
 }
 
-/// Runs the runbook through the daemon and follows it to its end.
-fn run_remote(remote: &Remote, a: &RunArgs) -> Result<ExitCode> {
+/// Runs the runbook through the daemon and follows it to its end; a run that waits for
+/// approval is said so, with how to decide it, and followed on.
+fn run_remote(g: &Global, remote: &Remote, a: &RunArgs) -> Result<ExitCode> {
     // `$USER` is a claim: the daemon records the principal of UNTOIL_TOKEN, with it beside.
     let mut body =
         serde_json::json!({ "params": parse_params(&a.params)?, "user": whoami::claimed_name() });
@@ -149,12 +153,32 @@ fn run_remote(remote: &Remote, a: &RunArgs) -> Result<ExitCode> {
         remote.base(),
         ids.join(", ")
     );
+    // Runs that wait for a person, with when they expire (none when the list cannot be read:
+    // the runs are followed all the same).
+    let waiting: Vec<serde_json::Value> = remote
+        .get("/api/v1/approvals", &[])
+        .ok()
+        .and_then(|body| serde_json::from_str(&body).ok())
+        .unwrap_or_default();
     let mut all_ok = true;
     for id in ids {
         let mut progress = Progress::new(std::io::stdout().is_terminal());
         let mut status = None;
+        let mut notice = waiting
+            .iter()
+            .find(|w| w["run"]["id"].as_str() == Some(id.as_str()))
+            .map(|w| waiting::notice(&id, w, remote.base(), g.server.as_deref(), Utc::now()));
         remote.follow(&id, |event| {
+            if let RunEvent::RunFinished { record } = event
+                && let Some(decided) = waiting::decided(record)
+            {
+                eprintln!("run {id}: {decided}");
+            }
             progress.show(event);
+            // Once, under the run's first line.
+            if let (RunEvent::RunStarted { .. }, Some(n)) = (event, notice.take()) {
+                eprintln!("{n}");
+            }
             if let RunEvent::RunFinished { record } = event {
                 status = Some(record.status);
             }
@@ -244,7 +268,7 @@ pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode> {
             );
         }
         if !a.dry_run {
-            return run_remote(remote, &a);
+            return run_remote(g, remote, &a);
         }
     }
     let rb = find_runbook(g, &a.name)?;
@@ -271,17 +295,25 @@ pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode> {
         .iter()
         .map(|r| Plan::of(rb.clone(), r))
         .collect::<Result<_, _>>()?;
-    // Every run is recorded, dry runs too (they credit nothing); a dry run while a daemon holds
-    // the store is only printed.
+    // Every run is recorded, dry runs too (they credit nothing); a dry run whose store another
+    // process holds is only printed: it executes nothing, so it needs no store.
     let store: Option<Arc<dyn Store>> = match &daemon {
         Some(r) => {
             eprintln!(
-                "note: this dry run is not recorded: the daemon at {} holds the store",
+                "note: this dry run is not recorded: it is rendered here, from the runbook files in {} (the daemon at {}, which holds the store, may run another version of them)",
+                g.runbooks.display(),
                 r.base()
             );
             None
         }
-        None => Some(Arc::new(g.open_store()?)),
+        None => match SledStore::open(&g.data) {
+            Ok(store) => Some(Arc::new(store)),
+            Err(e @ StoreError::Locked { .. }) if a.dry_run => {
+                eprintln!("note: this dry run is not recorded: {e}");
+                None
+            }
+            Err(e) => return Err(e.into()),
+        },
     };
     let mut all_ok = true;
     for (plan, run) in plans.iter().zip(runs) {

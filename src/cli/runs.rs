@@ -210,13 +210,8 @@ pub fn show(r: &RunRecord) -> String {
     if let Some(b) = &r.bypassed {
         out.push_str(&format!("guards    bypassed: {}\n", b.describe()));
     }
-    if let Some(a) = &r.approval {
-        out.push_str(&format!(
-            "approval  {} by {} at {}\n",
-            if a.approved { "approved" } else { "denied" },
-            claim::shown(&a.by, a.claimed_by.as_deref()),
-            a.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-        ));
+    if let Some(decided) = crate::cli::waiting::decided(r) {
+        out.push_str(&format!("approval  {decided}\n"));
     }
     out.push_str(&format!(
         "status    {}{}\n",

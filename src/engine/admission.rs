@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::engine::approvals::Approvals;
 use crate::engine::cancel::Canceller;
@@ -17,7 +17,9 @@ use crate::engine::metrics::Metrics;
 use crate::engine::queue::Queue;
 use crate::engine::resolve;
 use crate::engine::runbooks::Runbooks;
+use crate::exec::executor::Executor;
 use crate::exec::plan::{resolve_params, with_defaults};
+use crate::exec::preparation::prepare;
 use crate::exec::render::{Renderer, context};
 use crate::guard::{self, KeyState};
 use crate::identity::actor::Actor;
@@ -64,6 +66,8 @@ pub struct Admission {
     pub clock: Arc<dyn Clock>,
     /// Renders guard keys.
     pub renderer: Renderer,
+    /// Prepares the runs that would wait for approval (renders their plans).
+    pub executor: Arc<Executor>,
 }
 
 /// A run to admit: its key, its record, the runbook version it runs.
@@ -257,7 +261,13 @@ impl Admission {
             .map(|(key, mut run, rb)| {
                 let guard_key = self.guard_key(&rb, &run);
                 run.guard_key = Some(guard_key.clone());
-                let gate = gate(&rb, &guard_key, now);
+                // Before anyone is asked: a run that cannot be prepared would fail once approved.
+                let unprepared = rb.guards.approval.then(|| {
+                    prepare(&self.executor, &rb, &run).err().map(|e| {
+                        format!("cannot be prepared, so nobody was asked to approve it: {e}")
+                    })
+                });
+                let gate = gate(&rb, &guard_key, now, unprepared.flatten());
                 runbooks.push((rb, guard_key));
                 Candidate { key, run, gate }
             })
@@ -282,6 +292,12 @@ impl Admission {
                     self.approvals.wait(&run, Some(rb.clone()));
                     self.approvals.notify(&rb, &run);
                 }
+                RunStatus::Failed => warn!(
+                    runbook = %rb.name,
+                    run_id = %run.id,
+                    "run failed: {}",
+                    run.error.as_deref().unwrap_or("")
+                ),
                 status => info!(
                     runbook = %rb.name,
                     run_id = %run.id,
@@ -323,11 +339,13 @@ impl Admission {
 
 /// The guards' decision on a new run of `rb`, for runbooks with stateful guards or approval:
 /// cooldown, run limits and the breaker decide first; an admitted run of a runbook that needs
-/// approval waits for it.
+/// approval waits for it, or fails when it cannot be prepared (`unprepared` says why), counted
+/// by no guard as it never starts.
 fn gate(
     rb: &Arc<Runbook>,
     key: &str,
     now: chrono::DateTime<chrono::Utc>,
+    unprepared: Option<String>,
 ) -> Option<GuardOf<Decide>> {
     let g = &rb.guards;
     let stateful = g.cooldown.is_some() || g.max_runs.is_some() || g.trip_after_failures.is_some();
@@ -336,21 +354,28 @@ fn gate(
     }
     let runbook = rb.clone();
     let decide: Decide = Arc::new(move |state: &KeyState, run: &mut RunRecord| {
-        if !stateful {
-            run.status = RunStatus::PendingApproval;
-            return state.clone();
-        }
-        let (admission, next) = guard::admit(&runbook.guards, state, now);
+        let (admission, next) = if stateful {
+            guard::admit(&runbook.guards, state, now)
+        } else {
+            (guard::Admission::Admit, state.clone())
+        };
         match admission {
             guard::Admission::Skip(reason) => {
-                lifecycle::end(run, RunStatus::Skipped, Some(reason), now)
+                lifecycle::end(run, RunStatus::Skipped, Some(reason), now);
+                next
             }
-            guard::Admission::Admit if runbook.guards.approval => {
-                run.status = RunStatus::PendingApproval
-            }
-            guard::Admission::Admit => {}
+            guard::Admission::Admit if runbook.guards.approval => match &unprepared {
+                Some(reason) => {
+                    lifecycle::end(run, RunStatus::Failed, Some(reason.clone()), now);
+                    state.clone()
+                }
+                None => {
+                    run.status = RunStatus::PendingApproval;
+                    next
+                }
+            },
+            guard::Admission::Admit => next,
         }
-        next
     });
     Some(GuardOf {
         runbook: rb.name.clone(),

@@ -123,6 +123,7 @@ impl Engine {
             metrics: metrics.clone(),
             clock: clock.clone(),
             renderer: Renderer::new(),
+            executor: executor.clone(),
         });
         let workers = Arc::new(Workers {
             queue: queue.clone(),

@@ -9,6 +9,7 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
+use crate::exec::condition::{Condition, reads_step_output, unset_before_run};
 use crate::exec::plan::Plan;
 use crate::exec::recorder::Recorder;
 use crate::exec::render::{Renderer, context};
@@ -37,10 +38,14 @@ pub struct PlannedStep {
     pub name: String,
     /// Step kind.
     pub kind: String,
-    /// The `when` condition, rendered, if any.
+    /// The `when` condition with what it decides now (true, false, decided at run time), if any.
     pub when: Option<String>,
     /// What would run (command, request, plugin input), rendered and redacted.
     pub detail: String,
+    /// Why the step would fail if the run started now: a condition or template that cannot be
+    /// rendered without waiting for earlier steps' output (redacted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 /// Runs runbooks. Build one per process and share it.
@@ -89,7 +94,7 @@ impl Executor {
     }
 
     /// Renders every step of a plan as it would run, executing nothing. Steps that read earlier
-    /// steps' results see placeholders such as `<steps.usage.stdout>`.
+    /// steps' results see placeholders such as `<steps.usage.stdout, decided at run time>`.
     pub fn preview(&self, plan: &Plan) -> Vec<PlannedStep> {
         let rb = plan.runbook().clone();
         let mut ctx = plan.context(Utc::now());
@@ -114,31 +119,47 @@ impl Executor {
                 plugin_input: &plugin_input,
                 taint: &taint,
             };
-            let when = s
-                .when
-                .as_ref()
-                .map(|w| match self.renderer.plain(w, &hctx) {
-                    Ok(v) => format!("{} -> {}", w.source(), v.trim()),
-                    Err(e) => format!("{} -> cannot evaluate: {}", w.source(), e.0),
-                });
-            let detail = match &s.action {
+            let condition = s.when.as_ref().map(|w| {
+                let c = Condition::decide(&self.renderer, w, &hctx, plan.alert().is_some(), true);
+                (c.describe(w), c)
+            });
+            let rendered = match &s.action {
                 Action::Plugin { name, with } => match self.renderer.value(with, &hctx) {
                     Ok(w) => {
                         let input = step::plugin::input(s, w, &env, true);
-                        format!(
+                        Ok(format!(
                             "plugin {name}, stdin:\n  {}",
                             serde_json::to_string(&input).unwrap_or_default()
-                        )
+                        ))
                     }
-                    Err(e) => format!("cannot render: {}", e.0),
+                    Err(e) => Err(e.0),
                 },
-                _ => step::describe(s, &env).unwrap_or_else(|e| format!("cannot render: {e}")),
+                _ => step::describe(s, &env),
+            };
+            // Earlier steps' output is a placeholder here: a template that fails on its shape
+            // (`steps.check.json.count`) and on nothing else is for the run to decide.
+            let waits = || {
+                reads_step_output(s.templates()) && unset_before_run(s.templates(), &ctx).is_empty()
+            };
+            let (detail, render_error) = match rendered {
+                Ok(d) => (d, None),
+                Err(_) if waits() => (
+                    "decided at run time (it reads an earlier step's output)".to_string(),
+                    None,
+                ),
+                Err(e) => (format!("cannot render: {e}"), Some(e)),
+            };
+            let problem = match condition.as_ref().map(|(_, c)| c) {
+                Some(Condition::Fails(e)) => Some(e.clone()),
+                Some(c) if !c.runs() => None,
+                _ => render_error,
             };
             out.push(PlannedStep {
                 name: s.name.clone(),
                 kind: s.action.kind().to_string(),
-                when: when.map(|w| plan.redactor().redact(&w)),
+                when: condition.map(|(w, _)| plan.redactor().redact(&w)),
                 detail: plan.redactor().redact(&detail),
+                problem: problem.map(|p| plan.redactor().redact(&p)),
             });
             if let Some(steps) = ctx["steps"].as_object_mut() {
                 steps.insert(s.name.clone(), placeholder(s, &self.plugins));
@@ -304,18 +325,17 @@ impl Executor {
         };
         let redactor = plan.redactor();
         if let Some(when) = &s.when {
-            let alert_dependent = when
-                .variables()
-                .iter()
-                .any(|v| matches!(v.segments[0].as_str(), "alert" | "notification"));
-            if plan.alert().is_none() && alert_dependent {
-                return skipped("`when` reads the alert, and this run has no alert".into());
-            }
-            match self.renderer.truthy(when, env.ctx) {
-                Ok(true) => {}
-                Ok(false) => return skipped(format!("`when` is false: {}", when.source())),
-                Err(e) => {
-                    let mut r = failed_before_start(redactor.redact(&e.0)).result;
+            let has_alert = plan.alert().is_some();
+            match Condition::decide(&self.renderer, when, env.ctx, has_alert, false) {
+                Condition::Runs => {}
+                Condition::NoAlert => {
+                    return skipped("`when` reads the alert, and this run has no alert".into());
+                }
+                Condition::False => return skipped(format!("`when` is false: {}", when.source())),
+                // Never during a run (`before_run` is false above).
+                Condition::AtRunTime => {}
+                Condition::Fails(e) => {
+                    let mut r = failed_before_start(redactor.redact(&e)).result;
                     r.name = s.name.clone();
                     r.kind = s.action.kind().to_string();
                     return r;
@@ -444,8 +464,11 @@ async fn forward(
         .await;
 }
 
+/// What a plan shows for the results of step `s` before the run: each value names itself and
+/// says it is decided at run time.
 fn placeholder(s: &Step, plugins: &Plugins) -> serde_json::Value {
-    let ph = |f: &str| serde_json::Value::String(format!("<steps.{}.{f}>", s.name));
+    let ph =
+        |f: &str| serde_json::Value::String(format!("<steps.{}.{f}, decided at run time>", s.name));
     let mut v = serde_json::json!({
         "status": ph("status"), "duration_ms": ph("duration_ms"), "attempts": ph("attempts"),
         "exit_code": ph("exit_code"), "stdout": ph("stdout"), "stderr": ph("stderr"),

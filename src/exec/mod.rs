@@ -4,9 +4,11 @@
 //! before anything cuts them ([`redact_stream`]).
 
 pub mod capture;
+pub mod condition;
 pub mod environment;
 pub mod executor;
 pub mod plan;
+pub mod preparation;
 pub mod process;
 pub mod recorder;
 pub mod redact;

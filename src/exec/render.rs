@@ -394,6 +394,21 @@ fn describe(e: &RenderError, t: &Template) -> RenderFailure {
             t.source().trim()
         ));
     }
+    // A helper given a variable that is not set (`{{eq alert.labels.x "y"}}`): name the
+    // variables it reads rather than Handlebars' internals.
+    if let handlebars::RenderErrorReason::ParamNotFoundForIndex(helper, index) = e.reason() {
+        let vars: Vec<String> = t
+            .variables()
+            .into_iter()
+            .map(|v| format!("`{}`", v.raw))
+            .collect();
+        return RenderFailure(format!(
+            "template `{}`: helper `{helper}` has no value for its argument {} (one of the variables it reads is not set: {})",
+            t.source().trim(),
+            index + 1,
+            vars.join(", ")
+        ));
+    }
     RenderFailure(format!(
         "template `{}`: {}",
         t.source().trim(),
@@ -520,6 +535,19 @@ mod tests {
             r.truthy(&t("{{#if alert}}yes{{/if}}"), &ctx).ok(),
             Some(false)
         );
+    }
+
+    #[test]
+    fn a_helper_given_an_unset_variable_names_the_variables_not_handlebars_internals() {
+        let r = Renderer::new();
+        let ctx = context(serde_json::json!({"alert": {"labels": {}}}));
+        let e = r
+            .truthy(&t("{{eq alert.labels.severity \"critical\"}}"), &ctx)
+            .err()
+            .map(|e| e.0)
+            .unwrap_or_default();
+        assert!(!e.contains("Helper/Decorator"), "{e}");
+        assert!(e.contains("`alert.labels.severity`"), "{e}");
     }
 
     #[test]

@@ -323,6 +323,31 @@ pub struct Step {
     pub workdir: Option<Template>,
 }
 
+impl Step {
+    /// Every template of its action, its `env` and its `workdir` (not its `when`).
+    pub fn templates(&self) -> Vec<&Template> {
+        let mut out: Vec<&Template> = match &self.action {
+            Action::Shell { command, .. } => vec![command],
+            Action::Http(h) => {
+                let mut t = vec![&h.url];
+                t.extend(h.headers.values());
+                t.extend(h.query.values());
+                t.extend(
+                    h.json
+                        .iter()
+                        .flat_map(|j| j.templates().into_iter().map(|(_, t)| t)),
+                );
+                t.extend(h.body.iter());
+                t
+            }
+            Action::Plugin { with, .. } => with.templates().into_iter().map(|(_, t)| t).collect(),
+        };
+        out.extend(self.env.values());
+        out.extend(self.workdir.iter());
+        out
+    }
+}
+
 /// Retry policy.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Retries {

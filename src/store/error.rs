@@ -5,7 +5,7 @@
 pub enum StoreError {
     /// Another process holds the store.
     #[error(
-        "the store at {path} is in use by another untoil process (the daemon?); stop it, or run this command against the daemon's API"
+        "the store at {path} is in use by another untoil process that serves no API from it (a foreground `untoil run`, `untoil prune`, or a daemon still starting); wait for it to end, or stop it"
     )]
     Locked {
         /// The store directory.

@@ -65,7 +65,12 @@ fn panel(a: &Waiting) -> Markup {
                                     td { (s.name) }
                                     td { (s.kind) }
                                     td { (s.when.as_deref().unwrap_or("")) }
-                                    td { pre { (s.detail) } }
+                                    td {
+                                        pre { (s.detail) }
+                                        @if let Some(problem) = &s.problem {
+                                            p class="error" { "Would fail: " (problem) }
+                                        }
+                                    }
                                 }
                             }
                         }

@@ -314,6 +314,7 @@ fn the_approvals_page_escapes_plans_and_causes() {
         kind: h(),
         when: Some(h()),
         detail: h(),
+        problem: Some(h()),
     }];
     let list = [
         Waiting {
@@ -336,6 +337,7 @@ fn the_approvals_page_escapes_plans_and_causes() {
     assert_escaped("approvals", &html);
     assert!(html.contains(&format!("(claimed: {ESCAPED}!)")), "{html}");
     assert!(html.contains("may be decided by"), "{html}");
+    assert!(html.contains(&format!("Would fail: {ESCAPED}")), "{html}");
     assert!(html.contains("name=\"csrf\""), "{html}");
 }
 
