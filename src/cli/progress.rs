@@ -150,7 +150,13 @@ pub fn summary(record: &RunRecord) -> String {
     let toil = record
         .toil
         .as_ref()
-        .map(|t| format!("; toil credited: {} min ({})", t.minutes, t.reason))
+        .map(|t| {
+            format!(
+                "; toil credited: {} ({})",
+                crate::report::human::toil_minutes(t.minutes),
+                t.reason
+            )
+        })
         .unwrap_or_default();
     let why = record
         .error

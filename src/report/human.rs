@@ -53,6 +53,18 @@ pub fn instant(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
+/// Toil minutes to a tenth, without a sign on zero: `20 min`, `1.5 min`, `0 min`.
+pub fn toil_minutes(minutes: f64) -> String {
+    let tenths = (minutes * 10.0).round();
+    // `-0.0` (a credit of nothing, reduced) reads as a loss: `+ 0.0` drops the sign.
+    let tenths = if tenths == 0.0 { 0.0 } else { tenths };
+    if tenths % 10.0 == 0.0 {
+        format!("{} min", tenths / 10.0 + 0.0)
+    } else {
+        format!("{:.1} min", tenths / 10.0)
+    }
+}
+
 /// A count with its noun: `1 step`, `3 steps`, `0 files`.
 pub fn count(n: usize, noun: &str) -> String {
     match n {
@@ -105,5 +117,14 @@ mod tests {
         assert_eq!(count(1, "step"), "1 step");
         assert_eq!(count(0, "step"), "0 steps");
         assert_eq!(count(3, "attempt"), "3 attempts");
+    }
+
+    #[test]
+    fn toil_minutes_are_written_to_a_tenth_and_zero_has_no_sign() {
+        assert_eq!(toil_minutes(20.0), "20 min");
+        assert_eq!(toil_minutes(1.54), "1.5 min");
+        assert_eq!(toil_minutes(-0.0), "0 min");
+        assert_eq!(toil_minutes(-0.01), "0 min");
+        assert_eq!(toil_minutes(0.0), "0 min");
     }
 }

@@ -66,7 +66,7 @@ fn panel(a: &Waiting) -> Markup {
                                     td { (s.kind) }
                                     td { (s.when.as_deref().unwrap_or("")) }
                                     td {
-                                        pre { (s.detail) }
+                                        pre class="command" { (s.detail) }
                                         @if let Some(problem) = &s.problem {
                                             p class="error" { "Would fail: " (problem) }
                                         }
