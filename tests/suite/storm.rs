@@ -1499,7 +1499,18 @@ async fn a_burst_of_alerts_beyond_a_small_queue_gets_503_with_retry_after_bounde
     let client = http_client();
     let mut daemon = Daemon::new(
         &dirs,
-        &["--workers", "2", "--queue-capacity", "50"],
+        // The burst's own client is starved on a loaded machine: between connecting and writing
+        // its request, more than the default 10 s header timeout passed for hundreds of its
+        // connections, which the daemon then rightly closed as slow clients. That timeout has its
+        // own test (connections::); here it must not count the test's own slowness.
+        &[
+            "--workers",
+            "2",
+            "--queue-capacity",
+            "50",
+            "--header-read-timeout",
+            "120s",
+        ],
         Some(dirs.path("daemon.log")),
     );
     daemon.start(&client).await;
@@ -1548,7 +1559,16 @@ async fn a_burst_of_alerts_beyond_a_small_queue_gets_503_with_retry_after_bounde
                         other => Outcome::Other(other, text),
                     }
                 }
-                Err(e) => Outcome::NoAnswer(e.to_string()),
+                Err(e) => {
+                    // The whole chain: reqwest's own text never says what went wrong.
+                    let mut text = e.to_string();
+                    let mut source = std::error::Error::source(&e);
+                    while let Some(cause) = source {
+                        text.push_str(&format!(": {cause}"));
+                        source = cause.source();
+                    }
+                    Outcome::NoAnswer(text)
+                }
             };
             (i, answer)
         });
