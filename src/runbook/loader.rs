@@ -474,6 +474,7 @@ fn shape_error(
         format!("`{}`", display_path(path))
     };
     let span = map.value_span(path);
+    let span_start = span.start;
     let source_text = text.get(span.clone()).unwrap_or("");
     if let Some(rest) = message.strip_prefix("invalid type: ") {
         let (found, expected) = rest
@@ -504,6 +505,12 @@ fn shape_error(
             ));
         } else if found.starts_with("an empty value") {
             d = d.with_help("give it a value, or remove the key");
+        } else if source_text.starts_with('{') && starts_template(text, span_start) {
+            d = d.with_help(format!(
+                "YAML reads an unquoted `{{{{...}}}}` as a mapping: quote values that start with \
+                 {{{{, e.g. {}",
+                quoted_example(text, span_start, path)
+            ));
         }
         return (d, path.to_vec());
     }
@@ -525,6 +532,30 @@ fn shape_error(
     }
     let d = Diagnostic::error(Kind::WrongType, file, span, format!("{where_}: {message}"));
     (d, path.to_vec())
+}
+
+/// Whether the text at `at` starts with `{{` (spaces allowed between): an unquoted template,
+/// which YAML reads as a flow mapping.
+fn starts_template(text: &str, at: usize) -> bool {
+    text.get(at..)
+        .and_then(|rest| rest.strip_prefix('{'))
+        .is_some_and(|rest| rest.trim_start().starts_with('{'))
+}
+
+/// The value at `at` (the rest of its line) written quoted under its key, for the help of an
+/// unquoted template.
+fn quoted_example(text: &str, at: usize, path: &[Seg]) -> String {
+    let line = text.get(at..).and_then(|r| r.lines().next()).unwrap_or("");
+    let value = line.split(" #").next().unwrap_or(line).trim_end();
+    let key = match path.last() {
+        Some(Seg::Key(k)) => format!("{k}: "),
+        _ => "- ".to_string(),
+    };
+    if value.contains('"') || value.contains('\\') || value.chars().count() > 60 {
+        format!("`{key}\"{{{{params.path}}}}\"`")
+    } else {
+        format!("`{key}\"{value}\"`")
+    }
 }
 
 fn humanize_expected(e: &str) -> String {
