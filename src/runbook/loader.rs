@@ -427,6 +427,41 @@ fn fields_at(path: &[Seg]) -> &'static [&'static str] {
     }
 }
 
+/// Whether the field at `path` holds a duration (a string such as `30s` in the file).
+fn is_duration_field(path: &[Seg]) -> bool {
+    let keys: Vec<&str> = path
+        .iter()
+        .filter_map(|s| match s {
+            Seg::Key(k) => Some(k.as_str()),
+            Seg::Index(_) => None,
+        })
+        .collect();
+    matches!(
+        keys.as_slice(),
+        ["timeout"]
+            | ["triggers", "catchup"]
+            | ["guards", "cooldown" | "approval_timeout"]
+            | ["guards", "max_runs", "per"]
+            | ["verify", "alert_resolves_within"]
+            | ["steps" | "on_approval_requested", "timeout"]
+            | ["steps" | "on_approval_requested", "retries", "backoff"]
+            | ["steps" | "on_approval_requested", "http", "timeout"]
+    )
+}
+
+/// A number of seconds as a duration runbooks accept: `30s`, or `1500ms` for `1.5`.
+fn seconds_as_duration(number: &str) -> String {
+    match number.parse::<u64>() {
+        Ok(n) => format!("{n}s"),
+        Err(_) => match number.parse::<f64>() {
+            Ok(f) if (0.0..1e12).contains(&f) => {
+                format!("{}ms", (f * 1000.0).round())
+            }
+            _ => "30s".to_string(),
+        },
+    }
+}
+
 /// Builds the diagnostic for one serde error and says which node to remove before retrying.
 fn shape_error(
     file: usize,
@@ -480,7 +515,12 @@ fn shape_error(
         let (found, expected) = rest
             .split_once(", expected ")
             .unwrap_or((rest, "another type"));
-        let expected = humanize_expected(expected);
+        let duration = is_duration_field(path) && expected.trim() == "a string";
+        let expected = if duration {
+            "a duration such as 30s".to_string()
+        } else {
+            humanize_expected(expected)
+        };
         let found = humanize_found(found);
         let mut d = Diagnostic::error(
             Kind::WrongType,
@@ -490,7 +530,14 @@ fn shape_error(
         )
         .with_label(format!("expected {expected}"));
         let found_bool = found.starts_with("boolean");
-        if found_bool && expected.contains("string") {
+        if duration && (found.starts_with("integer") || found.starts_with("floating point")) {
+            d = d.with_help(format!(
+                "a duration needs a unit: write `{}` for {source_text} seconds, or e.g. `5m`, `1h30m`",
+                seconds_as_duration(source_text)
+            ));
+        } else if duration {
+            d = d.with_help("write a number and a unit, e.g. `30s`, `10m`, `1h30m` or `2d`");
+        } else if found_bool && expected.contains("string") {
             d = d.with_help(format!(
                 "YAML read `{source_text}` as a boolean; quote it to keep it text: \"{source_text}\""
             ));
