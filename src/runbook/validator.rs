@@ -727,18 +727,9 @@ impl Validator<'_> {
             p.push(Seg::Index(j));
             p
         };
-        if a.matchers.is_empty() {
-            let mut p = base.to_vec();
-            p.push(key("alert"));
-            let span = self.key_span(&p);
-            self.error(Kind::MissingField, span, "alert trigger needs at least one matcher")
-                .help
-                .push("e.g. `matchers: ['alertname=\"HostDiskFull\"']`; without matchers it would run on every alert".into());
-            ok = false;
-        }
         for (j, text) in a.matchers.iter().enumerate() {
-            match Matcher::parse(text) {
-                Ok(m) => matchers.push(m),
+            match Matcher::parse_list(text) {
+                Ok(list) => matchers.extend(list),
                 Err(e) => {
                     ok = false;
                     let vspan = self.value_span(&mpath(j));
@@ -775,6 +766,16 @@ impl Validator<'_> {
                     d.help.push("matchers use Alertmanager's syntax: name=\"value\", name!=\"value\", name=~\"regex\", name!~\"regex\"".into());
                 }
             }
+        }
+        // Items may hold no matcher (`""`, `{}`), as Alertmanager allows; a trigger needs one.
+        if matchers.is_empty() && ok {
+            let mut p = base.to_vec();
+            p.push(key("alert"));
+            let span = self.key_span(&p);
+            self.error(Kind::MissingField, span, "alert trigger needs at least one matcher")
+                .help
+                .push("e.g. `matchers: ['alertname=\"HostDiskFull\"']`; without matchers it would run on every alert".into());
+            ok = false;
         }
         if let Some(reason) = never_matches(&matchers) {
             let mut p = base.to_vec();

@@ -22,6 +22,7 @@ mod executor;
 mod guards;
 mod hygiene;
 mod identity;
+mod matchers;
 mod migration;
 mod plugins;
 mod redaction;
