@@ -3,13 +3,16 @@
 //! serde_yaml is the YAML parser; it reports positions for syntax errors. Type errors are found
 //! by deserializing the parsed value with serde_path_to_error, which names the path of the bad
 //! value; the [`SourceMap`] turns that path into a position. To report every type error of a file
-//! in one pass, the offending node is removed and deserialization repeated.
+//! in one pass, the offending node is removed and deserialization repeated; what is left is
+//! returned with a record of what was taken out ([`Pruned`]), so that the validator checks the
+//! rest of the file too.
 
 use std::path::{Path, PathBuf};
 
 use serde_yaml::Value;
 
 use crate::runbook::diagnostic::{Diagnostic, Kind};
+use crate::runbook::pruned::Pruned;
 use crate::runbook::source_map::{Seg, SourceMap, display_path};
 use crate::runbook::sources::Sources;
 use crate::runbook::spec::RawRunbook;
@@ -22,9 +25,12 @@ pub struct ParsedFile {
     pub file: usize,
     /// Path on disk.
     pub path: PathBuf,
-    /// The raw runbook, when its shape is right (no syntax or type error).
+    /// The raw runbook, when the file is a YAML mapping: whole when its shape is right,
+    /// otherwise without the parts of a wrong shape (listed in `pruned`).
     pub raw: Option<RawRunbook>,
-    /// Positions of its values.
+    /// The parts of a wrong shape taken out of `raw` (each reported as an error).
+    pub pruned: Pruned,
+    /// Positions of its values, by their paths in `raw`.
     pub map: SourceMap,
 }
 
@@ -142,6 +148,7 @@ fn empty(file: usize, path: &Path) -> ParsedFile {
         file,
         path: path.to_path_buf(),
         raw: None,
+        pruned: Pruned::default(),
         map: SourceMap::default(),
     }
 }
@@ -205,31 +212,44 @@ pub fn parse(
         }
     }
     // Deserialize; on each error, report it, remove the offending node and try again so that
-    // every shape error of the file is reported at once.
-    let mut errors = 0;
+    // every shape error of the file is reported at once, and the rest can be validated.
     let mut last_removed: Vec<Seg> = Vec::new();
+    let mut last_how = Removal::Key;
     for _ in 0..200 {
         match serde_path_to_error::deserialize::<_, RawRunbook>(value.clone()) {
             Ok(raw) => {
-                if errors == 0 {
-                    parsed.raw = Some(raw);
-                }
+                parsed.raw = Some(raw);
                 return parsed;
             }
             Err(e) => {
-                errors += 1;
                 let path = convert_path(e.path());
                 let message = e.inner().to_string();
-                let (diag, mut remove) = shape_error(file, text, &parsed.map, &path, &message);
-                if remove == last_removed && !remove.is_empty() {
-                    // The same place failed again: drop its parent instead.
-                    remove.pop();
-                } else {
-                    diags.push(diag);
+                let shown = parsed.pruned.source_path(&path);
+                let (diag, mut remove) =
+                    shape_error(file, text, &parsed.map, &path, &shown, &message);
+                // After an item was removed, its place holds the next item, which may fail on
+                // its own; any other place that fails again was reported already.
+                let again = remove == last_removed && !remove.is_empty();
+                match last_how {
+                    // An item emptied in place fails again (in a list of scalars): it goes.
+                    Removal::Emptied if again => {}
+                    // Taking out the node did not help: take out its parent.
+                    Removal::Key if again => {
+                        remove.pop();
+                    }
+                    _ => diags.push(diag),
                 }
                 last_removed = remove.clone();
-                if remove.is_empty() || !remove_node(&mut value, &remove) {
+                let Some(how) = remove_node(&mut value, &remove) else {
                     return parsed;
+                };
+                last_how = how;
+                // Positions and the record follow the value, whose later items may move up.
+                parsed.map.forget(&remove, how == Removal::Emptied);
+                if message.starts_with("unknown field") && how == Removal::Key {
+                    parsed.pruned.record_unknown_field(&remove);
+                } else {
+                    parsed.pruned.record(&remove, how == Removal::Item);
                 }
             }
         }
@@ -462,12 +482,14 @@ fn seconds_as_duration(number: &str) -> String {
     }
 }
 
-/// Builds the diagnostic for one serde error and says which node to remove before retrying.
+/// Builds the diagnostic for one serde error at `path` (named `shown` in messages: its path in
+/// the file) and says which node to remove before retrying.
 fn shape_error(
     file: usize,
     text: &str,
     map: &SourceMap,
     path: &[Seg],
+    shown: &[Seg],
     message: &str,
 ) -> (Diagnostic, Vec<Seg>) {
     let message = message.split(" at line ").next().unwrap_or(message);
@@ -485,7 +507,10 @@ fn shape_error(
         let place = if parent.is_empty() {
             "a runbook".to_string()
         } else {
-            format!("`{}`", display_path(&parent))
+            format!(
+                "`{}`",
+                display_path(&shown[..parent.len().min(shown.len())])
+            )
         };
         let mut d = Diagnostic::error(
             Kind::UnknownField,
@@ -506,7 +531,7 @@ fn shape_error(
     let where_ = if path.is_empty() {
         "the runbook".to_string()
     } else {
-        format!("`{}`", display_path(path))
+        format!("`{}`", display_path(shown))
     };
     let span = map.value_span(path);
     let span_start = span.start;
@@ -634,37 +659,41 @@ fn path_is_empty_mapping(v: &Value) -> bool {
     matches!(v, Value::Mapping(m) if m.is_empty())
 }
 
-/// Removes the node at `path` from `value`; returns whether something was removed.
-fn remove_node(value: &mut Value, path: &[Seg]) -> bool {
-    let Some((last, parent_path)) = path.split_last() else {
-        return false;
-    };
+/// How a node was taken out of a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Removal {
+    /// A mapping key and its value.
+    Key,
+    /// A list item, removed (the items after it move up).
+    Item,
+    /// A list item that is a mapping, emptied in place (so later indexes still match).
+    Emptied,
+}
+
+/// Removes the node at `path` from `value`; says how, or None when nothing was removed.
+fn remove_node(value: &mut Value, path: &[Seg]) -> Option<Removal> {
+    let (last, parent_path) = path.split_last()?;
     let mut node = value;
     for seg in parent_path {
         node = match (seg, node) {
-            (Seg::Key(k), Value::Mapping(m)) => match m.get_mut(k.as_str()) {
-                Some(v) => v,
-                None => return false,
-            },
-            (Seg::Index(i), Value::Sequence(s)) => match s.get_mut(*i) {
-                Some(v) => v,
-                None => return false,
-            },
-            _ => return false,
+            (Seg::Key(k), Value::Mapping(m)) => m.get_mut(k.as_str())?,
+            (Seg::Index(i), Value::Sequence(s)) => s.get_mut(*i)?,
+            _ => return None,
         };
     }
     match (last, node) {
-        (Seg::Key(k), Value::Mapping(m)) => m.remove(k.as_str()).is_some(),
+        (Seg::Key(k), Value::Mapping(m)) => m.remove(k.as_str()).map(|_| Removal::Key),
         // A bad mapping item is emptied rather than removed, so that later indexes still match
         // the source positions; a bad scalar item is removed.
         (Seg::Index(i), Value::Sequence(s)) if *i < s.len() => {
             if matches!(s[*i], Value::Mapping(_)) && !path_is_empty_mapping(&s[*i]) {
                 s[*i] = Value::Mapping(Default::default());
+                Some(Removal::Emptied)
             } else {
                 s.remove(*i);
+                Some(Removal::Item)
             }
-            true
         }
-        _ => false,
+        _ => None,
     }
 }

@@ -120,6 +120,41 @@ impl SourceMap {
         self.key_span(path)
     }
 
+    /// Forgets the node at `path` as the loader takes it out: with what is under it, or (when
+    /// `keep_node`, a list item emptied in place) only what is under it. When a list item is
+    /// removed, the items after it move up, so that paths keep naming what is left.
+    pub fn forget(&mut self, path: &[Seg], keep_node: bool) {
+        self.nodes
+            .retain(|p, _| !(p.starts_with(path) && (p.len() > path.len() || !keep_node)));
+        if keep_node {
+            return;
+        }
+        let Some((Seg::Index(i), parent)) = path.split_last() else {
+            return;
+        };
+        // Ascending, so that each moves into a place already vacated.
+        let mut moved: Vec<YamlPath> = self
+            .nodes
+            .keys()
+            .filter(|p| {
+                p.len() > parent.len()
+                    && p.starts_with(parent)
+                    && matches!(p.get(parent.len()), Some(Seg::Index(j)) if j > i)
+            })
+            .cloned()
+            .collect();
+        moved.sort();
+        for old in moved {
+            if let Some(spans) = self.nodes.remove(&old) {
+                let mut new = old;
+                if let Some(Seg::Index(j)) = new.get(parent.len()).cloned() {
+                    new[parent.len()] = Seg::Index(j - 1);
+                }
+                self.nodes.insert(new, spans);
+            }
+        }
+    }
+
     fn nearest(&self, path: &[Seg]) -> Option<&NodeSpans> {
         (0..=path.len())
             .rev()
@@ -500,6 +535,19 @@ mod tests {
         assert_eq!(at(text, &map.value_span(&step(0, "run"))), "{");
         let key = [k("steps"), Seg::Index(0), k("run"), k("{params.x}")];
         assert_eq!(at(text, &map.key_span(&key)), "{params.x}");
+    }
+
+    #[test]
+    fn forgetting_a_list_item_moves_the_later_ones_up() {
+        let text = "env: [A, {x: 1}, C]\nsteps:\n  - name: a\n";
+        let mut map = SourceMap::build(text);
+        map.forget(&[k("env"), Seg::Index(1)], false);
+        assert_eq!(at(text, &map.value_span(&[k("env"), Seg::Index(1)])), "C");
+        assert!(map.get(&[k("env"), Seg::Index(2)]).is_none());
+        let step = [k("steps"), Seg::Index(0)];
+        map.forget(&step, true);
+        assert!(map.get(&step).is_some());
+        assert!(map.get(&[k("steps"), Seg::Index(0), k("name")]).is_none());
     }
 
     #[test]

@@ -1222,7 +1222,7 @@ fn arbitrary_yaml_like_text_never_panics_the_loader() {
 }
 
 #[test]
-fn the_loader_returns_a_raw_runbook_exactly_when_it_reports_no_error() {
+fn the_loader_returns_a_whole_raw_runbook_exactly_when_it_reports_no_error() {
     let strategy = prop_oneof![2 => runbook_text(), 1 => yaml_like_text()];
     check(512, strategy, |text| {
         let mut sources = Sources::new();
@@ -1232,12 +1232,20 @@ fn the_loader_returns_a_raw_runbook_exactly_when_it_reports_no_error() {
             untoil::runbook::loader::parse(file, Path::new("rb.yaml"), &sources, &mut diags)
         })?;
         let errors = diags.iter().filter(|d| d.is_error()).count();
+        // With shape errors, what is left of the runbook is returned too (for the semantic
+        // checks), with the parts taken out listed: whole means nothing was taken out.
+        let whole = parsed.raw.is_some() && parsed.pruned.is_empty();
         prop_assert_eq!(
-            parsed.raw.is_some(),
+            whole,
             errors == 0,
-            "raw runbook {:?} with diagnostics {:#?}",
-            parsed.raw.is_some(),
+            "whole raw runbook {:?} with diagnostics {:#?}",
+            whole,
             diags
+        );
+        prop_assert!(
+            parsed.pruned.is_empty() || errors > 0,
+            "parts taken out without an error: {:?}",
+            parsed.pruned
         );
         Ok(())
     });
