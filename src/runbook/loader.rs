@@ -291,7 +291,33 @@ fn syntax_error(file: usize, text: &str, e: &serde_yaml::Error) -> Diagnostic {
     if let (Some(at), Some(context)) = (context_at, context) {
         d = d.with_secondary(file, at..at + 1, context);
     }
-    if message.contains("found character that cannot start any token") {
+    let line_start = text
+        .get(..offset)
+        .and_then(|t| t.rfind('\n'))
+        .map_or(0, |i| i + 1);
+    let line = text
+        .get(line_start..)
+        .and_then(|t| t.lines().next())
+        .unwrap_or("");
+    let unquoted_template = line
+        .split_once(": ")
+        .or_else(|| line.trim_start().strip_prefix("- ").map(|rest| ("-", rest)))
+        .filter(|(_, value)| starts_template(value.trim_start(), 0));
+    if let Some((key, value)) = unquoted_template {
+        let value = value.split(" #").next().unwrap_or(value).trim();
+        let key = key.trim_start().trim_start_matches("- ");
+        let example = if value.contains(['"', '\\']) || value.chars().count() > 60 {
+            "`run: \"{{params.path}}\"`".to_string()
+        } else if key == "-" {
+            format!("`- \"{value}\"`")
+        } else {
+            format!("`{key}: \"{value}\"`")
+        };
+        d = d.with_help(format!(
+            "YAML reads an unquoted `{{{{...}}}}` as a mapping: quote values that start with \
+             {{{{, e.g. {example}"
+        ));
+    } else if message.contains("found character that cannot start any token") {
         d = d.with_help(
             "quote the value, e.g. `run: \"...\"`, when it starts with `@`, `` ` `` or `%`",
         );
