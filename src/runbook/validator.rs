@@ -176,9 +176,15 @@ impl Validator<'_> {
     }
 
     /// Whether the value at `path` was taken out for its shape, or is absent because a
-    /// misspelling of it was (so its absence is no news).
+    /// misspelling of it or of an ancestor was (`parms` for `params`): its absence is no news.
     fn lost(&self, path: &[Seg]) -> bool {
-        self.pruned.lost(path) || self.pruned.misspelt(path)
+        self.pruned.lost(path) || (1..=path.len()).any(|n| self.pruned.misspelt(&path[..n]))
+    }
+
+    /// Whether the value at `path` is not whole for its shape: lost, or something inside it
+    /// was taken out.
+    fn incomplete(&self, path: &[Seg]) -> bool {
+        self.lost(path) || self.pruned.touches(path)
     }
 
     fn missing(&mut self, parent: &[Seg], field: &str, what: &str, example: &str) {
@@ -248,7 +254,7 @@ impl Validator<'_> {
                 String::new()
             }
         };
-        if raw.steps.is_empty() && !self.pruned.touches(&[key("steps")]) {
+        if raw.steps.is_empty() && !self.incomplete(&[key("steps")]) {
             if self.map.get(&[key("steps")]).is_some() {
                 let span = self.key_span(&[key("steps")]);
                 self.error(Kind::MissingField, span, "`steps` is empty")
@@ -273,9 +279,9 @@ impl Validator<'_> {
             .filter_map(|(i, t)| self.trigger(t, i))
             .collect();
         // A trigger taken out for its shape may have been an alert trigger.
-        self.has_alert = raw.triggers.iter().any(|t| t.alert.is_some())
-            || self.pruned.touches(&[key("triggers")]);
-        if raw.triggers.is_empty() && !self.pruned.touches(&[key("triggers")]) {
+        self.has_alert =
+            raw.triggers.iter().any(|t| t.alert.is_some()) || self.incomplete(&[key("triggers")]);
+        if raw.triggers.is_empty() && !self.incomplete(&[key("triggers")]) {
             let span = self.key_span(&[key("name")]);
             self.warn(Kind::NoTrigger, span, "runbook has no trigger")
                 .help
@@ -380,7 +386,7 @@ impl Validator<'_> {
                 rest.len() <= 1 || rest.get(1) == Some(&key("toil_minutes"))
             }
             _ => false,
-        });
+        }) || self.lost(&[key("toil")]);
         if toil.manual_minutes == 0.0 && !has_step_toil && !toil_lost {
             let span = match raw.toil {
                 Some(_) => self.key_span(&[key("toil")]),
@@ -815,7 +821,7 @@ impl Validator<'_> {
         // Items may hold no matcher (`""`, `{}`), as Alertmanager allows; a trigger needs one.
         let mut at = base.to_vec();
         at.extend([key("alert"), key("matchers")]);
-        if matchers.is_empty() && ok && !self.pruned.touches(&at) {
+        if matchers.is_empty() && ok && !self.incomplete(&at) {
             let mut p = base.to_vec();
             p.push(key("alert"));
             let span = self.key_span(&p);
@@ -1660,7 +1666,7 @@ impl Validator<'_> {
             {
                 Ok(())
             }
-            "env" if self.pruned.touches(&[key("env")]) => Ok(()),
+            "env" if self.incomplete(&[key("env")]) => Ok(()),
             "steps"
                 if self.pruned.any(|p| {
                     p.first() == Some(&key(self.list_field))
