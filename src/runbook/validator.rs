@@ -1710,6 +1710,10 @@ impl Validator<'_> {
                         })),
                     ));
                 };
+                if self.lost(&[key("inputs"), key(name), key("type")]) {
+                    // Its type was left out for its shape: which fields it has is unknown.
+                    return Ok(());
+                }
                 let host = input.kind.as_deref() == Some("hostname");
                 match (host, segs.get(2).map(String::as_str)) {
                     (true, Some("value" | "host" | "port")) | (false, None) => Ok(()),
