@@ -27,7 +27,7 @@ use crate::runbook::spec::{
 };
 use crate::runbook::suggest::did_you_mean;
 use crate::runbook::template::{HELPERS, Template};
-use crate::trigger::matcher::{Matcher, never_matches};
+use crate::trigger::matcher::{MatchOp, Matcher, never_matches};
 use crate::trigger::schedule::{Schedule, parse_timezone};
 
 /// Fields every step result exposes to later templates.
@@ -780,7 +780,12 @@ impl Validator<'_> {
         };
         for (j, text) in a.matchers.iter().enumerate() {
             match Matcher::parse_list(text) {
-                Ok(list) => matchers.extend(list),
+                Ok(list) => {
+                    for m in &list {
+                        self.suspicious_matcher(m, text, &mpath(j));
+                    }
+                    matchers.extend(list);
+                }
                 Err(e) => {
                     ok = false;
                     let vspan = self.value_span(&mpath(j));
@@ -881,6 +886,41 @@ impl Validator<'_> {
             on,
             cancel_on_resolve,
         })
+    }
+
+    /// Warns about a matcher that Alertmanager reads otherwise than it looks: `a==x` and
+    /// `a!=~x` compare with a value that starts with `=` or `~` (unless the value is quoted).
+    fn suspicious_matcher(&mut self, m: &Matcher, item: &str, path: &[Seg]) {
+        let Some(first) = m.value.chars().next().filter(|c| matches!(c, '=' | '~')) else {
+            return;
+        };
+        if m.op.is_regex() || item.contains(&format!("\"{first}")) {
+            return;
+        }
+        let (meant, op) = match (m.op, first) {
+            (MatchOp::Equal, '=') => ("equality is a single `=`", "="),
+            (MatchOp::Equal, _) => ("a regex match is written `=~`", "=~"),
+            (_, '~') => ("a regex mismatch is written `!~`", "!~"),
+            _ => ("inequality is a single `!=`", "!="),
+        };
+        let rest = m.value.get(1..).unwrap_or("");
+        let span = self.value_span(path);
+        self.warn(
+            Kind::SuspiciousMatcher,
+            span,
+            format!(
+                "matcher `{}` compares label `{}` with the value `{}`",
+                item.trim(),
+                m.name,
+                m.value
+            ),
+        )
+        .help
+        .push(format!(
+            "Alertmanager reads it so; {meant}: `{}{op}\"{rest}\"`. Quote the value if it really \
+             starts with `{first}`",
+            m.name
+        ));
     }
 
     fn secrets(&mut self, raw: &RawRunbook) -> BTreeMap<String, SecretSource> {
