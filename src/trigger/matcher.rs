@@ -395,13 +395,113 @@ fn literal_alternatives(re: &str) -> Option<Vec<String>> {
 /// Compiles `^(?:value)$`, as Alertmanager does (so `a)|(b` is accepted, as `^(?:a)|(b)$`),
 /// refusing what Go's regexp refuses and the regex crate would take.
 fn compile_anchored(value: &str) -> Result<Regex, String> {
-    let anchored = format!("^(?:{value})$");
+    // Translated whole: in Go, `\Q` or `(?` at the end of the value reach into the anchoring.
+    let anchored = go_literals(&format!("^(?:{value})$"));
     let re = Regex::new(&anchored).map_err(condense_regex_error)?;
     match regex_syntax::ast::parse::Parser::new().parse(&anchored) {
         Ok(ast) => regex_syntax::ast::visit(&ast, GoDialect)?,
         Err(e) => return Err(e.kind().to_string()),
     }
     Ok(re)
+}
+
+/// Writes what Go's regexp reads as literal text so that the regex crate reads it so too: a `{`
+/// that does not start a repeat count (`a{,3}`, `{x}`, `x{01}`) and text quoted between `\Q`
+/// and `\E` (or, without `\E`, to the end); Go's octal escapes as `\x{..}`, `\<` and `\>` as
+/// the characters; and Go's empty flag group `(?)` as `(?:)`.
+fn go_literals(value: &str) -> String {
+    let chars: Vec<char> = value.chars().collect();
+    let mut out = String::with_capacity(value.len());
+    let mut i = 0;
+    while let Some(&c) = chars.get(i) {
+        match (c, chars.get(i + 1).copied()) {
+            ('\\', Some('Q')) => {
+                let mut literal = String::new();
+                i += 2;
+                while let Some(&c) = chars.get(i) {
+                    if c == '\\' && chars.get(i + 1) == Some(&'E') {
+                        i += 2;
+                        break;
+                    }
+                    literal.push(c);
+                    i += 1;
+                }
+                out.push_str(&regex_syntax::escape(&literal));
+            }
+            // `\p{Greek}`, `\x{10FFFF}`: braces that belong to the escape.
+            ('\\', Some(d @ ('p' | 'P' | 'x'))) if chars.get(i + 2) == Some(&'{') => {
+                out.push('\\');
+                out.push(d);
+                i += 2;
+                while let Some(&c) = chars.get(i) {
+                    out.push(c);
+                    i += 1;
+                    if c == '}' {
+                        break;
+                    }
+                }
+            }
+            // Octal escapes (`\0`, `\012`, `\101`; not a lone `\1`, a backreference Go refuses
+            // too), which the regex crate does not read.
+            ('\\', Some(d @ '0'..='7'))
+                if d == '0' || chars.get(i + 2).is_some_and(|c| ('0'..='7').contains(c)) =>
+            {
+                let digits: String = chars[i + 1..]
+                    .iter()
+                    .take(3)
+                    .take_while(|c| ('0'..='7').contains(*c))
+                    .collect();
+                let code = u32::from_str_radix(&digits, 8).unwrap_or(0);
+                out.push_str(&format!("\\x{{{code:X}}}"));
+                i += 1 + digits.chars().count();
+            }
+            // An escaped `<` or `>` is the character in Go, a word boundary in the regex crate.
+            ('\\', Some(d @ ('<' | '>'))) => {
+                out.push(d);
+                i += 2;
+            }
+            ('\\', Some(d)) => {
+                out.push('\\');
+                out.push(d);
+                i += 2;
+            }
+            // `(?)` sets no flag in Go; the regex crate reads a `?` with nothing to repeat.
+            ('(', Some('?')) if chars.get(i + 2) == Some(&')') => {
+                out.push_str("(?:)");
+                i += 3;
+            }
+            ('{', _) if !go_repeat(&chars[i..]) => {
+                out.push_str("\\{");
+                i += 1;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Whether `s` starts with a repeat count as Go's regexp reads one: `{n}`, `{n,}` or `{n,m}`,
+/// numbers without leading zeros.
+fn go_repeat(s: &[char]) -> bool {
+    fn number(s: &[char]) -> Option<&[char]> {
+        let digits = s.iter().take_while(|c| c.is_ascii_digit()).count();
+        match digits {
+            0 => None,
+            n if n >= 2 && s[0] == '0' => None,
+            n => Some(&s[n..]),
+        }
+    }
+    let Some(rest) = s.strip_prefix(&['{']).and_then(number) else {
+        return false;
+    };
+    match rest {
+        ['}', ..] | [',', '}', ..] => true,
+        [',', more @ ..] => matches!(number(more), Some(['}', ..])),
+        _ => false,
+    }
 }
 
 /// Go's regexp (RE2 syntax, which Alertmanager compiles matchers with) refuses some regexes the
@@ -1014,6 +1114,26 @@ mod tests {
     }
 
     // --- matching ----------------------------------------------------------------------------
+
+    #[test]
+    fn regexes_match_as_go_reads_them() {
+        // A `{` that starts no repeat count is the character.
+        assert!(m(r#"a=~"x{,3}""#).matches_value("x{,3}"));
+        assert!(m(r#"a=~"x{01}""#).matches_value("x{01}"));
+        assert!(m(r#"a=~"x{2}""#).matches_value("xx"));
+        // \Q...\E quotes (a repetition after it applies to its last character); octal escapes;
+        // an escaped `<` is the character.
+        assert!(m(r#"a=~"\\Qa.b\\E+""#).matches_value("a.bbb"));
+        assert!(!m(r#"a=~"\\Qa.b\\E""#).matches_value("axb"));
+        assert!(m(r#"a=~"\\101\\012""#).matches_value("A\n"));
+        assert!(m(r#"a=~"\\<x\\>""#).matches_value("<x>"));
+        assert!(m(r#"a=~"x(?)y""#).matches_value("xy"));
+        // A regex that escapes its anchoring is read as Alertmanager reads it: `^(?:a)|(b)$`.
+        let escaped = m("a=~a)|(b");
+        assert!(escaped.matches_value("ax"));
+        assert!(escaped.matches_value("xb"));
+        assert!(!escaped.matches_value("x"));
+    }
 
     #[test]
     fn regex_matchers_are_anchored_at_both_ends() {
