@@ -1,7 +1,7 @@
 //! The runbooks in service: the catalog the engine runs, reloaded whole when the files change. A
 //! file that breaks keeps its last good version in service; its problems are kept for the API.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
@@ -66,7 +66,7 @@ impl Runbooks {
     pub fn reload(&self) {
         let plugins = Plugins::discover(&self.plugins);
         let loaded = catalog::load(std::slice::from_ref(&self.dir), &plugins);
-        let state = merge(&self.catalog(), loaded);
+        let (state, broken) = merge(&self.catalog(), loaded);
         let errors = state.diagnostics.iter().filter(|d| d.is_error()).count();
         info!(
             runbooks = state.catalog.len(),
@@ -76,7 +76,8 @@ impl Runbooks {
         );
         if errors > 0 {
             warn!(
-                "some runbook files have errors and keep their last good version:\n{}",
+                "some runbook files have errors:\n{}\n{}",
+                broken.join("\n"),
                 state.errors_text
             );
         }
@@ -93,26 +94,44 @@ impl Runbooks {
     }
 }
 
-/// Keeps the last good version of runbooks whose file now fails validation.
-fn merge(old: &Catalog, loaded: Loaded) -> CatalogState {
-    let broken: HashSet<String> = loaded
+/// Keeps the last good version of runbooks whose file now fails validation. Also answers one
+/// line per file with errors, saying what is in service of it: its last good version, or
+/// nothing when it never loaded (a new file, or any file at start-up).
+fn merge(old: &Catalog, loaded: Loaded) -> (CatalogState, Vec<String>) {
+    let broken: BTreeSet<String> = loaded
         .diagnostics
         .iter()
         .filter(|d| d.is_error())
         .map(|d| loaded.sources.name(d.primary.file))
         .collect();
     let mut catalog = loaded.catalog.clone();
+    let mut kept: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for rb in old.iter() {
-        if catalog.get(&rb.name).is_none() && broken.contains(&rb.source.display().to_string()) {
+        let file = rb.source.display().to_string();
+        if catalog.get(&rb.name).is_none() && broken.contains(&file) {
             catalog.insert(rb.clone());
+            kept.entry(file).or_default().push(format!("`{}`", rb.name));
         }
     }
-    CatalogState {
+    let lines = broken
+        .iter()
+        .map(|file| match kept.get(file) {
+            Some(names) => format!(
+                "  {file}: its last good version ({}) stays in service until it is fixed",
+                names.join(", ")
+            ),
+            None => format!(
+                "  {file}: never loaded without errors, so nothing of it is in service until it is fixed"
+            ),
+        })
+        .collect();
+    let state = CatalogState {
         catalog: Arc::new(catalog),
         errors_text: loaded.sources.render(&loaded.diagnostics),
         records: loaded.sources.records(&loaded.diagnostics),
         diagnostics: loaded.diagnostics,
-    }
+    };
+    (state, lines)
 }
 
 #[cfg(test)]
@@ -144,6 +163,28 @@ mod tests {
         assert!(
             runbooks.catalog().get("r").is_none(),
             "a removed file is gone"
+        );
+    }
+
+    #[test]
+    fn a_broken_file_never_loaded_is_not_said_to_keep_a_last_good_version() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let good = "name: r\nowner: t\ntoil: {manual_minutes: 1}\ntriggers: [{schedule: '* * * * *'}]\nsteps: [{name: a, run: 'true'}]\n";
+        let load = || catalog::load(&[dir.path().to_path_buf()], &Plugins::default());
+        std::fs::write(dir.path().join("r.yaml"), good).expect("write");
+        std::fs::write(dir.path().join("new.yaml"), "name: new\nowner: [\n").expect("write");
+        // At start-up nothing was loaded before: no file keeps anything.
+        let (state, lines) = merge(&Catalog::default(), load());
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].contains("new.yaml: never loaded"), "{lines:?}");
+        // `r` breaks after it loaded: it keeps its last good version; `new` still never loaded.
+        std::fs::write(dir.path().join("r.yaml"), "name: r\nowner: [\n").expect("write");
+        let (_, lines) = merge(&state.catalog, load());
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].contains("new.yaml: never loaded"), "{lines:?}");
+        assert!(
+            lines[1].contains("r.yaml: its last good version (`r`) stays in service"),
+            "{lines:?}"
         );
     }
 }

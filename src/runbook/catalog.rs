@@ -149,8 +149,15 @@ fn build(
             }
         }
         let text = sources.text(parsed.file);
-        let (runbook, diags) =
-            validator::validate(raw, parsed.file, &parsed.path, text, &parsed.map, plugins);
+        let (runbook, diags) = validator::validate(
+            raw,
+            &parsed.pruned,
+            parsed.file,
+            &parsed.path,
+            text,
+            &parsed.map,
+            plugins,
+        );
         diagnostics.extend(diags);
         match runbook {
             Some(rb) if by_name.get(&rb.name).map(|(f, _)| *f) == Some(parsed.file) => {

@@ -59,6 +59,8 @@ pub enum Kind {
     NoTrigger,
     /// Alert matchers that no alert can satisfy.
     NeverMatches,
+    /// A matcher Alertmanager reads otherwise than it looks (`a==x` compares with `=x`).
+    SuspiciousMatcher,
     /// A runbook that credits no toil.
     NoToil,
     /// A template that bypasses shell quoting.
@@ -72,7 +74,7 @@ impl Kind {
     ///
     /// A new variant must be listed here too: `Kind::position` matches every variant without a
     /// wildcard and looks each up here at compile time, so a missing one does not compile.
-    pub const ALL: [Kind; 23] = [
+    pub const ALL: [Kind; 24] = [
         Kind::YamlSyntax,
         Kind::DuplicateKey,
         Kind::UnknownField,
@@ -93,6 +95,7 @@ impl Kind {
         Kind::Io,
         Kind::NoTrigger,
         Kind::NeverMatches,
+        Kind::SuspiciousMatcher,
         Kind::NoToil,
         Kind::RawInterpolation,
         Kind::Ineffective,
@@ -123,6 +126,7 @@ impl Kind {
             Kind::Io => const { Kind::find(Kind::Io) },
             Kind::NoTrigger => const { Kind::find(Kind::NoTrigger) },
             Kind::NeverMatches => const { Kind::find(Kind::NeverMatches) },
+            Kind::SuspiciousMatcher => const { Kind::find(Kind::SuspiciousMatcher) },
             Kind::NoToil => const { Kind::find(Kind::NoToil) },
             Kind::RawInterpolation => const { Kind::find(Kind::RawInterpolation) },
             Kind::Ineffective => const { Kind::find(Kind::Ineffective) },

@@ -3,13 +3,16 @@
 //! serde_yaml is the YAML parser; it reports positions for syntax errors. Type errors are found
 //! by deserializing the parsed value with serde_path_to_error, which names the path of the bad
 //! value; the [`SourceMap`] turns that path into a position. To report every type error of a file
-//! in one pass, the offending node is removed and deserialization repeated.
+//! in one pass, the offending node is removed and deserialization repeated; what is left is
+//! returned with a record of what was taken out ([`Pruned`]), so that the validator checks the
+//! rest of the file too.
 
 use std::path::{Path, PathBuf};
 
 use serde_yaml::Value;
 
 use crate::runbook::diagnostic::{Diagnostic, Kind};
+use crate::runbook::pruned::Pruned;
 use crate::runbook::source_map::{Seg, SourceMap, display_path};
 use crate::runbook::sources::Sources;
 use crate::runbook::spec::RawRunbook;
@@ -22,9 +25,12 @@ pub struct ParsedFile {
     pub file: usize,
     /// Path on disk.
     pub path: PathBuf,
-    /// The raw runbook, when its shape is right (no syntax or type error).
+    /// The raw runbook, when the file is a YAML mapping: whole when its shape is right,
+    /// otherwise without the parts of a wrong shape (listed in `pruned`).
     pub raw: Option<RawRunbook>,
-    /// Positions of its values.
+    /// The parts of a wrong shape taken out of `raw` (each reported as an error).
+    pub pruned: Pruned,
+    /// Positions of its values, by their paths in `raw`.
     pub map: SourceMap,
 }
 
@@ -142,6 +148,7 @@ fn empty(file: usize, path: &Path) -> ParsedFile {
         file,
         path: path.to_path_buf(),
         raw: None,
+        pruned: Pruned::default(),
         map: SourceMap::default(),
     }
 }
@@ -205,31 +212,44 @@ pub fn parse(
         }
     }
     // Deserialize; on each error, report it, remove the offending node and try again so that
-    // every shape error of the file is reported at once.
-    let mut errors = 0;
+    // every shape error of the file is reported at once, and the rest can be validated.
     let mut last_removed: Vec<Seg> = Vec::new();
+    let mut last_how = Removal::Key;
     for _ in 0..200 {
         match serde_path_to_error::deserialize::<_, RawRunbook>(value.clone()) {
             Ok(raw) => {
-                if errors == 0 {
-                    parsed.raw = Some(raw);
-                }
+                parsed.raw = Some(raw);
                 return parsed;
             }
             Err(e) => {
-                errors += 1;
                 let path = convert_path(e.path());
                 let message = e.inner().to_string();
-                let (diag, mut remove) = shape_error(file, text, &parsed.map, &path, &message);
-                if remove == last_removed && !remove.is_empty() {
-                    // The same place failed again: drop its parent instead.
-                    remove.pop();
-                } else {
-                    diags.push(diag);
+                let shown = parsed.pruned.source_path(&path);
+                let (diag, mut remove) =
+                    shape_error(file, text, &parsed.map, &path, &shown, &message);
+                // After an item was removed, its place holds the next item, which may fail on
+                // its own; any other place that fails again was reported already.
+                let again = remove == last_removed && !remove.is_empty();
+                match last_how {
+                    // An item emptied in place fails again (in a list of scalars): it goes.
+                    Removal::Emptied if again => {}
+                    // Taking out the node did not help: take out its parent.
+                    Removal::Key if again => {
+                        remove.pop();
+                    }
+                    _ => diags.push(diag),
                 }
                 last_removed = remove.clone();
-                if remove.is_empty() || !remove_node(&mut value, &remove) {
+                let Some(how) = remove_node(&mut value, &remove) else {
                     return parsed;
+                };
+                last_how = how;
+                // Positions and the record follow the value, whose later items may move up.
+                parsed.map.forget(&remove, how == Removal::Emptied);
+                if message.starts_with("unknown field") && how == Removal::Key {
+                    parsed.pruned.record_unknown_field(&remove);
+                } else {
+                    parsed.pruned.record(&remove, how == Removal::Item);
                 }
             }
         }
@@ -271,7 +291,33 @@ fn syntax_error(file: usize, text: &str, e: &serde_yaml::Error) -> Diagnostic {
     if let (Some(at), Some(context)) = (context_at, context) {
         d = d.with_secondary(file, at..at + 1, context);
     }
-    if message.contains("found character that cannot start any token") {
+    let line_start = text
+        .get(..offset)
+        .and_then(|t| t.rfind('\n'))
+        .map_or(0, |i| i + 1);
+    let line = text
+        .get(line_start..)
+        .and_then(|t| t.lines().next())
+        .unwrap_or("");
+    let unquoted_template = line
+        .split_once(": ")
+        .or_else(|| line.trim_start().strip_prefix("- ").map(|rest| ("-", rest)))
+        .filter(|(_, value)| starts_template(value.trim_start(), 0));
+    if let Some((key, value)) = unquoted_template {
+        let value = value.split(" #").next().unwrap_or(value).trim();
+        let key = key.trim_start().trim_start_matches("- ");
+        let example = if value.contains(['"', '\\']) || value.chars().count() > 60 {
+            "`run: \"{{params.path}}\"`".to_string()
+        } else if key == "-" {
+            format!("`- \"{value}\"`")
+        } else {
+            format!("`{key}: \"{value}\"`")
+        };
+        d = d.with_help(format!(
+            "YAML reads an unquoted `{{{{...}}}}` as a mapping: quote values that start with \
+             {{{{, e.g. {example}"
+        ));
+    } else if message.contains("found character that cannot start any token") {
         d = d.with_help(
             "quote the value, e.g. `run: \"...\"`, when it starts with `@`, `` ` `` or `%`",
         );
@@ -427,12 +473,49 @@ fn fields_at(path: &[Seg]) -> &'static [&'static str] {
     }
 }
 
-/// Builds the diagnostic for one serde error and says which node to remove before retrying.
+/// Whether the field at `path` holds a duration (a string such as `30s` in the file).
+fn is_duration_field(path: &[Seg]) -> bool {
+    let keys: Vec<&str> = path
+        .iter()
+        .filter_map(|s| match s {
+            Seg::Key(k) => Some(k.as_str()),
+            Seg::Index(_) => None,
+        })
+        .collect();
+    matches!(
+        keys.as_slice(),
+        ["timeout"]
+            | ["triggers", "catchup"]
+            | ["guards", "cooldown" | "approval_timeout"]
+            | ["guards", "max_runs", "per"]
+            | ["verify", "alert_resolves_within"]
+            | ["steps" | "on_approval_requested", "timeout"]
+            | ["steps" | "on_approval_requested", "retries", "backoff"]
+            | ["steps" | "on_approval_requested", "http", "timeout"]
+    )
+}
+
+/// A number of seconds as a duration runbooks accept: `30s`, or `1500ms` for `1.5`.
+fn seconds_as_duration(number: &str) -> String {
+    match number.parse::<u64>() {
+        Ok(n) => format!("{n}s"),
+        Err(_) => match number.parse::<f64>() {
+            Ok(f) if (0.0..1e12).contains(&f) => {
+                format!("{}ms", (f * 1000.0).round())
+            }
+            _ => "30s".to_string(),
+        },
+    }
+}
+
+/// Builds the diagnostic for one serde error at `path` (named `shown` in messages: its path in
+/// the file) and says which node to remove before retrying.
 fn shape_error(
     file: usize,
     text: &str,
     map: &SourceMap,
     path: &[Seg],
+    shown: &[Seg],
     message: &str,
 ) -> (Diagnostic, Vec<Seg>) {
     let message = message.split(" at line ").next().unwrap_or(message);
@@ -450,7 +533,10 @@ fn shape_error(
         let place = if parent.is_empty() {
             "a runbook".to_string()
         } else {
-            format!("`{}`", display_path(&parent))
+            format!(
+                "`{}`",
+                display_path(&shown[..parent.len().min(shown.len())])
+            )
         };
         let mut d = Diagnostic::error(
             Kind::UnknownField,
@@ -471,15 +557,21 @@ fn shape_error(
     let where_ = if path.is_empty() {
         "the runbook".to_string()
     } else {
-        format!("`{}`", display_path(path))
+        format!("`{}`", display_path(shown))
     };
     let span = map.value_span(path);
+    let span_start = span.start;
     let source_text = text.get(span.clone()).unwrap_or("");
     if let Some(rest) = message.strip_prefix("invalid type: ") {
         let (found, expected) = rest
             .split_once(", expected ")
             .unwrap_or((rest, "another type"));
-        let expected = humanize_expected(expected);
+        let duration = is_duration_field(path) && expected.trim() == "a string";
+        let expected = if duration {
+            "a duration such as 30s".to_string()
+        } else {
+            humanize_expected(expected)
+        };
         let found = humanize_found(found);
         let mut d = Diagnostic::error(
             Kind::WrongType,
@@ -489,7 +581,14 @@ fn shape_error(
         )
         .with_label(format!("expected {expected}"));
         let found_bool = found.starts_with("boolean");
-        if found_bool && expected.contains("string") {
+        if duration && (found.starts_with("integer") || found.starts_with("floating point")) {
+            d = d.with_help(format!(
+                "a duration needs a unit: write `{}` for {source_text} seconds, or e.g. `5m`, `1h30m`",
+                seconds_as_duration(source_text)
+            ));
+        } else if duration {
+            d = d.with_help("write a number and a unit, e.g. `30s`, `10m`, `1h30m` or `2d`");
+        } else if found_bool && expected.contains("string") {
             d = d.with_help(format!(
                 "YAML read `{source_text}` as a boolean; quote it to keep it text: \"{source_text}\""
             ));
@@ -504,6 +603,12 @@ fn shape_error(
             ));
         } else if found.starts_with("an empty value") {
             d = d.with_help("give it a value, or remove the key");
+        } else if source_text.starts_with('{') && starts_template(text, span_start) {
+            d = d.with_help(format!(
+                "YAML reads an unquoted `{{{{...}}}}` as a mapping: quote values that start with \
+                 {{{{, e.g. {}",
+                quoted_example(text, span_start, path)
+            ));
         }
         return (d, path.to_vec());
     }
@@ -525,6 +630,30 @@ fn shape_error(
     }
     let d = Diagnostic::error(Kind::WrongType, file, span, format!("{where_}: {message}"));
     (d, path.to_vec())
+}
+
+/// Whether the text at `at` starts with `{{` (spaces allowed between): an unquoted template,
+/// which YAML reads as a flow mapping.
+fn starts_template(text: &str, at: usize) -> bool {
+    text.get(at..)
+        .and_then(|rest| rest.strip_prefix('{'))
+        .is_some_and(|rest| rest.trim_start().starts_with('{'))
+}
+
+/// The value at `at` (the rest of its line) written quoted under its key, for the help of an
+/// unquoted template.
+fn quoted_example(text: &str, at: usize, path: &[Seg]) -> String {
+    let line = text.get(at..).and_then(|r| r.lines().next()).unwrap_or("");
+    let value = line.split(" #").next().unwrap_or(line).trim_end();
+    let key = match path.last() {
+        Some(Seg::Key(k)) => format!("{k}: "),
+        _ => "- ".to_string(),
+    };
+    if value.contains('"') || value.contains('\\') || value.chars().count() > 60 {
+        format!("`{key}\"{{{{params.path}}}}\"`")
+    } else {
+        format!("`{key}\"{value}\"`")
+    }
 }
 
 fn humanize_expected(e: &str) -> String {
@@ -556,37 +685,41 @@ fn path_is_empty_mapping(v: &Value) -> bool {
     matches!(v, Value::Mapping(m) if m.is_empty())
 }
 
-/// Removes the node at `path` from `value`; returns whether something was removed.
-fn remove_node(value: &mut Value, path: &[Seg]) -> bool {
-    let Some((last, parent_path)) = path.split_last() else {
-        return false;
-    };
+/// How a node was taken out of a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Removal {
+    /// A mapping key and its value.
+    Key,
+    /// A list item, removed (the items after it move up).
+    Item,
+    /// A list item that is a mapping, emptied in place (so later indexes still match).
+    Emptied,
+}
+
+/// Removes the node at `path` from `value`; says how, or None when nothing was removed.
+fn remove_node(value: &mut Value, path: &[Seg]) -> Option<Removal> {
+    let (last, parent_path) = path.split_last()?;
     let mut node = value;
     for seg in parent_path {
         node = match (seg, node) {
-            (Seg::Key(k), Value::Mapping(m)) => match m.get_mut(k.as_str()) {
-                Some(v) => v,
-                None => return false,
-            },
-            (Seg::Index(i), Value::Sequence(s)) => match s.get_mut(*i) {
-                Some(v) => v,
-                None => return false,
-            },
-            _ => return false,
+            (Seg::Key(k), Value::Mapping(m)) => m.get_mut(k.as_str())?,
+            (Seg::Index(i), Value::Sequence(s)) => s.get_mut(*i)?,
+            _ => return None,
         };
     }
     match (last, node) {
-        (Seg::Key(k), Value::Mapping(m)) => m.remove(k.as_str()).is_some(),
+        (Seg::Key(k), Value::Mapping(m)) => m.remove(k.as_str()).map(|_| Removal::Key),
         // A bad mapping item is emptied rather than removed, so that later indexes still match
         // the source positions; a bad scalar item is removed.
         (Seg::Index(i), Value::Sequence(s)) if *i < s.len() => {
             if matches!(s[*i], Value::Mapping(_)) && !path_is_empty_mapping(&s[*i]) {
                 s[*i] = Value::Mapping(Default::default());
+                Some(Removal::Emptied)
             } else {
                 s.remove(*i);
+                Some(Removal::Item)
             }
-            true
         }
-        _ => false,
+        _ => None,
     }
 }

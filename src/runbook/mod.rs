@@ -1,7 +1,7 @@
 //! Runbook files to a catalog: YAML parsed with positions ([`loader`], [`spec`],
-//! [`source_map`]), validated into the [`model`] with located [`diagnostic`]s ([`validator`]),
-//! templates checked ([`template`]), installed [`plugins`] known, and the [`catalog`] of loaded
-//! runbooks.
+//! [`source_map`]; the parts of a wrong shape taken out, [`pruned`]), validated into the
+//! [`model`] with located [`diagnostic`]s ([`validator`]), templates checked ([`template`]),
+//! installed [`plugins`] known, and the [`catalog`] of loaded runbooks.
 
 pub mod catalog;
 pub mod diagnostic;
@@ -9,6 +9,7 @@ pub mod input;
 pub mod loader;
 pub mod model;
 pub mod plugins;
+pub mod pruned;
 pub mod source_map;
 pub mod sources;
 pub mod spec;

@@ -80,6 +80,7 @@ impl SourceMap {
             map: SourceMap::default(),
             stack: Vec::new(),
             gave_up: false,
+            complex_key: None,
             cursor: (usize::MAX, 0, 0),
             path: Vec::new(),
             documents: 0,
@@ -117,6 +118,41 @@ impl SourceMap {
     /// The span to underline for a whole node: its key when it has one, else its value.
     pub fn node_span(&self, path: &[Seg]) -> Range<usize> {
         self.key_span(path)
+    }
+
+    /// Forgets the node at `path` as the loader takes it out: with what is under it, or (when
+    /// `keep_node`, a list item emptied in place) only what is under it. When a list item is
+    /// removed, the items after it move up, so that paths keep naming what is left.
+    pub fn forget(&mut self, path: &[Seg], keep_node: bool) {
+        self.nodes
+            .retain(|p, _| !(p.starts_with(path) && (p.len() > path.len() || !keep_node)));
+        if keep_node {
+            return;
+        }
+        let Some((Seg::Index(i), parent)) = path.split_last() else {
+            return;
+        };
+        // Ascending, so that each moves into a place already vacated.
+        let mut moved: Vec<YamlPath> = self
+            .nodes
+            .keys()
+            .filter(|p| {
+                p.len() > parent.len()
+                    && p.starts_with(parent)
+                    && matches!(p.get(parent.len()), Some(Seg::Index(j)) if j > i)
+            })
+            .cloned()
+            .collect();
+        moved.sort();
+        for old in moved {
+            if let Some(spans) = self.nodes.remove(&old) {
+                let mut new = old;
+                if let Some(Seg::Index(j)) = new.get(parent.len()).cloned() {
+                    new[parent.len()] = Seg::Index(j - 1);
+                }
+                self.nodes.insert(new, spans);
+            }
+        }
     }
 
     fn nearest(&self, path: &[Seg]) -> Option<&NodeSpans> {
@@ -157,8 +193,12 @@ struct Builder<'a> {
     line_starts: Vec<usize>,
     map: SourceMap,
     stack: Vec<Level>,
-    /// Set on constructs runbooks never use (complex keys); indexing stops there.
+    /// Set on input too deep to index; indexing stops there.
     gave_up: bool,
+    /// Inside a collection used as a mapping key (`{{x}}: y`, or the inner braces of an
+    /// unquoted `run: {{x}}`): its depth, and where it started. Such a key is recorded with its
+    /// source text, so that the nodes after it keep their positions.
+    complex_key: Option<(usize, usize)>,
     /// Last converted position: (line, byte offset, column), to convert the next one from it.
     cursor: (usize, usize, usize),
     path: YamlPath,
@@ -338,6 +378,24 @@ impl MarkedEventReceiver for Builder<'_> {
             return;
         }
         let start = self.offset(&mark);
+        if let Some((depth, key_start)) = self.complex_key {
+            match ev {
+                Event::MappingStart(..) | Event::SequenceStart(..) => {
+                    self.complex_key = Some((depth + 1, key_start));
+                }
+                Event::MappingEnd | Event::SequenceEnd if depth <= 1 => {
+                    self.complex_key = None;
+                    let end = (start + 1).min(self.text.len()).max(key_start);
+                    let text = self.text.get(key_start..end).unwrap_or("").to_string();
+                    self.key(text, key_start..end);
+                }
+                Event::MappingEnd | Event::SequenceEnd => {
+                    self.complex_key = Some((depth - 1, key_start));
+                }
+                _ => {}
+            }
+            return;
+        }
         match ev {
             Event::DocumentStart => self.documents += 1,
             // Only the first document matters: a runbook file holds one.
@@ -354,7 +412,15 @@ impl MarkedEventReceiver for Builder<'_> {
             }
             Event::Alias(_) => {
                 if self.begin_node() {
-                    self.gave_up = true;
+                    // An alias as a key: recorded by its source text (`*name`).
+                    let rest = self.text.get(start..).unwrap_or("");
+                    let len = rest
+                        .find(|c: char| c.is_whitespace() || c == ':' || c == ',')
+                        .unwrap_or(rest.len())
+                        .max(1);
+                    let end = (start + len).min(self.text.len());
+                    let text = self.text.get(start..end).unwrap_or("").to_string();
+                    self.key(text, start..end);
                 } else {
                     self.insert(start..start + 1);
                     self.end_node();
@@ -368,7 +434,7 @@ impl MarkedEventReceiver for Builder<'_> {
                     return;
                 }
                 if self.begin_node() {
-                    self.gave_up = true;
+                    self.complex_key = Some((1, start));
                     return;
                 }
                 self.insert(start..start + 1);
@@ -456,6 +522,32 @@ mod tests {
         assert_eq!(d.key, "name");
         assert_eq!(d.first, 0..4);
         assert_eq!(d.second, 17..21);
+    }
+
+    #[test]
+    fn nodes_after_an_unquoted_template_keep_their_positions() {
+        // `{{x}}` unquoted is a flow mapping whose key is another mapping.
+        let text = "steps:\n  - name: a\n    run: {{params.x}}\n    timeuot: 5s\n  - name: b\n    retries: 3\n";
+        let map = SourceMap::build(text);
+        let step = |i: usize, f: &str| vec![k("steps"), Seg::Index(i), k(f)];
+        assert_eq!(at(text, &map.key_span(&step(0, "timeuot"))), "timeuot");
+        assert_eq!(at(text, &map.value_span(&step(1, "retries"))), "3");
+        assert_eq!(at(text, &map.value_span(&step(0, "run"))), "{");
+        let key = [k("steps"), Seg::Index(0), k("run"), k("{params.x}")];
+        assert_eq!(at(text, &map.key_span(&key)), "{params.x}");
+    }
+
+    #[test]
+    fn forgetting_a_list_item_moves_the_later_ones_up() {
+        let text = "env: [A, {x: 1}, C]\nsteps:\n  - name: a\n";
+        let mut map = SourceMap::build(text);
+        map.forget(&[k("env"), Seg::Index(1)], false);
+        assert_eq!(at(text, &map.value_span(&[k("env"), Seg::Index(1)])), "C");
+        assert!(map.get(&[k("env"), Seg::Index(2)]).is_none());
+        let step = [k("steps"), Seg::Index(0)];
+        map.forget(&step, true);
+        assert!(map.get(&step).is_some());
+        assert!(map.get(&[k("steps"), Seg::Index(0), k("name")]).is_none());
     }
 
     #[test]

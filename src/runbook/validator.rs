@@ -20,13 +20,14 @@ use crate::runbook::model::{
     TemplateValue, Toil, Trigger, Verify, parse_duration,
 };
 use crate::runbook::plugins::Plugins;
+use crate::runbook::pruned::Pruned;
 use crate::runbook::source_map::{Seg, SourceMap};
 use crate::runbook::spec::{
     RawAlertTrigger, RawGuards, RawHttp, RawRunbook, RawStep, RawTrigger, Scalar,
 };
 use crate::runbook::suggest::did_you_mean;
 use crate::runbook::template::{HELPERS, Template};
-use crate::trigger::matcher::{Matcher, never_matches};
+use crate::trigger::matcher::{MatchOp, Matcher, never_matches};
 use crate::trigger::schedule::{Schedule, parse_timezone};
 
 /// Fields every step result exposes to later templates.
@@ -74,9 +75,12 @@ fn key(k: &str) -> Seg {
     Seg::Key(k.to_string())
 }
 
-/// Validates one parsed runbook file. Returns the runbook if it has no error.
+/// Validates one parsed runbook file: what is left of it once the parts of a wrong shape were
+/// taken out (`pruned`, already reported), reporting nothing that only follows from those.
+/// Returns the runbook if it has no error and nothing was taken out.
 pub fn validate(
     raw: &RawRunbook,
+    pruned: &Pruned,
     file: usize,
     path: &Path,
     text: &str,
@@ -87,6 +91,7 @@ pub fn validate(
         file,
         text,
         map,
+        pruned,
         plugins,
         diags: Vec::new(),
         has_alert: false,
@@ -94,7 +99,7 @@ pub fn validate(
         list_field: "steps",
     };
     let runbook = v.runbook(raw, path);
-    let failed = v.diags.iter().any(Diagnostic::is_error);
+    let failed = v.diags.iter().any(Diagnostic::is_error) || !pruned.is_empty();
     (if failed { None } else { runbook }, v.diags)
 }
 
@@ -111,6 +116,8 @@ struct Validator<'a> {
     file: usize,
     text: &'a str,
     map: &'a SourceMap,
+    /// The parts of a wrong shape taken out of the file, whose consequences are not reported.
+    pruned: &'a Pruned,
     plugins: &'a Plugins,
     diags: Vec<Diagnostic>,
     has_alert: bool,
@@ -168,7 +175,24 @@ impl Validator<'_> {
         self.map.key_span(path)
     }
 
+    /// Whether the value at `path` was taken out for its shape, or is absent because a
+    /// misspelling of it or of an ancestor was (`parms` for `params`): its absence is no news.
+    fn lost(&self, path: &[Seg]) -> bool {
+        self.pruned.lost(path) || (1..=path.len()).any(|n| self.pruned.misspelt(&path[..n]))
+    }
+
+    /// Whether the value at `path` is not whole for its shape: lost, or something inside it
+    /// was taken out.
+    fn incomplete(&self, path: &[Seg]) -> bool {
+        self.lost(path) || self.pruned.touches(path)
+    }
+
     fn missing(&mut self, parent: &[Seg], field: &str, what: &str, example: &str) {
+        let mut at = parent.to_vec();
+        at.push(key(field));
+        if self.lost(&at) {
+            return;
+        }
         let span = self.key_span(parent);
         let place = if parent.is_empty() {
             "runbook".to_string()
@@ -230,7 +254,7 @@ impl Validator<'_> {
                 String::new()
             }
         };
-        if raw.steps.is_empty() {
+        if raw.steps.is_empty() && !self.incomplete(&[key("steps")]) {
             if self.map.get(&[key("steps")]).is_some() {
                 let span = self.key_span(&[key("steps")]);
                 self.error(Kind::MissingField, span, "`steps` is empty")
@@ -254,8 +278,10 @@ impl Validator<'_> {
             .enumerate()
             .filter_map(|(i, t)| self.trigger(t, i))
             .collect();
-        self.has_alert = raw.triggers.iter().any(|t| t.alert.is_some());
-        if raw.triggers.is_empty() {
+        // A trigger taken out for its shape may have been an alert trigger.
+        self.has_alert =
+            raw.triggers.iter().any(|t| t.alert.is_some()) || self.incomplete(&[key("triggers")]);
+        if raw.triggers.is_empty() && !self.incomplete(&[key("triggers")]) {
             let span = self.key_span(&[key("name")]);
             self.warn(Kind::NoTrigger, span, "runbook has no trigger")
                 .help
@@ -336,7 +362,13 @@ impl Validator<'_> {
         let steps = self.step_list("steps", &raw.steps, raw);
         let on_approval_requested =
             self.step_list("on_approval_requested", &raw.on_approval_requested, raw);
-        if !raw.on_approval_requested.is_empty() && !guards_approval(raw) {
+        // An approval setting taken out, or of a value already reported, decides nothing.
+        let approval_lost = self.lost(&[key("guards"), key("approval")])
+            || !matches!(
+                raw.guards.as_ref().and_then(|g| g.approval.as_deref()),
+                None | Some("required" | "none")
+            );
+        if !raw.on_approval_requested.is_empty() && !guards_approval(raw) && !approval_lost {
             let span = self.key_span(&[key("on_approval_requested")]);
             self.warn(
                 Kind::Ineffective,
@@ -348,7 +380,14 @@ impl Validator<'_> {
         }
 
         let has_step_toil = raw.steps.iter().any(|s| s.toil_minutes.is_some());
-        if toil.manual_minutes == 0.0 && !has_step_toil {
+        let toil_lost = self.pruned.any(|p| match p {
+            [Seg::Key(k), ..] if k == "toil" => true,
+            [Seg::Key(k), rest @ ..] if k == "steps" => {
+                rest.len() <= 1 || rest.get(1) == Some(&key("toil_minutes"))
+            }
+            _ => false,
+        }) || self.lost(&[key("toil")]);
+        if toil.manual_minutes == 0.0 && !has_step_toil && !toil_lost {
             let span = match raw.toil {
                 Some(_) => self.key_span(&[key("toil")]),
                 None => self.key_span(&[key("name")]),
@@ -357,7 +396,7 @@ impl Validator<'_> {
                 .help
                 .push("set `toil.manual_minutes` (what doing this by hand costs) so reports show what it saves".into());
         }
-        if toil.approval_minutes > 0.0 && !guards.approval {
+        if toil.approval_minutes > 0.0 && !guards.approval && !approval_lost {
             let span = self.key_span(&[key("toil"), key("approval_minutes")]);
             self.warn(
                 Kind::Ineffective,
@@ -507,6 +546,12 @@ impl Validator<'_> {
             let source = match (&i.label, &i.annotation) {
                 (Some(l), None) => Some(InputSource::Label(l.clone())),
                 (None, Some(a)) => Some(InputSource::Annotation(a.clone())),
+                (None, None)
+                    if self.lost(&[key("inputs"), key(name), key("label")])
+                        || self.lost(&[key("inputs"), key(name), key("annotation")]) =>
+                {
+                    None
+                }
                 (l, _) => {
                     let span = self.key_span(&at);
                     let message = if l.is_some() {
@@ -644,6 +689,12 @@ impl Validator<'_> {
                 .push("split it into two triggers, each starting with `- `".into());
                 None
             }
+            (None, None)
+                if self.lost(&[key("triggers"), Seg::Index(i), key("schedule")])
+                    || self.lost(&[key("triggers"), Seg::Index(i), key("alert")]) =>
+            {
+                None
+            }
             (None, None) => {
                 let span = self.value_span(&base);
                 let d = self.error(
@@ -727,18 +778,14 @@ impl Validator<'_> {
             p.push(Seg::Index(j));
             p
         };
-        if a.matchers.is_empty() {
-            let mut p = base.to_vec();
-            p.push(key("alert"));
-            let span = self.key_span(&p);
-            self.error(Kind::MissingField, span, "alert trigger needs at least one matcher")
-                .help
-                .push("e.g. `matchers: ['alertname=\"HostDiskFull\"']`; without matchers it would run on every alert".into());
-            ok = false;
-        }
         for (j, text) in a.matchers.iter().enumerate() {
-            match Matcher::parse(text) {
-                Ok(m) => matchers.push(m),
+            match Matcher::parse_list(text) {
+                Ok(list) => {
+                    for m in &list {
+                        self.suspicious_matcher(m, text, &mpath(j));
+                    }
+                    matchers.extend(list);
+                }
                 Err(e) => {
                     ok = false;
                     let vspan = self.value_span(&mpath(j));
@@ -775,6 +822,18 @@ impl Validator<'_> {
                     d.help.push("matchers use Alertmanager's syntax: name=\"value\", name!=\"value\", name=~\"regex\", name!~\"regex\"".into());
                 }
             }
+        }
+        // Items may hold no matcher (`""`, `{}`), as Alertmanager allows; a trigger needs one.
+        let mut at = base.to_vec();
+        at.extend([key("alert"), key("matchers")]);
+        if matchers.is_empty() && ok && !self.incomplete(&at) {
+            let mut p = base.to_vec();
+            p.push(key("alert"));
+            let span = self.key_span(&p);
+            self.error(Kind::MissingField, span, "alert trigger needs at least one matcher")
+                .help
+                .push("e.g. `matchers: ['alertname=\"HostDiskFull\"']`; without matchers it would run on every alert".into());
+            ok = false;
         }
         if let Some(reason) = never_matches(&matchers) {
             let mut p = base.to_vec();
@@ -829,6 +888,41 @@ impl Validator<'_> {
         })
     }
 
+    /// Warns about a matcher that Alertmanager reads otherwise than it looks: `a==x` and
+    /// `a!=~x` compare with a value that starts with `=` or `~` (unless the value is quoted).
+    fn suspicious_matcher(&mut self, m: &Matcher, item: &str, path: &[Seg]) {
+        let Some(first) = m.value.chars().next().filter(|c| matches!(c, '=' | '~')) else {
+            return;
+        };
+        if m.op.is_regex() || item.contains(&format!("\"{first}")) {
+            return;
+        }
+        let (meant, op) = match (m.op, first) {
+            (MatchOp::Equal, '=') => ("equality is a single `=`", "="),
+            (MatchOp::Equal, _) => ("a regex match is written `=~`", "=~"),
+            (_, '~') => ("a regex mismatch is written `!~`", "!~"),
+            _ => ("inequality is a single `!=`", "!="),
+        };
+        let rest = m.value.get(1..).unwrap_or("");
+        let span = self.value_span(path);
+        self.warn(
+            Kind::SuspiciousMatcher,
+            span,
+            format!(
+                "matcher `{}` compares label `{}` with the value `{}`",
+                item.trim(),
+                m.name,
+                m.value
+            ),
+        )
+        .help
+        .push(format!(
+            "Alertmanager reads it so; {meant}: `{}{op}\"{rest}\"`. Quote the value if it really \
+             starts with `{first}`",
+            m.name
+        ));
+    }
+
     fn secrets(&mut self, raw: &RawRunbook) -> BTreeMap<String, SecretSource> {
         let mut out = BTreeMap::new();
         for (name, s) in &raw.secrets {
@@ -850,6 +944,9 @@ impl Validator<'_> {
                     .help
                     .push("keep one source".into());
                 }
+                (None, None)
+                    if self.lost(&[key("secrets"), key(name), key("env")])
+                        || self.lost(&[key("secrets"), key(name), key("file")]) => {}
                 (None, None) => {
                     let span = self.key_span(&path);
                     self.error(
@@ -966,7 +1063,9 @@ impl Validator<'_> {
     fn approvers(&mut self, g: &RawGuards) -> Option<Approvers> {
         let a = g.approvers.as_ref()?;
         let at = vec![key("guards"), key("approvers")];
-        if g.approval.as_deref() != Some("required") {
+        if matches!(g.approval.as_deref(), None | Some("none"))
+            && !self.lost(&[key("guards"), key("approval")])
+        {
             let span = self.key_span(&at);
             self.error(
                 Kind::Ineffective,
@@ -976,7 +1075,11 @@ impl Validator<'_> {
             .help
             .push("add `approval: required` to `guards` so that each run waits for one of the approvers, or remove `approvers`".into());
         }
-        if a.users.is_none() && a.groups.is_none() {
+        if a.users.is_none()
+            && a.groups.is_none()
+            && !self.lost(&[key("guards"), key("approvers"), key("users")])
+            && !self.lost(&[key("guards"), key("approvers"), key("groups")])
+        {
             let span = self.key_span(&at);
             let d = self.error(
                 Kind::MissingField,
@@ -1112,6 +1215,11 @@ impl Validator<'_> {
                 self.plugin(&plugin, s, &base, scope, raw)
                     .map(|with| Action::Plugin { name: plugin, with })
             }
+            [false, false, false]
+                if ["run", "http", "plugin"].iter().any(|f| self.lost(&sp(f))) =>
+            {
+                None
+            }
             [false, false, false] => {
                 let span = self.key_span(&base);
                 let d = self.error(
@@ -1141,7 +1249,7 @@ impl Validator<'_> {
                 None
             }
         };
-        if s.shell.is_some() && s.run.is_none() {
+        if s.shell.is_some() && s.run.is_none() && !self.lost(&sp("run")) {
             let span = self.key_span(&sp("shell"));
             self.warn(
                 Kind::Ineffective,
@@ -1154,7 +1262,7 @@ impl Validator<'_> {
                     .into(),
             );
         }
-        if s.with.is_some() && s.plugin.is_none() {
+        if s.with.is_some() && s.plugin.is_none() && !self.lost(&sp("plugin")) {
             let span = self.key_span(&sp("with"));
             self.error(Kind::InvalidValue, span, "`with` is only for plugin steps")
                 .help
@@ -1413,7 +1521,7 @@ impl Validator<'_> {
                 }
             }
             for (input, spec) in inputs {
-                if spec.required && !given.contains(input) {
+                if spec.required && !given.contains(input) && !self.lost(&wpath) {
                     let target = if s.with.is_some() {
                         wpath.clone()
                     } else {
@@ -1592,6 +1700,21 @@ impl Validator<'_> {
             }
         };
         match root {
+            // A name declared in a part taken out for its shape is not reported unknown.
+            "params" | "inputs" | "secrets"
+                if second.is_some_and(|n| self.lost(&[key(root), key(n)])) =>
+            {
+                Ok(())
+            }
+            "env" if self.incomplete(&[key("env")]) => Ok(()),
+            "steps"
+                if self.pruned.any(|p| {
+                    p.first() == Some(&key(self.list_field))
+                        && (p.len() <= 2 || p.get(2) == Some(&key("name")))
+                }) && !self.list.iter().any(|s| s.name.as_deref() == second) =>
+            {
+                Ok(())
+            }
             "params" => match second {
                 Some(p) if !raw.params.contains_key(p) => Err((
                     format!("unknown parameter `{p}` in `{full}`"),
@@ -1627,6 +1750,10 @@ impl Validator<'_> {
                         })),
                     ));
                 };
+                if self.lost(&[key("inputs"), key(name), key("type")]) {
+                    // Its type was left out for its shape: which fields it has is unknown.
+                    return Ok(());
+                }
                 let host = input.kind.as_deref() == Some("hostname");
                 match (host, segs.get(2).map(String::as_str)) {
                     (true, Some("value" | "host" | "port")) | (false, None) => Ok(()),
@@ -1686,6 +1813,13 @@ impl Validator<'_> {
                         format!("step `{step_name}` runs after this one, so `{full}` is not set yet"),
                         Some("a step can only read the results of steps before it; move it later".into()),
                     )),
+                    Some(i)
+                        if ["run", "http", "plugin"].iter().any(|f| {
+                            self.lost(&[key(self.list_field), Seg::Index(i), key(f)])
+                        }) =>
+                    {
+                        Ok(())
+                    }
                     Some(i) => {
                         let target = &self.list[i];
                         let kind_fields: &[&str] = if target.http.is_some() {

@@ -146,169 +146,69 @@ impl Matcher {
         }
     }
 
-    /// Parses one matcher in Alertmanager syntax.
-    ///
-    /// Accepts `name op value` with optional whitespace around the operator, optionally wrapped in
-    /// one pair of braces (`{severity="critical"}`). The label name is `[a-zA-Z_][a-zA-Z0-9_]*` or
-    /// a double-quoted UTF-8 string. The value is double-quoted (escapes `\"`, `\\` and `\n`;
-    /// any other backslash is kept literally, so `"db\.example"` is the regex `db\.example`) or
-    /// unquoted (no whitespace and none of `{ } , = ! ~ " ' `` ` ``). The value must be present:
-    /// write `foo=""` for the empty string.
+    /// Parses exactly one matcher in Alertmanager 0.25's syntax (see [`Matcher::parse_list`]).
     pub fn parse(s: &str) -> Result<Matcher, MatcherError> {
-        let mut p = Cursor { src: s, pos: 0 };
-        p.skip_ws();
-        let braced = p.eat("{");
-        p.skip_ws();
-
-        // Label name.
-        let name_start = p.pos;
-        let (name, name_quoted) = match p.peek() {
-            Some('"') => {
-                let name = p.scan_quoted("label name")?;
-                if name.is_empty() {
-                    return Err(MatcherError::new(
-                        "label name must not be empty",
-                        name_start,
-                        p.pos - name_start,
-                    ));
-                }
-                (name, true)
+        let mut list = Matcher::parse_list(s)?.into_iter();
+        match (list.next(), list.next()) {
+            (Some(m), None) => Ok(m),
+            (None, _) => {
+                let at = s.len() - s.trim_start().len();
+                Err(MatcherError::new("expected a label name", at, 0).with_help(EXAMPLE_HELP))
             }
-            Some(c) if c.is_ascii_alphabetic() || c == '_' => {
-                while p
-                    .peek()
-                    .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-                {
-                    p.bump();
-                }
-                (p.slice(name_start, p.pos).to_owned(), false)
-            }
-            Some(c) => {
-                return Err(MatcherError::new(
-                    format!("expected a label name, found {c:?}"),
-                    p.pos,
-                    c.len_utf8(),
+            (Some(_), Some(_)) => {
+                let at = first_separator(s).unwrap_or(0);
+                Err(
+                    MatcherError::new("expected a single matcher, found \",\"", at, 1)
+                        .with_help("give each matcher as its own list item"),
                 )
-                .with_help(
-                    "label names start with a letter or underscore; quote other names, e.g. \"service.name\"=\"db\"",
-                ));
             }
-            None => {
-                return Err(
-                    MatcherError::new("expected a label name", p.pos, 0).with_help(EXAMPLE_HELP)
-                );
-            }
-        };
-
-        // Operator.
-        p.skip_ws();
-        let op = if p.eat("=~") {
-            MatchOp::Regex
-        } else if p.eat("!=") {
-            MatchOp::NotEqual
-        } else if p.eat("!~") {
-            MatchOp::NotRegex
-        } else if p.eat("=") {
-            MatchOp::Equal
-        } else {
-            let found = p.peek();
-            let err = MatcherError::new(
-                format!("expected an operator (=, !=, =~ or !~) after label name {name:?}"),
-                p.pos,
-                found.map_or(0, char::len_utf8),
-            );
-            let help = match found {
-                Some('~') => "did you mean =~ (regex match)?".to_owned(),
-                Some('"' | '\'') => {
-                    format!("put an operator between the name and the value, e.g. {name}=\"...\"")
-                }
-                Some(c) if !name_quoted && !c.is_whitespace() && c != '!' => format!(
-                    "label names may contain only letters, digits and underscores; quote other names, e.g. \"{name}{c}...\"=\"value\""
-                ),
-                _ => EXAMPLE_HELP.to_owned(),
-            };
-            return Err(err.with_help(help));
-        };
-
-        // Value.
-        p.skip_ws();
-        let value_start = p.pos;
-        let value = match p.peek() {
-            Some('"') => p.scan_quoted("value")?,
-            Some(c) if !is_reserved_in_unquoted(c) => p.scan_unquoted(),
-            found => {
-                let message = match found {
-                    Some(c) if c != '}' => {
-                        format!("expected a label value after operator \"{op}\", found {c:?}")
-                    }
-                    _ => format!("expected a label value after operator \"{op}\""),
-                };
-                let help = match found {
-                    Some('=') if op == MatchOp::Equal => {
-                        "Alertmanager writes equality with a single ="
-                    }
-                    Some('\'') | Some('`') => "quote values with double quotes",
-                    _ => "write \"\" for an empty value; quote values with special characters",
-                };
-                let len = found.filter(|c| *c != '}').map_or(0, char::len_utf8);
-                return Err(MatcherError::new(message, p.pos, len).with_help(help));
-            }
-        };
-        let value_end = p.pos;
-
-        // Closing brace and end of input.
-        p.skip_ws();
-        if braced {
-            if !p.eat("}") {
-                let len = p.peek().map_or(0, char::len_utf8);
-                return Err(
-                    MatcherError::new("expected \"}\" to close the matcher", p.pos, len)
-                        .with_help("a matcher opened with { ends with }"),
-                );
-            }
-            p.skip_ws();
         }
-        if let Some(c) = p.peek() {
-            let trailing = p.rest().trim_end().len();
-            return Err(match c {
-                ',' => MatcherError::new("expected a single matcher, found \",\"", p.pos, 1)
-                    .with_help("give each matcher as its own list item"),
-                '"' => MatcherError::new(
-                    format!("unexpected double quote after the value of label {name:?}"),
-                    p.pos,
-                    1,
-                )
-                .with_help("quote the whole value and escape quotes inside it as \\\""),
-                _ => MatcherError::new(
-                    format!("unexpected {c:?} after the value of label {name:?}"),
-                    p.pos,
-                    trailing,
-                )
-                .with_help(
-                    "quote values that contain spaces or special characters, e.g. name=\"a b\"",
-                ),
-            });
-        }
+    }
 
-        let re = if op.is_regex() {
-            Some(compile_anchored(&value).map_err(|e| {
-                MatcherError::new(
-                    format!("invalid regex in matcher: {e}"),
-                    value_start,
-                    value_end - value_start,
-                )
-                .with_help(REGEX_HELP)
-            })?)
+    /// Parses one item of a `matchers` list as Alertmanager 0.25 does (its `ParseMatchers`):
+    /// a comma-separated list of matchers, optionally wrapped in `{` and `}`, which may hold
+    /// none (`""`, `{}`).
+    ///
+    /// A matcher is a label name (`[a-zA-Z_:][a-zA-Z0-9_:]*`), an operator (`=`, `!=`, `=~`,
+    /// `!~`) and a value, with optional ASCII whitespace around each. The value is everything
+    /// up to the end, trailing whitespace removed, and may be empty (`job=`). A value that starts
+    /// with `"` must end with one; inside, `\"`, `\\` and `\n` are escapes, a lone `\` is kept
+    /// literally and an unescaped `"` is refused. The regex of `=~` and `!~` is `^(?:value)$`.
+    pub fn parse_list(s: &str) -> Result<Vec<Matcher>, MatcherError> {
+        let start = usize::from(s.starts_with('{'));
+        let end = if s.len() > start && s.ends_with('}') {
+            s.len() - 1
         } else {
-            None
+            s.len()
         };
-        Ok(Matcher {
-            name,
-            op,
-            value,
-            re,
-            written: Some(s.trim().to_owned()),
-        })
+        let body = s.get(start..end).unwrap_or("");
+        // Commas outside double quotes separate matchers; `\"` does not open or close quotes.
+        let mut tokens = Vec::new();
+        let (mut inside, mut escaped) = (false, false);
+        let mut token_start = start;
+        for (i, c) in body.char_indices() {
+            match c {
+                ',' if !inside => {
+                    tokens.push(token_start..start + i);
+                    token_start = start + i + 1;
+                    continue;
+                }
+                ',' => {}
+                '"' if escaped => escaped = false,
+                '"' => inside = !inside,
+                '\\' => escaped = !escaped,
+                _ => escaped = false,
+            }
+        }
+        let last = s.get(token_start..end).unwrap_or("");
+        if !last.trim().is_empty() {
+            let lead = last.len() - last.trim_start().len();
+            tokens.push(token_start + lead..token_start + lead + last.trim().len());
+        }
+        tokens
+            .into_iter()
+            .map(|range| parse_one(s, range))
+            .collect()
     }
 
     /// Whether the labels satisfy this matcher (a missing label is the empty string).
@@ -505,11 +405,192 @@ fn literal_alternatives(re: &str) -> Option<Vec<String>> {
     Some(out)
 }
 
-/// Compiles `^(?:value)$`, checking first that `value` is a regex on its own (so `a)|(b` is not
-/// accepted just because the wrapping happens to balance it).
+/// Compiles `^(?:value)$`, as Alertmanager does (so `a)|(b` is accepted, as `^(?:a)|(b)$`),
+/// refusing what Go's regexp refuses and the regex crate would take.
 fn compile_anchored(value: &str) -> Result<Regex, String> {
-    Regex::new(value).map_err(condense_regex_error)?;
-    Regex::new(&format!("^(?:{value})$")).map_err(condense_regex_error)
+    // Translated whole: in Go, `\Q` or `(?` at the end of the value reach into the anchoring.
+    let anchored = go_literals(&format!("^(?:{value})$"));
+    let re = Regex::new(&anchored).map_err(condense_regex_error)?;
+    match regex_syntax::ast::parse::Parser::new().parse(&anchored) {
+        Ok(ast) => regex_syntax::ast::visit(&ast, GoDialect)?,
+        Err(e) => return Err(e.kind().to_string()),
+    }
+    Ok(re)
+}
+
+/// Writes what Go's regexp reads as literal text so that the regex crate reads it so too: a `{`
+/// that does not start a repeat count (`a{,3}`, `{x}`, `x{01}`) and text quoted between `\Q`
+/// and `\E` (or, without `\E`, to the end); Go's octal escapes as `\x{..}`, `\<` and `\>` as
+/// the characters; and Go's empty flag group `(?)` as `(?:)`.
+fn go_literals(value: &str) -> String {
+    let chars: Vec<char> = value.chars().collect();
+    let mut out = String::with_capacity(value.len());
+    let mut i = 0;
+    while let Some(&c) = chars.get(i) {
+        match (c, chars.get(i + 1).copied()) {
+            ('\\', Some('Q')) => {
+                let mut literal = String::new();
+                i += 2;
+                while let Some(&c) = chars.get(i) {
+                    if c == '\\' && chars.get(i + 1) == Some(&'E') {
+                        i += 2;
+                        break;
+                    }
+                    literal.push(c);
+                    i += 1;
+                }
+                out.push_str(&regex_syntax::escape(&literal));
+            }
+            // `\p{Greek}`, `\x{10FFFF}`: braces that belong to the escape.
+            ('\\', Some(d @ ('p' | 'P' | 'x'))) if chars.get(i + 2) == Some(&'{') => {
+                out.push('\\');
+                out.push(d);
+                i += 2;
+                while let Some(&c) = chars.get(i) {
+                    out.push(c);
+                    i += 1;
+                    if c == '}' {
+                        break;
+                    }
+                }
+            }
+            // Octal escapes (`\0`, `\012`, `\101`; not a lone `\1`, a backreference Go refuses
+            // too), which the regex crate does not read.
+            ('\\', Some(d @ '0'..='7'))
+                if d == '0' || chars.get(i + 2).is_some_and(|c| ('0'..='7').contains(c)) =>
+            {
+                let digits: String = chars[i + 1..]
+                    .iter()
+                    .take(3)
+                    .take_while(|c| ('0'..='7').contains(*c))
+                    .collect();
+                let code = u32::from_str_radix(&digits, 8).unwrap_or(0);
+                out.push_str(&format!("\\x{{{code:X}}}"));
+                i += 1 + digits.chars().count();
+            }
+            // An escaped `<` or `>` is the character in Go, a word boundary in the regex crate.
+            ('\\', Some(d @ ('<' | '>'))) => {
+                out.push(d);
+                i += 2;
+            }
+            ('\\', Some(d)) => {
+                out.push('\\');
+                out.push(d);
+                i += 2;
+            }
+            // `(?)` sets no flag in Go; the regex crate reads a `?` with nothing to repeat.
+            ('(', Some('?')) if chars.get(i + 2) == Some(&')') => {
+                out.push_str("(?:)");
+                i += 3;
+            }
+            ('{', _) if !go_repeat(&chars[i..]) => {
+                out.push_str("\\{");
+                i += 1;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Whether `s` starts with a repeat count as Go's regexp reads one: `{n}`, `{n,}` or `{n,m}`,
+/// numbers without leading zeros.
+fn go_repeat(s: &[char]) -> bool {
+    fn number(s: &[char]) -> Option<&[char]> {
+        let digits = s.iter().take_while(|c| c.is_ascii_digit()).count();
+        match digits {
+            0 => None,
+            n if n >= 2 && s[0] == '0' => None,
+            n => Some(&s[n..]),
+        }
+    }
+    let Some(rest) = s.strip_prefix(&['{']).and_then(number) else {
+        return false;
+    };
+    match rest {
+        ['}', ..] | [',', '}', ..] => true,
+        [',', more @ ..] => matches!(number(more), Some(['}', ..])),
+        _ => false,
+    }
+}
+
+/// Go's regexp (RE2 syntax, which Alertmanager compiles matchers with) refuses some regexes the
+/// regex crate accepts: stacked repetitions (`a**`, `a{2}{3}`), counts over 1000, flags other
+/// than `i`, `m`, `s` and `U`, and `(?<name>...)` groups. Class set operations (`[a&&b]`,
+/// `[a--b]`, `[a~~b]`) are refused too: Go reads those characters literally, so the matcher
+/// would select other alerts than in Alertmanager.
+struct GoDialect;
+
+impl regex_syntax::ast::Visitor for GoDialect {
+    type Output = ();
+    type Err = String;
+
+    fn finish(self) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn visit_class_set_binary_op_pre(
+        &mut self,
+        _op: &regex_syntax::ast::ClassSetBinaryOp,
+    ) -> Result<(), String> {
+        Err(
+            "`&&`, `--` and `~~` in a class mean something else in Go's regexp \
+             (Alertmanager's); escape them, e.g. `\\&\\&`"
+                .into(),
+        )
+    }
+
+    fn visit_pre(&mut self, ast: &regex_syntax::ast::Ast) -> Result<(), String> {
+        use regex_syntax::ast::{
+            Ast, Flag, FlagsItemKind, GroupKind, RepetitionKind, RepetitionRange,
+        };
+        let flags = match ast {
+            Ast::Repetition(rep) => {
+                if matches!(*rep.ast, Ast::Repetition(_)) {
+                    return Err("invalid nested repetition operator (as Go reads it)".into());
+                }
+                let counts = match rep.op.kind {
+                    RepetitionKind::Range(RepetitionRange::Exactly(n))
+                    | RepetitionKind::Range(RepetitionRange::AtLeast(n)) => vec![n],
+                    RepetitionKind::Range(RepetitionRange::Bounded(m, n)) => vec![m, n],
+                    _ => Vec::new(),
+                };
+                if counts.iter().any(|n| *n > 1000) {
+                    return Err("repeat count over 1000 (as Go reads it)".into());
+                }
+                return Ok(());
+            }
+            Ast::Flags(set) => &set.flags,
+            Ast::Group(group) => match &group.kind {
+                GroupKind::NonCapturing(flags) => flags,
+                GroupKind::CaptureName {
+                    starts_with_p: false,
+                    ..
+                } => return Err("a named group is written (?P<name>...) (as Go reads it)".into()),
+                _ => return Ok(()),
+            },
+            _ => return Ok(()),
+        };
+        for item in &flags.items {
+            if let FlagsItemKind::Flag(flag) = &item.kind
+                && !matches!(
+                    flag,
+                    Flag::CaseInsensitive
+                        | Flag::MultiLine
+                        | Flag::DotMatchesNewLine
+                        | Flag::SwapGreed
+                )
+            {
+                return Err(format!(
+                    "unsupported flag {flag:?}: only i, m, s and U (as Go reads it)"
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The regex crate's (multi-line) error message condensed to one line.
@@ -532,18 +613,185 @@ fn condense_regex_error(e: regex::Error) -> String {
     }
 }
 
-/// Whether a name is a classic label name (`[a-zA-Z_][a-zA-Z0-9_]*`) that needs no quotes.
+/// Whitespace as Alertmanager's matcher regex reads `\s`.
+fn is_ascii_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0c')
+}
+
+/// Byte offset of the first comma that separates two matchers of `s`, if any.
+fn first_separator(s: &str) -> Option<usize> {
+    let (mut inside, mut escaped) = (false, false);
+    for (i, c) in s.char_indices() {
+        match c {
+            ',' if !inside => return Some(i),
+            ',' => {}
+            '"' if escaped => escaped = false,
+            '"' => inside = !inside,
+            '\\' => escaped = !escaped,
+            _ => escaped = false,
+        }
+    }
+    None
+}
+
+/// Parses the one matcher at `range` of `src` (Alertmanager 0.25's `ParseMatcher`); error
+/// offsets are into `src`.
+fn parse_one(src: &str, range: std::ops::Range<usize>) -> Result<Matcher, MatcherError> {
+    let end = range.end.min(src.len());
+    let mut p = Cursor {
+        src: src.get(..end).unwrap_or(src),
+        pos: range.start.min(end),
+    };
+    p.skip_ws();
+
+    // Label name.
+    let name_start = p.pos;
+    match p.peek() {
+        Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':' => {
+            while p
+                .peek()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+            {
+                p.bump();
+            }
+        }
+        Some('"') => {
+            return Err(MatcherError::new(
+                "expected a label name, found '\"'",
+                p.pos,
+                1,
+            )
+            .with_help(
+                "Alertmanager 0.25 takes label names unquoted: letters, digits, `_` and `:`, not starting with a digit",
+            ));
+        }
+        Some(c) => {
+            return Err(MatcherError::new(
+                format!("expected a label name, found {c:?}"),
+                p.pos,
+                c.len_utf8(),
+            )
+            .with_help("label names are letters, digits, `_` and `:`, not starting with a digit"));
+        }
+        None => {
+            return Err(
+                MatcherError::new("expected a label name", p.pos, 0).with_help(EXAMPLE_HELP)
+            );
+        }
+    }
+    let name = p.slice(name_start, p.pos).to_owned();
+
+    // Operator.
+    p.skip_ws();
+    let op = if p.eat("=~") {
+        MatchOp::Regex
+    } else if p.eat("=") {
+        MatchOp::Equal
+    } else if p.eat("!=") {
+        MatchOp::NotEqual
+    } else if p.eat("!~") {
+        MatchOp::NotRegex
+    } else {
+        let found = p.peek();
+        let err = MatcherError::new(
+            format!("expected an operator (=, !=, =~ or !~) after label name {name:?}"),
+            p.pos,
+            found.map_or(0, char::len_utf8),
+        );
+        let help = match found {
+            Some('~') => "did you mean =~ (regex match)?".to_owned(),
+            Some('"' | '\'') => {
+                format!("put an operator between the name and the value, e.g. {name}=\"...\"")
+            }
+            Some(c) if !c.is_whitespace() && c != '!' => format!(
+                "label names may contain only letters, digits, `_` and `:`; {c:?} cannot be part of one"
+            ),
+            _ => EXAMPLE_HELP.to_owned(),
+        };
+        return Err(err.with_help(help));
+    };
+
+    // Value: the rest, surrounding whitespace removed.
+    p.skip_ws();
+    let raw_start = p.pos;
+    let raw = p.rest().trim_end_matches(is_ascii_space);
+    let (body, body_start, quoted) = match raw.strip_prefix('"') {
+        Some(inner) => (inner, raw_start + 1, true),
+        None => (raw, raw_start, false),
+    };
+    let mut value = String::new();
+    let mut escaped = false;
+    let mut closed = false;
+    for (i, c) in body.char_indices() {
+        if escaped {
+            escaped = false;
+            match c {
+                'n' => value.push('\n'),
+                '"' | '\\' => value.push(c),
+                other => {
+                    value.push('\\');
+                    value.push(other);
+                }
+            }
+            continue;
+        }
+        match c {
+            '\\' if i + 1 < body.len() => escaped = true,
+            '"' if quoted && i + 1 == body.len() => closed = true,
+            '"' => {
+                let mut err = MatcherError::new(
+                    format!("unescaped double quote in the value of label {name:?}"),
+                    body_start + i,
+                    1,
+                );
+                err = if raw.starts_with('=') && op == MatchOp::Equal {
+                    err.with_help("Alertmanager writes equality with a single =")
+                } else {
+                    err.with_help("quote the whole value and escape quotes inside it as \\\"")
+                };
+                return Err(err);
+            }
+            c => value.push(c),
+        }
+    }
+    if quoted && !closed {
+        return Err(
+            MatcherError::new("unterminated quoted value", raw_start, raw.len())
+                .with_help("add the closing \"; write a double quote inside it as \\\""),
+        );
+    }
+    let value_end = raw_start + raw.len();
+
+    let re = if op.is_regex() {
+        Some(compile_anchored(&value).map_err(|e| {
+            MatcherError::new(
+                format!("invalid regex in matcher: {e}"),
+                raw_start,
+                value_end - raw_start,
+            )
+            .with_help(REGEX_HELP)
+        })?)
+    } else {
+        None
+    };
+    // The author's own text of this matcher, shown to people (`Matcher::written`).
+    let written = src.get(range.start..end).map(|t| t.trim().to_owned());
+    Ok(Matcher {
+        name,
+        op,
+        value,
+        re,
+        written,
+    })
+}
+
+/// Whether a name is a label name Alertmanager 0.25 parses (`[a-zA-Z_:][a-zA-Z0-9_:]*`).
 fn is_plain_label_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars
         .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-/// Characters that end (or may not appear in) an unquoted value.
-fn is_reserved_in_unquoted(c: char) -> bool {
-    c.is_whitespace() || matches!(c, '{' | '}' | ',' | '=' | '!' | '~' | '"' | '\'' | '`')
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
 /// Writes `s` double-quoted, escaping `\`, `"` and newline as Alertmanager does.
@@ -558,18 +806,6 @@ fn write_quoted(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
         }
     }
     f.write_char('"')
-}
-
-/// Appends the character an escape `\c` stands for; unknown escapes are kept literally.
-fn push_escaped(out: &mut String, c: char) {
-    match c {
-        'n' => out.push('\n'),
-        '"' | '\\' => out.push(c),
-        other => {
-            out.push('\\');
-            out.push(other);
-        }
-    }
 }
 
 /// A position in the matcher being parsed (always on a char boundary).
@@ -607,56 +843,9 @@ impl Cursor<'_> {
     }
 
     fn skip_ws(&mut self) {
-        while self.peek().is_some_and(char::is_whitespace) {
+        while self.peek().is_some_and(is_ascii_space) {
             self.bump();
         }
-    }
-
-    /// Scans a double-quoted string starting at the opening quote.
-    fn scan_quoted(&mut self, what: &str) -> Result<String, MatcherError> {
-        let start = self.pos;
-        self.bump();
-        let mut out = String::new();
-        loop {
-            match self.bump() {
-                Some('"') => return Ok(out),
-                Some('\\') => match self.bump() {
-                    Some(c) => push_escaped(&mut out, c),
-                    None => break,
-                },
-                Some(c) => out.push(c),
-                None => break,
-            }
-        }
-        Err(MatcherError::new(
-            format!("unterminated quoted {what}"),
-            start,
-            self.pos - start,
-        )
-        .with_help("add the closing \"; write a double quote inside it as \\\""))
-    }
-
-    /// Scans an unquoted value up to whitespace or a reserved character.
-    fn scan_unquoted(&mut self) -> String {
-        let mut out = String::new();
-        while let Some(c) = self.peek() {
-            if c == '\\' {
-                self.bump();
-                match self.peek() {
-                    Some(next) if !next.is_whitespace() => {
-                        self.bump();
-                        push_escaped(&mut out, next);
-                    }
-                    _ => out.push('\\'),
-                }
-            } else if is_reserved_in_unquoted(c) {
-                break;
-            } else {
-                self.bump();
-                out.push(c);
-            }
-        }
-        out
     }
 }
 
@@ -717,17 +906,31 @@ mod tests {
             (r"instance=~db\d+", "instance", Regex, r"db\d+"),
             (r#"msg="a = b, c!""#, "msg", Equal, "a = b, c!"),
             (r#"team="données""#, "team", Equal, "données"),
-            (r#""service.name"="db""#, "service.name", Equal, "db"),
-            (r#""quote\"d"=x"#, "quote\"d", Equal, "x"),
             (r#"{alertname="DiskFull"}"#, "alertname", Equal, "DiskFull"),
             (
-                r#" { alertname = DiskFull } "#,
+                r#"{ alertname = DiskFull }"#,
                 "alertname",
                 Equal,
                 "DiskFull",
             ),
             ("_private=x", "_private", Equal, "x"),
             ("Label_9=v", "Label_9", Equal, "v"),
+            // As Alertmanager 0.25 reads them:
+            ("job=", "job", Equal, ""),
+            ("job =  ", "job", Equal, ""),
+            ("severity=~", "severity", Regex, ""),
+            ("a:b=x", "a:b", Equal, "x"),
+            (":a=x", ":a", Equal, "x"),
+            ("a=b c d", "a", Equal, "b c d"),
+            ("a==x", "a", Equal, "=x"),
+            ("a='x'", "a", Equal, "'x'"),
+            // The item's closing brace is taken off first, as Alertmanager does.
+            ("a={x}", "a", Equal, "{x"),
+            (r"a=\", "a", Equal, r"\"),
+            (r#"a="\q""#, "a", Equal, r"\q"),
+            (r#"{a="x""#, "a", Equal, "x"),
+            (r#"a="x"}"#, "a", Equal, "x"),
+            ("a=~x)|(y", "a", Regex, "x)|(y"),
         ];
         for (input, name, op, value) in cases {
             let got = Matcher::parse(input).unwrap_or_else(|e| panic!("{input:?}: {e:?}"));
@@ -746,6 +949,13 @@ mod tests {
             ("   ", "expected a label name", 3, 0),
             ("=critical", "expected a label name, found '='", 0, 1),
             (r#"1abc="x""#, "expected a label name, found '1'", 0, 1),
+            (
+                r#""service.name"="db""#,
+                "expected a label name, found '\"'",
+                0,
+                1,
+            ),
+            (" {a=b}", "expected a label name, found '{'", 1, 1),
             (
                 "severity",
                 r#"expected an operator (=, !=, =~ or !~) after label name "severity""#,
@@ -784,34 +994,21 @@ mod tests {
                 11,
             ),
             (
-                r#""service.name=x"#,
-                "unterminated quoted label name",
-                0,
-                15,
-            ),
-            (r#""" = "x""#, "label name must not be empty", 0, 2),
-            (
-                "severity=",
-                r#"expected a label value after operator "=""#,
-                9,
-                0,
-            ),
-            (
-                "severity =~  ",
-                r#"expected a label value after operator "=~""#,
-                13,
-                0,
-            ),
-            (
-                "severity==critical",
-                r#"expected a label value after operator "=", found '='"#,
-                9,
+                r#"severity=="critical""#,
+                r#"unescaped double quote in the value of label "severity""#,
+                10,
                 1,
             ),
             (
-                "severity='critical'",
-                r#"expected a label value after operator "=", found '\''"#,
-                9,
+                r#"a=x""#,
+                r#"unescaped double quote in the value of label "a""#,
+                3,
+                1,
+            ),
+            (
+                r#"a="x"y"#,
+                r#"unescaped double quote in the value of label "a""#,
+                4,
                 1,
             ),
             (
@@ -821,10 +1018,10 @@ mod tests {
                 7,
             ),
             (
-                "severity=~crit)",
+                "severity=~crit))",
                 "invalid regex in matcher: unopened group",
                 10,
-                5,
+                6,
             ),
             (
                 r#"a="x",b="y""#,
@@ -832,25 +1029,7 @@ mod tests {
                 5,
                 1,
             ),
-            (
-                "a=b c d",
-                r#"unexpected 'c' after the value of label "a""#,
-                4,
-                3,
-            ),
-            (
-                r#"a=b"c""#,
-                r#"unexpected double quote after the value of label "a""#,
-                3,
-                1,
-            ),
-            (r#"{a="x""#, r#"expected "}" to close the matcher"#, 6, 0),
-            (
-                r#"a="x"}"#,
-                r#"unexpected '}' after the value of label "a""#,
-                5,
-                1,
-            ),
+            (",", "expected a label name", 0, 0),
         ];
         for (input, message, offset, len) in cases {
             let err = Matcher::parse(input).expect_err(input);
@@ -865,16 +1044,33 @@ mod tests {
 
     #[test]
     fn errors_carry_a_help_text_where_a_fix_is_obvious() {
-        let err = Matcher::parse("severity==critical").expect_err("double =");
+        let err = Matcher::parse(r#"severity=="critical""#).expect_err("double =");
         assert!(err.help.as_deref().is_some_and(|h| h.contains("single =")));
-        let err = Matcher::parse(r#"service.name="db""#).expect_err("dotted name");
-        assert!(
-            err.help
-                .as_deref()
-                .is_some_and(|h| h.contains("quote other names"))
-        );
-        let err = Matcher::parse("severity=").expect_err("missing value");
-        assert!(err.help.as_deref().is_some_and(|h| h.contains("\"\"")));
+        let err = Matcher::parse(r#""service.name"="db""#).expect_err("quoted name");
+        assert!(err.help.as_deref().is_some_and(|h| h.contains("unquoted")));
+    }
+
+    #[test]
+    fn a_list_item_holds_any_number_of_matchers_as_in_alertmanager() {
+        let parse = |s: &str| {
+            Matcher::parse_list(s)
+                .unwrap_or_else(|e| panic!("{s:?}: {e:?}"))
+                .iter()
+                .map(Matcher::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(parse(r#"{a="x", b!~"y|z", }"#), [r#"a="x""#, r#"b!~"y|z""#]);
+        assert_eq!(parse("a=b,c=d"), [r#"a="b""#, r#"c="d""#]);
+        // A comma inside quotes is part of the value, also after an escaped quote.
+        assert_eq!(parse(r#"a="x,\"y,z""#), [r#"a="x,\"y,z""#]);
+        assert!(parse("").is_empty());
+        assert!(parse("{}").is_empty());
+        assert!(parse("  ").is_empty());
+        // An empty matcher before a comma is an error, as in Alertmanager.
+        let err = Matcher::parse_list(",a=b").expect_err("empty first matcher");
+        assert_eq!(err.message, "expected a label name");
+        let err = Matcher::parse_list(r#"a=b, c="#).map(|l| l.len());
+        assert_eq!(err, Ok(2));
     }
 
     #[test]
@@ -897,7 +1093,7 @@ mod tests {
             (r#"a!~"x|y""#, r#"a!~"x|y""#),
             (r#"msg="say \"hi\"\nbye""#, r#"msg="say \"hi\"\nbye""#),
             (r#"i=~"db\.x""#, r#"i=~"db\\.x""#),
-            (r#""service.name"="db""#, r#""service.name"="db""#),
+            ("a:b=", r#"a:b="""#),
             (r#"{ _a="" }"#, r#"_a="""#),
         ];
         for (input, canonical) in cases {
@@ -945,6 +1141,26 @@ mod tests {
     }
 
     // --- matching ----------------------------------------------------------------------------
+
+    #[test]
+    fn regexes_match_as_go_reads_them() {
+        // A `{` that starts no repeat count is the character.
+        assert!(m(r#"a=~"x{,3}""#).matches_value("x{,3}"));
+        assert!(m(r#"a=~"x{01}""#).matches_value("x{01}"));
+        assert!(m(r#"a=~"x{2}""#).matches_value("xx"));
+        // \Q...\E quotes (a repetition after it applies to its last character); octal escapes;
+        // an escaped `<` is the character.
+        assert!(m(r#"a=~"\\Qa.b\\E+""#).matches_value("a.bbb"));
+        assert!(!m(r#"a=~"\\Qa.b\\E""#).matches_value("axb"));
+        assert!(m(r#"a=~"\\101\\012""#).matches_value("A\n"));
+        assert!(m(r#"a=~"\\<x\\>""#).matches_value("<x>"));
+        assert!(m(r#"a=~"x(?)y""#).matches_value("xy"));
+        // A regex that escapes its anchoring is read as Alertmanager reads it: `^(?:a)|(b)$`.
+        let escaped = m("a=~a)|(b");
+        assert!(escaped.matches_value("ax"));
+        assert!(escaped.matches_value("xb"));
+        assert!(!escaped.matches_value("x"));
+    }
 
     #[test]
     fn regex_matchers_are_anchored_at_both_ends() {
@@ -1001,12 +1217,6 @@ mod tests {
         let one_fails = [m("alertname=DiskFull"), m("severity=warning")];
         assert!(!matches_all(&one_fails, &l));
         assert!(matches_all(&[], &l));
-    }
-
-    #[test]
-    fn quoted_label_names_match_utf8_labels() {
-        let l = labels(&[("service.name", "db")]);
-        assert!(m(r#""service.name"="db""#).matches(&l));
     }
 
     // --- never_matches -----------------------------------------------------------------------

@@ -1160,6 +1160,36 @@ fn generated_runbooks_load_without_panics_and_every_rejection_is_explained() {
 }
 
 #[test]
+fn one_shape_error_in_a_valid_runbook_is_the_only_error_reported() {
+    // A node of a valid runbook given a shape no field has (a list of lists): its shape error
+    // is reported, the rest of the file is checked, and nothing that only follows from that
+    // node being left out is reported on top (no cascade). Under `with` any shape is a plugin
+    // input, whose absence may be a real error of its own.
+    let strategy = (valid_runbook(), any::<Index>()).prop_map(|(mut v, at)| {
+        let mut paths = Vec::new();
+        yaml_paths(&v, &mut Vec::new(), &mut paths);
+        let path = paths[1 + at.index(paths.len() - 1)].clone();
+        let wrong = Yaml::Sequence(vec![Yaml::Sequence(vec![Yaml::Number(1.into())])]);
+        replace_at(&mut v, &path, Some(wrong));
+        (v, path)
+    });
+    check(256, strategy, |(value, path)| {
+        if path.iter().any(|seg| seg.as_str() == Some("with")) {
+            return Ok(());
+        }
+        let text = serde_yaml::to_string(&value).map_err(|e| fail(e.to_string()))?;
+        let loaded = load_and_check(&[("runbooks/rb.yaml", &text)])?;
+        let errors: Vec<_> = loaded.diagnostics.iter().filter(|d| d.is_error()).collect();
+        prop_assert!(
+            errors.len() <= 1,
+            "{path:?} of the wrong shape:\n{text}\n{}",
+            loaded.sources.render(&loaded.diagnostics)
+        );
+        Ok(())
+    });
+}
+
+#[test]
 fn a_broken_runbook_does_not_disturb_the_good_ones_loaded_with_it() {
     let strategy = prop::collection::vec(runbook_text(), 1..3);
     check(96, strategy, |texts| {
@@ -1222,7 +1252,7 @@ fn arbitrary_yaml_like_text_never_panics_the_loader() {
 }
 
 #[test]
-fn the_loader_returns_a_raw_runbook_exactly_when_it_reports_no_error() {
+fn the_loader_returns_a_whole_raw_runbook_exactly_when_it_reports_no_error() {
     let strategy = prop_oneof![2 => runbook_text(), 1 => yaml_like_text()];
     check(512, strategy, |text| {
         let mut sources = Sources::new();
@@ -1232,12 +1262,20 @@ fn the_loader_returns_a_raw_runbook_exactly_when_it_reports_no_error() {
             untoil::runbook::loader::parse(file, Path::new("rb.yaml"), &sources, &mut diags)
         })?;
         let errors = diags.iter().filter(|d| d.is_error()).count();
+        // With shape errors, what is left of the runbook is returned too (for the semantic
+        // checks), with the parts taken out listed: whole means nothing was taken out.
+        let whole = parsed.raw.is_some() && parsed.pruned.is_empty();
         prop_assert_eq!(
-            parsed.raw.is_some(),
+            whole,
             errors == 0,
-            "raw runbook {:?} with diagnostics {:#?}",
-            parsed.raw.is_some(),
+            "whole raw runbook {:?} with diagnostics {:#?}",
+            whole,
             diags
+        );
+        prop_assert!(
+            parsed.pruned.is_empty() || errors > 0,
+            "parts taken out without an error: {:?}",
+            parsed.pruned
         );
         Ok(())
     });

@@ -87,8 +87,9 @@ fn validate_exits_one_with_located_errors_for_a_broken_runbook() {
         "{err}"
     );
     assert!(err.contains("did you mean `run`?"), "{err}");
+    // The rest of the file is checked too: its warnings come with the shape error.
     assert!(
-        err.contains("failed: 1 error, 0 warnings in 1 file"),
+        err.contains("failed: 1 error, 2 warnings in 1 file"),
         "{err}"
     );
 }

@@ -23,6 +23,7 @@ mod executor;
 mod guards;
 mod hygiene;
 mod identity;
+mod matchers;
 mod migration;
 mod mobile;
 mod new_user;
