@@ -34,8 +34,8 @@ pub fn check(path: &Path, what: &str) {
 /// [`check`] for every secret file a runbook in `catalog` reads.
 pub fn check_runbooks(catalog: &Catalog) {
     for runbook in catalog.iter() {
-        for (name, source) in &runbook.secrets {
-            if let SecretSource::File(path) = source {
+        for (name, secret) in &runbook.secrets {
+            if let SecretSource::File(path) = &secret.source {
                 check(
                     path,
                     &format!("secret `{name}` of runbook `{}`", runbook.name),

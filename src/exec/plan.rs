@@ -14,7 +14,7 @@ use crate::run::cause::{AlertContext, Cause};
 use crate::run::id::RunId;
 use crate::run::record::RunRecord;
 use crate::runbook::input::Checked;
-use crate::runbook::model::{InputSource, Runbook, SecretSource, reserved_env};
+use crate::runbook::model::{InputSource, Runbook, Secret, SecretSource, reserved_env};
 use crate::runbook::suggest::did_you_mean;
 
 /// A run that cannot start.
@@ -193,15 +193,22 @@ impl Plan {
         let params = resolve_params(&runbook, &run.params)?;
         let inputs = resolve_inputs(&runbook, run.alert.as_ref())?;
         let mut secrets = BTreeMap::new();
-        for (name, source) in &runbook.secrets {
-            let value = if run.dry_run {
-                crate::exec::redact::MASK.to_string()
-            } else {
-                read_secret(source).map_err(|reason| PrepareError::Secret {
-                    runbook: runbook.name.clone(),
-                    name: name.clone(),
-                    reason,
-                })?
+        for (name, secret) in &runbook.secrets {
+            let value = match read_secret(name, secret) {
+                // An optional secret that is not there is empty, in a dry run too: its steps are
+                // skipped, and the plan should say so.
+                Ok(value) if value.is_empty() => value,
+                // A dry run shows no secret, only that it has one.
+                Ok(_) if run.dry_run => crate::exec::redact::MASK.to_string(),
+                Ok(value) => value,
+                Err(_) if run.dry_run => crate::exec::redact::MASK.to_string(),
+                Err(reason) => {
+                    return Err(PrepareError::Secret {
+                        runbook: runbook.name.clone(),
+                        name: name.clone(),
+                        reason,
+                    });
+                }
             };
             secrets.insert(name.clone(), value);
         }
@@ -358,14 +365,39 @@ impl Plan {
     }
 }
 
-fn read_secret(source: &SecretSource) -> Result<String, String> {
-    match source {
-        SecretSource::Env(var) => std::env::var(var).map_err(|_| {
-            format!("environment variable `{var}` is not set; export it where untoil runs")
-        }),
-        SecretSource::File(path) => std::fs::read_to_string(path)
-            .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
-            .map_err(|e| format!("cannot read `{}`: {e}", path.display())),
+/// A secret's value; an optional one that is not there is empty.
+fn read_secret(name: &str, secret: &Secret) -> Result<String, String> {
+    match &secret.source {
+        SecretSource::Env(var) => match std::env::var(var) {
+            Ok(value) => Ok(value),
+            Err(std::env::VarError::NotPresent) if secret.optional => Ok(String::new()),
+            Err(_) => Err(format!(
+                "environment variable `{var}` is not set; export it where untoil runs{}",
+                hint_optional(name, secret)
+            )),
+        },
+        SecretSource::File(path) => match std::fs::read_to_string(path) {
+            Ok(s) => Ok(s.trim_end_matches(['\n', '\r']).to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && secret.optional => {
+                Ok(String::new())
+            }
+            Err(e) => Err(format!(
+                "cannot read `{}`: {e}{}",
+                path.display(),
+                hint_optional(name, secret)
+            )),
+        },
+    }
+}
+
+/// What to do about a missing secret a runbook could go without.
+fn hint_optional(name: &str, secret: &Secret) -> String {
+    if secret.optional {
+        String::new()
+    } else {
+        format!(
+            " (or mark the secret `optional: true` and guard its steps with `when: '{{{{secrets.{name}}}}}'`)"
+        )
     }
 }
 
@@ -379,4 +411,43 @@ fn notification_json(a: &AlertContext) -> serde_json::Value {
         map.remove("alerts");
     }
     n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(source: SecretSource, optional: bool) -> Secret {
+        Secret { source, optional }
+    }
+
+    #[test]
+    fn an_optional_secret_that_is_not_there_is_empty_and_a_required_one_says_how_to_fix_it() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let absent = SecretSource::File(dir.path().join("absent"));
+        let unset = SecretSource::Env("UNTOIL_TEST_SECRET_NOBODY_SETS".into());
+        assert_eq!(
+            read_secret("hook", &secret(absent.clone(), true)),
+            Ok(String::new())
+        );
+        assert_eq!(
+            read_secret("hook", &secret(unset.clone(), true)),
+            Ok(String::new())
+        );
+        for source in [absent, unset] {
+            let err = read_secret("hook", &secret(source, false))
+                .expect_err("a required secret that is not there");
+            assert!(
+                err.contains("optional: true") && err.contains("{{secrets.hook}}"),
+                "{err}"
+            );
+        }
+        // A file that is there but cannot be read is an error, optional or not.
+        let unreadable = secret(SecretSource::File(dir.path().to_path_buf()), true);
+        assert!(read_secret("hook", &unreadable).is_err());
+        let present = dir.path().join("present");
+        std::fs::write(&present, "s3cret\n").unwrap_or_else(|e| panic!("{e}"));
+        let read = read_secret("hook", &secret(SecretSource::File(present), true));
+        assert_eq!(read, Ok("s3cret".to_string()));
+    }
 }

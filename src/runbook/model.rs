@@ -45,7 +45,7 @@ pub struct Runbook {
     /// Environment variables templates may read.
     pub env: Vec<String>,
     /// Declared secrets.
-    pub secrets: BTreeMap<String, SecretSource>,
+    pub secrets: BTreeMap<String, Secret>,
     /// Verification window of alert runs.
     pub verify: Option<Verify>,
     /// Steps, in order.
@@ -282,6 +282,16 @@ pub struct Input {
     pub default: Option<String>,
     /// What it is for.
     pub description: String,
+}
+
+/// A secret: where its value comes from, and whether a run may go without it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Secret {
+    /// Where its value comes from.
+    pub source: SecretSource,
+    /// When its variable is unset or its file absent, the value is empty instead of the run
+    /// failing (steps that need it say `when: '{{secrets.NAME}}'`).
+    pub optional: bool,
 }
 
 /// Where a secret's value comes from.

@@ -244,6 +244,10 @@ pub struct RawSecret {
     pub env: Option<String>,
     /// File holding the value (trailing newline removed), e.g. `/run/secrets/slack`.
     pub file: Option<String>,
+    /// When true, an unset variable or an absent file is the empty value instead of an error;
+    /// guard the steps that need it with `when: '{{secrets.NAME}}'`.
+    #[serde(default)]
+    pub optional: bool,
 }
 
 /// Verification of a run's effect.

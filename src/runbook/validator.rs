@@ -16,8 +16,8 @@ use crate::runbook::diagnostic::{Diagnostic, Kind};
 use crate::runbook::input::{InputType, Rule, compile_pattern};
 use crate::runbook::model::{
     Action, AlertOn, AlertTrigger, DEFAULT_SHELL, DEFAULT_STEP_TIMEOUT, Guards, HttpRequest, Input,
-    InputSource, MaxRuns, Overlap, Param, Retries, Runbook, ScheduleTrigger, SecretSource, Step,
-    TemplateValue, Toil, Trigger, Verify, parse_duration,
+    InputSource, MaxRuns, Overlap, Param, Retries, Runbook, ScheduleTrigger, Secret, SecretSource,
+    Step, TemplateValue, Toil, Trigger, Verify, parse_duration,
 };
 use crate::runbook::plugins::Plugins;
 use crate::runbook::pruned::Pruned;
@@ -923,16 +923,20 @@ impl Validator<'_> {
         ));
     }
 
-    fn secrets(&mut self, raw: &RawRunbook) -> BTreeMap<String, SecretSource> {
+    fn secrets(&mut self, raw: &RawRunbook) -> BTreeMap<String, Secret> {
         let mut out = BTreeMap::new();
         for (name, s) in &raw.secrets {
             let path = vec![key("secrets"), key(name)];
             match (&s.env, &s.file) {
                 (Some(var), None) => {
-                    out.insert(name.clone(), SecretSource::Env(var.clone()));
+                    let source = SecretSource::Env(var.clone());
+                    let optional = s.optional;
+                    out.insert(name.clone(), Secret { source, optional });
                 }
                 (None, Some(f)) => {
-                    out.insert(name.clone(), SecretSource::File(f.into()));
+                    let source = SecretSource::File(f.into());
+                    let optional = s.optional;
+                    out.insert(name.clone(), Secret { source, optional });
                 }
                 (Some(_), Some(_)) => {
                     let span = self.key_span(&path);

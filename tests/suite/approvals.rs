@@ -423,6 +423,48 @@ async fn the_shipped_disk_cleanup_example_runs_by_hand_once_approved() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_disk_cleanup_example_runs_by_hand_without_its_optional_webhook() {
+    let dirs = Dirs::new();
+    let example = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples/runbooks/disk-cleanup.yaml"),
+    )
+    .expect("the example");
+    dirs.runbook("disk-cleanup", &example);
+    let logs = dirs.path("logs");
+    let mut c = common::untoil_command(&dirs);
+    c.args(["serve", "--listen", "127.0.0.1:0"])
+        .env_remove("SLACK_WEBHOOK_URL");
+    let mut served = Served::spawn(c);
+    let base = tokio::task::block_in_place(|| served.base());
+    let http = Http::new(base);
+
+    let id = start(
+        &http,
+        "disk-cleanup",
+        serde_json::json!({ "path": logs.display().to_string() }),
+    )
+    .await;
+    // Prepared and waiting: no missing secret fails it before anyone is asked.
+    run_settled(&http, &id, &["pending_approval"]).await;
+    let (_, list) = http.get("/api/v1/approvals").await;
+    let plan = list[0]["plan"].to_string();
+    assert!(!plan.contains("cannot"), "{plan}");
+    let (status, _) = http
+        .post(&format!("/api/v1/runs/{id}/approve"), serde_json::json!({}))
+        .await;
+    assert_eq!(status, 200);
+    let run = run_settled(&http, &id, &["succeeded", "failed"]).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let notify = run["steps"]
+        .as_array()
+        .and_then(|steps| steps.iter().find(|s| s["name"] == "notify"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(notify["status"], "skipped", "{run}");
+}
+
 const PLAIN: &str = "name: plain\nowner: t\nsteps:\n  - name: a\n    run: echo hello\n";
 
 #[test]
