@@ -10,7 +10,7 @@ use crate::report::table::Table;
 use crate::report::{cell, human};
 use crate::run::id::RunId;
 use crate::run::record::RunRecord;
-use crate::run::status::RunStatus;
+use crate::run::status::{RunStatus, StepStatus};
 use crate::store::{RunFilter, Store};
 
 use crate::cli::connect::{Target, target};
@@ -243,8 +243,9 @@ pub fn show(r: &RunRecord) -> String {
     }
     if let Some(t) = &r.toil {
         out.push_str(&format!(
-            "toil      {} min credited: {}\n",
-            t.minutes, t.reason
+            "toil      {} credited: {}\n",
+            human::toil_minutes(t.minutes),
+            t.reason
         ));
     }
     out.push_str("steps\n");
@@ -271,7 +272,13 @@ pub fn show(r: &RunRecord) -> String {
             }
         }
         if let Some(e) = &s.error {
-            out.push_str(&format!("      error: {}\n", cell::terminal(e)));
+            // A skipped step's "error" is why it was skipped, not something that went wrong.
+            let label = if s.status == Some(StepStatus::Skipped) {
+                "skipped"
+            } else {
+                "error"
+            };
+            out.push_str(&format!("      {label}: {}\n", cell::terminal(e)));
         }
         for (label, text) in [
             ("stdout", &s.stdout),
@@ -288,4 +295,31 @@ pub fn show(r: &RunRecord) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::credit::Credit;
+    use crate::run::step::StepResult;
+
+    #[test]
+    fn a_skipped_step_says_why_it_was_skipped_and_no_credit_has_a_sign() {
+        let mut r = RunRecord::synthetic(0);
+        r.steps = vec![StepResult {
+            name: "notify".into(),
+            status: Some(StepStatus::Skipped),
+            error: Some("`when` is false".into()),
+            ..Default::default()
+        }];
+        r.toil = Some(Credit {
+            minutes: -0.0,
+            reason: "no step with a toil figure succeeded".into(),
+            ..Default::default()
+        });
+        let text = show(&r);
+        assert!(text.contains("      skipped: `when` is false"), "{text}");
+        assert!(!text.contains("error:"), "{text}");
+        assert!(text.contains("toil      0 min credited"), "{text}");
+    }
 }

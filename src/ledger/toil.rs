@@ -52,7 +52,8 @@ pub fn credit(
                     .map(|m| (s.name.as_str(), *m))
             })
             .collect();
-        let sum: f64 = done.iter().map(|(_, m)| m).sum();
+        // `+ 0.0`: the sum of no f64 is -0.0, which JSON and people read as a negative credit.
+        let sum: f64 = done.iter().map(|(_, m)| m).sum::<f64>() + 0.0;
         let parts: Vec<String> = done.iter().map(|(n, m)| format!("{n} {m}")).collect();
         let reason = if parts.is_empty() {
             "no step with a toil figure succeeded".to_string()
@@ -176,5 +177,20 @@ mod tests {
             false,
         );
         assert_eq!(c.minutes, 0.0);
+    }
+
+    #[test]
+    fn no_succeeded_step_with_a_toil_figure_credits_a_positive_zero() {
+        let b = base(20.0, 0.0, &[("a", 5.0)]);
+        let c = credit(&b, RunStatus::Succeeded, &[], false, false);
+        assert!(
+            c.minutes == 0.0 && c.minutes.is_sign_positive(),
+            "{}",
+            c.minutes
+        );
+        assert_eq!(
+            serde_json::to_string(&c.minutes).ok().as_deref(),
+            Some("0.0")
+        );
     }
 }
