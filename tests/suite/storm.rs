@@ -1062,22 +1062,22 @@ async fn every_acknowledged_alert_runs_exactly_once_while_the_daemon_is_sigkille
         problems.push(format!("daemon peak RSS {peak_rss} KiB"));
     }
     drop(store);
-    let kept = if problems.is_empty() {
-        String::new()
-    } else {
-        // Keep the evidence: the daemon log, the store and the step's output file.
-        format!(", kept in {}", dirs.keep().display())
-    };
-    assert!(
-        problems.is_empty(),
-        "{} problems (seed {seed}{kept}):\n{}",
+    // Keep the evidence on failure: the daemon log, the store and the step's output file.
+    assert_no_problems(&problems, seed, dirs);
+}
+
+/// Fails with the first 40 problems of a storm and its seed, keeping its directory (daemon log,
+/// store, step output) as evidence; passes when there are none.
+fn assert_no_problems(problems: &[String], seed: u64, dirs: Dirs) {
+    if problems.is_empty() {
+        return;
+    }
+    let kept = dirs.keep();
+    panic!(
+        "{} problems (seed {seed}, kept in {}):\n{}",
         problems.len(),
-        problems
-            .iter()
-            .take(40)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
+        kept.display(),
+        problems[..problems.len().min(40)].join("\n")
     );
 }
 
@@ -1462,22 +1462,7 @@ async fn no_step_of_a_runbook_needing_approval_runs_unapproved_while_the_daemon_
     );
     assert_eq!(killed.kills, kills_wanted);
     drop(store);
-    let kept = if problems.is_empty() {
-        String::new()
-    } else {
-        format!(", kept in {}", dirs.keep().display())
-    };
-    assert!(
-        problems.is_empty(),
-        "{} problems (seed {seed}{kept}):\n{}",
-        problems.len(),
-        problems
-            .iter()
-            .take(40)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    assert_no_problems(&problems, seed, dirs);
 }
 
 /// What one alert of the burst got.
