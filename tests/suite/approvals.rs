@@ -9,16 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{self, Dirs, Http, Served};
-
-/// A daemon on an ephemeral loopback port, over `dirs`.
-fn serve(dirs: &Dirs) -> (Served, String) {
-    let mut c = common::untoil_command(dirs);
-    c.args(["serve", "--listen", "127.0.0.1:0"]);
-    let mut served = Served::spawn(c);
-    let base = served.base();
-    (served, base)
-}
+use crate::common::{self, Dirs, Http, Served, serve};
 
 /// A command whose stdout and stderr lines arrive, as they come, on one channel.
 struct Lines {

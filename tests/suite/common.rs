@@ -444,3 +444,12 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// `untoil serve` over `dirs` on an ephemeral loopback port, with its base URL.
+pub fn serve(dirs: &Dirs) -> (Served, String) {
+    let mut c = untoil_command(dirs);
+    c.args(["serve", "--listen", "127.0.0.1:0"]);
+    let mut served = Served::spawn(c);
+    let base = served.base();
+    (served, base)
+}

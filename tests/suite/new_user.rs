@@ -3,7 +3,7 @@
 
 use std::process::Output;
 
-use crate::common::{self, Dirs, Served};
+use crate::common::{self, Dirs, serve};
 
 /// `untoil ARGS` against the directories of `dirs` (and so the daemon holding its store).
 fn untoil(dirs: &Dirs, args: &[&str]) -> Output {
@@ -15,15 +15,6 @@ fn untoil(dirs: &Dirs, args: &[&str]) -> Output {
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).to_string()
-}
-
-/// `untoil serve` on an ephemeral loopback port, with its base URL.
-fn serve(dirs: &Dirs) -> (Served, String) {
-    let mut c = common::untoil_command(dirs);
-    c.args(["serve", "--listen", "127.0.0.1:0"]);
-    let mut served = Served::spawn(c);
-    let base = served.base();
-    (served, base)
 }
 
 #[test]
