@@ -389,15 +389,19 @@ fn kind_of(v: &Value) -> &'static str {
     }
 }
 
-/// Fields of each raw type, by the path that leads to it, for "did you mean".
-fn fields_at(path: &[Seg]) -> &'static [&'static str] {
-    let keys: Vec<&str> = path
-        .iter()
+/// The mapping keys along `path`, list indexes left out: what names a field's place in the format.
+fn keys_of(path: &[Seg]) -> Vec<&str> {
+    path.iter()
         .filter_map(|s| match s {
             Seg::Key(k) => Some(k.as_str()),
             Seg::Index(_) => None,
         })
-        .collect();
+        .collect()
+}
+
+/// Fields of each raw type, by the path that leads to it, for "did you mean".
+fn fields_at(path: &[Seg]) -> &'static [&'static str] {
+    let keys = keys_of(path);
     match keys.as_slice() {
         [] => &[
             "name",
@@ -475,13 +479,7 @@ fn fields_at(path: &[Seg]) -> &'static [&'static str] {
 
 /// Whether the field at `path` holds a duration (a string such as `30s` in the file).
 fn is_duration_field(path: &[Seg]) -> bool {
-    let keys: Vec<&str> = path
-        .iter()
-        .filter_map(|s| match s {
-            Seg::Key(k) => Some(k.as_str()),
-            Seg::Index(_) => None,
-        })
-        .collect();
+    let keys = keys_of(path);
     matches!(
         keys.as_slice(),
         ["timeout"]
