@@ -187,27 +187,30 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The plan of a stored run on `runbook` (the version it runs). A dry run reads no secret:
-    /// they show as the mask.
+    /// The plan of a stored run on `runbook` (the version it runs). A dry run reads no required
+    /// secret: they show as the mask (an optional one that is not there, as empty).
     pub fn of(runbook: Arc<Runbook>, run: &RunRecord) -> Result<Plan, PrepareError> {
         let params = resolve_params(&runbook, &run.params)?;
         let inputs = resolve_inputs(&runbook, run.alert.as_ref())?;
         let mut secrets = BTreeMap::new();
         for (name, secret) in &runbook.secrets {
-            let value = match read_secret(name, secret) {
-                // An optional secret that is not there is empty, in a dry run too: its steps are
-                // skipped, and the plan should say so.
-                Ok(value) if value.is_empty() => value,
-                // A dry run shows no secret, only that it has one.
-                Ok(_) if run.dry_run => crate::exec::redact::MASK.to_string(),
-                Ok(value) => value,
-                Err(_) if run.dry_run => crate::exec::redact::MASK.to_string(),
-                Err(reason) => {
-                    return Err(PrepareError::Secret {
-                        runbook: runbook.name.clone(),
-                        name: name.clone(),
-                        reason,
-                    });
+            let mask = || crate::exec::redact::MASK.to_string();
+            // A dry run reads no required secret; an optional one only to know whether it is
+            // there (its steps are skipped when not, and the plan should say so).
+            let value = if run.dry_run && !secret.optional {
+                mask()
+            } else {
+                match read_secret(name, secret) {
+                    Ok(value) if run.dry_run && !value.is_empty() => mask(),
+                    Ok(value) => value,
+                    Err(_) if run.dry_run => mask(),
+                    Err(reason) => {
+                        return Err(PrepareError::Secret {
+                            runbook: runbook.name.clone(),
+                            name: name.clone(),
+                            reason,
+                        });
+                    }
                 }
             };
             secrets.insert(name.clone(), value);
