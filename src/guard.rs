@@ -106,7 +106,7 @@ pub fn admit(g: &Guards, state: &KeyState, now: DateTime<Utc>) -> (Admission, Ke
 pub fn finished(g: &Guards, state: &KeyState, status: RunStatus, now: DateTime<Utc>) -> KeyState {
     let mut next = state.clone();
     match status {
-        RunStatus::Succeeded => next.consecutive_failures = 0,
+        RunStatus::Succeeded | RunStatus::Noop => next.consecutive_failures = 0,
         RunStatus::Failed | RunStatus::TimedOut => {
             next.consecutive_failures += 1;
             if let Some(n) = g.trip_after_failures

@@ -183,7 +183,7 @@ fn run_remote(g: &Global, remote: &Remote, a: &RunArgs) -> Result<ExitCode> {
                 status = Some(record.status);
             }
         })?;
-        all_ok &= status == Some(RunStatus::Succeeded);
+        all_ok &= status.is_some_and(RunStatus::is_success);
     }
     Ok(if all_ok {
         ExitCode::SUCCESS
@@ -321,7 +321,7 @@ pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode> {
             print_plan(&executor, plan, &rb);
         }
         let ended = block_on(execute(&executor, plan, run, store.clone(), a.dry_run))??;
-        all_ok &= ended.status == RunStatus::Succeeded;
+        all_ok &= ended.status.is_success();
     }
     Ok(if all_ok {
         ExitCode::SUCCESS

@@ -51,6 +51,18 @@ impl Histogram {
         }
     }
 
+    /// Removes another histogram's counts (saturating; empty buckets are dropped).
+    pub fn subtract(&mut self, other: &Histogram) {
+        for (b, n) in &other.buckets {
+            if let Some(c) = self.buckets.get_mut(b) {
+                *c = c.saturating_sub(*n);
+                if *c == 0 {
+                    self.buckets.remove(b);
+                }
+            }
+        }
+    }
+
     /// Number of values.
     pub fn count(&self) -> u64 {
         self.buckets.values().sum()

@@ -4,7 +4,7 @@
 //! - When the runbook's steps carry their own `toil_minutes`, the credit is the sum over the
 //!   steps that succeeded, whatever the run's outcome.
 //! - Otherwise a succeeded run credits `toil.manual_minutes`; any other outcome credits nothing.
-//! - Dry runs credit nothing.
+//! - Dry runs and runs that found nothing to do (`noop`) credit nothing.
 //! - A run that needed approval is reduced by `toil.approval_minutes`, never below zero.
 //!
 //! The baseline figures are stored with the credit, so a later change to the runbook's
@@ -40,6 +40,11 @@ pub fn credit(
         (
             0.0,
             "dry run: nothing was done, nothing credited".to_string(),
+        )
+    } else if status == RunStatus::Noop {
+        (
+            0.0,
+            "run found nothing to do (noop): nothing credited".to_string(),
         )
     } else if !baseline.step_minutes.is_empty() {
         let done: Vec<(&str, f64)> = steps

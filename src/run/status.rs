@@ -16,6 +16,9 @@ pub enum RunStatus {
     Running,
     /// Every step succeeded (or was allowed to fail).
     Succeeded,
+    /// It found nothing to do (a step's declared no-op condition held): a success that credits
+    /// no toil.
+    Noop,
     /// A step failed.
     Failed,
     /// Cancelled by a person or a resolved alert.
@@ -37,6 +40,18 @@ impl RunStatus {
         )
     }
 
+    /// Whether the run ended well: succeeded, or found nothing to do. What the success rate and
+    /// the failure breaker count as a success.
+    pub fn is_success(self) -> bool {
+        matches!(self, RunStatus::Succeeded | RunStatus::Noop)
+    }
+
+    /// Whether the run counts against the success rate: failed or timed out (not cancelled by a
+    /// person, not interrupted by a shutdown or crash).
+    pub fn is_failure(self) -> bool {
+        matches!(self, RunStatus::Failed | RunStatus::TimedOut)
+    }
+
     /// The name used in the API and CLI.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -44,6 +59,7 @@ impl RunStatus {
             RunStatus::PendingApproval => "pending_approval",
             RunStatus::Running => "running",
             RunStatus::Succeeded => "succeeded",
+            RunStatus::Noop => "noop",
             RunStatus::Failed => "failed",
             RunStatus::Cancelled => "cancelled",
             RunStatus::TimedOut => "timed_out",
@@ -53,11 +69,12 @@ impl RunStatus {
     }
 
     /// All statuses, for parsing and help texts.
-    pub const ALL: [RunStatus; 9] = [
+    pub const ALL: [RunStatus; 10] = [
         RunStatus::Queued,
         RunStatus::PendingApproval,
         RunStatus::Running,
         RunStatus::Succeeded,
+        RunStatus::Noop,
         RunStatus::Failed,
         RunStatus::Cancelled,
         RunStatus::TimedOut,
