@@ -17,12 +17,6 @@ use crate::report::toil::{Figures, ToilReport, toil_report};
 use crate::store::Store;
 use crate::store::error::StoreError;
 
-/// Lines per list when a digest does not say.
-pub const DEFAULT_TOP: usize = 5;
-/// Manual minutes assumed per backlog alert without a `toil_minutes` annotation (as
-/// `untoil report unautomated`).
-pub const DEFAULT_ASSUME_MINUTES: f64 = 15.0;
-
 /// One runbook's line in the digest.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunbookLine {
