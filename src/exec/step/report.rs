@@ -104,3 +104,49 @@ pub async fn run(step: &Step, req: &ReportRequest, env: &StepEnv<'_>) -> Attempt
     };
     Attempt { result, retryable }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn monday_morning() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-30T09:00:00Z")
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_default()
+    }
+
+    fn request(period: ReportPeriod) -> ReportRequest {
+        ReportRequest {
+            period,
+            format: ReportFormat::Markdown,
+            top: 5,
+            assume_minutes: 15.0,
+        }
+    }
+
+    #[test]
+    fn a_plan_says_which_days_it_will_report_and_how() {
+        assert_eq!(
+            describe(&request(ReportPeriod::LastWeek), monday_morning()),
+            "report of last_week (2026-11-23 .. 2026-11-29) as markdown"
+        );
+        let week = ReportPeriod::Since {
+            text: "7d".into(),
+            length: Duration::from_secs(7 * 86_400),
+        };
+        assert_eq!(
+            describe(&request(week), monday_morning()),
+            "report of since 7d (2026-11-23 .. 2026-11-30) as markdown"
+        );
+        // A length no calendar holds is said, not a panic.
+        let forever = ReportPeriod::Since {
+            text: "300000y".into(),
+            length: Duration::from_secs(u64::MAX),
+        };
+        assert!(
+            describe(&request(forever), monday_morning())
+                .starts_with("report of since 300000y (cannot be read: "),
+        );
+    }
+}
