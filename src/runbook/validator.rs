@@ -1296,11 +1296,7 @@ impl Validator<'_> {
                 .push("pass inputs to a `plugin:` step; use `env` for `run` steps".into());
         }
         if s.report.is_some() && !self.lost(&sp("report")) {
-            for field in ["env", "workdir"] {
-                let given = match field {
-                    "env" => !s.env.is_empty(),
-                    _ => s.workdir.is_some(),
-                };
+            for (field, given) in [("env", !s.env.is_empty()), ("workdir", s.workdir.is_some())] {
                 if given {
                     let span = self.key_span(&sp(field));
                     self.warn(
