@@ -279,7 +279,6 @@ pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode> {
         ),
         (false, false) => None,
     };
-    let executor = Executor::new(Plugins::discover(&g.plugins)).map_err(anyhow::Error::msg)?;
     let mut runs = runs(&rb, &a)?;
     if let Some(b) = &bypass {
         eprintln!(
@@ -315,6 +314,12 @@ pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode> {
             Err(e) => return Err(e.into()),
         },
     };
+    let mut executor = Executor::new(Plugins::discover(&g.plugins)).map_err(anyhow::Error::msg)?;
+    // `report` steps read the store this run is recorded in (none for a dry run another
+    // process holds the store of: the preview then only says what would be rendered).
+    if let Some(store) = &store {
+        executor = executor.with_store(store.clone());
+    }
     let mut all_ok = true;
     for (plan, run) in plans.iter().zip(runs) {
         if a.dry_run {

@@ -80,7 +80,8 @@ where
         Executor::new(Plugins::discover(&settings.plugins))
             .map_err(anyhow::Error::msg)?
             .with_grace(settings.kill_grace)
-            .with_pass_env(settings.pass_env.clone()),
+            .with_pass_env(settings.pass_env.clone())
+            .with_store(store.clone()),
     );
     let runbooks = Arc::new(Runbooks::new(
         settings.runbooks.clone(),

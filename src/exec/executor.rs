@@ -22,6 +22,7 @@ use crate::run::status::{RunStatus, StepStatus};
 use crate::run::step::StepResult;
 use crate::runbook::model::{Action, Step};
 use crate::runbook::plugins::Plugins;
+use crate::store::Store;
 
 /// Output lines buffered between a step's process and the run's watchers.
 const OUTPUT_BUFFER: usize = 1024;
@@ -55,6 +56,8 @@ pub struct Executor {
     plugins: Plugins,
     grace: Duration,
     pass_env: Vec<String>,
+    /// What `report` steps read. The executor only reads it: runs are recorded by its caller.
+    store: Option<Arc<dyn Store>>,
 }
 
 /// What a step's attempt sends while it runs.
@@ -72,7 +75,14 @@ impl Executor {
             plugins,
             grace: DEFAULT_GRACE,
             pass_env: Vec::new(),
+            store: None,
         })
+    }
+
+    /// The store `report` steps render their reports from (without one they fail, saying so).
+    pub fn with_store(mut self, store: Arc<dyn Store>) -> Executor {
+        self.store = Some(store);
+        self
     }
 
     /// Variables of the daemon's environment every step gets besides the base (e.g. the ssh
@@ -118,6 +128,7 @@ impl Executor {
                 process_env: &process_env,
                 plugin_input: &plugin_input,
                 taint: &taint,
+                store: self.store.as_deref(),
             };
             let condition = s.when.as_ref().map(|w| {
                 let c = Condition::decide(&self.renderer, w, &hctx, plan.alert().is_some(), true);
@@ -359,6 +370,7 @@ impl Executor {
             process_env: env.process_env,
             plugin_input: env.plugin_input,
             taint: env.taint,
+            store: self.store.as_deref(),
         };
         let detail = redactor.redact(
             &step::describe(s, &step_env).unwrap_or_else(|e| format!("cannot render: {e}")),
@@ -496,7 +508,7 @@ fn placeholder(s: &Step, plugins: &Plugins) -> serde_json::Value {
                 };
                 map.insert("outputs".into(), outputs);
             }
-            Action::Shell { .. } => {}
+            Action::Shell { .. } | Action::Report(_) => {}
         }
     }
     v

@@ -3,7 +3,7 @@
 //! dashboard) goes through here, so a period out of range (before 0001-01-01, after
 //! 9999-12-31, or ending before it starts) is refused with a message, never a panic.
 
-use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, TimeDelta, Utc};
 use serde::Serialize;
 
 /// The first day a period may start on.
@@ -82,6 +82,21 @@ impl Period {
         Period::since(length, now)
     }
 
+    /// The ISO week before the one `now` falls in: Monday to Sunday, UTC days (what a weekly
+    /// digest sent on a Monday reports).
+    pub fn last_week(now: DateTime<Utc>) -> Result<Period, String> {
+        let today = now.date_naive();
+        let monday = today.checked_sub_signed(TimeDelta::days(i64::from(
+            today.weekday().num_days_from_monday(),
+        )));
+        let from = monday.and_then(|m| m.checked_sub_signed(TimeDelta::days(7)));
+        let to = monday.and_then(|m| m.pred_opt());
+        match (from, to) {
+            (Some(from), Some(to)) => Period::new(from, to),
+            _ => Err(format!("the week before {today} is out of range")),
+        }
+    }
+
     /// Instants covering the period: [from 00:00, to + 1 day 00:00).
     pub fn instants(&self) -> (DateTime<Utc>, DateTime<Utc>) {
         let start = self.from.and_time(NaiveTime::MIN).and_utc();
@@ -139,6 +154,35 @@ mod tests {
         }
         let last = Period::new(LAST_DAY, LAST_DAY).map(|p| p.instants().1);
         assert!(last.is_ok_and(|end| end > LAST_DAY.and_time(NaiveTime::MIN).and_utc()));
+    }
+
+    #[test]
+    fn last_week_is_the_iso_week_before_this_one() {
+        let at = |t: &str| {
+            DateTime::parse_from_rfc3339(t)
+                .map(|t| t.with_timezone(&Utc))
+                .unwrap_or_default()
+        };
+        let week = |from: &str, to: &str| Period::between(from, to).ok();
+        // Thursday 2026-12-03: the week of Monday 2026-11-23.
+        assert_eq!(
+            Period::last_week(now()).ok(),
+            week("2026-11-23", "2026-11-29")
+        );
+        // A Monday morning (when the digest is sent) and a Sunday night.
+        assert_eq!(
+            Period::last_week(at("2026-11-30T09:00:00Z")).ok(),
+            week("2026-11-23", "2026-11-29")
+        );
+        assert_eq!(
+            Period::last_week(at("2026-11-29T23:59:59Z")).ok(),
+            week("2026-11-16", "2026-11-22")
+        );
+        // Across a year: ISO week 53 of 2026 runs to Sunday 2027-01-03.
+        assert_eq!(
+            Period::last_week(at("2027-01-04T09:00:00Z")).ok(),
+            week("2026-12-28", "2027-01-03")
+        );
     }
 
     proptest! {

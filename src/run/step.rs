@@ -12,7 +12,7 @@ use crate::run::status::StepStatus;
 pub struct StepResult {
     /// Step name.
     pub name: String,
-    /// `shell`, `http` or `plugin`.
+    /// `shell`, `http`, `plugin` or `report`.
     pub kind: String,
     /// How it ended.
     pub status: Option<StepStatus>,

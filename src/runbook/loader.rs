@@ -453,6 +453,7 @@ fn fields_at(path: &[Seg]) -> &'static [&'static str] {
             "shell",
             "http",
             "plugin",
+            "report",
             "with",
             "when",
             "timeout",
@@ -463,6 +464,9 @@ fn fields_at(path: &[Seg]) -> &'static [&'static str] {
             "workdir",
         ],
         ["steps" | "on_approval_requested", "retries"] => &["attempts", "backoff"],
+        ["steps" | "on_approval_requested", "report"] => {
+            &["period", "since", "format", "top", "assume_minutes"]
+        }
         ["steps" | "on_approval_requested", "http"] => &[
             "method",
             "url",

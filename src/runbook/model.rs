@@ -351,6 +351,7 @@ impl Step {
                 t
             }
             Action::Plugin { with, .. } => with.templates().into_iter().map(|(_, t)| t).collect(),
+            Action::Report(_) => Vec::new(),
         };
         out.extend(self.env.values());
         out.extend(self.workdir.iter());
@@ -386,15 +387,83 @@ pub enum Action {
         /// Input; string leaves are templates.
         with: TemplateValue,
     },
+    /// A report of untoil's own store, rendered in-process.
+    Report(ReportRequest),
 }
 
 impl Action {
-    /// `shell`, `http` or `plugin`.
+    /// `shell`, `http`, `plugin` or `report`.
     pub fn kind(&self) -> &'static str {
         match self {
             Action::Shell { .. } => "shell",
             Action::Http(_) => "http",
             Action::Plugin { .. } => "plugin",
+            Action::Report(_) => "report",
+        }
+    }
+}
+
+/// Lines per list of a report step when it does not say.
+pub const DEFAULT_REPORT_TOP: u32 = 5;
+/// The most lines per list a report step may ask for.
+pub const MAX_REPORT_TOP: u32 = 50;
+/// Manual minutes per unhandled alert a report step assumes when it does not say (as
+/// `untoil report unautomated`).
+pub const DEFAULT_REPORT_ASSUME_MINUTES: f64 = 15.0;
+
+/// What a report step renders: the digest of a period of untoil's store. It takes no
+/// templates: what it reads is fixed when the runbook loads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportRequest {
+    /// Which days.
+    pub period: ReportPeriod,
+    /// How it is written.
+    pub format: ReportFormat,
+    /// Lines per list.
+    pub top: u32,
+    /// Manual minutes per unhandled alert without a `toil_minutes` annotation.
+    pub assume_minutes: f64,
+}
+
+/// The days a report step covers, decided when the step runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReportPeriod {
+    /// The previous ISO week, Monday to Sunday, UTC.
+    LastWeek,
+    /// The last days up to the run's day.
+    Since {
+        /// As written, e.g. `7d`.
+        text: String,
+        /// Its length.
+        length: Duration,
+    },
+}
+
+impl ReportPeriod {
+    /// As a runbook writes it: `last_week`, `since 7d`.
+    pub fn written(&self) -> String {
+        match self {
+            ReportPeriod::LastWeek => "last_week".into(),
+            ReportPeriod::Since { text, .. } => format!("since {text}"),
+        }
+    }
+}
+
+/// How a report step writes its report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportFormat {
+    /// Markdown (which Slack's mrkdwn also reads).
+    Markdown,
+    /// JSON.
+    Json,
+}
+
+impl ReportFormat {
+    /// Its name in a runbook.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReportFormat::Markdown => "markdown",
+            ReportFormat::Json => "json",
         }
     }
 }

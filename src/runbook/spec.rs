@@ -259,7 +259,7 @@ pub struct RawVerify {
     pub alert_resolves_within: Option<String>,
 }
 
-/// One step: exactly one of `run`, `http` or `plugin`.
+/// One step: exactly one of `run`, `http`, `plugin` or `report`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawStep {
@@ -274,6 +274,8 @@ pub struct RawStep {
     pub http: Option<RawHttp>,
     /// Plugin name: an executable in the plugins directory.
     pub plugin: Option<String>,
+    /// A report of untoil's own store, rendered in-process (no credentials needed).
+    pub report: Option<RawReport>,
     /// Plugin input (values are templates).
     #[serde(rename = "with")]
     #[schemars(with = "Option<BTreeMap<String, serde_json::Value>>")]
@@ -305,6 +307,43 @@ pub struct RawRetries {
     /// Wait between attempts, e.g. `5s`.
     #[schemars(with = "Option<DurationString>")]
     pub backoff: Option<String>,
+}
+
+/// A report step: which report of untoil's store to render, over which days, in which format.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawReport {
+    /// A named period: `last_week` (the previous ISO week, Monday to Sunday, UTC). The default
+    /// when `since` is not given.
+    #[schemars(with = "Option<ReportPeriodName>")]
+    pub period: Option<String>,
+    /// The last days up to the run's day instead of a named period, e.g. `7d`.
+    #[schemars(with = "Option<DurationString>")]
+    pub since: Option<String>,
+    /// `markdown` (default) or `json`.
+    #[schemars(with = "Option<ReportFormatName>")]
+    pub format: Option<String>,
+    /// Lines per list (top runbooks, failures, backlog), 1 to 50, default 5.
+    pub top: Option<u32>,
+    /// Manual minutes assumed per unhandled alert without a `toil_minutes` annotation, default 15.
+    pub assume_minutes: Option<f64>,
+}
+
+/// The named periods of a report step.
+#[derive(JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum ReportPeriodName {
+    LastWeek,
+}
+
+/// The formats of a report step.
+#[derive(JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum ReportFormatName {
+    Markdown,
+    Json,
 }
 
 /// An HTTP step.

@@ -15,15 +15,17 @@ use crate::identity::principal;
 use crate::runbook::diagnostic::{Diagnostic, Kind};
 use crate::runbook::input::{InputType, Rule, compile_pattern};
 use crate::runbook::model::{
-    Action, AlertOn, AlertTrigger, DEFAULT_SHELL, DEFAULT_STEP_TIMEOUT, Guards, HttpRequest, Input,
-    InputSource, MaxRuns, Overlap, Param, Retries, Runbook, ScheduleTrigger, Secret, SecretSource,
-    Step, TemplateValue, Toil, Trigger, Verify, parse_duration,
+    Action, AlertOn, AlertTrigger, DEFAULT_REPORT_ASSUME_MINUTES, DEFAULT_REPORT_TOP,
+    DEFAULT_SHELL, DEFAULT_STEP_TIMEOUT, Guards, HttpRequest, Input, InputSource, MAX_REPORT_TOP,
+    MaxRuns, Overlap, Param, ReportFormat, ReportPeriod, ReportRequest, Retries, Runbook,
+    ScheduleTrigger, Secret, SecretSource, Step, TemplateValue, Toil, Trigger, Verify,
+    parse_duration,
 };
 use crate::runbook::plugins::Plugins;
 use crate::runbook::pruned::Pruned;
 use crate::runbook::source_map::{Seg, SourceMap};
 use crate::runbook::spec::{
-    RawAlertTrigger, RawGuards, RawHttp, RawRunbook, RawStep, RawTrigger, Scalar,
+    RawAlertTrigger, RawGuards, RawHttp, RawReport, RawRunbook, RawStep, RawTrigger, Scalar,
 };
 use crate::runbook::suggest::did_you_mean;
 use crate::runbook::template::{HELPERS, Template};
@@ -35,6 +37,14 @@ const STEP_FIELDS_COMMON: &[&str] = &["status", "duration_ms", "attempts"];
 const STEP_FIELDS_SHELL: &[&str] = &["exit_code", "stdout", "stderr", "json"];
 const STEP_FIELDS_HTTP: &[&str] = &["http_status", "headers", "body", "json"];
 const STEP_FIELDS_PLUGIN: &[&str] = &["outputs", "message", "stderr", "exit_code", "json"];
+/// A report step's report is its `stdout` (as asked for) and its `json` (always).
+const STEP_FIELDS_REPORT: &[&str] = &["stdout", "json"];
+/// The step kinds, by the field that makes a step one.
+const STEP_KINDS: [&str; 4] = ["run", "http", "plugin", "report"];
+/// Named periods of a report step.
+const REPORT_PERIODS: &[&str] = &["last_week"];
+/// Formats of a report step.
+const REPORT_FORMATS: &[&str] = &["markdown", "json"];
 /// Fields of `alert` in templates.
 pub const ALERT_FIELDS: &[&str] = &[
     "labels",
@@ -1181,9 +1191,14 @@ impl Validator<'_> {
             }
         };
         let scope = Scope::Step(i);
-        let kinds = [s.run.is_some(), s.http.is_some(), s.plugin.is_some()];
+        let kinds = [
+            s.run.is_some(),
+            s.http.is_some(),
+            s.plugin.is_some(),
+            s.report.is_some(),
+        ];
         let action = match kinds {
-            [true, false, false] => {
+            [true, false, false, false] => {
                 let command = s
                     .run
                     .as_ref()
@@ -1209,44 +1224,52 @@ impl Validator<'_> {
                     shell: s.shell.clone().unwrap_or_else(|| DEFAULT_SHELL.to_string()),
                 })
             }
-            [false, true, false] => s
+            [false, true, false, false] => s
                 .http
                 .as_ref()
                 .and_then(|h| self.http(h, &sp("http"), scope, raw))
                 .map(Action::Http),
-            [false, false, true] => {
+            [false, false, true, false] => {
                 let plugin = s.plugin.clone().unwrap_or_default();
                 self.plugin(&plugin, s, &base, scope, raw)
                     .map(|with| Action::Plugin { name: plugin, with })
             }
-            [false, false, false]
-                if ["run", "http", "plugin"].iter().any(|f| self.lost(&sp(f))) =>
-            {
-                None
-            }
-            [false, false, false] => {
+            [false, false, false, true] => s
+                .report
+                .as_ref()
+                .and_then(|r| self.report(r, &sp("report")))
+                .map(Action::Report),
+            [false, false, false, false] if STEP_KINDS.iter().any(|f| self.lost(&sp(f))) => None,
+            [false, false, false, false] => {
                 let span = self.key_span(&base);
                 let d = self.error(
                     Kind::MissingField,
                     span,
                     format!("step `{name}` does nothing"),
                 );
-                d.primary.message = "needs `run`, `http` or `plugin`".into();
-                d.help
-                    .push("add `run: <command>`, an `http:` request or `plugin: <name>`".into());
+                d.primary.message = "needs `run`, `http`, `plugin` or `report`".into();
+                d.help.push(
+                    "add `run: <command>`, an `http:` request, `plugin: <name>` or a `report:`"
+                        .into(),
+                );
                 None
             }
             _ => {
-                let second = if s.run.is_some() && s.http.is_some() {
-                    "http"
-                } else {
-                    "plugin"
-                };
+                // The second kind written is the one pointed at.
+                let second = STEP_KINDS
+                    .iter()
+                    .zip(kinds)
+                    .filter(|(_, given)| *given)
+                    .map(|(f, _)| *f)
+                    .nth(1)
+                    .unwrap_or("plugin");
                 let span = self.key_span(&sp(second));
                 self.error(
                     Kind::InvalidValue,
                     span,
-                    format!("step `{name}` has more than one of `run`, `http` and `plugin`"),
+                    format!(
+                        "step `{name}` has more than one of `run`, `http`, `plugin` and `report`"
+                    ),
                 )
                 .help
                 .push("a step does one thing; split it into several steps".into());
@@ -1271,6 +1294,20 @@ impl Validator<'_> {
             self.error(Kind::InvalidValue, span, "`with` is only for plugin steps")
                 .help
                 .push("pass inputs to a `plugin:` step; use `env` for `run` steps".into());
+        }
+        if s.report.is_some() && !self.lost(&sp("report")) {
+            for (field, given) in [("env", !s.env.is_empty()), ("workdir", s.workdir.is_some())] {
+                if given {
+                    let span = self.key_span(&sp(field));
+                    self.warn(
+                        Kind::Ineffective,
+                        span,
+                        format!("`{field}` has no effect on a `report` step"),
+                    )
+                    .help
+                    .push("a report step starts no process: it renders the report inside untoil; remove it".into());
+                }
+            }
         }
         let when = s
             .when
@@ -1463,6 +1500,101 @@ impl Validator<'_> {
             timeout,
             expect_status: h.expect_status.clone(),
         })
+    }
+
+    fn report(&mut self, r: &RawReport, base: &[Seg]) -> Option<ReportRequest> {
+        let p = |f: &str| {
+            let mut p = base.to_vec();
+            p.push(key(f));
+            p
+        };
+        let mut ok = true;
+        let period = match (&r.period, &r.since) {
+            (Some(_), Some(_)) => {
+                let span = self.key_span(&p("since"));
+                self.reject(
+                    Kind::InvalidValue,
+                    span,
+                    "a report step has `period` or `since`, not both",
+                    "second period",
+                    Some("keep `period: last_week` for the previous ISO week, or `since: 7d` for the last days up to the run's day".into()),
+                );
+                None
+            }
+            (Some(name), None) if REPORT_PERIODS.contains(&name.as_str()) => {
+                Some(ReportPeriod::LastWeek)
+            }
+            (Some(name), None) => {
+                let span = self.value_span(&p("period"));
+                let hint = did_you_mean(name, REPORT_PERIODS.iter().copied());
+                self.reject(
+                    Kind::InvalidValue,
+                    span,
+                    format!("unknown report period `{name}`"),
+                    "not a period",
+                    Some(hint.unwrap_or_else(|| {
+                        format!(
+                            "named periods: {}; or give `since: <duration>`, e.g. `since: 7d`",
+                            REPORT_PERIODS.join(", ")
+                        )
+                    })),
+                );
+                None
+            }
+            (None, Some(text)) => {
+                self.duration(Some(text), &p("since"))
+                    .map(|length| ReportPeriod::Since {
+                        text: text.trim().to_string(),
+                        length,
+                    })
+            }
+            (None, None) => Some(ReportPeriod::LastWeek),
+        };
+        ok &= period.is_some();
+        let format = match r.format.as_deref() {
+            None | Some("markdown") => ReportFormat::Markdown,
+            Some("json") => ReportFormat::Json,
+            Some(other) => {
+                let span = self.value_span(&p("format"));
+                let hint = did_you_mean(other, REPORT_FORMATS.iter().copied());
+                self.reject(
+                    Kind::InvalidValue,
+                    span,
+                    format!("unknown report format `{other}`"),
+                    "not a format",
+                    Some(hint.unwrap_or_else(|| format!("formats: {}", REPORT_FORMATS.join(", ")))),
+                );
+                ok = false;
+                ReportFormat::Markdown
+            }
+        };
+        let top = r.top.unwrap_or(DEFAULT_REPORT_TOP);
+        if !(1..=MAX_REPORT_TOP).contains(&top) {
+            let span = self.value_span(&p("top"));
+            self.error(
+                Kind::InvalidValue,
+                span,
+                format!("`top` must be 1 to {MAX_REPORT_TOP} lines, not {top}"),
+            );
+            ok = false;
+        }
+        let assume_minutes = r.assume_minutes.unwrap_or(DEFAULT_REPORT_ASSUME_MINUTES);
+        if !assume_minutes.is_finite() || assume_minutes < 0.0 {
+            let span = self.value_span(&p("assume_minutes"));
+            self.error(
+                Kind::InvalidValue,
+                span,
+                "`assume_minutes` must be zero or more minutes",
+            );
+            ok = false;
+        }
+        Some(ReportRequest {
+            period: period?,
+            format,
+            top,
+            assume_minutes,
+        })
+        .filter(|_| ok)
     }
 
     fn plugin(
@@ -1818,7 +1950,7 @@ impl Validator<'_> {
                         Some("a step can only read the results of steps before it; move it later".into()),
                     )),
                     Some(i)
-                        if ["run", "http", "plugin"].iter().any(|f| {
+                        if STEP_KINDS.iter().any(|f| {
                             self.lost(&[key(self.list_field), Seg::Index(i), key(f)])
                         }) =>
                     {
@@ -1830,6 +1962,8 @@ impl Validator<'_> {
                             STEP_FIELDS_HTTP
                         } else if target.plugin.is_some() {
                             STEP_FIELDS_PLUGIN
+                        } else if target.report.is_some() {
+                            STEP_FIELDS_REPORT
                         } else {
                             STEP_FIELDS_SHELL
                         };

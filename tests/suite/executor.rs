@@ -804,3 +804,45 @@ async fn a_dry_run_executes_nothing_and_credits_nothing() {
         record.steps[0]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_step_renders_from_the_store_it_was_given_and_without_one_fails_saying_so() {
+    use untoil::store::Store;
+    let fx = fixture();
+    let rb = runbook(
+        &fx,
+        "name: digest\nowner: t\ntoil: {manual_minutes: 1}\nsteps:\n  - name: week\n    report: { since: 7d, format: json }\n  - name: use\n    run: echo {{steps.week.json.total.runs}} runs\n",
+    );
+
+    // No store (e.g. an executor built for a plan preview): the step fails and says why.
+    let (alone, _) = run(&fx, rb.clone()).await;
+    assert_eq!(alone.status, RunStatus::Failed);
+    let why = alone.steps[0].error.clone().unwrap_or_default();
+    assert!(
+        why.contains("reads untoil's store, and this run has none"),
+        "{why}"
+    );
+
+    // With a store holding one run of today: the report is read from it, in-process.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn Store> =
+        Arc::new(untoil::store::sled::SledStore::open(dir.path()).expect("store"));
+    store
+        .finish_many(vec![RunRecord::synthetic(1)])
+        .await
+        .expect("seed");
+    let ex = executor(&fx).with_store(store);
+    let prepared = RunRequest::manual(rb, "tester").prepare().expect("prepare");
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let record = execute(&ex, prepared, CancellationToken::new(), tx).await;
+    assert_eq!(record.status, RunStatus::Succeeded, "{record:#?}");
+    assert_eq!(record.steps[0].kind, "report");
+    assert_eq!(
+        record.steps[0]
+            .json
+            .as_ref()
+            .map(|j| j["total"]["toil_minutes"].clone()),
+        Some(serde_json::json!(5.0))
+    );
+    assert_eq!(record.steps[1].stdout, "1 runs\n");
+}

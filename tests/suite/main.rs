@@ -18,6 +18,7 @@ mod cross_site;
 mod daemon;
 mod dashboard;
 mod diagnostics;
+mod digest;
 mod engine;
 mod executor;
 mod guards;

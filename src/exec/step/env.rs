@@ -10,6 +10,7 @@ use crate::exec::redact::Redactor;
 use crate::exec::render::Renderer;
 use crate::exec::taint::Taint;
 use crate::runbook::plugins::Plugins;
+use crate::store::Store;
 
 /// Everything a step attempt needs from its run.
 pub struct StepEnv<'a> {
@@ -37,4 +38,6 @@ pub struct StepEnv<'a> {
     pub plugin_input: &'a serde_json::Value,
     /// Which template values others control.
     pub taint: &'a Taint,
+    /// The store `report` steps read; none where no store is open (they then fail, saying so).
+    pub store: Option<&'a dyn Store>,
 }

@@ -1,4 +1,4 @@
-//! Step kinds: one file each ([`shell`], [`http`], [`plugin`]), one contract. A step attempt
+//! Step kinds: one file each ([`shell`], [`http`], [`plugin`], [`report`]), one contract. A step attempt
 //! always yields an [`attempt::Attempt`]; a failing step is a result, not an `Err`.
 
 pub mod attempt;
@@ -6,6 +6,7 @@ pub mod command;
 pub mod env;
 pub mod http;
 pub mod plugin;
+pub mod report;
 pub mod shell;
 
 use std::time::Instant;
@@ -32,6 +33,7 @@ pub fn describe(step: &Step, env: &StepEnv<'_>) -> Result<String, String> {
             .value(with, env.ctx)
             .map(|w| format!("plugin {name} with {w}"))
             .map_err(|e| e.0),
+        Action::Report(req) => Ok(report::describe(req, Utc::now())),
     }
 }
 
@@ -42,6 +44,7 @@ pub async fn attempt(step: &Step, env: &StepEnv<'_>) -> Attempt {
         Action::Shell { command, shell } => shell::run(step, command, shell, env).await,
         Action::Http(req) => http::run(step, req, env).await,
         Action::Plugin { name, with } => plugin::run(step, name, with, env).await,
+        Action::Report(req) => report::run(step, req, env).await,
     };
     out.result.name = step.name.clone();
     out.result.kind = step.action.kind().to_string();

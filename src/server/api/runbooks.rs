@@ -108,7 +108,7 @@ pub struct ParamInfo {
 pub struct StepInfo {
     /// Step name.
     pub name: String,
-    /// shell, http or plugin.
+    /// shell, http, plugin or report.
     pub kind: String,
 }
 
