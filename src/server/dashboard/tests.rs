@@ -131,9 +131,13 @@ fn the_overview_escapes_series_names() {
             group: vec![h(), "2026-W48".into()],
             rollup: Rollup::default(),
             figures: figures.clone(),
+            previous: None,
+            change: None,
         }],
         total: figures,
         total_rollup: Rollup::default(),
+        previous: None,
+        notes: Vec::new(),
     };
     let backlog = Backlog {
         period: period(),
@@ -299,6 +303,41 @@ fn the_run_page_escapes_facts_steps_and_output() {
         "Verified",
     ] {
         assert!(html.contains(part), "{part} in {html}");
+    }
+}
+
+#[test]
+fn the_run_page_says_remediated_only_for_succeeded_runs_and_names_noop_and_interrupted() {
+    let ok = run::render(&hostile_run()).into_string();
+    // Alert 13:59, run ended 14:00.
+    assert!(ok.contains("<span id=\"ttr\">1 min</span>"), "{ok}");
+    assert!(ok.contains("verified: alert resolved"), "{ok}");
+    assert!(!ok.contains("status-note"), "{ok}");
+    for (status, note) in [
+        (RunStatus::Noop, "found nothing to do"),
+        (RunStatus::Interrupted, "not counted as a failure"),
+    ] {
+        let mut r = hostile_run();
+        r.status = status;
+        r.verification = Some(Verification {
+            verified: false,
+            at: Utc
+                .with_ymd_and_hms(2026, 11, 28, 14, 15, 0)
+                .single()
+                .unwrap_or_default(),
+        });
+        let html = run::render(&r).into_string();
+        let name = status.as_str();
+        assert!(
+            html.contains(&format!("<span class=\"status {name}\">{name}</span>")),
+            "{html}"
+        );
+        assert!(html.contains(note), "{html}");
+        assert!(html.contains("<span id=\"ttr\">-</span>"), "{html}");
+        assert!(
+            html.contains("unverified: alert still firing when the verify window ended"),
+            "{html}"
+        );
     }
 }
 
