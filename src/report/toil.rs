@@ -643,8 +643,10 @@ impl ToilReport {
             header.extend(COLS.iter().map(|c| format!("change_{}", c.key)));
         }
         let _ = w.write_record(header.iter().map(|h| cell::csv(h)));
+        // Only group values are text a spreadsheet could read as a formula; the figures are
+        // numbers written here, and a negative change must stay a number (`-2`, not `'-2`).
         let line = |group: Vec<String>, f: &Figures, before: Option<(&Figures, &Change)>| {
-            let mut rec = group;
+            let mut rec: Vec<String> = group.iter().map(|g| cell::csv(g)).collect();
             rec.extend(COLS.iter().map(|c| csv_value(c.kind, (c.get)(f))));
             if compared {
                 match before {
@@ -662,8 +664,7 @@ impl ToilReport {
         };
         for r in &self.rows {
             let before = r.previous.as_ref().zip(r.change.as_ref());
-            let rec = line(r.group.clone(), &r.figures, before);
-            let _ = w.write_record(rec.iter().map(|c| cell::csv(c)));
+            let _ = w.write_record(line(r.group.clone(), &r.figures, before));
         }
         let mut total = vec![String::new(); self.by.len()];
         if let Some(first) = total.first_mut() {
