@@ -621,7 +621,8 @@ impl ToilReport {
                             cell::markdown(g)
                         }
                     }));
-                    row.extend(figures);
+                    // The legacy mark is a literal `*`, not emphasis.
+                    row.extend(figures.iter().map(|f| f.replace('*', "\\*")));
                     out.push_str(&format!("| {} |\n", row.join(" | ")));
                 }
                 if !self.notes.is_empty() {
@@ -840,6 +841,7 @@ mod tests {
         assert!(table.contains("their split is unknown"), "{table}");
         let md = r.render(Format::Markdown);
         assert!(md.contains("\\* 3 runs counted before"), "{md}");
+        assert!(md.contains("| 4\\* |"), "{md}");
         let json: serde_json::Value =
             serde_json::from_str(&r.render(Format::Json)).unwrap_or_default();
         assert_eq!(json["total"]["legacy_runs"], 3, "{json}");

@@ -140,6 +140,14 @@ async fn the_cli_the_api_and_the_dashboard_show_the_same_figures() {
     assert_eq!(api["total"], cli["total"]);
     assert_eq!(api["previous"], cli["previous"]);
     assert_eq!(api["rows"], cli["rows"]);
+    // The CLI through the daemon asks the API for the comparison too.
+    let out = untoil_command(&dirs)
+        .args(["report", "--format", "json", "--compare"])
+        .output()
+        .expect("untoil report through the daemon");
+    let remote: Value = serde_json::from_slice(&out.stdout).expect("report JSON");
+    assert_eq!(remote["previous"], cli["previous"], "{remote}");
+    assert_eq!(remote["total"], cli["total"]);
     let (_, plain) = http.get("/api/v1/reports/toil?format=json").await;
     assert!(plain.get("previous").is_none(), "{plain}");
     assert_eq!(plain["total"], cli["total"]);

@@ -161,6 +161,66 @@ fn the_overview_escapes_series_names() {
 }
 
 #[test]
+fn the_overview_cards_show_ttr_median_and_p90_the_change_and_legacy_notes() {
+    use crate::report::toil::aggregate;
+    let key = |month: u32, day: u32| crate::ledger::rollup::RollupKey {
+        day: NaiveDate::from_ymd_opt(2026, month, day).unwrap_or_default(),
+        owner: "team-a".into(),
+        service: String::new(),
+        runbook: "disk".into(),
+        cause: "alert".into(),
+    };
+    let mut now = Rollup {
+        runs: 12,
+        succeeded: 10,
+        failed: 2,
+        legacy_runs: 2,
+        ..Rollup::default()
+    };
+    for ms in [60_000u64; 9].into_iter().chain([4 * 86_400_000]) {
+        now.remediations += 1;
+        now.remediate_ms_sum += ms;
+        now.remediate_ms.record(ms);
+    }
+    let before = Rollup {
+        runs: 6,
+        succeeded: 6,
+        ..Rollup::default()
+    };
+    let p = period();
+    let previous = p.previous().unwrap_or(p);
+    let report = aggregate(p, &[Dim::Team, Dim::Week], [(key(11, 20), now)]).compared(&aggregate(
+        previous,
+        &[Dim::Team, Dim::Week],
+        [(key(10, 12), before)],
+    ));
+    let backlog = Backlog {
+        period: p,
+        rows: Vec::new(),
+        alerts_received: 0,
+        alerts_handled: 0,
+        coverage: None,
+    };
+    let html = overview::render(&Overview {
+        period: "30d",
+        by: "team",
+        report: &report,
+        backlog: &backlog,
+    })
+    .into_string();
+    // The median, not the mean (which one four-day-old alert makes 9 h 37 min).
+    assert!(html.contains("id=\"ttr-median\">1 min<"), "{html}");
+    assert!(html.contains("id=\"ttr-p90\">1 min<"), "{html}");
+    assert!(!html.contains("9 h 37 min"), "{html}");
+    assert!(
+        html.contains("data-figure=\"runs\">+6 (+100%) vs the previous"),
+        "{html}"
+    );
+    assert!(html.contains("id=\"report-notes\""), "{html}");
+    assert!(html.contains("2 runs counted before"), "{html}");
+}
+
+#[test]
 fn the_backlog_escapes_alert_labels() {
     let b = Backlog {
         period: period(),
