@@ -433,10 +433,20 @@ pub async fn toil_report_compared(
     by: &[Dim],
     compare: bool,
 ) -> Result<ToilReport, StoreError> {
-    let report = toil_report(store, period, by).await?;
-    match period.previous().filter(|_| compare) {
+    let mut report = toil_report(store, period, by).await?;
+    if !compare {
+        return Ok(report);
+    }
+    match period.previous() {
         Some(p) => Ok(report.compared(&toil_report(store, p, by).await?)),
-        None => Ok(report),
+        None => {
+            // Said rather than left out silently: the caller asked for a comparison.
+            report.notes.push(format!(
+                "no previous period to compare with: it would start before {}",
+                crate::report::period::FIRST_DAY
+            ));
+            Ok(report)
+        }
     }
 }
 

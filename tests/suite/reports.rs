@@ -250,6 +250,12 @@ fn the_table_names_the_new_columns_and_compares() {
     );
     let md = text(&["--format", "markdown", "--compare"]);
     assert!(md.contains("| previous |"), "{md}");
+    let first = text(&["--from", "0001-01-01", "--to", "0001-01-03", "--compare"]);
+    assert!(
+        first.contains("no previous period to compare with"),
+        "{first}"
+    );
+    assert!(!first.lines().any(|l| l.starts_with("previous")), "{first}");
 }
 
 #[test]
