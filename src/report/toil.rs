@@ -559,12 +559,7 @@ impl ToilReport {
         if let Some(first) = total.first_mut() {
             *first = total_label.into();
         }
-        // Without groups the totals are the only row.
-        if !self.by.is_empty() || self.rows.is_empty() || compared {
-            out.push((label("current"), total, cells(&self.total)));
-        } else {
-            out.push((None, total, cells(&self.total)));
-        }
+        out.push((label("current"), total, cells(&self.total)));
         if let Some(p) = &self.previous {
             out.push((label("previous"), blank.clone(), cells(&p.total)));
             out.push((label("change"), blank, change_cells(&p.change)));
