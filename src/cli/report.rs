@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use crate::report::backlog;
 use crate::report::period::Period;
 use crate::report::query::{Dim, Format};
-use crate::report::toil::toil_report;
+use crate::report::toil::toil_report_compared;
 use crate::store::Store;
 
 use crate::cli::connect::{Target, target};
@@ -32,6 +32,10 @@ pub struct ReportArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// Also show each figure for the previous period of the same number of UTC days, and the
+    /// change.
+    #[arg(long)]
+    pub compare: bool,
 }
 
 /// Report kinds besides toil saved.
@@ -120,6 +124,9 @@ fn remote(r: &Remote, a: &ReportArgs) -> Result<String> {
             if !by.is_empty() {
                 q.push(("by", by.join(",")));
             }
+            if a.compare {
+                q.push(("compare", "true".into()));
+            }
             r.get("/api/v1/reports/toil", &q)
         }
     }
@@ -147,7 +154,12 @@ pub fn run(g: &Global, a: ReportArgs) -> Result<ExitCode> {
             } else {
                 a.by
             };
-            let r = block_on(toil_report(&store as &dyn Store, period, &by))??;
+            let r = block_on(toil_report_compared(
+                &store as &dyn Store,
+                period,
+                &by,
+                a.compare,
+            ))??;
             print!("{}", r.render(a.format));
         }
     }

@@ -214,8 +214,11 @@ pub fn show(r: &RunRecord) -> String {
         out.push_str(&format!("approval  {decided}\n"));
     }
     out.push_str(&format!(
-        "status    {}{}\n",
+        "status    {}{}{}\n",
         r.status,
+        human::status_note(r.status)
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default(),
         r.error
             .as_ref()
             .map(|e| format!(": {}", cell::terminal(e)))
@@ -225,13 +228,11 @@ pub fn show(r: &RunRecord) -> String {
         out.push_str(&format!("started   {}\n", human::instant(s)));
     }
     out.push_str(&format!("duration  {}\n", ms(r.duration_ms())));
-    if let (crate::run::cause::Cause::Alert { starts_at, .. }, Some(end)) =
-        (&r.cause, r.finished_at)
-    {
-        out.push_str(&format!(
-            "remediated {} after the alert started\n",
-            human::between(*starts_at, end)
-        ));
+    if let Some(line) = human::remediated(r) {
+        out.push_str(&format!("{line}\n"));
+    }
+    if let Some(line) = human::verdict(r) {
+        out.push_str(&format!("{line}\n"));
     }
     if !r.params.is_empty() {
         let p: Vec<String> = r

@@ -73,6 +73,53 @@ pub fn count(n: usize, noun: &str) -> String {
     }
 }
 
+/// What a status means when its name alone could mislead, for `runs show` and the run page.
+pub fn status_note(s: crate::run::status::RunStatus) -> Option<&'static str> {
+    use crate::run::status::RunStatus;
+    match s {
+        RunStatus::Noop => Some("found nothing to do: a success that credits no toil"),
+        RunStatus::Interrupted => {
+            Some("untoil stopped or crashed while it ran: not counted as a failure")
+        }
+        _ => None,
+    }
+}
+
+/// `remediated 3 min after the alert started`: only a succeeded run started by an alert
+/// remediated anything (a failed, denied or skipped one did not).
+pub fn remediated(r: &crate::run::record::RunRecord) -> Option<String> {
+    match (&r.cause, r.finished_at) {
+        (crate::run::cause::Cause::Alert { starts_at, .. }, Some(end))
+            if r.status == crate::run::status::RunStatus::Succeeded =>
+        {
+            Some(format!(
+                "remediated {} after the alert started",
+                between(*starts_at, end)
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// The verify verdict of an alert run, when known: `verified: alert resolved 2 min after the
+/// run ended, within the verify window` or `unverified: alert still firing when the verify
+/// window ended (2026-12-03 10:15:00 UTC)`.
+pub fn verdict(r: &crate::run::record::RunRecord) -> Option<String> {
+    let v = r.verification.as_ref()?;
+    Some(if v.verified {
+        let after = r
+            .finished_at
+            .map(|end| format!(" {} after the run ended,", between(end, v.at)))
+            .unwrap_or_default();
+        format!("verified: alert resolved{after} within the verify window")
+    } else {
+        format!(
+            "unverified: alert still firing when the verify window ended ({})",
+            instant(v.at)
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,6 +164,68 @@ mod tests {
         assert_eq!(count(1, "step"), "1 step");
         assert_eq!(count(0, "step"), "0 steps");
         assert_eq!(count(3, "attempt"), "3 attempts");
+    }
+
+    #[test]
+    fn only_succeeded_alert_runs_say_remediated_and_verdicts_read_both_ways() {
+        use crate::run::cause::Cause;
+        use crate::run::record::{RunRecord, Verification};
+        use crate::run::status::RunStatus;
+        let start = Utc.with_ymd_and_hms(2026, 12, 2, 10, 0, 0).single();
+        let start = start.unwrap_or_default();
+        let mut r = RunRecord {
+            cause: Cause::Alert {
+                fingerprint: "f".into(),
+                starts_at: start,
+                labels: Default::default(),
+            },
+            finished_at: Some(start + chrono::Duration::minutes(3)),
+            status: RunStatus::Succeeded,
+            verification: None,
+            ..RunRecord::synthetic(1)
+        };
+        assert_eq!(
+            remediated(&r).as_deref(),
+            Some("remediated 3 min after the alert started")
+        );
+        assert_eq!(verdict(&r), None);
+        for s in [
+            RunStatus::Failed,
+            RunStatus::Skipped,
+            RunStatus::Cancelled,
+            RunStatus::Noop,
+            RunStatus::Interrupted,
+            RunStatus::TimedOut,
+        ] {
+            r.status = s;
+            assert_eq!(remediated(&r), None, "{s}");
+        }
+        r.verification = Some(Verification {
+            verified: true,
+            at: start + chrono::Duration::minutes(5),
+        });
+        assert_eq!(
+            verdict(&r).as_deref(),
+            Some("verified: alert resolved 2 min after the run ended, within the verify window")
+        );
+        r.verification = Some(Verification {
+            verified: false,
+            at: start + chrono::Duration::minutes(18),
+        });
+        assert_eq!(
+            verdict(&r).as_deref(),
+            Some(
+                "unverified: alert still firing when the verify window ended (2026-12-02 10:18:00 UTC)"
+            )
+        );
+        let manual = RunRecord {
+            status: RunStatus::Succeeded,
+            ..RunRecord::synthetic(2)
+        };
+        assert_eq!(remediated(&manual), None);
+        assert!(status_note(RunStatus::Noop).is_some_and(|n| n.contains("nothing to do")));
+        assert!(status_note(RunStatus::Interrupted).is_some_and(|n| n.contains("not counted")));
+        assert_eq!(status_note(RunStatus::Failed), None);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! dashboard) goes through here, so a period out of range (before 0001-01-01, after
 //! 9999-12-31, or ending before it starts) is refused with a message, never a panic.
 
-use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, TimeDelta, Utc};
+use chrono::{DateTime, Datelike, Days, NaiveDate, NaiveTime, TimeDelta, Utc};
 use serde::Serialize;
 
 /// The first day a period may start on.
@@ -97,6 +97,19 @@ impl Period {
         }
     }
 
+    /// Number of UTC days in the period.
+    pub fn days(&self) -> u64 {
+        u64::try_from((self.to - self.from).num_days() + 1).unwrap_or(1)
+    }
+
+    /// The period of the same number of UTC days just before this one (what `--compare` sets a
+    /// report against), or None when it would start before [`FIRST_DAY`].
+    pub fn previous(&self) -> Option<Period> {
+        let to = self.from.pred_opt()?;
+        let from = self.from.checked_sub_days(Days::new(self.days()))?;
+        Period::new(from, to).ok()
+    }
+
     /// Instants covering the period: [from 00:00, to + 1 day 00:00).
     pub fn instants(&self) -> (DateTime<Utc>, DateTime<Utc>) {
         let start = self.from.and_time(NaiveTime::MIN).and_utc();
@@ -183,6 +196,30 @@ mod tests {
             Period::last_week(at("2027-01-04T09:00:00Z")).ok(),
             week("2026-12-28", "2027-01-03")
         );
+    }
+
+    #[test]
+    fn the_previous_period_has_as_many_days_and_ends_the_day_before() {
+        let d = |s: &str| day(s).unwrap_or(FIRST_DAY);
+        // `--since 7d` on 2026-12-03 covers 2026-11-26 ..= 2026-12-03, eight UTC days.
+        let week = Period::parse_since("7d", now()).map(|p| p.previous());
+        assert_eq!(
+            week,
+            Ok(Some(Period {
+                from: d("2026-11-18"),
+                to: d("2026-11-25")
+            }))
+        );
+        let march = Period::between("2026-03-01", "2026-03-31").map(|p| p.previous());
+        assert_eq!(
+            march,
+            Ok(Some(Period {
+                from: d("2026-01-29"),
+                to: d("2026-02-28")
+            }))
+        );
+        let first = Period::new(FIRST_DAY, FIRST_DAY).map(|p| p.previous());
+        assert_eq!(first, Ok(None));
     }
 
     proptest! {

@@ -145,7 +145,17 @@ async fn an_alert_through_a_real_alertmanager_runs_once_resolves_and_credits_toi
     let (_, report) = untoil.get("/api/v1/reports/toil?by=service").await;
     assert_eq!(report["total"]["runs"], 1);
     assert_eq!(report["total"]["toil_minutes"], 20.0);
+    // The mean stays in JSON beside the median and p90, which one remediation makes equal.
     assert!(report["total"]["mttr_ms"].as_u64().is_some(), "{report}");
+    assert!(
+        report["total"]["ttr_median_ms"].as_u64().is_some(),
+        "{report}"
+    );
+    assert_eq!(
+        report["total"]["ttr_p90_ms"], report["total"]["ttr_median_ms"],
+        "{report}"
+    );
+    assert_eq!(report["total"]["success_rate"], 1.0, "{report}");
     let (_, backlog) = untoil.get("/api/v1/reports/unautomated").await;
     assert_eq!(backlog["alerts_handled"], 1, "{backlog}");
     drop(am);

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use proptest::prelude::*;
 use untoil::guard::{Breaker, KeyState};
-use untoil::ledger::rollup::milli_minutes;
+use untoil::ledger::rollup::{Rollup, milli_minutes};
 use untoil::ledger::toil::credit;
 use untoil::report::period::Period;
 use untoil::report::query::Dim;
@@ -17,7 +17,7 @@ use untoil::report::toil::toil_report;
 use untoil::run::cause::Cause;
 use untoil::run::credit::Baseline;
 use untoil::run::id::RunId;
-use untoil::run::record::RunRecord;
+use untoil::run::record::{RunRecord, Verification};
 use untoil::run::status::{RunStatus, StepStatus};
 use untoil::run::step::StepResult;
 use untoil::store::sled::SledStore;
@@ -676,8 +676,9 @@ async fn listing_filters_by_runbook_and_status_most_recent_first() {
     }
 }
 
-const STATUSES: [RunStatus; 6] = [
+const STATUSES: [RunStatus; 7] = [
     RunStatus::Succeeded,
+    RunStatus::Noop,
     RunStatus::Failed,
     RunStatus::Cancelled,
     RunStatus::TimedOut,
@@ -701,6 +702,8 @@ pub struct Spec {
     pub dry_run: bool,
     pub duration_ms: u32,
     pub finish_twice: bool,
+    /// The verify verdict: 0 none, 1 verified, 2 unverified.
+    pub verdict: u8,
 }
 
 fn spec() -> impl Strategy<Value = Spec> {
@@ -714,6 +717,7 @@ fn spec() -> impl Strategy<Value = Spec> {
             0u32..600_000,
             prop::bool::weighted(0.1),
         ),
+        0u8..3,
     )
         .prop_map(
             |(
@@ -721,6 +725,7 @@ fn spec() -> impl Strategy<Value = Spec> {
                 (manual, approval),
                 steps,
                 (ar, dry, dur, twice),
+                verdict,
             )| {
                 Spec {
                     day,
@@ -736,6 +741,7 @@ fn spec() -> impl Strategy<Value = Spec> {
                     dry_run: dry,
                     duration_ms: dur,
                     finish_twice: twice,
+                    verdict,
                 }
             },
         )
@@ -815,7 +821,17 @@ pub fn build(i: usize, s: &Spec) -> RunRecord {
         approval_required: s.approval_required,
         error: None,
         alert: None,
-        verification: None,
+        verification: match s.verdict {
+            1 => Some(Verification {
+                verified: true,
+                at: start,
+            }),
+            2 => Some(Verification {
+                verified: false,
+                at: start,
+            }),
+            _ => None,
+        },
         guard_key: None,
         approval: None,
         bypassed: None,
@@ -840,6 +856,7 @@ pub fn old_run() -> RunRecord {
             dry_run: false,
             duration_ms: 10,
             finish_twice: false,
+            verdict: 0,
         },
     )
 }
@@ -887,19 +904,65 @@ proptest! {
                 .filter(|r| !r.dry_run && r.status != RunStatus::Skipped)
                 .collect();
             let runs = counted.len() as u64;
-            let succeeded = counted.iter().filter(|r| r.status == RunStatus::Succeeded).count() as u64;
-            let cancelled = counted.iter().filter(|r| r.status == RunStatus::Cancelled).count() as u64;
+            let with = |s: &[RunStatus]| counted.iter().filter(|r| s.contains(&r.status)).count() as u64;
+            let succeeded = with(&[RunStatus::Succeeded]);
+            let noop = with(&[RunStatus::Noop]);
+            let failed = with(&[RunStatus::Failed, RunStatus::TimedOut]);
+            let interrupted = with(&[RunStatus::Interrupted]);
+            let cancelled = with(&[RunStatus::Cancelled]);
+            let verdicts = |v: bool| counted.iter().filter(|r| r.verification.as_ref().is_some_and(|x| x.verified == v)).count() as u64;
             let toil: u64 = counted.iter().map(|r| milli_minutes(r.toil.as_ref().map_or(0.0, |t| t.minutes))).sum();
+            // Times to remediate: alert start to the end of succeeded alert runs only.
+            let mut ttrs: Vec<u64> = counted
+                .iter()
+                .filter(|r| r.status == RunStatus::Succeeded)
+                .filter_map(|r| match (&r.cause, r.finished_at) {
+                    (Cause::Alert { starts_at, .. }, Some(end)) => u64::try_from((end - *starts_at).num_milliseconds()).ok(),
+                    _ => None,
+                })
+                .collect();
+            ttrs.sort_unstable();
+            // The value at rank ceil(q * n), as the histogram defines its quantiles.
+            let exact = |q: f64| (!ttrs.is_empty()).then(|| ttrs[((q * ttrs.len() as f64).ceil() as usize).clamp(1, ttrs.len()) - 1]);
+            let near = |est: Option<u64>, exact: Option<u64>| match (est, exact) {
+                (Some(e), Some(x)) => (e as f64 - x as f64).abs() <= x as f64 / 32.0 + 1.0,
+                (None, None) => true,
+                _ => false,
+            };
+            let rate = (succeeded + noop + failed > 0)
+                .then(|| (succeeded + noop) as f64 / (succeeded + noop + failed) as f64);
             for report in &reports {
-                prop_assert_eq!(report.total.runs, runs);
-                prop_assert_eq!(report.total.succeeded, succeeded);
-                prop_assert_eq!(report.total.cancelled, cancelled);
-                prop_assert_eq!(report.total.failed, runs - succeeded - cancelled);
+                let t = &report.total;
+                prop_assert_eq!(t.runs, runs);
+                prop_assert_eq!((t.succeeded, t.noop, t.failed, t.interrupted, t.cancelled), (succeeded, noop, failed, interrupted, cancelled));
+                prop_assert_eq!(t.runs, succeeded + noop + failed + interrupted + cancelled);
+                prop_assert_eq!(t.success_rate, rate);
+                prop_assert_eq!((t.verified, t.unverified), (verdicts(true), verdicts(false)));
+                prop_assert_eq!(t.remediations, ttrs.len() as u64);
+                prop_assert_eq!(t.mttr_ms, (!ttrs.is_empty()).then(|| ttrs.iter().sum::<u64>() / ttrs.len() as u64));
+                prop_assert!(near(t.ttr_median_ms, exact(0.5)), "median {:?} vs {:?}", t.ttr_median_ms, exact(0.5));
+                prop_assert!(near(t.ttr_p90_ms, exact(0.9)), "p90 {:?} vs {:?}", t.ttr_p90_ms, exact(0.9));
+                prop_assert_eq!(t.legacy_runs, 0);
                 prop_assert_eq!(report.total_rollup.toil_milli_minutes, toil);
                 let row_sum: u64 = report.rows.iter().map(|r| r.rollup.toil_milli_minutes).sum();
                 prop_assert_eq!(row_sum, toil);
                 let row_runs: u64 = report.rows.iter().map(|r| r.figures.runs).sum();
                 prop_assert_eq!(row_runs, runs);
+                // Taking every run's contribution out leaves nothing; putting it back restores
+                // the totals (what a late verdict does to one run).
+                let mut rest = report.total_rollup.clone();
+                for r in &counted {
+                    if let Some((_, c)) = Rollup::of_run(r) {
+                        rest.subtract(&c);
+                    }
+                }
+                prop_assert_eq!(&rest, &Rollup::default());
+                for r in &counted {
+                    if let Some((_, c)) = Rollup::of_run(r) {
+                        rest.merge(&c);
+                    }
+                }
+                prop_assert_eq!(&rest, &report.total_rollup);
             }
             // Per team, the rows equal the raw sums too.
             for row in &reports[1].rows {

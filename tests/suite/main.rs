@@ -30,6 +30,7 @@ mod mobile;
 mod new_user;
 mod plugins;
 mod redaction;
+mod reports;
 mod store;
 mod storm;
 mod trust;

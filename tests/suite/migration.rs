@@ -1,6 +1,7 @@
 //! A store written by the first release (schema version 1, `tests/fixtures/store-v1`) opens with
 //! the current code, migrated, with every run, rollup, alert episode, dedupe key, schedule fire
-//! and guard state it held.
+//! and guard state it held. A store of the last schema-2 release with pruned runs
+//! (`tests/fixtures/store-v2`) keeps its report totals exactly and names what it cannot split.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -9,26 +10,39 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use untoil::report::period::Period;
+use untoil::report::query::Dim;
 use untoil::report::toil::toil_report;
+use untoil::report::toil::{Figures, ToilReport};
 use untoil::run::record::RunRecord;
 use untoil::run::status::RunStatus;
 use untoil::store::sled::SledStore;
-use untoil::store::sled::migrate::Migrated;
+use untoil::store::sled::migrate::{Migrated, SCHEMA_VERSION};
 use untoil::store::{Admitted, Candidate, Change, RunFilter, Store};
 use untoil::trigger::alert::Notification;
 use untoil::trigger::key::{DedupeKey, Fire};
 use untoil::trigger::schedule::Schedule;
 
 fn fixture_dir() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store-v1")
+    fixture("store-v1")
 }
 
-/// The fixture's `data/` unpacked into a fresh directory.
+fn fixture(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// The first release's store's `data/` unpacked into a fresh directory.
 fn unpack() -> tempfile::TempDir {
+    unpack_fixture("store-v1")
+}
+
+/// A fixture store's `data/` unpacked into a fresh directory.
+fn unpack_fixture(name: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     let status = std::process::Command::new("tar")
         .arg("-xzf")
-        .arg(fixture_dir().join("store.tar.gz"))
+        .arg(fixture(name).join("store.tar.gz"))
         .arg("-C")
         .arg(dir.path())
         .status()
@@ -51,7 +65,7 @@ async fn a_store_written_by_the_first_release_opens_migrated_with_everything_in_
         store.migrated(),
         &Migrated {
             from: Some(1),
-            to: 2
+            to: SCHEMA_VERSION
         }
     );
     let id = store.id().to_string();
@@ -204,8 +218,8 @@ async fn a_store_written_by_the_first_release_opens_migrated_with_everything_in_
     assert_eq!(
         store.migrated(),
         &Migrated {
-            from: Some(2),
-            to: 2
+            from: Some(SCHEMA_VERSION),
+            to: SCHEMA_VERSION
         }
     );
     assert_eq!(store.id(), id);
@@ -236,4 +250,139 @@ fn the_fixture_is_what_its_readme_says() {
     ] {
         assert!(statuses.contains(&want), "{want:?} in {statuses:?}");
     }
+}
+
+/// The old release's report (`report-*.json`) and the migrated store's, over the same days.
+async fn reports(store: &SledStore, file: &str) -> (Value, ToilReport) {
+    let old: Value = serde_json::from_slice(
+        &std::fs::read(fixture("store-v2").join(file)).expect("the old release's report"),
+    )
+    .expect("json");
+    let day = |k: &str| {
+        untoil::report::period::day(old["period"][k].as_str().unwrap_or("")).expect("a day")
+    };
+    let period = Period::new(day("from"), day("to")).expect("period");
+    let new = toil_report(store, period, &[Dim::Runbook, Dim::Cause])
+        .await
+        .expect("report");
+    (old, new)
+}
+
+/// The figures schema 2 knew are the same; the new splits add up to them.
+fn same_totals(old: &Value, new: &Figures, what: &str) {
+    let n = |k: &str| old[k].as_u64().unwrap_or(u64::MAX);
+    assert_eq!(new.runs, n("runs"), "runs of {what}");
+    assert_eq!(
+        new.succeeded + new.noop,
+        n("succeeded"),
+        "successes of {what}"
+    );
+    assert_eq!(
+        new.failed + new.interrupted,
+        n("failed"),
+        "failed (interrupted included then) of {what}"
+    );
+    assert_eq!(new.cancelled, n("cancelled"), "cancelled of {what}");
+    assert_eq!(
+        new.toil_minutes,
+        old["toil_minutes"].as_f64().unwrap_or(-1.0),
+        "toil of {what}"
+    );
+    assert_eq!(new.median_ms, old["median_ms"].as_u64(), "median of {what}");
+    assert_eq!(new.p95_ms, old["p95_ms"].as_u64(), "p95 of {what}");
+    assert_eq!(new.mttr_ms, old["mttr_ms"].as_u64(), "mean TTR of {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_2_store_keeps_its_totals_and_names_what_pruned_runs_cannot_split() {
+    let dir = unpack_fixture("store-v2");
+    let data = dir.path().join("data");
+    let store = SledStore::open(&data).expect("the schema 2 store opens");
+    assert_eq!(
+        store.migrated(),
+        &Migrated {
+            from: Some(2),
+            to: SCHEMA_VERSION
+        }
+    );
+    let runs: Vec<RunRecord> = serde_json::from_slice(
+        &std::fs::read(fixture("store-v2").join("runs.json")).expect("runs.json"),
+    )
+    .expect("run records");
+
+    for file in ["report-day.json", "report-month.json"] {
+        let (old, new) = reports(&store, file).await;
+        same_totals(&old["total"], &new.total, file);
+        let old_rows = old["rows"].as_array().cloned().unwrap_or_default();
+        assert_eq!(old_rows.len(), new.rows.len(), "{file}: {new:?}");
+        for (o, n) in old_rows.iter().zip(&new.rows) {
+            assert_eq!(o["group"], serde_json::json!(n.group), "{file}");
+            same_totals(o, &n.figures, &format!("{file} {:?}", n.group));
+        }
+
+        // What the runs still present tell apart; what the pruned ones cannot.
+        let row = |rb: &str| {
+            new.rows
+                .iter()
+                .find(|r| r.group[0] == rb)
+                .map(|r| r.figures.clone())
+                .expect("row")
+        };
+        let slow = row("slow");
+        assert_eq!(
+            (slow.interrupted, slow.failed, slow.legacy_runs),
+            (1, 1, 1),
+            "{file}"
+        );
+        let flaky = row("flaky");
+        assert_eq!((flaky.failed, flaky.legacy_runs), (2, 1), "{file}");
+        let gone = row("gone");
+        assert_eq!((gone.runs, gone.legacy_runs), (1, 1), "{file}");
+        assert_eq!(row("ok").legacy_runs, 2, "{file}");
+        let disk = row("disk");
+        assert_eq!((disk.verified, disk.unverified), (1, 0), "{file}");
+        assert_eq!(disk.verified_share, Some(1.0), "{file}");
+        assert_eq!(disk.legacy_runs, 1, "{file}");
+        // The percentiles cover the one alert run still recorded; the mean covers both.
+        let present = runs
+            .iter()
+            .find_map(|r| match (&r.cause, r.finished_at) {
+                (untoil::run::cause::Cause::Alert { starts_at, .. }, Some(end)) => {
+                    Some((end - *starts_at).num_milliseconds() as f64)
+                }
+                _ => None,
+            })
+            .expect("the recorded alert run");
+        let median = disk.ttr_median_ms.expect("a median") as f64;
+        assert!(
+            (median - present).abs() <= present * 0.04,
+            "{median} vs {present}"
+        );
+        assert_eq!(disk.ttr_p90_ms, disk.ttr_median_ms);
+        assert!(disk.mttr_ms.is_some_and(|m| m as f64 > median), "{disk:?}");
+
+        assert_eq!(new.total.legacy_runs, 6, "{file}");
+        assert_eq!(new.total.interrupted, 1, "{file}");
+        // 6 successes of 6 + 3 failed: the interrupted run is neither.
+        assert_eq!(new.total.success_rate, Some(6.0 / 9.0), "{file}");
+        assert_eq!(new.notes.len(), 1, "{file}: {:?}", new.notes);
+        let table = new.render(untoil::report::query::Format::Table);
+        assert!(
+            table.contains("* 6 runs counted before the store's schema 3"),
+            "{table}"
+        );
+    }
+
+    // Opened again: already current, and the figures did not move.
+    let before = reports(&store, "report-month.json").await.1;
+    drop(store);
+    let store = SledStore::open(&data).expect("reopens");
+    assert_eq!(
+        store.migrated(),
+        &Migrated {
+            from: Some(SCHEMA_VERSION),
+            to: SCHEMA_VERSION
+        }
+    );
+    assert_eq!(reports(&store, "report-month.json").await.1, before);
 }

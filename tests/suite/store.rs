@@ -254,7 +254,7 @@ fn a_store_of_a_newer_schema_is_refused_with_a_clear_message() {
         .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(
-        err.contains("schema version 99, newer than this untoil understands (2)"),
+        err.contains("schema version 99, newer than this untoil understands (3)"),
         "{err}"
     );
 }

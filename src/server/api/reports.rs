@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::report::backlog::backlog_report;
 use crate::report::period::Period;
 use crate::report::query::{Dim, Format};
-use crate::report::toil::toil_report;
+use crate::report::toil::toil_report_compared;
 use crate::server::respond::{error, store_error};
 use crate::server::state::Shared;
 
@@ -31,6 +31,8 @@ pub struct ReportQuery {
     pub label: Option<String>,
     /// Manual minutes assumed per alert (backlog).
     pub assume_minutes: Option<f64>,
+    /// Set the toil report against the previous period of the same length.
+    pub compare: Option<bool>,
 }
 
 /// The period a query asks for.
@@ -113,7 +115,8 @@ pub async fn toil(State(s): State<Shared>, Query(q): Query<ReportQuery>) -> Resp
             return error(StatusCode::BAD_REQUEST, e);
         }
     };
-    match toil_report(&*s.engine.store, period, &by).await {
+    let compare = q.compare.unwrap_or(false);
+    match toil_report_compared(&*s.engine.store, period, &by, compare).await {
         Ok(r) => rendered(format, r.render(format)),
         Err(e) => store_error(e),
     }

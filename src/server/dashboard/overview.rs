@@ -8,7 +8,7 @@ use axum::response::Response;
 use maud::{Markup, html};
 
 use crate::report::backlog::{Backlog, backlog_report};
-use crate::report::toil::{ToilReport, toil_report};
+use crate::report::toil::{ToilReport, change_text, toil_report_compared};
 use crate::server::api::reports::{assume_minutes, dims, labels, period};
 use crate::server::dashboard::chart;
 use crate::server::dashboard::form;
@@ -45,7 +45,8 @@ pub async fn page(State(d): State<Shared>, RawQuery(q): RawQuery) -> Response {
         (Err(e), _) | (_, Err(e)) => return error_page(StatusCode::BAD_REQUEST, &e),
     };
     let store = &*d.engine.store;
-    let report = match toil_report(store, p, &dims).await {
+    // The cards set each total against the previous period of the same length.
+    let report = match toil_report_compared(store, p, &dims, true).await {
         Ok(r) => r,
         Err(e) => return store_failure(e),
     };
@@ -82,6 +83,17 @@ pub fn render(o: &Overview) -> Markup {
     }
     let weeks = chart::weeks(report.period.from, report.period.to);
     let total = &report.total;
+    // "+2 (+25%) vs the previous 30 days", under each card that has a previous period.
+    let versus = |key: &str| -> Markup {
+        match &report.previous {
+            Some(p) => html! {
+                div class="change" data-figure=(key) {
+                    (change_text(&p.change, key)) " vs the previous " (report.period.days()) " days"
+                }
+            },
+            None => html! {},
+        }
+    };
     html! {
         h1 { "Toil saved" }
         div class="toolbar" {
@@ -104,22 +116,44 @@ pub fn render(o: &Overview) -> Markup {
                     (format!("{:.2}", total.toil_hours))
                 }
                 div class="sub" { (format!("{:.1}", total.toil_minutes)) " minutes" }
+                (versus("toil_hours"))
             }
             div class="card" {
                 div class="label" { "Runs" }
                 div class="value" id="total-runs" { (total.runs) }
-                div class="sub" { (total.failed) " failed · " (total.cancelled) " cancelled" }
+                div class="sub" id="run-outcomes" {
+                    (total.failed) " failed · " (total.interrupted) " interrupted · "
+                    (total.noop) " noop · " (total.cancelled) " cancelled"
+                }
+                (versus("runs"))
             }
             div class="card" {
                 div class="label" { "Success rate" }
                 div class="value" id="success-rate" { (pct(total.success_rate)) }
+                div class="sub" { "succeeded and noop of those that ended well or failed" }
+                (versus("success_rate"))
             }
             div class="card" {
-                div class="label" { "Mean time to remediate" }
-                div class="value" id="mttr" {
-                    (total.mttr_ms.map(duration_ms).unwrap_or_else(|| "-".into()))
+                div class="label" { "Time to remediate" }
+                div class="value" id="ttr-median" {
+                    (total.ttr_median_ms.map(duration_ms).unwrap_or_else(|| "-".into()))
                 }
-                div class="sub" { "alert start to run end" }
+                div class="sub" {
+                    "median · p90 "
+                    span id="ttr-p90" {
+                        (total.ttr_p90_ms.map(duration_ms).unwrap_or_else(|| "-".into()))
+                    }
+                    " · alert start to the end of a succeeded run"
+                }
+                (versus("ttr_median_ms"))
+            }
+            div class="card" {
+                div class="label" { "Verified" }
+                div class="value" id="verified-share" { (pct(total.verified_share)) }
+                div class="sub" {
+                    (total.verified) " verified · " (total.unverified) " unverified"
+                }
+                (versus("verified_share"))
             }
             div class="card" {
                 div class="label" { "Coverage" }
@@ -128,6 +162,11 @@ pub fn render(o: &Overview) -> Markup {
                     (backlog.alerts_handled) " of " (backlog.alerts_received)
                     " alerts handled by automation"
                 }
+            }
+        }
+        @if !report.notes.is_empty() {
+            div class="panel muted" id="report-notes" {
+                @for n in &report.notes { p { "* " (n) } }
             }
         }
         div class="panel chart" {

@@ -7,6 +7,7 @@ use axum::response::Response;
 use maud::{Markup, html};
 
 use crate::identity::claim;
+use crate::report::human;
 use crate::run::cause::Cause;
 use crate::run::id::RunId;
 use crate::run::record::RunRecord;
@@ -99,22 +100,24 @@ fn facts(r: &RunRecord) -> Vec<(&'static str, Markup)> {
         {
             facts.push(("Summary", html! { (summary) }));
         }
-        // Alert start to run end, for runs that fixed it.
+        // Alert start to run end, only for runs that fixed it (the same words as `runs show`).
         let ttr = if r.status == RunStatus::Succeeded {
             span(Some(*starts_at), r.finished_at)
         } else {
             "-".into()
         };
         facts.push(("Time to remediate", html! { span id="ttr" { (ttr) } }));
-        if let Some(v) = &r.verification {
-            facts.push((
-                "Verified",
-                html! {
-                    (if v.verified { "alert resolved" } else { "alert did not resolve" })
-                    " at " (time(v.at))
-                },
-            ));
-        }
+    }
+    if let (Some(v), Some(text)) = (&r.verification, human::verdict(r)) {
+        let class = if v.verified {
+            "status succeeded"
+        } else {
+            "status failed"
+        };
+        facts.push((
+            "Verified",
+            html! { span id="verdict" class=(class) { (text) } },
+        ));
     }
     facts
 }
@@ -158,6 +161,9 @@ pub fn render(r: &RunRecord) -> Markup {
             a href={ "/ui/runs?runbook=" (enc(&r.runbook)) } { (r.runbook) }
             " "
             span id="run-status" data-status=(status) { (status_badge(status)) }
+        }
+        @if let Some(note) = human::status_note(r.status) {
+            p class="muted" id="status-note" { (status) ": " (note) }
         }
         div class="panel" {
             table id="facts" {

@@ -131,9 +131,13 @@ fn the_overview_escapes_series_names() {
             group: vec![h(), "2026-W48".into()],
             rollup: Rollup::default(),
             figures: figures.clone(),
+            previous: None,
+            change: None,
         }],
         total: figures,
         total_rollup: Rollup::default(),
+        previous: None,
+        notes: Vec::new(),
     };
     let backlog = Backlog {
         period: period(),
@@ -154,6 +158,66 @@ fn the_overview_escapes_series_names() {
         html.contains(&format!("data-series=\"{ESCAPED}\"")),
         "{html}"
     );
+}
+
+#[test]
+fn the_overview_cards_show_ttr_median_and_p90_the_change_and_legacy_notes() {
+    use crate::report::toil::aggregate;
+    let key = |month: u32, day: u32| crate::ledger::rollup::RollupKey {
+        day: NaiveDate::from_ymd_opt(2026, month, day).unwrap_or_default(),
+        owner: "team-a".into(),
+        service: String::new(),
+        runbook: "disk".into(),
+        cause: "alert".into(),
+    };
+    let mut now = Rollup {
+        runs: 12,
+        succeeded: 10,
+        failed: 2,
+        legacy_runs: 2,
+        ..Rollup::default()
+    };
+    for ms in [60_000u64; 9].into_iter().chain([4 * 86_400_000]) {
+        now.remediations += 1;
+        now.remediate_ms_sum += ms;
+        now.remediate_ms.record(ms);
+    }
+    let before = Rollup {
+        runs: 6,
+        succeeded: 6,
+        ..Rollup::default()
+    };
+    let p = period();
+    let previous = p.previous().unwrap_or(p);
+    let report = aggregate(p, &[Dim::Team, Dim::Week], [(key(11, 20), now)]).compared(&aggregate(
+        previous,
+        &[Dim::Team, Dim::Week],
+        [(key(10, 12), before)],
+    ));
+    let backlog = Backlog {
+        period: p,
+        rows: Vec::new(),
+        alerts_received: 0,
+        alerts_handled: 0,
+        coverage: None,
+    };
+    let html = overview::render(&Overview {
+        period: "30d",
+        by: "team",
+        report: &report,
+        backlog: &backlog,
+    })
+    .into_string();
+    // The median, not the mean (which one four-day-old alert makes 9 h 37 min).
+    assert!(html.contains("id=\"ttr-median\">1 min<"), "{html}");
+    assert!(html.contains("id=\"ttr-p90\">1 min<"), "{html}");
+    assert!(!html.contains("9 h 37 min"), "{html}");
+    assert!(
+        html.contains("data-figure=\"runs\">+6 (+100%) vs the previous"),
+        "{html}"
+    );
+    assert!(html.contains("id=\"report-notes\""), "{html}");
+    assert!(html.contains("2 runs counted before"), "{html}");
 }
 
 #[test]
@@ -299,6 +363,41 @@ fn the_run_page_escapes_facts_steps_and_output() {
         "Verified",
     ] {
         assert!(html.contains(part), "{part} in {html}");
+    }
+}
+
+#[test]
+fn the_run_page_says_remediated_only_for_succeeded_runs_and_names_noop_and_interrupted() {
+    let ok = run::render(&hostile_run()).into_string();
+    // Alert 13:59, run ended 14:00.
+    assert!(ok.contains("<span id=\"ttr\">1 min</span>"), "{ok}");
+    assert!(ok.contains("verified: alert resolved"), "{ok}");
+    assert!(!ok.contains("status-note"), "{ok}");
+    for (status, note) in [
+        (RunStatus::Noop, "found nothing to do"),
+        (RunStatus::Interrupted, "not counted as a failure"),
+    ] {
+        let mut r = hostile_run();
+        r.status = status;
+        r.verification = Some(Verification {
+            verified: false,
+            at: Utc
+                .with_ymd_and_hms(2026, 11, 28, 14, 15, 0)
+                .single()
+                .unwrap_or_default(),
+        });
+        let html = run::render(&r).into_string();
+        let name = status.as_str();
+        assert!(
+            html.contains(&format!("<span class=\"status {name}\">{name}</span>")),
+            "{html}"
+        );
+        assert!(html.contains(note), "{html}");
+        assert!(html.contains("<span id=\"ttr\">-</span>"), "{html}");
+        assert!(
+            html.contains("unverified: alert still firing when the verify window ended"),
+            "{html}"
+        );
     }
 }
 

@@ -9,14 +9,21 @@
 //! 1. The first release's layout (see [`super::layout`]).
 //! 2. `meta/store_id`: a random id that names the store, so that a client can tell whether the
 //!    daemon it reaches serves the store it means.
+//! 3. Rollups that keep interrupted runs apart from failed ones and count noop, verified and
+//!    unverified runs and a time-to-remediate histogram: every daily and monthly rollup is
+//!    rebuilt from the runs still in the store; what pruned runs had added stays as it was,
+//!    counted in `legacy_runs` (see [`rebuilt`]).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use crate::ledger::rollup::Rollup;
+use crate::run::record::RunRecord;
 use crate::store::error::StoreError;
-use crate::store::sled::layout::{Trees, backend, decode, encode};
+use crate::store::sled::layout::{Trees, backend, decode, encode, monthly_key, rollup_key};
 
 /// The version this build writes.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 const VERSION_KEY: &str = "schema_version";
 const STORE_ID_KEY: &str = "store_id";
@@ -27,10 +34,16 @@ struct Migration {
     apply: fn(&Trees, &Path) -> Result<(), StoreError>,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    from: 1,
-    apply: add_store_id,
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        from: 1,
+        apply: add_store_id,
+    },
+    Migration {
+        from: 2,
+        apply: rebuild_rollups,
+    },
+];
 
 /// What opening did to the store's version.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,6 +131,76 @@ fn add_store_id(trees: &Trees, path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Version 3: every rollup rebuilt from the runs still in the store. A group whose old rollup
+/// counted runs that are gone (pruned) keeps their counters as they were, so totals of runs and
+/// toil do not move. Idempotent: a rebuilt rollup rebuilt again from the same runs is unchanged.
+fn rebuild_rollups(trees: &Trees, path: &Path) -> Result<(), StoreError> {
+    let mut daily: BTreeMap<Vec<u8>, Rollup> = BTreeMap::new();
+    let mut monthly: BTreeMap<Vec<u8>, Rollup> = BTreeMap::new();
+    for item in trees.runs.iter() {
+        let (k, v) = item.map_err(|e| backend(path, e))?;
+        let run: RunRecord = decode(&k, &v)?;
+        if let Some((key, r)) = Rollup::of_run(&run) {
+            daily.entry(rollup_key(&key)).or_default().merge(&r);
+            monthly.entry(monthly_key(&key)).or_default().merge(&r);
+        }
+    }
+    for (tree, fresh) in [(&trees.rollups, daily), (&trees.monthly, monthly)] {
+        let mut keys: BTreeSet<Vec<u8>> = fresh.keys().cloned().collect();
+        for k in tree.iter().keys() {
+            keys.insert(k.map_err(|e| backend(path, e))?.to_vec());
+        }
+        for k in keys {
+            let old: Rollup = match tree.get(&k).map_err(|e| backend(path, e))? {
+                Some(v) => decode(&k, &v)?,
+                None => Rollup::default(),
+            };
+            let new = rebuilt(&old, fresh.get(&k).unwrap_or(&Rollup::default()));
+            if new != old {
+                tree.insert(k, encode(&new)).map_err(|e| backend(path, e))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A group's rollup rebuilt: `fresh` (counted from the runs still in the store) plus what the
+/// `old` rollup counted beyond them (runs pruned before the migration). Of those, schema 2 knew
+/// successes and failures (interrupted runs among the failures) but no noop/interrupted split,
+/// no verdicts kept in rollups and no time-to-remediate histogram; they are counted as legacy
+/// runs, which reports name instead of guessing their split.
+pub fn rebuilt(old: &Rollup, fresh: &Rollup) -> Rollup {
+    let less = |a: u64, b: u64| a.saturating_sub(b);
+    let mut durations = old.durations.clone();
+    durations.subtract(&fresh.durations);
+    let mut remediate_ms = old.remediate_ms.clone();
+    remediate_ms.subtract(&fresh.remediate_ms);
+    // Compared like with like: schema 2's `failed` held the interrupted runs too.
+    let runs = less(old.runs, fresh.runs);
+    let gone = Rollup {
+        runs,
+        succeeded: less(old.succeeded + old.noop, fresh.succeeded + fresh.noop),
+        noop: 0,
+        failed: less(
+            old.failed + old.interrupted,
+            fresh.failed + fresh.interrupted,
+        ),
+        interrupted: 0,
+        cancelled: less(old.cancelled, fresh.cancelled),
+        toil_milli_minutes: less(old.toil_milli_minutes, fresh.toil_milli_minutes),
+        durations,
+        remediations: less(old.remediations, fresh.remediations),
+        remediate_ms_sum: less(old.remediate_ms_sum, fresh.remediate_ms_sum),
+        remediate_ms,
+        verified: less(old.verified, fresh.verified),
+        unverified: less(old.unverified, fresh.unverified),
+        legacy_runs: runs,
+    };
+    let mut new = fresh.clone();
+    new.merge(&gone);
+    new
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,7 +241,7 @@ mod tests {
             migrate(&db, &trees, dir.path()).expect("migrates"),
             Migrated {
                 from: Some(1),
-                to: 2
+                to: SCHEMA_VERSION
             }
         );
         let id = store_id(&trees, dir.path()).expect("id");
@@ -169,6 +252,146 @@ mod tests {
             .expect("write");
         migrate(&db, &trees, dir.path()).expect("migrates again");
         assert_eq!(store_id(&trees, dir.path()).expect("id"), id);
+    }
+
+    #[test]
+    fn version_3_rebuilds_rollups_from_the_runs_and_keeps_pruned_counts_as_legacy() {
+        use crate::ledger::rollup::RollupKey;
+        use crate::run::status::RunStatus;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (db, trees) = open(dir.path());
+        trees
+            .meta
+            .insert(VERSION_KEY, encode(&2u32))
+            .expect("write");
+        // Two runs still recorded (one interrupted); the old rollup also counted a failed run
+        // whose record was pruned, and the interrupted one as failed, as schema 2 did.
+        let ok = RunRecord::synthetic(1);
+        let interrupted = RunRecord {
+            status: RunStatus::Interrupted,
+            ..RunRecord::synthetic(1)
+        };
+        let contribution =
+            |r: &RunRecord| -> (RollupKey, Rollup) { Rollup::of_run(r).expect("counts") };
+        let (key, a) = contribution(&ok);
+        let (same, b) = contribution(&interrupted);
+        assert_eq!(key, same, "both runs are in one group");
+        let mut old = a;
+        old.merge(&Rollup {
+            failed: 1,
+            interrupted: 0,
+            ..b
+        });
+        old.interrupted = 0;
+        let mut pruned = Rollup {
+            runs: 1,
+            failed: 1,
+            toil_milli_minutes: 7_000,
+            remediations: 1,
+            remediate_ms_sum: 60_000,
+            ..Default::default()
+        };
+        pruned.durations.record(1_234);
+        old.merge(&pruned);
+        for r in [&ok, &interrupted] {
+            trees
+                .runs
+                .insert(r.id.0.as_bytes(), encode(r))
+                .expect("write");
+        }
+        trees
+            .rollups
+            .insert(rollup_key(&key), encode(&old))
+            .expect("write");
+        trees
+            .monthly
+            .insert(monthly_key(&key), encode(&old))
+            .expect("write");
+        // A group whose every run was pruned.
+        let gone_key = RollupKey {
+            runbook: "gone".into(),
+            ..key.clone()
+        };
+        trees
+            .rollups
+            .insert(rollup_key(&gone_key), encode(&pruned))
+            .expect("write");
+
+        assert_eq!(
+            migrate(&db, &trees, dir.path()).expect("migrates"),
+            Migrated {
+                from: Some(2),
+                to: 3
+            }
+        );
+        let read = |tree: &sled::Tree, k: Vec<u8>| -> Rollup {
+            let v = tree.get(&k).expect("reads").expect("present");
+            decode(&k, &v).expect("decodes")
+        };
+        let new = read(&trees.rollups, rollup_key(&key));
+        assert_eq!((new.runs, new.succeeded), (3, 1));
+        assert_eq!((new.failed, new.interrupted, new.legacy_runs), (1, 1, 1));
+        assert_eq!(new.toil_milli_minutes, old.toil_milli_minutes);
+        assert_eq!(new.durations, old.durations);
+        assert_eq!(
+            (new.remediations, new.remediate_ms_sum),
+            (old.remediations, old.remediate_ms_sum)
+        );
+        assert_eq!(read(&trees.monthly, monthly_key(&key)), new);
+        let gone = read(&trees.rollups, rollup_key(&gone_key));
+        assert_eq!(
+            gone,
+            Rollup {
+                legacy_runs: 1,
+                ..pruned.clone()
+            }
+        );
+
+        // A crash before the version moved on repeats the step: nothing changes.
+        trees
+            .meta
+            .insert(VERSION_KEY, encode(&2u32))
+            .expect("write");
+        migrate(&db, &trees, dir.path()).expect("migrates again");
+        assert_eq!(read(&trees.rollups, rollup_key(&key)), new);
+        assert_eq!(read(&trees.rollups, rollup_key(&gone_key)), gone);
+        assert_eq!(read(&trees.monthly, monthly_key(&key)), new);
+    }
+
+    #[test]
+    fn rebuilding_a_rebuilt_rollup_changes_nothing() {
+        let mut fresh = Rollup {
+            runs: 4,
+            succeeded: 1,
+            noop: 1,
+            failed: 1,
+            interrupted: 1,
+            verified: 1,
+            remediations: 1,
+            remediate_ms_sum: 5_000,
+            ..Default::default()
+        };
+        fresh.remediate_ms.record(5_000);
+        fresh.durations.record(10);
+        let mut old = Rollup {
+            runs: 9,
+            succeeded: 4,
+            failed: 5,
+            toil_milli_minutes: 3_000,
+            ..Default::default()
+        };
+        old.durations.record(10);
+        old.durations.record(99);
+        let once = rebuilt(&old, &fresh);
+        assert_eq!(once.runs, 9);
+        assert_eq!(once.legacy_runs, 5);
+        assert_eq!(
+            (once.succeeded + once.noop, once.failed + once.interrupted),
+            (4, 5)
+        );
+        assert_eq!(rebuilt(&once, &fresh), once);
+        // Nothing pruned: the rollup is the runs' own.
+        assert_eq!(rebuilt(&fresh, &fresh), fresh);
     }
 
     #[test]
