@@ -123,11 +123,23 @@ pub fn run(g: &Global, a: RunsArgs) -> Result<ExitCode> {
                 t.row([
                     r.id.0.clone(),
                     r.runbook.clone(),
-                    match r.cause.requested_by() {
-                        Some(who) => format!("manual by {who}"),
-                        None => r.cause.kind().to_string(),
+                    match (r.cause.requested_by(), &r.alert) {
+                        (Some(who), Some(_)) => format!("manual by {who} (alert replay)"),
+                        (Some(who), None) => format!("manual by {who}"),
+                        (None, _) => r.cause.kind().to_string(),
                     },
-                    r.cause.instance().unwrap_or("-").to_string(),
+                    r.cause
+                        .instance()
+                        .or_else(|| {
+                            r.alert
+                                .as_ref()?
+                                .alert
+                                .labels
+                                .get("instance")
+                                .map(String::as_str)
+                        })
+                        .unwrap_or("-")
+                        .to_string(),
                     r.status.to_string(),
                     human::instant(r.started_at.unwrap_or(r.created_at)),
                     ms(r.duration_ms()),
@@ -207,6 +219,9 @@ pub fn show(r: &RunRecord) -> String {
         ),
     };
     out.push_str(&format!("cause     {cause}\n"));
+    if let Some(replay) = r.replayed_alert() {
+        out.push_str(&format!("          {}\n", cell::terminal(&replay)));
+    }
     if let Some(b) = &r.bypassed {
         out.push_str(&format!("guards    bypassed: {}\n", b.describe()));
     }

@@ -143,7 +143,8 @@ impl Admission {
 
     /// Admits a manual run, started by `actor` (its principal recorded as the cause's user, its
     /// claim beside it); with a notification, one run per alert of it that the runbook accepts,
-    /// as that alert would (`untoil run --alert` through the daemon).
+    /// attached (`untoil run --alert` through the daemon): still cause `manual`, only webhook
+    /// deliveries are cause `alert`.
     pub async fn manual(
         &self,
         name: &str,
@@ -164,17 +165,12 @@ impl Admission {
         let params =
             resolve_params(&rb, &params).map_err(|e| AcceptError::Invalid(e.to_string()))?;
         let now = self.clock.now();
+        let manual = Cause::Manual {
+            user: actor.name().to_string(),
+            claimed_user: actor.claimed.clone(),
+        };
         let runs: Vec<RunRecord> = match notification {
-            None => vec![lifecycle::new_run(
-                &rb,
-                Cause::Manual {
-                    user: actor.name().to_string(),
-                    claimed_user: actor.claimed.clone(),
-                },
-                params,
-                None,
-                now,
-            )],
+            None => vec![lifecycle::new_run(&rb, manual, params, None, now)],
             Some(n) => {
                 let mut context = n.clone();
                 context.alerts = Vec::new();
@@ -183,12 +179,13 @@ impl Admission {
                     .iter()
                     .filter(|a| rb.accepts_alert(a))
                     .map(|a| {
-                        let cause = Cause::of_alert(a);
+                        // A replay by hand: manual, with the alert attached, so templates see
+                        // `alert.*` but no time to remediate is computed from its `startsAt`.
                         let ctx = AlertContext {
                             alert: a.clone(),
                             notification: context.clone(),
                         };
-                        lifecycle::new_run(&rb, cause, params.clone(), Some(ctx), now)
+                        lifecycle::new_run(&rb, manual.clone(), params.clone(), Some(ctx), now)
                     })
                     .collect();
                 if runs.is_empty() {
@@ -199,6 +196,8 @@ impl Admission {
                 runs
             }
         };
+        // Manual runs, replays of an alert payload included, are unique by their own id: a
+        // replay by hand always runs, whatever webhook episodes exist.
         let batch = runs
             .into_iter()
             .map(|run| {
@@ -209,7 +208,6 @@ impl Admission {
             })
             .collect();
         let ids = self.admit(batch, Vec::new()).await?;
-        // A run for an alert payload records the alert as its cause: who asked is logged.
         info!(
             runbook = name,
             runs = ids.len(),

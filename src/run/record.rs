@@ -174,6 +174,17 @@ impl RunRecord {
         }
     }
 
+    /// The alert a person replayed by hand (`untoil run --alert`): a manual run with an alert
+    /// attached, as `replaying alert NAME FINGERPRINT`. None for other runs.
+    pub fn replayed_alert(&self) -> Option<String> {
+        let a = self
+            .alert
+            .as_ref()
+            .filter(|_| self.cause.kind() == "manual")?;
+        let name = a.alert.labels.get("alertname").map_or("?", String::as_str);
+        Some(format!("replaying alert {name} {}", a.alert.fingerprint))
+    }
+
     /// Why the run was skipped (a guard's reason), for a skipped run only.
     pub fn skip_reason(&self) -> Option<&str> {
         (self.status == RunStatus::Skipped)

@@ -21,6 +21,7 @@ mod diagnostics;
 mod engine;
 mod executor;
 mod guards;
+mod honest_alerts;
 mod hygiene;
 mod identity;
 mod matchers;

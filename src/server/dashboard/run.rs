@@ -32,7 +32,13 @@ pub async fn page(State(d): State<Shared>, Path(id): Path<String>) -> Response {
 /// The facts table's rows: (name, value).
 fn facts(r: &RunRecord) -> Vec<(&'static str, Markup)> {
     let mut facts = vec![
-        ("Cause", cause(&r.cause)),
+        (
+            "Cause",
+            html! {
+                (cause(&r.cause))
+                @if let Some(replay) = r.replayed_alert() { ", " span id="replay" { (replay) } }
+            },
+        ),
         ("Owner", html! { (r.owner) }),
         ("Service", html! { (r.service.as_deref().unwrap_or("")) }),
         ("Created", html! { (time(r.created_at)) }),

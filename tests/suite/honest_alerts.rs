@@ -1,0 +1,153 @@
+//! Issue 14, the alert side of honest toil numbers: a replay by hand is a manual run with its
+//! alert attached (no time to remediate), resolves are never unmatched alerts and find their
+//! episode at millisecond precision, guard-skipped episodes come back on a re-send, and an
+//! idempotent runbook's interrupted run starts again after a restart.
+
+use crate::common;
+
+use common::{Dirs, Running, fixture};
+use serde_json::Value;
+
+const DISK: &str = "name: disk\nowner: team-db\ntoil: {manual_minutes: 20}\ntriggers:\n  - alert: {matchers: ['alertname=\"DiskFull\"']}\nsteps:\n  - name: fix\n    run: echo fixing {{alert.labels.instance}}\n";
+
+/// Whether any figure about time to remediate in a report's JSON holds a value.
+fn any_remediation(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => m.iter().any(|(k, v)| {
+            let named = k.contains("mttr") || k.contains("ttr") || k.contains("remediat");
+            (named
+                && !(v.is_null()
+                    || v == &Value::from(0)
+                    || v.as_array().is_some_and(Vec::is_empty)))
+                || any_remediation(v)
+        }),
+        Value::Array(a) => a.iter().any(any_remediation),
+        _ => false,
+    }
+}
+
+fn cli(dirs: &Dirs, args: &[&str]) -> std::process::Output {
+    common::untoil_command(dirs)
+        .args(args)
+        .output()
+        .expect("run the CLI")
+}
+
+#[test]
+fn a_replay_by_hand_in_the_foreground_is_manual_with_its_alert_and_no_time_to_remediate() {
+    let dirs = Dirs::new();
+    dirs.runbook("disk", DISK);
+    let payload = dirs.path("firing.json");
+    std::fs::write(&payload, fixture("firing.json")).expect("write payload");
+    let out = cli(
+        &dirs,
+        &["run", "disk", "--alert", &payload.display().to_string()],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("fixing db-1"),
+        "templates still see alert.*: {stdout}"
+    );
+
+    let out = cli(&dirs, &["runs", "--json"]);
+    let runs: Value = serde_json::from_slice(&out.stdout).expect("runs json");
+    let run = &runs[0];
+    assert_eq!(run["cause"]["kind"], "manual", "{run}");
+    assert!(
+        run["cause"]["user"].as_str().is_some_and(|u| !u.is_empty()),
+        "{run}"
+    );
+    assert_eq!(
+        run["alert"]["alert"]["fingerprint"], "1b821551d31d953a",
+        "{run}"
+    );
+
+    let id = run["id"].as_str().expect("id");
+    let out = cli(&dirs, &["runs", "show", id]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("manual, by "), "{shown}");
+    assert!(
+        shown.contains("replaying alert DiskFull 1b821551d31d953a"),
+        "{shown}"
+    );
+    assert!(!shown.contains("remediated"), "{shown}");
+
+    let out = cli(&dirs, &["report", "--format", "json"]);
+    let report: Value = serde_json::from_slice(&out.stdout).expect("report json");
+    assert_eq!(report["total"]["runs"], 1, "{report}");
+    assert!(!any_remediation(&report), "no time to remediate: {report}");
+    let out = cli(&dirs, &["report", "--by", "cause", "--format", "json"]);
+    let by_cause: Value = serde_json::from_slice(&out.stdout).expect("report json");
+    assert_eq!(by_cause["rows"][0]["group"][0], "manual", "{by_cause}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_through_the_daemon_is_manual_and_never_deduplicated_against_the_webhook() {
+    let dirs = Dirs::new();
+    dirs.runbook("disk", DISK);
+    let d = Running::start(dirs.settings()).await;
+    let payload: Value = serde_json::from_slice(&fixture("firing.json")).expect("fixture");
+    let replay =
+        serde_json::to_vec(&serde_json::json!({"params": {}, "alert": payload})).expect("body");
+    let (status, body, _) = d.post("/api/v1/runbooks/disk/runs", replay.clone()).await;
+    assert_eq!(status, 202, "{body}");
+    // The webhook's own delivery of the same episode still runs...
+    let (status, body, _) = d
+        .post("/api/v1/alerts/alertmanager", fixture("firing.json"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["accepted"].as_array().map(Vec::len), Some(1), "{body}");
+    // ...and a replay by hand after it still runs too.
+    let (status, body, _) = d.post("/api/v1/runbooks/disk/runs", replay).await;
+    assert_eq!(status, 202, "{body}");
+    let runs = d.wait_runs_final(3).await;
+    let kinds: Vec<&str> = runs
+        .iter()
+        .filter_map(|r| r["cause"]["kind"].as_str())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "manual").count(),
+        2,
+        "{runs:?}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "alert").count(),
+        1,
+        "{runs:?}"
+    );
+    for r in &runs {
+        assert_eq!(
+            r["alert"]["alert"]["fingerprint"], "1b821551d31d953a",
+            "{r}"
+        );
+        assert_eq!(r["steps"][0]["stdout"], "fixing db-1\n", "{r}");
+    }
+    let (_, page) = {
+        let id = runs
+            .iter()
+            .find(|r| r["cause"]["kind"] == "manual")
+            .and_then(|r| r["id"].as_str())
+            .expect("a manual run");
+        let r = d
+            .client
+            .get(format!("{}/ui/runs/{id}", d.base))
+            .send()
+            .await
+            .expect("page");
+        (r.status(), r.text().await.unwrap_or_default())
+    };
+    assert!(
+        page.contains("replaying alert DiskFull 1b821551d31d953a"),
+        "{page}"
+    );
+    let (_, toil) = d.get("/api/v1/reports/toil?by=cause").await;
+    let rows = toil["rows"].as_array().cloned().unwrap_or_default();
+    assert_eq!(rows.len(), 2, "{toil}");
+    d.stop().await;
+}
