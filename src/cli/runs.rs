@@ -219,6 +219,9 @@ pub fn show(r: &RunRecord) -> String {
         ),
     };
     out.push_str(&format!("cause     {cause}\n"));
+    if let Some(earlier) = &r.retry_of {
+        out.push_str(&format!("retries   run {}\n", cell::terminal(&earlier.0)));
+    }
     if let Some(replay) = r.replayed_alert() {
         out.push_str(&format!("          {}\n", cell::terminal(&replay)));
     }

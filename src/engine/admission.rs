@@ -27,7 +27,7 @@ use crate::run::cause::{AlertContext, Cause};
 use crate::run::id::RunId;
 use crate::run::record::RunRecord;
 use crate::run::status::RunStatus;
-use crate::runbook::model::Runbook;
+use crate::runbook::model::{Overlap, Runbook};
 use crate::runbook::suggest::did_you_mean;
 use crate::store::{Admitted, AlertReceived, Candidate, Decide, GuardOf, Store};
 use crate::trigger::alert::{AlertStatus, Notification};
@@ -265,7 +265,9 @@ impl Admission {
                         format!("cannot be prepared, so nobody was asked to approve it: {e}")
                     })
                 });
-                let gate = gate(&rb, &guard_key, now, unprepared.flatten());
+                let running = self.queue.running_of(&(rb.name.clone(), guard_key.clone()));
+                let busy = guard::overlap(&rb.guards, running) == guard::OverlapAction::Skip;
+                let gate = gate(&rb, &guard_key, now, unprepared.flatten(), busy);
                 runbooks.push((rb, guard_key));
                 Candidate { key, run, gate }
             })
@@ -335,23 +337,32 @@ impl Admission {
     }
 }
 
-/// The guards' decision on a new run of `rb`, for runbooks with stateful guards or approval:
-/// cooldown, run limits and the breaker decide first; an admitted run of a runbook that needs
-/// approval waits for it, or fails when it cannot be prepared (`unprepared` says why), counted
-/// by no guard as it never starts.
+/// The guards' decision on a new run of `rb`, for runbooks with stateful guards, approval or
+/// `overlap: skip`: cooldown, run limits and the breaker decide first; an admitted run of a
+/// runbook that needs approval waits for it, or fails when it cannot be prepared (`unprepared`
+/// says why), counted by no guard as it never starts. `busy`: a run starting now would be
+/// skipped as overlapping; only a come-back of a guard-skipped episode is refused for it here
+/// (the store then counts the re-send a duplicate), a first trigger is decided when it starts.
 fn gate(
     rb: &Arc<Runbook>,
     key: &str,
     now: chrono::DateTime<chrono::Utc>,
     unprepared: Option<String>,
+    busy: bool,
 ) -> Option<GuardOf<Decide>> {
     let g = &rb.guards;
     let stateful = g.cooldown.is_some() || g.max_runs.is_some() || g.trip_after_failures.is_some();
-    if !stateful && !g.approval {
+    let overlap_skip = g.concurrency.is_some() && g.overlap == Overlap::Skip;
+    if !stateful && !g.approval && !overlap_skip {
         return None;
     }
     let runbook = rb.clone();
     let decide: Decide = Arc::new(move |state: &KeyState, run: &mut RunRecord| {
+        if busy && run.retry_of.is_some() {
+            let reason = "overlap: a run of this key is already running (overlap: skip)";
+            lifecycle::end(run, RunStatus::Skipped, Some(reason.into()), now);
+            return state.clone();
+        }
         let (admission, next) = if stateful {
             guard::admit(&runbook.guards, state, now)
         } else {

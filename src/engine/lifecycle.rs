@@ -51,6 +51,7 @@ pub fn new_run(
         guard_key: None,
         approval: None,
         bypassed: None,
+        retry_of: None,
     }
 }
 

@@ -75,6 +75,10 @@ pub struct RunRecord {
     /// Set when a person ran it in the foreground past its guards (`untoil run --bypass-guards`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bypassed: Option<Bypass>,
+    /// The run this one runs again: an alert episode's run a guard skipped, come back on a
+    /// re-send, or a run of an idempotent runbook interrupted by a crash or shutdown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_of: Option<RunId>,
 }
 
 /// A foreground run that skipped its runbook's approval and stateful guards, and who said so.
@@ -171,6 +175,7 @@ impl RunRecord {
             guard_key: None,
             approval: None,
             bypassed: None,
+            retry_of: None,
         }
     }
 

@@ -819,6 +819,7 @@ pub fn build(i: usize, s: &Spec) -> RunRecord {
         guard_key: None,
         approval: None,
         bypassed: None,
+        retry_of: None,
     }
 }
 

@@ -151,3 +151,112 @@ async fn a_replay_through_the_daemon_is_manual_and_never_deduplicated_against_th
     assert_eq!(rows.len(), 2, "{toil}");
     d.stop().await;
 }
+
+/// The firing fixture as an episode of this fingerprint.
+fn firing(fingerprint: &str) -> Vec<u8> {
+    let mut v: Value = serde_json::from_slice(&fixture("firing.json")).expect("fixture json");
+    v["alerts"][0]["fingerprint"] = Value::from(fingerprint);
+    serde_json::to_vec(&v).expect("json")
+}
+
+fn guarded(guards: &str, step: &str) -> String {
+    format!(
+        "name: g\nowner: team-g\ntoil: {{manual_minutes: 10}}\ntriggers:\n  - alert: {{matchers: ['alertname=\"DiskFull\"']}}\nguards:\n{guards}\nsteps:\n  - name: s\n    run: {step}\n"
+    )
+}
+
+async fn post(d: &Running, body: Vec<u8>) -> Value {
+    let (status, body, _) = d.post("/api/v1/alerts/alertmanager", body).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+async fn status_of(d: &Running, id: &str) -> Value {
+    d.get(&format!("/api/v1/runs/{id}")).await.1["status"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_episode_skipped_as_overlapping_comes_back_once_the_running_one_ends() {
+    let dirs = Dirs::new();
+    dirs.runbook(
+        "g",
+        &guarded("  concurrency: 1\n  overlap: skip", "sleep 1000007"),
+    );
+    let d = Running::start(dirs.settings()).await;
+    let first = post(&d, firing("o1")).await;
+    let id1 = first["accepted"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    d.wait_for(|| async { status_of(&d, &id1).await == "running" })
+        .await;
+    let second = post(&d, firing("o2")).await;
+    let id2 = second["accepted"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    d.wait_for(|| async { status_of(&d, &id2).await == "skipped" })
+        .await;
+    // Re-sent while the first still runs: a duplicate, not a second skipped record.
+    let early = post(&d, firing("o2")).await;
+    assert_eq!(early["duplicates"], 1, "{early}");
+    assert_eq!(d.runs().await.len(), 2);
+    assert_eq!(
+        d.post(&format!("/api/v1/runs/{id1}/cancel"), vec![])
+            .await
+            .0,
+        202
+    );
+    d.wait_for(|| async { status_of(&d, &id1).await == "cancelled" })
+        .await;
+    // Re-sent once nothing overlaps: it runs (and is cancelled here, it sleeps), once.
+    let again = post(&d, firing("o2")).await;
+    let id3 = again["accepted"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(!id3.is_empty(), "{again}");
+    let (_, run) = d.get(&format!("/api/v1/runs/{id3}")).await;
+    assert_eq!(run["retry_of"], id2.as_str(), "{run}");
+    let third = post(&d, firing("o2")).await;
+    assert_eq!(third["duplicates"], 1, "{third}");
+    d.wait_for(|| async { status_of(&d, &id3).await == "running" })
+        .await;
+    assert_eq!(
+        d.post(&format!("/api/v1/runs/{id3}/cancel"), vec![])
+            .await
+            .0,
+        202
+    );
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_approval_is_a_human_decision_and_does_not_come_back() {
+    let dirs = Dirs::new();
+    dirs.runbook(
+        "g",
+        &guarded("  approval: required\n  approval_timeout: 1h", "\"true\""),
+    );
+    let d = Running::start(dirs.settings()).await;
+    let pending = post(&d, firing("n1")).await;
+    let id = pending["accepted"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let (status, body, _) = d
+        .post(
+            &format!("/api/v1/runs/{id}/deny"),
+            br#"{"by":"bob"}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(
+        (status, &body["status"]),
+        (200, &Value::from("skipped")),
+        "{body}"
+    );
+    let resent = post(&d, firing("n1")).await;
+    assert_eq!(resent["duplicates"], 1, "{resent}");
+    assert_eq!(d.runs().await.len(), 1);
+    d.stop().await;
+}

@@ -48,6 +48,13 @@ fn facts(r: &RunRecord) -> Vec<(&'static str, Markup)> {
     if let Some(ms) = r.duration_ms() {
         facts.push(("Duration", html! { (duration_ms(ms)) }));
     }
+    if let Some(earlier) = &r.retry_of {
+        let href = format!("/ui/runs/{}", enc(&earlier.0));
+        facts.push((
+            "Retries",
+            html! { a id="retry-of" href=(href) { code { (earlier.0) } } },
+        ));
+    }
     if !r.params.is_empty() {
         facts.push((
             "Params",
