@@ -30,7 +30,7 @@ use crate::run::status::RunStatus;
 use crate::runbook::model::{Overlap, Runbook};
 use crate::runbook::suggest::did_you_mean;
 use crate::store::{Admitted, AlertReceived, Candidate, Decide, GuardOf, Store};
-use crate::trigger::alert::{AlertStatus, Notification};
+use crate::trigger::alert::{Alert, AlertStatus, Notification};
 use crate::trigger::key::{DedupeKey, Fire};
 
 /// What an Alertmanager notification produced.
@@ -40,8 +40,10 @@ pub struct AlertOutcome {
     pub accepted: Vec<RunId>,
     /// Runs not created because the same (runbook, fingerprint, startsAt) already has one.
     pub duplicates: usize,
-    /// Alerts no runbook handles.
+    /// Firing alerts no runbook handles (a resolve is never one).
     pub unmatched: usize,
+    /// Resolved alerts received (handled or not).
+    pub resolved: usize,
     /// Runs marked verified or unverified by resolved alerts.
     pub verified: usize,
     /// Runs cancelled because their alert resolved.
@@ -85,7 +87,9 @@ impl Admission {
         let mut notification = n.clone();
         notification.alerts = Vec::new();
         let now = self.clock.now();
+        let mut matched_alerts = 0;
         for alert in &n.alerts {
+            let alert = &self.known_episode(alert).await;
             let episode = alert.episode();
             let mut matched = Vec::new();
             for rb in catalog.iter() {
@@ -115,8 +119,14 @@ impl Admission {
                 outcome.verified += v;
                 outcome.cancelled += c;
             }
-            if matched.is_empty() {
-                outcome.unmatched += 1;
+            let firing = alert.status == AlertStatus::Firing;
+            match (firing, matched.is_empty()) {
+                (false, _) => outcome.resolved += 1,
+                (true, true) => outcome.unmatched += 1,
+                (true, false) => {}
+            }
+            if !matched.is_empty() {
+                matched_alerts += 1;
             }
             received.push(AlertReceived {
                 fingerprint: alert.fingerprint.clone(),
@@ -127,18 +137,42 @@ impl Admission {
                 labels: alert.labels.clone(),
                 annotations: alert.annotations.clone(),
                 matched,
+                firing,
             });
         }
         let wanted = runs.len();
         outcome.accepted = self.admit(runs, received).await?;
         outcome.duplicates = wanted - outcome.accepted.len();
         self.metrics.alerts("received", n.alerts.len() as u64);
+        self.metrics.alerts("matched", matched_alerts);
         self.metrics
-            .alerts("matched", (n.alerts.len() - outcome.unmatched) as u64);
-        self.metrics.alerts("unmatched", outcome.unmatched as u64);
+            .alerts("firing_unmatched", outcome.unmatched as u64);
+        self.metrics.alerts("resolved", outcome.resolved as u64);
         self.metrics
             .alerts("deduplicated", outcome.duplicates as u64);
         Ok(outcome)
+    }
+
+    /// The alert as the episode it belongs to: a resolve whose `startsAt` comes at millisecond
+    /// precision (Alertmanager's API, `amtool`) names the known episode it truncates from, whose
+    /// full-precision start then keys its runs, verification and record. Firing alerts, and
+    /// resolves of no known episode, stay as received.
+    async fn known_episode(&self, alert: &Alert) -> Alert {
+        if alert.status != AlertStatus::Resolved {
+            return alert.clone();
+        }
+        let found = self
+            .store
+            .episode_at_millis(&alert.fingerprint, alert.starts_at)
+            .await;
+        let mut alert = alert.clone();
+        match found {
+            Ok(Some(e)) => alert.starts_at = e.starts_at,
+            Ok(None) => {}
+            // Then the resolve counts as received: a store that cannot read fails the write next.
+            Err(e) => warn!("cannot look up the episode of a resolved alert: {e}"),
+        }
+        alert
     }
 
     /// Admits a manual run, started by `actor` (its principal recorded as the cause's user, its

@@ -291,6 +291,13 @@ impl Store for Dying {
     async fn runs_of_episode(&self, episode: &Episode) -> Result<Vec<RunId>, StoreError> {
         self.inner.runs_of_episode(episode).await
     }
+    async fn episode_at_millis(
+        &self,
+        fingerprint: &str,
+        starts_at: DateTime<Utc>,
+    ) -> Result<Option<Episode>, StoreError> {
+        self.inner.episode_at_millis(fingerprint, starts_at).await
+    }
     async fn last_fire(&self, fire: &Fire) -> Result<Option<DateTime<Utc>>, StoreError> {
         self.inner.last_fire(fire).await
     }

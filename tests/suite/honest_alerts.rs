@@ -260,3 +260,165 @@ async fn a_denied_approval_is_a_human_decision_and_does_not_come_back() {
     assert_eq!(d.runs().await.len(), 1);
     d.stop().await;
 }
+
+const VERIFIED_DISK: &str = "name: disk\nowner: team-db\ntoil: {manual_minutes: 20}\ntriggers:\n  - alert: {matchers: ['alertname=\"DiskFull\"']}\nverify: {alert_resolves_within: 1h}\nsteps:\n  - name: fix\n    run: echo fixing {{alert.labels.instance}}\n";
+
+/// A fixture with the first alert's fields changed.
+fn edited(name: &str, edit: impl Fn(&mut Value)) -> Vec<u8> {
+    let mut v: Value = serde_json::from_slice(&fixture(name)).expect("fixture json");
+    edit(&mut v["alerts"][0]);
+    serde_json::to_vec(&v).expect("json")
+}
+
+/// `untoil_alerts_total{outcome="..."}` as scraped.
+async fn alerts_total(d: &Running, outcome: &str) -> f64 {
+    let text = d
+        .client
+        .get(format!("{}/metrics", d.base))
+        .send()
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .unwrap_or_default();
+    let prefix = format!("untoil_alerts_total{{outcome=\"{outcome}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resolves_are_never_unmatched_and_a_millisecond_resolve_finds_its_episode() {
+    let dirs = Dirs::new();
+    dirs.runbook("disk", VERIFIED_DISK);
+    let d = Running::start(dirs.settings()).await;
+    // The webhook sends the start at nanoseconds; the resolve comes as amtool sends it, at
+    // milliseconds (the real resolved fixture).
+    let firing = edited("firing.json", |a| {
+        a["startsAt"] = Value::from("2026-11-28T14:43:50.307089778Z")
+    });
+    let body = post(&d, firing.clone()).await;
+    assert_eq!(body["accepted"].as_array().map(Vec::len), Some(1), "{body}");
+    let fix = d.wait_runs_final(1).await;
+    assert_eq!(fix[0]["status"], "succeeded", "{fix:?}");
+    let resolved = post(&d, fixture("resolved.json")).await;
+    assert_eq!(
+        resolved["verified"], 1,
+        "the episode's run is verified: {resolved}"
+    );
+    assert_eq!(
+        (&resolved["unmatched"], &resolved["resolved"]),
+        (&Value::from(0), &Value::from(1))
+    );
+    let id = fix[0]["id"].as_str().expect("id");
+    let (_, run) = d.get(&format!("/api/v1/runs/{id}")).await;
+    assert_eq!(run["verification"]["verified"], true, "{run}");
+    // Resolves of episodes never seen firing, of a handled alert and of one nothing handles.
+    let orphan = edited("resolved.json", |a| {
+        a["fingerprint"] = Value::from("0000aaaa")
+    });
+    let unhandled = edited("resolved.json", |a| {
+        a["fingerprint"] = Value::from("0000bbbb");
+        a["labels"]["alertname"] = Value::from("NobodyHandlesThis");
+    });
+    for payload in [orphan, unhandled] {
+        let body = post(&d, payload).await;
+        assert_eq!(
+            (&body["unmatched"], &body["resolved"]),
+            (&Value::from(0), &Value::from(1)),
+            "{body}"
+        );
+    }
+    // A re-send of the firing episode: a duplicate.
+    assert_eq!(post(&d, firing).await["duplicates"], 1);
+    let (_, backlog) = d.get("/api/v1/reports/unautomated").await;
+    assert_eq!(backlog["rows"], Value::Array(vec![]), "{backlog}");
+    assert_eq!(
+        backlog["alerts_received"], 1,
+        "only the firing episode: {backlog}"
+    );
+    assert_eq!(backlog["alerts_handled"], 1, "{backlog}");
+    assert_eq!(backlog["coverage"], 1.0, "{backlog}");
+    let out = tokio::task::block_in_place(|| cli(&dirs, &["report", "unautomated"]));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(!table.contains("NobodyHandlesThis"), "{table}");
+    assert!(table.contains("coverage: 1 of 1 alerts"), "{table}");
+    // Firing alerts nothing handles are the backlog, and the metrics say which is which.
+    post(&d, fixture("firing-grouped.json")).await;
+    assert_eq!(alerts_total(&d, "received").await, 8.0);
+    assert_eq!(alerts_total(&d, "matched").await, 2.0);
+    assert_eq!(alerts_total(&d, "firing_unmatched").await, 3.0);
+    assert_eq!(alerts_total(&d, "resolved").await, 3.0);
+    assert_eq!(alerts_total(&d, "deduplicated").await, 1.0);
+    assert_eq!(
+        alerts_total(&d, "unmatched").await,
+        0.0,
+        "no such outcome any more"
+    );
+    let (_, backlog) = d.get("/api/v1/reports/unautomated").await;
+    assert_eq!(
+        backlog["rows"][0]["group"]["alertname"], "HighLatency",
+        "{backlog}"
+    );
+    assert_eq!(backlog["rows"][0]["count"], 3, "{backlog}");
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_whose_runs_failed_or_were_skipped_are_the_backlogs_second_list() {
+    let dirs = Dirs::new();
+    dirs.runbook("g", &guarded("  cooldown: 1h", "exit 3"));
+    let d = Running::start(dirs.settings()).await;
+    post(&d, firing("x1")).await;
+    // Inside the cooldown: skipped.
+    post(&d, firing("x2")).await;
+    d.wait_runs_final(2).await;
+    let (_, backlog) = d.get("/api/v1/reports/unautomated").await;
+    assert_eq!(backlog["rows"], Value::Array(vec![]), "{backlog}");
+    assert_eq!(backlog["alerts_not_remediated"], 2, "{backlog}");
+    let row = &backlog["not_remediated"][0];
+    assert_eq!(row["group"]["alertname"], "DiskFull", "{backlog}");
+    assert_eq!(row["count"], 2, "{backlog}");
+    assert_eq!(
+        row["estimated_minutes"], 30.0,
+        "2 x the assumed 15 minutes: {backlog}"
+    );
+    assert_eq!(row["runbooks"], serde_json::json!(["g"]), "{backlog}");
+    assert_eq!(
+        row["outcomes"],
+        serde_json::json!({"failed": 1, "skipped": 1}),
+        "{backlog}"
+    );
+    let out =
+        tokio::task::block_in_place(|| cli(&dirs, &["report", "unautomated", "--format", "csv"]));
+    let csv = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        csv.lines().any(|l| l.starts_with("DiskFull,")
+            && l.ends_with(",g,\"failed 1, skipped 1\",not_remediated")),
+        "{csv}"
+    );
+    for format in ["table", "markdown"] {
+        let out = tokio::task::block_in_place(|| {
+            cli(&dirs, &["report", "unautomated", "--format", format])
+        });
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("toil that still landed on people (2 of 2 handled alerts)"),
+            "{text}"
+        );
+        assert!(text.contains("failed 1, skipped 1"), "{text}");
+    }
+    let page = d
+        .client
+        .get(format!("{}/ui/backlog", d.base))
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .unwrap_or_default();
+    assert!(page.contains("<b id=\"not-remediated\">2</b>"), "{page}");
+    assert!(page.contains("failed 1, skipped 1"), "{page}");
+    d.stop().await;
+}

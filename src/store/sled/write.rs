@@ -295,6 +295,7 @@ fn put_alert(trees: &Trees, path: &Path, alert: &AlertReceived) -> Result<(), St
             let mut old: AlertReceived = decode(key.as_bytes(), &old)?;
             old.last_seen = old.last_seen.max(alert.last_seen);
             old.times_received += alert.times_received.max(1);
+            old.firing |= alert.firing;
             for m in &alert.matched {
                 if !old.matched.contains(m) {
                     old.matched.push(m.clone());
