@@ -422,3 +422,40 @@ async fn alerts_whose_runs_failed_or_were_skipped_are_the_backlogs_second_list()
     assert!(page.contains("failed 1, skipped 1"), "{page}");
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotent_run_interrupted_by_a_shutdown_starts_again_at_the_next_start() {
+    let dirs = Dirs::new();
+    let release = dirs.path("release");
+    dirs.runbook(
+        "idem",
+        &format!(
+            "name: idem\nowner: t\ntoil: {{manual_minutes: 1}}\nidempotent: true\nparams: {{who: {{default: x}}}}\nsteps:\n  - name: wait\n    run: while [ ! -e {} ]; do sleep 0.05; done\n",
+            release.display()
+        ),
+    );
+    let mut s = dirs.settings();
+    s.shutdown_grace = std::time::Duration::from_millis(200);
+    let d = Running::start(s).await;
+    let body = serde_json::to_vec(&serde_json::json!({"params": {"who": "amy"}})).expect("body");
+    let (status, first, _) = d.post("/api/v1/runbooks/idem/runs", body).await;
+    assert_eq!(status, 202, "{first}");
+    let first = first["id"].as_str().unwrap_or_default().to_string();
+    d.wait_for(|| async { status_of(&d, &first).await == "running" })
+        .await;
+    d.stop().await;
+    std::fs::write(&release, "").expect("release");
+
+    let d = Running::start(dirs.settings()).await;
+    assert_eq!(status_of(&d, &first).await, "interrupted");
+    let runs = d.wait_runs_final(2).await;
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    let retry = runs
+        .iter()
+        .find(|r| r["retry_of"] == first.as_str())
+        .unwrap_or_else(|| panic!("a retry of {first}: {runs:?}"));
+    assert_eq!(retry["status"], "succeeded", "{retry}");
+    assert_eq!(retry["params"]["who"], "amy", "{retry}");
+    assert_eq!(retry["cause"]["kind"], "manual", "{retry}");
+    d.stop().await;
+}
