@@ -128,18 +128,7 @@ pub fn run(g: &Global, a: RunsArgs) -> Result<ExitCode> {
                         (Some(who), None) => format!("manual by {who}"),
                         (None, _) => r.cause.kind().to_string(),
                     },
-                    r.cause
-                        .instance()
-                        .or_else(|| {
-                            r.alert
-                                .as_ref()?
-                                .alert
-                                .labels
-                                .get("instance")
-                                .map(String::as_str)
-                        })
-                        .unwrap_or("-")
-                        .to_string(),
+                    r.instance().unwrap_or("-").to_string(),
                     r.status.to_string(),
                     human::instant(r.started_at.unwrap_or(r.created_at)),
                     ms(r.duration_ms()),

@@ -179,6 +179,15 @@ impl RunRecord {
         }
     }
 
+    /// The `instance` label of the alert the run acts on: its cause's, or the alert a person
+    /// replayed by hand.
+    pub fn instance(&self) -> Option<&str> {
+        self.cause.instance().or_else(|| {
+            let a = self.alert.as_ref()?;
+            a.alert.labels.get("instance").map(String::as_str)
+        })
+    }
+
     /// The alert a person replayed by hand (`untoil run --alert`): a manual run with an alert
     /// attached, as `replaying alert NAME FINGERPRINT`. None for other runs.
     pub fn replayed_alert(&self) -> Option<String> {

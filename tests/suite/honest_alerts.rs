@@ -68,6 +68,12 @@ fn a_replay_by_hand_in_the_foreground_is_manual_with_its_alert_and_no_time_to_re
         "{run}"
     );
 
+    let out = cli(&dirs, &["runs"]);
+    let list = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        list.contains("(alert replay)") && list.contains("db-1"),
+        "{list}"
+    );
     let id = run["id"].as_str().expect("id");
     let out = cli(&dirs, &["runs", "show", id]);
     let shown = String::from_utf8_lossy(&out.stdout);
