@@ -214,3 +214,45 @@ impl RunRecord {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trigger::alert::Notification;
+
+    fn with_alert(cause: Cause) -> RunRecord {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/alertmanager/firing.json"
+        );
+        let bytes = std::fs::read(path).unwrap_or_default();
+        let mut notification = Notification::from_json(&bytes).expect("the firing fixture");
+        let alert = notification.alerts.remove(0);
+        RunRecord {
+            cause,
+            alert: Some(AlertContext {
+                alert,
+                notification,
+            }),
+            ..RunRecord::synthetic(1)
+        }
+    }
+
+    #[test]
+    fn a_manual_run_with_an_alert_is_a_replay_and_an_alert_run_is_not() {
+        let manual = with_alert(Cause::Manual {
+            user: "alice".into(),
+            claimed_user: None,
+        });
+        assert_eq!(
+            manual.replayed_alert().as_deref(),
+            Some("replaying alert DiskFull 1b821551d31d953a")
+        );
+        assert_eq!(manual.instance(), Some("db-1"), "from the attached alert");
+        let a = manual.alert.expect("alert").alert;
+        let webhook = with_alert(Cause::of_alert(&a));
+        assert_eq!(webhook.replayed_alert(), None);
+        assert_eq!(webhook.instance(), Some("db-1"));
+        assert_eq!(RunRecord::synthetic(2).replayed_alert(), None);
+    }
+}
