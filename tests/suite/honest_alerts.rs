@@ -463,5 +463,19 @@ async fn an_idempotent_run_interrupted_by_a_shutdown_starts_again_at_the_next_st
     assert_eq!(retry["status"], "succeeded", "{retry}");
     assert_eq!(retry["params"]["who"], "amy", "{retry}");
     assert_eq!(retry["cause"]["kind"], "manual", "{retry}");
+    let id = retry["id"].as_str().expect("id");
+    let page = d
+        .client
+        .get(format!("{}/ui/runs/{id}", d.base))
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .unwrap_or_default();
+    assert!(
+        page.contains(&format!("<a id=\"retry-of\" href=\"/ui/runs/{first}\">")),
+        "{page}"
+    );
     d.stop().await;
 }
