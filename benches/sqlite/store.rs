@@ -193,6 +193,7 @@ fn gen_run(i: usize, n: usize) -> RunRecord {
             reason: "synthetic".into(),
         }),
         bypassed: None,
+        retry_of: None,
     }
 }
 

@@ -142,9 +142,12 @@ pub fn run(g: &Global, a: ReportArgs) -> Result<ExitCode> {
     match a.command {
         Some(ReportCommand::Unautomated(u)) => {
             let period = u.period.period()?;
-            let (from, to) = period.instants();
-            let alerts = block_on(store.alerts(from, to))??;
-            let backlog = backlog::backlog(period, &alerts, &u.labels, u.assume_minutes);
+            let backlog = block_on(backlog::backlog_report(
+                &store as &dyn Store,
+                period,
+                &u.labels,
+                u.assume_minutes,
+            ))??;
             print!("{}", backlog.render(u.format, &u.labels));
         }
         None => {

@@ -204,9 +204,11 @@ fn runs(rb: &Arc<Runbook>, a: &RunArgs) -> Result<Vec<RunRecord>> {
     };
     let mut runs = match &a.alert {
         None => vec![lifecycle::new_run(rb, manual, params, None, now)],
+        // A replay by hand is a manual run with the alert attached (templates see `alert.*`),
+        // never cause `alert`: no time to remediate from a payload's old `startsAt`.
         Some(file) => alert_contexts(rb, file)?
             .into_iter()
-            .map(|(cause, ctx)| lifecycle::new_run(rb, cause, params.clone(), Some(ctx), now))
+            .map(|ctx| lifecycle::new_run(rb, manual.clone(), params.clone(), Some(ctx), now))
             .collect(),
     };
     for r in &mut runs {
@@ -215,8 +217,8 @@ fn runs(rb: &Arc<Runbook>, a: &RunArgs) -> Result<Vec<RunRecord>> {
     Ok(runs)
 }
 
-/// The alerts of a payload that the runbook accepts, as the causes and contexts of runs.
-fn alert_contexts(rb: &Arc<Runbook>, file: &PathBuf) -> Result<Vec<(Cause, AlertContext)>> {
+/// The alerts of a payload that the runbook accepts, as the contexts of runs.
+fn alert_contexts(rb: &Arc<Runbook>, file: &PathBuf) -> Result<Vec<AlertContext>> {
     let body = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let notification =
         Notification::from_json(&body).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
@@ -233,14 +235,10 @@ fn alert_contexts(rb: &Arc<Runbook>, file: &PathBuf) -> Result<Vec<(Cause, Alert
         }
         let mut one = notification.clone();
         one.alerts = Vec::new();
-        let cause = Cause::of_alert(alert);
-        out.push((
-            cause,
-            AlertContext {
-                alert: alert.clone(),
-                notification: one,
-            },
-        ));
+        out.push(AlertContext {
+            alert: alert.clone(),
+            notification: one,
+        });
     }
     if out.is_empty() {
         let triggers: Vec<String> = rb.triggers.iter().map(|t| t.describe()).collect();

@@ -123,11 +123,12 @@ pub fn run(g: &Global, a: RunsArgs) -> Result<ExitCode> {
                 t.row([
                     r.id.0.clone(),
                     r.runbook.clone(),
-                    match r.cause.requested_by() {
-                        Some(who) => format!("manual by {who}"),
-                        None => r.cause.kind().to_string(),
+                    match (r.cause.requested_by(), &r.alert) {
+                        (Some(who), Some(_)) => format!("manual by {who} (alert replay)"),
+                        (Some(who), None) => format!("manual by {who}"),
+                        (None, _) => r.cause.kind().to_string(),
                     },
-                    r.cause.instance().unwrap_or("-").to_string(),
+                    r.instance().unwrap_or("-").to_string(),
                     r.status.to_string(),
                     human::instant(r.started_at.unwrap_or(r.created_at)),
                     ms(r.duration_ms()),
@@ -207,6 +208,12 @@ pub fn show(r: &RunRecord) -> String {
         ),
     };
     out.push_str(&format!("cause     {cause}\n"));
+    if let Some(earlier) = &r.retry_of {
+        out.push_str(&format!("retries   run {}\n", cell::terminal(&earlier.0)));
+    }
+    if let Some(replay) = r.replayed_alert() {
+        out.push_str(&format!("          {}\n", cell::terminal(&replay)));
+    }
     if let Some(b) = &r.bypassed {
         out.push_str(&format!("guards    bypassed: {}\n", b.describe()));
     }

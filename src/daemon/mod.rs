@@ -62,7 +62,7 @@ where
     let store: Arc<dyn Store> = Arc::new(sled);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let now = clock.now();
-    let reconciled = store
+    let mut reconciled = store
         .reconcile(Arc::new(move |r: &mut RunRecord| {
             lifecycle::interrupt(r, now, false)
         }))
@@ -93,7 +93,10 @@ where
     }
     exposed::check_runbooks(&runbooks.catalog());
     approvers::check(&runbooks.catalog(), settings.auth.enabled());
-    let capacity = settings.queue_capacity.max(reconciled.queued.len()).max(1);
+    let capacity = settings
+        .queue_capacity
+        .max(reconciled.queued.len() + reconciled.interrupted.len())
+        .max(1);
     let engine = Arc::new(Engine::new(
         store.clone(),
         runbooks.clone(),
@@ -101,6 +104,9 @@ where
         clock.clone(),
         capacity,
     ));
+    // Interrupted runs of idempotent runbooks start again, queued after those that waited.
+    let retries = engine.retry_interrupted(&reconciled.interrupted).await?;
+    reconciled.queued.extend(retries);
     // Queued runs from before the restart resume first; approvals are re-armed.
     engine.resume(&reconciled).await?;
     if !reconciled.queued.is_empty() {

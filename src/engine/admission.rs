@@ -27,10 +27,10 @@ use crate::run::cause::{AlertContext, Cause};
 use crate::run::id::RunId;
 use crate::run::record::RunRecord;
 use crate::run::status::RunStatus;
-use crate::runbook::model::Runbook;
+use crate::runbook::model::{Overlap, Runbook};
 use crate::runbook::suggest::did_you_mean;
 use crate::store::{Admitted, AlertReceived, Candidate, Decide, GuardOf, Store};
-use crate::trigger::alert::{AlertStatus, Notification};
+use crate::trigger::alert::{Alert, AlertStatus, Notification};
 use crate::trigger::key::{DedupeKey, Fire};
 
 /// What an Alertmanager notification produced.
@@ -40,8 +40,10 @@ pub struct AlertOutcome {
     pub accepted: Vec<RunId>,
     /// Runs not created because the same (runbook, fingerprint, startsAt) already has one.
     pub duplicates: usize,
-    /// Alerts no runbook handles.
+    /// Firing alerts no runbook handles (a resolve is never one).
     pub unmatched: usize,
+    /// Resolved alerts received (handled or not).
+    pub resolved: usize,
     /// Runs marked verified or unverified by resolved alerts.
     pub verified: usize,
     /// Runs cancelled because their alert resolved.
@@ -85,7 +87,9 @@ impl Admission {
         let mut notification = n.clone();
         notification.alerts = Vec::new();
         let now = self.clock.now();
+        let mut matched_alerts = 0;
         for alert in &n.alerts {
+            let alert = &self.known_episode(alert).await;
             let episode = alert.episode();
             let mut matched = Vec::new();
             for rb in catalog.iter() {
@@ -115,8 +119,14 @@ impl Admission {
                 outcome.verified += v;
                 outcome.cancelled += c;
             }
-            if matched.is_empty() {
-                outcome.unmatched += 1;
+            let firing = alert.status == AlertStatus::Firing;
+            match (firing, matched.is_empty()) {
+                (false, _) => outcome.resolved += 1,
+                (true, true) => outcome.unmatched += 1,
+                (true, false) => {}
+            }
+            if !matched.is_empty() {
+                matched_alerts += 1;
             }
             received.push(AlertReceived {
                 fingerprint: alert.fingerprint.clone(),
@@ -127,23 +137,48 @@ impl Admission {
                 labels: alert.labels.clone(),
                 annotations: alert.annotations.clone(),
                 matched,
+                firing,
             });
         }
         let wanted = runs.len();
         outcome.accepted = self.admit(runs, received).await?;
         outcome.duplicates = wanted - outcome.accepted.len();
         self.metrics.alerts("received", n.alerts.len() as u64);
+        self.metrics.alerts("matched", matched_alerts);
         self.metrics
-            .alerts("matched", (n.alerts.len() - outcome.unmatched) as u64);
-        self.metrics.alerts("unmatched", outcome.unmatched as u64);
+            .alerts("firing_unmatched", outcome.unmatched as u64);
+        self.metrics.alerts("resolved", outcome.resolved as u64);
         self.metrics
             .alerts("deduplicated", outcome.duplicates as u64);
         Ok(outcome)
     }
 
+    /// The alert as the episode it belongs to: a resolve whose `startsAt` comes at millisecond
+    /// precision (Alertmanager's API, `amtool`) names the known episode it truncates from, whose
+    /// full-precision start then keys its runs, verification and record. Firing alerts, and
+    /// resolves of no known episode, stay as received.
+    async fn known_episode(&self, alert: &Alert) -> Alert {
+        if alert.status != AlertStatus::Resolved {
+            return alert.clone();
+        }
+        let found = self
+            .store
+            .episode_at_millis(&alert.fingerprint, alert.starts_at)
+            .await;
+        let mut alert = alert.clone();
+        match found {
+            Ok(Some(e)) => alert.starts_at = e.starts_at,
+            Ok(None) => {}
+            // Then the resolve counts as received: a store that cannot read fails the write next.
+            Err(e) => warn!("cannot look up the episode of a resolved alert: {e}"),
+        }
+        alert
+    }
+
     /// Admits a manual run, started by `actor` (its principal recorded as the cause's user, its
     /// claim beside it); with a notification, one run per alert of it that the runbook accepts,
-    /// as that alert would (`untoil run --alert` through the daemon).
+    /// attached (`untoil run --alert` through the daemon): still cause `manual`, only webhook
+    /// deliveries are cause `alert`.
     pub async fn manual(
         &self,
         name: &str,
@@ -164,17 +199,12 @@ impl Admission {
         let params =
             resolve_params(&rb, &params).map_err(|e| AcceptError::Invalid(e.to_string()))?;
         let now = self.clock.now();
+        let manual = Cause::Manual {
+            user: actor.name().to_string(),
+            claimed_user: actor.claimed.clone(),
+        };
         let runs: Vec<RunRecord> = match notification {
-            None => vec![lifecycle::new_run(
-                &rb,
-                Cause::Manual {
-                    user: actor.name().to_string(),
-                    claimed_user: actor.claimed.clone(),
-                },
-                params,
-                None,
-                now,
-            )],
+            None => vec![lifecycle::new_run(&rb, manual, params, None, now)],
             Some(n) => {
                 let mut context = n.clone();
                 context.alerts = Vec::new();
@@ -183,12 +213,13 @@ impl Admission {
                     .iter()
                     .filter(|a| rb.accepts_alert(a))
                     .map(|a| {
-                        let cause = Cause::of_alert(a);
+                        // A replay by hand: manual, with the alert attached, so templates see
+                        // `alert.*` but no time to remediate is computed from its `startsAt`.
                         let ctx = AlertContext {
                             alert: a.clone(),
                             notification: context.clone(),
                         };
-                        lifecycle::new_run(&rb, cause, params.clone(), Some(ctx), now)
+                        lifecycle::new_run(&rb, manual.clone(), params.clone(), Some(ctx), now)
                     })
                     .collect();
                 if runs.is_empty() {
@@ -199,6 +230,8 @@ impl Admission {
                 runs
             }
         };
+        // Manual runs, replays of an alert payload included, are unique by their own id: a
+        // replay by hand always runs, whatever webhook episodes exist.
         let batch = runs
             .into_iter()
             .map(|run| {
@@ -209,7 +242,6 @@ impl Admission {
             })
             .collect();
         let ids = self.admit(batch, Vec::new()).await?;
-        // A run for an alert payload records the alert as its cause: who asked is logged.
         info!(
             runbook = name,
             runs = ids.len(),
@@ -267,7 +299,9 @@ impl Admission {
                         format!("cannot be prepared, so nobody was asked to approve it: {e}")
                     })
                 });
-                let gate = gate(&rb, &guard_key, now, unprepared.flatten());
+                let running = self.queue.running_of(&(rb.name.clone(), guard_key.clone()));
+                let busy = guard::overlap(&rb.guards, running) == guard::OverlapAction::Skip;
+                let gate = gate(&rb, &guard_key, now, unprepared.flatten(), busy);
                 runbooks.push((rb, guard_key));
                 Candidate { key, run, gate }
             })
@@ -337,23 +371,32 @@ impl Admission {
     }
 }
 
-/// The guards' decision on a new run of `rb`, for runbooks with stateful guards or approval:
-/// cooldown, run limits and the breaker decide first; an admitted run of a runbook that needs
-/// approval waits for it, or fails when it cannot be prepared (`unprepared` says why), counted
-/// by no guard as it never starts.
+/// The guards' decision on a new run of `rb`, for runbooks with stateful guards, approval or
+/// `overlap: skip`: cooldown, run limits and the breaker decide first; an admitted run of a
+/// runbook that needs approval waits for it, or fails when it cannot be prepared (`unprepared`
+/// says why), counted by no guard as it never starts. `busy`: a run starting now would be
+/// skipped as overlapping; only a come-back of a guard-skipped episode is refused for it here
+/// (the store then counts the re-send a duplicate), a first trigger is decided when it starts.
 fn gate(
     rb: &Arc<Runbook>,
     key: &str,
     now: chrono::DateTime<chrono::Utc>,
     unprepared: Option<String>,
+    busy: bool,
 ) -> Option<GuardOf<Decide>> {
     let g = &rb.guards;
     let stateful = g.cooldown.is_some() || g.max_runs.is_some() || g.trip_after_failures.is_some();
-    if !stateful && !g.approval {
+    let overlap_skip = g.concurrency.is_some() && g.overlap == Overlap::Skip;
+    if !stateful && !g.approval && !overlap_skip {
         return None;
     }
     let runbook = rb.clone();
     let decide: Decide = Arc::new(move |state: &KeyState, run: &mut RunRecord| {
+        if busy && run.retry_of.is_some() {
+            let reason = "overlap: a run of this key is already running (overlap: skip)";
+            lifecycle::end(run, RunStatus::Skipped, Some(reason.into()), now);
+            return state.clone();
+        }
         let (admission, next) = if stateful {
             guard::admit(&runbook.guards, state, now)
         } else {

@@ -51,7 +51,25 @@ pub fn new_run(
         guard_key: None,
         approval: None,
         bypassed: None,
+        retry_of: None,
     }
+}
+
+/// A new queued run that starts `interrupted` (a run of the idempotent runbook `rb`) again: the
+/// same cause, parameters, alert and guard key, and the approval it had (it is the same work,
+/// not a new trigger), recording which run it retries.
+pub fn retry(rb: &Runbook, interrupted: &RunRecord, now: DateTime<Utc>) -> RunRecord {
+    let mut run = new_run(
+        rb,
+        interrupted.cause.clone(),
+        interrupted.params.clone(),
+        interrupted.alert.clone(),
+        now,
+    );
+    run.guard_key = interrupted.guard_key.clone();
+    run.approval = interrupted.approval.clone();
+    run.retry_of = Some(interrupted.id.clone());
+    run
 }
 
 /// Marks a claimed run running from `at`.
@@ -176,5 +194,35 @@ mod tests {
             Some("interrupted: untoil stopped while step `b` was running")
         );
         assert_eq!(run.current_step, None);
+    }
+
+    #[test]
+    fn a_retry_is_a_new_queued_run_of_the_same_work_that_names_the_run_it_retries() {
+        let text = "name: r\nowner: t\nidempotent: true\ntoil: {manual_minutes: 20}\nsteps: [{name: a, run: 'true'}]\n";
+        let rb = crate::runbook::catalog::one(text, &Default::default())
+            .map(|r| (*r).clone())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(rb.idempotent);
+        assert!(
+            !runbook(None).idempotent,
+            "false unless the runbook says so"
+        );
+        let t0 = Utc::now();
+        let cause = Cause::Manual {
+            user: "a".into(),
+            claimed_user: None,
+        };
+        let params = BTreeMap::from([("x".to_string(), "1".to_string())]);
+        let mut run = new_run(&rb, cause.clone(), params.clone(), None, t0);
+        run.guard_key = Some("k".into());
+        start(&mut run, t0);
+        interrupt(&mut run, t0, false);
+        let again = retry(&rb, &run, t0);
+        assert_ne!(again.id, run.id);
+        assert_eq!(again.status, RunStatus::Queued);
+        assert_eq!((again.cause, again.params), (cause, params));
+        assert_eq!(again.guard_key.as_deref(), Some("k"));
+        assert_eq!(again.retry_of, Some(run.id));
+        assert!(again.steps.is_empty() && again.started_at.is_none());
     }
 }

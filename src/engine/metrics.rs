@@ -96,7 +96,7 @@ impl Metrics {
         let alerts = Family::<Labels, Counter>::default();
         registry.register(
             "alerts",
-            "Alerts received from Alertmanager, by outcome (received, matched, deduplicated, unmatched)",
+            "Alerts received from Alertmanager, by outcome (received, matched, firing_unmatched, resolved, deduplicated)",
             alerts.clone(),
         );
         let queue_depth = Gauge::default();

@@ -5,6 +5,7 @@
 //! - [`worker`]: a run claimed, executed, finished; [`recorder`] writes its progress;
 //! - [`followers`]: a run's events for whoever follows it; [`cancel`]; [`resolve`];
 //! - [`lifecycle`]: how a run is born and how it ends (the one place toil is credited);
+//! - [`retry`]: an interrupted run of an idempotent runbook started again;
 //! - [`runbooks`] in service, [`clock`], [`metrics`], [`error`].
 //!
 //! Each unit's lock is its own and none is held while another unit is called. [`Engine`] is the
@@ -22,6 +23,7 @@ pub mod pending;
 pub mod queue;
 pub mod recorder;
 pub mod resolve;
+pub mod retry;
 pub mod runbooks;
 pub mod unstarted;
 pub mod worker;
@@ -147,6 +149,30 @@ impl Engine {
             metrics,
             clock,
         }
+    }
+
+    /// Starts again, once, the runs reconciliation found interrupted whose runbook (as loaded
+    /// now) is `idempotent` (see [`retry::retry`]). Returns the new queued runs, for
+    /// [`Engine::resume`].
+    pub async fn retry_interrupted(
+        &self,
+        interrupted: &[RunId],
+    ) -> Result<Vec<RunRecord>, AcceptError> {
+        let catalog = self.runbooks.catalog();
+        let now = self.clock.now();
+        let mut retries = Vec::new();
+        for id in interrupted {
+            let Some(run) = self.store.get_run(id).await? else {
+                continue;
+            };
+            let Some(rb) = catalog.get(&run.runbook) else {
+                continue;
+            };
+            if let Some(again) = retry::retry(&*self.store, rb, &run, now).await? {
+                retries.push(again);
+            }
+        }
+        Ok(retries)
     }
 
     /// Takes back what a previous daemon left: queued runs join the queue (with the runbook as

@@ -363,6 +363,11 @@ impl Queue {
             .count()
     }
 
+    /// Runs holding a slot of `key` now (what the overlap policy counts).
+    pub fn running_of(&self, key: &SlotKey) -> usize {
+        self.lock().slots.get(key).map_or(0, |s| s.running.len())
+    }
+
     /// Whether a run is queued, parked, taken or running here.
     pub fn knows(&self, id: &RunId) -> bool {
         self.lock().runs.contains_key(id)

@@ -14,6 +14,7 @@ use crate::engine::lifecycle;
 use crate::engine::metrics::Metrics;
 use crate::engine::queue::{Queue, Slot, Ticket};
 use crate::engine::recorder::StoreRecorder;
+use crate::engine::retry;
 use crate::engine::unstarted::end_unstarted;
 use crate::exec::executor::Executor;
 use crate::exec::plan::Plan;
@@ -211,5 +212,12 @@ impl Workers {
         }
         self.followers.close(&id, &run);
         info!(status = %run.status, "run finished");
+        // Interrupted by this shutdown: an idempotent runbook's run waits, queued, for the next
+        // start (the queue is closed now; the store resumes it).
+        if run.status == RunStatus::Interrupted
+            && let Err(e) = retry::retry(&*self.store, &ticket.runbook, &run, now).await
+        {
+            error!("cannot queue the retry of the interrupted run: {e}");
+        }
     }
 }

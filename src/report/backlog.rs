@@ -1,5 +1,6 @@
 //! The automation backlog: alerts received that no runbook handles, ranked by the toil they
-//! still cost people.
+//! still cost people; and alerts a runbook handles whose runs did not fix them (failed, timed
+//! out, interrupted or skipped), toil that still landed on people, ranked the same way.
 
 use std::collections::BTreeMap;
 
@@ -10,15 +11,18 @@ use crate::report::cell;
 use crate::report::period::Period;
 use crate::report::query::Format;
 use crate::report::table::{Table, percent as pct};
+use crate::run::status::RunStatus;
 use crate::store::error::StoreError;
 use crate::store::{AlertReceived, Store};
+use crate::trigger::alert::AlertStatus;
 
 /// One line of the automation backlog.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BacklogRow {
     /// alertname plus the extra labels asked for.
     pub group: BTreeMap<String, String>,
-    /// Alert episodes received that no runbook handled.
+    /// Alert episodes received that no runbook handled (or, in the second list, whose runs did
+    /// not fix them).
     pub count: u64,
     /// Last time one was received.
     pub last_seen: DateTime<Utc>,
@@ -26,6 +30,13 @@ pub struct BacklogRow {
     pub minutes_each: f64,
     /// count x minutes_each.
     pub estimated_minutes: f64,
+    /// Second list only: the runbooks whose runs did not fix them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runbooks: Vec<String>,
+    /// Second list only: how those runs ended (`failed`, `timed_out`, `interrupted`,
+    /// `skipped`), with how many.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub outcomes: BTreeMap<String, u64>,
 }
 
 /// The automation backlog: alerts received that no runbook handles, ranked by toil.
@@ -35,72 +46,132 @@ pub struct Backlog {
     pub period: Period,
     /// Rows, most toil first.
     pub rows: Vec<BacklogRow>,
-    /// All alert episodes received.
+    /// Alerts a runbook handles whose runs failed, timed out, were interrupted or were skipped:
+    /// toil that still landed on people. Grouped and ranked like `rows`.
+    pub not_remediated: Vec<BacklogRow>,
+    /// All alert episodes received firing (an episode only its resolve was received of is no
+    /// alert anyone had to handle).
     pub alerts_received: u64,
     /// Those a runbook handled.
     pub alerts_handled: u64,
+    /// Those of them whose runs did not fix them (the second list's episodes).
+    pub alerts_not_remediated: u64,
     /// handled / received.
     pub coverage: Option<f64>,
 }
 
+/// How one run of a handled episode ended: (runbook, status).
+pub type Fate = (String, RunStatus);
+
+/// The endings that leave an alert to people: the run did not fix it.
+fn left_to_people(status: RunStatus) -> bool {
+    matches!(
+        status,
+        RunStatus::Failed | RunStatus::TimedOut | RunStatus::Interrupted | RunStatus::Skipped
+    )
+}
+
 /// Builds the backlog from alert episodes (pure). The minutes per alert come from its
-/// `toil_minutes` annotation when it parses, else `assume_minutes`.
+/// `toil_minutes` annotation when it parses, else `assume_minutes`. `fates` holds, per handled
+/// episode (its stored key, `fingerprint@startsAt`), how its firing runs ended: the latest run
+/// per runbook, so an episode skipped and then run on a re-send counts by that run.
 pub fn backlog(
     period: Period,
     alerts: &[AlertReceived],
+    fates: &BTreeMap<String, Vec<Fate>>,
     labels: &[String],
     assume_minutes: f64,
 ) -> Backlog {
     let mut groups: BTreeMap<BTreeMap<String, String>, BacklogRow> = BTreeMap::new();
-    let mut handled = 0;
-    for a in alerts {
-        if !a.matched.is_empty() {
+    let mut failed: BTreeMap<BTreeMap<String, String>, BacklogRow> = BTreeMap::new();
+    let (mut received, mut handled, mut not_remediated) = (0, 0, 0);
+    for a in alerts.iter().filter(|a| a.firing) {
+        received += 1;
+        let lost: Vec<&Fate> = fates
+            .get(&a.episode().to_string())
+            .into_iter()
+            .flatten()
+            .filter(|(_, status)| left_to_people(*status))
+            .collect();
+        let target = if a.matched.is_empty() {
+            &mut groups
+        } else {
             handled += 1;
-            continue;
+            if lost.is_empty() {
+                continue;
+            }
+            not_remediated += 1;
+            &mut failed
+        };
+        let row = add(target, a, labels, assume_minutes);
+        for (runbook, status) in lost {
+            if !row.runbooks.contains(runbook) {
+                row.runbooks.push(runbook.clone());
+            }
+            *row.outcomes.entry(status.as_str().to_string()).or_default() += 1;
         }
-        let mut group = BTreeMap::new();
-        group.insert(
-            "alertname".to_string(),
-            a.labels.get("alertname").cloned().unwrap_or_default(),
-        );
-        for l in labels {
-            group.insert(l.clone(), a.labels.get(l).cloned().unwrap_or_default());
-        }
-        let minutes = a
-            .annotations
-            .get("toil_minutes")
-            .and_then(|m| m.trim().parse::<f64>().ok())
-            .filter(|m| m.is_finite() && *m >= 0.0)
-            .unwrap_or(assume_minutes);
-        let row = groups.entry(group.clone()).or_insert(BacklogRow {
-            group,
-            count: 0,
-            last_seen: a.last_seen,
-            minutes_each: minutes,
-            estimated_minutes: 0.0,
-        });
-        row.count += 1;
-        row.last_seen = row.last_seen.max(a.last_seen);
-        row.estimated_minutes += minutes;
-        row.minutes_each = row.estimated_minutes / row.count as f64;
     }
+    Backlog {
+        period,
+        rows: ranked(groups),
+        not_remediated: ranked(failed),
+        alerts_received: received,
+        alerts_handled: handled,
+        alerts_not_remediated: not_remediated,
+        coverage: (received > 0).then(|| handled as f64 / received as f64),
+    }
+}
+
+/// Counts an episode in its group's row (alertname plus `labels`); returns the row.
+fn add<'a>(
+    groups: &'a mut BTreeMap<BTreeMap<String, String>, BacklogRow>,
+    a: &AlertReceived,
+    labels: &[String],
+    assume_minutes: f64,
+) -> &'a mut BacklogRow {
+    let mut group = BTreeMap::new();
+    group.insert(
+        "alertname".to_string(),
+        a.labels.get("alertname").cloned().unwrap_or_default(),
+    );
+    for l in labels {
+        group.insert(l.clone(), a.labels.get(l).cloned().unwrap_or_default());
+    }
+    let minutes = a
+        .annotations
+        .get("toil_minutes")
+        .and_then(|m| m.trim().parse::<f64>().ok())
+        .filter(|m| m.is_finite() && *m >= 0.0)
+        .unwrap_or(assume_minutes);
+    let row = groups.entry(group.clone()).or_insert(BacklogRow {
+        group,
+        count: 0,
+        last_seen: a.last_seen,
+        minutes_each: minutes,
+        estimated_minutes: 0.0,
+        runbooks: Vec::new(),
+        outcomes: BTreeMap::new(),
+    });
+    row.count += 1;
+    row.last_seen = row.last_seen.max(a.last_seen);
+    row.estimated_minutes += minutes;
+    row.minutes_each = row.estimated_minutes / row.count as f64;
+    row
+}
+
+/// Rows, most toil first.
+fn ranked(groups: BTreeMap<BTreeMap<String, String>, BacklogRow>) -> Vec<BacklogRow> {
     let mut rows: Vec<BacklogRow> = groups.into_values().collect();
     rows.sort_by(|a, b| {
         b.estimated_minutes
             .total_cmp(&a.estimated_minutes)
             .then(b.count.cmp(&a.count))
     });
-    let received = alerts.len() as u64;
-    Backlog {
-        period,
-        rows,
-        alerts_received: received,
-        alerts_handled: handled,
-        coverage: (received > 0).then(|| handled as f64 / received as f64),
-    }
+    rows
 }
 
-/// Builds the backlog of a period from the alert episodes the store kept.
+/// Builds the backlog of a period from the alert episodes the store kept and the runs of the
+/// handled ones.
 pub async fn backlog_report(
     store: &dyn Store,
     period: Period,
@@ -109,15 +180,37 @@ pub async fn backlog_report(
 ) -> Result<Backlog, StoreError> {
     let (from, to) = period.instants();
     let alerts = store.alerts(from, to).await?;
-    Ok(backlog(period, &alerts, labels, assume_minutes))
+    let mut fates = BTreeMap::new();
+    for a in alerts.iter().filter(|a| a.firing && !a.matched.is_empty()) {
+        let episode = a.episode();
+        let mut ended = Vec::new();
+        for id in store.runs_of_episode(&episode).await? {
+            // A pruned run says nothing any more; runs on the resolve are not the fix.
+            let Some(run) = store.get_run(&id).await? else {
+                continue;
+            };
+            let on_resolve = run
+                .alert
+                .as_ref()
+                .is_some_and(|c| c.alert.status == AlertStatus::Resolved);
+            if !on_resolve && run.status.is_final() {
+                ended.push((run.runbook, run.status));
+            }
+        }
+        fates.insert(episode.to_string(), ended);
+    }
+    Ok(backlog(period, &alerts, &fates, labels, assume_minutes))
 }
 
 impl Backlog {
-    /// Renders the backlog.
+    /// Renders the backlog: the alerts no runbook handles, then those whose runs did not fix
+    /// them (in CSV, one table with a `list` column saying which).
     pub fn render(&self, format: Format, labels: &[String]) -> String {
         let mut header = vec!["ALERTNAME".to_string()];
         header.extend(labels.iter().map(|l| l.to_uppercase()));
         header.extend(["COUNT", "LAST SEEN", "MIN EACH", "EST. TOIL (h)"].map(String::from));
+        let mut failed_header = header.clone();
+        failed_header.extend(["RUNBOOKS", "OUTCOMES"].map(String::from));
         let row_cells = |r: &BacklogRow| {
             let mut c = vec![r.group.get("alertname").cloned().unwrap_or_default()];
             c.extend(
@@ -133,19 +226,38 @@ impl Backlog {
             ]);
             c
         };
+        let failed_cells = |r: &BacklogRow| {
+            let mut c = row_cells(r);
+            c.push(r.runbooks.join(" "));
+            c.push(outcomes(r));
+            c
+        };
         let coverage = format!(
             "coverage: {} of {} alerts handled by a runbook ({})",
             self.alerts_handled,
             self.alerts_received,
             pct(self.coverage)
         );
+        let second = format!(
+            "handled by a runbook, but its run failed, timed out, was interrupted or was skipped: toil that still landed on people ({} of {} handled alerts)",
+            self.alerts_not_remediated, self.alerts_handled
+        );
         match format {
             Format::Json => serde_json::to_string_pretty(self).unwrap_or_default() + "\n",
             Format::Csv => {
                 let mut w = csv::Writer::from_writer(Vec::new());
-                let _ = w.write_record(header.iter().map(|h| cell::csv(&h.to_lowercase())));
+                let mut csv_header = failed_header.clone();
+                csv_header.push("LIST".into());
+                let _ = w.write_record(csv_header.iter().map(|h| cell::csv(&h.to_lowercase())));
                 for r in &self.rows {
-                    let _ = w.write_record(row_cells(r).iter().map(|c| cell::csv(c)));
+                    let mut c = row_cells(r);
+                    c.extend([String::new(), String::new(), "unhandled".into()]);
+                    let _ = w.write_record(c.iter().map(|c| cell::csv(c)));
+                }
+                for r in &self.not_remediated {
+                    let mut c = failed_cells(r);
+                    c.push("not_remediated".into());
+                    let _ = w.write_record(c.iter().map(|c| cell::csv(c)));
                 }
                 String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
             }
@@ -154,11 +266,16 @@ impl Backlog {
                 for r in &self.rows {
                     t.row(row_cells(r));
                 }
+                let mut f = Table::new(failed_header);
+                for r in &self.not_remediated {
+                    f.row(failed_cells(r));
+                }
                 format!(
-                    "automation backlog {} .. {}: alerts no runbook handles, most toil first\n{}{coverage}\n",
+                    "automation backlog {} .. {}: alerts no runbook handles, most toil first\n{}{coverage}\n\n{second}\n{}",
                     self.period.from,
                     self.period.to,
-                    t.render()
+                    t.render(),
+                    f.render()
                 )
             }
             Format::Markdown => {
@@ -174,9 +291,97 @@ impl Backlog {
                 for r in &self.rows {
                     out.push_str(&row(&row_cells(r)));
                 }
-                out.push_str(&format!("\n{coverage}\n"));
+                out.push_str(&format!("\n{coverage}\n\n{}\n\n", cell::markdown(&second)));
+                out.push_str(&format!(
+                    "{}|{}|\n",
+                    row(&failed_header),
+                    vec!["---"; failed_header.len()].join("|")
+                ));
+                for r in &self.not_remediated {
+                    out.push_str(&row(&failed_cells(r)));
+                }
                 out
             }
         }
+    }
+}
+
+/// `failed 2, skipped 1`.
+pub fn outcomes(r: &BacklogRow) -> String {
+    r.outcomes
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert(fingerprint: &str, name: &str, matched: &[&str], firing: bool) -> AlertReceived {
+        let now = Utc::now();
+        AlertReceived {
+            fingerprint: fingerprint.into(),
+            starts_at: now,
+            received_at: now,
+            last_seen: now,
+            times_received: 1,
+            labels: BTreeMap::from([("alertname".to_string(), name.to_string())]),
+            annotations: BTreeMap::new(),
+            matched: matched.iter().map(|m| m.to_string()).collect(),
+            firing,
+        }
+    }
+
+    fn period() -> Period {
+        Period::parse_since("30d", Utc::now()).expect("period")
+    }
+
+    #[test]
+    fn a_resolve_only_episode_is_neither_backlog_nor_coverage() {
+        let alerts = [
+            alert("a", "Handled", &["rb"], true),
+            alert("b", "Orphan", &[], false),
+        ];
+        let b = backlog(period(), &alerts, &BTreeMap::new(), &[], 15.0);
+        assert!(b.rows.is_empty(), "{b:?}");
+        assert_eq!((b.alerts_received, b.alerts_handled), (1, 1));
+        assert_eq!(b.coverage, Some(1.0));
+    }
+
+    #[test]
+    fn handled_alerts_whose_runs_did_not_fix_them_are_the_second_list_ranked_by_toil() {
+        let alerts = [
+            alert("ok", "Fixed", &["rb"], true),
+            alert("f1", "Flaky", &["rb"], true),
+            alert("s1", "Busy", &["busy"], true),
+            alert("s2", "Busy", &["busy"], true),
+            alert("none", "Unhandled", &[], true),
+        ];
+        let fate = |a: &AlertReceived, status| {
+            let runbook = a.matched.first().cloned().unwrap_or_default();
+            (a.episode().to_string(), vec![(runbook, status)])
+        };
+        let fates = BTreeMap::from([
+            fate(&alerts[0], RunStatus::Succeeded),
+            fate(&alerts[1], RunStatus::Failed),
+            fate(&alerts[2], RunStatus::Skipped),
+            fate(&alerts[3], RunStatus::Interrupted),
+        ]);
+        let b = backlog(period(), &alerts, &fates, &[], 15.0);
+        assert_eq!(b.rows.len(), 1);
+        assert_eq!(b.rows[0].group["alertname"], "Unhandled");
+        let names: Vec<&str> = b
+            .not_remediated
+            .iter()
+            .map(|r| r.group["alertname"].as_str())
+            .collect();
+        assert_eq!(names, ["Busy", "Flaky"], "most toil first");
+        assert_eq!(b.not_remediated[0].estimated_minutes, 30.0);
+        assert_eq!(b.not_remediated[0].runbooks, ["busy"]);
+        assert_eq!(outcomes(&b.not_remediated[0]), "interrupted 1, skipped 1");
+        assert_eq!((b.alerts_received, b.alerts_handled), (5, 4));
+        assert_eq!(b.alerts_not_remediated, 3);
     }
 }

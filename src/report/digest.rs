@@ -260,6 +260,7 @@ mod tests {
             labels: BTreeMap::from([("alertname".to_string(), name.to_string())]),
             annotations: BTreeMap::new(),
             matched: if matched { vec!["x".into()] } else { vec![] },
+            firing: true,
         }
     }
 
@@ -282,7 +283,7 @@ mod tests {
             alert("<!channel> *x*|y", false),
             alert("DiskFull", true),
         ];
-        let b = backlog(period(), &alerts, &[], 15.0);
+        let b = backlog(period(), &alerts, &BTreeMap::new(), &[], 15.0);
         compose(&toil, &b, top)
     }
 
@@ -340,7 +341,7 @@ mod tests {
     #[test]
     fn an_empty_period_says_so() {
         let toil = aggregate(period(), &[Dim::Runbook], Vec::new());
-        let b = backlog(period(), &[], &[], 15.0);
+        let b = backlog(period(), &[], &BTreeMap::new(), &[], 15.0);
         let md = compose(&toil, &b, 5).markdown();
         for line in [
             "*Toil saved:* 0.00 h in 0 runs (0 succeeded, 0 failed, success rate -)",

@@ -75,6 +75,10 @@ pub struct RunRecord {
     /// Set when a person ran it in the foreground past its guards (`untoil run --bypass-guards`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bypassed: Option<Bypass>,
+    /// The run this one runs again: an alert episode's run a guard skipped, come back on a
+    /// re-send, or a run of an idempotent runbook interrupted by a crash or shutdown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_of: Option<RunId>,
 }
 
 /// A foreground run that skipped its runbook's approval and stateful guards, and who said so.
@@ -171,7 +175,28 @@ impl RunRecord {
             guard_key: None,
             approval: None,
             bypassed: None,
+            retry_of: None,
         }
+    }
+
+    /// The `instance` label of the alert the run acts on: its cause's, or the alert a person
+    /// replayed by hand.
+    pub fn instance(&self) -> Option<&str> {
+        self.cause.instance().or_else(|| {
+            let a = self.alert.as_ref()?;
+            a.alert.labels.get("instance").map(String::as_str)
+        })
+    }
+
+    /// The alert a person replayed by hand (`untoil run --alert`): a manual run with an alert
+    /// attached, as `replaying alert NAME FINGERPRINT`. None for other runs.
+    pub fn replayed_alert(&self) -> Option<String> {
+        let a = self
+            .alert
+            .as_ref()
+            .filter(|_| self.cause.kind() == "manual")?;
+        let name = a.alert.labels.get("alertname").map_or("?", String::as_str);
+        Some(format!("replaying alert {name} {}", a.alert.fingerprint))
     }
 
     /// Why the run was skipped (a guard's reason), for a skipped run only.
@@ -187,5 +212,47 @@ impl RunRecord {
             (Some(s), Some(f)) => Some((f - s).num_milliseconds().max(0) as u64),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trigger::alert::Notification;
+
+    fn with_alert(cause: Cause) -> RunRecord {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/alertmanager/firing.json"
+        );
+        let bytes = std::fs::read(path).unwrap_or_default();
+        let mut notification = Notification::from_json(&bytes).expect("the firing fixture");
+        let alert = notification.alerts.remove(0);
+        RunRecord {
+            cause,
+            alert: Some(AlertContext {
+                alert,
+                notification,
+            }),
+            ..RunRecord::synthetic(1)
+        }
+    }
+
+    #[test]
+    fn a_manual_run_with_an_alert_is_a_replay_and_an_alert_run_is_not() {
+        let manual = with_alert(Cause::Manual {
+            user: "alice".into(),
+            claimed_user: None,
+        });
+        assert_eq!(
+            manual.replayed_alert().as_deref(),
+            Some("replaying alert DiskFull 1b821551d31d953a")
+        );
+        assert_eq!(manual.instance(), Some("db-1"), "from the attached alert");
+        let a = manual.alert.expect("alert").alert;
+        let webhook = with_alert(Cause::of_alert(&a));
+        assert_eq!(webhook.replayed_alert(), None);
+        assert_eq!(webhook.instance(), Some("db-1"));
+        assert_eq!(RunRecord::synthetic(2).replayed_alert(), None);
     }
 }

@@ -411,6 +411,7 @@ fn fields_at(path: &[Seg]) -> &'static [&'static str] {
             "tags",
             "toil",
             "timeout",
+            "idempotent",
             "triggers",
             "guards",
             "params",

@@ -34,6 +34,8 @@ pub struct Runbook {
     pub toil: Toil,
     /// Maximum duration of a run.
     pub timeout: Option<Duration>,
+    /// A run interrupted by a crash or shutdown is started again after the restart.
+    pub idempotent: bool,
     /// What starts a run.
     pub triggers: Vec<Trigger>,
     /// Safety guards.

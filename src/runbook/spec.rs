@@ -32,6 +32,9 @@ pub struct RawRunbook {
     /// Maximum duration of a whole run, e.g. `15m`.
     #[schemars(with = "Option<DurationString>")]
     pub timeout: Option<String>,
+    /// Whether a run may safely start again from its first step after untoil stopped during it
+    /// (a crash or a shutdown): then it is, once, at the next start. Default false.
+    pub idempotent: Option<bool>,
     /// What starts a run: schedules and alerts (a runbook can always be run by hand).
     #[serde(default)]
     pub triggers: Vec<RawTrigger>,

@@ -425,6 +425,7 @@ impl Validator<'_> {
             tags: raw.tags.clone(),
             toil,
             timeout,
+            idempotent: raw.idempotent.unwrap_or(false),
             triggers,
             guards,
             params,

@@ -36,6 +36,7 @@ async fn answer(s: &Shared, body: Bytes) -> Response {
                 accepted = o.accepted.len(),
                 duplicates = o.duplicates,
                 unmatched = o.unmatched,
+                resolved = o.resolved,
                 verified = o.verified,
                 "alert notification"
             );

@@ -56,6 +56,15 @@ pub struct AlertReceived {
     pub annotations: BTreeMap<String, String>,
     /// Runbooks it started runs of; empty when nothing handles it.
     pub matched: Vec<String>,
+    /// Whether it was received firing; false for an episode only its resolve was received of,
+    /// which is no alert anyone had to handle (records before this field were all counted).
+    #[serde(default = "received_firing")]
+    pub firing: bool,
+}
+
+/// Episodes stored before [`AlertReceived::firing`] existed count as firing, as they did.
+fn received_firing() -> bool {
+    true
 }
 
 impl AlertReceived {
@@ -223,6 +232,16 @@ pub trait Store: Send + Sync {
 
     /// The runs started for an alert episode (firing and resolved).
     async fn runs_of_episode(&self, episode: &Episode) -> Result<Vec<RunId>>;
+
+    /// The known episode of `fingerprint` that `starts_at` names: the episode itself when it is
+    /// known at that instant; else, when `starts_at` has no digits below the millisecond (as
+    /// Alertmanager's API and `amtool` give it), the earliest episode whose full-precision
+    /// `startsAt` truncates to it. None when no known episode matches.
+    async fn episode_at_millis(
+        &self,
+        fingerprint: &str,
+        starts_at: DateTime<Utc>,
+    ) -> Result<Option<Episode>>;
 
     /// The latest fire of a schedule that was admitted (for catch-up after downtime).
     async fn last_fire(&self, fire: &Fire) -> Result<Option<DateTime<Utc>>>;

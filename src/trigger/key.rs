@@ -1,6 +1,7 @@
 //! Dedupe keys: what makes a trigger start at most one run, across re-sends, HA peers and
 //! restarts. One alert episode runs each matching runbook once (and once more on its resolve,
-//! for runbooks that act on it); one schedule fire runs once; a manual run is its own key.
+//! for runbooks that act on it); one schedule fire runs once; a manual run is its own key; an
+//! interrupted run of an idempotent runbook is started again once.
 //!
 //! The store keeps keys in their encoded form, which is fixed: changing it would let an alert
 //! re-sent across an upgrade run a second time.
@@ -108,6 +109,11 @@ pub enum DedupeKey {
         /// The run's id.
         run: String,
     },
+    /// An interrupted run of an idempotent runbook started again: once per interrupted run.
+    Retry {
+        /// The interrupted run's id.
+        of: String,
+    },
 }
 
 impl DedupeKey {
@@ -124,6 +130,7 @@ impl DedupeKey {
             }
             DedupeKey::Fire { fire, at } => format!("{}{}", fire.key_prefix(), stamp(*at)),
             DedupeKey::Manual { run } => format!("manual:{run}"),
+            DedupeKey::Retry { of } => format!("retry:{of}"),
         }
     }
 }
@@ -177,6 +184,7 @@ mod tests {
             DedupeKey::Manual { run: "01J".into() }.encode(),
             "manual:01J"
         );
+        assert_eq!(DedupeKey::Retry { of: "01J".into() }.encode(), "retry:01J");
     }
 
     #[test]

@@ -174,3 +174,91 @@ fn the_shipped_alertmanager_example_is_a_valid_configuration() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// The resolve as `amtool` and Alertmanager's API give the alert: its `startsAt` at
+/// milliseconds, while the webhook sent the firing alert at Alertmanager's own nanoseconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolve_posted_with_the_apis_millisecond_start_resolves_the_episode_it_came_from() {
+    let dirs = Dirs::new();
+    dirs.runbook(
+        "disk",
+        "name: disk\nowner: team-db\ntoil: {manual_minutes: 20}\ntriggers:\n  - alert: {matchers: ['alertname=\"E2EMsDiskFull\"']}\nverify: {alert_resolves_within: 10m}\nsteps:\n  - name: fix\n    run: echo fixing\n",
+    );
+    let mut settings = dirs.settings();
+    settings.auth = Auth::new(vec!["e2e-token".into()], vec![]);
+    let mut untoil = Running::start(settings).await;
+    untoil.token = Some("e2e-token".into());
+    let am = start_alertmanager(
+        dirs.root.path(),
+        &format!("{}/api/v1/alerts/alertmanager", untoil.base),
+    );
+    let client = reqwest::Client::new();
+    untoil
+        .wait_for(|| async {
+            client
+                .get(format!("{}/-/ready", am.base))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        })
+        .await;
+    let labels = json!({"alertname": "E2EMsDiskFull", "instance": "db-7"});
+    // No startsAt: Alertmanager stamps it, at nanoseconds.
+    let r = client
+        .post(format!("{}/api/v2/alerts", am.base))
+        .json(&json!([{"labels": labels}]))
+        .send()
+        .await
+        .expect("post to Alertmanager");
+    assert!(r.status().is_success(), "{}", r.status());
+    untoil
+        .wait_for(|| async {
+            untoil
+                .runs()
+                .await
+                .first()
+                .is_some_and(|r| r["status"] == "succeeded")
+        })
+        .await;
+    let fired = untoil.runs().await[0]["cause"]["starts_at"].clone();
+    // What the API says about it, as amtool reads it: the start at milliseconds.
+    let listed: serde_json::Value = client
+        .get(format!("{}/api/v2/alerts", am.base))
+        .send()
+        .await
+        .expect("list alerts")
+        .json()
+        .await
+        .expect("alerts json");
+    let starts = listed[0]["startsAt"]
+        .as_str()
+        .expect("startsAt")
+        .to_string();
+    let ends = chrono::Utc::now().to_rfc3339();
+    let r = client
+        .post(format!("{}/api/v2/alerts", am.base))
+        .json(&json!([{"labels": labels, "startsAt": starts, "endsAt": ends}]))
+        .send()
+        .await
+        .expect("resolve through Alertmanager");
+    assert!(r.status().is_success(), "{}", r.status());
+    untoil
+        .wait_for(|| async {
+            untoil
+                .runs()
+                .await
+                .first()
+                .is_some_and(|r| r["verification"]["verified"] == true)
+        })
+        .await;
+    assert_eq!(untoil.runs().await.len(), 1);
+    let (_, backlog) = untoil.get("/api/v1/reports/unautomated").await;
+    assert_eq!(backlog["rows"], json!([]), "{backlog}");
+    assert_eq!(
+        (&backlog["alerts_received"], &backlog["alerts_handled"]),
+        (&json!(1), &json!(1)),
+        "one episode (fired at {fired}, listed at {starts}): {backlog}"
+    );
+    drop(am);
+    untoil.stop().await;
+}

@@ -98,6 +98,7 @@ fn episode(fingerprint: &str) -> AlertReceived {
         labels: BTreeMap::new(),
         annotations: BTreeMap::new(),
         matched: vec!["rb".into()],
+        firing: true,
     }
 }
 
@@ -835,6 +836,7 @@ pub fn build(i: usize, s: &Spec) -> RunRecord {
         guard_key: None,
         approval: None,
         bypassed: None,
+        retry_of: None,
     }
 }
 
@@ -1006,5 +1008,121 @@ async fn prune_removes_old_run_details_but_keeps_report_totals() {
             b.name()
         );
         assert_eq!(report.total_rollup.toil_milli_minutes, 10_000 + 5_000);
+    }
+}
+
+/// A gate that skips while `open` says so (a guard that refuses), leaving the state alone.
+fn refusing_gate(open: Arc<std::sync::atomic::AtomicBool>) -> GuardOf<Decide> {
+    let decide: Decide = Arc::new(move |state: &KeyState, run: &mut RunRecord| {
+        if open.load(std::sync::atomic::Ordering::SeqCst) {
+            run.status = RunStatus::Skipped;
+            run.error = Some("cooldown".into());
+            run.finished_at = Some(Utc::now());
+        }
+        let mut next = state.clone();
+        next.consecutive_failures += 1;
+        next
+    });
+    GuardOf {
+        runbook: "rb".into(),
+        key: "k".into(),
+        apply: decide,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guard_skipped_episode_is_admitted_once_more_when_the_guard_allows_it() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    for b in backends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = b.open(dir.path());
+        let refusing = Arc::new(AtomicBool::new(true));
+        let send = |i: usize| Candidate {
+            key: alert_key("fp", "rb"),
+            run: queued("rb", i),
+            gate: Some(refusing_gate(refusing.clone())),
+        };
+        let first = new_runs(&store.admit(vec![send(1)], vec![]).await.expect("admit"));
+        assert_eq!(first[0].status, RunStatus::Skipped, "{}", b.name());
+        // Refused again: a duplicate, and the guard state is left as the first decision left it.
+        let again = store.admit(vec![send(2)], vec![]).await.expect("admit");
+        assert_eq!(again, vec![Admitted::Duplicate], "{}", b.name());
+        let states = store.guard_states().await.expect("states");
+        assert_eq!(states[0].2.consecutive_failures, 1, "{}", b.name());
+        // Allowed: one new run, which says which run it retries; two re-sends at once admit one.
+        refusing.store(false, Ordering::SeqCst);
+        let back = store
+            .admit(vec![send(3), send(4)], vec![])
+            .await
+            .expect("admit");
+        let runs = new_runs(&back);
+        assert_eq!(runs.len(), 1, "{}: {back:?}", b.name());
+        assert_eq!(runs[0].status, RunStatus::Queued);
+        assert_eq!(runs[0].retry_of, Some(first[0].id.clone()), "{}", b.name());
+        assert_eq!(
+            store
+                .get_run(&runs[0].id)
+                .await
+                .expect("get")
+                .map(|r| r.retry_of),
+            Some(Some(first[0].id.clone())),
+            "{}: stored with it",
+            b.name()
+        );
+        let later = store.admit(vec![send(5)], vec![]).await.expect("admit");
+        assert_eq!(later, vec![Admitted::Duplicate], "{}", b.name());
+        // Other keys never come back: a manual or schedule key is not sent again.
+        let m = DedupeKey::Manual { run: "m".into() };
+        refusing.store(true, Ordering::SeqCst);
+        let skipped = Candidate {
+            key: m.clone(),
+            run: queued("rb", 6),
+            gate: Some(refusing_gate(refusing.clone())),
+        };
+        store.admit(vec![skipped], vec![]).await.expect("admit");
+        refusing.store(false, Ordering::SeqCst);
+        let retry = Candidate {
+            key: m,
+            run: queued("rb", 7),
+            gate: Some(refusing_gate(refusing.clone())),
+        };
+        let r = store.admit(vec![retry], vec![]).await.expect("admit");
+        assert_eq!(r, vec![Admitted::Duplicate], "{}", b.name());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_episode_is_found_by_its_start_truncated_to_milliseconds() {
+    for b in backends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = b.open(dir.path());
+        let full = at(14, 43) + chrono::Duration::nanoseconds(695_089_778);
+        let mut e = episode("fp");
+        e.starts_at = full;
+        let mut other = episode("fp2");
+        other.starts_at = full;
+        store.admit(vec![], vec![e, other]).await.expect("admit");
+        let ms = at(14, 43) + chrono::Duration::milliseconds(695);
+        let want = Some(Episode::new("fp", full));
+        assert_eq!(store.episode_at_millis("fp", ms).await.expect("find"), want);
+        assert_eq!(
+            store.episode_at_millis("fp", full).await.expect("find"),
+            want
+        );
+        // Another millisecond, another fingerprint's prefix, or a start with digits below the
+        // millisecond that is no known episode: none.
+        let next = ms + chrono::Duration::milliseconds(1);
+        assert_eq!(
+            store.episode_at_millis("fp", next).await.expect("find"),
+            None
+        );
+        assert_eq!(store.episode_at_millis("f", ms).await.expect("find"), None);
+        let near = full + chrono::Duration::nanoseconds(1);
+        assert_eq!(
+            store.episode_at_millis("fp", near).await.expect("find"),
+            None,
+            "{}",
+            b.name()
+        );
     }
 }

@@ -291,6 +291,13 @@ impl Store for Dying {
     async fn runs_of_episode(&self, episode: &Episode) -> Result<Vec<RunId>, StoreError> {
         self.inner.runs_of_episode(episode).await
     }
+    async fn episode_at_millis(
+        &self,
+        fingerprint: &str,
+        starts_at: DateTime<Utc>,
+    ) -> Result<Option<Episode>, StoreError> {
+        self.inner.episode_at_millis(fingerprint, starts_at).await
+    }
     async fn last_fire(&self, fire: &Fire) -> Result<Option<DateTime<Utc>>, StoreError> {
         self.inner.last_fire(fire).await
     }
@@ -521,4 +528,77 @@ async fn a_queued_run_that_needs_an_approval_it_never_got_waits_for_one_after_a_
     d.wait_runs_final(1).await;
     assert_eq!(executions(&marker), [id]);
     d.stop().await;
+}
+
+/// An idempotent runbook for DiskFull alerts whose step records its run id in `marker`, then
+/// holds until `release` exists.
+fn idempotent(marker: &Path, release: &Path) -> String {
+    format!(
+        "name: idem\nowner: t\ntoil: {{manual_minutes: 1}}\nidempotent: true\ntriggers:\n  - alert: {{matchers: ['alertname=\"DiskFull\"']}}\nparams: {{level: {{default: deep}}}}\nsteps:\n  - name: mark\n    run: printf '%s\\n' {{{{run.id}}}} >> {} && while [ ! -e {} ]; do sleep 0.05; done\n",
+        marker.display(),
+        release.display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotent_runs_interruption_by_a_crash_starts_it_again_once_after_the_restart() {
+    let dirs = Dirs::new();
+    let (marker, release) = (dirs.path("marker"), dirs.path("release"));
+    dirs.runbook("idem", &idempotent(&marker, &release));
+    dirs.runbook("block", BLOCK);
+    let (served, d) = serve(&dirs, &[]);
+    let first = post_alert(&d, "i1").await;
+    let (status, answer) = d.post("/api/v1/runbooks/block/runs", json!({})).await;
+    assert_eq!(status, 202, "{answer}");
+    let block = answer["id"].as_str().expect("run id").to_string();
+    run_when(&d, &first, "running").await;
+    run_when(&d, &block, "running").await;
+    until("the step to have started", || async {
+        (executions(&marker).len() == 1).then_some(())
+    })
+    .await;
+    served.sigkill();
+    std::fs::write(&release, "").expect("release");
+
+    let (served, d) = serve(&dirs, &[]);
+    let original = run_when(&d, &first, "interrupted").await;
+    run_when(&d, &block, "interrupted").await;
+    let runs = until("the retry", || async {
+        let (_, runs) = d.get("/api/v1/runs?limit=100").await;
+        let runs = runs.as_array().cloned().unwrap_or_default();
+        (runs.len() == 3).then_some(runs)
+    })
+    .await;
+    let retry = runs
+        .iter()
+        .find(|r| r["retry_of"] == first.as_str())
+        .unwrap_or_else(|| panic!("a run retrying {first}: {runs:?}"));
+    let retry_id = retry["id"].as_str().expect("id").to_string();
+    let retry = run_when(&d, &retry_id, "succeeded").await;
+    for field in ["cause", "params", "alert", "runbook", "guard_key"] {
+        assert_eq!(retry[field], original[field], "{field}: {retry}");
+    }
+    assert_eq!(retry["cause"]["kind"], "alert");
+    assert_eq!(executions(&marker), [first.clone(), retry_id.clone()]);
+    assert!(
+        runs.iter().all(|r| r["retry_of"] != block.as_str()),
+        "a runbook not marked idempotent is not started again: {runs:?}"
+    );
+    let shown = tokio::task::block_in_place(|| {
+        untoil_command(&dirs)
+            .args(["runs", "show", &retry_id])
+            .output()
+            .expect("runs show")
+    });
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.contains(&format!("retries   run {first}")), "{shown}");
+    served.sigkill();
+
+    // Started again: the interrupted run is not retried a second time.
+    let (served, d) = serve(&dirs, &[]);
+    run_when(&d, &retry_id, "succeeded").await;
+    let (_, runs) = d.get("/api/v1/runs?limit=100").await;
+    assert_eq!(runs.as_array().map(Vec::len), Some(3), "{runs}");
+    assert_eq!(executions(&marker), [first, retry_id]);
+    served.sigkill();
 }

@@ -118,6 +118,7 @@ fn alert(fingerprint: &str, name: &str, matched: bool, when: DateTime<Utc>) -> A
         } else {
             Vec::new()
         },
+        firing: true,
     }
 }
 

@@ -341,3 +341,66 @@ async fn a_queued_run_whose_runbook_is_gone_at_the_next_start_fails_saying_so() 
     );
     assert_eq!(w.engine.queue.depth(), 0);
 }
+
+const COOL_ALERT: &str = "name: cool\nowner: t\ntoil: {manual_minutes: 1}\ntriggers:\n  - alert: {matchers: ['alertname=\"DiskFull\"']}\nguards:\n  cooldown: 10m\nsteps:\n  - name: s\n    run: \"true\"\n";
+
+/// The firing fixture as another episode: this fingerprint.
+fn firing(fingerprint: &str) -> untoil::trigger::alert::Notification {
+    let mut n =
+        untoil::trigger::alert::Notification::from_json(&crate::common::fixture("firing.json"))
+            .expect("fixture");
+    for a in &mut n.alerts {
+        a.fingerprint = fingerprint.to_string();
+    }
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_episode_skipped_by_a_cooldown_runs_once_on_a_resend_after_it() {
+    let w = world(&[("cool", COOL_ALERT)]);
+    let admission = &w.engine.admission;
+    let first = admission.notification(&firing("a")).await.expect("first");
+    assert_eq!(first.accepted.len(), 1);
+    w.clock.advance(chrono::Duration::minutes(1));
+    // Another episode inside the cooldown: skipped.
+    let second = admission.notification(&firing("b")).await.expect("second");
+    assert_eq!(second.accepted.len(), 1);
+    let skipped_id = second.accepted[0].clone();
+    // Re-sent while the cooldown still refuses: a duplicate, no second skipped record.
+    w.clock.advance(chrono::Duration::minutes(4));
+    let early = admission.notification(&firing("b")).await.expect("early");
+    assert_eq!((early.accepted.len(), early.duplicates), (0, 1));
+    assert_eq!(runs(&w).await.len(), 2);
+    // Re-sent once the cooldown allows it: it runs, and says which skipped run it retries.
+    w.clock.advance(chrono::Duration::minutes(6));
+    let after = admission.notification(&firing("b")).await.expect("after");
+    assert_eq!(after.accepted.len(), 1, "{after:?}");
+    let again = w
+        .engine
+        .store
+        .get_run(&after.accepted[0])
+        .await
+        .expect("get")
+        .expect("the run");
+    assert_eq!(again.status, RunStatus::Queued);
+    assert_eq!(again.retry_of, Some(skipped_id.clone()));
+    // Never twice: the next re-send is a duplicate, even after another cooldown.
+    w.clock.advance(chrono::Duration::minutes(30));
+    let third = admission.notification(&firing("b")).await.expect("third");
+    assert_eq!((third.accepted.len(), third.duplicates), (0, 1));
+    let statuses: Vec<RunStatus> = runs(&w).await.iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses,
+        vec![RunStatus::Queued, RunStatus::Skipped, RunStatus::Queued]
+    );
+    // The episode's runs are the one that runs, for verification and cancel_on_resolve.
+    let episode = firing("b").alerts[0].episode();
+    assert_eq!(
+        w.engine
+            .store
+            .runs_of_episode(&episode)
+            .await
+            .expect("runs of episode"),
+        vec![after.accepted[0].clone()]
+    );
+}

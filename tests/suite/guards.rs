@@ -359,7 +359,7 @@ async fn metrics_are_prometheus_text_and_move_as_runs_happen() {
         sample(
             &after,
             "untoil_alerts_total",
-            Some(("outcome", "unmatched"))
+            Some(("outcome", "firing_unmatched"))
         ),
         3.0
     );

@@ -22,6 +22,7 @@ mod digest;
 mod engine;
 mod executor;
 mod guards;
+mod honest_alerts;
 mod hygiene;
 mod identity;
 mod matchers;

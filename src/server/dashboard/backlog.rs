@@ -1,11 +1,12 @@
-//! `GET /ui/backlog`: alerts no runbook handles, most toil first.
+//! `GET /ui/backlog`: alerts no runbook handles, most toil first; then alerts a runbook handles
+//! whose runs did not fix them.
 
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{Markup, html};
 
-use crate::report::backlog::{Backlog, backlog_report};
+use crate::report::backlog::{Backlog, BacklogRow, backlog_report, outcomes};
 use crate::server::api::reports::{assume_minutes, labels, period};
 use crate::server::dashboard::form;
 use crate::server::dashboard::format::{pct, time};
@@ -88,5 +89,59 @@ pub fn render(period: &str, b: &Backlog) -> Markup {
                 }
             }
         }
+        h2 { "Handled, but not fixed" }
+        p class="muted" {
+            "Alerts a runbook handles whose run failed, timed out, was interrupted or was "
+            "skipped: toil that still landed on people ("
+            b id="not-remediated" { (b.alerts_not_remediated) }
+            " of " (b.alerts_handled) " handled alerts), most toil first."
+        }
+        div class="panel" {
+            table id="not-remediated-rows" {
+                thead {
+                    tr {
+                        th { "Alert" }
+                        th { "Labels" }
+                        th { "Runbooks" }
+                        th { "Outcomes" }
+                        th class="num" { "Count" }
+                        th { "Last seen" }
+                        th class="num" { "Minutes each" }
+                        th class="num" { "Toil left to people" }
+                    }
+                }
+                tbody {
+                    @for r in &b.not_remediated {
+                        tr {
+                            td { (r.group.get("alertname").map_or("", String::as_str)) }
+                            td class="muted" { (extra_labels(r)) }
+                            td { (r.runbooks.join(", ")) }
+                            td { (outcomes(r)) }
+                            td class="num" { (r.count) }
+                            td { (time(r.last_seen)) }
+                            td class="num" { (format!("{:.1}", r.minutes_each)) }
+                            td class="num" { (format!("{:.2}", r.estimated_minutes / 60.0)) " h" }
+                        }
+                    }
+                    @if b.not_remediated.is_empty() {
+                        tr {
+                            td colspan="8" class="muted" {
+                                "Every run of a handled alert in this period ran to its end."
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
+}
+
+/// A row's labels other than alertname, as `k=v, k=v`.
+fn extra_labels(r: &BacklogRow) -> String {
+    r.group
+        .iter()
+        .filter(|(k, _)| *k != "alertname")
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -161,6 +161,10 @@ pub fn render(o: &Overview) -> Markup {
                 div class="sub" {
                     (backlog.alerts_handled) " of " (backlog.alerts_received)
                     " alerts handled by automation"
+                    @if backlog.alerts_not_remediated > 0 {
+                        ", " span id="not-remediated" { (backlog.alerts_not_remediated) }
+                        " not fixed by their run"
+                    }
                 }
             }
         }

@@ -33,7 +33,13 @@ pub async fn page(State(d): State<Shared>, Path(id): Path<String>) -> Response {
 /// The facts table's rows: (name, value).
 fn facts(r: &RunRecord) -> Vec<(&'static str, Markup)> {
     let mut facts = vec![
-        ("Cause", cause(&r.cause)),
+        (
+            "Cause",
+            html! {
+                (cause(&r.cause))
+                @if let Some(replay) = r.replayed_alert() { ", " span id="replay" { (replay) } }
+            },
+        ),
         ("Owner", html! { (r.owner) }),
         ("Service", html! { (r.service.as_deref().unwrap_or("")) }),
         ("Created", html! { (time(r.created_at)) }),
@@ -42,6 +48,13 @@ fn facts(r: &RunRecord) -> Vec<(&'static str, Markup)> {
     ];
     if let Some(ms) = r.duration_ms() {
         facts.push(("Duration", html! { (duration_ms(ms)) }));
+    }
+    if let Some(earlier) = &r.retry_of {
+        let href = format!("/ui/runs/{}", enc(&earlier.0));
+        facts.push((
+            "Retries",
+            html! { a id="retry-of" href=(href) { code { (earlier.0) } } },
+        ));
     }
     if !r.params.is_empty() {
         facts.push((

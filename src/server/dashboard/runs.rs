@@ -134,7 +134,7 @@ pub fn render(r: &Runs) -> Markup {
                             td { a href={ "/ui/runs/" (enc(&run.id.0)) } { code { (run.id) } } }
                             td { (run.runbook) }
                             td { (run.cause.kind()) }
-                            td class="instance" { (run.cause.instance().unwrap_or("-")) }
+                            td class="instance" { (run.instance().unwrap_or("-")) }
                             td {
                                 (status_badge(run.status.as_str()))
                                 @if let Some(why) = run.skip_reason() {

@@ -142,8 +142,10 @@ fn the_overview_escapes_series_names() {
     let backlog = Backlog {
         period: period(),
         rows: Vec::new(),
+        not_remediated: Vec::new(),
         alerts_received: 0,
         alerts_handled: 0,
+        alerts_not_remediated: 0,
         coverage: None,
     };
     let html = overview::render(&Overview {
@@ -200,6 +202,8 @@ fn the_overview_cards_show_ttr_median_and_p90_the_change_and_legacy_notes() {
         alerts_received: 0,
         alerts_handled: 0,
         coverage: None,
+        not_remediated: Vec::new(),
+        alerts_not_remediated: 0,
     };
     let html = overview::render(&Overview {
         period: "30d",
@@ -222,17 +226,26 @@ fn the_overview_cards_show_ttr_median_and_p90_the_change_and_legacy_notes() {
 
 #[test]
 fn the_backlog_escapes_alert_labels() {
+    let row = BacklogRow {
+        group: labels(),
+        count: 2,
+        last_seen: Utc::now(),
+        minutes_each: 15.0,
+        estimated_minutes: 30.0,
+        runbooks: Vec::new(),
+        outcomes: BTreeMap::new(),
+    };
     let b = Backlog {
         period: period(),
-        rows: vec![BacklogRow {
-            group: labels(),
-            count: 2,
-            last_seen: Utc::now(),
-            minutes_each: 15.0,
-            estimated_minutes: 30.0,
+        rows: vec![row.clone()],
+        not_remediated: vec![BacklogRow {
+            runbooks: vec![h()],
+            outcomes: BTreeMap::from([(h(), 1)]),
+            ..row
         }],
         alerts_received: 2,
         alerts_handled: 0,
+        alerts_not_remediated: 0,
         coverage: Some(0.0),
     };
     assert_escaped("backlog", &backlog::render("30d", &b).into_string());

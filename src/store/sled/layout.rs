@@ -9,7 +9,8 @@
 //!   (big-endian nanoseconds) + episode -> episode key, for range scans.
 //! - `guards`: `runbook \0 key` -> guard state (cooldown, window, failure streak, breaker).
 //! - `dedupe`: dedupe key (see [`crate::trigger::key`]) -> run id, written in the same
-//!   transaction as the run it admits.
+//!   transaction as the run it admits; an alert key whose run a guard skipped points to the run
+//!   a later re-send admitted, once the guards allowed it.
 //! - `rollups`: `day \0 owner \0 service \0 runbook \0 cause` -> counters, updated in the same
 //!   transaction as a run's finish; `rollups_monthly`: the same per calendar month
 //!   (`YYYY-MM \0 ...`), so reports over long periods read ~30x fewer groups.

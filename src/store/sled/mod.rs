@@ -389,6 +389,37 @@ impl Inner {
         Ok((out, interrupted))
     }
 
+    fn episode_at_millis(
+        &self,
+        fingerprint: &str,
+        starts_at: DateTime<Utc>,
+    ) -> Result<Option<Episode>> {
+        let exact = Episode::new(fingerprint, starts_at);
+        let known = |k: &str| self.trees.alerts.contains_key(k).map_err(|e| self.err(e));
+        if known(&exact.to_string())? {
+            return Ok(Some(exact));
+        }
+        if starts_at.timestamp_subsec_nanos() % 1_000_000 != 0 {
+            return Ok(None);
+        }
+        // Stamps are fixed-width at nanoseconds (`...26.695089778Z`): every episode of this
+        // fingerprint within that millisecond shares the key up to its last six digits.
+        let key = exact.to_string();
+        let prefix = &key[..key.len().saturating_sub(7)];
+        let head = fingerprint.len() + 1;
+        for k in self.trees.alerts.scan_prefix(prefix.as_bytes()).keys() {
+            let k = k.map_err(|e| self.err(e))?;
+            let text = String::from_utf8_lossy(&k);
+            if let Some(at) = text
+                .get(head..)
+                .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            {
+                return Ok(Some(Episode::new(fingerprint, at.with_timezone(&Utc))));
+            }
+        }
+        Ok(None)
+    }
+
     fn prune(&self, before: DateTime<Utc>) -> Result<usize> {
         // ULIDs start with the time: every id below this bound was created before `before`.
         let bound = ulid::Ulid::from_parts(before.timestamp_millis().max(0) as u64, 0).to_string();
@@ -570,6 +601,16 @@ impl Store for SledStore {
                     .map_err(|e| self.inner.err(e))
             })
             .collect()
+    }
+
+    async fn episode_at_millis(
+        &self,
+        fingerprint: &str,
+        starts_at: DateTime<Utc>,
+    ) -> Result<Option<Episode>> {
+        let fingerprint = fingerprint.to_string();
+        self.blocking(move |inner| inner.episode_at_millis(&fingerprint, starts_at))
+            .await
     }
 
     async fn last_fire(&self, fire: &Fire) -> Result<Option<DateTime<Utc>>> {

@@ -8,6 +8,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 
 use crate::guard::KeyState;
 use crate::ledger::rollup::{Rollup, RollupKey};
+use crate::run::id::RunId;
 use crate::run::record::RunRecord;
 use crate::run::status::RunStatus;
 use crate::store::error::StoreError;
@@ -88,9 +89,23 @@ pub enum Outcome {
     Guards(Vec<(String, KeyState)>),
 }
 
-/// A candidate's fate in the transaction: None for a duplicate, else its status, and the run and
-/// guard state a guard decision made (the caller's record is used as it is otherwise).
-type Decision = Option<(RunStatus, Option<(RunRecord, KeyState)>)>;
+/// A candidate's fate in the transaction: None for a duplicate, else its status, the run as the
+/// write changed it (a guard decision, a come-back) and the guard state a decision left (the
+/// caller's record is used as it is otherwise).
+type Decision = Option<(RunStatus, Option<RunRecord>, Option<KeyState>)>;
+
+/// What admission reads of the run a dedupe key points to.
+#[derive(serde::Deserialize)]
+struct Earlier {
+    status: RunStatus,
+    #[serde(default)]
+    approval: Option<EarlierApproval>,
+}
+
+#[derive(serde::Deserialize)]
+struct EarlierApproval {
+    approved: bool,
+}
 
 /// What the transaction decides per write, before records move out of the batch.
 enum Decided {
@@ -157,26 +172,69 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// The run an alert episode's dedupe entry points to, when a guard skipped it (cooldown,
+    /// run limits, overlap, an open breaker): the episode may run on a re-send. A run that was
+    /// admitted to run, or skipped by a person's denial or an expired approval, keeps the key
+    /// taken; so do entries of other triggers, whose keys are never sent again.
+    fn guard_skipped(&self, key: &[u8], id: &[u8]) -> Result<Option<RunId>, Abort> {
+        if !key.starts_with(b"alert:") {
+            return Ok(None);
+        }
+        // A pruned run is one from long ago: its episode is over.
+        let Some(v) = self.runs.get(id)? else {
+            return Ok(None);
+        };
+        let earlier: Earlier = decode(id, &v).map_err(Abort::Abort)?;
+        let skipped =
+            earlier.status == RunStatus::Skipped && earlier.approval.is_none_or(|a| a.approved);
+        Ok(skipped.then(|| RunId(String::from_utf8_lossy(id).to_string())))
+    }
+
     fn admit(&self, batch: &[Admit]) -> Result<Vec<Decision>, Abort> {
         let mut out = Vec::with_capacity(batch.len());
         for c in batch {
             // Sees the batch's own earlier inserts: duplicates within a batch (HA peers posting
             // at once) admit one run.
-            if self.dedupe.get(&c.key)?.is_some() {
-                out.push(None);
-                continue;
-            }
-            self.dedupe.insert(c.key.as_slice(), c.id.as_slice())?;
+            let retry_of = match self.dedupe.get(&c.key)? {
+                None => None,
+                Some(id) => match self.guard_skipped(&c.key, &id)? {
+                    Some(earlier) => Some(earlier),
+                    None => {
+                        out.push(None);
+                        continue;
+                    }
+                },
+            };
             let Some(gate) = &c.gate else {
-                let value = c.value.clone().unwrap_or_else(|| encode(&c.run));
-                self.put_active(&c.id, &value, &c.index)?;
-                out.push(Some((c.run.status, None)));
+                self.dedupe.insert(c.key.as_slice(), c.id.as_slice())?;
+                match retry_of {
+                    None => {
+                        let value = c.value.clone().unwrap_or_else(|| encode(&c.run));
+                        self.put_active(&c.id, &value, &c.index)?;
+                        out.push(Some((c.run.status, None, None)));
+                    }
+                    Some(earlier) => {
+                        let mut run = c.run.clone();
+                        run.retry_of = Some(earlier);
+                        self.put_active(&c.id, &encode(&run), &c.index)?;
+                        out.push(Some((run.status, Some(run), None)));
+                    }
+                }
                 continue;
             };
             let gk = guard_key(&gate.runbook, &gate.key);
             let state = self.guard_state(&gk)?;
             let mut run = c.run.clone();
+            let again = retry_of.is_some();
+            run.retry_of = retry_of;
             let next = (gate.apply)(&state, &mut run);
+            // A re-send the guards still refuse is a duplicate: one skipped record per episode,
+            // not one per re-send, and the guard state stays as it was.
+            if again && run.status == RunStatus::Skipped {
+                out.push(None);
+                continue;
+            }
+            self.dedupe.insert(c.key.as_slice(), c.id.as_slice())?;
             if next != state {
                 self.guards.insert(gk, encode(&next))?;
             }
@@ -185,7 +243,7 @@ impl Tx<'_> {
             } else {
                 self.put_active(&c.id, &encode(&run), &c.index)?;
             }
-            out.push(Some((run.status, Some((run, next)))));
+            out.push(Some((run.status, Some(run), Some(next))));
         }
         Ok(out)
     }
@@ -237,6 +295,7 @@ fn put_alert(trees: &Trees, path: &Path, alert: &AlertReceived) -> Result<(), St
             let mut old: AlertReceived = decode(key.as_bytes(), &old)?;
             old.last_seen = old.last_seen.max(alert.last_seen);
             old.times_received += alert.times_received.max(1);
+            old.firing |= alert.firing;
             for m in &alert.matched {
                 if !old.matched.contains(m) {
                     old.matched.push(m.clone());
@@ -335,11 +394,11 @@ pub fn apply(trees: &Trees, path: &Path, batch: Vec<Write>) -> Result<Vec<Outcom
                     .zip(d)
                     .map(|(c, d)| match d {
                         None => Admitted::Duplicate,
-                        Some((_, Some((run, guard)))) => Admitted::New {
+                        Some((_, Some(run), guard)) => Admitted::New {
                             run: Box::new(run),
-                            guard: Some(guard),
+                            guard,
                         },
-                        Some((status, None)) => {
+                        Some((status, None, _)) => {
                             let mut run = c.run;
                             run.status = status;
                             Admitted::New {
