@@ -153,12 +153,19 @@ impl Admission {
         Ok(outcome)
     }
 
-    /// The alert as the episode it belongs to: a resolve whose `startsAt` comes at millisecond
-    /// precision (Alertmanager's API, `amtool`) names the known episode it truncates from, whose
-    /// full-precision start then keys its runs, verification and record. Firing alerts, and
-    /// resolves of no known episode, stay as received.
+    /// The alert as the episode it belongs to: a `startsAt` at millisecond precision
+    /// (Alertmanager's API, `amtool`) names the known episode it truncates from, whose
+    /// full-precision start then keys its runs, verification and record. Alerts of no known
+    /// episode stay as received.
+    ///
+    /// Firing alerts too: once anyone posted the alert through Alertmanager's API, Alertmanager
+    /// keeps that truncated start and its firing re-sends carry it, which would otherwise be a
+    /// new episode and run the fix again. A start with sub-millisecond digits (what Prometheus
+    /// sends) cannot be truncated, so the webhook's usual path skips the look-up.
     async fn known_episode(&self, alert: &Alert) -> Alert {
-        if alert.status != AlertStatus::Resolved {
+        if alert.status != AlertStatus::Resolved
+            && alert.starts_at.timestamp_subsec_nanos() % 1_000_000 != 0
+        {
             return alert.clone();
         }
         let found = self
@@ -170,7 +177,7 @@ impl Admission {
             Ok(Some(e)) => alert.starts_at = e.starts_at,
             Ok(None) => {}
             // Then the resolve counts as received: a store that cannot read fails the write next.
-            Err(e) => warn!("cannot look up the episode of a resolved alert: {e}"),
+            Err(e) => warn!("cannot look up the episode of an alert at millisecond precision: {e}"),
         }
         alert
     }
