@@ -1,0 +1,252 @@
+//! Toil credit as a user sees it: runs that found nothing to do (`noop`), credit by amount
+//! (`toil.per_item`), and the shipped runbooks crediting only real work. Each runs the `untoil`
+//! binary in the foreground on a fresh store and reads the runs back as `untoil runs` shows them.
+
+use std::path::Path;
+use std::process::Output;
+
+use serde_json::Value;
+
+use crate::common::{Dirs, untoil_command};
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).to_string()
+}
+
+/// `untoil ARGS` over `dirs`.
+fn untoil(dirs: &Dirs, args: &[&str]) -> Output {
+    untoil_command(dirs)
+        .args(args)
+        .output()
+        .expect("run untoil")
+}
+
+/// The most recent run, as `untoil runs show --json` gives it.
+fn last_run(dirs: &Dirs) -> Value {
+    let out = untoil(dirs, &["runs", "--json", "--limit", "1"]);
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let id = list[0]["id"].as_str().unwrap_or_default().to_string();
+    assert!(!id.is_empty(), "no run: {}", text(&out.stderr));
+    let out = untoil(dirs, &["runs", "show", &id, "--json"]);
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+/// A shipped runbook (runbooks/NAME.yaml) installed in `dirs`.
+fn shipped(dirs: &Dirs, name: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("runbooks/{name}.yaml"));
+    let body = std::fs::read_to_string(&path).expect("the shipped runbook");
+    dirs.runbook(name, &body);
+}
+
+/// Runs `name` in the foreground with `args`; returns the run as stored.
+fn run(dirs: &Dirs, name: &str, args: &[&str]) -> Value {
+    let mut all = vec!["run", name];
+    all.extend_from_slice(args);
+    let out = untoil(dirs, &all);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    last_run(dirs)
+}
+
+fn statuses(run: &Value) -> Vec<String> {
+    run["steps"]
+        .as_array()
+        .map(|s| {
+            s.iter()
+                .map(|s| s["status"].as_str().unwrap_or("?").to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_step_exiting_with_a_declared_noop_status_ends_the_run_noop_credited_nothing() {
+    let dirs = Dirs::new();
+    let marker = dirs.path("acted");
+    dirs.runbook(
+        "sweep",
+        &format!(
+            "name: sweep\nowner: t\ntoil: {{manual_minutes: 5}}\nsteps:\n  - name: find\n    run: echo none; exit 3\n    noop_exit_codes: [3]\n  - name: act\n    run: touch {}\n",
+            marker.display()
+        ),
+    );
+    let out = untoil(&dirs, &["run", "sweep"]);
+    // A noop run is a success: the foreground run exits 0.
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let run = last_run(&dirs);
+    assert_eq!(run["status"], "noop", "{run}");
+    assert_eq!(run["toil"]["minutes"], 0.0, "{run}");
+    assert_eq!(statuses(&run), ["succeeded", "skipped"]);
+    assert!(
+        run["steps"][1]["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("nothing to do")),
+        "{run}"
+    );
+    assert!(!marker.exists(), "a step after the noop ran");
+    // Listed and shown as noop.
+    let list = text(&untoil(&dirs, &["runs"]).stdout);
+    assert!(list.contains("noop"), "{list}");
+    let id = run["id"].as_str().unwrap_or_default();
+    let shown = text(&untoil(&dirs, &["runs", "show", id]).stdout);
+    assert!(shown.contains("status    noop"), "{shown}");
+    assert!(
+        shown.contains("nothing to do: exit status 3 (noop_exit_codes)"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn shipped_stuck_process_cleanup_that_finds_no_process_is_noop() {
+    let dirs = Dirs::new();
+    shipped(&dirs, "stuck-process-cleanup");
+    // A pattern nothing on this box runs as.
+    let run = run(
+        &dirs,
+        "stuck-process-cleanup",
+        &["--param", "pattern=^untoil-test-never-[0-9]{9}$"],
+    );
+    assert_eq!(run["status"], "noop", "{run}");
+    assert_eq!(run["toil"]["minutes"], 0.0);
+    assert_eq!(statuses(&run), ["succeeded", "skipped"]);
+}
+
+#[test]
+fn shipped_log_cleanup_is_noop_on_an_empty_directory_and_credits_real_work() {
+    let dirs = Dirs::new();
+    shipped(&dirs, "log-cleanup");
+    let logs = dirs.path("logs");
+    let dir = format!("dir={}", logs.display());
+    let empty = run(&dirs, "log-cleanup", &["--param", &dir]);
+    assert_eq!(empty["status"], "noop", "{empty}");
+    assert_eq!(empty["toil"]["minutes"], 0.0);
+    // A day-old log: compressed, a real cleanup, credited.
+    let old = logs.join("app.log");
+    std::fs::write(&old, "line\n".repeat(100)).expect("log");
+    let touched = std::process::Command::new("touch")
+        .args(["-d", "3 days ago"])
+        .arg(&old)
+        .status()
+        .expect("touch");
+    assert!(touched.success());
+    let worked = run(&dirs, "log-cleanup", &["--param", &dir]);
+    assert_eq!(worked["status"], "succeeded", "{worked}");
+    assert_eq!(worked["toil"]["minutes"], 10.0);
+    assert!(logs.join("app.log.gz").exists());
+}
+
+#[test]
+fn shipped_disk_usage_below_its_threshold_is_noop() {
+    let dirs = Dirs::new();
+    shipped(&dirs, "disk-usage");
+    // No filesystem is ever above 100% used.
+    let run = run(&dirs, "disk-usage", &["--param", "threshold=101"]);
+    assert_eq!(run["status"], "noop", "{run}");
+    assert_eq!(run["toil"]["minutes"], 0.0);
+    assert_eq!(statuses(&run), ["succeeded", "skipped"]);
+}
+
+#[test]
+fn shipped_cert_expiry_check_of_a_valid_certificate_is_noop_and_of_an_expiring_one_fails() {
+    let dirs = Dirs::new();
+    shipped(&dirs, "cert-expiry-check");
+    let cert = dirs.path("cert.pem");
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "60",
+        ])
+        .args(["-subj", "/CN=untoil-test", "-keyout"])
+        .arg(dirs.path("key.pem"))
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    let param = format!("cert={}", cert.display());
+    let valid = run(&dirs, "cert-expiry-check", &["--param", &param]);
+    assert_eq!(valid["status"], "noop", "{valid}");
+    assert_eq!(valid["toil"]["minutes"], 0.0);
+    // Expiring within 90 days: the check fails, as it should.
+    let out = untoil(
+        &dirs,
+        &[
+            "run",
+            "cert-expiry-check",
+            "--param",
+            &param,
+            "--param",
+            "days=90",
+        ],
+    );
+    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(last_run(&dirs)["status"], "failed");
+}
+
+#[test]
+fn shipped_restart_failed_service_with_no_failed_unit_is_noop() {
+    let dirs = Dirs::new();
+    shipped(&dirs, "restart-failed-service");
+    let run = run(
+        &dirs,
+        "restart-failed-service",
+        &[
+            "--bypass-guards",
+            "--param",
+            "unit=untoil-test-absent.service",
+        ],
+    );
+    assert_eq!(run["status"], "noop", "{run}");
+    assert_eq!(run["toil"]["minutes"], 0.0);
+    assert_eq!(statuses(&run), ["succeeded", "skipped", "skipped"]);
+}
+
+#[test]
+fn shipped_stuck_process_cleanup_in_its_default_dry_run_mode_is_noop_and_kills_nothing() {
+    let dirs = Dirs::new();
+    shipped(&dirs, "stuck-process-cleanup");
+    let mut stuck = std::process::Command::new("sleep")
+        .arg("31536017")
+        .spawn()
+        .expect("spawn sleep");
+    // `max_minutes=0` takes processes older than 0 s, which `ps` counts in whole seconds.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let out = std::process::Command::new("ps")
+            .args(["-o", "etimes=", "-p", &stuck.id().to_string()])
+            .output()
+            .expect("ps");
+        if text(&out.stdout).trim().parse::<u64>().unwrap_or(0) >= 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "sleep never aged");
+        std::thread::yield_now();
+    }
+    let run = run(
+        &dirs,
+        "stuck-process-cleanup",
+        &[
+            "--param",
+            "pattern=^sleep 31536017$",
+            "--param",
+            "max_minutes=0",
+        ],
+    );
+    let alive = stuck.try_wait().ok().flatten().is_none();
+    let _ = stuck.kill();
+    let _ = stuck.wait();
+    assert!(alive, "the dry run killed the process");
+    assert_eq!(run["status"], "noop", "{run}");
+    assert_eq!(run["toil"]["minutes"], 0.0);
+    assert_eq!(statuses(&run), ["succeeded", "succeeded"]);
+    assert!(
+        run["steps"][1]["stdout"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("dry run: would send TERM to")),
+        "{run}"
+    );
+}
