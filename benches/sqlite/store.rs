@@ -191,6 +191,7 @@ fn gen_run(i: usize, n: usize) -> RunRecord {
                 ..Default::default()
             },
             reason: "synthetic".into(),
+            ..Default::default()
         }),
         bypassed: None,
     }

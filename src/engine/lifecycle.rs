@@ -46,6 +46,7 @@ pub fn new_run(
             minutes: 0.0,
             baseline: toil::baseline(rb),
             reason: "not finished".into(),
+            ..Default::default()
         }),
         verification: None,
         guard_key: None,
@@ -69,13 +70,26 @@ pub fn end(run: &mut RunRecord, status: RunStatus, error: Option<String>, at: Da
     run.finished_at = Some(at);
     run.current_step = None;
     run.current_pgid = None;
-    let baseline = run.toil.take().map(|c| c.baseline).unwrap_or_default();
-    run.toil = Some(toil::credit(
-        &baseline,
-        run.status,
-        &run.steps,
-        run.dry_run,
-        run.approval_required,
+    let prior = run.toil.take().unwrap_or_default();
+    // What the executor rendered `toil.per_item.count` to, when it got that far.
+    let count = prior
+        .items
+        .as_ref()
+        .and_then(|i| match (i.count, &i.problem) {
+            (Some(n), _) => Some(Ok(n)),
+            (None, Some(p)) => Some(Err(p.clone())),
+            (None, None) => None,
+        });
+    run.toil = Some(toil::credit_of(
+        &prior.baseline,
+        &toil::Ending {
+            status: run.status,
+            steps: &run.steps,
+            dry_run: run.dry_run,
+            approval_required: run.approval_required,
+            alert: matches!(run.cause, Cause::Alert { .. }),
+            count: count.as_ref(),
+        },
     ));
 }
 

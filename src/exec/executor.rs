@@ -340,6 +340,17 @@ impl Executor {
         if let Some(t) = timer {
             t.abort();
         }
+        // Counted from what the steps really reported; a count that fails to render costs the
+        // run its items, never its outcome.
+        if let Some(per_item) = &rb.toil.per_item {
+            let count = self
+                .renderer
+                .plain(&per_item.count, &context(ctx.clone()))
+                .map_err(|e| format!("cannot be rendered: {}", plan.redactor().redact(&e.0)))
+                .and_then(|text| crate::ledger::toil::parse_count(&text));
+            run.toil.get_or_insert_with(Default::default).items =
+                Some(crate::run::credit::ItemCredit::rendered(count));
+        }
         run.status = if timed_out.load(Ordering::SeqCst) {
             run.error = Some(format!(
                 "run timed out after {}",

@@ -166,6 +166,7 @@ impl RunRecord {
                     ..Default::default()
                 },
                 reason: "synthetic".into(),
+                ..Default::default()
             }),
             verification: None,
             guard_key: None,

@@ -775,6 +775,7 @@ pub fn build(i: usize, s: &Spec) -> RunRecord {
             .enumerate()
             .filter_map(|(j, m)| m.map(|m| (format!("s{j}"), m as f64 / 10.0)))
             .collect(),
+        ..Default::default()
     };
     let status = STATUSES[s.status];
     let cause = match s.cause {

@@ -39,7 +39,7 @@ fn shipped(dirs: &Dirs, name: &str) {
 }
 
 /// Runs `name` in the foreground with `args`; returns the run as stored.
-fn run(dirs: &Dirs, name: &str, args: &[&str]) -> Value {
+fn run_ok(dirs: &Dirs, name: &str, args: &[&str]) -> Value {
     let mut all = vec!["run", name];
     all.extend_from_slice(args);
     let out = untoil(dirs, &all);
@@ -106,7 +106,7 @@ fn shipped_stuck_process_cleanup_that_finds_no_process_is_noop() {
     let dirs = Dirs::new();
     shipped(&dirs, "stuck-process-cleanup");
     // A pattern nothing on this box runs as.
-    let run = run(
+    let run = run_ok(
         &dirs,
         "stuck-process-cleanup",
         &["--param", "pattern=^untoil-test-never-[0-9]{9}$"],
@@ -122,7 +122,7 @@ fn shipped_log_cleanup_is_noop_on_an_empty_directory_and_credits_real_work() {
     shipped(&dirs, "log-cleanup");
     let logs = dirs.path("logs");
     let dir = format!("dir={}", logs.display());
-    let empty = run(&dirs, "log-cleanup", &["--param", &dir]);
+    let empty = run_ok(&dirs, "log-cleanup", &["--param", &dir]);
     assert_eq!(empty["status"], "noop", "{empty}");
     assert_eq!(empty["toil"]["minutes"], 0.0);
     // A day-old log: compressed, a real cleanup, credited.
@@ -134,7 +134,7 @@ fn shipped_log_cleanup_is_noop_on_an_empty_directory_and_credits_real_work() {
         .status()
         .expect("touch");
     assert!(touched.success());
-    let worked = run(&dirs, "log-cleanup", &["--param", &dir]);
+    let worked = run_ok(&dirs, "log-cleanup", &["--param", &dir]);
     assert_eq!(worked["status"], "succeeded", "{worked}");
     assert_eq!(worked["toil"]["minutes"], 10.0);
     assert!(logs.join("app.log.gz").exists());
@@ -145,7 +145,7 @@ fn shipped_disk_usage_below_its_threshold_is_noop() {
     let dirs = Dirs::new();
     shipped(&dirs, "disk-usage");
     // No filesystem is ever above 100% used.
-    let run = run(&dirs, "disk-usage", &["--param", "threshold=101"]);
+    let run = run_ok(&dirs, "disk-usage", &["--param", "threshold=101"]);
     assert_eq!(run["status"], "noop", "{run}");
     assert_eq!(run["toil"]["minutes"], 0.0);
     assert_eq!(statuses(&run), ["succeeded", "skipped"]);
@@ -168,7 +168,7 @@ fn shipped_cert_expiry_check_of_a_valid_certificate_is_noop_and_of_an_expiring_o
         .expect("openssl");
     assert!(made.status.success(), "{}", text(&made.stderr));
     let param = format!("cert={}", cert.display());
-    let valid = run(&dirs, "cert-expiry-check", &["--param", &param]);
+    let valid = run_ok(&dirs, "cert-expiry-check", &["--param", &param]);
     assert_eq!(valid["status"], "noop", "{valid}");
     assert_eq!(valid["toil"]["minutes"], 0.0);
     // Expiring within 90 days: the check fails, as it should.
@@ -191,7 +191,7 @@ fn shipped_cert_expiry_check_of_a_valid_certificate_is_noop_and_of_an_expiring_o
 fn shipped_restart_failed_service_with_no_failed_unit_is_noop() {
     let dirs = Dirs::new();
     shipped(&dirs, "restart-failed-service");
-    let run = run(
+    let run = run_ok(
         &dirs,
         "restart-failed-service",
         &[
@@ -226,7 +226,7 @@ fn shipped_stuck_process_cleanup_in_its_default_dry_run_mode_is_noop_and_kills_n
         assert!(std::time::Instant::now() < deadline, "sleep never aged");
         std::thread::yield_now();
     }
-    let run = run(
+    let run = run_ok(
         &dirs,
         "stuck-process-cleanup",
         &[
@@ -247,6 +247,78 @@ fn shipped_stuck_process_cleanup_in_its_default_dry_run_mode_is_noop_and_kills_n
         run["steps"][1]["stdout"]
             .as_str()
             .is_some_and(|s| s.starts_with("dry run: would send TERM to")),
+        "{run}"
+    );
+}
+
+/// A runbook that removes the `*.tmp` files of `dir` and reports how many as JSON, crediting
+/// 2 minutes per file up to `max` files, on top of 1 minute per run.
+fn sweeper(dir: &Path, max: u64, count: &str) -> String {
+    format!(
+        "name: sweeper\nowner: t\ntoil:\n  manual_minutes: 1\n  per_item:\n    minutes: 2\n    count: \"{count}\"\n    max_items: {max}\nsteps:\n  - name: clean\n    run: |\n      n=$(find {} -name '*.tmp' | wc -l)\n      find {} -name '*.tmp' -delete\n      echo \"{{\\\"removed\\\": $n}}\"\n",
+        dir.display(),
+        dir.display()
+    )
+}
+
+#[test]
+fn per_item_credit_counts_from_a_steps_real_output_up_to_its_cap() {
+    let dirs = Dirs::new();
+    let junk = dirs.path("junk");
+    std::fs::create_dir(&junk).expect("mkdir");
+    for i in 0..5 {
+        std::fs::write(junk.join(format!("{i}.tmp")), "x").expect("write");
+    }
+    dirs.runbook(
+        "sweeper",
+        &sweeper(&junk, 3, "{{steps.clean.json.removed}}"),
+    );
+    let run = run_ok(&dirs, "sweeper", &[]);
+    assert_eq!(run["status"], "succeeded", "{run}");
+    // 1 per run + 3 items (5 removed, capped at 3) x 2.
+    assert_eq!(run["toil"]["minutes"], 7.0, "{run}");
+    let items = &run["toil"]["items"];
+    assert_eq!(items["count"], 5, "{run}");
+    assert_eq!(items["counted"], 3);
+    assert_eq!(items["max_items"], 3);
+    assert_eq!(items["minutes_each"], 2.0);
+    assert_eq!(items["from"], "{{steps.clean.json.removed}}");
+    assert_eq!(
+        run["toil"]["reason"],
+        "run succeeded: manual_minutes 1 + 3 items x 2 (count 5 capped at max_items 3, from {{steps.clean.json.removed}})"
+    );
+    let id = run["id"].as_str().unwrap_or_default();
+    let shown = text(&untoil(&dirs, &["runs", "show", id]).stdout);
+    assert!(shown.contains("toil      7 min credited"), "{shown}");
+    assert!(shown.contains("3 items x 2"), "{shown}");
+    // Nothing left: 0 items, the run figure only.
+    let again = run_ok(&dirs, "sweeper", &[]);
+    assert_eq!(again["toil"]["minutes"], 1.0, "{again}");
+    assert_eq!(again["toil"]["items"]["count"], 0);
+}
+
+#[test]
+fn a_count_that_is_not_a_number_credits_no_item_and_never_fails_the_run() {
+    let dirs = Dirs::new();
+    let junk = dirs.path("junk");
+    std::fs::create_dir(&junk).expect("mkdir");
+    // The whole JSON object, not a number.
+    dirs.runbook("sweeper", &sweeper(&junk, 10, "{{steps.clean.stdout}}"));
+    let run = run_ok(&dirs, "sweeper", &[]);
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["toil"]["minutes"], 1.0, "{run}");
+    let items = &run["toil"]["items"];
+    assert_eq!(items["counted"], 0);
+    assert!(
+        items["problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("not a whole number of items")),
+        "{run}"
+    );
+    assert!(
+        run["toil"]["reason"].as_str().is_some_and(
+            |r| r.contains("+ 0 items (count from {{steps.clean.stdout}}: rendered to")
+        ),
         "{run}"
     );
 }
