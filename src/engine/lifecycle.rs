@@ -49,6 +49,7 @@ pub fn new_run(
             ..Default::default()
         }),
         verification: None,
+        verify_by: None,
         guard_key: None,
         approval: None,
         bypassed: None,
@@ -96,6 +97,24 @@ pub fn end(run: &mut RunRecord, status: RunStatus, error: Option<String>, at: Da
 /// Ends a run the executor finished, with the outcome it recorded on the run.
 pub fn conclude(run: &mut RunRecord, at: DateTime<Utc>) {
     end(run, run.status, None, at);
+}
+
+/// Sets when a finished run's verification window ends, for a succeeded alert run of a
+/// runbook with `verify` (an alert run is one a webhook delivered): without a verdict by then,
+/// it becomes unverified.
+pub fn await_verdict(run: &mut RunRecord, rb: &Runbook) {
+    let Some(v) = &rb.verify else {
+        return;
+    };
+    if run.status != RunStatus::Succeeded
+        || run.dry_run
+        || run.verification.is_some()
+        || !matches!(run.cause, Cause::Alert { .. })
+    {
+        return;
+    }
+    let window = chrono::Duration::from_std(v.alert_resolves_within).unwrap_or_default();
+    run.verify_by = run.finished_at.map(|end| end + window);
 }
 
 /// Ends a run that was running when untoil stopped (a crash found at the next start, or a

@@ -24,6 +24,7 @@ pub mod recorder;
 pub mod resolve;
 pub mod runbooks;
 pub mod unstarted;
+pub mod verdicts;
 pub mod worker;
 
 use std::sync::Arc;
@@ -40,6 +41,7 @@ use crate::engine::pending::Pending;
 use crate::engine::queue::Queue;
 use crate::engine::runbooks::Runbooks;
 use crate::engine::unstarted::{end_unstarted, gone};
+use crate::engine::verdicts::Verdicts;
 use crate::engine::worker::Workers;
 use crate::exec::executor::Executor;
 use crate::exec::render::Renderer;
@@ -74,6 +76,8 @@ pub struct Engine {
     pub metrics: Arc<Metrics>,
     /// The clock.
     pub clock: Arc<dyn Clock>,
+    /// Ends of verification windows.
+    pub verdicts: Arc<Verdicts>,
 }
 
 /// A subscription to a run's events, or the run as it ended.
@@ -125,6 +129,7 @@ impl Engine {
             renderer: Renderer::new(),
             executor: executor.clone(),
         });
+        let verdicts = Verdicts::new(store.clone(), clock.clone(), queue.clone());
         let workers = Arc::new(Workers {
             queue: queue.clone(),
             store: store.clone(),
@@ -133,6 +138,7 @@ impl Engine {
             metrics: metrics.clone(),
             clock: clock.clone(),
             interrupting: AtomicBool::new(false),
+            verdicts: verdicts.clone(),
         });
         Engine {
             store,
@@ -146,6 +152,7 @@ impl Engine {
             executor,
             metrics,
             clock,
+            verdicts,
         }
     }
 
@@ -177,6 +184,9 @@ impl Engine {
         }
         for run in &reconciled.pending_approval {
             self.approvals.resume(run);
+        }
+        for run in &reconciled.awaiting_verdict {
+            self.verdicts.watch(run);
         }
         Ok(())
     }

@@ -15,6 +15,7 @@ use crate::engine::metrics::Metrics;
 use crate::engine::queue::{Queue, Slot, Ticket};
 use crate::engine::recorder::StoreRecorder;
 use crate::engine::unstarted::end_unstarted;
+use crate::engine::verdicts::Verdicts;
 use crate::exec::executor::Executor;
 use crate::exec::plan::Plan;
 use crate::guard;
@@ -39,6 +40,8 @@ pub struct Workers {
     pub clock: Arc<dyn Clock>,
     /// Set when a shutdown's grace period ran out: runs cancelled then end as interrupted.
     pub interrupting: AtomicBool,
+    /// Ends of verification windows of the runs it finishes.
+    pub verdicts: Arc<Verdicts>,
 }
 
 /// Gives a run's slot back however its worker leaves it.
@@ -160,6 +163,7 @@ impl Workers {
                     lifecycle::interrupt(&mut run, now, true);
                 } else {
                     lifecycle::conclude(&mut run, now);
+                    lifecycle::await_verdict(&mut run, &ticket.runbook);
                 }
             }
             Err(e) => {
@@ -209,6 +213,7 @@ impl Workers {
             Ok(None) => {}
             Err(e) => error!("cannot record the run: {e}"),
         }
+        self.verdicts.watch(&run);
         self.followers.close(&id, &run);
         info!(status = %run.status, "run finished");
     }

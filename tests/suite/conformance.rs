@@ -817,6 +817,7 @@ pub fn build(i: usize, s: &Spec) -> RunRecord {
         error: None,
         alert: None,
         verification: None,
+        verify_by: None,
         guard_key: None,
         approval: None,
         bypassed: None,
