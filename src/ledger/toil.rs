@@ -200,17 +200,29 @@ fn describe_items(i: &ItemCredit) -> String {
     let from = i.from.trim();
     match (i.count, &i.problem) {
         (Some(n), _) if n > i.max_items => format!(
-            "{} items x {} (count {n} capped at max_items {}, from {from})",
-            i.counted, i.minutes_each, i.max_items
+            "{} x {} (count {n} capped at max_items {}, from {from})",
+            items_word(i.counted),
+            i.minutes_each,
+            i.max_items
         ),
         (Some(_), _) => format!(
-            "{} items x {} (count from {from})",
-            i.counted, i.minutes_each
+            "{} x {} (count from {from})",
+            items_word(i.counted),
+            i.minutes_each
         ),
         (None, problem) => format!(
             "0 items (count from {from}: {})",
             problem.as_deref().unwrap_or("no number")
         ),
+    }
+}
+
+/// `1 item`, `3 items`.
+fn items_word(n: u64) -> String {
+    if n == 1 {
+        "1 item".into()
+    } else {
+        format!("{n} items")
     }
 }
 

@@ -322,3 +322,54 @@ fn a_count_that_is_not_a_number_credits_no_item_and_never_fails_the_run() {
         "{run}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_and_the_dashboard_show_a_noop_run_and_a_per_item_credit() {
+    let dirs = Dirs::new();
+    let junk = dirs.path("junk");
+    std::fs::create_dir(&junk).expect("mkdir");
+    std::fs::write(junk.join("a.tmp"), "x").expect("write");
+    dirs.runbook(
+        "sweep",
+        "name: sweep\nowner: t\ntoil: {manual_minutes: 5}\nsteps:\n  - name: find\n    run: exit 3\n    noop_exit_codes: [3]\n  - name: act\n    run: echo acted\n",
+    );
+    dirs.runbook(
+        "sweeper",
+        &sweeper(&junk, 10, "{{steps.clean.json.removed}}"),
+    );
+    let (served, base) = tokio::task::block_in_place(|| crate::common::serve(&dirs));
+    let http = crate::common::Http::new(base);
+    let mut ended = Vec::new();
+    for runbook in ["sweep", "sweeper"] {
+        let (status, answer) = http
+            .post(
+                &format!("/api/v1/runbooks/{runbook}/runs"),
+                serde_json::json!({}),
+            )
+            .await;
+        assert_eq!(status, 202, "{answer}");
+        let id = answer["id"].as_str().unwrap_or_default().to_string();
+        let run = crate::common::until("the run to end", || async {
+            let (_, run) = http.get(&format!("/api/v1/runs/{id}")).await;
+            (run["finished_at"].is_string()).then_some(run)
+        })
+        .await;
+        ended.push((id, run));
+    }
+    let (noop_id, noop) = &ended[0];
+    assert_eq!(noop["status"], "noop", "{noop}");
+    assert_eq!(noop["toil"]["minutes"], 0.0);
+    let (_, listed) = http.get("/api/v1/runs?status=noop").await;
+    assert!(listed.to_string().contains(noop_id.as_str()), "{listed}");
+    let (code, page) = http.text(&format!("/ui/runs/{noop_id}")).await;
+    assert_eq!(code, 200);
+    assert!(page.contains("noop"), "{page}");
+    assert!(page.contains("run found nothing to do (noop)"), "{page}");
+    let (items_id, items) = &ended[1];
+    assert_eq!(items["status"], "succeeded", "{items}");
+    assert_eq!(items["toil"]["minutes"], 3.0, "{items}");
+    assert_eq!(items["toil"]["items"]["counted"], 1);
+    let (_, page) = http.text(&format!("/ui/runs/{items_id}")).await;
+    assert!(page.contains("1 item x 2 (count from"), "{page}");
+    drop(served);
+}
