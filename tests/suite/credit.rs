@@ -373,3 +373,68 @@ async fn the_api_and_the_dashboard_show_a_noop_run_and_a_per_item_credit() {
     assert!(page.contains("1 item x 2 (count from"), "{page}");
     drop(served);
 }
+
+/// A runbook run on DiskFull that credits 10 minutes only once verified within `window`.
+fn verified_only(name: &str, window: &str) -> String {
+    format!(
+        "name: {name}\nowner: t\ntoil: {{manual_minutes: 10}}\ntriggers:\n  - alert: {{matchers: ['alertname=\"DiskFull\"']}}\nverify: {{alert_resolves_within: {window}, credit: verified_only}}\nsteps:\n  - name: fix\n    run: echo fixed\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verified_only_credit_reaches_the_report_when_the_verdict_does() {
+    let dirs = Dirs::new();
+    dirs.runbook("patient", &verified_only("patient", "1h"));
+    dirs.runbook("quick", &verified_only("quick", "1s"));
+    let d = crate::common::Running::start(dirs.settings()).await;
+    let cli = |args: &[&str]| {
+        let out = untoil_command(&dirs).args(args).output().expect("untoil");
+        serde_json::from_slice::<Value>(&out.stdout).unwrap_or(Value::Null)
+    };
+    let (status, _, _) = d
+        .post(
+            "/api/v1/alerts/alertmanager",
+            crate::common::fixture("firing.json"),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let runs = d.wait_runs_final(2).await;
+    for run in &runs {
+        assert_eq!(run["status"], "succeeded", "{run}");
+        assert_eq!(run["toil"]["minutes"], 0.0, "held: {run}");
+        assert_eq!(run["toil"]["held"], 10.0, "{run}");
+    }
+    let report = tokio::task::block_in_place(|| cli(&["report", "--format", "json"]));
+    assert_eq!(report["total"]["toil_minutes"], 0.0, "{report}");
+    let verdict_of = |name: &'static str| {
+        let d = &d;
+        async move {
+            d.runs()
+                .await
+                .into_iter()
+                .find(|r| r["runbook"] == name)
+                .filter(|r| r["verification"].is_object())
+        }
+    };
+    // quick's 1 s window ends without a resolve: unverified then.
+    let quick = crate::common::until("quick's window to end", || verdict_of("quick")).await;
+    assert_eq!(quick["verification"]["verified"], false, "{quick}");
+    assert_eq!(quick["toil"]["minutes"], 0.0);
+    // The alert resolves: patient is verified and credited; quick's verdict stands.
+    let (status, _, _) = d
+        .post(
+            "/api/v1/alerts/alertmanager",
+            crate::common::fixture("resolved.json"),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let patient = crate::common::until("patient's verdict", || verdict_of("patient")).await;
+    assert_eq!(patient["verification"]["verified"], true, "{patient}");
+    assert_eq!(patient["toil"]["minutes"], 10.0);
+    let quick = verdict_of("quick").await.unwrap_or_default();
+    assert_eq!(quick["verification"]["verified"], false, "{quick}");
+    let report = tokio::task::block_in_place(|| cli(&["report", "--format", "json"]));
+    assert_eq!(report["total"]["runs"], 2, "{report}");
+    assert_eq!(report["total"]["toil_minutes"], 10.0, "{report}");
+    d.stop().await;
+}
