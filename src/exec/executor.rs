@@ -346,8 +346,10 @@ impl Executor {
             let count = self
                 .renderer
                 .plain(&per_item.count, &context(ctx.clone()))
-                .map_err(|e| format!("cannot be rendered: {}", plan.redactor().redact(&e.0)))
-                .and_then(|text| crate::ledger::toil::parse_count(&text));
+                .map_err(|e| format!("cannot be rendered: {}", e.0))
+                .and_then(|text| crate::ledger::toil::parse_count(&text))
+                // The reason may quote what the count rendered to, which may hold a secret.
+                .map_err(|e| plan.redactor().redact(&e));
             run.toil.get_or_insert_with(Default::default).items =
                 Some(crate::run::credit::ItemCredit::rendered(count));
         }

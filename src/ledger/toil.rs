@@ -176,6 +176,8 @@ fn items(rule: &PerItemRule, count: Option<&Result<u64, String>>, nothing: bool)
     let (n, problem) = match count {
         Some(Ok(n)) => (Some(*n), None),
         Some(Err(e)) => (None, Some(e.clone())),
+        // A dry or noop run credits no item: that it was never counted is no problem.
+        None if nothing => (None, None),
         None => (
             None,
             Some("the count was not rendered: the run did not end its steps".into()),

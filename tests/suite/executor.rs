@@ -904,3 +904,20 @@ async fn a_dry_run_plan_says_which_steps_can_end_the_run_as_noop() {
     );
     assert_eq!(plan[1].noop, None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_count_that_renders_a_secret_says_why_it_is_no_number_without_the_secret() {
+    let fx = fixture();
+    let rb = runbook(
+        &fx,
+        "name: t\nowner: team\ntoil: {manual_minutes: 5, per_item: {minutes: 1, count: '{{secrets.tok}}'}}\nsecrets: {tok: {file: SECRET_FILE}}\nsteps:\n  - name: a\n    run: echo\n",
+    );
+    let (record, _) = run(&fx, rb).await;
+    assert_eq!(record.status, RunStatus::Succeeded);
+    let credit = record.toil.clone().unwrap_or_default();
+    assert_eq!(credit.minutes, 5.0);
+    let problem = credit.items.and_then(|i| i.problem).unwrap_or_default();
+    assert!(problem.contains("not a whole number"), "{problem}");
+    assert!(!problem.contains(SECRET), "{problem}");
+    assert!(!credit.reason.contains(SECRET), "{}", credit.reason);
+}
