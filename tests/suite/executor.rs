@@ -914,7 +914,7 @@ async fn a_count_that_renders_a_secret_says_why_it_is_no_number_without_the_secr
     );
     let (record, _) = run(&fx, rb).await;
     assert_eq!(record.status, RunStatus::Succeeded);
-    let credit = record.toil.clone().unwrap_or_default();
+    let credit = record.toil.unwrap_or_default();
     assert_eq!(credit.minutes, 5.0);
     let problem = credit.items.and_then(|i| i.problem).unwrap_or_default();
     assert!(problem.contains("not a whole number"), "{problem}");
