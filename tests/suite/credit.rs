@@ -438,3 +438,100 @@ async fn verified_only_credit_reaches_the_report_when_the_verdict_does() {
     assert_eq!(report["total"]["toil_minutes"], 10.0, "{report}");
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verdict_replaces_the_runs_rollups_once_and_leaves_the_runs_awaiting_one() {
+    use untoil::store::Store;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = untoil::store::sled::SledStore::open(&dir.path().join("data")).expect("store");
+    let rb = untoil::runbook::catalog::one(
+        &verified_only("fix", "15m"),
+        &untoil::runbook::plugins::Plugins::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let now = chrono::Utc::now();
+    let cause = untoil::run::cause::Cause::Alert {
+        fingerprint: "fp".into(),
+        starts_at: now - chrono::Duration::minutes(1),
+        labels: Default::default(),
+    };
+    let mut run = untoil::engine::lifecycle::new_run(&rb, cause, Default::default(), None, now);
+    untoil::engine::lifecycle::start(&mut run, now);
+    run.status = untoil::run::status::RunStatus::Succeeded;
+    untoil::engine::lifecycle::conclude(&mut run, now);
+    untoil::engine::lifecycle::await_verdict(&mut run, &rb);
+    assert_eq!(run.verify_by, Some(now + chrono::Duration::minutes(15)));
+    assert_eq!(run.toil.as_ref().and_then(|t| t.held), Some(10.0));
+    store.finish(run.clone(), None).await.expect("finish");
+    let today = now.date_naive();
+    let total = |store: &untoil::store::sled::SledStore| {
+        let store = store.clone();
+        async move {
+            let mut t = untoil::ledger::rollup::Rollup::default();
+            for by_month in [false, true] {
+                let mut one = untoil::ledger::rollup::Rollup::default();
+                for (_, r) in store
+                    .rollups(today, today, by_month)
+                    .await
+                    .expect("rollups")
+                {
+                    one.merge(&r);
+                }
+                if by_month {
+                    assert_eq!(one, t, "the monthly rollups follow the daily ones");
+                } else {
+                    t = one;
+                }
+            }
+            t
+        }
+    };
+    let before = total(&store).await;
+    assert_eq!(
+        (before.runs, before.toil_milli_minutes, before.verified),
+        (1, 0, 0)
+    );
+    let reconciled = store
+        .reconcile(std::sync::Arc::new(
+            |_: &mut untoil::run::record::RunRecord| {},
+        ))
+        .await
+        .expect("reconcile");
+    assert_eq!(reconciled.awaiting_verdict.len(), 1);
+
+    assert!(
+        store
+            .set_verified(&run.id, true, now)
+            .await
+            .expect("verdict")
+    );
+    let after = total(&store).await;
+    assert_eq!(
+        (
+            after.runs,
+            after.succeeded,
+            after.toil_milli_minutes,
+            after.verified,
+            after.unverified
+        ),
+        (1, 1, 10_000, 1, 0)
+    );
+    // The first verdict stands, and the rollups do not move again.
+    assert!(
+        !store
+            .set_verified(&run.id, false, now)
+            .await
+            .expect("verdict")
+    );
+    assert_eq!(total(&store).await, after);
+    let stored = store.get_run(&run.id).await.expect("get").expect("stored");
+    assert_eq!(stored.verification.map(|v| v.verified), Some(true));
+    assert_eq!(stored.toil.map(|t| t.minutes), Some(10.0));
+    let reconciled = store
+        .reconcile(std::sync::Arc::new(
+            |_: &mut untoil::run::record::RunRecord| {},
+        ))
+        .await
+        .expect("reconcile");
+    assert!(reconciled.awaiting_verdict.is_empty());
+}
