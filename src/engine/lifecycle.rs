@@ -210,4 +210,40 @@ mod tests {
         );
         assert_eq!(run.current_step, None);
     }
+
+    #[test]
+    fn only_a_succeeded_alert_run_of_a_runbook_with_verify_awaits_a_verdict() {
+        let rb = crate::runbook::catalog::one(
+            "name: r\nowner: t\ntoil: {manual_minutes: 10}\ntriggers: [{alert: {matchers: ['alertname=\"X\"']}}]\nverify: {alert_resolves_within: 10m, credit: verified_only}\nsteps: [{name: a, run: 'true'}]\n",
+            &Default::default(),
+        )
+        .map(|r| (*r).clone())
+        .unwrap_or_else(|e| panic!("{e}"));
+        let t0 = Utc::now();
+        let alert = Cause::Alert {
+            fingerprint: "f".into(),
+            starts_at: t0,
+            labels: BTreeMap::new(),
+        };
+        let manual = Cause::Manual {
+            user: "a".into(),
+            claimed_user: None,
+        };
+        for (cause, status, waits) in [
+            (alert.clone(), RunStatus::Succeeded, true),
+            (alert.clone(), RunStatus::Failed, false),
+            (alert, RunStatus::Noop, false),
+            (manual, RunStatus::Succeeded, false),
+        ] {
+            let mut run = new_run(&rb, cause, BTreeMap::new(), None, t0);
+            start(&mut run, t0);
+            run.status = status;
+            conclude(&mut run, t0);
+            await_verdict(&mut run, &rb);
+            let want = waits.then(|| t0 + chrono::Duration::minutes(10));
+            assert_eq!(run.verify_by, want, "{status}");
+            let held = run.toil.as_ref().and_then(|c| c.held);
+            assert_eq!(held, waits.then_some(10.0), "{status}");
+        }
+    }
 }
