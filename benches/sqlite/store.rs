@@ -181,6 +181,7 @@ fn gen_run(i: usize, n: usize) -> RunRecord {
         error: (status != RunStatus::Succeeded).then(|| format!("run {status}")),
         alert: None,
         verification: None,
+        verify_by: None,
         guard_key: None,
         approval: None,
         toil: Some(Credit {
@@ -191,6 +192,7 @@ fn gen_run(i: usize, n: usize) -> RunRecord {
                 ..Default::default()
             },
             reason: "synthetic".into(),
+            ..Default::default()
         }),
         bypassed: None,
         retry_of: None,

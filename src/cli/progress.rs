@@ -135,6 +135,8 @@ fn step_line(index: usize, total: usize, r: &StepResult) -> String {
     }
     if let Some(e) = &r.error {
         line.push_str(&format!(": {}", cell::terminal(e)));
+    } else if let Some(n) = &r.noop {
+        line.push_str(&format!(": nothing to do, {}", cell::terminal(n)));
     } else if r.status == Some(StepStatus::Skipped) && !r.message.is_empty() {
         line.push_str(&format!("\n{}", r.message));
     }

@@ -346,6 +346,9 @@ fn print_plan(executor: &Executor, plan: &Plan, rb: &Runbook) {
         if let Some(w) = &s.when {
             println!("  when: {w}");
         }
+        if let Some(n) = &s.noop {
+            println!("  {n}");
+        }
         for line in s.detail.lines() {
             println!("  {line}");
         }

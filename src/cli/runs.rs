@@ -279,6 +279,9 @@ pub fn show(r: &RunRecord) -> String {
                 out.push_str(&format!("        {}\n", cell::terminal_line(line)));
             }
         }
+        if let Some(n) = &s.noop {
+            out.push_str(&format!("      nothing to do: {}\n", cell::terminal(n)));
+        }
         if let Some(e) = &s.error {
             // A skipped step's "error" is why it was skipped, not something that went wrong.
             let label = if s.status == Some(StepStatus::Skipped) {

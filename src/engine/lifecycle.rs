@@ -46,8 +46,10 @@ pub fn new_run(
             minutes: 0.0,
             baseline: toil::baseline(rb),
             reason: "not finished".into(),
+            ..Default::default()
         }),
         verification: None,
+        verify_by: None,
         guard_key: None,
         approval: None,
         bypassed: None,
@@ -87,19 +89,50 @@ pub fn end(run: &mut RunRecord, status: RunStatus, error: Option<String>, at: Da
     run.finished_at = Some(at);
     run.current_step = None;
     run.current_pgid = None;
-    let baseline = run.toil.take().map(|c| c.baseline).unwrap_or_default();
-    run.toil = Some(toil::credit(
-        &baseline,
-        run.status,
-        &run.steps,
-        run.dry_run,
-        run.approval_required,
+    let prior = run.toil.take().unwrap_or_default();
+    // What the executor rendered `toil.per_item.count` to, when it got that far.
+    let count = prior
+        .items
+        .as_ref()
+        .and_then(|i| match (i.count, &i.problem) {
+            (Some(n), _) => Some(Ok(n)),
+            (None, Some(p)) => Some(Err(p.clone())),
+            (None, None) => None,
+        });
+    run.toil = Some(toil::credit_of(
+        &prior.baseline,
+        &toil::Ending {
+            status: run.status,
+            steps: &run.steps,
+            dry_run: run.dry_run,
+            approval_required: run.approval_required,
+            alert: matches!(run.cause, Cause::Alert { .. }),
+            count: count.as_ref(),
+        },
     ));
 }
 
 /// Ends a run the executor finished, with the outcome it recorded on the run.
 pub fn conclude(run: &mut RunRecord, at: DateTime<Utc>) {
     end(run, run.status, None, at);
+}
+
+/// Sets when a finished run's verification window ends, for a succeeded alert run of a
+/// runbook with `verify` (an alert run is one a webhook delivered): without a verdict by then,
+/// it becomes unverified.
+pub fn await_verdict(run: &mut RunRecord, rb: &Runbook) {
+    let Some(v) = &rb.verify else {
+        return;
+    };
+    if run.status != RunStatus::Succeeded
+        || run.dry_run
+        || run.verification.is_some()
+        || !matches!(run.cause, Cause::Alert { .. })
+    {
+        return;
+    }
+    let window = chrono::Duration::from_std(v.alert_resolves_within).unwrap_or_default();
+    run.verify_by = run.finished_at.map(|end| end + window);
 }
 
 /// Ends a run that was running when untoil stopped (a crash found at the next start, or a
@@ -224,5 +257,41 @@ mod tests {
         assert_eq!(again.guard_key.as_deref(), Some("k"));
         assert_eq!(again.retry_of, Some(run.id));
         assert!(again.steps.is_empty() && again.started_at.is_none());
+    }
+
+    #[test]
+    fn only_a_succeeded_alert_run_of_a_runbook_with_verify_awaits_a_verdict() {
+        let rb = crate::runbook::catalog::one(
+            "name: r\nowner: t\ntoil: {manual_minutes: 10}\ntriggers: [{alert: {matchers: ['alertname=\"X\"']}}]\nverify: {alert_resolves_within: 10m, credit: verified_only}\nsteps: [{name: a, run: 'true'}]\n",
+            &Default::default(),
+        )
+        .map(|r| (*r).clone())
+        .unwrap_or_else(|e| panic!("{e}"));
+        let t0 = Utc::now();
+        let alert = Cause::Alert {
+            fingerprint: "f".into(),
+            starts_at: t0,
+            labels: BTreeMap::new(),
+        };
+        let manual = Cause::Manual {
+            user: "a".into(),
+            claimed_user: None,
+        };
+        for (cause, status, waits) in [
+            (alert.clone(), RunStatus::Succeeded, true),
+            (alert.clone(), RunStatus::Failed, false),
+            (alert, RunStatus::Noop, false),
+            (manual, RunStatus::Succeeded, false),
+        ] {
+            let mut run = new_run(&rb, cause, BTreeMap::new(), None, t0);
+            start(&mut run, t0);
+            run.status = status;
+            conclude(&mut run, t0);
+            await_verdict(&mut run, &rb);
+            let want = waits.then(|| t0 + chrono::Duration::minutes(10));
+            assert_eq!(run.verify_by, want, "{status}");
+            let held = run.toil.as_ref().and_then(|c| c.held);
+            assert_eq!(held, waits.then_some(10.0), "{status}");
+        }
     }
 }

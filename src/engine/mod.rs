@@ -26,6 +26,7 @@ pub mod resolve;
 pub mod retry;
 pub mod runbooks;
 pub mod unstarted;
+pub mod verdicts;
 pub mod worker;
 
 use std::sync::Arc;
@@ -42,6 +43,7 @@ use crate::engine::pending::Pending;
 use crate::engine::queue::Queue;
 use crate::engine::runbooks::Runbooks;
 use crate::engine::unstarted::{end_unstarted, gone};
+use crate::engine::verdicts::Verdicts;
 use crate::engine::worker::Workers;
 use crate::exec::executor::Executor;
 use crate::exec::render::Renderer;
@@ -76,6 +78,8 @@ pub struct Engine {
     pub metrics: Arc<Metrics>,
     /// The clock.
     pub clock: Arc<dyn Clock>,
+    /// Ends of verification windows.
+    pub verdicts: Arc<Verdicts>,
 }
 
 /// A subscription to a run's events, or the run as it ended.
@@ -127,6 +131,7 @@ impl Engine {
             renderer: Renderer::new(),
             executor: executor.clone(),
         });
+        let verdicts = Verdicts::new(store.clone(), clock.clone(), queue.clone());
         let workers = Arc::new(Workers {
             queue: queue.clone(),
             store: store.clone(),
@@ -135,6 +140,7 @@ impl Engine {
             metrics: metrics.clone(),
             clock: clock.clone(),
             interrupting: AtomicBool::new(false),
+            verdicts: verdicts.clone(),
         });
         Engine {
             store,
@@ -148,6 +154,7 @@ impl Engine {
             executor,
             metrics,
             clock,
+            verdicts,
         }
     }
 
@@ -203,6 +210,9 @@ impl Engine {
         }
         for run in &reconciled.pending_approval {
             self.approvals.resume(run);
+        }
+        for run in &reconciled.awaiting_verdict {
+            self.verdicts.watch(run);
         }
         Ok(())
     }

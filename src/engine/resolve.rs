@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use tracing::warn;
 
 use crate::engine::cancel::Canceller;
+use crate::run::cause::Cause;
 use crate::run::status::RunStatus;
 use crate::runbook::catalog::Catalog;
 use crate::runbook::model::Trigger;
@@ -47,13 +48,22 @@ pub async fn resolved(
             }
             continue;
         }
-        if run.status != RunStatus::Succeeded || run.verification.is_some() {
+        // Only webhook deliveries are verified; a verdict taken stands.
+        if run.status != RunStatus::Succeeded
+            || run.verification.is_some()
+            || !matches!(run.cause, Cause::Alert { .. })
+        {
             continue;
         }
-        if let (Some(v), Some(end)) = (&rb.verify, run.finished_at) {
+        // The window the run finished with, else the runbook's as loaded now.
+        let deadline = run.verify_by.or_else(|| {
+            let v = rb.verify.as_ref()?;
             let window = chrono::Duration::from_std(v.alert_resolves_within).unwrap_or_default();
-            let ok = resolved_at <= end + window;
-            if store.set_verified(&id, ok, now).await.is_ok() {
+            run.finished_at.map(|end| end + window)
+        });
+        if let Some(deadline) = deadline {
+            let ok = resolved_at <= deadline;
+            if let Ok(true) = store.set_verified(&id, ok, now).await {
                 verified += 1;
             }
         }

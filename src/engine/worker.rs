@@ -16,6 +16,7 @@ use crate::engine::queue::{Queue, Slot, Ticket};
 use crate::engine::recorder::StoreRecorder;
 use crate::engine::retry;
 use crate::engine::unstarted::end_unstarted;
+use crate::engine::verdicts::Verdicts;
 use crate::exec::executor::Executor;
 use crate::exec::plan::Plan;
 use crate::guard;
@@ -40,6 +41,8 @@ pub struct Workers {
     pub clock: Arc<dyn Clock>,
     /// Set when a shutdown's grace period ran out: runs cancelled then end as interrupted.
     pub interrupting: AtomicBool,
+    /// Ends of verification windows of the runs it finishes.
+    pub verdicts: Arc<Verdicts>,
 }
 
 /// Gives a run's slot back however its worker leaves it.
@@ -161,6 +164,7 @@ impl Workers {
                     lifecycle::interrupt(&mut run, now, true);
                 } else {
                     lifecycle::conclude(&mut run, now);
+                    lifecycle::await_verdict(&mut run, &ticket.runbook);
                 }
             }
             Err(e) => {
@@ -210,6 +214,7 @@ impl Workers {
             Ok(None) => {}
             Err(e) => error!("cannot record the run: {e}"),
         }
+        self.verdicts.watch(&run);
         self.followers.close(&id, &run);
         info!(status = %run.status, "run finished");
         // Interrupted by this shutdown: an idempotent runbook's run waits, queued, for the next

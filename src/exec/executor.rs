@@ -47,6 +47,22 @@ pub struct PlannedStep {
     /// rendered without waiting for earlier steps' output (redacted).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+    /// How the step can end the run as `noop` (found nothing to do), when it declares it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noop: Option<String>,
+}
+
+/// How a plan shows what ends a run as `noop` after step `s`, if anything does.
+fn noop_rule(s: &Step) -> Option<String> {
+    let mut ways = Vec::new();
+    if !s.noop_exit_codes.is_empty() {
+        let codes: Vec<String> = s.noop_exit_codes.iter().map(i32::to_string).collect();
+        ways.push(format!("on exit status {}", codes.join(", ")));
+    }
+    if let Some(w) = &s.noop_when {
+        ways.push(format!("when {} (decided after it ran)", w.source().trim()));
+    }
+    (!ways.is_empty()).then(|| format!("ends the run as noop {}", ways.join(", or ")))
 }
 
 /// Runs runbooks. Build one per process and share it.
@@ -171,6 +187,7 @@ impl Executor {
                 when: condition.map(|(w, _)| plan.redactor().redact(&w)),
                 detail: plan.redactor().redact(&detail),
                 problem: problem.map(|p| plan.redactor().redact(&p)),
+                noop: noop_rule(s).map(|n| plan.redactor().redact(&n)),
             });
             if let Some(steps) = ctx["steps"].as_object_mut() {
                 steps.insert(s.name.clone(), placeholder(s, &self.plugins));
@@ -239,6 +256,8 @@ impl Executor {
         let plugin_input = plan.plugin_input(&ctx);
         let taint = plan.taint();
         let mut failed: Option<String> = None;
+        // Set once a step found nothing to do: the rest is skipped and the run ends `noop`.
+        let mut nothing_to_do: Option<String> = None;
         for (index, s) in rb.steps.iter().enumerate() {
             if run_cancel.is_cancelled() {
                 run.steps.push(StepResult {
@@ -250,12 +269,17 @@ impl Executor {
                 });
                 continue;
             }
-            if let Some(reason) = &failed {
+            let not_run = match (&failed, &nothing_to_do) {
+                (Some(reason), _) => Some(format!("not run: {reason}")),
+                (None, Some(reason)) => Some(format!("nothing to do: {reason}")),
+                (None, None) => None,
+            };
+            if let Some(why) = not_run {
                 let result = StepResult {
                     name: s.name.clone(),
                     kind: s.action.kind().to_string(),
                     status: Some(StepStatus::Skipped),
-                    error: Some(format!("not run: {reason}")),
+                    error: Some(why),
                     ..Default::default()
                 };
                 run.steps.push(result.clone());
@@ -275,9 +299,38 @@ impl Executor {
                 plugin_input: &plugin_input,
                 taint: &taint,
             };
-            let result = self.run_step(index, s, plan, &env, recorder).await;
+            let mut result = self.run_step(index, s, plan, &env, recorder).await;
             if let Some(steps) = ctx["steps"].as_object_mut() {
                 steps.insert(s.name.clone(), result.template_value());
+            }
+            if result.status == Some(StepStatus::Succeeded)
+                && result.noop.is_none()
+                && let Some(w) = &s.noop_when
+            {
+                let has_alert = plan.alert().is_some();
+                match Condition::decide(&self.renderer, w, &context(ctx.clone()), has_alert, false)
+                {
+                    Condition::Runs => {
+                        result.noop = Some(format!("noop_when {} is true", w.source().trim()));
+                    }
+                    // Like `when`: a condition that cannot be decided fails its step.
+                    Condition::Fails(e) => {
+                        result.status = Some(StepStatus::Failed);
+                        result.error = Some(format!(
+                            "`noop_when` cannot be evaluated: {}",
+                            plan.redactor().redact(&e)
+                        ));
+                        if let Some(steps) = ctx["steps"].as_object_mut() {
+                            steps.insert(s.name.clone(), result.template_value());
+                        }
+                    }
+                    Condition::False | Condition::NoAlert | Condition::AtRunTime => {}
+                }
+            }
+            if let Some(why) = &result.noop
+                && result.status == Some(StepStatus::Succeeded)
+            {
+                nothing_to_do = Some(format!("step `{}`, {why}", s.name));
             }
             let status = result.status.unwrap_or(StepStatus::Failed);
             let step_error = result.error.clone();
@@ -298,6 +351,19 @@ impl Executor {
         if let Some(t) = timer {
             t.abort();
         }
+        // Counted from what the steps really reported; a count that fails to render costs the
+        // run its items, never its outcome.
+        if let Some(per_item) = &rb.toil.per_item {
+            let count = self
+                .renderer
+                .plain(&per_item.count, &context(ctx.clone()))
+                .map_err(|e| format!("cannot be rendered: {}", e.0))
+                .and_then(|text| crate::ledger::toil::parse_count(&text))
+                // The reason may quote what the count rendered to, which may hold a secret.
+                .map_err(|e| plan.redactor().redact(&e));
+            run.toil.get_or_insert_with(Default::default).items =
+                Some(crate::run::credit::ItemCredit::rendered(count));
+        }
         run.status = if timed_out.load(Ordering::SeqCst) {
             run.error = Some(format!(
                 "run timed out after {}",
@@ -312,6 +378,8 @@ impl Executor {
         } else if let Some(reason) = failed {
             run.error = Some(reason);
             RunStatus::Failed
+        } else if nothing_to_do.is_some() {
+            RunStatus::Noop
         } else {
             RunStatus::Succeeded
         };

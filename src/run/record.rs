@@ -66,6 +66,10 @@ pub struct RunRecord {
     /// For alert runs: whether the alert resolved within the runbook's `verify` window.
     #[serde(default)]
     pub verification: Option<Verification>,
+    /// For a succeeded alert run of a runbook with `verify`: when its window ends. Without a
+    /// verdict by then the run becomes unverified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_by: Option<DateTime<Utc>>,
     /// The guard key the run counts against (`guards.key`, default the runbook).
     #[serde(default)]
     pub guard_key: Option<String>,
@@ -170,8 +174,10 @@ impl RunRecord {
                     ..Default::default()
                 },
                 reason: "synthetic".into(),
+                ..Default::default()
             }),
             verification: None,
+            verify_by: None,
             guard_key: None,
             approval: None,
             bypassed: None,

@@ -60,6 +60,10 @@ pub struct StepResult {
     /// Toil credit of this step when it succeeds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub toil_minutes: Option<f64>,
+    /// Set when the step found nothing to do (a declared exit status or `noop_when`), and why:
+    /// the run ends `noop` after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noop: Option<String>,
 }
 
 impl StepResult {

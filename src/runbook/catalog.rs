@@ -180,3 +180,109 @@ fn build(
         failed,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The validator's rules for outcomes and credit (`noop_*`, `toil.per_item`,
+    //! `verify.credit`), through [`one`] as a runbook file is loaded.
+    use super::*;
+
+    const HEAD: &str =
+        "name: r\nowner: t\ntoil: {manual_minutes: 5}\ntriggers: [{schedule: '* * * * *'}]\n";
+
+    /// The rendered diagnostics of a runbook made of HEAD and `rest` (empty when it loads).
+    fn problems(rest: &str) -> String {
+        match one(&format!("{HEAD}{rest}"), &Plugins::default()) {
+            Ok(_) => String::new(),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn noop_exit_codes_are_statuses_of_run_steps_other_than_zero() {
+        let ok = problems("steps:\n  - name: a\n    run: exit 3\n    noop_exit_codes: [3, 4]\n");
+        assert_eq!(ok, "");
+        let zero = problems("steps:\n  - name: a\n    run: 'true'\n    noop_exit_codes: [0]\n");
+        assert!(zero.contains("`0` cannot be a noop exit status"), "{zero}");
+        assert!(zero.contains("0 is success"), "{zero}");
+        let big = problems("steps:\n  - name: a\n    run: 'true'\n    noop_exit_codes: [256]\n");
+        assert!(big.contains("`256` cannot be a noop exit status"), "{big}");
+        let http = problems(
+            "steps:\n  - name: a\n    http: {url: 'http://127.0.0.1:1/'}\n    noop_exit_codes: [3]\n",
+        );
+        assert!(
+            http.contains("`noop_exit_codes` is only for `run` steps"),
+            "{http}"
+        );
+    }
+
+    #[test]
+    fn noop_when_reads_its_own_step_and_no_later_one() {
+        let own = problems(
+            "steps:\n  - name: a\n    run: echo 0\n    noop_when: '{{eq steps.a.stdout \"0\"}}'\n",
+        );
+        assert_eq!(own, "");
+        let later = problems(
+            "steps:\n  - name: a\n    run: echo 0\n    noop_when: '{{steps.b.stdout}}'\n  - name: b\n    run: echo\n",
+        );
+        assert!(later.contains("runs after this one"), "{later}");
+        let typo = problems("steps:\n  - name: a\n    run: echo 0\n    noop_whn: 'x'\n");
+        assert!(typo.contains("did you mean `noop_when`?"), "{typo}");
+    }
+
+    #[test]
+    fn per_item_needs_minutes_and_a_count_reading_any_step() {
+        let typo = problems("toil_minutes: 1\nsteps: [{name: a, run: echo}]\n");
+        assert!(typo.contains("unknown field `toil_minutes`"), "{typo}");
+        let rb = one(
+            "name: r\nowner: t\ntoil: {per_item: {minutes: 2, count: '{{steps.b.stdout}}'}}\ntriggers: [{schedule: '* * * * *'}]\nsteps:\n  - name: a\n    run: echo\n  - name: b\n    run: echo 3\n",
+            &Plugins::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let per_item = rb.toil.per_item.as_ref().map(|p| (p.minutes, p.max_items));
+        assert_eq!(
+            per_item,
+            Some((2.0, crate::runbook::model::DEFAULT_MAX_ITEMS))
+        );
+        let missing = one(
+            "name: r\nowner: t\ntoil: {per_item: {minutes: 2, max_items: 0}}\ntriggers: [{schedule: '* * * * *'}]\nsteps: [{name: a, run: echo}]\n",
+            &Plugins::default(),
+        )
+        .err()
+        .unwrap_or_default();
+        assert!(missing.contains("missing field `count`"), "{missing}");
+        assert!(
+            missing.contains("`toil.per_item.max_items` must be at least 1"),
+            "{missing}"
+        );
+        let unknown = one(
+            "name: r\nowner: t\ntoil: {per_item: {minutes: 2, count: '{{steps.nope.stdout}}'}}\ntriggers: [{schedule: '* * * * *'}]\nsteps: [{name: a, run: echo}]\n",
+            &Plugins::default(),
+        )
+        .err()
+        .unwrap_or_default();
+        assert!(unknown.contains("unknown step `nope`"), "{unknown}");
+    }
+
+    #[test]
+    fn verify_credit_is_at_finish_or_verified_only() {
+        let text = |credit: &str| {
+            format!(
+                "name: r\nowner: t\ntoil: {{manual_minutes: 5}}\ntriggers: [{{alert: {{matchers: ['alertname=\"X\"']}}}}]\nverify: {{alert_resolves_within: 15m, credit: {credit}}}\nsteps: [{{name: a, run: echo}}]\n"
+            )
+        };
+        let rb = one(&text("verified_only"), &Plugins::default()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            rb.verify.as_ref().map(|v| v.credit),
+            Some(crate::runbook::model::VerifyCredit::VerifiedOnly)
+        );
+        let bad = one(&text("verifed_only"), &Plugins::default())
+            .err()
+            .unwrap_or_default();
+        assert!(
+            bad.contains("invalid `verify.credit` `verifed_only`"),
+            "{bad}"
+        );
+        assert!(bad.contains("did you mean `verified_only`?"), "{bad}");
+    }
+}

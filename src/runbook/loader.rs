@@ -422,7 +422,8 @@ fn fields_at(path: &[Seg]) -> &'static [&'static str] {
             "steps",
             "on_approval_requested",
         ],
-        ["toil"] => &["manual_minutes", "approval_minutes"],
+        ["toil"] => &["manual_minutes", "approval_minutes", "per_item"],
+        ["toil", "per_item"] => &["minutes", "count", "max_items"],
         ["triggers"] => &["schedule", "timezone", "catchup", "alert"],
         ["triggers", "alert"] => &["matchers", "on", "cancel_on_resolve"],
         ["guards"] => &[
@@ -447,7 +448,7 @@ fn fields_at(path: &[Seg]) -> &'static [&'static str] {
             "description",
         ],
         ["secrets", _] => &["env", "file"],
-        ["verify"] => &["alert_resolves_within"],
+        ["verify"] => &["alert_resolves_within", "credit"],
         ["steps"] | ["on_approval_requested"] => &[
             "name",
             "run",
@@ -460,6 +461,8 @@ fn fields_at(path: &[Seg]) -> &'static [&'static str] {
             "timeout",
             "retries",
             "toil_minutes",
+            "noop_exit_codes",
+            "noop_when",
             "continue_on_error",
             "env",
             "workdir",

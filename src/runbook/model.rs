@@ -80,13 +80,29 @@ impl Runbook {
     }
 }
 
+/// Default of `toil.per_item.max_items`: most items one run is credited for.
+pub const DEFAULT_MAX_ITEMS: u64 = 1000;
+
 /// Toil estimate of a runbook.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct Toil {
     /// Minutes a person spends doing this by hand.
     pub manual_minutes: f64,
     /// Minutes a required approval costs.
     pub approval_minutes: f64,
+    /// Credit by amount, when the runbook declares it.
+    pub per_item: Option<PerItem>,
+}
+
+/// Per-item credit: minutes per item, times a count rendered from the steps' results.
+#[derive(Debug, Clone)]
+pub struct PerItem {
+    /// Minutes per item.
+    pub minutes: f64,
+    /// Rendered once the run ended; must give a whole number of items.
+    pub count: Template,
+    /// Most items credited per run.
+    pub max_items: u64,
 }
 
 /// What starts a run.
@@ -310,6 +326,18 @@ pub enum SecretSource {
 pub struct Verify {
     /// The alert must resolve within this time after the run.
     pub alert_resolves_within: Duration,
+    /// When a succeeded alert run is credited.
+    pub credit: VerifyCredit,
+}
+
+/// When a succeeded alert run of a runbook with `verify` is credited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum VerifyCredit {
+    /// When it finishes, whatever the verdict (the default).
+    #[default]
+    AtFinish,
+    /// Only once verified: held at finish, credited if its alert resolves within the window.
+    VerifiedOnly,
 }
 
 /// One step.
@@ -327,6 +355,10 @@ pub struct Step {
     pub retries: Retries,
     /// Toil credit of this step.
     pub toil_minutes: Option<f64>,
+    /// Exit statuses of a `run` command that mean nothing to do: the run ends `noop`.
+    pub noop_exit_codes: Vec<i32>,
+    /// Decided after the step succeeded, with its own results: truthy ends the run `noop`.
+    pub noop_when: Option<Template>,
     /// A failure does not fail the run.
     pub continue_on_error: bool,
     /// Environment variables of the step's process.
@@ -336,6 +368,11 @@ pub struct Step {
 }
 
 impl Step {
+    /// Whether this step can end its run as `noop`.
+    pub fn can_noop(&self) -> bool {
+        !self.noop_exit_codes.is_empty() || self.noop_when.is_some()
+    }
+
     /// Every template of its action, its `env` and its `workdir` (not its `when`).
     pub fn templates(&self) -> Vec<&Template> {
         let mut out: Vec<&Template> = match &self.action {

@@ -71,6 +71,22 @@ pub struct RawToil {
     pub manual_minutes: Option<f64>,
     /// Minutes of human time a required approval costs (subtracted from the credit).
     pub approval_minutes: Option<f64>,
+    /// Credit by amount: minutes per item, times a count the steps report.
+    pub per_item: Option<RawPerItem>,
+}
+
+/// Per-item credit: `minutes` for each item `count` renders to after the run, at most
+/// `max_items` items per run.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawPerItem {
+    /// Minutes a person spends per item (host restarted, file removed...).
+    pub minutes: Option<f64>,
+    /// Template rendered once the run ended, from the steps' results, to a whole number, e.g.
+    /// `{{steps.clean.json.removed}}`.
+    pub count: Option<String>,
+    /// Most items credited per run (default 1000).
+    pub max_items: Option<u64>,
 }
 
 /// One trigger: exactly one of `schedule` or `alert`.
@@ -260,6 +276,9 @@ pub struct RawVerify {
     /// The run counts as verified if its alert resolves within this time, e.g. `15m`.
     #[schemars(with = "Option<DurationString>")]
     pub alert_resolves_within: Option<String>,
+    /// When an alert run is credited: `at_finish` (default) or `verified_only` (held until its
+    /// alert resolves within the window; nothing if it does not).
+    pub credit: Option<String>,
 }
 
 /// One step: exactly one of `run`, `http`, `plugin` or `report`.
@@ -292,6 +311,12 @@ pub struct RawStep {
     pub retries: Option<RawRetries>,
     /// Toil credit of this step when it succeeds (instead of the runbook's figure).
     pub toil_minutes: Option<f64>,
+    /// Exit statuses of a `run` command that mean it found nothing to do (not 0), e.g. `[3]`:
+    /// the step succeeds, later steps are skipped and the run ends `noop`, crediting nothing.
+    pub noop_exit_codes: Option<Vec<i32>>,
+    /// Template decided after the step succeeded, reading its own results (`steps.NAME.*`):
+    /// when truthy, later steps are skipped and the run ends `noop`, crediting nothing.
+    pub noop_when: Option<String>,
     /// A failure of this step does not fail the run.
     pub continue_on_error: Option<bool>,
     /// Environment variables for the step's process (values are templates).

@@ -15,11 +15,11 @@ use crate::identity::principal;
 use crate::runbook::diagnostic::{Diagnostic, Kind};
 use crate::runbook::input::{InputType, Rule, compile_pattern};
 use crate::runbook::model::{
-    Action, AlertOn, AlertTrigger, DEFAULT_REPORT_ASSUME_MINUTES, DEFAULT_REPORT_TOP,
-    DEFAULT_SHELL, DEFAULT_STEP_TIMEOUT, Guards, HttpRequest, Input, InputSource, MAX_REPORT_TOP,
-    MaxRuns, Overlap, Param, ReportFormat, ReportPeriod, ReportRequest, Retries, Runbook,
-    ScheduleTrigger, Secret, SecretSource, Step, TemplateValue, Toil, Trigger, Verify,
-    parse_duration,
+    Action, AlertOn, AlertTrigger, DEFAULT_MAX_ITEMS, DEFAULT_REPORT_ASSUME_MINUTES,
+    DEFAULT_REPORT_TOP, DEFAULT_SHELL, DEFAULT_STEP_TIMEOUT, Guards, HttpRequest, Input,
+    InputSource, MAX_REPORT_TOP, MaxRuns, Overlap, Param, PerItem, ReportFormat, ReportPeriod,
+    ReportRequest, Retries, Runbook, ScheduleTrigger, Secret, SecretSource, Step, TemplateValue,
+    Toil, Trigger, Verify, VerifyCredit, parse_duration,
 };
 use crate::runbook::plugins::Plugins;
 use crate::runbook::pruned::Pruned;
@@ -120,6 +120,10 @@ enum Scope {
     Runbook,
     /// Inside step number `index`: results of earlier steps only.
     Step(usize),
+    /// After step number `index` succeeded (`noop_when`): its own results too.
+    AfterStep(usize),
+    /// Once the run ended (`toil.per_item.count`): every step's results.
+    Finished,
 }
 
 struct Validator<'a> {
@@ -354,12 +358,42 @@ impl Validator<'_> {
         let secrets = self.secrets(raw);
         let guards = self.guards(raw.guards.as_ref(), raw);
         let verify = raw.verify.as_ref().and_then(|v| {
+            let credit = match v.credit.as_deref() {
+                None | Some("at_finish") => VerifyCredit::AtFinish,
+                Some("verified_only") => VerifyCredit::VerifiedOnly,
+                Some(other) => {
+                    let span = self.value_span(&[key("verify"), key("credit")]);
+                    let hint = did_you_mean(other, ["at_finish", "verified_only"]);
+                    self.reject(
+                        Kind::InvalidValue,
+                        span,
+                        format!("invalid `verify.credit` `{other}`"),
+                        "expected `at_finish` or `verified_only`",
+                        Some(hint.unwrap_or_else(|| {
+                            "`verified_only` credits a run once its alert resolves within the window; `at_finish` (the default) when it finishes".into()
+                        })),
+                    );
+                    VerifyCredit::AtFinish
+                }
+            };
+            if v.alert_resolves_within.is_none()
+                && v.credit.is_some()
+                && !self.lost(&[key("verify"), key("alert_resolves_within")])
+            {
+                self.missing(
+                    &[key("verify")],
+                    "alert_resolves_within",
+                    "the verification window",
+                    "alert_resolves_within: 15m",
+                );
+            }
             let within = self.duration(
                 v.alert_resolves_within.as_ref(),
                 &[key("verify"), key("alert_resolves_within")],
             )?;
             Some(Verify {
                 alert_resolves_within: within,
+                credit,
             })
         });
         if verify.is_some() && !self.has_alert {
@@ -370,6 +404,9 @@ impl Validator<'_> {
         }
 
         let steps = self.step_list("steps", &raw.steps, raw);
+        // After the steps: the count reads their results, as the run left them.
+        let mut toil = toil;
+        toil.per_item = self.per_item(raw);
         let on_approval_requested =
             self.step_list("on_approval_requested", &raw.on_approval_requested, raw);
         // An approval setting taken out, or of a value already reported, decides nothing.
@@ -397,7 +434,8 @@ impl Validator<'_> {
             }
             _ => false,
         }) || self.lost(&[key("toil")]);
-        if toil.manual_minutes == 0.0 && !has_step_toil && !toil_lost {
+        let has_per_item = raw.toil.as_ref().is_some_and(|t| t.per_item.is_some());
+        if toil.manual_minutes == 0.0 && !has_step_toil && !has_per_item && !toil_lost {
             let span = match raw.toil {
                 Some(_) => self.key_span(&[key("toil")]),
                 None => self.key_span(&[key("name")]),
@@ -683,7 +721,65 @@ impl Validator<'_> {
         Toil {
             manual_minutes: check(t.manual_minutes, "manual_minutes", self),
             approval_minutes: check(t.approval_minutes, "approval_minutes", self),
+            per_item: None,
         }
+    }
+
+    /// `toil.per_item`, once `steps` are known (its count reads any step's results).
+    fn per_item(&mut self, raw: &RawRunbook) -> Option<PerItem> {
+        let p = raw.toil.as_ref()?.per_item.as_ref()?;
+        let at = |f: &str| vec![key("toil"), key("per_item"), key(f)];
+        let minutes = match p.minutes {
+            Some(m) if m.is_finite() && m >= 0.0 => Some(m),
+            Some(_) => {
+                let span = self.value_span(&at("minutes"));
+                self.error(
+                    Kind::InvalidValue,
+                    span,
+                    "`toil.per_item.minutes` must be zero or more minutes",
+                );
+                None
+            }
+            None => {
+                self.missing(
+                    &[key("toil"), key("per_item")],
+                    "minutes",
+                    "the minutes per item",
+                    "minutes: 2",
+                );
+                None
+            }
+        };
+        let count = match &p.count {
+            Some(c) => self.template(c, &at("count"), Scope::Finished, raw),
+            None => {
+                self.missing(
+                    &[key("toil"), key("per_item")],
+                    "count",
+                    "a template giving the number of items",
+                    "count: \"{{steps.clean.json.removed}}\"",
+                );
+                None
+            }
+        };
+        if p.max_items == Some(0) {
+            let span = self.value_span(&at("max_items"));
+            self.reject(
+                Kind::InvalidValue,
+                span,
+                "`toil.per_item.max_items` must be at least 1",
+                "no item could ever be credited",
+                Some(format!(
+                    "remove it for the default ({DEFAULT_MAX_ITEMS}), or remove `per_item`"
+                )),
+            );
+            return None;
+        }
+        Some(PerItem {
+            minutes: minutes?,
+            count: count?,
+            max_items: p.max_items.unwrap_or(DEFAULT_MAX_ITEMS),
+        })
     }
 
     fn trigger(&mut self, t: &RawTrigger, i: usize) -> Option<Trigger> {
@@ -1343,6 +1439,57 @@ impl Validator<'_> {
             },
             None => Retries::default(),
         };
+        let noop_exit_codes = s.noop_exit_codes.clone().unwrap_or_default();
+        if s.noop_exit_codes.is_some() && s.run.is_none() && !self.lost(&sp("run")) {
+            let span = self.key_span(&sp("noop_exit_codes"));
+            self.reject(
+                Kind::InvalidValue,
+                span,
+                "`noop_exit_codes` is only for `run` steps",
+                "this step runs no command",
+                Some("for `http` and `plugin` steps, say when there was nothing to do with `noop_when` on the step's results, e.g. `noop_when: '{{eq steps.NAME.http_status 204}}'`".into()),
+            );
+        }
+        for (n, code) in noop_exit_codes.iter().enumerate() {
+            if !(1..=255).contains(code) {
+                let mut p = sp("noop_exit_codes");
+                p.push(Seg::Index(n));
+                let span = self.value_span(&p);
+                let help = if *code == 0 {
+                    "0 is success: a run that found nothing to do exits with a status of its own, e.g. `exit 3`, listed here"
+                } else {
+                    "an exit status is 1 to 255"
+                };
+                self.reject(
+                    Kind::InvalidValue,
+                    span,
+                    format!("`{code}` cannot be a noop exit status"),
+                    "not allowed here",
+                    Some(help.into()),
+                );
+            }
+        }
+        let noop_when = s
+            .noop_when
+            .as_ref()
+            .and_then(|w| self.template(w, &sp("noop_when"), Scope::AfterStep(i), raw));
+        if self.list_field == "on_approval_requested"
+            && (s.noop_exit_codes.is_some() || s.noop_when.is_some())
+        {
+            let field = if s.noop_when.is_some() {
+                "noop_when"
+            } else {
+                "noop_exit_codes"
+            };
+            let span = self.key_span(&sp(field));
+            self.warn(
+                Kind::Ineffective,
+                span,
+                format!("`{field}` has no effect in `on_approval_requested`"),
+            )
+            .help
+            .push("these steps are not a run, so they cannot end one as noop; move it to a step under `steps`".into());
+        }
         if let Some(m) = s.toil_minutes
             && (!m.is_finite() || m < 0.0)
         {
@@ -1380,6 +1527,8 @@ impl Validator<'_> {
             timeout,
             retries,
             toil_minutes: s.toil_minutes,
+            noop_exit_codes,
+            noop_when,
             continue_on_error: s.continue_on_error.unwrap_or(false),
             env,
             workdir,
@@ -1921,8 +2070,14 @@ impl Validator<'_> {
                 _ => Ok(()),
             },
             "steps" => {
-                let Scope::Step(current) = scope else {
-                    return Err((format!("`{full}`: step results do not exist here"), Some("only steps can read earlier steps' results".into())));
+                // `own`: the step's own results exist (after it ran, for `noop_when`).
+                let (current, own) = match scope {
+                    Scope::Step(i) => (i, false),
+                    Scope::AfterStep(i) => (i, true),
+                    Scope::Finished => (self.list.len(), false),
+                    Scope::Runbook => {
+                        return Err((format!("`{full}`: step results do not exist here"), Some("only steps can read earlier steps' results".into())));
+                    }
                 };
                 let Some(step_name) = second else {
                     return Ok(());
@@ -1930,7 +2085,7 @@ impl Validator<'_> {
                 let position = self.list.iter().position(|s| s.name.as_deref() == Some(step_name));
                 match position {
                     None => {
-                        let names: Vec<&str> = self.list[..current].iter().filter_map(|s| s.name.as_deref()).collect();
+                        let names: Vec<&str> = self.list[..(current + usize::from(own)).min(self.list.len())].iter().filter_map(|s| s.name.as_deref()).collect();
                         Err((
                             format!("unknown step `{step_name}` in `{full}`"),
                             Some(did_you_mean(step_name, self.list.iter().filter_map(|s| s.name.as_deref())).unwrap_or_else(|| {
@@ -1942,7 +2097,7 @@ impl Validator<'_> {
                             })),
                         ))
                     }
-                    Some(i) if i == current => Err((
+                    Some(i) if i == current && !own => Err((
                         format!("step `{step_name}` refers to its own result in `{full}`"),
                         Some("a step can only read the results of steps before it".into()),
                     )),

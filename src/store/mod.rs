@@ -163,6 +163,9 @@ pub struct Reconciled {
     pub queued: Vec<RunRecord>,
     /// Runs waiting for approval, to re-arm their expiry.
     pub pending_approval: Vec<RunRecord>,
+    /// Finished alert runs awaiting their verification verdict (`verify_by` set, no verdict
+    /// yet), to re-arm the end of their window.
+    pub awaiting_verdict: Vec<RunRecord>,
 }
 
 /// The run store contract (see the module documentation for durability and blocking).
@@ -213,8 +216,11 @@ pub trait Store: Send + Sync {
     /// Records many finished runs in one durable write (imports, reconciliation, benchmarks).
     async fn finish_many(&self, runs: Vec<RunRecord>) -> Result<()>;
 
-    /// Records whether a succeeded alert run's alert resolved within its runbook's window.
-    async fn set_verified(&self, id: &RunId, verified: bool, at: DateTime<Utc>) -> Result<()>;
+    /// Records whether a succeeded alert run's alert resolved within its runbook's window, with
+    /// its credit as the verdict makes it (`ledger::toil::verdict`) and its rollups changed to
+    /// match, in one durable write. The first verdict stands: returns false, changing nothing,
+    /// for a run that has one.
+    async fn set_verified(&self, id: &RunId, verified: bool, at: DateTime<Utc>) -> Result<bool>;
 
     /// Applies `update` to the guard state of every key of `runbook` (or only `key`) that has one;
     /// returns the keys and their new states.
@@ -227,7 +233,8 @@ pub trait Store: Send + Sync {
 
     /// At start-up, before any run starts: runs left `running` by a dead process are ended by
     /// `interrupt` (which sets their final status and credit) and recorded; queued and pending
-    /// runs are returned to be resumed.
+    /// runs are returned to be resumed, and finished runs awaiting a verification verdict to
+    /// have their window's end re-armed.
     async fn reconcile(&self, interrupt: Change) -> Result<Reconciled>;
 
     /// The runs started for an alert episode (firing and resolved).

@@ -782,6 +782,7 @@ pub fn build(i: usize, s: &Spec) -> RunRecord {
             .enumerate()
             .filter_map(|(j, m)| m.map(|m| (format!("s{j}"), m as f64 / 10.0)))
             .collect(),
+        ..Default::default()
     };
     let status = STATUSES[s.status];
     let cause = match s.cause {
@@ -833,6 +834,7 @@ pub fn build(i: usize, s: &Spec) -> RunRecord {
             }),
             _ => None,
         },
+        verify_by: None,
         guard_key: None,
         approval: None,
         bypassed: None,

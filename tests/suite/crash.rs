@@ -271,7 +271,7 @@ impl Store for Dying {
         id: &RunId,
         verified: bool,
         at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         self.write()?;
         self.inner.set_verified(id, verified, at).await
     }

@@ -404,3 +404,208 @@ async fn an_episode_skipped_by_a_cooldown_runs_once_on_a_resend_after_it() {
         vec![after.accepted[0].clone()]
     );
 }
+
+const VERIFIED_ONLY: &str = "name: fix\nowner: t\ntoil: {manual_minutes: 10}\ntriggers:\n  - alert: {matchers: ['alertname=\"DiskFull\"']}\nverify: {alert_resolves_within: 15m, credit: verified_only}\nsteps:\n  - name: s\n    run: \"true\"\n";
+
+/// An Alertmanager notification of one DiskFull alert on `instance` (its own fingerprint),
+/// started at t0, firing or resolved at `ends`.
+fn disk_full(
+    instance: &str,
+    resolved_at: Option<DateTime<Utc>>,
+) -> untoil::trigger::alert::Notification {
+    let status = if resolved_at.is_some() {
+        "resolved"
+    } else {
+        "firing"
+    };
+    let ends = resolved_at.map_or("0001-01-01T00:00:00Z".to_string(), |t| t.to_rfc3339());
+    let body = serde_json::json!({
+        "receiver": "untoil", "status": status, "version": "4", "groupKey": "g",
+        "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
+        "externalURL": "http://127.0.0.1:9093",
+        "alerts": [{
+            "status": status,
+            "labels": {"alertname": "DiskFull", "instance": instance},
+            "annotations": {},
+            "startsAt": t0().to_rfc3339(),
+            "endsAt": ends,
+            "generatorURL": "",
+            "fingerprint": format!("fp-{instance}"),
+        }],
+    });
+    untoil::trigger::alert::Notification::from_json(body.to_string().as_bytes())
+        .expect("a notification")
+}
+
+/// The run of the alert on `instance`, once `done` holds for it.
+async fn run_of(w: &World, instance: &str, done: impl Fn(&RunRecord) -> bool) -> RunRecord {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(r) = find_run_of(w, instance).await
+            && done(&r)
+        {
+            return r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for the run of {instance}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn find_run_of(w: &World, instance: &str) -> Option<RunRecord> {
+    runs(w).await.into_iter().find(|r| {
+        r.alert
+            .as_ref()
+            .is_some_and(|a| a.alert.labels.get("instance").map(String::as_str) == Some(instance))
+    })
+}
+
+/// Today's rollup of the runbook `fix`, as `untoil report` sums it.
+async fn rollup_of_fix(w: &World) -> untoil::ledger::rollup::Rollup {
+    let day = w.clock.now().date_naive();
+    let mut total = untoil::ledger::rollup::Rollup::default();
+    for (k, r) in w
+        .engine
+        .store
+        .rollups(day, day, false)
+        .await
+        .expect("rollups")
+    {
+        if k.runbook == "fix" {
+            total.merge(&r);
+        }
+    }
+    total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verified_only_credit_waits_for_the_verdict_and_the_rollups_follow_it() {
+    let w = world(&[("fix", VERIFIED_ONLY)]);
+    let workers = tokio::spawn(w.engine.workers.clone().work());
+    for host in ["a", "b"] {
+        w.engine
+            .admission
+            .notification(&disk_full(host, None))
+            .await
+            .expect("accepted");
+    }
+    let finished = |r: &RunRecord| r.status == RunStatus::Succeeded;
+    let a = run_of(&w, "a", finished).await;
+    let b = run_of(&w, "b", finished).await;
+    for run in [&a, &b] {
+        let credit = run.toil.clone().unwrap_or_default();
+        assert_eq!((credit.minutes, credit.held), (0.0, Some(10.0)), "{run:?}");
+        assert!(
+            credit.reason.contains("awaiting verification"),
+            "{}",
+            credit.reason
+        );
+        assert_eq!(
+            run.verify_by,
+            run.finished_at.map(|f| f + chrono::Duration::minutes(15))
+        );
+    }
+    let held = rollup_of_fix(&w).await;
+    assert_eq!((held.succeeded, held.toil_milli_minutes), (2, 0));
+
+    // a's alert resolves within the window: verified, credited, and the rollups say so.
+    w.clock.advance(chrono::Duration::minutes(5));
+    let resolved = w.clock.now();
+    w.engine
+        .admission
+        .notification(&disk_full("a", Some(resolved)))
+        .await
+        .expect("accepted");
+    let a = run_of(&w, "a", |r| r.verification.is_some()).await;
+    assert_eq!(a.verification.as_ref().map(|v| v.verified), Some(true));
+    assert_eq!(a.toil.as_ref().map(|t| t.minutes), Some(10.0));
+    let after_a = rollup_of_fix(&w).await;
+    assert_eq!(
+        (
+            after_a.runs,
+            after_a.succeeded,
+            after_a.verified,
+            after_a.unverified
+        ),
+        (2, 2, 1, 0)
+    );
+    assert_eq!(after_a.toil_milli_minutes, 10_000);
+
+    // b's never does: at the end of its window it becomes unverified, with nothing credited.
+    until("b's window timer", || async { w.clock.sleepers() >= 1 }).await;
+    w.clock
+        .advance(chrono::Duration::minutes(10) - chrono::Duration::seconds(1));
+    assert_eq!(
+        find_run_of(&w, "b").await.and_then(|r| r.verification),
+        None
+    );
+    w.clock.advance(chrono::Duration::seconds(2));
+    let b = run_of(&w, "b", |r| r.verification.is_some()).await;
+    assert_eq!(b.verification.as_ref().map(|v| v.verified), Some(false));
+    assert_eq!(b.toil.as_ref().map(|t| t.minutes), Some(0.0));
+    assert!(
+        b.toil
+            .as_ref()
+            .is_some_and(|t| t.reason.contains("unverified")),
+        "{b:?}"
+    );
+    let after_b = rollup_of_fix(&w).await;
+    assert_eq!(
+        (after_b.runs, after_b.verified, after_b.unverified),
+        (2, 1, 1)
+    );
+    assert_eq!(after_b.toil_milli_minutes, 10_000);
+
+    // A late resolve does not flip the verdict.
+    w.engine
+        .admission
+        .notification(&disk_full("b", Some(w.clock.now())))
+        .await
+        .expect("accepted");
+    let b = find_run_of(&w, "b").await.expect("b");
+    assert_eq!(b.verification.as_ref().map(|v| v.verified), Some(false));
+    assert_eq!(rollup_of_fix(&w).await, after_b);
+    w.engine.queue.close();
+    workers.await.expect("workers");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_still_open_at_a_restart_ends_on_time_after_it() {
+    let root = tempfile::tempdir().expect("tempdir");
+    write_runbooks(root.path(), &[("fix", VERIFIED_ONLY)]);
+    {
+        let w = world_at(root.path(), t0());
+        let workers = tokio::spawn(w.engine.workers.clone().work());
+        w.engine
+            .admission
+            .notification(&disk_full("a", None))
+            .await
+            .expect("accepted");
+        run_of(&w, "a", |r| r.status == RunStatus::Succeeded).await;
+        w.engine.queue.close();
+        workers.await.expect("workers");
+    }
+    // untoil is back 5 minutes later: the window (15m) is re-armed from the store.
+    let w = world_at(root.path(), t0() + chrono::Duration::minutes(5));
+    let reconciled = w
+        .engine
+        .store
+        .reconcile(Arc::new(|_: &mut RunRecord| {}))
+        .await
+        .expect("reconcile");
+    assert_eq!(reconciled.awaiting_verdict.len(), 1);
+    w.engine.resume(&reconciled).await.expect("resume");
+    until("the re-armed timer", || async { w.clock.sleepers() >= 1 }).await;
+    w.clock.advance(chrono::Duration::minutes(11));
+    let a = run_of(&w, "a", |r| r.verification.is_some()).await;
+    assert_eq!(a.verification.map(|v| v.verified), Some(false));
+    let reconciled = w
+        .engine
+        .store
+        .reconcile(Arc::new(|_: &mut RunRecord| {}))
+        .await
+        .expect("reconcile");
+    assert!(reconciled.awaiting_verdict.is_empty());
+}

@@ -846,3 +846,120 @@ async fn a_report_step_renders_from_the_store_it_was_given_and_without_one_fails
     );
     assert_eq!(record.steps[1].stdout, "1 runs\n");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_noop_exit_status_ends_the_run_noop_without_retrying_or_running_the_rest() {
+    let fx = fixture();
+    let tries = fx.dir.path().join("tries");
+    let marker = fx.dir.path().join("later-ran");
+    let rb = runbook(
+        &fx,
+        &format!(
+            "{HEAD}steps:\n  - name: find\n    run: echo x >> {}; exit 3\n    noop_exit_codes: [3]\n    retries: {{attempts: 2, backoff: 10ms}}\n  - name: act\n    run: touch {}\n",
+            tries.display(),
+            marker.display()
+        ),
+    );
+    let (record, _) = run(&fx, rb).await;
+    assert_eq!(record.status, RunStatus::Noop, "{record:?}");
+    assert_eq!(record.steps[0].status, Some(StepStatus::Succeeded));
+    assert_eq!(record.steps[0].exit_code, Some(3));
+    assert_eq!(
+        record.steps[0].noop.as_deref(),
+        Some("exit status 3 (noop_exit_codes)")
+    );
+    assert_eq!(
+        std::fs::read_to_string(&tries)
+            .unwrap_or_default()
+            .lines()
+            .count(),
+        1,
+        "a noop status is not retried"
+    );
+    assert_eq!(record.steps[1].status, Some(StepStatus::Skipped));
+    assert!(
+        record.steps[1]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("nothing to do")),
+        "{:?}",
+        record.steps[1]
+    );
+    assert!(!marker.exists());
+    assert_eq!(record.error, None);
+    assert_eq!(record.toil.as_ref().map(|t| t.minutes), Some(0.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn noop_when_reads_the_step_it_follows_and_an_undecidable_one_fails_the_step() {
+    let fx = fixture();
+    let rb = |count: &str| {
+        runbook(
+            &fx,
+            &format!(
+                "{HEAD}steps:\n  - name: scan\n    run: \"echo '{{\\\"found\\\":{count}}}'\"\n    noop_when: '{{{{eq steps.scan.json.found 0}}}}'\n  - name: act\n    run: echo acted\n"
+            ),
+        )
+    };
+    let (none, _) = run(&fx, rb("0")).await;
+    assert_eq!(none.status, RunStatus::Noop, "{none:?}");
+    assert_eq!(none.steps[1].status, Some(StepStatus::Skipped));
+    let (some, _) = run(&fx, rb("2")).await;
+    assert_eq!(some.status, RunStatus::Succeeded, "{some:?}");
+    assert_eq!(some.steps[1].stdout.trim(), "acted");
+    assert_eq!(some.toil.as_ref().map(|t| t.minutes), Some(5.0));
+    let broken = runbook(
+        &fx,
+        &format!(
+            "{HEAD}steps:\n  - name: scan\n    run: echo plain\n    noop_when: '{{{{gt steps.scan.json.found.deeper 0}}}}'\n"
+        ),
+    );
+    let (failed, _) = run(&fx, broken).await;
+    assert_eq!(failed.status, RunStatus::Failed, "{failed:?}");
+    assert!(
+        failed.steps[0]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("`noop_when` cannot be evaluated")),
+        "{:?}",
+        failed.steps[0]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_plan_says_which_steps_can_end_the_run_as_noop() {
+    let fx = fixture();
+    let rb = runbook(
+        &fx,
+        &format!(
+            "{HEAD}steps:\n  - name: find\n    run: exit 3\n    noop_exit_codes: [3]\n  - name: act\n    run: echo\n"
+        ),
+    );
+    let mut req = RunRequest::manual(rb, "tester");
+    req.dry_run = true;
+    let (record, _) = run_with(&fx, req, CancellationToken::new()).await;
+    assert_eq!(record.toil.as_ref().map(|t| t.minutes), Some(0.0));
+    let plan = executor(&fx).preview(&RunRequest::manual(runbook(&fx, &format!("{HEAD}steps:\n  - name: find\n    run: exit 3\n    noop_exit_codes: [3]\n  - name: act\n    run: echo\n")), "tester").prepare().expect("prepare").1);
+    assert_eq!(
+        plan[0].noop.as_deref(),
+        Some("ends the run as noop on exit status 3")
+    );
+    assert_eq!(plan[1].noop, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_count_that_renders_a_secret_says_why_it_is_no_number_without_the_secret() {
+    let fx = fixture();
+    let rb = runbook(
+        &fx,
+        "name: t\nowner: team\ntoil: {manual_minutes: 5, per_item: {minutes: 1, count: '{{secrets.tok}}'}}\nsecrets: {tok: {file: SECRET_FILE}}\nsteps:\n  - name: a\n    run: echo\n",
+    );
+    let (record, _) = run(&fx, rb).await;
+    assert_eq!(record.status, RunStatus::Succeeded);
+    let credit = record.toil.unwrap_or_default();
+    assert_eq!(credit.minutes, 5.0);
+    let problem = credit.items.and_then(|i| i.problem).unwrap_or_default();
+    assert!(problem.contains("not a whole number"), "{problem}");
+    assert!(!problem.contains(SECRET), "{problem}");
+    assert!(!credit.reason.contains(SECRET), "{}", credit.reason);
+}

@@ -14,6 +14,7 @@ mod common;
 mod conformance;
 mod connections;
 mod crash;
+mod credit;
 mod cross_site;
 mod daemon;
 mod dashboard;

@@ -31,6 +31,11 @@ pub async fn run(step: &Step, command: &Template, shell: &str, env: &StepEnv<'_>
         result.json = parse_json(&result.stdout);
         match outcome.ended {
             Ended::Exited(Some(0)) => (StepStatus::Succeeded, None, false),
+            // The author declared this status "nothing to do": a success, never retried.
+            Ended::Exited(Some(code)) if step.noop_exit_codes.contains(&code) => {
+                result.noop = Some(format!("exit status {code} (noop_exit_codes)"));
+                (StepStatus::Succeeded, None, false)
+            }
             Ended::Exited(Some(code)) => (
                 StepStatus::Failed,
                 Some(format!("command exited with status {code}")),

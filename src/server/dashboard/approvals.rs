@@ -70,6 +70,9 @@ fn panel(a: &Waiting) -> Markup {
                                         @if let Some(problem) = &s.problem {
                                             p class="error" { "Would fail: " (problem) }
                                         }
+                                        @if let Some(noop) = &s.noop {
+                                            p class="muted" { (noop) }
+                                        }
                                     }
                                 }
                             }

@@ -427,6 +427,7 @@ fn the_approvals_page_escapes_plans_and_causes() {
         when: Some(h()),
         detail: h(),
         problem: Some(h()),
+        noop: Some(h()),
     }];
     let list = [
         Waiting {

@@ -14,6 +14,8 @@
 //! - `rollups`: `day \0 owner \0 service \0 runbook \0 cause` -> counters, updated in the same
 //!   transaction as a run's finish; `rollups_monthly`: the same per calendar month
 //!   (`YYYY-MM \0 ...`), so reports over long periods read ~30x fewer groups.
+//! - `verifying`: run id -> () for finished alert runs awaiting their verification verdict
+//!   (`RunRecord::verify_by` set, no verdict yet), so a restart re-arms their window's end.
 
 use std::path::Path;
 
@@ -49,6 +51,8 @@ pub struct Trees {
     pub dedupe: sled::Tree,
     /// Guard states.
     pub guards: sled::Tree,
+    /// Finished alert runs awaiting their verification verdict.
+    pub verifying: sled::Tree,
 }
 
 impl Trees {
@@ -66,6 +70,7 @@ impl Trees {
             monthly: tree("rollups_monthly")?,
             dedupe: tree("dedupe")?,
             guards: tree("guards")?,
+            verifying: tree("verifying")?,
         })
     }
 }

@@ -385,6 +385,21 @@ impl Inner {
                 _ => {}
             }
         }
+        for k in self.trees.verifying.iter().keys() {
+            let id = RunId(String::from_utf8_lossy(&k.map_err(|e| self.err(e))?).to_string());
+            match self.get_run(&id)? {
+                Some(run) if run.verification.is_none() && run.verify_by.is_some() => {
+                    out.awaiting_verdict.push(run)
+                }
+                // Pruned, or decided by a write this index missed: nothing to wait for.
+                _ => {
+                    self.trees
+                        .verifying
+                        .remove(id.0.as_bytes())
+                        .map_err(|e| self.err(e))?;
+                }
+            }
+        }
         out.queued.sort_by(|a, b| a.id.cmp(&b.id));
         Ok((out, interrupted))
     }
@@ -543,13 +558,15 @@ impl Store for SledStore {
         self.submit(Write::Finish(encoded, None)).await.map(|_| ())
     }
 
-    async fn set_verified(&self, id: &RunId, verified: bool, at: DateTime<Utc>) -> Result<()> {
-        let change: Change = Arc::new(move |r: &mut RunRecord| {
-            r.verification = Some(crate::run::record::Verification { verified, at });
-        });
-        match self.transition(id, &RunStatus::ALL, change).await? {
-            Transition::Missing => Err(StoreError::NoSuchRun(id.0.clone())),
-            _ => Ok(()),
+    async fn set_verified(&self, id: &RunId, verified: bool, at: DateTime<Utc>) -> Result<bool> {
+        match self
+            .submit(Write::Verdict(id.clone(), verified, at))
+            .await?
+        {
+            Outcome::Transitioned(Transition::Missing) => Err(StoreError::NoSuchRun(id.0.clone())),
+            Outcome::Transitioned(Transition::Done(_)) => Ok(true),
+            Outcome::Transitioned(_) => Ok(false),
+            _ => Err(unexpected(&self.inner.path)),
         }
     }
 

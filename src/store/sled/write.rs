@@ -51,6 +51,7 @@ pub struct Finishing {
     value: Vec<u8>,
     index: Vec<u8>,
     rollup: Option<(RollupKey, Rollup)>,
+    awaits_verdict: bool,
 }
 
 impl Finishing {
@@ -61,6 +62,7 @@ impl Finishing {
             value: encode(run),
             index: runbook_index(run),
             rollup: Rollup::of_run(run),
+            awaits_verdict: run.verify_by.is_some() && run.verification.is_none(),
         }
     }
 }
@@ -75,6 +77,8 @@ pub enum Write {
     Finish(Vec<Finishing>, Option<GuardOf<Update>>),
     /// A guard update of a runbook's keys (the keys found before the write).
     Guards(String, Vec<String>, Update),
+    /// A run's verification verdict (verified or not, when).
+    Verdict(crate::run::id::RunId, bool, chrono::DateTime<chrono::Utc>),
 }
 
 /// One caller's result.
@@ -125,6 +129,7 @@ struct Tx<'a> {
     rollups: &'a TransactionalTree,
     monthly: &'a TransactionalTree,
     guards: &'a TransactionalTree,
+    verifying: &'a TransactionalTree,
 }
 
 impl Tx<'_> {
@@ -148,20 +153,72 @@ impl Tx<'_> {
         self.runs.insert(f.id.as_slice(), f.value.as_slice())?;
         self.active.remove(f.id.as_slice())?;
         self.by_runbook.insert(f.index.as_slice(), &[])?;
+        if f.awaits_verdict {
+            self.verifying.insert(f.id.as_slice(), &[])?;
+        } else {
+            self.verifying.remove(f.id.as_slice())?;
+        }
         if let (Some((key, add)), false) = (&f.rollup, already_final) {
-            for (tree, k) in [
-                (self.rollups, rollup_key(key)),
-                (self.monthly, monthly_key(key)),
-            ] {
-                let mut current: Rollup = match tree.get(&k)? {
-                    Some(v) => decode(&k, &v).map_err(Abort::Abort)?,
-                    None => Rollup::default(),
-                };
-                current.merge(add);
-                tree.insert(k, encode(&current))?;
-            }
+            self.add_rollup(key, add, false)?;
         }
         Ok(())
+    }
+
+    /// Adds a run's contribution to its daily and monthly groups, or takes it out (`remove`).
+    fn add_rollup(&self, key: &RollupKey, part: &Rollup, remove: bool) -> Result<(), Abort> {
+        for (tree, k) in [
+            (self.rollups, rollup_key(key)),
+            (self.monthly, monthly_key(key)),
+        ] {
+            let mut current: Rollup = match tree.get(&k)? {
+                Some(v) => decode(&k, &v).map_err(Abort::Abort)?,
+                None => Rollup::default(),
+            };
+            if remove {
+                current.subtract(part);
+            } else {
+                current.merge(part);
+            }
+            tree.insert(k, encode(&current))?;
+        }
+        Ok(())
+    }
+
+    /// Records a run's first verification verdict, its credit as the verdict makes it, and its
+    /// rollups changed to match (its old contribution out, the new one in), all at once. A
+    /// run that has a verdict already keeps it: a late resolve does not flip it.
+    fn verdict(
+        &self,
+        id: &crate::run::id::RunId,
+        verified: bool,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Transition, Abort> {
+        let key = id.0.as_bytes();
+        let Some(v) = self.runs.get(key)? else {
+            return Ok(Transition::Missing);
+        };
+        let old: RunRecord = decode(key, &v).map_err(Abort::Abort)?;
+        if old.verification.is_some() {
+            return Ok(Transition::Refused(old.status));
+        }
+        let mut run = old.clone();
+        run.verification = Some(crate::run::record::Verification { verified, at });
+        run.toil = run
+            .toil
+            .as_ref()
+            .map(|c| crate::ledger::toil::verdict(c, verified));
+        self.runs.insert(key, encode(&run))?;
+        self.verifying.remove(key)?;
+        // Only a run the rollups counted (finished) has a contribution to replace.
+        if old.status.is_final() {
+            if let Some((k, part)) = Rollup::of_run(&old) {
+                self.add_rollup(&k, &part, true)?;
+            }
+            if let Some((k, part)) = Rollup::of_run(&run) {
+                self.add_rollup(&k, &part, false)?;
+            }
+        }
+        Ok(Transition::Done(Box::new(run)))
     }
 
     /// A run that has not ended: record and indexes.
@@ -338,9 +395,10 @@ pub fn apply(trees: &Trees, path: &Path, batch: Vec<Write>) -> Result<Vec<Outcom
         &trees.rollups,
         &trees.monthly,
         &trees.guards,
+        &trees.verifying,
     );
     let result: Result<Vec<Decided>, TransactionError<StoreError>> = all.transaction(
-        |(dedupe, runs, active, by_runbook, rollups, monthly, guards)| {
+        |(dedupe, runs, active, by_runbook, rollups, monthly, guards, verifying)| {
             let tx = Tx {
                 dedupe,
                 runs,
@@ -349,6 +407,7 @@ pub fn apply(trees: &Trees, path: &Path, batch: Vec<Write>) -> Result<Vec<Outcom
                 rollups,
                 monthly,
                 guards,
+                verifying,
             };
             let mut decided = Vec::with_capacity(batch.len());
             for write in &batch {
@@ -356,6 +415,9 @@ pub fn apply(trees: &Trees, path: &Path, batch: Vec<Write>) -> Result<Vec<Outcom
                     Write::Admit(candidates, _) => Decided::Admitted(tx.admit(candidates)?),
                     Write::Transition(id, from, change) => {
                         Decided::Transitioned(tx.transition(id, from, change)?)
+                    }
+                    Write::Verdict(id, verified, at) => {
+                        Decided::Transitioned(tx.verdict(id, *verified, *at)?)
                     }
                     Write::Finish(runs, guard) => {
                         for f in runs {
