@@ -453,3 +453,15 @@ pub fn serve(dirs: &Dirs) -> (Served, String) {
     let base = served.base();
     (served, base)
 }
+
+/// The text of the element with `id` in a page the dashboard served (its first text node).
+pub fn by_id(html: &str, id: &str) -> String {
+    let at = html
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("#{id} in {html}"));
+    let rest = &html[at..];
+    let text = &rest[rest.find('>').map_or(0, |i| i + 1)..];
+    text[..text.find('<').unwrap_or(text.len())]
+        .trim()
+        .to_string()
+}

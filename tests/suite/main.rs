@@ -35,4 +35,5 @@ mod redaction;
 mod reports;
 mod store;
 mod storm;
+mod toil_numbers;
 mod trust;

@@ -12,7 +12,7 @@ use untoil::run::status::RunStatus;
 use untoil::store::Store;
 use untoil::store::sled::SledStore;
 
-use crate::common::{Dirs, Http, serve, untoil_command};
+use crate::common::{Dirs, Http, by_id, serve, untoil_command};
 
 /// A finished run of `runbook` started at `start`, lasting a second.
 fn run(runbook: &str, status: RunStatus, start: DateTime<Utc>) -> RunRecord {
@@ -63,18 +63,6 @@ fn runs(now: DateTime<Utc>) -> Vec<RunRecord> {
         runs.push(run("other", RunStatus::Succeeded, now - Duration::days(40)));
     }
     runs
-}
-
-/// The text of the element with `id` (its first text node).
-fn by_id(html: &str, id: &str) -> String {
-    let at = html
-        .find(&format!("id=\"{id}\""))
-        .unwrap_or_else(|| panic!("#{id} in {html}"));
-    let rest = &html[at..];
-    let text = &rest[rest.find('>').map_or(0, |i| i + 1)..];
-    text[..text.find('<').unwrap_or(text.len())]
-        .trim()
-        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
