@@ -114,8 +114,15 @@ impl Admission {
                 runs.push((key, run, rb.clone()));
             }
             if alert.status == AlertStatus::Resolved {
-                let (v, c) =
-                    resolve::resolved(&*self.store, &catalog, &self.canceller, alert, now).await;
+                let (v, c) = resolve::resolved(
+                    &*self.store,
+                    &catalog,
+                    &self.canceller,
+                    &self.metrics,
+                    alert,
+                    now,
+                )
+                .await;
                 outcome.verified += v;
                 outcome.cancelled += c;
             }

@@ -161,6 +161,12 @@ impl Metrics {
                 .get_or_create(&labels(&[("runbook", runbook)]))
                 .observe(s);
         }
+        self.toil_released(runbook, team, toil_minutes);
+    }
+
+    /// Counts toil saved: at a run's finish, or when a verdict releases what was held until its
+    /// alert resolved (`verify.credit: verified_only`).
+    pub fn toil_released(&self, runbook: &str, team: &str, toil_minutes: f64) {
         if toil_minutes > 0.0 {
             self.toil_saved
                 .get_or_create(&labels(&[("runbook", runbook), ("team", team)]))

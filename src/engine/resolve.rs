@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use tracing::warn;
 
 use crate::engine::cancel::Canceller;
+use crate::engine::metrics::Metrics;
 use crate::run::cause::Cause;
 use crate::run::status::RunStatus;
 use crate::runbook::catalog::Catalog;
@@ -13,11 +14,14 @@ use crate::runbook::model::Trigger;
 use crate::store::Store;
 use crate::trigger::alert::Alert;
 
-/// Verifies and cancels the runs of a resolved alert's episode. Returns (verified, cancelled).
+/// Verifies and cancels the runs of a resolved alert's episode; the minutes a verdict releases
+/// (`verify.credit: verified_only`) count in the toil metric then, not at the run's finish.
+/// Returns (verified, cancelled).
 pub async fn resolved(
     store: &dyn Store,
     catalog: &Catalog,
     canceller: &Canceller,
+    metrics: &Metrics,
     alert: &Alert,
     now: DateTime<Utc>,
 ) -> (usize, usize) {
@@ -65,6 +69,9 @@ pub async fn resolved(
             let ok = resolved_at <= deadline;
             if let Ok(true) = store.set_verified(&id, ok, now).await {
                 verified += 1;
+                if let (true, Some(held)) = (ok, run.toil.as_ref().and_then(|t| t.held)) {
+                    metrics.toil_released(&run.runbook, &run.owner, held);
+                }
             }
         }
     }
