@@ -357,7 +357,15 @@ impl Executor {
             let count = self
                 .renderer
                 .plain(&per_item.count, &context(ctx.clone()))
-                .map_err(|e| format!("cannot be rendered: {}", e.0))
+                .map_err(|e| {
+                    // The usual cause: the step printed something that is not JSON.
+                    let hint = if per_item.count.source().contains(".json") {
+                        " (a step's `json` is set only when its whole stdout is JSON)"
+                    } else {
+                        ""
+                    };
+                    format!("cannot be rendered: {}{hint}", e.0)
+                })
                 .and_then(|text| crate::ledger::toil::parse_count(&text))
                 // The reason may quote what the count rendered to, which may hold a secret.
                 .map_err(|e| plan.redactor().redact(&e));

@@ -131,7 +131,11 @@ impl Rollup {
             _ => r.failed = 1,
         }
         r.toil_milli_minutes = milli_minutes(run.toil.as_ref().map_or(0.0, |t| t.minutes));
-        if let Some(ms) = run.duration_ms() {
+        // An interrupted run's end is when untoil found it dead (the next start, after a
+        // crash), not when it stopped: its "duration" would be the downtime.
+        if let Some(ms) = run.duration_ms()
+            && run.status != RunStatus::Interrupted
+        {
             r.durations.record(ms);
         }
         // Only a webhook delivery has a time to remediate: a replay by hand is cause `manual`.
@@ -158,5 +162,22 @@ pub fn milli_minutes(minutes: f64) -> u64 {
         (minutes * 1000.0).round() as u64
     } else {
         0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_interrupted_run_counts_but_its_downtime_is_no_duration() {
+        let mut run = RunRecord::synthetic(1);
+        run.status = RunStatus::Interrupted;
+        let (_, r) = Rollup::of_run(&run).expect("counts");
+        assert_eq!((r.runs, r.interrupted, r.failed), (1, 1, 0));
+        assert_eq!(r.durations.count(), 0);
+        run.status = RunStatus::Failed;
+        let (_, r) = Rollup::of_run(&run).expect("counts");
+        assert_eq!(r.durations.count(), 1);
     }
 }

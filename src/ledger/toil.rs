@@ -125,6 +125,15 @@ pub fn credit_of(baseline: &Baseline, end: &Ending<'_>) -> Credit {
             baseline.manual_minutes,
             format!("run succeeded: manual_minutes {}", baseline.manual_minutes),
         )
+    } else if baseline.per_item.is_some() {
+        // Its items may still be credited below: the per-run figure is what it does not earn.
+        (
+            0.0,
+            format!(
+                "run {status}: manual_minutes {} not credited",
+                baseline.manual_minutes
+            ),
+        )
     } else {
         (0.0, format!("run {status}: nothing credited"))
     };
@@ -136,8 +145,11 @@ pub fn credit_of(baseline: &Baseline, end: &Ending<'_>) -> Credit {
     if let Some(i) = &items
         && !nothing
     {
+        // After a part that credited nothing, "+" would read as if that part said the total.
+        let join = if gross > 0.0 { " + " } else { "; credited " };
         gross += i.counted as f64 * i.minutes_each;
-        reason.push_str(&format!(" + {}", describe_items(i)));
+        reason.push_str(join);
+        reason.push_str(&describe_items(i));
     }
     let mut minutes = gross;
     if end.approval_required && gross > 0.0 && baseline.approval_minutes > 0.0 {
@@ -234,10 +246,25 @@ pub fn parse_count(rendered: &str) -> Result<u64, String> {
     if t.is_empty() {
         return Err("rendered to an empty value, not a number of items".into());
     }
-    t.parse::<u64>().map_err(|_| {
-        let shown: String = t.chars().take(40).collect();
-        format!("rendered to `{shown}`, not a whole number of items (0 or more)")
-    })
+    if let Ok(n) = t.parse::<u64>() {
+        return Ok(n);
+    }
+    // A JSON number comes through the template as the float it was parsed into: `2.0`, or
+    // `1e+20` for a count beyond f64's exact integers. A whole one is a count (beyond u64, as
+    // many as can be; max_items caps it anyway).
+    match t.parse::<f64>() {
+        Ok(f) if f.is_finite() && f >= 0.0 && f.fract() == 0.0 => Ok(if f >= u64::MAX as f64 {
+            u64::MAX
+        } else {
+            f as u64
+        }),
+        _ => {
+            let shown: String = t.chars().take(40).collect();
+            Err(format!(
+                "rendered to `{shown}`, not a whole number of items (0 or more)"
+            ))
+        }
+    }
 }
 
 /// The credit of a held run once its verdict is known: the held minutes when verified, nothing
@@ -447,6 +474,30 @@ mod tests {
             );
         }
         assert_eq!(parse_count(" 12\n"), Ok(12));
+        // What handlebars makes of JSON numbers: whole floats are counts.
+        assert_eq!(parse_count("2.0"), Ok(2));
+        assert_eq!(parse_count("1e+20"), Ok(u64::MAX));
+        for text in ["-1.0", "NaN", "inf", "1e-3"] {
+            assert!(parse_count(text).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_reason_never_says_nothing_was_credited_beside_credited_items() {
+        let failed = credit_of(
+            &per_item(5.0, 2.0, 100),
+            &ending(RunStatus::Failed, Some(&Ok(3))),
+        );
+        assert_eq!(failed.minutes, 6.0);
+        assert_eq!(
+            failed.reason,
+            "run failed: manual_minutes 5 not credited; credited 3 items x 2 (count from {{steps.clean.json.removed}})"
+        );
+        let capped = credit_of(
+            &per_item(5.0, 2.0, 3),
+            &ending(RunStatus::Succeeded, Some(&parse_count("1e+20"))),
+        );
+        assert_eq!(capped.minutes, 11.0, "{}", capped.reason);
     }
 
     #[test]
