@@ -184,7 +184,22 @@ fn shipped_cert_expiry_check_of_a_valid_certificate_is_noop_and_of_an_expiring_o
         ],
     );
     assert_ne!(out.status.code(), Some(0));
-    assert_eq!(last_run(&dirs)["status"], "failed");
+    let expiring = last_run(&dirs);
+    assert_eq!(expiring["status"], "failed");
+    // The check a person would have made was made: credited, though the run fails to flag it.
+    assert_eq!(expiring["toil"]["minutes"], 10.0, "{expiring}");
+}
+
+#[test]
+fn shipped_disk_usage_over_its_threshold_fails_and_credits_its_diagnosis() {
+    let dirs = Dirs::new();
+    shipped(&dirs, "disk-usage");
+    // Every filesystem is at least 0% used.
+    let out = untoil(&dirs, &["run", "disk-usage", "--param", "threshold=0"]);
+    assert_ne!(out.status.code(), Some(0));
+    let run = last_run(&dirs);
+    assert_eq!(run["status"], "failed", "{run}");
+    assert_eq!(run["toil"]["minutes"], 5.0, "{run}");
 }
 
 #[test]
