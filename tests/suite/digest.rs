@@ -329,6 +329,8 @@ async fn without_a_webhook_the_digest_is_rendered_the_post_skipped_and_nothing_c
         shown.contains("post skipped") && shown.contains("toil credited: 0 min"),
         "{shown}"
     );
+    // Nothing was delivered: the run found nothing to do, it is no success to count.
+    assert!(shown.contains(" noop in "), "{shown}");
     has_line(
         &shown
             .lines()
