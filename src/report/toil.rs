@@ -605,6 +605,11 @@ impl ToilReport {
 
     fn title(&self) -> String {
         let mut t = format!("{} .. {} (UTC days)", self.period.from, self.period.to);
+        // A filtered table must not read as the whole picture.
+        if !self.causes.is_empty() {
+            let names: Vec<&str> = self.causes.iter().map(|c| c.name()).collect();
+            t.push_str(&format!(", only runs caused by {}", names.join(" or ")));
+        }
         if let Some(p) = &self.previous {
             t.push_str(&format!(
                 ", compared with the previous {} days {} .. {}",
@@ -805,6 +810,13 @@ mod tests {
         assert_eq!(groups, ["alert", "manual"]);
         assert_eq!((some.total.runs, some.total.toil_minutes), (5, 5.0));
         assert_eq!(some.causes, [CauseKind::Alert, CauseKind::Manual]);
+        let table = some.render(Format::Table);
+        assert!(
+            table.starts_with(
+                "toil report 2026-11-01 .. 2026-11-30 (UTC days), only runs caused by alert or manual\n"
+            ),
+            "{table}"
+        );
         // Grouped by something else, the filter still applies.
         let by_team = aggregate_causes(november(), &[Dim::Team], &[CauseKind::Schedule], data());
         assert_eq!(by_team.rows.len(), 1);

@@ -409,6 +409,13 @@ async fn reports_and_run_lists_filter_by_cause_in_the_cli_and_the_api() {
     assert_eq!(manual.as_array().map(Vec::len), Some(4), "{manual}");
     let (_, some) = http.get("/api/v1/runs?cause=manual,alert&limit=100").await;
     assert_eq!(some.as_array().map(Vec::len), Some(10), "{some}");
+    // The limit counts only runs that pass the filter.
+    let (_, two_schedules) = http.get("/api/v1/runs?cause=schedule&limit=2").await;
+    let kinds: Vec<&Value> = two_schedules
+        .as_array()
+        .map(|r| r.iter().map(|r| &r["cause"]["kind"]).collect())
+        .unwrap_or_default();
+    assert_eq!(kinds, [&Value::from("schedule"); 2], "{two_schedules}");
     let (status, e) = http.get("/api/v1/runs?cause=cron").await;
     assert_eq!(status, 400, "{e}");
     // Unknown parameters are refused, naming the parameter and the accepted ones.
