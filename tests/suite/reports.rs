@@ -422,6 +422,10 @@ async fn reports_and_run_lists_filter_by_cause_in_the_cli_and_the_api() {
     for (url, accepted) in [
         ("/api/v1/runs?caus=manual", "`cause`"),
         ("/api/v1/reports/toil?label=x", "`compare`"),
+        (
+            "/api/v1/reports/unautomated?cause=alert",
+            "`assume_minutes`",
+        ),
     ] {
         let (status, e) = http.get(url).await;
         assert_eq!(status, 400, "{url}: {e}");
