@@ -10,6 +10,7 @@ use crate::report::backlog;
 use crate::report::period::Period;
 use crate::report::query::{Dim, Format};
 use crate::report::toil::toil_report_compared;
+use crate::run::cause::CauseKind;
 use crate::store::Store;
 
 use crate::cli::connect::{Target, target};
@@ -32,6 +33,10 @@ pub struct ReportArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// Only runs started by one of these causes (repeatable or comma-separated); a comparison
+    /// uses the same filter.
+    #[arg(long = "cause", value_enum, value_delimiter = ',')]
+    pub causes: Vec<CauseKind>,
     /// Also show each figure for the previous period of the same number of UTC days, and the
     /// change.
     #[arg(long)]
@@ -105,6 +110,15 @@ fn period_query(p: &PeriodArgs) -> Vec<(&'static str, String)> {
     }
 }
 
+/// A cause filter as the API's `cause` parameter: `manual,alert`.
+pub fn cause_list(causes: &[CauseKind]) -> String {
+    causes
+        .iter()
+        .map(|c| c.name())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// The same report from the daemon's API (it renders with the same code).
 fn remote(r: &Remote, a: &ReportArgs) -> Result<String> {
     match &a.command {
@@ -123,6 +137,9 @@ fn remote(r: &Remote, a: &ReportArgs) -> Result<String> {
             let by: Vec<&str> = a.by.iter().map(|d| d.name()).collect();
             if !by.is_empty() {
                 q.push(("by", by.join(",")));
+            }
+            if !a.causes.is_empty() {
+                q.push(("cause", cause_list(&a.causes)));
             }
             if a.compare {
                 q.push(("compare", "true".into()));
@@ -161,6 +178,7 @@ pub fn run(g: &Global, a: ReportArgs) -> Result<ExitCode> {
                 &store as &dyn Store,
                 period,
                 &by,
+                &a.causes,
                 a.compare,
             ))??;
             print!("{}", r.render(a.format));

@@ -5,9 +5,11 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 
+use crate::cli::report::cause_list;
 use crate::identity::claim;
 use crate::report::table::Table;
 use crate::report::{cell, human};
+use crate::run::cause::CauseKind;
 use crate::run::id::RunId;
 use crate::run::record::RunRecord;
 use crate::run::status::{RunStatus, StepStatus};
@@ -29,6 +31,9 @@ pub struct RunsArgs {
     /// Only runs with this status (succeeded, failed, running, skipped, ...).
     #[arg(long)]
     pub status: Option<RunStatus>,
+    /// Only runs started by one of these causes (repeatable or comma-separated).
+    #[arg(long = "cause", value_enum, value_delimiter = ',')]
+    pub causes: Vec<CauseKind>,
     /// At most this many, most recent first.
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
@@ -93,11 +98,15 @@ pub fn run(g: &Global, a: RunsArgs) -> Result<ExitCode> {
                     if let Some(s) = a.status {
                         q.push(("status", s.to_string()));
                     }
+                    if !a.causes.is_empty() {
+                        q.push(("cause", cause_list(&a.causes)));
+                    }
                     serde_json::from_str(&r.get("/api/v1/runs", &q)?)?
                 }
                 (None, Some(s)) => block_on(s.list_runs(&RunFilter {
                     runbook: a.runbook.clone(),
                     status: a.status,
+                    causes: a.causes.clone(),
                     limit: a.limit,
                 }))??,
                 (None, None) => Vec::new(),

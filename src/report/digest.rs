@@ -129,11 +129,10 @@ impl Digest {
             self.period.from, self.period.to
         );
         out.push_str(&format!(
-            "*Toil saved:* {} in {} ({} succeeded, {} failed, success rate {})\n\n",
+            "*Toil saved:* {} in {}{} (success rate {})\n\n",
             hours(t.toil_hours),
-            crate::report::human::count(usize::try_from(t.runs).unwrap_or(usize::MAX), "run"),
-            t.succeeded,
-            t.failed,
+            runs(t.runs),
+            outcomes(t),
             percent(t.success_rate),
         ));
 
@@ -200,6 +199,27 @@ impl Digest {
             percent(self.coverage)
         ));
         out
+    }
+}
+
+/// How the runs ended, every run in one part (zero parts left out), so the parts add up to the
+/// run count: `: 22 succeeded, 10 found nothing to do, 4 failed or timed out, 2 interrupted`.
+fn outcomes(t: &Figures) -> String {
+    let parts: Vec<String> = [
+        (t.succeeded, "succeeded"),
+        (t.noop, "found nothing to do"),
+        (t.failed, "failed or timed out"),
+        (t.interrupted, "interrupted"),
+        (t.cancelled, "cancelled"),
+    ]
+    .into_iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{n} {what}"))
+    .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", parts.join(", "))
     }
 }
 
@@ -273,6 +293,17 @@ mod tests {
                 (key(24, "disk-usage"), rollup(2, 2, 10)),
                 (key(25, "cert-check"), rollup(0, 1, 0)),
                 (key(26, "restart"), rollup(4, 0, 60)),
+                // Runs that are neither successes nor failures still count among the runs.
+                (
+                    key(27, "stale-tmp"),
+                    Rollup {
+                        runs: 4,
+                        noop: 2,
+                        interrupted: 1,
+                        cancelled: 1,
+                        ..Default::default()
+                    },
+                ),
                 // Outside the week: counted nowhere.
                 (key(30, "log-cleanup"), rollup(9, 9, 900)),
             ],
@@ -290,7 +321,7 @@ mod tests {
     #[test]
     fn the_digest_lists_toil_failures_and_backlog_in_order() {
         let d = digest(5);
-        assert_eq!(d.total.runs, 12);
+        assert_eq!(d.total.runs, 16);
         let top: Vec<&str> = d.top_runbooks.iter().map(|l| l.runbook.as_str()).collect();
         // cert-check saved nothing: not among the top runbooks.
         assert_eq!(top, ["restart", "log-cleanup", "disk-usage"]);
@@ -299,7 +330,7 @@ mod tests {
         let md = d.markdown();
         for line in [
             "*untoil digest 2026-11-23 .. 2026-11-29 (UTC days)*",
-            "*Toil saved:* 1.67 h in 12 runs (9 succeeded, 3 failed, success rate 75.0%)",
+            "*Toil saved:* 1.67 h in 16 runs: 9 succeeded, 2 found nothing to do, 3 failed or timed out, 1 interrupted, 1 cancelled (success rate 78.6%)",
             "1. restart: 1.00 h, 4 runs",
             "2. log-cleanup: 0.50 h, 3 runs",
             "3. disk-usage: 0.17 h, 4 runs",
@@ -344,7 +375,7 @@ mod tests {
         let b = backlog(period(), &[], &BTreeMap::new(), &[], 15.0);
         let md = compose(&toil, &b, 5).markdown();
         for line in [
-            "*Toil saved:* 0.00 h in 0 runs (0 succeeded, 0 failed, success rate -)",
+            "*Toil saved:* 0.00 h in 0 runs (success rate -)",
             "No runbook saved toil in this period.",
             "No run failed in this period.",
             "No alert went unhandled in this period.",

@@ -14,6 +14,7 @@ use crate::report::period::Period;
 use crate::report::query::{Dim, Format};
 use crate::report::table::Table;
 use crate::report::table::percent as pct;
+use crate::run::cause::CauseKind;
 use crate::store::Store;
 use crate::store::error::StoreError;
 
@@ -320,6 +321,9 @@ pub struct ToilReport {
     pub period: Period,
     /// Group-by dimensions.
     pub by: Vec<Dim>,
+    /// The causes it is limited to (empty: every cause).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub causes: Vec<CauseKind>,
     /// Rows, sorted by group.
     pub rows: Vec<Row>,
     /// Totals over all rows.
@@ -340,10 +344,29 @@ pub fn aggregate<I>(period: Period, by: &[Dim], rollups: I) -> ToilReport
 where
     I: IntoIterator<Item = (RollupKey, Rollup)>,
 {
+    aggregate_causes(period, by, &[], rollups)
+}
+
+/// [`aggregate`] of the rollups whose cause is one of `causes` (empty: every cause): the one
+/// place a report is filtered by cause, so its rows and totals agree.
+pub fn aggregate_causes<I>(
+    period: Period,
+    by: &[Dim],
+    causes: &[CauseKind],
+    rollups: I,
+) -> ToilReport
+where
+    I: IntoIterator<Item = (RollupKey, Rollup)>,
+{
     let mut groups: BTreeMap<Vec<String>, Rollup> = BTreeMap::new();
     let mut total = Rollup::default();
     for (k, r) in rollups {
         if k.day < period.from || k.day > period.to {
+            continue;
+        }
+        // A key whose cause names no kind (never written so) passes only an unfiltered report.
+        let kind = k.cause.parse::<CauseKind>().ok();
+        if !causes.is_empty() && !kind.is_some_and(|c| causes.contains(&c)) {
             continue;
         }
         let group: Vec<String> = by.iter().map(|d| d.value(&k)).collect();
@@ -371,6 +394,7 @@ where
     ToilReport {
         period,
         by: by.to_vec(),
+        causes: causes.to_vec(),
         rows,
         total: Figures::of(&total),
         total_rollup: total,
@@ -416,29 +440,41 @@ pub async fn toil_report(
     period: Period,
     by: &[Dim],
 ) -> Result<ToilReport, StoreError> {
+    toil_report_of_causes(store, period, by, &[]).await
+}
+
+/// [`toil_report`] of the runs whose cause is one of `causes` (empty: every cause).
+pub async fn toil_report_of_causes(
+    store: &dyn Store,
+    period: Period,
+    by: &[Dim],
+    causes: &[CauseKind],
+) -> Result<ToilReport, StoreError> {
     // Monthly rollups serve any grouping coarser than a week: far fewer groups to read.
     let by_month = !by.iter().any(|d| matches!(d, Dim::Day | Dim::Week));
-    Ok(aggregate(
+    Ok(aggregate_causes(
         period,
         by,
+        causes,
         store.rollups(period.from, period.to, by_month).await?,
     ))
 }
 
-/// [`toil_report`], set against the previous period of the same length when `compare` (and
-/// there is one: it would not start before 0001-01-01).
+/// [`toil_report_of_causes`], set against the previous period of the same length, with the
+/// same cause filter, when `compare` (and there is one: it would not start before 0001-01-01).
 pub async fn toil_report_compared(
     store: &dyn Store,
     period: Period,
     by: &[Dim],
+    causes: &[CauseKind],
     compare: bool,
 ) -> Result<ToilReport, StoreError> {
-    let mut report = toil_report(store, period, by).await?;
+    let mut report = toil_report_of_causes(store, period, by, causes).await?;
     if !compare {
         return Ok(report);
     }
     match period.previous() {
-        Some(p) => Ok(report.compared(&toil_report(store, p, by).await?)),
+        Some(p) => Ok(report.compared(&toil_report_of_causes(store, p, by, causes).await?)),
         None => {
             // Said rather than left out silently: the caller asked for a comparison.
             report.notes.push(format!(
@@ -569,6 +605,11 @@ impl ToilReport {
 
     fn title(&self) -> String {
         let mut t = format!("{} .. {} (UTC days)", self.period.from, self.period.to);
+        // A filtered table must not read as the whole picture.
+        if !self.causes.is_empty() {
+            let names: Vec<&str> = self.causes.iter().map(|c| c.name()).collect();
+            t.push_str(&format!(", only runs caused by {}", names.join(" or ")));
+        }
         if let Some(p) = &self.previous {
             t.push_str(&format!(
                 ", compared with the previous {} days {} .. {}",
@@ -742,6 +783,44 @@ mod tests {
             from: NaiveDate::from_ymd_opt(2026, 11, 1).unwrap_or_default(),
             to: NaiveDate::from_ymd_opt(2026, 11, 30).unwrap_or_default(),
         }
+    }
+
+    #[test]
+    fn a_cause_filter_keeps_only_those_causes_in_rows_and_totals() {
+        let caused = |cause: &str| RollupKey {
+            cause: cause.into(),
+            ..key("2026-11-02", "a", "x")
+        };
+        let data = || {
+            [
+                (caused("manual"), rollup(1, 1, 1000)),
+                (caused("schedule"), rollup(2, 2, 2000)),
+                (caused("alert"), rollup(4, 3, 4000)),
+            ]
+        };
+        let all = aggregate(november(), &[Dim::Cause], data());
+        assert_eq!(all.total.runs, 7);
+        let some = aggregate_causes(
+            november(),
+            &[Dim::Cause],
+            &[CauseKind::Alert, CauseKind::Manual],
+            data(),
+        );
+        let groups: Vec<&str> = some.rows.iter().map(|r| r.group[0].as_str()).collect();
+        assert_eq!(groups, ["alert", "manual"]);
+        assert_eq!((some.total.runs, some.total.toil_minutes), (5, 5.0));
+        assert_eq!(some.causes, [CauseKind::Alert, CauseKind::Manual]);
+        let table = some.render(Format::Table);
+        assert!(
+            table.starts_with(
+                "toil report 2026-11-01 .. 2026-11-30 (UTC days), only runs caused by alert or manual\n"
+            ),
+            "{table}"
+        );
+        // Grouped by something else, the filter still applies.
+        let by_team = aggregate_causes(november(), &[Dim::Team], &[CauseKind::Schedule], data());
+        assert_eq!(by_team.rows.len(), 1);
+        assert_eq!(by_team.rows[0].figures.runs, 2);
     }
 
     #[test]

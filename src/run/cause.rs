@@ -69,11 +69,88 @@ impl Cause {
 
     /// `manual`, `schedule` or `alert`.
     pub fn kind(&self) -> &'static str {
+        self.which().name()
+    }
+
+    /// The kind of this cause, as filters name it.
+    pub fn which(&self) -> CauseKind {
         match self {
-            Cause::Manual { .. } => "manual",
-            Cause::Schedule { .. } => "schedule",
-            Cause::Alert { .. } => "alert",
+            Cause::Manual { .. } => CauseKind::Manual,
+            Cause::Schedule { .. } => CauseKind::Schedule,
+            Cause::Alert { .. } => CauseKind::Alert,
         }
+    }
+}
+
+/// The kind of a run's cause, as reports and run lists filter by it.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum CauseKind {
+    /// Started by hand (with or without an alert attached).
+    Manual,
+    /// A schedule fire.
+    Schedule,
+    /// An Alertmanager alert.
+    Alert,
+}
+
+impl CauseKind {
+    /// Every kind, in the order messages list them.
+    pub const ALL: [CauseKind; 3] = [CauseKind::Manual, CauseKind::Schedule, CauseKind::Alert];
+
+    /// `manual`, `schedule` or `alert`.
+    pub fn name(self) -> &'static str {
+        match self {
+            CauseKind::Manual => "manual",
+            CauseKind::Schedule => "schedule",
+            CauseKind::Alert => "alert",
+        }
+    }
+
+    /// The kinds of a comma-separated list (`manual,schedule`), without repeats; empty parts
+    /// are ignored. Errors name the unknown value and the valid ones.
+    pub fn parse_list(list: &str) -> Result<Vec<CauseKind>, String> {
+        let mut out: Vec<CauseKind> = Vec::new();
+        for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let kind = part.parse::<CauseKind>()?;
+            if !out.contains(&kind) {
+                out.push(kind);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether a cause passes a filter of kinds (an empty filter passes all).
+    pub fn admits(filter: &[CauseKind], kind: CauseKind) -> bool {
+        filter.is_empty() || filter.contains(&kind)
+    }
+}
+
+impl std::str::FromStr for CauseKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        CauseKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| format!("unknown cause `{s}`; expected manual, schedule or alert"))
+    }
+}
+
+impl std::fmt::Display for CauseKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -84,4 +161,25 @@ pub struct AlertContext {
     pub alert: Alert,
     /// Its notification (receiver, group labels, ...), without the other alerts.
     pub notification: Notification,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CauseKind;
+
+    #[test]
+    fn cause_lists_parse_and_unknown_ones_name_the_valid_kinds() {
+        assert_eq!(
+            CauseKind::parse_list("manual, schedule,,manual"),
+            Ok(vec![CauseKind::Manual, CauseKind::Schedule])
+        );
+        assert_eq!(CauseKind::parse_list(""), Ok(Vec::new()));
+        let e = CauseKind::parse_list("alert,cron").expect_err("cron is no cause");
+        assert!(
+            e.contains("`cron`") && e.contains("manual, schedule or alert"),
+            "{e}"
+        );
+        assert!(CauseKind::admits(&[], CauseKind::Alert));
+        assert!(!CauseKind::admits(&[CauseKind::Manual], CauseKind::Alert));
+    }
 }

@@ -41,3 +41,17 @@ pub fn accept_error(e: AcceptError) -> Response {
         AcceptError::Store(s) => store_error(s),
     }
 }
+
+/// A query string's parameters, or why they are refused: an unknown parameter is named with the
+/// accepted ones (serde's "unknown field" message, said in the API's words).
+pub fn query<T>(
+    q: Result<axum::extract::Query<T>, axum::extract::rejection::QueryRejection>,
+) -> Result<T, String> {
+    match q {
+        Ok(axum::extract::Query(t)) => Ok(t),
+        Err(e) => Err(e
+            .body_text()
+            .replace("Failed to deserialize query string: ", "")
+            .replace("unknown field", "unknown parameter")),
+    }
+}

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::guard::KeyState;
 use crate::ledger::rollup::{Rollup, RollupKey};
+use crate::run::cause::CauseKind;
 use crate::run::id::RunId;
 use crate::run::record::RunRecord;
 use crate::run::status::RunStatus;
@@ -81,6 +82,8 @@ pub struct RunFilter {
     pub runbook: Option<String>,
     /// Only this status.
     pub status: Option<RunStatus>,
+    /// Only runs with one of these causes (empty: any cause).
+    pub causes: Vec<CauseKind>,
     /// Most recent first, at most this many (0: all).
     pub limit: usize,
 }

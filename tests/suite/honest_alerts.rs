@@ -367,6 +367,12 @@ async fn resolves_are_never_unmatched_and_a_millisecond_resolve_finds_its_episod
     assert_eq!(alerts_total(&d, "firing_unmatched").await, 3.0);
     assert_eq!(alerts_total(&d, "resolved").await, 3.0);
     assert_eq!(alerts_total(&d, "deduplicated").await, 2.0);
+    // What docs/guards.md (Metrics) says holds: matched counts the two deduplicated re-sends
+    // too, and with no `on: resolved`/`both` trigger the outcomes add up to what was received.
+    let sum = alerts_total(&d, "matched").await
+        + alerts_total(&d, "firing_unmatched").await
+        + alerts_total(&d, "resolved").await;
+    assert_eq!(alerts_total(&d, "received").await, sum);
     assert_eq!(
         alerts_total(&d, "unmatched").await,
         0.0,

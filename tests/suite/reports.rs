@@ -309,3 +309,138 @@ fn runs_show_says_remediated_only_for_succeeded_alert_runs_and_the_verdict_when_
         "{text}"
     );
 }
+
+/// A run of `runbook` with the given cause kind, started at `start`.
+fn caused(kind: &str, status: RunStatus, start: DateTime<Utc>) -> RunRecord {
+    let mut r = run(kind, status, start);
+    match kind {
+        "schedule" => r.cause = Cause::Schedule { at: start },
+        "alert" => {
+            r.cause = Cause::Alert {
+                fingerprint: "f".into(),
+                starts_at: start,
+                labels: Default::default(),
+            }
+        }
+        _ => {}
+    }
+    r
+}
+
+/// The CLI's stdout as JSON, after checking it succeeded.
+fn cli_json(dirs: &Dirs, args: &[&str]) -> Value {
+    let out = untoil_command(dirs).args(args).output().expect("untoil");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_and_run_lists_filter_by_cause_in_the_cli_and_the_api() {
+    let dirs = Dirs::new();
+    {
+        let now = Utc::now();
+        let (start, before) = (now - Duration::hours(1), now - Duration::days(40));
+        let mut all = Vec::new();
+        for (kind, n, m) in [("manual", 3, 1), ("schedule", 2, 0), ("alert", 4, 2)] {
+            all.extend((0..n).map(|_| caused(kind, RunStatus::Succeeded, start)));
+            all.extend((0..m).map(|_| caused(kind, RunStatus::Succeeded, before)));
+        }
+        all.push(caused("schedule", RunStatus::Failed, start));
+        let store = SledStore::open(&dirs.path("data")).expect("store");
+        store.finish_many(all).await.expect("finish");
+    }
+    let report = ["report", "--format", "json", "--by", "cause", "--compare"];
+    let alert = cli_json(&dirs, &[&report[..], &["--cause", "alert"]].concat());
+    assert_eq!(alert["total"]["runs"], 4, "{alert}");
+    assert_eq!(alert["rows"].as_array().map(Vec::len), Some(1), "{alert}");
+    assert_eq!(alert["rows"][0]["group"][0], "alert");
+    // The previous period is read with the same filter.
+    assert_eq!(alert["previous"]["total"]["runs"], 2, "{alert}");
+    assert_eq!(alert["causes"], serde_json::json!(["alert"]));
+    let two = cli_json(
+        &dirs,
+        &[&report[..], &["--cause", "manual,schedule"]].concat(),
+    );
+    assert_eq!(two["total"]["runs"], 6, "{two}");
+    assert_eq!(two["previous"]["total"]["runs"], 1, "{two}");
+    let repeated = cli_json(
+        &dirs,
+        &[&report[..], &["--cause", "manual", "--cause", "schedule"]].concat(),
+    );
+    assert_eq!(repeated["total"], two["total"]);
+    let out = untoil_command(&dirs)
+        .args(["report", "--cause", "cron"])
+        .output()
+        .expect("untoil report");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("cron") && err.contains("schedule"), "{err}");
+    let runs = cli_json(&dirs, &["runs", "--json", "--cause", "schedule"]);
+    let kinds: Vec<&Value> = runs
+        .as_array()
+        .map(|r| r.iter().map(|r| &r["cause"]["kind"]).collect())
+        .unwrap_or_default();
+    assert_eq!(kinds, [&Value::from("schedule"); 3], "{runs}");
+
+    let (served, base) = serve(&dirs);
+    let http = Http::new(base);
+    let (status, api) = http
+        .get("/api/v1/reports/toil?format=json&by=cause&compare=true&cause=alert")
+        .await;
+    assert_eq!(status, 200, "{api}");
+    assert_eq!(api, alert);
+    let (_, api) = http
+        .get("/api/v1/reports/toil?format=json&by=cause&compare=true&cause=manual,schedule")
+        .await;
+    assert_eq!(api, two);
+    let (status, e) = http.get("/api/v1/reports/toil?cause=cron").await;
+    assert_eq!(status, 400, "{e}");
+    let e = e["error"].as_str().unwrap_or_default().to_string();
+    assert!(
+        e.contains("`cron`") && e.contains("manual, schedule or alert"),
+        "{e}"
+    );
+    let (status, manual) = http.get("/api/v1/runs?cause=manual&limit=100").await;
+    assert_eq!(status, 200, "{manual}");
+    assert_eq!(manual.as_array().map(Vec::len), Some(4), "{manual}");
+    let (_, some) = http.get("/api/v1/runs?cause=manual,alert&limit=100").await;
+    assert_eq!(some.as_array().map(Vec::len), Some(10), "{some}");
+    // The limit counts only runs that pass the filter.
+    let (_, two_schedules) = http.get("/api/v1/runs?cause=schedule&limit=2").await;
+    let kinds: Vec<&Value> = two_schedules
+        .as_array()
+        .map(|r| r.iter().map(|r| &r["cause"]["kind"]).collect())
+        .unwrap_or_default();
+    assert_eq!(kinds, [&Value::from("schedule"); 2], "{two_schedules}");
+    let (status, e) = http.get("/api/v1/runs?cause=cron").await;
+    assert_eq!(status, 400, "{e}");
+    // Unknown parameters are refused, naming the parameter and the accepted ones.
+    for (url, accepted) in [
+        ("/api/v1/runs?caus=manual", "`cause`"),
+        ("/api/v1/reports/toil?label=x", "`compare`"),
+        (
+            "/api/v1/reports/unautomated?cause=alert",
+            "`assume_minutes`",
+        ),
+    ] {
+        let (status, e) = http.get(url).await;
+        assert_eq!(status, 400, "{url}: {e}");
+        let e = e["error"].as_str().unwrap_or_default().to_string();
+        assert!(
+            e.contains("unknown parameter") && e.contains(accepted),
+            "{url}: {e}"
+        );
+    }
+    // The CLI through the daemon passes the filter on.
+    assert_eq!(
+        cli_json(&dirs, &[&report[..], &["--cause", "alert"]].concat()),
+        alert
+    );
+    let remote = cli_json(&dirs, &["runs", "--json", "--cause", "schedule"]);
+    assert_eq!(remote.as_array().map(Vec::len), Some(3), "{remote}");
+    served.terminate();
+}

@@ -50,6 +50,7 @@ pub async fn waiting(engine: &Engine) -> Result<Vec<Waiting>, crate::store::erro
         runbook: None,
         status: Some(RunStatus::PendingApproval),
         limit: 0,
+        ..RunFilter::default()
     };
     let mut runs = engine.store.list_runs(&filter).await?;
     runs.reverse();

@@ -1,6 +1,7 @@
 //! Reports: `GET /api/v1/reports/toil` and `/api/v1/reports/unautomated` (the backlog), in the
 //! format asked for.
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -11,11 +12,14 @@ use crate::report::backlog::backlog_report;
 use crate::report::period::Period;
 use crate::report::query::{Dim, Format};
 use crate::report::toil::toil_report_compared;
-use crate::server::respond::{error, store_error};
+use crate::run::cause::CauseKind;
+use crate::server::respond::{error, query, store_error};
 use crate::server::state::Shared;
 
-/// Query of the report endpoints.
+/// Query of the report endpoints: what the dashboard and the backlog read. The toil endpoint
+/// takes [`ToilQuery`].
 #[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 pub struct ReportQuery {
     /// Comma-separated dimensions.
     pub by: Option<String>,
@@ -33,6 +37,47 @@ pub struct ReportQuery {
     pub assume_minutes: Option<f64>,
     /// Set the toil report against the previous period of the same length.
     pub compare: Option<bool>,
+}
+
+/// Query of `GET /api/v1/reports/toil`: its own parameters only, so an unknown (or a
+/// backlog-only) one is refused rather than ignored.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ToilQuery {
+    /// Comma-separated dimensions.
+    pub by: Option<String>,
+    /// How far back (default 30d).
+    pub since: Option<String>,
+    /// First day (with `to`).
+    pub from: Option<String>,
+    /// Last day (with `from`).
+    pub to: Option<String>,
+    /// json (default), csv, markdown or table.
+    pub format: Option<String>,
+    /// Set the toil report against the previous period of the same length.
+    pub compare: Option<bool>,
+    /// Only these causes (comma-separated: manual, schedule, alert).
+    pub cause: Option<String>,
+}
+
+impl ToilQuery {
+    /// The causes it asks for (empty: every cause), or why one is unknown.
+    pub fn causes(&self) -> Result<Vec<CauseKind>, String> {
+        CauseKind::parse_list(self.cause.as_deref().unwrap_or(""))
+    }
+
+    /// Its period, format and grouping as the shared report query.
+    fn common(&self) -> ReportQuery {
+        ReportQuery {
+            by: self.by.clone(),
+            since: self.since.clone(),
+            from: self.from.clone(),
+            to: self.to.clone(),
+            format: self.format.clone(),
+            compare: self.compare,
+            ..ReportQuery::default()
+        }
+    }
 }
 
 /// The period a query asks for.
@@ -108,22 +153,42 @@ pub fn assume_minutes(q: &ReportQuery) -> f64 {
 }
 
 /// `GET /api/v1/reports/toil`.
-pub async fn toil(State(s): State<Shared>, Query(q): Query<ReportQuery>) -> Response {
-    let (period, format, by) = match (period(&q), format_of(&q), dims(&q)) {
-        (Ok(p), Ok(f), Ok(b)) => (p, f, b),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+pub async fn toil(
+    State(s): State<Shared>,
+    q: Result<Query<ToilQuery>, QueryRejection>,
+) -> Response {
+    let q = match query(q) {
+        Ok(q) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let common = q.common();
+    let (period, format, by, causes) = match (
+        period(&common),
+        format_of(&common),
+        dims(&common),
+        q.causes(),
+    ) {
+        (Ok(p), Ok(f), Ok(b), Ok(c)) => (p, f, b, c),
+        (Err(e), _, _, _) | (_, Err(e), _, _) | (_, _, Err(e), _) | (_, _, _, Err(e)) => {
             return error(StatusCode::BAD_REQUEST, e);
         }
     };
     let compare = q.compare.unwrap_or(false);
-    match toil_report_compared(&*s.engine.store, period, &by, compare).await {
+    match toil_report_compared(&*s.engine.store, period, &by, &causes, compare).await {
         Ok(r) => rendered(format, r.render(format)),
         Err(e) => store_error(e),
     }
 }
 
 /// `GET /api/v1/reports/unautomated`.
-pub async fn unautomated(State(s): State<Shared>, Query(q): Query<ReportQuery>) -> Response {
+pub async fn unautomated(
+    State(s): State<Shared>,
+    q: Result<Query<ReportQuery>, QueryRejection>,
+) -> Response {
+    let q = match query(q) {
+        Ok(q) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
     let (period, format) = match (period(&q), format_of(&q)) {
         (Ok(p), Ok(f)) => (p, f),
         (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, e),

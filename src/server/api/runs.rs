@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -14,13 +15,14 @@ use tokio_stream::wrappers::BroadcastStream;
 
 use crate::engine::Following;
 use crate::identity::principal::Principal;
+use crate::run::cause::CauseKind;
 use crate::run::event::RunEvent;
 use crate::run::id::RunId;
 use crate::run::record::RunRecord;
 use crate::run::status::{RunStatus, StepStatus};
 use crate::server::api::actor::actor;
 use crate::server::api::body::optional_json;
-use crate::server::respond::{accept_error, error, store_error};
+use crate::server::respond::{accept_error, error, query, store_error};
 use crate::server::state::Shared;
 use crate::store::RunFilter;
 use crate::trigger::alert::Notification;
@@ -80,13 +82,17 @@ pub async fn start(
     }
 }
 
-/// Query of `GET /api/v1/runs`.
+/// Query of `GET /api/v1/runs`. An unknown parameter is refused rather than ignored (a
+/// misspelt filter would otherwise list every run).
 #[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 pub struct RunsQuery {
     /// Only this runbook.
     pub runbook: Option<String>,
     /// Only this status.
     pub status: Option<String>,
+    /// Only these causes (comma-separated: manual, schedule, alert).
+    pub cause: Option<String>,
     /// At most this many (default 50).
     pub limit: Option<usize>,
 }
@@ -98,17 +104,22 @@ impl RunsQuery {
             Some(s) => Some(s.parse::<RunStatus>()?),
             None => None,
         };
+        let causes = CauseKind::parse_list(self.cause.as_deref().unwrap_or(""))?;
         Ok(RunFilter {
             runbook: self.runbook.filter(|r| !r.is_empty()),
             status,
+            causes,
             limit: self.limit.unwrap_or(50),
         })
     }
 }
 
 /// `GET /api/v1/runs`.
-pub async fn list(State(s): State<Shared>, Query(q): Query<RunsQuery>) -> Response {
-    let filter = match q.filter() {
+pub async fn list(
+    State(s): State<Shared>,
+    q: Result<Query<RunsQuery>, QueryRejection>,
+) -> Response {
+    let filter = match query(q).and_then(|q| q.filter()) {
         Ok(f) => f,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };

@@ -46,7 +46,7 @@ pub async fn page(State(d): State<Shared>, RawQuery(q): RawQuery) -> Response {
     };
     let store = &*d.engine.store;
     // The cards set each total against the previous period of the same length.
-    let report = match toil_report_compared(store, p, &dims, true).await {
+    let report = match toil_report_compared(store, p, &dims, &[], true).await {
         Ok(r) => r,
         Err(e) => return store_failure(e),
     };

@@ -67,6 +67,7 @@ pub async fn page(State(d): State<Shared>) -> Response {
             runbook: Some(rb.name.clone()),
             status: None,
             limit: 1,
+            ..RunFilter::default()
         };
         let last = match store.list_runs(&filter).await {
             Ok(runs) => runs.into_iter().next(),

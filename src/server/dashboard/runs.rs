@@ -14,7 +14,7 @@ use crate::server::dashboard::parts::status_badge;
 use crate::server::dashboard::stamp::signature;
 use crate::server::state::Shared;
 
-/// Runs read from the store for one page (the cause filter applies after).
+/// Runs read from the store for one page (filtered by the store).
 const READ: usize = 500;
 /// Runs shown at most.
 const SHOWN: usize = 100;
@@ -46,6 +46,7 @@ pub async fn page(State(d): State<Shared>, RawQuery(q): RawQuery) -> Response {
     let filter = RunsQuery {
         runbook: runbook.clone(),
         status: status.clone(),
+        cause: cause.clone(),
         limit: Some(READ),
     }
     .filter();

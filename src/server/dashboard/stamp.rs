@@ -28,6 +28,7 @@ pub async fn signature(engine: &Engine, run: Option<&str>) -> String {
         runbook: None,
         status: None,
         limit: 50,
+        ..RunFilter::default()
     };
     for r in store.list_runs(&filter).await.unwrap_or_default() {
         h.update(format!("{}:{}:{};", r.id, r.status, r.steps.len()));

@@ -127,6 +127,7 @@ fn the_overview_escapes_series_names() {
     let report = ToilReport {
         period: period(),
         by: vec![Dim::Team, Dim::Week],
+        causes: Vec::new(),
         rows: vec![Row {
             group: vec![h(), "2026-W48".into()],
             rollup: Rollup::default(),

@@ -23,6 +23,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::guard::KeyState;
 use crate::ledger::rollup::{Rollup, RollupKey};
+use crate::run::cause::CauseKind;
 use crate::run::id::RunId;
 use crate::run::record::RunRecord;
 use crate::run::status::RunStatus;
@@ -294,7 +295,11 @@ impl Inner {
             filter.limit
         };
         let mut out = Vec::new();
-        let keep = |r: &RunRecord| filter.status.is_none_or(|s| r.status == s);
+        // Filtered while scanning, so the limit counts only runs that pass.
+        let keep = |r: &RunRecord| {
+            filter.status.is_none_or(|s| r.status == s)
+                && CauseKind::admits(&filter.causes, r.cause.which())
+        };
         match &filter.runbook {
             Some(rb) => {
                 let mut prefix = rb.clone().into_bytes();
