@@ -8,6 +8,7 @@ use tracing::warn;
 use crate::engine::cancel::Canceller;
 use crate::engine::metrics::Metrics;
 use crate::run::cause::Cause;
+use crate::run::record::Verification;
 use crate::run::status::RunStatus;
 use crate::runbook::catalog::Catalog;
 use crate::runbook::model::Trigger;
@@ -67,7 +68,12 @@ pub async fn resolved(
         });
         if let Some(deadline) = deadline {
             let ok = resolved_at <= deadline;
-            if let Ok(true) = store.set_verified(&id, ok, now).await {
+            let verification = Verification {
+                verified: ok,
+                at: now,
+                resolved_at: Some(resolved_at),
+            };
+            if let Ok(true) = store.set_verified(&id, verification).await {
                 verified += 1;
                 if let (true, Some(held)) = (ok, run.toil.as_ref().and_then(|t| t.held)) {
                     metrics.toil_released(&run.runbook, &run.owner, held);

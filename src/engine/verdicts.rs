@@ -11,7 +11,7 @@ use tracing::{info, warn};
 use crate::engine::clock::Clock;
 use crate::engine::queue::Queue;
 use crate::run::id::RunId;
-use crate::run::record::RunRecord;
+use crate::run::record::{RunRecord, Verification};
 use crate::store::Store;
 
 /// Verification windows of this daemon's finished alert runs.
@@ -54,8 +54,13 @@ impl Verdicts {
             if me.queue.is_closed() {
                 return;
             }
+            let verification = Verification {
+                verified: false,
+                at: me.clock.now(),
+                resolved_at: None,
+            };
             // The store keeps the first verdict: a resolve recorded before this one stands.
-            match me.store.set_verified(&id, false, me.clock.now()).await {
+            match me.store.set_verified(&id, verification).await {
                 Ok(true) => {
                     info!(run_id = %id, "unverified: its alert did not resolve within the window")
                 }

@@ -517,7 +517,14 @@ async fn a_verdict_replaces_the_runs_rollups_once_and_leaves_the_runs_awaiting_o
 
     assert!(
         store
-            .set_verified(&run.id, true, now)
+            .set_verified(
+                &run.id,
+                untoil::run::record::Verification {
+                    verified: true,
+                    at: now,
+                    resolved_at: None,
+                },
+            )
             .await
             .expect("verdict")
     );
@@ -535,7 +542,14 @@ async fn a_verdict_replaces_the_runs_rollups_once_and_leaves_the_runs_awaiting_o
     // The first verdict stands, and the rollups do not move again.
     assert!(
         !store
-            .set_verified(&run.id, false, now)
+            .set_verified(
+                &run.id,
+                untoil::run::record::Verification {
+                    verified: false,
+                    at: now,
+                    resolved_at: None,
+                },
+            )
             .await
             .expect("verdict")
     );
