@@ -67,7 +67,9 @@ pub async fn resolved(
             run.finished_at.map(|end| end + window)
         });
         if let Some(deadline) = deadline {
-            let ok = resolved_at <= deadline;
+            // A succeeded run has started; the start of its record stands in for one that did not.
+            let started = run.started_at.unwrap_or(run.created_at);
+            let ok = crate::engine::verdicts::within(started, resolved_at, deadline);
             let verification = Verification {
                 verified: ok,
                 at: now,

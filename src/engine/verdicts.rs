@@ -14,6 +14,17 @@ use crate::run::id::RunId;
 use crate::run::record::{RunRecord, Verification};
 use crate::store::Store;
 
+/// Whether a fix worked: its alert resolved (`resolved_at`: its `endsAt`, else when the resolve
+/// arrived) no earlier than the run started and no later than its window's end. An alert that
+/// resolved before the run started cleared on its own; one that resolved after the window, late.
+pub fn within(
+    started_at: DateTime<Utc>,
+    resolved_at: DateTime<Utc>,
+    verify_by: DateTime<Utc>,
+) -> bool {
+    started_at <= resolved_at && resolved_at <= verify_by
+}
+
 /// Verification windows of this daemon's finished alert runs.
 pub struct Verdicts {
     store: Arc<dyn Store>,
@@ -68,5 +79,33 @@ impl Verdicts {
                 Err(e) => warn!(run_id = %id, "cannot record the run unverified: {e}"),
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(s: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 12, 3, 10, 0, s)
+            .single()
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn verified_iff_the_alert_resolved_between_the_start_and_the_window_end() {
+        let (start, deadline) = (at(10), at(40));
+        assert!(within(start, at(10), deadline), "exactly at the start");
+        assert!(
+            within(start, at(40), deadline),
+            "exactly at the window's end"
+        );
+        assert!(
+            within(start, at(20), deadline),
+            "during the run or the window"
+        );
+        assert!(!within(start, at(9), deadline), "before the run started");
+        assert!(!within(start, at(41), deadline), "after the window ended");
     }
 }

@@ -422,10 +422,7 @@ async fn verified_only_credit_reaches_the_report_when_the_verdict_does() {
     assert_eq!(quick["toil"]["minutes"], 0.0);
     // The alert resolves: patient is verified and credited; quick's verdict stands.
     let (status, _, _) = d
-        .post(
-            "/api/v1/alerts/alertmanager",
-            crate::common::fixture("resolved.json"),
-        )
+        .post("/api/v1/alerts/alertmanager", crate::common::resolved_now())
         .await;
     assert_eq!(status, 200);
     let patient = crate::common::until("patient's verdict", || verdict_of("patient")).await;

@@ -609,3 +609,45 @@ async fn a_window_still_open_at_a_restart_ends_on_time_after_it() {
         .expect("reconcile");
     assert!(reconciled.awaiting_verdict.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_that_resolved_before_the_run_started_cleared_on_its_own_and_is_not_credited() {
+    let w = world(&[("fix", VERIFIED_ONLY)]);
+    let workers = tokio::spawn(w.engine.workers.clone().work());
+    // The alert started at t0; its run starts a minute later.
+    w.clock.advance(chrono::Duration::minutes(1));
+    w.engine
+        .admission
+        .notification(&disk_full("a", None))
+        .await
+        .expect("accepted");
+    let a = run_of(&w, "a", |r| r.status == RunStatus::Succeeded).await;
+    assert_eq!(a.started_at, Some(t0() + chrono::Duration::minutes(1)));
+    // Its resolve says it ended 30 s after it started: before the run did.
+    let ended = t0() + chrono::Duration::seconds(30);
+    w.engine
+        .admission
+        .notification(&disk_full("a", Some(ended)))
+        .await
+        .expect("accepted");
+    let a = run_of(&w, "a", |r| r.verification.is_some()).await;
+    let v = a.verification.clone().expect("a verdict");
+    assert!(!v.verified, "{a:?}");
+    assert_eq!(v.resolved_at, Some(ended));
+    assert_eq!(a.toil.as_ref().map(|t| t.minutes), Some(0.0));
+    assert_eq!(
+        untoil::report::human::verdict(&a).as_deref(),
+        Some("unverified: alert resolved before the run started: it cleared on its own")
+    );
+    let rollup = rollup_of_fix(&w).await;
+    assert_eq!(
+        (
+            rollup.verified,
+            rollup.unverified,
+            rollup.toil_milli_minutes
+        ),
+        (0, 1, 0)
+    );
+    w.engine.queue.close();
+    workers.await.expect("workers");
+}
