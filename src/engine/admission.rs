@@ -17,6 +17,7 @@ use crate::engine::metrics::Metrics;
 use crate::engine::queue::Queue;
 use crate::engine::resolve;
 use crate::engine::runbooks::Runbooks;
+use crate::engine::verdicts::Verdicts;
 use crate::exec::executor::Executor;
 use crate::exec::plan::{resolve_params, with_defaults};
 use crate::exec::preparation::prepare;
@@ -64,6 +65,8 @@ pub struct Admission {
     pub canceller: Arc<Canceller>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Verdicts of the runs whose alerts resolve.
+    pub verdicts: Arc<Verdicts>,
     /// The clock guards decide by.
     pub clock: Arc<dyn Clock>,
     /// Renders guard keys.
@@ -118,7 +121,7 @@ impl Admission {
                     &*self.store,
                     &catalog,
                     &self.canceller,
-                    &self.metrics,
+                    &self.verdicts,
                     alert,
                     now,
                 )

@@ -120,6 +120,7 @@ impl Engine {
             followers: followers.clone(),
             clock: clock.clone(),
         });
+        let verdicts = Verdicts::new(store.clone(), clock.clone(), metrics.clone(), queue.clone());
         let admission = Arc::new(Admission {
             store: store.clone(),
             queue: queue.clone(),
@@ -127,11 +128,11 @@ impl Engine {
             runbooks: runbooks.clone(),
             canceller: canceller.clone(),
             metrics: metrics.clone(),
+            verdicts: verdicts.clone(),
             clock: clock.clone(),
             renderer: Renderer::new(),
             executor: executor.clone(),
         });
-        let verdicts = Verdicts::new(store.clone(), clock.clone(), queue.clone());
         let workers = Arc::new(Workers {
             queue: queue.clone(),
             store: store.clone(),
@@ -212,7 +213,7 @@ impl Engine {
             self.approvals.resume(run);
         }
         for run in &reconciled.awaiting_verdict {
-            self.verdicts.watch(run);
+            self.verdicts.watch(run).await;
         }
         Ok(())
     }

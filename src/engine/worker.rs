@@ -214,7 +214,7 @@ impl Workers {
             Ok(None) => {}
             Err(e) => error!("cannot record the run: {e}"),
         }
-        self.verdicts.watch(&run);
+        self.verdicts.watch(&run).await;
         self.followers.close(&id, &run);
         info!(status = %run.status, "run finished");
         // Interrupted by this shutdown: an idempotent runbook's run waits, queued, for the next

@@ -102,21 +102,36 @@ pub fn remediated(r: &crate::run::record::RunRecord) -> Option<String> {
 }
 
 /// The verify verdict of an alert run, when known: `verified: alert resolved 2 min after the
-/// run ended, within the verify window` or `unverified: alert still firing when the verify
-/// window ended (2026-12-03 10:15:00 UTC)`.
+/// run ended, within the verify window`, `unverified: alert still firing when the verify window
+/// ended (2026-12-03 10:15:00 UTC)`, or why a resolve did not count. Times are those the verdict
+/// was based on: the alert's `endsAt` and the run's `verify_by`.
 pub fn verdict(r: &crate::run::record::RunRecord) -> Option<String> {
     let v = r.verification.as_ref()?;
-    Some(if v.verified {
-        let after = r
-            .finished_at
-            .map(|end| format!(" {} after the run ended,", between(end, v.at)))
-            .unwrap_or_default();
-        format!("verified: alert resolved{after} within the verify window")
-    } else {
-        format!(
+    // Records before `resolved_at` existed know neither when the alert resolved nor, for a
+    // verdict taken at a restart, the window's end apart from `verify_by`.
+    let window_end = r.verify_by.unwrap_or(v.at);
+    Some(match (v.verified, v.resolved_at) {
+        (true, None) => "verified: alert resolved within the verify window".into(),
+        (true, Some(at)) => {
+            let when = match r.finished_at {
+                Some(end) if at >= end => format!("{} after the run ended", between(end, at)),
+                Some(_) => "while the run was running".into(),
+                None => format!("at {}", instant(at)),
+            };
+            format!("verified: alert resolved {when}, within the verify window")
+        }
+        (false, Some(at)) if r.started_at.is_some_and(|start| at < start) => {
+            "unverified: alert resolved before the run started: it cleared on its own".into()
+        }
+        (false, Some(at)) => format!(
+            "unverified: alert resolved {} after the verify window ended ({})",
+            between(window_end, at),
+            instant(window_end)
+        ),
+        (false, None) => format!(
             "unverified: alert still firing when the verify window ended ({})",
-            instant(v.at)
-        )
+            instant(window_end)
+        ),
     })
 }
 
@@ -200,22 +215,73 @@ mod tests {
             r.status = s;
             assert_eq!(remediated(&r), None, "{s}");
         }
+        // Old records: no `resolved_at`; the window's end is the run's `verify_by`.
         r.verification = Some(Verification {
             verified: true,
             at: start + chrono::Duration::minutes(5),
+            resolved_at: None,
+        });
+        assert_eq!(
+            verdict(&r).as_deref(),
+            Some("verified: alert resolved within the verify window")
+        );
+        r.verification = Some(Verification {
+            verified: false,
+            at: start + chrono::Duration::minutes(18),
+            resolved_at: None,
+        });
+        assert_eq!(
+            verdict(&r).as_deref(),
+            Some(
+                "unverified: alert still firing when the verify window ended (2026-12-02 10:18:00 UTC)"
+            )
+        );
+        // The window's end is `verify_by`, not when a restart recorded the verdict.
+        r.verify_by = Some(start + chrono::Duration::minutes(13));
+        assert_eq!(
+            verdict(&r).as_deref(),
+            Some(
+                "unverified: alert still firing when the verify window ended (2026-12-02 10:13:00 UTC)"
+            )
+        );
+        // Times are to the alert's `endsAt` the verdict used, not to the resolve's arrival.
+        r.started_at = Some(start + chrono::Duration::minutes(1));
+        r.verification = Some(Verification {
+            verified: true,
+            at: start + chrono::Duration::minutes(9),
+            resolved_at: Some(start + chrono::Duration::minutes(5)),
         });
         assert_eq!(
             verdict(&r).as_deref(),
             Some("verified: alert resolved 2 min after the run ended, within the verify window")
         );
         r.verification = Some(Verification {
+            verified: true,
+            at: start + chrono::Duration::minutes(9),
+            resolved_at: Some(start + chrono::Duration::minutes(2)),
+        });
+        assert_eq!(
+            verdict(&r).as_deref(),
+            Some("verified: alert resolved while the run was running, within the verify window")
+        );
+        r.verification = Some(Verification {
             verified: false,
-            at: start + chrono::Duration::minutes(18),
+            at: start + chrono::Duration::minutes(9),
+            resolved_at: Some(start),
+        });
+        assert_eq!(
+            verdict(&r).as_deref(),
+            Some("unverified: alert resolved before the run started: it cleared on its own")
+        );
+        r.verification = Some(Verification {
+            verified: false,
+            at: start + chrono::Duration::minutes(30),
+            resolved_at: Some(start + chrono::Duration::minutes(20)),
         });
         assert_eq!(
             verdict(&r).as_deref(),
             Some(
-                "unverified: alert still firing when the verify window ended (2026-12-02 10:18:00 UTC)"
+                "unverified: alert resolved 7 min after the verify window ended (2026-12-02 10:13:00 UTC)"
             )
         );
         let manual = RunRecord {

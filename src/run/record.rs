@@ -135,6 +135,11 @@ pub struct Verification {
     pub verified: bool,
     /// When that was decided.
     pub at: DateTime<Utc>,
+    /// When the alert resolved, as the verdict took it (its `endsAt`, else the resolve's
+    /// arrival); None when the window ended with the alert still firing. Absent in records
+    /// before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<DateTime<Utc>>,
 }
 
 impl RunRecord {

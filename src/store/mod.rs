@@ -29,7 +29,7 @@ use crate::guard::KeyState;
 use crate::ledger::rollup::{Rollup, RollupKey};
 use crate::run::cause::CauseKind;
 use crate::run::id::RunId;
-use crate::run::record::RunRecord;
+use crate::run::record::{RunRecord, Verification};
 use crate::run::status::RunStatus;
 use crate::run::step::StepResult;
 use crate::store::error::StoreError;
@@ -223,7 +223,7 @@ pub trait Store: Send + Sync {
     /// its credit as the verdict makes it (`ledger::toil::verdict`) and its rollups changed to
     /// match, in one durable write. The first verdict stands: returns false, changing nothing,
     /// for a run that has one.
-    async fn set_verified(&self, id: &RunId, verified: bool, at: DateTime<Utc>) -> Result<bool>;
+    async fn set_verified(&self, id: &RunId, verification: Verification) -> Result<bool>;
 
     /// Applies `update` to the guard state of every key of `runbook` (or only `key`) that has one;
     /// returns the keys and their new states.

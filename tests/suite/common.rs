@@ -15,6 +15,15 @@ pub fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {} must exist: {e}", path.display()))
 }
 
+/// The resolved fixture with its alert ended now, after the runs it verifies started (the
+/// fixture's own `endsAt` is long past, before any run a test starts).
+pub fn resolved_now() -> Vec<u8> {
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&fixture("resolved.json")).expect("fixture json");
+    v["alerts"][0]["endsAt"] = serde_json::Value::String(chrono::Utc::now().to_rfc3339());
+    serde_json::to_vec(&v).expect("json")
+}
+
 pub struct Dirs {
     pub root: tempfile::TempDir,
 }

@@ -486,7 +486,14 @@ async fn a_transition_applies_only_from_the_statuses_named_and_counts_an_ending_
         assert_eq!(refused, Transition::Refused(RunStatus::Failed));
         // Verification may change a final run and does not count it again.
         store
-            .set_verified(&id, true, Utc::now())
+            .set_verified(
+                &id,
+                Verification {
+                    verified: true,
+                    at: Utc::now(),
+                    resolved_at: None,
+                },
+            )
             .await
             .expect("verify");
         let verified = store.get_run(&id).await.expect("get").expect("stored");
@@ -827,10 +834,12 @@ pub fn build(i: usize, s: &Spec) -> RunRecord {
             1 => Some(Verification {
                 verified: true,
                 at: start,
+                resolved_at: None,
             }),
             2 => Some(Verification {
                 verified: false,
                 at: start,
+                resolved_at: None,
             }),
             _ => None,
         },

@@ -30,7 +30,7 @@ use untoil::guard::KeyState;
 use untoil::ledger::rollup::{Rollup, RollupKey};
 use untoil::run::cause::Cause;
 use untoil::run::id::RunId;
-use untoil::run::record::RunRecord;
+use untoil::run::record::{RunRecord, Verification};
 use untoil::run::status::RunStatus;
 use untoil::run::step::StepResult;
 use untoil::runbook::plugins::Plugins;
@@ -269,11 +269,10 @@ impl Store for Dying {
     async fn set_verified(
         &self,
         id: &RunId,
-        verified: bool,
-        at: DateTime<Utc>,
+        verification: Verification,
     ) -> Result<bool, StoreError> {
         self.write()?;
-        self.inner.set_verified(id, verified, at).await
+        self.inner.set_verified(id, verification).await
     }
     async fn update_guards(
         &self,

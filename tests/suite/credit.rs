@@ -437,10 +437,7 @@ async fn verified_only_credit_reaches_the_report_when_the_verdict_does() {
     assert_eq!(quick["toil"]["minutes"], 0.0);
     // The alert resolves: patient is verified and credited; quick's verdict stands.
     let (status, _, _) = d
-        .post(
-            "/api/v1/alerts/alertmanager",
-            crate::common::fixture("resolved.json"),
-        )
+        .post("/api/v1/alerts/alertmanager", crate::common::resolved_now())
         .await;
     assert_eq!(status, 200);
     let patient = crate::common::until("patient's verdict", || verdict_of("patient")).await;
@@ -532,7 +529,14 @@ async fn a_verdict_replaces_the_runs_rollups_once_and_leaves_the_runs_awaiting_o
 
     assert!(
         store
-            .set_verified(&run.id, true, now)
+            .set_verified(
+                &run.id,
+                untoil::run::record::Verification {
+                    verified: true,
+                    at: now,
+                    resolved_at: None,
+                },
+            )
             .await
             .expect("verdict")
     );
@@ -550,7 +554,14 @@ async fn a_verdict_replaces_the_runs_rollups_once_and_leaves_the_runs_awaiting_o
     // The first verdict stands, and the rollups do not move again.
     assert!(
         !store
-            .set_verified(&run.id, false, now)
+            .set_verified(
+                &run.id,
+                untoil::run::record::Verification {
+                    verified: false,
+                    at: now,
+                    resolved_at: None,
+                },
+            )
             .await
             .expect("verdict")
     );
@@ -565,4 +576,58 @@ async fn a_verdict_replaces_the_runs_rollups_once_and_leaves_the_runs_awaiting_o
         .await
         .expect("reconcile");
     assert!(reconciled.awaiting_verdict.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolve_that_arrives_during_the_run_verifies_and_credits_it_when_it_finishes() {
+    let dirs = Dirs::new();
+    let go = dirs.path("go");
+    // The fix ends when the test creates `go`; its 1 h window never ends during the test.
+    dirs.runbook(
+        "slowfix",
+        &format!(
+            "name: slowfix\nowner: t\ntoil: {{manual_minutes: 10}}\ntriggers:\n  - alert: {{matchers: ['alertname=\"DiskFull\"']}}\nverify: {{alert_resolves_within: 1h, credit: verified_only}}\nsteps:\n  - name: fix\n    run: while [ ! -e {} ]; do sleep 0.01; done\n",
+            go.display()
+        ),
+    );
+    let d = crate::common::Running::start(dirs.settings()).await;
+    let run_now = || {
+        let d = &d;
+        async move { d.runs().await.into_iter().next() }
+    };
+    let (status, _, _) = d
+        .post(
+            "/api/v1/alerts/alertmanager",
+            crate::common::fixture("firing.json"),
+        )
+        .await;
+    assert_eq!(status, 200);
+    crate::common::until("the fix to run", || async {
+        run_now().await.filter(|r| r["status"] == "running")
+    })
+    .await;
+    let (status, body, _) = d
+        .post("/api/v1/alerts/alertmanager", crate::common::resolved_now())
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["verified"], 0, "still running: {body}");
+    std::fs::write(&go, "").expect("go");
+    let run = crate::common::until("the verdict at the run's end", || async {
+        run_now().await.filter(|r| r["verification"].is_object())
+    })
+    .await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["verification"]["verified"], true, "{run}");
+    assert!(run["verification"]["resolved_at"].is_string(), "{run}");
+    assert_eq!(run["toil"]["minutes"], 10.0, "{run}");
+    let report = tokio::task::block_in_place(|| {
+        let out = untoil_command(&dirs)
+            .args(["report", "--format", "json"])
+            .output()
+            .expect("untoil");
+        serde_json::from_slice::<Value>(&out.stdout).unwrap_or(Value::Null)
+    });
+    assert_eq!(report["total"]["toil_minutes"], 10.0, "{report}");
+    assert_eq!(report["total"]["verified"], 1, "{report}");
+    d.stop().await;
 }

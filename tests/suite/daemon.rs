@@ -70,7 +70,7 @@ async fn a_resolved_alert_never_runs_a_firing_trigger_and_verifies_the_fix() {
     );
     d.wait_runs_final(1).await;
     let (status, body, _) = d
-        .post("/api/v1/alerts/alertmanager", fixture("resolved.json"))
+        .post("/api/v1/alerts/alertmanager", crate::common::resolved_now())
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(

@@ -609,3 +609,101 @@ async fn a_window_still_open_at_a_restart_ends_on_time_after_it() {
         .expect("reconcile");
     assert!(reconciled.awaiting_verdict.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolve_during_the_run_verifies_it_when_it_finishes_without_waiting_for_the_window() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let go = root.path().join("go");
+    // The step ends when the test creates `go`: the resolve arrives while it runs.
+    let fix = format!(
+        "name: fix\nowner: t\ntoil: {{manual_minutes: 10}}\ntriggers:\n  - alert: {{matchers: ['alertname=\"DiskFull\"']}}\nverify: {{alert_resolves_within: 15m, credit: verified_only}}\nsteps:\n  - name: wait\n    run: while [ ! -e {} ]; do sleep 0.01; done\n",
+        go.display()
+    );
+    write_runbooks(root.path(), &[("fix", &fix)]);
+    let w = world_at(root.path(), t0());
+    let workers = tokio::spawn(w.engine.workers.clone().work());
+    w.engine
+        .admission
+        .notification(&disk_full("a", None))
+        .await
+        .expect("accepted");
+    run_of(&w, "a", |r| r.status == RunStatus::Running).await;
+    w.clock.advance(chrono::Duration::minutes(1));
+    let resolved = w.clock.now();
+    let outcome = w
+        .engine
+        .admission
+        .notification(&disk_full("a", Some(resolved)))
+        .await
+        .expect("accepted");
+    assert_eq!(outcome.verified, 0, "not yet: the run has not finished");
+    w.clock.advance(chrono::Duration::minutes(1));
+    std::fs::write(&go, "").expect("go");
+    // Decided when the run finishes, the clock never reaching the window's end.
+    let a = run_of(&w, "a", |r| r.verification.is_some()).await;
+    let v = a.verification.clone().expect("a verdict");
+    assert!(v.verified, "{a:?}");
+    assert_eq!(v.resolved_at, Some(resolved));
+    assert_eq!(a.toil.as_ref().map(|t| t.minutes), Some(10.0));
+    assert_eq!(
+        untoil::report::human::verdict(&a).as_deref(),
+        Some("verified: alert resolved while the run was running, within the verify window")
+    );
+    let rollup = rollup_of_fix(&w).await;
+    assert_eq!(
+        (
+            rollup.verified,
+            rollup.unverified,
+            rollup.toil_milli_minutes
+        ),
+        (1, 0, 10_000)
+    );
+    // Its window's end changes nothing.
+    w.clock.advance(chrono::Duration::minutes(20));
+    let a = find_run_of(&w, "a").await.expect("a");
+    assert_eq!(a.verification.map(|v| v.verified), Some(true));
+    w.engine.queue.close();
+    workers.await.expect("workers");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_that_resolved_before_the_run_started_cleared_on_its_own_and_is_not_credited() {
+    let w = world(&[("fix", VERIFIED_ONLY)]);
+    let workers = tokio::spawn(w.engine.workers.clone().work());
+    // The alert started at t0; its run starts a minute later.
+    w.clock.advance(chrono::Duration::minutes(1));
+    w.engine
+        .admission
+        .notification(&disk_full("a", None))
+        .await
+        .expect("accepted");
+    let a = run_of(&w, "a", |r| r.status == RunStatus::Succeeded).await;
+    assert_eq!(a.started_at, Some(t0() + chrono::Duration::minutes(1)));
+    // Its resolve says it ended 30 s after it started: before the run did.
+    let ended = t0() + chrono::Duration::seconds(30);
+    w.engine
+        .admission
+        .notification(&disk_full("a", Some(ended)))
+        .await
+        .expect("accepted");
+    let a = run_of(&w, "a", |r| r.verification.is_some()).await;
+    let v = a.verification.clone().expect("a verdict");
+    assert!(!v.verified, "{a:?}");
+    assert_eq!(v.resolved_at, Some(ended));
+    assert_eq!(a.toil.as_ref().map(|t| t.minutes), Some(0.0));
+    assert_eq!(
+        untoil::report::human::verdict(&a).as_deref(),
+        Some("unverified: alert resolved before the run started: it cleared on its own")
+    );
+    let rollup = rollup_of_fix(&w).await;
+    assert_eq!(
+        (
+            rollup.verified,
+            rollup.unverified,
+            rollup.toil_milli_minutes
+        ),
+        (0, 1, 0)
+    );
+    w.engine.queue.close();
+    workers.await.expect("workers");
+}

@@ -308,7 +308,7 @@ async fn resolves_are_never_unmatched_and_a_millisecond_resolve_finds_its_episod
     assert_eq!(body["accepted"].as_array().map(Vec::len), Some(1), "{body}");
     let fix = d.wait_runs_final(1).await;
     assert_eq!(fix[0]["status"], "succeeded", "{fix:?}");
-    let resolved = post(&d, fixture("resolved.json")).await;
+    let resolved = post(&d, crate::common::resolved_now()).await;
     assert_eq!(
         resolved["verified"], 1,
         "the episode's run is verified: {resolved}"

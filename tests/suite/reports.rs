@@ -36,7 +36,11 @@ fn remediation(start: DateTime<Utc>, ttr: Duration, verified: Option<bool>) -> R
         starts_at: end - ttr,
         labels: Default::default(),
     };
-    r.verification = verified.map(|verified| Verification { verified, at: end });
+    r.verification = verified.map(|verified| Verification {
+        verified,
+        at: end,
+        resolved_at: None,
+    });
     r
 }
 

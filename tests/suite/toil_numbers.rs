@@ -25,7 +25,8 @@ fn stamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Nanos, true)
 }
 
-/// The real firing fixture as one alert: `name` on its own fingerprint, started at `starts`.
+/// The real fixture as one alert: `name` on its own fingerprint, started at `starts` (and, when
+/// resolved, ended now).
 fn alert(name: &str, fingerprint: &str, starts: &str, status: &str) -> Value {
     let file = if status == "resolved" {
         "resolved.json"
@@ -38,6 +39,10 @@ fn alert(name: &str, fingerprint: &str, starts: &str, status: &str) -> Value {
     a["labels"]["instance"] = json!(format!("{fingerprint}:9100"));
     a["fingerprint"] = json!(fingerprint);
     a["startsAt"] = json!(starts);
+    // A resolve ends now, after the runs it verifies started (the fixture's is long past).
+    if status == "resolved" {
+        a["endsAt"] = json!(stamp(Utc::now()));
+    }
     v
 }
 

@@ -102,7 +102,11 @@ fn hostile_run() -> RunRecord {
         claimed_by: Some(format!("{HOSTILE}!")),
         at,
     });
-    r.verification = Some(Verification { verified: true, at });
+    r.verification = Some(Verification {
+        verified: true,
+        at,
+        resolved_at: Some(at),
+    });
     r.steps = vec![StepResult {
         name: h(),
         kind: h(),
@@ -399,6 +403,7 @@ fn the_run_page_says_remediated_only_for_succeeded_runs_and_names_noop_and_inter
                 .with_ymd_and_hms(2026, 11, 28, 14, 15, 0)
                 .single()
                 .unwrap_or_default(),
+            resolved_at: None,
         });
         let html = run::render(&r).into_string();
         let name = status.as_str();

@@ -25,7 +25,7 @@ use crate::guard::KeyState;
 use crate::ledger::rollup::{Rollup, RollupKey};
 use crate::run::cause::CauseKind;
 use crate::run::id::RunId;
-use crate::run::record::RunRecord;
+use crate::run::record::{RunRecord, Verification};
 use crate::run::status::RunStatus;
 use crate::run::step::StepResult;
 use crate::store::error::StoreError;
@@ -563,9 +563,9 @@ impl Store for SledStore {
         self.submit(Write::Finish(encoded, None)).await.map(|_| ())
     }
 
-    async fn set_verified(&self, id: &RunId, verified: bool, at: DateTime<Utc>) -> Result<bool> {
+    async fn set_verified(&self, id: &RunId, verification: Verification) -> Result<bool> {
         match self
-            .submit(Write::Verdict(id.clone(), verified, at))
+            .submit(Write::Verdict(id.clone(), verification))
             .await?
         {
             Outcome::Transitioned(Transition::Missing) => Err(StoreError::NoSuchRun(id.0.clone())),

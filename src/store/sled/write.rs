@@ -78,7 +78,7 @@ pub enum Write {
     /// A guard update of a runbook's keys (the keys found before the write).
     Guards(String, Vec<String>, Update),
     /// A run's verification verdict (verified or not, when).
-    Verdict(crate::run::id::RunId, bool, chrono::DateTime<chrono::Utc>),
+    Verdict(crate::run::id::RunId, crate::run::record::Verification),
 }
 
 /// One caller's result.
@@ -190,8 +190,7 @@ impl Tx<'_> {
     fn verdict(
         &self,
         id: &crate::run::id::RunId,
-        verified: bool,
-        at: chrono::DateTime<chrono::Utc>,
+        verification: &crate::run::record::Verification,
     ) -> Result<Transition, Abort> {
         let key = id.0.as_bytes();
         let Some(v) = self.runs.get(key)? else {
@@ -202,11 +201,11 @@ impl Tx<'_> {
             return Ok(Transition::Refused(old.status));
         }
         let mut run = old.clone();
-        run.verification = Some(crate::run::record::Verification { verified, at });
+        run.verification = Some(verification.clone());
         run.toil = run
             .toil
             .as_ref()
-            .map(|c| crate::ledger::toil::verdict(c, verified));
+            .map(|c| crate::ledger::toil::verdict(c, verification.verified));
         self.runs.insert(key, encode(&run))?;
         self.verifying.remove(key)?;
         // Only a run the rollups counted (finished) has a contribution to replace.
@@ -416,8 +415,8 @@ pub fn apply(trees: &Trees, path: &Path, batch: Vec<Write>) -> Result<Vec<Outcom
                     Write::Transition(id, from, change) => {
                         Decided::Transitioned(tx.transition(id, from, change)?)
                     }
-                    Write::Verdict(id, verified, at) => {
-                        Decided::Transitioned(tx.verdict(id, *verified, *at)?)
+                    Write::Verdict(id, verification) => {
+                        Decided::Transitioned(tx.verdict(id, verification)?)
                     }
                     Write::Finish(runs, guard) => {
                         for f in runs {
