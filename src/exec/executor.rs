@@ -298,6 +298,8 @@ impl Executor {
         if let Some(t) = timer {
             t.abort();
         }
+        // Shared ssh connections and key files of remote steps live as long as the run.
+        step::remote::end_run(&plan.id().0).await;
         run.status = if timed_out.load(Ordering::SeqCst) {
             run.error = Some(format!(
                 "run timed out after {}",
