@@ -446,3 +446,76 @@ fn a_target_is_validated_with_located_errors() {
         assert!(shown.contains(want), "{want} in:\n{shown}");
     }
 }
+
+#[tokio::test]
+async fn a_remote_step_keeps_the_step_contract_over_an_inventory_group() {
+    let sshd = Sshd::start();
+    let d = sshd.dir.path();
+    std::fs::write(
+        &sshd.config,
+        format!(
+            "Host web-1 web-2\n  HostName 127.0.0.1\n  Port {}\n",
+            sshd.port
+        ),
+    )
+    .expect("ssh_config");
+    let inventory = d.join("inventory.yaml");
+    std::fs::write(&inventory, "groups:\n  web: [web-1, web-2]\n  db: [db-1]\n").expect("inv");
+    let secret = d.join("secret");
+    std::fs::write(&secret, "hunter2-remote-secret\n").expect("secret");
+    let flaky = d.join("flaky");
+    let target = format!(
+        "{{inventory: {}, group: web, user: {}, identity: {{file: {}}}, known_hosts: {}, config: {}}}",
+        inventory.display(),
+        sshd.user,
+        sshd.key.display(),
+        sshd.known_hosts.display(),
+        sshd.config.display()
+    );
+    let text = format!(
+        "name: contract\nowner: sre\nsecrets: {{tok: {{file: {}}}}}\nsteps:
+  - name: skipped
+    when: 'false'
+    target: {target}
+    run: 'false'
+  - name: flaky
+    target: {target}
+    run: 'mkdir {}-$UNTOIL_RUN_ID 2>/dev/null && exit 1; echo {{{{secrets.tok}}}}; echo {{\"\\\"n\\\"\": 1}}'
+    retries: {{attempts: 1}}
+    env: {{WHO: '{{{{run.runbook}}}}'}}
+  - name: after
+    run: 'echo {{{{steps.flaky.hosts_succeeded}}}}'
+",
+        secret.display(),
+        flaky.display()
+    );
+    let (record, _) = run(runbook(&text), &[], CancellationToken::new()).await;
+    let [skipped, flaky, after] = &record.steps[..] else {
+        panic!("three steps: {:?}", record.steps);
+    };
+    assert_eq!(skipped.status, Some(StepStatus::Skipped));
+    assert_eq!(
+        flaky.status,
+        Some(StepStatus::Succeeded),
+        "{:?}",
+        flaky.error
+    );
+    // The first attempt failed on one host (the first to make the directory), the second
+    // succeeded on both.
+    assert_eq!(flaky.attempts, 2);
+    let hosts: Vec<&str> = flaky.hosts.iter().map(|h| h.host.as_str()).collect();
+    assert_eq!(hosts, ["web-1", "web-2"]);
+    assert!(!flaky.stdout.contains("hunter2"), "{}", flaky.stdout);
+    assert!(flaky.stdout.contains("[web-2] "), "{}", flaky.stdout);
+    assert!(flaky.hosts.iter().all(|h| !h.stdout.contains("hunter2")));
+    assert_eq!(after.stdout, "2\n");
+    // A host in an inventory is checked like any other, with the line it is on.
+    std::fs::write(
+        &inventory,
+        "groups:\n  web:\n    - web-1\n    - -oProxyCommand=x\n",
+    )
+    .expect("inv");
+    let (record, _) = run(runbook(&text), &[], CancellationToken::new()).await;
+    let error = record.steps[1].error.clone().unwrap_or_default();
+    assert!(error.contains("line 4 column 7"), "{error}");
+}
