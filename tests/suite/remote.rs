@@ -519,3 +519,93 @@ async fn a_remote_step_keeps_the_step_contract_over_an_inventory_group() {
     let error = record.steps[1].error.clone().unwrap_or_default();
     assert!(error.contains("line 4 column 7"), "{error}");
 }
+
+/// `untoil hosts add` with `answer` on its stdin: its exit code and stderr.
+fn hosts_add(args: &[&str], answer: &str) -> (Option<i32>, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_untoil"))
+        .args(["hosts", "add"])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("untoil hosts add");
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(answer.as_bytes()).expect("answer");
+    }
+    let out = child.wait_with_output().expect("exit");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[tokio::test]
+async fn hosts_add_shows_fingerprints_and_adds_the_keys_only_once_confirmed() {
+    let sshd = Sshd::start();
+    let file = sshd.dir.path().join("untoil_known_hosts");
+    let port = sshd.port.to_string();
+    let f = file.display().to_string();
+    let args = ["127.0.0.1", "--port", &port, "--known-hosts", &f];
+    let fingerprint = std::process::Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(sshd.dir.path().join("host_key.pub"))
+        .output()
+        .expect("ssh-keygen");
+    let fingerprint = String::from_utf8_lossy(&fingerprint.stdout)
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    let (code, said) = hosts_add(&args, "n\n");
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains(&fingerprint), "{said}");
+    assert!(said.contains("Nothing added."), "{said}");
+    assert!(!file.exists());
+    let (code, said) = hosts_add(&args, "y\n");
+    assert_eq!(code, Some(0), "{said}");
+    assert!(
+        std::fs::read_to_string(&file)
+            .unwrap_or_default()
+            .starts_with(&format!("[127.0.0.1]:{port} ")),
+        "{said}"
+    );
+    // A remote step trusts the added key.
+    let text = one_step(&sshd, "", "127.0.0.1", "    run: echo ok\n").replace(
+        &format!("known_hosts: {}", sshd.known_hosts.display()),
+        &format!("known_hosts: {f}"),
+    );
+    let (record, _) = run(runbook(&text), &[], CancellationToken::new()).await;
+    assert_eq!(
+        record.steps[0].stdout, "ok\n",
+        "{:?}",
+        record.steps[0].error
+    );
+    // Again: nothing twice. And never an option for a host.
+    let (code, said) = hosts_add(&[&args[..], &["--yes"]].concat(), "");
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("Added 0 key(s)"), "{said}");
+    let (code, said) = hosts_add(&["--known-hosts", &f, "--", "-oProxyCommand=x"], "y\n");
+    assert_ne!(code, Some(0));
+    assert!(said.contains("is not a hostname"), "{said}");
+}
+
+#[test]
+fn dry_runs_and_plans_show_the_hosts_and_the_exact_remote_command() {
+    let text = "name: plan\nowner: sre\nparams: {unit: {default: nginx.service}}\nsteps:\n  - name: restart\n    target: {hosts: ['web-1, web-2'], user: ops, port: 2222, parallelism: 1}\n    run: sudo systemctl restart {{params.unit}}\n";
+    let rb = runbook(text);
+    let params = untoil::exec::plan::resolve_params(&rb, &BTreeMap::new()).expect("params");
+    let cause = Cause::Manual {
+        user: "tester".into(),
+        claimed_user: None,
+    };
+    let mut record = lifecycle::new_run(&rb, cause, params, None, chrono::Utc::now());
+    record.dry_run = true;
+    let plan = Plan::of(rb, &record).expect("plan");
+    let planned = executor().preview(&plan);
+    assert_eq!(
+        planned[0].detail,
+        "on 2 hosts (web-1:2222, web-2:2222), 1 at once, policy all:\n  ssh -l ops -p 2222 -- web-1 sh -c 'sudo systemctl restart nginx.service'\n  ssh -l ops -p 2222 -- web-2 sh -c 'sudo systemctl restart nginx.service'"
+    );
+}
