@@ -469,6 +469,8 @@ pub struct Sshd {
     /// An ssh_config for the client (Host aliases are appended by tests).
     pub config: PathBuf,
     child: std::process::Child,
+    /// Every line sshd wrote on stderr (its log: `-e`).
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 /// Where Debian's openssh-server puts sshd.
@@ -545,11 +547,16 @@ impl Sshd {
                 .expect("spawn sshd");
             let stderr = child.stderr.take().expect("stderr");
             let (tx, rx) = std::sync::mpsc::channel();
+            let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let keep = log.clone();
             std::thread::spawn(move || {
                 for line in std::io::BufReader::new(stderr)
                     .lines()
                     .map_while(Result::ok)
                 {
+                    if let Ok(mut l) = keep.lock() {
+                        l.push(line.clone());
+                    }
                     let _ = tx.send(line);
                 }
             });
@@ -589,9 +596,18 @@ impl Sshd {
                 config: p("ssh_config"),
                 dir,
                 child,
+                log,
             };
         }
         panic!("sshd could not get a free port in five tries");
+    }
+
+    /// How many of sshd's log lines contain `needle` so far (`Accepted publickey`: logins).
+    pub fn logged(&self, needle: &str) -> usize {
+        self.log
+            .lock()
+            .map(|l| l.iter().filter(|l| l.contains(needle)).count())
+            .unwrap_or_default()
     }
 
     /// The `target:` fields that reach this server as the test's user with the test's key.

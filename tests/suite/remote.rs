@@ -609,3 +609,33 @@ fn dry_runs_and_plans_show_the_hosts_and_the_exact_remote_command() {
         "on 2 hosts (web-1:2222, web-2:2222), 1 at once, policy all:\n  ssh -l ops -p 2222 -- web-1 sh -c 'sudo systemctl restart nginx.service'\n  ssh -l ops -p 2222 -- web-2 sh -c 'sudo systemctl restart nginx.service'"
     );
 }
+
+#[tokio::test]
+async fn the_steps_of_a_run_share_one_connection_per_host_closed_when_the_run_ends() {
+    let sshd = Sshd::start();
+    let target = format!("{{host: 127.0.0.1, {}}}", sshd.target_fields());
+    let mut text = String::from("name: shared\nowner: sre\nsteps:\n");
+    for i in 0..3 {
+        text.push_str(&format!(
+            "  - name: s{i}\n    target: {target}\n    run: echo {i}\n"
+        ));
+    }
+    let (record, _) = run(runbook(&text), &[], CancellationToken::new()).await;
+    assert_eq!(record.status, RunStatus::Succeeded, "{:?}", record.error);
+    assert_eq!(
+        sshd.logged("Accepted publickey"),
+        1,
+        "three steps, one login"
+    );
+    // Closed when the run ended, not when ControlPersist (30s) runs out.
+    let ended = Instant::now();
+    common::until("the shared connection to close", || async {
+        (sshd.logged("Disconnected from user") == 1).then_some(())
+    })
+    .await;
+    assert!(ended.elapsed() < Duration::from_secs(20));
+    // The next run connects anew.
+    let (record, _) = run(runbook(&text), &[], CancellationToken::new()).await;
+    assert_eq!(record.status, RunStatus::Succeeded);
+    assert_eq!(sshd.logged("Accepted publickey"), 2);
+}
