@@ -498,7 +498,7 @@ impl Sshd {
     /// Starts sshd and waits (with a deadline) until it listens. Fails, never skips, when
     /// sshd is not installed: scripts/test-deps installs it.
     pub fn start() -> Sshd {
-        Sshd::start_with("")
+        Sshd::start_with("AllowTcpForwarding no")
     }
 
     /// [`Sshd::start`] with extra sshd_config lines.
@@ -532,7 +532,7 @@ impl Sshd {
         for _ in 0..5 {
             let port = closed_port();
             let config = format!(
-                "ListenAddress 127.0.0.1\nPort {port}\nHostKey {}\nAuthorizedKeysFile {}\nPidFile none\nStrictModes no\nUsePAM no\nPermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nAllowTcpForwarding no\nX11Forwarding no\nMaxStartups 100\nMaxSessions 100\n{extra}\n",
+                "ListenAddress 127.0.0.1\nPort {port}\nHostKey {}\nAuthorizedKeysFile {}\nPidFile none\nStrictModes no\nUsePAM no\nPermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nX11Forwarding no\nMaxStartups 100\nMaxSessions 100\n{extra}\n",
                 p("host_key").display(),
                 p("authorized_keys").display()
             );

@@ -639,3 +639,28 @@ async fn the_steps_of_a_run_share_one_connection_per_host_closed_when_the_run_en
     assert_eq!(record.status, RunStatus::Succeeded);
     assert_eq!(sshd.logged("Accepted publickey"), 2);
 }
+
+#[tokio::test]
+async fn a_jump_host_is_checked_as_strictly_as_the_target() {
+    let sshd = Sshd::start_with("");
+    let jump = format!("{}@127.0.0.1:{}", sshd.user, sshd.port);
+    let text = format!(
+        "name: jumped\nowner: sre\nsteps:\n  - name: s\n    target: {{host: 127.0.0.1, jump: '{jump}', {}}}\n    run: echo through\n",
+        sshd.target_fields()
+    );
+    let (record, _) = run(runbook(&text), &[], CancellationToken::new()).await;
+    let s = &record.steps[0];
+    assert_eq!(s.stdout, "through\n", "{:?} {}", s.error, s.stderr);
+    // Two logins: the jump host's and the target's.
+    assert_eq!(sshd.logged("Accepted publickey"), 2);
+    // With the target's known-hosts file empty, the jump host's key is unknown too: refused.
+    std::fs::write(&sshd.known_hosts, "").expect("empty known_hosts");
+    let (record, _) = run(runbook(&text), &[], CancellationToken::new()).await;
+    let error = record.steps[0].error.clone().unwrap_or_default();
+    assert!(
+        error.contains("is not known"),
+        "{error}: {}",
+        record.steps[0].stderr
+    );
+    assert_eq!(sshd.logged("Accepted publickey"), 2);
+}

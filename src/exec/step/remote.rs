@@ -257,12 +257,58 @@ pub fn ssh_args(
         a.push(u.into());
     }
     if let Some(j) = &target.jump {
-        a.push("-J".into());
-        a.push(j.clone());
+        // Not `-J`: ssh gives the jump connection none of the `-o` options above (strict host
+        // keys, batch mode, the known-hosts file), so the jump gets its own `ssh` with them.
+        a.push("-o".into());
+        a.push(format!(
+            "ProxyCommand={}",
+            jump_command(target, j, identity)
+        ));
     }
     a.push("--".into());
     a.push(host.name.clone());
     a
+}
+
+/// The `ProxyCommand` reaching the target through the jump host `[user@]host[:port]`, with the
+/// same strict options. ssh runs it with `sh -c` after expanding `%` tokens: every word is
+/// shell-quoted and its `%` doubled, but for `%h` and `%p` themselves.
+fn jump_command(target: &Target, jump: &str, identity: Option<&Path>) -> String {
+    let (user, rest) = match jump.split_once('@') {
+        Some((u, r)) => (Some(u), r),
+        None => (None, jump),
+    };
+    let (name, port) = match rest.strip_prefix('[').and_then(|r| r.split_once(']')) {
+        Some((v6, after)) => (v6, after.strip_prefix(':')),
+        None => match rest.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') => (h, Some(p)),
+            _ => (rest, None),
+        },
+    };
+    let via = Target {
+        jump: None,
+        ..target.clone()
+    };
+    let mut args = ssh_args(
+        &via,
+        &Host {
+            name: name.to_string(),
+            port: port.and_then(|p| p.parse().ok()),
+        },
+        user,
+        identity,
+        None,
+    );
+    // `-W` forwards stdin and stdout to the target: no remote command, no `-T` needed.
+    let host = args.pop().unwrap_or_default();
+    args.pop();
+    let mut words: Vec<String> = std::iter::once(SSH.to_string())
+        .chain(args)
+        .map(|w| shell_quote(&w).replace('%', "%%"))
+        .collect();
+    words.extend(["-W".into(), "'[%h]:%p'".into(), "--".into()]);
+    words.push(shell_quote(&host).replace('%', "%%"));
+    words.join(" ")
 }
 
 /// What the step will run, as dry runs and approval plans show it: the hosts and, for each,
@@ -436,12 +482,16 @@ async fn on_host(
         };
         return (r, false);
     }
+    // Through a jump host, no shared connection: with ControlPersist, ssh sends the jump
+    // connection's errors (an unknown jump host key) to /dev/null, and the step could not say
+    // what went wrong.
+    let control = p.control.as_deref().filter(|_| target.jump.is_none());
     let mut args = ssh_args(
         target,
         host,
         p.user.as_deref(),
         p.identity.as_deref(),
-        p.control.as_deref(),
+        control,
     );
     args.push(remote_command(
         &p.script,
