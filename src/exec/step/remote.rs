@@ -680,8 +680,12 @@ fn run_dir(run_id: &str) -> Result<PathBuf, String> {
     if let Some(d) = dirs.get(run_id) {
         return Ok(d.path().to_path_buf());
     }
+    use std::os::unix::fs::PermissionsExt;
+    // Created 0700, never opened up: the control sockets let whoever reaches them run
+    // commands on the hosts.
     let dir = tempfile::Builder::new()
         .prefix("untoil-ssh-")
+        .permissions(std::fs::Permissions::from_mode(0o700))
         .tempdir_in("/tmp")
         .map_err(|e| format!("cannot create a private directory for ssh: {e}"))?;
     let path = dir.path().to_path_buf();
@@ -751,6 +755,20 @@ pub async fn end_run(run_id: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_runs_directory_is_private_and_gone_when_the_run_ends() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = run_dir("unit-test-run").unwrap_or_else(|e| panic!("{e}"));
+        let mode = std::fs::metadata(&dir).map(|m| m.permissions().mode() & 0o777);
+        assert_eq!(mode.ok(), Some(0o700));
+        let key = write_key(&dir, "k", "KEY").unwrap_or_else(|e| panic!("{e}"));
+        let mode = std::fs::metadata(&key).map(|m| m.permissions().mode() & 0o777);
+        assert_eq!(mode.ok(), Some(0o600));
+        assert_eq!(std::fs::read_to_string(&key).ok().as_deref(), Some("KEY\n"));
+        end_run("unit-test-run").await;
+        assert!(!dir.exists());
+    }
 
     #[test]
     fn the_remote_command_hands_the_script_to_the_wrapper_as_one_word() {
