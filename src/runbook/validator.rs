@@ -1311,6 +1311,12 @@ impl Validator<'_> {
                     .into(),
             );
         }
+        if s.target.is_some() && s.shell.is_some() {
+            let span = self.key_span(&sp("shell"));
+            self.warn(Kind::Ineffective, span, "`shell` has no effect on a remote step")
+                .help
+                .push("a step with a `target` runs its command with the remote host's `sh`; remove `shell`".into());
+        }
         if s.target.is_some() && s.run.is_none() && !self.lost(&sp("run")) {
             let span = self.key_span(&sp("target"));
             self.error(Kind::InvalidValue, span, "`target` is only for `run` steps")
