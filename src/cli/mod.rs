@@ -11,6 +11,7 @@ pub mod connect;
 pub mod credentials;
 pub mod file_errors;
 pub mod global;
+pub mod hosts;
 pub mod list;
 pub mod logging;
 pub mod next;
@@ -64,6 +65,13 @@ pub enum Command {
     Run(run::RunArgs),
     /// List the installed plugins.
     Plugins,
+    /// SSH hosts of remote steps: `hosts add HOST` shows its key fingerprints and adds them to
+    /// untoil's known-hosts file once confirmed.
+    Hosts {
+        /// What to do.
+        #[command(subcommand)]
+        command: hosts::HostsCommand,
+    },
     /// Toil saved by team, service, runbook, cause and period; or the automation backlog.
     Report(report::ReportArgs),
     /// Run history; `runs show ID` prints one run in full.
@@ -136,6 +144,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Run(a) => run::run(&g, a),
         Command::Serve(a) => serve::run(&g, a),
         Command::Plugins => plugins::run(&g),
+        Command::Hosts { command } => hosts::run(command),
         Command::Report(a) => report::run(&g, a),
         Command::Runs(a) => runs::run(&g, a),
         Command::Prune { retain } => prune::run(&g, &retain),

@@ -300,6 +300,28 @@ pub fn show(r: &RunRecord) -> String {
             };
             out.push_str(&format!("      {label}: {}\n", cell::terminal(e)));
         }
+        // A remote step: each host's outcome (its output is in the step's, prefixed).
+        if !s.hosts.is_empty() {
+            out.push_str(&format!(
+                "      hosts: {} of {} succeeded\n",
+                s.hosts_succeeded(),
+                s.hosts.len()
+            ));
+            for h in &s.hosts {
+                out.push_str(&format!(
+                    "        {} {}{}{}\n",
+                    cell::terminal(&h.host),
+                    h.status.map(|s| s.as_str()).unwrap_or("?"),
+                    h.exit_code
+                        .map(|c| format!(", exit {c}"))
+                        .unwrap_or_default(),
+                    h.error
+                        .as_deref()
+                        .map(|e| format!(": {}", cell::terminal(e)))
+                        .unwrap_or_default(),
+                ));
+            }
+        }
         for (label, text) in [
             ("stdout", &s.stdout),
             ("stderr", &s.stderr),
@@ -341,5 +363,40 @@ mod tests {
         assert!(text.contains("      skipped: `when` is false"), "{text}");
         assert!(!text.contains("error:"), "{text}");
         assert!(text.contains("toil      0 min credited"), "{text}");
+    }
+
+    #[test]
+    fn a_remote_step_shows_each_host() {
+        use crate::run::step::HostResult;
+        let mut r = RunRecord::synthetic(0);
+        let host = |h: &str, status, code, error: Option<&str>| HostResult {
+            host: h.into(),
+            status: Some(status),
+            exit_code: code,
+            error: error.map(Into::into),
+            ..Default::default()
+        };
+        r.steps = vec![StepResult {
+            name: "restart".into(),
+            kind: "shell".into(),
+            status: Some(StepStatus::Failed),
+            hosts: vec![
+                host("web-1", StepStatus::Succeeded, Some(0), None),
+                host(
+                    "web-2",
+                    StepStatus::Failed,
+                    None,
+                    Some("cannot connect to web-2: refused"),
+                ),
+            ],
+            ..Default::default()
+        }];
+        let text = show(&r);
+        assert!(text.contains("      hosts: 1 of 2 succeeded\n"), "{text}");
+        assert!(text.contains("        web-1 succeeded, exit 0\n"), "{text}");
+        assert!(
+            text.contains("        web-2 failed: cannot connect to web-2: refused\n"),
+            "{text}"
+        );
     }
 }

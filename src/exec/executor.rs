@@ -372,6 +372,8 @@ impl Executor {
             run.toil.get_or_insert_with(Default::default).items =
                 Some(crate::run::credit::ItemCredit::rendered(count));
         }
+        // Shared ssh connections and key files of remote steps live as long as the run.
+        step::remote::end_run(&plan.id().0).await;
         run.status = if timed_out.load(Ordering::SeqCst) {
             run.error = Some(format!(
                 "run timed out after {}",

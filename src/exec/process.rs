@@ -60,6 +60,10 @@ pub struct ProcessSpec {
     pub workdir: Option<PathBuf>,
     /// Bytes written to stdin, which is then closed; None gives /dev/null.
     pub stdin: Option<Vec<u8>>,
+    /// Give it a stdin pipe that stays open, unwritten, until it ends (instead of `stdin`):
+    /// `ssh` passes its end to the remote side, which stops the command when it closes, also
+    /// when untoil dies and the kernel closes it.
+    pub hold_stdin: bool,
     /// Masks the run's secrets in the output, as it is read (before lines and capture cut it).
     pub redactor: Redactor,
 }
@@ -105,7 +109,7 @@ pub async fn run(
     cmd.args(&spec.args)
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .stdin(if spec.stdin.is_some() {
+        .stdin(if spec.stdin.is_some() || spec.hold_stdin {
             Stdio::piped()
         } else {
             Stdio::null()
@@ -123,6 +127,12 @@ pub async fn run(
         let _ = tx.send(id);
     }
 
+    // Dropped when this function returns, after the process ended.
+    let _held = if spec.hold_stdin {
+        child.stdin.take()
+    } else {
+        None
+    };
     if let (Some(input), Some(mut stdin)) = (spec.stdin.clone(), child.stdin.take()) {
         tokio::spawn(async move {
             // A process that does not read its input is not an error here.

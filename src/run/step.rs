@@ -64,6 +64,42 @@ pub struct StepResult {
     /// the run ends `noop` after it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub noop: Option<String>,
+    /// A remote step's result on each of its hosts, in the order the hosts were named.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<HostResult>,
+}
+
+/// What a remote step did on one host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct HostResult {
+    /// The host, as `ssh` was given it (`name` or `name:port`).
+    pub host: String,
+    /// How it ended there.
+    pub status: Option<StepStatus>,
+    /// The remote command's exit code (None when it never ran or was stopped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// Its standard output (capped, redacted).
+    #[serde(default)]
+    pub stdout: String,
+    /// Its standard error (capped, redacted).
+    #[serde(default)]
+    pub stderr: String,
+    /// Why it failed there, for humans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// How long it took there.
+    pub duration_ms: u64,
+}
+
+impl StepResult {
+    /// Hosts the step succeeded on.
+    pub fn hosts_succeeded(&self) -> usize {
+        self.hosts
+            .iter()
+            .filter(|h| h.status == Some(StepStatus::Succeeded))
+            .count()
+    }
 }
 
 impl StepResult {
@@ -83,6 +119,27 @@ impl StepResult {
                 map.insert("http_status".into(), self.http_status.into());
                 map.insert("headers".into(), serde_json::json!(self.headers));
                 map.insert("body".into(), self.body.clone().into());
+            }
+            if !self.hosts.is_empty() {
+                let hosts: Vec<serde_json::Value> = self
+                    .hosts
+                    .iter()
+                    .map(|h| {
+                        serde_json::json!({
+                            "host": h.host,
+                            "status": h.status.map(StepStatus::as_str).unwrap_or("pending"),
+                            "exit_code": h.exit_code,
+                            "stdout": h.stdout.trim_end_matches('\n'),
+                            "stderr": h.stderr.trim_end_matches('\n'),
+                            "error": h.error,
+                        })
+                    })
+                    .collect();
+                let succeeded = self.hosts_succeeded();
+                map.insert("hosts_total".into(), hosts.len().into());
+                map.insert("hosts".into(), hosts.into());
+                map.insert("hosts_succeeded".into(), succeeded.into());
+                map.insert("hosts_failed".into(), (self.hosts.len() - succeeded).into());
             }
             if self.kind == "plugin" {
                 map.insert(

@@ -14,5 +14,6 @@ pub mod source_map;
 pub mod sources;
 pub mod spec;
 pub mod suggest;
+pub mod target;
 pub mod template;
 pub mod validator;

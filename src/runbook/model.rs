@@ -376,7 +376,16 @@ impl Step {
     /// Every template of its action, its `env` and its `workdir` (not its `when`).
     pub fn templates(&self) -> Vec<&Template> {
         let mut out: Vec<&Template> = match &self.action {
-            Action::Shell { command, .. } => vec![command],
+            Action::Shell {
+                command, target, ..
+            } => {
+                let mut t = vec![command];
+                if let Some(target) = target {
+                    t.extend(target.hosts.templates());
+                    t.extend(target.user.iter());
+                }
+                t
+            }
             Action::Http(h) => {
                 let mut t = vec![&h.url];
                 t.extend(h.headers.values());
@@ -416,6 +425,8 @@ pub enum Action {
         command: Template,
         /// The shell.
         shell: String,
+        /// The remote host(s) it runs on over SSH; None: untoil's host.
+        target: Option<Box<crate::runbook::target::Target>>,
     },
     /// An HTTP request.
     Http(HttpRequest),

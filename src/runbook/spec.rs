@@ -292,6 +292,8 @@ pub struct RawStep {
     pub run: Option<String>,
     /// Shell to run `run` with, default `/bin/sh`.
     pub shell: Option<String>,
+    /// Run `run` on remote host(s) over SSH instead of untoil's host (docs/remote.md).
+    pub target: Option<crate::runbook::target::RawTarget>,
     /// HTTP request.
     pub http: Option<RawHttp>,
     /// Plugin name: an executable in the plugins directory.

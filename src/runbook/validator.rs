@@ -28,13 +28,27 @@ use crate::runbook::spec::{
     RawAlertTrigger, RawGuards, RawHttp, RawReport, RawRunbook, RawStep, RawTrigger, Scalar,
 };
 use crate::runbook::suggest::did_you_mean;
+use crate::runbook::target::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_PARALLELISM, DEFAULT_PER_HOST, HostSource, Identity, Policy,
+    RawIdentity, RawTarget, Target, check_host, check_jump, check_user, split_hosts,
+};
 use crate::runbook::template::{HELPERS, Template};
 use crate::trigger::matcher::{MatchOp, Matcher, never_matches};
 use crate::trigger::schedule::{Schedule, parse_timezone};
 
 /// Fields every step result exposes to later templates.
 const STEP_FIELDS_COMMON: &[&str] = &["status", "duration_ms", "attempts"];
-const STEP_FIELDS_SHELL: &[&str] = &["exit_code", "stdout", "stderr", "json"];
+const STEP_FIELDS_SHELL: &[&str] = &[
+    "exit_code",
+    "stdout",
+    "stderr",
+    "json",
+    // Remote steps: each host's result, and how many succeeded and failed.
+    "hosts",
+    "hosts_succeeded",
+    "hosts_failed",
+    "hosts_total",
+];
 const STEP_FIELDS_HTTP: &[&str] = &["http_status", "headers", "body", "json"];
 const STEP_FIELDS_PLUGIN: &[&str] = &["outputs", "message", "stderr", "exit_code", "json"];
 /// A report step's report is its `stdout` (as asked for) and its `json` (always).
@@ -1316,9 +1330,17 @@ impl Validator<'_> {
                         .help
                         .push("a crafted label such as `-oProxyCommand=...` would then change what the command does; use `option` only for values the runbook's operator controls, or check the value with an input's `pattern`".into());
                 }
-                command.map(|command| Action::Shell {
+                // A target that does not validate leaves the step without an action.
+                let target = match &s.target {
+                    Some(t) => self
+                        .target(t, &sp("target"), scope, raw)
+                        .map(|t| Some(Box::new(t))),
+                    None => Some(None),
+                };
+                command.zip(target).map(|(command, target)| Action::Shell {
                     command,
                     shell: s.shell.clone().unwrap_or_else(|| DEFAULT_SHELL.to_string()),
+                    target,
                 })
             }
             [false, true, false, false] => s
@@ -1385,6 +1407,21 @@ impl Validator<'_> {
                 "`shell` is the program that runs a `run:` command; remove it from this step"
                     .into(),
             );
+        }
+        if s.target.is_some() && s.shell.is_some() {
+            let span = self.key_span(&sp("shell"));
+            self.warn(Kind::Ineffective, span, "`shell` has no effect on a remote step")
+                .help
+                .push("a step with a `target` runs its command with the remote host's `sh`; remove `shell`".into());
+        }
+        if s.target.is_some() && s.run.is_none() && !self.lost(&sp("run")) {
+            let span = self.key_span(&sp("target"));
+            self.error(Kind::InvalidValue, span, "`target` is only for `run` steps")
+                .help
+                .push(
+                    "a remote target runs a `run:` command over SSH; remove it from this step"
+                        .into(),
+                );
         }
         if s.with.is_some() && s.plugin.is_none() && !self.lost(&sp("plugin")) {
             let span = self.key_span(&sp("with"));
@@ -1745,6 +1782,267 @@ impl Validator<'_> {
             assume_minutes,
         })
         .filter(|_| ok)
+    }
+
+    /// A `run:` step's remote target.
+    fn target(
+        &mut self,
+        t: &RawTarget,
+        base: &[Seg],
+        scope: Scope,
+        raw: &RawRunbook,
+    ) -> Option<Target> {
+        let p = |f: &str| {
+            let mut p = base.to_vec();
+            p.push(key(f));
+            p
+        };
+        let mut ok = true;
+        // A literal value is checked now; a templated one when the step runs.
+        let literal = |s: &str| !s.contains("{{");
+        let hosts = match (&t.host, &t.hosts, &t.inventory) {
+            (Some(h), None, None) => {
+                if literal(h)
+                    && let Err(why) = check_host(h)
+                {
+                    let span = self.value_span(&p("host"));
+                    self.reject(Kind::InvalidValue, span, format!("target host `{h}` {why}"), "not a host", Some("write a DNS name or IP address, or a template such as `{{inputs.host}}` of a `hostname` input".into()));
+                    ok = false;
+                }
+                self.template(h, &p("host"), scope, raw)
+                    .map(HostSource::One)
+            }
+            (None, Some(list), None) => {
+                let mut out = Vec::new();
+                for (i, h) in list.iter().enumerate() {
+                    let mut at = p("hosts");
+                    at.push(Seg::Index(i));
+                    if literal(h)
+                        && let Some(bad) = split_hosts(h).find(|x| check_host(x).is_err())
+                    {
+                        let span = self.value_span(&at);
+                        self.reject(
+                            Kind::InvalidValue,
+                            span,
+                            format!("target host `{bad}` is not a DNS name or IP address"),
+                            "not a host",
+                            None,
+                        );
+                        ok = false;
+                    }
+                    out.extend(self.template(h, &at, scope, raw));
+                }
+                (out.len() == list.len()).then_some(HostSource::List(out))
+            }
+            (None, None, Some(file)) => match &t.group {
+                Some(group) => Some(HostSource::Inventory {
+                    file: file.into(),
+                    group: group.clone(),
+                }),
+                None => {
+                    self.missing(base, "group", "the inventory group", "group: web");
+                    None
+                }
+            },
+            (None, None, None)
+                if ["host", "hosts", "inventory"]
+                    .iter()
+                    .any(|f| self.lost(&p(f))) =>
+            {
+                None
+            }
+            (None, None, None) => {
+                self.missing(
+                    base,
+                    "host",
+                    "the host to run on",
+                    "host: \"{{inputs.host}}\"",
+                );
+                None
+            }
+            _ => {
+                let span = self.key_span(base);
+                self.reject(
+                    Kind::InvalidValue,
+                    span,
+                    "a target has more than one of `host`, `hosts` and `inventory`",
+                    "one source of hosts",
+                    Some(
+                        "keep one: `host` (one host), `hosts` (a list) or `inventory` with `group`"
+                            .into(),
+                    ),
+                );
+                None
+            }
+        };
+        if t.group.is_some() && t.inventory.is_none() {
+            let span = self.key_span(&p("group"));
+            self.error(Kind::InvalidValue, span, "`group` needs `inventory`")
+                .help
+                .push("name the inventory file the group is in: `inventory: /etc/untoil/inventory.yaml`".into());
+            ok = false;
+        }
+        let user = match &t.user {
+            Some(u) => {
+                if literal(u)
+                    && let Err(why) = check_user(u)
+                {
+                    let span = self.value_span(&p("user"));
+                    self.reject(
+                        Kind::InvalidValue,
+                        span,
+                        format!("target user `{u}` {why}"),
+                        "not a user",
+                        None,
+                    );
+                    ok = false;
+                }
+                let tpl = self.template(u, &p("user"), scope, raw);
+                ok &= tpl.is_some();
+                tpl
+            }
+            None => None,
+        };
+        if t.port == Some(0) {
+            let span = self.value_span(&p("port"));
+            self.error(Kind::InvalidValue, span, "port 0 is not a port");
+            ok = false;
+        }
+        let identity = match &t.identity {
+            None => None,
+            Some(RawIdentity {
+                secret: Some(name),
+                file: None,
+            }) => {
+                if !raw.secrets.contains_key(name) {
+                    let mut at = p("identity");
+                    at.push(key("secret"));
+                    let span = self.value_span(&at);
+                    let help = did_you_mean(name, raw.secrets.keys().map(String::as_str))
+                        .unwrap_or_else(|| format!("declare it under `secrets:`, e.g. `{name}: {{file: /run/secrets/{name}}}`"));
+                    self.reject(
+                        Kind::InvalidValue,
+                        span,
+                        format!("secret `{name}` is not declared"),
+                        "no such secret",
+                        Some(help),
+                    );
+                    ok = false;
+                }
+                Some(Identity::Secret(name.clone()))
+            }
+            Some(RawIdentity {
+                secret: None,
+                file: Some(f),
+            }) => Some(Identity::File(f.into())),
+            Some(_) => {
+                let span = self.key_span(&p("identity"));
+                self.reject(Kind::InvalidValue, span, "`identity` needs exactly one of `secret` and `file`", "one key source", Some("e.g. `identity: {secret: deploy_key}` or `identity: {file: /var/lib/untoil/.ssh/id_ed25519}`".into()));
+                ok = false;
+                None
+            }
+        };
+        if let Some(j) = &t.jump
+            && let Err(why) = check_jump(j)
+        {
+            let span = self.value_span(&p("jump"));
+            self.reject(
+                Kind::InvalidValue,
+                span,
+                format!("jump host `{j}` {why}"),
+                "not `[user@]host[:port]`",
+                None,
+            );
+            ok = false;
+        }
+        let connect_timeout = match self.duration(t.connect_timeout.as_ref(), &p("connect_timeout"))
+        {
+            Some(d) if d.as_secs() == 0 => {
+                let span = self.value_span(&p("connect_timeout"));
+                self.error(Kind::InvalidValue, span, "a connect timeout is at least 1s");
+                ok = false;
+                DEFAULT_CONNECT_TIMEOUT
+            }
+            Some(d) => d,
+            None if t.connect_timeout.is_some() => {
+                ok = false;
+                DEFAULT_CONNECT_TIMEOUT
+            }
+            None => DEFAULT_CONNECT_TIMEOUT,
+        };
+        for (field, v) in [("parallelism", t.parallelism), ("per_host", t.per_host)] {
+            if v == Some(0) {
+                let span = self.value_span(&p(field));
+                self.error(
+                    Kind::InvalidValue,
+                    span,
+                    format!("`{field}` must be at least 1"),
+                );
+                ok = false;
+            }
+        }
+        let policy = match (t.policy.as_deref(), t.threshold) {
+            (None | Some("all"), None) => Policy::All,
+            (Some("any"), None) => Policy::Any,
+            (_, Some(0)) => {
+                let span = self.value_span(&p("threshold"));
+                self.error(Kind::InvalidValue, span, "`threshold` must be at least 1");
+                ok = false;
+                Policy::All
+            }
+            (None | Some("threshold"), Some(n)) => Policy::Threshold(n),
+            (Some("threshold"), None) => {
+                self.missing(
+                    base,
+                    "threshold",
+                    "the number of hosts that must succeed",
+                    "threshold: 2",
+                );
+                ok = false;
+                Policy::All
+            }
+            (Some(other @ ("all" | "any")), Some(_)) => {
+                let span = self.key_span(&p("threshold"));
+                self.error(
+                    Kind::InvalidValue,
+                    span,
+                    format!("`threshold` does not go with `policy: {other}`"),
+                )
+                .help
+                .push("remove one: `policy: threshold` and `threshold: N` go together".into());
+                ok = false;
+                Policy::All
+            }
+            (Some(other), _) => {
+                let span = self.value_span(&p("policy"));
+                let help = did_you_mean(other, ["all", "any", "threshold"])
+                    .unwrap_or_else(|| "one of: all, any, threshold".into());
+                self.reject(
+                    Kind::InvalidValue,
+                    span,
+                    format!("unknown policy `{other}`"),
+                    "not a policy",
+                    Some(help),
+                );
+                ok = false;
+                Policy::All
+            }
+        };
+        let hosts = hosts?;
+        ok.then(|| Target {
+            hosts,
+            user,
+            port: t.port,
+            identity,
+            known_hosts: t.known_hosts.as_ref().map(Into::into),
+            config: t.config.as_ref().map(Into::into),
+            jump: t.jump.clone(),
+            connect_timeout,
+            agent: t.agent.unwrap_or(false),
+            parallelism: t.parallelism.unwrap_or(DEFAULT_PARALLELISM),
+            per_host: t.per_host.unwrap_or(DEFAULT_PER_HOST),
+            policy,
+        })
     }
 
     fn plugin(

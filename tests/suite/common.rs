@@ -474,3 +474,193 @@ pub fn by_id(html: &str, id: &str) -> String {
         .trim()
         .to_string()
 }
+
+/// A real OpenSSH server of a test's own on a loopback ephemeral port: its own host key, a
+/// user key authorized for the current user, a known-hosts file naming it and an ssh_config,
+/// all in a temporary directory (never the machine's own sshd, keys or configuration).
+pub struct Sshd {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    /// The user the tests log in as (the current one).
+    pub user: String,
+    /// The client's private key.
+    pub key: PathBuf,
+    /// A known-hosts file with this server's key.
+    pub known_hosts: PathBuf,
+    /// An ssh_config for the client (Host aliases are appended by tests).
+    pub config: PathBuf,
+    child: std::process::Child,
+    /// Every line sshd wrote on stderr (its log: `-e`).
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+/// Where Debian's openssh-server puts sshd.
+pub const SSHD: &str = "/usr/sbin/sshd";
+
+/// Runs a command to success, failing the test loudly otherwise.
+fn must(cmd: &mut std::process::Command) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A loopback port nothing listens on (bound, then released).
+pub fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+impl Sshd {
+    /// Starts sshd and waits (with a deadline) until it listens. Fails, never skips, when
+    /// sshd is not installed: scripts/test-deps installs it.
+    pub fn start() -> Sshd {
+        Sshd::start_with("AllowTcpForwarding no")
+    }
+
+    /// [`Sshd::start`] with extra sshd_config lines.
+    pub fn start_with(extra: &str) -> Sshd {
+        use std::io::BufRead;
+        assert!(
+            Path::new(SSHD).exists(),
+            "{SSHD} is missing: the remote tests need a real sshd; run scripts/test-deps (it installs openssh-server)"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = |f: &str| dir.path().join(f);
+        for key in ["host_key", "user_key"] {
+            must(
+                std::process::Command::new("ssh-keygen")
+                    .args(["-q", "-t", "ed25519", "-N", "", "-C", "untoil-test", "-f"])
+                    .arg(p(key)),
+            );
+        }
+        std::fs::copy(p("user_key.pub"), p("authorized_keys")).expect("authorized_keys");
+        // As root, sshd needs its privilege separation directory.
+        if nix::unistd::geteuid().is_root() {
+            std::fs::create_dir_all("/run/sshd").expect("/run/sshd");
+        }
+        let user = nix::unistd::User::from_uid(nix::unistd::geteuid())
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .expect("the current user has a name");
+        // A port taken and released just before sshd binds it: another test may take it in
+        // between, which then shows as sshd failing to start (retried below).
+        for _ in 0..5 {
+            let port = closed_port();
+            let config = format!(
+                "ListenAddress 127.0.0.1\nPort {port}\nHostKey {}\nAuthorizedKeysFile {}\nPidFile none\nStrictModes no\nUsePAM no\nPermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nX11Forwarding no\nMaxStartups 100\nMaxSessions 100\n{extra}\n",
+                p("host_key").display(),
+                p("authorized_keys").display()
+            );
+            std::fs::write(p("sshd_config"), config).expect("sshd_config");
+            let mut child = std::process::Command::new(SSHD)
+                .args(["-D", "-e", "-f"])
+                .arg(p("sshd_config"))
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn sshd");
+            let stderr = child.stderr.take().expect("stderr");
+            let (tx, rx) = std::sync::mpsc::channel();
+            let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let keep = log.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stderr)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    if let Ok(mut l) = keep.lock() {
+                        l.push(line.clone());
+                    }
+                    let _ = tx.send(line);
+                }
+            });
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut seen = Vec::new();
+            let listening = loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match rx.recv_timeout(left) {
+                    Ok(l) if l.contains("Server listening") => break true,
+                    Ok(l) => seen.push(l),
+                    Err(_) => break false,
+                }
+            };
+            if !listening {
+                let _ = child.kill();
+                let _ = child.wait();
+                assert!(
+                    seen.iter().any(|l| l.contains("Address already in use")),
+                    "sshd did not start: {seen:?}"
+                );
+                continue;
+            }
+            let host_key = std::fs::read_to_string(p("host_key.pub")).expect("host key");
+            let known = host_key
+                .split_whitespace()
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ");
+            std::fs::write(p("known_hosts"), format!("[127.0.0.1]:{port} {known}\n"))
+                .expect("known_hosts");
+            std::fs::write(p("ssh_config"), "").expect("ssh_config");
+            return Sshd {
+                port,
+                user,
+                key: p("user_key"),
+                known_hosts: p("known_hosts"),
+                config: p("ssh_config"),
+                dir,
+                child,
+                log,
+            };
+        }
+        panic!("sshd could not get a free port in five tries");
+    }
+
+    /// How many of sshd's log lines contain `needle` so far (`Accepted publickey`: logins).
+    pub fn logged(&self, needle: &str) -> usize {
+        self.log
+            .lock()
+            .map(|l| l.iter().filter(|l| l.contains(needle)).count())
+            .unwrap_or_default()
+    }
+
+    /// The `target:` fields that reach this server as the test's user with the test's key.
+    pub fn target_fields(&self) -> String {
+        format!(
+            "port: {}, user: {}, identity: {{file: {}}}, known_hosts: {}, config: {}, connect_timeout: 5s",
+            self.port,
+            self.user,
+            self.key.display(),
+            self.known_hosts.display(),
+            self.config.display()
+        )
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Processes whose command line contains `needle` (zombies have none and do not count).
+pub fn processes_with(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if let Ok(bytes) = std::fs::read(entry.path().join("cmdline")) {
+            let text = String::from_utf8_lossy(&bytes).replace('\0', " ");
+            if text.contains(needle) {
+                found.push(format!("{}: {text}", entry.file_name().to_string_lossy()));
+            }
+        }
+    }
+    found
+}

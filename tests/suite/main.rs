@@ -32,6 +32,7 @@ mod mobile;
 mod new_user;
 mod plugins;
 mod redaction;
+mod remote;
 mod reports;
 mod store;
 mod storm;

@@ -6,6 +6,7 @@ pub mod command;
 pub mod env;
 pub mod http;
 pub mod plugin;
+pub mod remote;
 pub mod report;
 pub mod shell;
 
@@ -22,7 +23,12 @@ use crate::runbook::model::{Action, Step};
 /// What a step will do, rendered (for `--dry-run` and progress lines).
 pub fn describe(step: &Step, env: &StepEnv<'_>) -> Result<String, String> {
     match &step.action {
-        Action::Shell { command, shell } => env
+        Action::Shell {
+            command,
+            target: Some(target),
+            ..
+        } => remote::describe(command, target, env),
+        Action::Shell { command, shell, .. } => env
             .renderer
             .shell(command, env.ctx, env.taint)
             .map(|c| format!("{shell} -c {c}"))
@@ -41,7 +47,12 @@ pub fn describe(step: &Step, env: &StepEnv<'_>) -> Result<String, String> {
 pub async fn attempt(step: &Step, env: &StepEnv<'_>) -> Attempt {
     let started = Instant::now();
     let mut out = match &step.action {
-        Action::Shell { command, shell } => shell::run(step, command, shell, env).await,
+        Action::Shell {
+            command,
+            target: Some(target),
+            ..
+        } => remote::run(step, command, target, env).await,
+        Action::Shell { command, shell, .. } => shell::run(step, command, shell, env).await,
         Action::Http(req) => http::run(step, req, env).await,
         Action::Plugin { name, with } => plugin::run(step, name, with, env).await,
         Action::Report(req) => report::run(step, req, env).await,

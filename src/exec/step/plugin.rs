@@ -53,6 +53,7 @@ pub async fn run(step: &Step, name: &str, with: &TemplateValue, env: &StepEnv<'_
         workdir,
         stdin: Some(stdin),
         redactor: env.redactor.clone(),
+        hold_stdin: false,
     };
     process_attempt(&spec, step, env, |outcome, result| {
         let code = match outcome.ended {

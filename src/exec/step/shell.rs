@@ -26,6 +26,7 @@ pub async fn run(step: &Step, command: &Template, shell: &str, env: &StepEnv<'_>
         workdir,
         stdin: None,
         redactor: env.redactor.clone(),
+        hold_stdin: false,
     };
     process_attempt(&spec, step, env, |outcome, result| {
         result.json = parse_json(&result.stdout);

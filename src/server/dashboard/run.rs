@@ -156,6 +156,19 @@ fn output(s: &StepResult) -> Markup {
                 pre class={ "output " (name) } { (text) }
             }
         }
+        @if !s.hosts.is_empty() {
+            div class="muted" { "hosts: " (s.hosts_succeeded()) " of " (s.hosts.len()) " succeeded" }
+            table class="hosts" {
+                @for h in &s.hosts {
+                    tr {
+                        td { code { (h.host) } }
+                        td { (h.status.map(|s| s.as_str()).unwrap_or("?")) }
+                        td class="num" { (h.exit_code.map(|c| c.to_string()).unwrap_or_default()) }
+                        td { (h.error.as_deref().unwrap_or("")) }
+                    }
+                }
+            }
+        }
         @if let Some(code) = s.exit_code {
             div class="muted" { "exit code " (code) }
         }
