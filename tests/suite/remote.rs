@@ -388,7 +388,7 @@ async fn three_hosts_two_at_a_time_policy_all_one_failing() {
     )
     .expect("authorize");
     let text = format!(
-        "name: fleet\nowner: sre\nsteps:\n  - name: s\n    target: {{hosts: [h1, 'h2 h3'], parallelism: 2, policy: all, user: {}, identity: {{file: {}}}, known_hosts: {}, config: {}}}\n    run: 'echo on-$UNTOIL_STEP; test -z \"$FAIL_HERE\"'\n    continue_on_error: true\n  - name: count\n    run: 'echo {{{{steps.s.hosts_succeeded}}}} of {{{{steps.s.hosts_total}}}}, {{{{steps.s.hosts_failed}}}} failed on {{{{steps.s.hosts.[2].host}}}}'\n",
+        "name: fleet\nowner: sre\ntoil: {{manual_minutes: 1, per_item: {{minutes: 3, count: '{{{{steps.s.hosts_succeeded}}}}'}}}}\nsteps:\n  - name: s\n    target: {{hosts: [h1, 'h2 h3'], parallelism: 2, policy: all, user: {}, identity: {{file: {}}}, known_hosts: {}, config: {}}}\n    run: 'echo on-$UNTOIL_STEP; test -z \"$FAIL_HERE\"'\n    continue_on_error: true\n  - name: count\n    run: 'echo {{{{steps.s.hosts_succeeded}}}} of {{{{steps.s.hosts_total}}}}, {{{{steps.s.hosts_failed}}}} failed on {{{{steps.s.hosts.[2].host}}}}'\n",
         a.user,
         a.key.display(),
         known.display(),
@@ -422,6 +422,9 @@ async fn three_hosts_two_at_a_time_policy_all_one_failing() {
         "{:?}",
         record.steps[1].error
     );
+    // Per-host results feed per-item credit: the hosts it succeeded on are the items.
+    let items = record.toil.as_ref().and_then(|t| t.items.as_ref());
+    assert_eq!(items.map(|i| i.counted), Some(2), "{:?}", record.toil);
     // The same hosts with `threshold: 2` succeed.
     let text = text.replace("policy: all", "threshold: 2");
     let (record, _) = run(runbook(&text), &[], CancellationToken::new()).await;
