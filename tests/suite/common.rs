@@ -664,3 +664,36 @@ pub fn processes_with(needle: &str) -> Vec<String> {
     }
     found
 }
+
+/// A `/metrics` answer, parsed as the Prometheus text format (failing the test when it is not).
+pub fn parse_metrics(text: &str) -> prometheus_parse::Scrape {
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    prometheus_parse::Scrape::parse(lines).expect("Prometheus text format")
+}
+
+/// The sum of the samples of `name` (with `label`, when given).
+pub fn sample(metrics: &prometheus_parse::Scrape, name: &str, label: Option<(&str, &str)>) -> f64 {
+    metrics
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .filter(|s| label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+/// The metrics of an in-process daemon.
+pub async fn scrape(d: &Running) -> prometheus_parse::Scrape {
+    let r = d
+        .client
+        .get(format!("{}/metrics", d.base))
+        .send()
+        .await
+        .expect("scrape");
+    parse_metrics(&r.text().await.unwrap_or_default())
+}

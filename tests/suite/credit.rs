@@ -449,21 +449,9 @@ async fn verified_only_credit_reaches_the_report_when_the_verdict_does() {
     assert_eq!(report["total"]["runs"], 2, "{report}");
     assert_eq!(report["total"]["toil_minutes"], 10.0, "{report}");
     // The toil metric counts the released minutes too: what the report says, in seconds.
-    let scraped = d
-        .client
-        .get(format!("{}/metrics", d.base))
-        .send()
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .unwrap_or_default();
-    let saved: f64 = scraped
-        .lines()
-        .filter(|l| l.starts_with("untoil_toil_saved_seconds_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
-    assert_eq!(saved, 600.0, "{scraped}");
+    let scraped = crate::common::scrape(&d).await;
+    let saved = crate::common::sample(&scraped, "untoil_toil_saved_seconds_total", None);
+    assert_eq!(saved, 600.0, "{:?}", scraped.samples);
     d.stop().await;
 }
 

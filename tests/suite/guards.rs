@@ -4,7 +4,7 @@
 
 use crate::common;
 
-use common::{Dirs, Running, fixture};
+use common::{Dirs, Running, fixture, sample, scrape};
 use serde_json::{Value, json};
 
 /// A webhook body with one firing alert of this fingerprint and instance.
@@ -285,33 +285,6 @@ async fn approvals_gate_runs_and_survive_a_restart() {
     })
     .await;
     d.stop().await;
-}
-
-fn sample(metrics: &prometheus_parse::Scrape, name: &str, label: Option<(&str, &str)>) -> f64 {
-    metrics
-        .samples
-        .iter()
-        .filter(|s| s.metric == name)
-        .filter(|s| label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
-        .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            _ => 0.0,
-        })
-        .sum()
-}
-
-async fn scrape(d: &Running) -> prometheus_parse::Scrape {
-    let r = d
-        .client
-        .get(format!("{}/metrics", d.base))
-        .send()
-        .await
-        .expect("scrape");
-    let text = r.text().await.unwrap_or_default();
-    let lines = text.lines().map(|l| Ok(l.to_string()));
-    prometheus_parse::Scrape::parse(lines).expect("Prometheus text format")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -278,20 +278,8 @@ fn edited(name: &str, edit: impl Fn(&mut Value)) -> Vec<u8> {
 
 /// `untoil_alerts_total{outcome="..."}` as scraped.
 async fn alerts_total(d: &Running, outcome: &str) -> f64 {
-    let text = d
-        .client
-        .get(format!("{}/metrics", d.base))
-        .send()
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .unwrap_or_default();
-    let prefix = format!("untoil_alerts_total{{outcome=\"{outcome}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
+    let metrics = crate::common::scrape(d).await;
+    crate::common::sample(&metrics, "untoil_alerts_total", Some(("outcome", outcome)))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,9 @@ use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use serde_json::{Value, json};
 use untoil::report::human::duration_ms;
 
-use crate::common::{Dirs, Http, Served, by_id, fixture, until, untoil_command};
+use crate::common::{
+    Dirs, Http, Served, by_id, fixture, parse_metrics, sample, until, untoil_command,
+};
 
 const SWEEP: &str = "name: sweep\nowner: team-a\ntoil: {manual_minutes: 10}\nsteps:\n  - name: find\n    run: echo nothing matched; exit 3\n    noop_exit_codes: [3]\n  - name: kill\n    run: echo never\n";
 const CLEAN: &str = "name: clean\nowner: team-a\ntoil:\n  manual_minutes: 1\n  per_item: {minutes: 2, count: '{{steps.clean.json.removed}}', max_items: 3}\nsteps:\n  - name: clean\n    run: printf '{\"removed\":5}'\n";
@@ -222,20 +224,23 @@ async fn every_figure_agrees_in_the_cli_the_api_and_the_dashboard_and_with_the_r
         },
     )
     .await;
-    let metrics = |text: &str, outcome: &str| -> f64 {
-        let prefix = format!("untoil_alerts_total{{outcome=\"{outcome}\"}} ");
-        text.lines()
-            .find_map(|l| l.strip_prefix(&prefix))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(-1.0)
-    };
     let (_, scraped) = http.text("/metrics").await;
-    assert_eq!(metrics(&scraped, "firing_unmatched"), 1.0, "{scraped}");
-    assert_eq!(metrics(&scraped, "resolved"), 2.0, "{scraped}");
+    let scraped = parse_metrics(&scraped);
+    let metrics = |m: &prometheus_parse::Scrape, outcome: &str| {
+        sample(m, "untoil_alerts_total", Some(("outcome", outcome)))
+    };
+    assert_eq!(
+        metrics(&scraped, "firing_unmatched"),
+        1.0,
+        "{:?}",
+        scraped.samples
+    );
+    assert_eq!(metrics(&scraped, "resolved"), 2.0, "{:?}", scraped.samples);
     assert_eq!(
         metrics(&scraped, "deduplicated"),
         f64::from(duplicates.load(std::sync::atomic::Ordering::Relaxed)),
-        "{scraped}"
+        "{:?}",
+        scraped.samples
     );
     let (code, stderr) = tokio::task::block_in_place(|| served.terminate());
     assert_eq!(code, Some(0), "{stderr}");
