@@ -66,13 +66,7 @@ pub fn render(period: &str, b: &Backlog) -> Markup {
                     @for r in &b.rows {
                         tr {
                             td { (r.group.get("alertname").map_or("", String::as_str)) }
-                            td class="muted" {
-                                @let extra = r.group.iter().filter(|(k, _)| *k != "alertname");
-                                @for (i, (k, v)) in extra.enumerate() {
-                                    @if i > 0 { ", " }
-                                    (k) "=" (v)
-                                }
-                            }
+                            td class="muted" { (extra_labels(r)) }
                             td class="num" { (r.count) }
                             td { (time(r.last_seen)) }
                             td class="num" { (format!("{:.1}", r.minutes_each)) }
