@@ -156,7 +156,9 @@ fn is_go_zero_time(t: &DateTime<Utc>) -> bool {
     t.timestamp() == GO_ZERO_TIME_UNIX && t.timestamp_subsec_nanos() == 0
 }
 
-fn deserialize_ends_at<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+pub(crate) fn deserialize_ends_at<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<DateTime<Utc>>, D::Error> {
     let t = Option::<DateTime<Utc>>::deserialize(d)?;
     Ok(t.filter(|t| !is_go_zero_time(t)))
 }
@@ -168,7 +170,7 @@ fn serialize_ends_at<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S
     }
 }
 
-fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+pub(crate) fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de> + Default,
@@ -176,12 +178,43 @@ where
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
+/// Which sender's webhook format a body was decoded as (named in error messages).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PayloadFormat {
+    /// Alertmanager's webhook payload, version "4".
+    #[default]
+    Alertmanager,
+    /// Grafana Alerting's webhook contact point payload, version "1".
+    Grafana,
+}
+
+impl PayloadFormat {
+    /// The payload version this format's decoder accepts.
+    pub fn version(self) -> &'static str {
+        match self {
+            PayloadFormat::Alertmanager => "4",
+            PayloadFormat::Grafana => "1",
+        }
+    }
+}
+
+impl fmt::Display for PayloadFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PayloadFormat::Alertmanager => "Alertmanager",
+            PayloadFormat::Grafana => "Grafana",
+        })
+    }
+}
+
 /// A webhook body that untoil cannot accept.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PayloadError {
     /// The body is not valid JSON or does not have the payload's shape.
-    #[error("invalid Alertmanager webhook payload{} (line {line}, column {column}): {message}", at_path(.path))]
+    #[error("invalid {format} webhook payload{} (line {line}, column {column}): {message}", at_path(.path))]
     Json {
+        /// The format the body was decoded as.
+        format: PayloadFormat,
         /// JSON path of the offending value, e.g. `alerts[0].startsAt` (empty for the root).
         path: String,
         /// 1-based line of the error in the body.
@@ -193,9 +226,19 @@ pub enum PayloadError {
     },
     /// The payload's `version` is not "4".
     #[error(
-        "unsupported Alertmanager webhook payload version {version:?}: untoil understands version \"4\""
+        "unsupported Alertmanager webhook payload version {version:?}: untoil understands version \"4\"{}",
+        route_hint(.version, PayloadFormat::Alertmanager)
     )]
     UnsupportedVersion {
+        /// The version the payload declared.
+        version: String,
+    },
+    /// A body posted as a Grafana webhook payload whose `version` is not "1".
+    #[error(
+        "unsupported Grafana webhook payload version {version:?}: untoil understands version \"1\"{}",
+        route_hint(.version, PayloadFormat::Grafana)
+    )]
+    UnsupportedGrafanaVersion {
         /// The version the payload declared.
         version: String,
     },
@@ -209,6 +252,19 @@ pub enum PayloadError {
         /// What contains it: "label name", "label value", "annotation name" or "annotation value".
         what: &'static str,
     },
+}
+
+/// Where to post a payload of the other sender's version instead.
+fn route_hint(version: &str, expected: PayloadFormat) -> &'static str {
+    match (expected, version) {
+        (PayloadFormat::Alertmanager, "1") => {
+            "; version \"1\" is Grafana Alerting's webhook payload: post it to /api/v1/alerts/grafana"
+        }
+        (PayloadFormat::Grafana, "4") => {
+            "; version \"4\" is Alertmanager's webhook payload: post it to /api/v1/alerts/alertmanager"
+        }
+        _ => "",
+    }
 }
 
 fn at_path(path: &str) -> String {
@@ -230,35 +286,7 @@ struct VersionProbe {
 impl Notification {
     /// Decodes a webhook body, with an error saying what is wrong and where.
     pub fn from_json(body: &[u8]) -> Result<Notification, PayloadError> {
-        let mut probe = serde_json::Deserializer::from_slice(body);
-        match serde_path_to_error::deserialize::<_, VersionProbe>(&mut probe) {
-            Ok(VersionProbe {
-                version: Some(version),
-            }) if version != "4" => return Err(PayloadError::UnsupportedVersion { version }),
-            // A `version` of the wrong type is reported before any other shape problem.
-            Err(e) if e.path().to_string() == "version" => {
-                return Err(json_error("version".to_owned(), e.inner()));
-            }
-            // Anything else (syntax errors included) is reported by the full decode below.
-            _ => {}
-        }
-
-        let mut de = serde_json::Deserializer::from_slice(body);
-        let notification: Notification =
-            serde_path_to_error::deserialize(&mut de).map_err(|e| {
-                // serde_path_to_error writes the root as "." and a map key it has not read yet
-                // as "?"; neither helps the reader.
-                let mut path = e.path().to_string();
-                while let Some(parent) = path.strip_suffix(".?") {
-                    path.truncate(parent.len());
-                }
-                if path == "." || path == "?" {
-                    path.clear();
-                }
-                json_error(path, e.inner())
-            })?;
-        de.end().map_err(|e| json_error(String::new(), &e))?;
-
+        let notification: Notification = decode_payload(body, PayloadFormat::Alertmanager)?;
         if notification.version != "4" {
             return Err(PayloadError::UnsupportedVersion {
                 version: notification.version,
@@ -269,7 +297,7 @@ impl Notification {
     }
 
     /// Rejects NUL bytes in label and annotation names and values.
-    fn check_no_nul(&self) -> Result<(), PayloadError> {
+    pub(crate) fn check_no_nul(&self) -> Result<(), PayloadError> {
         check_map(&self.group_labels, "groupLabels", "label")?;
         check_map(&self.common_labels, "commonLabels", "label")?;
         check_map(&self.common_annotations, "commonAnnotations", "annotation")?;
@@ -283,6 +311,64 @@ impl Notification {
         }
         Ok(())
     }
+}
+
+/// Decodes a webhook body of `format` into `T`: a `version` other than the format's is reported
+/// first (whatever else is wrong), then shape errors with their JSON path, line and column, then
+/// trailing data.
+pub(crate) fn decode_payload<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    format: PayloadFormat,
+) -> Result<T, PayloadError> {
+    let mut probe = serde_json::Deserializer::from_slice(body);
+    match serde_path_to_error::deserialize::<_, VersionProbe>(&mut probe) {
+        Ok(VersionProbe {
+            version: Some(version),
+        }) if version != format.version() => return Err(unsupported(format, version)),
+        // A `version` of the wrong type is reported before any other shape problem.
+        Err(e) if e.path().to_string() == "version" => {
+            return Err(json_error(format, "version".to_owned(), e.inner()));
+        }
+        // Anything else (syntax errors included) is reported by the full decode below.
+        _ => {}
+    }
+
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let decoded: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        // serde_path_to_error writes the root as "." and a map key it has not read yet
+        // as "?"; neither helps the reader.
+        let mut path = e.path().to_string();
+        while let Some(parent) = path.strip_suffix(".?") {
+            path.truncate(parent.len());
+        }
+        if path == "." || path == "?" {
+            path.clear();
+        }
+        json_error(format, path, e.inner())
+    })?;
+    de.end()
+        .map_err(|e| json_error(format, String::new(), &e))?;
+    Ok(decoded)
+}
+
+/// The error for a payload declaring another version than `format` understands.
+pub(crate) fn unsupported(format: PayloadFormat, version: String) -> PayloadError {
+    match format {
+        PayloadFormat::Alertmanager => PayloadError::UnsupportedVersion { version },
+        PayloadFormat::Grafana => PayloadError::UnsupportedGrafanaVersion { version },
+    }
+}
+
+/// Rejects a NUL byte in one value, reported at `path` as `what`.
+pub(crate) fn check_value(
+    value: &str,
+    path: String,
+    what: &'static str,
+) -> Result<(), PayloadError> {
+    if value.contains('\0') {
+        return Err(PayloadError::NulByte { path, what });
+    }
+    Ok(())
 }
 
 fn check_map(map: &BTreeMap<String, String>, prefix: &str, kind: &str) -> Result<(), PayloadError> {
@@ -302,11 +388,12 @@ fn check_map(map: &BTreeMap<String, String>, prefix: &str, kind: &str) -> Result
     Ok(())
 }
 
-fn json_error(path: String, e: &serde_json::Error) -> PayloadError {
+fn json_error(format: PayloadFormat, path: String, e: &serde_json::Error) -> PayloadError {
     let full = e.to_string();
     let suffix = format!(" at line {} column {}", e.line(), e.column());
     let message = full.strip_suffix(&suffix).unwrap_or(&full).to_owned();
     PayloadError::Json {
+        format,
         path,
         line: e.line(),
         column: e.column(),
