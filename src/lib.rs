@@ -25,5 +25,6 @@ pub mod report;
 pub mod run;
 pub mod runbook;
 pub mod server;
+pub mod source;
 pub mod store;
 pub mod trigger;

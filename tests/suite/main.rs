@@ -34,6 +34,7 @@ mod plugins;
 mod redaction;
 mod remote;
 mod reports;
+mod signatures;
 mod store;
 mod storm;
 mod toil_numbers;
