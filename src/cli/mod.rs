@@ -105,7 +105,7 @@ pub enum Command {
         /// Run id.
         id: String,
     },
-    /// Delete run details older than a retention period; rollups (report totals) stay.
+    /// Delete run details older than a retention period (rollups stay) and expired delivery ids.
     Prune {
         /// Keep this much history, e.g. 400d.
         #[arg(long)]

@@ -1,4 +1,5 @@
-//! `untoil prune`: deletes run details older than a retention period; rollups stay.
+//! `untoil prune`: deletes run details older than a retention period (rollups stay) and expired
+//! delivery ids of signed webhooks.
 
 use std::process::ExitCode;
 
@@ -19,6 +20,12 @@ pub fn run(g: &Global, retain: &str) -> Result<ExitCode> {
         "removed {} started before {}; rollups (report totals) are kept",
         crate::report::human::count(n, "run"),
         crate::report::human::instant(before)
+    );
+    // Delivery ids expire by their own source's `keep`, not by `--retain`.
+    let d = block_on(store.prune_deliveries(Utc::now()))??;
+    println!(
+        "removed {} whose source's keep had passed",
+        crate::report::human::count(d, "delivery id")
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -75,6 +75,27 @@ impl AlertReceived {
     }
 }
 
+/// A signed webhook's delivery, remembered until `expires_at` so that the sender's retry of it is
+/// acknowledged and not run again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// The source that sent it.
+    pub source: String,
+    /// The sender's delivery id.
+    pub id: String,
+    /// When untoil received it.
+    pub received_at: DateTime<Utc>,
+    /// Until when a repeat is refused (the receipt plus the source's `delivery.keep`).
+    pub expires_at: DateTime<Utc>,
+}
+
+impl Delivery {
+    /// Whether this record still refuses a repeat received at `at`.
+    pub fn refuses_at(&self, at: DateTime<Utc>) -> bool {
+        self.expires_at > at
+    }
+}
+
 /// Which runs to list.
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
@@ -189,6 +210,18 @@ pub trait Store: Send + Sync {
         alerts: Vec<AlertReceived>,
     ) -> Result<Vec<Admitted>>;
 
+    /// [`Store::admit`] for the runs of one signed webhook delivery: None, writing nothing (no
+    /// run, no alert episode), when its (source, id) is recorded and the record has not expired
+    /// at `delivery.received_at`; otherwise records the delivery (replacing an expired record)
+    /// in the same durable write that admits the runs, so that a crash keeps both or neither.
+    /// Concurrent calls with one delivery admit once.
+    async fn admit_delivery(
+        &self,
+        delivery: Delivery,
+        candidates: Vec<Candidate>,
+        alerts: Vec<AlertReceived>,
+    ) -> Result<Option<Vec<Admitted>>>;
+
     /// Applies `change` to a run that is in one of the statuses `from`, atomically with respect
     /// to every other write of that run, and durably; a change that ends the run counts it in the
     /// rollups. This is how a run is claimed (queued -> running, before its first step: a crash
@@ -281,4 +314,7 @@ pub trait Store: Send + Sync {
     /// Deletes run details and alert episodes from before `before`; rollups stay. Returns how
     /// many runs.
     async fn prune(&self, before: DateTime<Utc>) -> Result<usize>;
+
+    /// Deletes the delivery records that expired at or before `now`, durably. Returns how many.
+    async fn prune_deliveries(&self, now: DateTime<Utc>) -> Result<usize>;
 }

@@ -22,8 +22,8 @@ use untoil::run::status::{RunStatus, StepStatus};
 use untoil::run::step::StepResult;
 use untoil::store::sled::SledStore;
 use untoil::store::{
-    Admitted, AlertReceived, Candidate, Change, Decide, GuardOf, RunFilter, Store, Transition,
-    Update,
+    Admitted, AlertReceived, Candidate, Change, Decide, Delivery, GuardOf, RunFilter, Store,
+    Transition, Update,
 };
 use untoil::trigger::key::{DedupeKey, Episode, Fire};
 use untoil::trigger::schedule::Schedule;
@@ -1133,6 +1133,263 @@ async fn an_episode_is_found_by_its_start_truncated_to_milliseconds() {
             store.episode_at_millis("fp", near).await.expect("find"),
             None,
             "{}",
+            b.name()
+        );
+    }
+}
+
+/// A delivery of `source` with id `id`, received at `received_at` and kept for `keep_minutes`.
+fn delivery(source: &str, id: &str, received_at: DateTime<Utc>, keep_minutes: i64) -> Delivery {
+    Delivery {
+        source: source.into(),
+        id: id.into(),
+        received_at,
+        expires_at: received_at + chrono::Duration::minutes(keep_minutes),
+    }
+}
+
+/// How many notifications carried the episode of `fingerprint` (0: none stored).
+async fn times_received(store: &dyn Store, fingerprint: &str) -> u64 {
+    store
+        .alerts(
+            Utc::now() - chrono::Duration::hours(1),
+            Utc::now() + chrono::Duration::hours(1),
+        )
+        .await
+        .expect("alerts")
+        .iter()
+        .filter(|e| e.fingerprint == fingerprint)
+        .map(|e| e.times_received)
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_admits_once_until_it_expires_and_is_remembered_across_reopening() {
+    for b in backends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = b.open(dir.path());
+        let t0 = Utc::now();
+        let first = queued("rb", 1);
+        let got = store
+            .admit_delivery(
+                delivery("github-ci", "d-1", t0, 60),
+                vec![manual(first.clone())],
+                vec![episode("fp-d")],
+            )
+            .await
+            .expect("admit");
+        let got = got.unwrap_or_else(|| panic!("{}: a first delivery admits", b.name()));
+        assert_eq!(new_runs(&got).len(), 1, "{}", b.name());
+        assert_eq!(times_received(&*store, "fp-d").await, 1);
+
+        // The sender's retry, with a run and an episode that would otherwise be new: nothing.
+        let retry = queued("rb", 2);
+        let again = store
+            .admit_delivery(
+                delivery("github-ci", "d-1", t0 + chrono::Duration::minutes(1), 60),
+                vec![manual(retry.clone())],
+                vec![episode("fp-d"), episode("fp-other")],
+            )
+            .await
+            .expect("admit");
+        assert_eq!(again, None, "{}: a repeat is refused", b.name());
+        assert!(store.get_run(&retry.id).await.expect("get").is_none());
+        assert_eq!(
+            times_received(&*store, "fp-d").await,
+            1,
+            "{}: a refused delivery merges no alert",
+            b.name()
+        );
+        assert_eq!(times_received(&*store, "fp-other").await, 0);
+
+        // The same id from another source is another delivery.
+        let other = store
+            .admit_delivery(
+                delivery("grafana", "d-1", t0, 60),
+                vec![manual(queued("rb", 3))],
+                vec![],
+            )
+            .await
+            .expect("admit");
+        assert!(other.is_some(), "{}: ids are per source", b.name());
+
+        drop(store);
+        let store = b.open(dir.path());
+        let after_reopen = store
+            .admit_delivery(
+                delivery("github-ci", "d-1", t0 + chrono::Duration::minutes(2), 60),
+                vec![manual(queued("rb", 4))],
+                vec![],
+            )
+            .await
+            .expect("admit");
+        assert_eq!(
+            after_reopen,
+            None,
+            "{}: remembered across reopening",
+            b.name()
+        );
+
+        // Once its record expired, the id admits again, and its new record refuses repeats.
+        let later = t0 + chrono::Duration::minutes(60);
+        let renewed = queued("rb", 5);
+        let got = store
+            .admit_delivery(
+                delivery("github-ci", "d-1", later, 60),
+                vec![manual(renewed.clone())],
+                vec![episode("fp-d")],
+            )
+            .await
+            .expect("admit");
+        assert!(got.is_some(), "{}: an expired record is replaced", b.name());
+        assert!(store.get_run(&renewed.id).await.expect("get").is_some());
+        assert_eq!(times_received(&*store, "fp-d").await, 2);
+        let repeat = store
+            .admit_delivery(
+                delivery(
+                    "github-ci",
+                    "d-1",
+                    later + chrono::Duration::minutes(59),
+                    60,
+                ),
+                vec![manual(queued("rb", 6))],
+                vec![],
+            )
+            .await
+            .expect("admit");
+        assert_eq!(repeat, None, "{}", b.name());
+        assert_eq!(
+            store
+                .list_runs(&RunFilter::default())
+                .await
+                .expect("list")
+                .len(),
+            3,
+            "{}: runs of the first, the other source's and the renewed delivery only",
+            b.name()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_identical_deliveries_admit_exactly_once() {
+    const TASKS: usize = 16;
+    const IDS: usize = 12;
+    for b in backends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = b.open(dir.path());
+        let t0 = Utc::now();
+        // Every task posts every delivery (a sender retrying while the first try is in flight),
+        // each time with a run of its own, so only the delivery id can tell them apart.
+        let mut tasks = tokio::task::JoinSet::new();
+        for t in 0..TASKS {
+            let store = store.clone();
+            tasks.spawn(async move {
+                let mut admitted = Vec::new();
+                for i in 0..IDS {
+                    let k = (i + t) % IDS;
+                    let got = store
+                        .admit_delivery(
+                            delivery("github-ci", &format!("d-{k}"), t0, 60),
+                            vec![manual(queued("rb", 1000 * t + k))],
+                            vec![episode(&format!("fp{k}"))],
+                        )
+                        .await
+                        .expect("admit");
+                    if let Some(got) = got {
+                        admitted.push((k, new_runs(&got).len()));
+                    }
+                }
+                admitted
+            });
+        }
+        let mut admitted = Vec::new();
+        while let Some(r) = tasks.join_next().await {
+            admitted.extend(r.expect("delivering task"));
+        }
+        admitted.sort();
+        assert_eq!(
+            admitted,
+            (0..IDS).map(|k| (k, 1)).collect::<Vec<_>>(),
+            "{}: each delivery admitted once, with its run",
+            b.name()
+        );
+        assert_eq!(
+            store
+                .list_runs(&RunFilter::default())
+                .await
+                .expect("list")
+                .len(),
+            IDS,
+            "{}: no run of a refused delivery stored",
+            b.name()
+        );
+        for k in 0..IDS {
+            assert_eq!(
+                times_received(&*store, &format!("fp{k}")).await,
+                1,
+                "{}: only the admitted delivery's alert merged",
+                b.name()
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_removes_only_expired_delivery_records() {
+    for b in backends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = b.open(dir.path());
+        let now = Utc::now();
+        let hour_ago = now - chrono::Duration::hours(1);
+        for (id, received_at, keep) in [
+            ("expired", hour_ago, 30),
+            ("expires-now", hour_ago, 60),
+            ("kept", hour_ago, 120),
+        ] {
+            let got = store
+                .admit_delivery(delivery("github-ci", id, received_at, keep), vec![], vec![])
+                .await
+                .expect("admit");
+            assert!(got.is_some(), "{}: {id}", b.name());
+        }
+        let run = queued("rb", 1);
+        store
+            .admit(vec![manual(run.clone())], vec![])
+            .await
+            .expect("admit");
+        assert_eq!(
+            store.prune_deliveries(now).await.expect("prune"),
+            2,
+            "{}: records expired at or before now",
+            b.name()
+        );
+        assert_eq!(store.prune_deliveries(now).await.expect("prune"), 0);
+        assert!(store.get_run(&run.id).await.expect("get").is_some());
+        // The kept record still refuses its repeat, after reopening too.
+        drop(store);
+        let store = b.open(dir.path());
+        let repeat = store
+            .admit_delivery(
+                delivery("github-ci", "kept", hour_ago, 120),
+                vec![manual(queued("rb", 2))],
+                vec![],
+            )
+            .await
+            .expect("admit");
+        assert_eq!(repeat, None, "{}: an unexpired record stays", b.name());
+        // A pruned one is gone even for a repeat that claims its original receipt.
+        let pruned = store
+            .admit_delivery(
+                delivery("github-ci", "expired", hour_ago, 30),
+                vec![manual(queued("rb", 3))],
+                vec![],
+            )
+            .await
+            .expect("admit");
+        assert!(
+            pruned.is_some(),
+            "{}: a pruned record refuses nothing",
             b.name()
         );
     }

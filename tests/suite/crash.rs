@@ -37,8 +37,8 @@ use untoil::runbook::plugins::Plugins;
 use untoil::store::error::StoreError;
 use untoil::store::sled::SledStore;
 use untoil::store::{
-    AlertReceived, Candidate, Change, GuardChanged, GuardOf, Reconciled, RunFilter, Store,
-    Transition, Update,
+    AlertReceived, Candidate, Change, Delivery, GuardChanged, GuardOf, Reconciled, RunFilter,
+    Store, Transition, Update,
 };
 use untoil::trigger::alert::Notification;
 use untoil::trigger::key::{DedupeKey, Episode, Fire};
@@ -232,6 +232,17 @@ impl Store for Dying {
         self.write()?;
         self.inner.admit(candidates, alerts).await
     }
+    async fn admit_delivery(
+        &self,
+        delivery: Delivery,
+        candidates: Vec<Candidate>,
+        alerts: Vec<AlertReceived>,
+    ) -> Result<Option<Vec<untoil::store::Admitted>>, StoreError> {
+        self.write()?;
+        self.inner
+            .admit_delivery(delivery, candidates, alerts)
+            .await
+    }
     async fn transition(
         &self,
         id: &RunId,
@@ -327,6 +338,10 @@ impl Store for Dying {
     async fn prune(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {
         self.write()?;
         self.inner.prune(before).await
+    }
+    async fn prune_deliveries(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        self.write()?;
+        self.inner.prune_deliveries(now).await
     }
 }
 

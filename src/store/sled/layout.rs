@@ -16,6 +16,10 @@
 //!   (`YYYY-MM \0 ...`), so reports over long periods read ~30x fewer groups.
 //! - `verifying`: run id -> () for finished alert runs awaiting their verification verdict
 //!   (`RunRecord::verify_by` set, no verdict yet), so a restart re-arms their window's end.
+//! - `deliveries`: `source \0 delivery id` -> the delivery (JSON, with when it expires), written
+//!   in the same transaction as the runs the delivery admitted. Added without a schema version
+//!   step: a new store and an old one alike start with it empty, and an untoil that predates it
+//!   opens a store that has it and never reads it (it takes no signed deliveries).
 
 use std::path::Path;
 
@@ -53,6 +57,8 @@ pub struct Trees {
     pub guards: sled::Tree,
     /// Finished alert runs awaiting their verification verdict.
     pub verifying: sled::Tree,
+    /// Signed webhook deliveries seen, until they expire.
+    pub deliveries: sled::Tree,
 }
 
 impl Trees {
@@ -71,6 +77,7 @@ impl Trees {
             dedupe: tree("dedupe")?,
             guards: tree("guards")?,
             verifying: tree("verifying")?,
+            deliveries: tree("deliveries")?,
         })
     }
 }
@@ -124,6 +131,11 @@ pub fn parse_guard_key(bytes: &[u8]) -> (String, String) {
         Some((rb, key)) => (rb.to_string(), key.to_string()),
         None => (text, String::new()),
     }
+}
+
+/// `source \0 delivery id`: source names have no NUL, so the first one ends the source.
+pub fn delivery_key(source: &str, id: &str) -> Vec<u8> {
+    format!("{source}\0{id}").into_bytes()
 }
 
 /// The daily rollup key of a group.

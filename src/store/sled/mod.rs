@@ -38,8 +38,8 @@ use crate::store::sled::layout::{
 use crate::store::sled::migrate::Migrated;
 use crate::store::sled::write::{Admit, Finishing, Outcome, Write};
 use crate::store::{
-    Admitted, AlertReceived, Candidate, Change, GuardChanged, GuardOf, Reconciled, Result,
-    RunFilter, Store, Transition, Update,
+    Admitted, AlertReceived, Candidate, Change, Delivery, GuardChanged, GuardOf, Reconciled,
+    Result, RunFilter, Store, Transition, Update,
 };
 use crate::trigger::key::{Episode, Fire};
 
@@ -487,6 +487,32 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// Removes delivery records expired at `now`. Each goes by compare-and-swap of the value
+    /// read, so a record the batch leader replaced meanwhile (a new delivery of that id) stays;
+    /// outside the batch, as nothing here needs to be atomic with a run.
+    fn prune_deliveries(&self, now: DateTime<Utc>) -> Result<usize> {
+        let mut removed = 0;
+        for item in self.trees.deliveries.iter() {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            let d: Delivery = decode(&k, &v)?;
+            if d.refuses_at(now) {
+                continue;
+            }
+            let swapped = self
+                .trees
+                .deliveries
+                .compare_and_swap(&k, Some(v), None::<&[u8]>)
+                .map_err(|e| self.err(e))?;
+            if swapped.is_ok() {
+                removed += 1;
+            }
+        }
+        self.durable()?;
+        Ok(removed)
+    }
+}
+
 fn unexpected(path: &Path) -> StoreError {
     backend(path, "a write returned the result of another kind of write")
 }
@@ -503,9 +529,31 @@ impl Store for SledStore {
         alerts: Vec<AlertReceived>,
     ) -> Result<Vec<Admitted>> {
         // Encoding is the callers' work, in parallel; the batch leader only writes.
-        let write = Write::Admit(candidates.into_iter().map(Admit::of).collect(), alerts);
+        let write = Write::Admit(
+            candidates.into_iter().map(Admit::of).collect(),
+            alerts,
+            None,
+        );
         match self.submit(write).await? {
             Outcome::Admitted(a) => Ok(a),
+            _ => Err(unexpected(&self.inner.path)),
+        }
+    }
+
+    async fn admit_delivery(
+        &self,
+        delivery: Delivery,
+        candidates: Vec<Candidate>,
+        alerts: Vec<AlertReceived>,
+    ) -> Result<Option<Vec<Admitted>>> {
+        let admits = candidates.into_iter().map(Admit::of).collect();
+        match self
+            .submit(Write::Admit(admits, alerts, Some(delivery)))
+            .await?
+        {
+            Outcome::Admitted(a) => Ok(Some(a)),
+            Outcome::DuplicateDelivery => Ok(None),
+            Outcome::Failed(e) => Err(e),
             _ => Err(unexpected(&self.inner.path)),
         }
     }
@@ -677,5 +725,10 @@ impl Store for SledStore {
 
     async fn prune(&self, before: DateTime<Utc>) -> Result<usize> {
         self.blocking(move |inner| inner.prune(before)).await
+    }
+
+    async fn prune_deliveries(&self, now: DateTime<Utc>) -> Result<usize> {
+        self.blocking(move |inner| inner.prune_deliveries(now))
+            .await
     }
 }

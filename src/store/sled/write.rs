@@ -1,6 +1,7 @@
 //! The store's write path: a batch of admissions, transitions, finishes and guard updates
 //! applied in one sled transaction (the caller flushes once after it).
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use sled::Transactional;
@@ -13,11 +14,12 @@ use crate::run::record::RunRecord;
 use crate::run::status::RunStatus;
 use crate::store::error::StoreError;
 use crate::store::sled::layout::{
-    StatusOnly, Trees, backend, decode, encode, guard_key, monthly_key, nanos, rollup_key,
-    runbook_index,
+    StatusOnly, Trees, backend, decode, delivery_key, encode, guard_key, monthly_key, nanos,
+    rollup_key, runbook_index,
 };
 use crate::store::{
-    Admitted, AlertReceived, Candidate, Change, Decide, GuardChanged, GuardOf, Transition, Update,
+    Admitted, AlertReceived, Candidate, Change, Decide, Delivery, GuardChanged, GuardOf,
+    Transition, Update,
 };
 
 /// A candidate run ready to write; its record is encoded by the caller (in parallel) unless a
@@ -69,8 +71,9 @@ impl Finishing {
 
 /// One caller's write.
 pub enum Write {
-    /// Runs to admit unless their key is taken, and alert episodes to merge.
-    Admit(Vec<Admit>, Vec<AlertReceived>),
+    /// Runs to admit unless their key is taken, and alert episodes to merge; with a signed
+    /// webhook's delivery, only if that delivery is not recorded yet (then recorded with them).
+    Admit(Vec<Admit>, Vec<AlertReceived>, Option<Delivery>),
     /// A conditional change of one run.
     Transition(crate::run::id::RunId, Vec<RunStatus>, Change),
     /// Finished runs, and the guard update of the first (a single finish).
@@ -85,6 +88,10 @@ pub enum Write {
 pub enum Outcome {
     /// Per candidate.
     Admitted(Vec<Admitted>),
+    /// The write's delivery was recorded before and has not expired: nothing was written.
+    DuplicateDelivery,
+    /// The write failed alone (its delivery's record cannot be read); nothing was written.
+    Failed(StoreError),
     /// The transition.
     Transitioned(Transition),
     /// The guard change of a finish.
@@ -114,6 +121,8 @@ struct EarlierApproval {
 /// What the transaction decides per write, before records move out of the batch.
 enum Decided {
     Admitted(Vec<Decision>),
+    DuplicateDelivery,
+    Failed(StoreError),
     Transitioned(Transition),
     Finished(Option<GuardChanged>),
     Guards(Vec<(String, KeyState)>),
@@ -130,6 +139,7 @@ struct Tx<'a> {
     monthly: &'a TransactionalTree,
     guards: &'a TransactionalTree,
     verifying: &'a TransactionalTree,
+    deliveries: &'a TransactionalTree,
 }
 
 impl Tx<'_> {
@@ -376,11 +386,61 @@ fn put_alert(trees: &Trees, path: &Path, alert: &AlertReceived) -> Result<(), St
     Ok(())
 }
 
-/// Applies a batch of writes (no flush): alert episodes merged; then, in one transaction, every
-/// write in order. One outcome per write.
+/// What a write does with its delivery, decided before the batch's transaction.
+#[derive(Debug)]
+enum Plan {
+    /// No delivery: an ordinary write.
+    Plain,
+    /// A delivery recorded before and not expired: the write is dropped whole.
+    Seen,
+    /// The delivery's stored record cannot be read: this write fails, the batch's others not.
+    Unreadable(StoreError),
+    /// A new (or expired) delivery: its record (key, value) is written with the runs.
+    Record(Vec<u8>, Vec<u8>),
+}
+
+/// Decides each write's delivery, in batch order: a delivery refused by the record stored or by
+/// an earlier write of this batch is [`Plan::Seen`]. Deciding before the transaction is exact
+/// because only the batch leader (one thread at a time) records deliveries; pruning removes only
+/// expired records, which refuse nothing.
+fn plan_deliveries(trees: &Trees, path: &Path, batch: &[Write]) -> Result<Vec<Plan>, StoreError> {
+    let mut claimed: HashMap<Vec<u8>, Delivery> = HashMap::new();
+    let mut plans = Vec::with_capacity(batch.len());
+    for write in batch {
+        let Write::Admit(_, _, Some(d)) = write else {
+            plans.push(Plan::Plain);
+            continue;
+        };
+        let key = delivery_key(&d.source, &d.id);
+        let earlier = match claimed.get(&key) {
+            Some(e) => Some(e.clone()),
+            None => match trees.deliveries.get(&key).map_err(|e| backend(path, e))? {
+                Some(v) => match decode::<Delivery>(&key, &v) {
+                    Ok(d) => Some(d),
+                    Err(e) => {
+                        plans.push(Plan::Unreadable(e));
+                        continue;
+                    }
+                },
+                None => None,
+            },
+        };
+        if earlier.is_some_and(|e| e.refuses_at(d.received_at)) {
+            plans.push(Plan::Seen);
+            continue;
+        }
+        claimed.insert(key.clone(), d.clone());
+        plans.push(Plan::Record(key, encode(d)));
+    }
+    Ok(plans)
+}
+
+/// Applies a batch of writes (no flush): deliveries decided, alert episodes merged; then, in one
+/// transaction, every write in order. One outcome per write.
 pub fn apply(trees: &Trees, path: &Path, batch: Vec<Write>) -> Result<Vec<Outcome>, StoreError> {
-    for write in &batch {
-        if let Write::Admit(_, alerts) = write {
+    let plans = plan_deliveries(trees, path, &batch)?;
+    for (write, plan) in batch.iter().zip(&plans) {
+        if let (Write::Admit(_, alerts, _), Plan::Plain | Plan::Record(..)) = (write, plan) {
             for a in alerts {
                 put_alert(trees, path, a)?;
             }
@@ -395,9 +455,10 @@ pub fn apply(trees: &Trees, path: &Path, batch: Vec<Write>) -> Result<Vec<Outcom
         &trees.monthly,
         &trees.guards,
         &trees.verifying,
+        &trees.deliveries,
     );
     let result: Result<Vec<Decided>, TransactionError<StoreError>> = all.transaction(
-        |(dedupe, runs, active, by_runbook, rollups, monthly, guards, verifying)| {
+        |(dedupe, runs, active, by_runbook, rollups, monthly, guards, verifying, deliveries)| {
             let tx = Tx {
                 dedupe,
                 runs,
@@ -407,11 +468,20 @@ pub fn apply(trees: &Trees, path: &Path, batch: Vec<Write>) -> Result<Vec<Outcom
                 monthly,
                 guards,
                 verifying,
+                deliveries,
             };
             let mut decided = Vec::with_capacity(batch.len());
-            for write in &batch {
+            for (write, plan) in batch.iter().zip(&plans) {
                 decided.push(match write {
-                    Write::Admit(candidates, _) => Decided::Admitted(tx.admit(candidates)?),
+                    Write::Admit(candidates, _, _) => match plan {
+                        Plan::Seen => Decided::DuplicateDelivery,
+                        Plan::Unreadable(e) => Decided::Failed(e.clone()),
+                        Plan::Record(key, value) => {
+                            tx.deliveries.insert(key.as_slice(), value.as_slice())?;
+                            Decided::Admitted(tx.admit(candidates)?)
+                        }
+                        Plan::Plain => Decided::Admitted(tx.admit(candidates)?),
+                    },
                     Write::Transition(id, from, change) => {
                         Decided::Transitioned(tx.transition(id, from, change)?)
                     }
@@ -449,7 +519,7 @@ pub fn apply(trees: &Trees, path: &Path, batch: Vec<Write>) -> Result<Vec<Outcom
         .into_iter()
         .zip(decided)
         .map(|(write, decided)| match (write, decided) {
-            (Write::Admit(candidates, _), Decided::Admitted(d)) => Outcome::Admitted(
+            (Write::Admit(candidates, _, _), Decided::Admitted(d)) => Outcome::Admitted(
                 candidates
                     .into_iter()
                     .zip(d)
@@ -471,9 +541,117 @@ pub fn apply(trees: &Trees, path: &Path, batch: Vec<Write>) -> Result<Vec<Outcom
                     .collect(),
             ),
             (_, Decided::Admitted(d)) => Outcome::Admitted(vec![Admitted::Duplicate; d.len()]),
+            (_, Decided::DuplicateDelivery) => Outcome::DuplicateDelivery,
+            (_, Decided::Failed(e)) => Outcome::Failed(e),
             (_, Decided::Transitioned(t)) => Outcome::Transitioned(t),
             (_, Decided::Finished(g)) => Outcome::Finished(g),
             (_, Decided::Guards(g)) => Outcome::Guards(g),
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trigger::key::DedupeKey;
+    use chrono::{Duration, Utc};
+
+    fn trees() -> (sled::Db, Trees) {
+        let db = sled::Config::new()
+            .temporary(true)
+            .open()
+            .expect("temporary db");
+        let trees = Trees::open(&db, Path::new("test")).expect("trees");
+        (db, trees)
+    }
+
+    /// A write admitting one new manual run with `delivery`.
+    fn delivered(i: usize, delivery: Option<&Delivery>) -> Write {
+        let run = RunRecord {
+            status: RunStatus::Queued,
+            ..RunRecord::synthetic(i)
+        };
+        let c = Candidate {
+            key: DedupeKey::Manual {
+                run: run.id.0.clone(),
+            },
+            run,
+            gate: None,
+        };
+        Write::Admit(vec![Admit::of(c)], vec![], delivery.cloned())
+    }
+
+    fn delivery(id: &str, minutes_later: i64) -> Delivery {
+        let at = Utc::now() + Duration::minutes(minutes_later);
+        Delivery {
+            source: "github-ci".into(),
+            id: id.into(),
+            received_at: at,
+            expires_at: at + Duration::minutes(10),
+        }
+    }
+
+    fn kinds(outcomes: &[Outcome]) -> Vec<&'static str> {
+        outcomes
+            .iter()
+            .map(|o| match o {
+                Outcome::Admitted(_) => "admitted",
+                Outcome::DuplicateDelivery => "duplicate",
+                Outcome::Failed(_) => "failed",
+                _ => "other",
+            })
+            .collect()
+    }
+
+    #[test]
+    fn one_batch_decides_its_deliveries_in_order() {
+        let (_db, trees) = trees();
+        let (a, b) = (delivery("a", 0), delivery("b", 0));
+        let a_later = Delivery {
+            received_at: a.expires_at,
+            expires_at: a.expires_at + Duration::minutes(10),
+            ..a.clone()
+        };
+        // The same delivery twice, another one, a plain admission, then `a` again after its
+        // record (from this very batch) expired.
+        let batch = vec![
+            delivered(1, Some(&a)),
+            delivered(2, Some(&a)),
+            delivered(3, Some(&b)),
+            delivered(4, None),
+            delivered(5, Some(&a_later)),
+        ];
+        let out = apply(&trees, Path::new("test"), batch).expect("applied");
+        assert_eq!(
+            kinds(&out),
+            ["admitted", "duplicate", "admitted", "admitted", "admitted"]
+        );
+        assert_eq!(trees.runs.len(), 4);
+        let stored: Delivery = decode(
+            b"a",
+            &trees
+                .deliveries
+                .get(delivery_key("github-ci", "a"))
+                .expect("read")
+                .expect("recorded"),
+        )
+        .expect("decodes");
+        assert_eq!(stored, a_later);
+    }
+
+    #[test]
+    fn an_unreadable_delivery_record_fails_its_write_alone() {
+        let (_db, trees) = trees();
+        trees
+            .deliveries
+            .insert(delivery_key("github-ci", "bad"), b"not json".as_slice())
+            .expect("insert");
+        let batch = vec![
+            delivered(1, Some(&delivery("bad", 0))),
+            delivered(2, Some(&delivery("good", 0))),
+        ];
+        let out = apply(&trees, Path::new("test"), batch).expect("applied");
+        assert_eq!(kinds(&out), ["failed", "admitted"]);
+        assert_eq!(trees.runs.len(), 1);
+    }
 }
