@@ -322,6 +322,7 @@ mod tests {
     fn alert(fingerprint: &str, name: &str, matched: &[&str], firing: bool) -> AlertReceived {
         let now = Utc::now();
         AlertReceived {
+            source: crate::trigger::source::ALERTMANAGER.into(),
             fingerprint: fingerprint.into(),
             starts_at: now,
             received_at: now,

@@ -5,3 +5,4 @@ pub mod alert;
 pub mod key;
 pub mod matcher;
 pub mod schedule;
+pub mod source;

@@ -78,6 +78,7 @@ fn hostile_run() -> RunRecord {
     r.owner = h();
     r.service = Some(h());
     r.cause = Cause::Alert {
+        source: crate::trigger::source::ALERTMANAGER.into(),
         fingerprint: h(),
         starts_at: alert.starts_at,
         labels: labels(),
