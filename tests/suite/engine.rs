@@ -737,3 +737,80 @@ async fn an_alert_that_resolved_before_the_run_started_cleared_on_its_own_and_is
     w.engine.queue.close();
     workers.await.expect("workers");
 }
+
+const DEFAULT_SOURCE: &str = "name: am\nowner: t\ntoil: {manual_minutes: 1}\ntriggers:\n  - alert: {matchers: ['alertname=\"DiskFull\"']}\nsteps:\n  - name: s\n    run: \"true\"\n";
+const BOTH_SOURCES: &str = "name: both\nowner: t\ntoil: {manual_minutes: 1}\ntriggers:\n  - alert: {source: [alertmanager, grafana], matchers: ['alertname=\"DiskFull\"']}\nsteps:\n  - name: s\n    run: \"true\"\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_fingerprint_from_two_sources_is_two_alerts_and_only_runbooks_taking_a_source_run()
+{
+    use untoil::trigger::source::{ALERTMANAGER, GRAFANA};
+    let w = world(&[("am", DEFAULT_SOURCE), ("both", BOTH_SOURCES)]);
+    let admission = &w.engine.admission;
+    // Grafana's alert runs only the runbook that names Grafana: the default is Alertmanager.
+    let grafana = admission
+        .notification(GRAFANA, &firing("x"))
+        .await
+        .expect("grafana");
+    assert_eq!((grafana.accepted.len(), grafana.unmatched), (1, 0));
+    let run = w
+        .engine
+        .store
+        .get_run(&grafana.accepted[0])
+        .await
+        .expect("get")
+        .expect("run");
+    assert_eq!(run.runbook, "both");
+    match &run.cause {
+        Cause::Alert {
+            source,
+            fingerprint,
+            ..
+        } => assert_eq!(
+            (source.as_str(), fingerprint.as_str()),
+            (GRAFANA, "grafana/x")
+        ),
+        other => panic!("cause {other:?}"),
+    }
+    // The same fingerprint from Alertmanager is another alert: not a duplicate of Grafana's.
+    let am = admission
+        .notification(ALERTMANAGER, &firing("x"))
+        .await
+        .expect("alertmanager");
+    assert_eq!((am.accepted.len(), am.duplicates), (2, 0), "{am:?}");
+    for id in &am.accepted {
+        let run = w.engine.store.get_run(id).await.expect("get").expect("run");
+        assert!(
+            matches!(&run.cause, Cause::Alert { source, fingerprint, .. } if source == ALERTMANAGER && fingerprint == "x"),
+            "{:?}",
+            run.cause
+        );
+    }
+    // Re-sent by each source: duplicates of their own episodes.
+    let again = admission
+        .notification(GRAFANA, &firing("x"))
+        .await
+        .expect("again");
+    assert_eq!((again.accepted.len(), again.duplicates), (0, 1));
+    let episodes = w
+        .engine
+        .store
+        .alerts(
+            t0() - chrono::Duration::days(1),
+            t0() + chrono::Duration::days(1),
+        )
+        .await
+        .expect("alerts");
+    let mut seen: Vec<(String, String)> = episodes
+        .iter()
+        .map(|a| (a.source.clone(), a.fingerprint.clone()))
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            (ALERTMANAGER.to_string(), "x".to_string()),
+            (GRAFANA.to_string(), "grafana/x".to_string())
+        ]
+    );
+}
