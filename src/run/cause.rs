@@ -188,7 +188,24 @@ pub struct AlertContext {
 
 #[cfg(test)]
 mod tests {
-    use super::CauseKind;
+    use super::{BTreeMap, Cause, CauseKind};
+
+    #[test]
+    fn an_alert_cause_stored_before_sources_reads_back_as_alertmanager() {
+        let old = r#"{"kind":"alert","fingerprint":"1b82","starts_at":"2026-11-28T15:34:26Z","labels":{}}"#;
+        let cause: Cause = serde_json::from_str(old).expect("old cause");
+        assert_eq!(cause.source(), Some(crate::trigger::source::ALERTMANAGER));
+        assert_eq!(cause.shown_kind(), "alert");
+        let written = serde_json::to_value(&cause).expect("json");
+        assert_eq!(written["source"], "alertmanager", "always written");
+        let grafana = Cause::Alert {
+            source: crate::trigger::source::GRAFANA.into(),
+            fingerprint: "grafana/1b82".into(),
+            starts_at: chrono::Utc::now(),
+            labels: BTreeMap::new(),
+        };
+        assert_eq!(grafana.shown_kind(), "alert (grafana)");
+    }
 
     #[test]
     fn cause_lists_parse_and_unknown_ones_name_the_valid_kinds() {
