@@ -616,3 +616,45 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 pub fn format_duration(d: Duration) -> String {
     humantime::format_duration(d).to_string().replace(' ', "")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trigger::alert::{Alert, Notification};
+
+    fn alert() -> Alert {
+        let n = Notification::from_json(include_bytes!(
+            "../../tests/fixtures/alertmanager/firing.json"
+        ))
+        .expect("fixture");
+        n.alerts.into_iter().next().expect("an alert")
+    }
+
+    fn trigger(sources: &[&str]) -> AlertTrigger {
+        AlertTrigger {
+            sources: sources.iter().map(|s| s.to_string()).collect(),
+            matchers: Matcher::parse_list("alertname=\"DiskFull\"").expect("matcher"),
+            on: AlertOn::Firing,
+            cancel_on_resolve: false,
+        }
+    }
+
+    #[test]
+    fn a_trigger_takes_only_the_sources_it_names() {
+        use crate::trigger::source::{ALERTMANAGER, GRAFANA};
+        let a = alert();
+        let default = trigger(&[ALERTMANAGER]);
+        assert!(default.accepts(ALERTMANAGER, &a));
+        assert!(!default.accepts(GRAFANA, &a));
+        let both = trigger(&[ALERTMANAGER, GRAFANA]);
+        assert!(both.accepts(GRAFANA, &a) && both.accepts(ALERTMANAGER, &a));
+        assert_eq!(
+            Trigger::Alert(default).describe(),
+            "alert {alertname=\"DiskFull\"}"
+        );
+        assert_eq!(
+            Trigger::Alert(trigger(&[GRAFANA])).describe(),
+            "alert from grafana {alertname=\"DiskFull\"}"
+        );
+    }
+}
