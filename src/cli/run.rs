@@ -37,6 +37,7 @@ use crate::store::sled::SledStore;
 use crate::store::{Candidate, Store};
 use crate::trigger::alert::Notification;
 use crate::trigger::key::DedupeKey;
+use crate::trigger::source::ALERTMANAGER;
 
 /// Arguments of `untoil run`.
 #[derive(Debug, Args)]
@@ -230,7 +231,7 @@ fn alert_contexts(rb: &Arc<Runbook>, file: &PathBuf) -> Result<Vec<AlertContext>
     }
     let mut out = Vec::new();
     for alert in &notification.alerts {
-        if !rb.accepts_alert(alert) {
+        if !rb.accepts_alert(ALERTMANAGER, alert) {
             continue;
         }
         let mut one = notification.clone();

@@ -135,7 +135,7 @@ pub fn run(g: &Global, a: RunsArgs) -> Result<ExitCode> {
                     match (r.cause.requested_by(), &r.alert) {
                         (Some(who), Some(_)) => format!("manual by {who} (alert replay)"),
                         (Some(who), None) => format!("manual by {who}"),
-                        (None, _) => r.cause.kind().to_string(),
+                        (None, _) => cell::terminal(&r.cause.shown_kind()),
                     },
                     r.instance().unwrap_or("-").to_string(),
                     r.status.to_string(),
@@ -201,12 +201,14 @@ pub fn show(r: &RunRecord) -> String {
             format!("schedule fire at {}", human::instant(*at))
         }
         crate::run::cause::Cause::Alert {
+            source,
             fingerprint,
             starts_at,
             labels,
         } => format!(
-            "alert {} (fingerprint {}, started {})\n          labels {}",
+            "alert {} from {} (fingerprint {}, started {})\n          labels {}",
             cell::terminal(labels.get("alertname").map(String::as_str).unwrap_or("?")),
+            cell::terminal(source),
             cell::terminal(fingerprint),
             human::instant(*starts_at),
             labels

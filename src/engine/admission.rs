@@ -33,8 +33,9 @@ use crate::runbook::suggest::did_you_mean;
 use crate::store::{Admitted, AlertReceived, Candidate, Decide, GuardOf, Store};
 use crate::trigger::alert::{Alert, AlertStatus, Notification};
 use crate::trigger::key::{DedupeKey, Fire};
+use crate::trigger::source::{ALERTMANAGER, namespaced};
 
-/// What an Alertmanager notification produced.
+/// What a notification produced.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct AlertOutcome {
     /// New runs (queued, waiting for approval, or skipped by a guard).
@@ -79,10 +80,19 @@ pub struct Admission {
 type Trigger = (DedupeKey, RunRecord, Arc<Runbook>);
 
 impl Admission {
-    /// Handles one Alertmanager notification: each alert runs each runbook that accepts it once
-    /// per episode; a resolved alert also verifies its episode's runs and cancels those whose
-    /// trigger asks for it. Every alert is recorded, matched or not, in the same write.
-    pub async fn notification(&self, n: &Notification) -> Result<AlertOutcome, AcceptError> {
+    /// Handles one notification from `source` (a valid source name): each alert runs each
+    /// runbook whose trigger takes that source's alerts and accepts it, once per episode; a
+    /// resolved alert also verifies its episode's runs and cancels those whose trigger asks for
+    /// it. Every alert is recorded, matched or not, in the same write.
+    ///
+    /// Fingerprints of sources other than Alertmanager are namespaced (`source/fingerprint`)
+    /// first, so everything keyed by them (dedupe, episodes, verification, backlog) is per
+    /// source, while Alertmanager's keep the encoding stores already hold.
+    pub async fn notification(
+        &self,
+        source: &str,
+        n: &Notification,
+    ) -> Result<AlertOutcome, AcceptError> {
         let catalog = self.runbooks.catalog();
         let mut outcome = AlertOutcome::default();
         let mut runs = Vec::new();
@@ -92,11 +102,13 @@ impl Admission {
         let now = self.clock.now();
         let mut matched_alerts = 0;
         for alert in &n.alerts {
-            let alert = &self.known_episode(alert).await;
+            let mut alert = alert.clone();
+            alert.fingerprint = namespaced(source, &alert.fingerprint);
+            let alert = &self.known_episode(&alert).await;
             let episode = alert.episode();
             let mut matched = Vec::new();
             for rb in catalog.iter() {
-                if !rb.accepts_alert(alert) {
+                if !rb.accepts_alert(source, alert) {
                     continue;
                 }
                 matched.push(rb.name.clone());
@@ -105,7 +117,7 @@ impl Admission {
                     runbook: rb.name.clone(),
                     resolved: alert.status == AlertStatus::Resolved,
                 };
-                let cause = Cause::of_alert(alert);
+                let cause = Cause::of_alert(source, alert);
                 let context = AlertContext {
                     alert: alert.clone(),
                     notification: notification.clone(),
@@ -139,6 +151,7 @@ impl Admission {
                 matched_alerts += 1;
             }
             received.push(AlertReceived {
+                source: source.to_string(),
                 fingerprint: alert.fingerprint.clone(),
                 starts_at: alert.starts_at,
                 received_at: now,
@@ -153,13 +166,12 @@ impl Admission {
         let wanted = runs.len();
         outcome.accepted = self.admit(runs, received).await?;
         outcome.duplicates = wanted - outcome.accepted.len();
-        self.metrics.alerts("received", n.alerts.len() as u64);
-        self.metrics.alerts("matched", matched_alerts);
-        self.metrics
-            .alerts("firing_unmatched", outcome.unmatched as u64);
-        self.metrics.alerts("resolved", outcome.resolved as u64);
-        self.metrics
-            .alerts("deduplicated", outcome.duplicates as u64);
+        let m = &self.metrics;
+        m.alerts(source, "received", n.alerts.len() as u64);
+        m.alerts(source, "matched", matched_alerts);
+        m.alerts(source, "firing_unmatched", outcome.unmatched as u64);
+        m.alerts(source, "resolved", outcome.resolved as u64);
+        m.alerts(source, "deduplicated", outcome.duplicates as u64);
         Ok(outcome)
     }
 
@@ -228,7 +240,8 @@ impl Admission {
                 let runs: Vec<RunRecord> = n
                     .alerts
                     .iter()
-                    .filter(|a| rb.accepts_alert(a))
+                    // A replay by hand takes the payload as Alertmanager's, as the CLI does.
+                    .filter(|a| rb.accepts_alert(ALERTMANAGER, a))
                     .map(|a| {
                         // A replay by hand: manual, with the alert attached, so templates see
                         // `alert.*` but no time to remediate is computed from its `startsAt`.

@@ -269,6 +269,7 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"));
         let t0 = Utc::now();
         let alert = Cause::Alert {
+            source: crate::trigger::source::ALERTMANAGER.into(),
             fingerprint: "f".into(),
             starts_at: t0,
             labels: BTreeMap::new(),

@@ -96,7 +96,7 @@ impl Metrics {
         let alerts = Family::<Labels, Counter>::default();
         registry.register(
             "alerts",
-            "Alerts received from Alertmanager, by outcome (received, matched, firing_unmatched, resolved, deduplicated)",
+            "Alerts received, by source and outcome (received, matched, firing_unmatched, resolved, deduplicated)",
             alerts.clone(),
         );
         let queue_depth = Gauge::default();
@@ -174,11 +174,11 @@ impl Metrics {
         }
     }
 
-    /// Counts alerts by outcome.
-    pub fn alerts(&self, outcome: &str, n: u64) {
+    /// Counts alerts of `source` (a valid source name, so a bounded set) by outcome.
+    pub fn alerts(&self, source: &str, outcome: &str, n: u64) {
         if n > 0 {
             self.alerts
-                .get_or_create(&labels(&[("outcome", outcome)]))
+                .get_or_create(&labels(&[("source", source), ("outcome", outcome)]))
                 .inc_by(n);
         }
     }

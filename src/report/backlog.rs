@@ -19,6 +19,9 @@ use crate::trigger::alert::AlertStatus;
 /// One line of the automation backlog.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BacklogRow {
+    /// The source the alerts came from: alerts of different sources are different rows.
+    #[serde(default = "crate::trigger::source::default_source")]
+    pub source: String,
     /// alertname plus the extra labels asked for.
     pub group: BTreeMap<String, String>,
     /// Alert episodes received that no runbook handled (or, in the second list, whose runs did
@@ -82,8 +85,8 @@ pub fn backlog(
     labels: &[String],
     assume_minutes: f64,
 ) -> Backlog {
-    let mut groups: BTreeMap<BTreeMap<String, String>, BacklogRow> = BTreeMap::new();
-    let mut failed: BTreeMap<BTreeMap<String, String>, BacklogRow> = BTreeMap::new();
+    let mut groups: Groups = BTreeMap::new();
+    let mut failed: Groups = BTreeMap::new();
     let (mut received, mut handled, mut not_remediated) = (0, 0, 0);
     for a in alerts.iter().filter(|a| a.firing) {
         received += 1;
@@ -122,9 +125,12 @@ pub fn backlog(
     }
 }
 
-/// Counts an episode in its group's row (alertname plus `labels`); returns the row.
+/// Backlog rows by source and group.
+type Groups = BTreeMap<(String, BTreeMap<String, String>), BacklogRow>;
+
+/// Counts an episode in its group's row (source, alertname plus `labels`); returns the row.
 fn add<'a>(
-    groups: &'a mut BTreeMap<BTreeMap<String, String>, BacklogRow>,
+    groups: &'a mut Groups,
     a: &AlertReceived,
     labels: &[String],
     assume_minutes: f64,
@@ -143,15 +149,18 @@ fn add<'a>(
         .and_then(|m| m.trim().parse::<f64>().ok())
         .filter(|m| m.is_finite() && *m >= 0.0)
         .unwrap_or(assume_minutes);
-    let row = groups.entry(group.clone()).or_insert(BacklogRow {
-        group,
-        count: 0,
-        last_seen: a.last_seen,
-        minutes_each: minutes,
-        estimated_minutes: 0.0,
-        runbooks: Vec::new(),
-        outcomes: BTreeMap::new(),
-    });
+    let row = groups
+        .entry((a.source.clone(), group.clone()))
+        .or_insert(BacklogRow {
+            source: a.source.clone(),
+            group,
+            count: 0,
+            last_seen: a.last_seen,
+            minutes_each: minutes,
+            estimated_minutes: 0.0,
+            runbooks: Vec::new(),
+            outcomes: BTreeMap::new(),
+        });
     row.count += 1;
     row.last_seen = row.last_seen.max(a.last_seen);
     row.estimated_minutes += minutes;
@@ -160,7 +169,7 @@ fn add<'a>(
 }
 
 /// Rows, most toil first.
-fn ranked(groups: BTreeMap<BTreeMap<String, String>, BacklogRow>) -> Vec<BacklogRow> {
+fn ranked(groups: Groups) -> Vec<BacklogRow> {
     let mut rows: Vec<BacklogRow> = groups.into_values().collect();
     rows.sort_by(|a, b| {
         b.estimated_minutes
@@ -206,13 +215,16 @@ impl Backlog {
     /// Renders the backlog: the alerts no runbook handles, then those whose runs did not fix
     /// them (in CSV, one table with a `list` column saying which).
     pub fn render(&self, format: Format, labels: &[String]) -> String {
-        let mut header = vec!["ALERTNAME".to_string()];
+        let mut header = vec!["ALERTNAME".to_string(), "SOURCE".to_string()];
         header.extend(labels.iter().map(|l| l.to_uppercase()));
         header.extend(["COUNT", "LAST SEEN", "MIN EACH", "EST. TOIL (h)"].map(String::from));
         let mut failed_header = header.clone();
         failed_header.extend(["RUNBOOKS", "OUTCOMES"].map(String::from));
         let row_cells = |r: &BacklogRow| {
-            let mut c = vec![r.group.get("alertname").cloned().unwrap_or_default()];
+            let mut c = vec![
+                r.group.get("alertname").cloned().unwrap_or_default(),
+                r.source.clone(),
+            ];
             c.extend(
                 labels
                     .iter()
@@ -322,6 +334,7 @@ mod tests {
     fn alert(fingerprint: &str, name: &str, matched: &[&str], firing: bool) -> AlertReceived {
         let now = Utc::now();
         AlertReceived {
+            source: crate::trigger::source::ALERTMANAGER.into(),
             fingerprint: fingerprint.into(),
             starts_at: now,
             received_at: now,
@@ -336,6 +349,23 @@ mod tests {
 
     fn period() -> Period {
         Period::parse_since("30d", Utc::now()).expect("period")
+    }
+
+    #[test]
+    fn alerts_of_different_sources_are_different_rows() {
+        let mut grafana = alert("grafana/a", "DiskFull", &[], true);
+        grafana.source = crate::trigger::source::GRAFANA.into();
+        let alerts = [alert("a", "DiskFull", &[], true), grafana];
+        let b = backlog(period(), &alerts, &BTreeMap::new(), &[], 15.0);
+        let mut sources: Vec<&str> = b.rows.iter().map(|r| r.source.as_str()).collect();
+        sources.sort_unstable();
+        assert_eq!(sources, ["alertmanager", "grafana"]);
+        assert!(b.rows.iter().all(|r| r.count == 1), "{b:?}");
+        let table = b.render(Format::Table, &[]);
+        assert!(
+            table.contains("SOURCE") && table.contains("grafana"),
+            "{table}"
+        );
     }
 
     #[test]

@@ -272,6 +272,7 @@ mod tests {
             .single()
             .unwrap_or_default();
         AlertReceived {
+            source: crate::trigger::source::ALERTMANAGER.into(),
             fingerprint: name.into(),
             starts_at: at,
             received_at: at,

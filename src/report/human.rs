@@ -190,6 +190,7 @@ mod tests {
         let start = start.unwrap_or_default();
         let mut r = RunRecord {
             cause: Cause::Alert {
+                source: crate::trigger::source::ALERTMANAGER.into(),
                 fingerprint: "f".into(),
                 starts_at: start,
                 labels: Default::default(),

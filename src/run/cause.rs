@@ -26,9 +26,14 @@ pub enum Cause {
         /// The fire time it runs for.
         at: DateTime<Utc>,
     },
-    /// An Alertmanager alert.
+    /// An alert from a source (Alertmanager, Grafana, a defined source).
     Alert {
-        /// The alert's fingerprint.
+        /// The source the alert came from; runs stored before sources existed were all
+        /// Alertmanager's.
+        #[serde(default = "crate::trigger::source::default_source")]
+        source: String,
+        /// The alert's fingerprint (namespaced `source/fingerprint` for sources other than
+        /// Alertmanager).
         fingerprint: String,
         /// When the alert started (full precision).
         starts_at: DateTime<Utc>,
@@ -38,9 +43,10 @@ pub enum Cause {
 }
 
 impl Cause {
-    /// The cause of a run for an alert: its fingerprint, when it started, its labels.
-    pub fn of_alert(alert: &Alert) -> Cause {
+    /// The cause of a run for an alert of `source`: its fingerprint, when it started, its labels.
+    pub fn of_alert(source: &str, alert: &Alert) -> Cause {
         Cause::Alert {
+            source: source.to_string(),
             fingerprint: alert.fingerprint.clone(),
             starts_at: alert.starts_at,
             labels: alert.labels.clone(),
@@ -64,6 +70,23 @@ impl Cause {
         match self {
             Cause::Alert { labels, .. } => labels.get("instance").map(String::as_str),
             _ => None,
+        }
+    }
+
+    /// The source of an alert cause (None for other causes).
+    pub fn source(&self) -> Option<&str> {
+        match self {
+            Cause::Alert { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+
+    /// The kind as lists show it: `manual`, `schedule`, `alert`, or `alert (SOURCE)` for an
+    /// alert of a source other than Alertmanager, so existing lists read as before.
+    pub fn shown_kind(&self) -> String {
+        match self.source() {
+            Some(s) if s != crate::trigger::source::ALERTMANAGER => format!("alert ({s})"),
+            _ => self.kind().to_string(),
         }
     }
 
@@ -165,7 +188,24 @@ pub struct AlertContext {
 
 #[cfg(test)]
 mod tests {
-    use super::CauseKind;
+    use super::{BTreeMap, Cause, CauseKind};
+
+    #[test]
+    fn an_alert_cause_stored_before_sources_reads_back_as_alertmanager() {
+        let old = r#"{"kind":"alert","fingerprint":"1b82","starts_at":"2026-11-28T15:34:26Z","labels":{}}"#;
+        let cause: Cause = serde_json::from_str(old).expect("old cause");
+        assert_eq!(cause.source(), Some(crate::trigger::source::ALERTMANAGER));
+        assert_eq!(cause.shown_kind(), "alert");
+        let written = serde_json::to_value(&cause).expect("json");
+        assert_eq!(written["source"], "alertmanager", "always written");
+        let grafana = Cause::Alert {
+            source: crate::trigger::source::GRAFANA.into(),
+            fingerprint: "grafana/1b82".into(),
+            starts_at: chrono::Utc::now(),
+            labels: BTreeMap::new(),
+        };
+        assert_eq!(grafana.shown_kind(), "alert (grafana)");
+    }
 
     #[test]
     fn cause_lists_parse_and_unknown_ones_name_the_valid_kinds() {

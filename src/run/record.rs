@@ -261,7 +261,7 @@ mod tests {
         );
         assert_eq!(manual.instance(), Some("db-1"), "from the attached alert");
         let a = manual.alert.expect("alert").alert;
-        let webhook = with_alert(Cause::of_alert(&a));
+        let webhook = with_alert(Cause::of_alert(crate::trigger::source::ALERTMANAGER, &a));
         assert_eq!(webhook.replayed_alert(), None);
         assert_eq!(webhook.instance(), Some("db-1"));
         assert_eq!(RunRecord::synthetic(2).replayed_alert(), None);

@@ -110,7 +110,7 @@ pub struct PerItem {
 pub enum Trigger {
     /// A crontab schedule.
     Schedule(ScheduleTrigger),
-    /// Alertmanager alerts.
+    /// Alerts from sources.
     Alert(AlertTrigger),
 }
 
@@ -127,7 +127,17 @@ impl Trigger {
             }
             Trigger::Alert(a) => {
                 let m: Vec<String> = a.matchers.iter().map(Matcher::written).collect();
-                format!("alert {{{}}}", m.join(", "))
+                // Alertmanager alone is the default, left out so descriptions read as before.
+                let from = if a
+                    .sources
+                    .iter()
+                    .all(|s| s == crate::trigger::source::ALERTMANAGER)
+                {
+                    String::new()
+                } else {
+                    format!(" from {}", a.sources.join(", "))
+                };
+                format!("alert{from} {{{}}}", m.join(", "))
             }
         }
     }
@@ -156,6 +166,8 @@ pub enum AlertOn {
 /// An alert trigger.
 #[derive(Debug, Clone)]
 pub struct AlertTrigger {
+    /// The sources whose alerts it takes (default just `alertmanager`); never empty.
+    pub sources: Vec<String>,
     /// All must match.
     pub matchers: Vec<Matcher>,
     /// Which notifications start a run.
@@ -165,9 +177,12 @@ pub struct AlertTrigger {
 }
 
 impl AlertTrigger {
-    /// Whether this trigger starts a run for the alert (matchers and `on`).
-    pub fn accepts(&self, alert: &crate::trigger::alert::Alert) -> bool {
+    /// Whether this trigger starts a run for the alert of `source` (source, matchers and `on`).
+    pub fn accepts(&self, source: &str, alert: &crate::trigger::alert::Alert) -> bool {
         use crate::trigger::alert::AlertStatus;
+        if !self.sources.iter().any(|s| s == source) {
+            return false;
+        }
         let status_ok = matches!(
             (self.on, alert.status),
             (AlertOn::Both, _)
@@ -179,10 +194,10 @@ impl AlertTrigger {
 }
 
 impl Runbook {
-    /// Whether any alert trigger of this runbook accepts the alert.
-    pub fn accepts_alert(&self, alert: &crate::trigger::alert::Alert) -> bool {
+    /// Whether any alert trigger of this runbook accepts the alert of `source`.
+    pub fn accepts_alert(&self, source: &str, alert: &crate::trigger::alert::Alert) -> bool {
         self.triggers.iter().any(|t| match t {
-            Trigger::Alert(a) => a.accepts(alert),
+            Trigger::Alert(a) => a.accepts(source, alert),
             Trigger::Schedule(_) => false,
         })
     }
@@ -600,4 +615,46 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Formats a duration the way runbooks write them (`1h30m`).
 pub fn format_duration(d: Duration) -> String {
     humantime::format_duration(d).to_string().replace(' ', "")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trigger::alert::{Alert, Notification};
+
+    fn alert() -> Alert {
+        let n = Notification::from_json(include_bytes!(
+            "../../tests/fixtures/alertmanager/firing.json"
+        ))
+        .expect("fixture");
+        n.alerts.into_iter().next().expect("an alert")
+    }
+
+    fn trigger(sources: &[&str]) -> AlertTrigger {
+        AlertTrigger {
+            sources: sources.iter().map(|s| s.to_string()).collect(),
+            matchers: Matcher::parse_list("alertname=\"DiskFull\"").expect("matcher"),
+            on: AlertOn::Firing,
+            cancel_on_resolve: false,
+        }
+    }
+
+    #[test]
+    fn a_trigger_takes_only_the_sources_it_names() {
+        use crate::trigger::source::{ALERTMANAGER, GRAFANA};
+        let a = alert();
+        let default = trigger(&[ALERTMANAGER]);
+        assert!(default.accepts(ALERTMANAGER, &a));
+        assert!(!default.accepts(GRAFANA, &a));
+        let both = trigger(&[ALERTMANAGER, GRAFANA]);
+        assert!(both.accepts(GRAFANA, &a) && both.accepts(ALERTMANAGER, &a));
+        assert_eq!(
+            Trigger::Alert(default).describe(),
+            "alert {alertname=\"DiskFull\"}"
+        );
+        assert_eq!(
+            Trigger::Alert(trigger(&[GRAFANA])).describe(),
+            "alert from grafana {alertname=\"DiskFull\"}"
+        );
+    }
 }

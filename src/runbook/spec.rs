@@ -100,7 +100,7 @@ pub struct RawTrigger {
     /// After downtime, run the latest missed fire once if it is within this window, e.g. `1h`.
     #[schemars(with = "Option<DurationString>")]
     pub catchup: Option<String>,
-    /// Run on Prometheus Alertmanager alerts.
+    /// Run on alerts (from Alertmanager by default, or the sources named).
     pub alert: Option<RawAlertTrigger>,
 }
 
@@ -108,6 +108,9 @@ pub struct RawTrigger {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawAlertTrigger {
+    /// The source or sources whose alerts start runs, e.g. `grafana` or `[alertmanager,
+    /// grafana]`; default `alertmanager`.
+    pub source: Option<RawSources>,
     /// Alertmanager matchers, all of which must match, e.g. `alertname="HostDiskFull"`.
     #[serde(default)]
     pub matchers: Vec<String>,
@@ -115,6 +118,26 @@ pub struct RawAlertTrigger {
     pub on: Option<String>,
     /// Cancel a run still in progress when its alert resolves.
     pub cancel_on_resolve: Option<bool>,
+}
+
+/// One source name or a list of them.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RawSources {
+    /// One source.
+    One(String),
+    /// Several sources.
+    Many(Vec<String>),
+}
+
+impl RawSources {
+    /// The names as written, with whether they were written as a list.
+    pub fn names(&self) -> (&[String], bool) {
+        match self {
+            RawSources::One(s) => (std::slice::from_ref(s), false),
+            RawSources::Many(v) => (v, true),
+        }
+    }
 }
 
 /// Safety guards.

@@ -35,6 +35,7 @@ use crate::runbook::target::{
 use crate::runbook::template::{HELPERS, Template};
 use crate::trigger::matcher::{MatchOp, Matcher, never_matches};
 use crate::trigger::schedule::{Schedule, parse_timezone};
+use crate::trigger::source::{ALERTMANAGER, is_valid_name};
 
 /// Fields every step result exposes to later templates.
 const STEP_FIELDS_COMMON: &[&str] = &["status", "duration_ms", "attempts"];
@@ -1002,11 +1003,56 @@ impl Validator<'_> {
             .help
             .push("it cancels a run still in progress when its alert resolves, but with `on: resolved` runs start only once it has; remove it, or use `on: firing`".into());
         }
+        let sources = self.alert_sources(a, base, &mut ok);
         ok.then_some(AlertTrigger {
+            sources,
             matchers,
             on,
             cancel_on_resolve,
         })
+    }
+
+    /// The sources an alert trigger takes alerts from (`alertmanager` when it names none);
+    /// a malformed name or an empty list is an error located at the name.
+    fn alert_sources(&mut self, a: &RawAlertTrigger, base: &[Seg], ok: &mut bool) -> Vec<String> {
+        let Some(raw) = &a.source else {
+            return vec![ALERTMANAGER.to_string()];
+        };
+        let mut at = base.to_vec();
+        at.extend([key("alert"), key("source")]);
+        let (names, list) = raw.names();
+        if names.is_empty() {
+            let span = self.value_span(&at);
+            self.reject(
+                Kind::InvalidValue,
+                span,
+                "`source` names no source",
+                "expected a source name or a list of them",
+                Some("leave `source` out for Alertmanager's alerts".into()),
+            );
+            *ok = false;
+        }
+        let mut sources: Vec<String> = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            if !is_valid_name(name) {
+                let mut p = at.clone();
+                if list {
+                    p.push(Seg::Index(i));
+                }
+                let span = self.value_span(&p);
+                self.reject(
+                    Kind::InvalidValue,
+                    span,
+                    format!("invalid source name `{name}`"),
+                    "not a source name",
+                    Some("a source name is a lowercase letter, then up to 62 lowercase letters, digits or `-`, e.g. `alertmanager`, `grafana`, `github-ci`".into()),
+                );
+                *ok = false;
+            } else if !sources.contains(name) {
+                sources.push(name.clone());
+            }
+        }
+        sources
     }
 
     /// Warns about a matcher that Alertmanager reads otherwise than it looks: `a==x` and

@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use crate::server::respond::{accept_error, error};
 use crate::server::state::Shared;
 use crate::trigger::alert::Notification;
+use crate::trigger::source::ALERTMANAGER;
 
 /// Where Alertmanager posts (the one route an `alerts` token may use).
 pub const PATH: &str = "/api/v1/alerts/alertmanager";
@@ -30,7 +31,12 @@ async fn answer(s: &Shared, body: Bytes) -> Response {
         Ok(n) => n,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    match s.engine.admission.notification(&notification).await {
+    match s
+        .engine
+        .admission
+        .notification(ALERTMANAGER, &notification)
+        .await
+    {
         Ok(o) => {
             tracing::info!(
                 accepted = o.accepted.len(),

@@ -38,10 +38,13 @@ use crate::trigger::key::{DedupeKey, Episode, Fire};
 /// Result of store operations.
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-/// One alert episode received from Alertmanager, matched to runbooks or not.
+/// One alert episode received from a source, matched to runbooks or not.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertReceived {
-    /// Alert fingerprint.
+    /// The source it came from; episodes stored before sources existed were Alertmanager's.
+    #[serde(default = "crate::trigger::source::default_source")]
+    pub source: String,
+    /// Alert fingerprint (namespaced `source/fingerprint` for sources other than Alertmanager).
     pub fingerprint: String,
     /// When the alert started (identifies the episode with the fingerprint).
     pub starts_at: DateTime<Utc>,

@@ -6,3 +6,4 @@ pub mod grafana;
 pub mod key;
 pub mod matcher;
 pub mod schedule;
+pub mod source;

@@ -90,6 +90,7 @@ fn alert_key(fingerprint: &str, runbook: &str) -> DedupeKey {
 fn episode(fingerprint: &str) -> AlertReceived {
     let now = Utc::now();
     AlertReceived {
+        source: untoil::trigger::source::ALERTMANAGER.into(),
         fingerprint: fingerprint.into(),
         starts_at: at(14, 43),
         received_at: now,
@@ -799,6 +800,7 @@ pub fn build(i: usize, s: &Spec) -> RunRecord {
         },
         1 => Cause::Schedule { at: start },
         _ => Cause::Alert {
+            source: untoil::trigger::source::ALERTMANAGER.into(),
             fingerprint: format!("f{i}"),
             starts_at: start - chrono::Duration::seconds(30),
             labels: BTreeMap::new(),

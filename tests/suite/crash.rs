@@ -365,7 +365,10 @@ async fn admit_and_die(dirs: &Dirs, fingerprint: &str, budget: usize) -> usize {
     );
     let n: Notification = serde_json::from_value(alert(fingerprint)).expect("notification");
     // Refused once the store died: what a dead process never answers.
-    let _ = engine.admission.notification(&n).await;
+    let _ = engine
+        .admission
+        .notification(untoil::trigger::source::ALERTMANAGER, &n)
+        .await;
     drop(engine);
     store.writes.load(Ordering::SeqCst)
 }

@@ -467,6 +467,7 @@ async fn a_verdict_replaces_the_runs_rollups_once_and_leaves_the_runs_awaiting_o
     .unwrap_or_else(|e| panic!("{e}"));
     let now = chrono::Utc::now();
     let cause = untoil::run::cause::Cause::Alert {
+        source: untoil::trigger::source::ALERTMANAGER.into(),
         fingerprint: "fp".into(),
         starts_at: now - chrono::Duration::minutes(1),
         labels: Default::default(),

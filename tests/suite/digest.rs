@@ -106,6 +106,7 @@ fn finished(
 
 fn alert(fingerprint: &str, name: &str, matched: bool, when: DateTime<Utc>) -> AlertReceived {
     AlertReceived {
+        source: untoil::trigger::source::ALERTMANAGER.into(),
         fingerprint: fingerprint.into(),
         starts_at: when,
         received_at: when,

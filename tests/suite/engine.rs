@@ -359,21 +359,33 @@ fn firing(fingerprint: &str) -> untoil::trigger::alert::Notification {
 async fn an_episode_skipped_by_a_cooldown_runs_once_on_a_resend_after_it() {
     let w = world(&[("cool", COOL_ALERT)]);
     let admission = &w.engine.admission;
-    let first = admission.notification(&firing("a")).await.expect("first");
+    let first = admission
+        .notification(untoil::trigger::source::ALERTMANAGER, &firing("a"))
+        .await
+        .expect("first");
     assert_eq!(first.accepted.len(), 1);
     w.clock.advance(chrono::Duration::minutes(1));
     // Another episode inside the cooldown: skipped.
-    let second = admission.notification(&firing("b")).await.expect("second");
+    let second = admission
+        .notification(untoil::trigger::source::ALERTMANAGER, &firing("b"))
+        .await
+        .expect("second");
     assert_eq!(second.accepted.len(), 1);
     let skipped_id = second.accepted[0].clone();
     // Re-sent while the cooldown still refuses: a duplicate, no second skipped record.
     w.clock.advance(chrono::Duration::minutes(4));
-    let early = admission.notification(&firing("b")).await.expect("early");
+    let early = admission
+        .notification(untoil::trigger::source::ALERTMANAGER, &firing("b"))
+        .await
+        .expect("early");
     assert_eq!((early.accepted.len(), early.duplicates), (0, 1));
     assert_eq!(runs(&w).await.len(), 2);
     // Re-sent once the cooldown allows it: it runs, and says which skipped run it retries.
     w.clock.advance(chrono::Duration::minutes(6));
-    let after = admission.notification(&firing("b")).await.expect("after");
+    let after = admission
+        .notification(untoil::trigger::source::ALERTMANAGER, &firing("b"))
+        .await
+        .expect("after");
     assert_eq!(after.accepted.len(), 1, "{after:?}");
     let again = w
         .engine
@@ -386,7 +398,10 @@ async fn an_episode_skipped_by_a_cooldown_runs_once_on_a_resend_after_it() {
     assert_eq!(again.retry_of, Some(skipped_id.clone()));
     // Never twice: the next re-send is a duplicate, even after another cooldown.
     w.clock.advance(chrono::Duration::minutes(30));
-    let third = admission.notification(&firing("b")).await.expect("third");
+    let third = admission
+        .notification(untoil::trigger::source::ALERTMANAGER, &firing("b"))
+        .await
+        .expect("third");
     assert_eq!((third.accepted.len(), third.duplicates), (0, 1));
     let statuses: Vec<RunStatus> = runs(&w).await.iter().map(|r| r.status).collect();
     assert_eq!(
@@ -487,7 +502,10 @@ async fn verified_only_credit_waits_for_the_verdict_and_the_rollups_follow_it() 
     for host in ["a", "b"] {
         w.engine
             .admission
-            .notification(&disk_full(host, None))
+            .notification(
+                untoil::trigger::source::ALERTMANAGER,
+                &disk_full(host, None),
+            )
             .await
             .expect("accepted");
     }
@@ -515,7 +533,10 @@ async fn verified_only_credit_waits_for_the_verdict_and_the_rollups_follow_it() 
     let resolved = w.clock.now();
     w.engine
         .admission
-        .notification(&disk_full("a", Some(resolved)))
+        .notification(
+            untoil::trigger::source::ALERTMANAGER,
+            &disk_full("a", Some(resolved)),
+        )
         .await
         .expect("accepted");
     let a = run_of(&w, "a", |r| r.verification.is_some()).await;
@@ -561,7 +582,10 @@ async fn verified_only_credit_waits_for_the_verdict_and_the_rollups_follow_it() 
     // A late resolve does not flip the verdict.
     w.engine
         .admission
-        .notification(&disk_full("b", Some(w.clock.now())))
+        .notification(
+            untoil::trigger::source::ALERTMANAGER,
+            &disk_full("b", Some(w.clock.now())),
+        )
         .await
         .expect("accepted");
     let b = find_run_of(&w, "b").await.expect("b");
@@ -580,7 +604,7 @@ async fn a_window_still_open_at_a_restart_ends_on_time_after_it() {
         let workers = tokio::spawn(w.engine.workers.clone().work());
         w.engine
             .admission
-            .notification(&disk_full("a", None))
+            .notification(untoil::trigger::source::ALERTMANAGER, &disk_full("a", None))
             .await
             .expect("accepted");
         run_of(&w, "a", |r| r.status == RunStatus::Succeeded).await;
@@ -624,7 +648,7 @@ async fn a_resolve_during_the_run_verifies_it_when_it_finishes_without_waiting_f
     let workers = tokio::spawn(w.engine.workers.clone().work());
     w.engine
         .admission
-        .notification(&disk_full("a", None))
+        .notification(untoil::trigger::source::ALERTMANAGER, &disk_full("a", None))
         .await
         .expect("accepted");
     run_of(&w, "a", |r| r.status == RunStatus::Running).await;
@@ -633,7 +657,10 @@ async fn a_resolve_during_the_run_verifies_it_when_it_finishes_without_waiting_f
     let outcome = w
         .engine
         .admission
-        .notification(&disk_full("a", Some(resolved)))
+        .notification(
+            untoil::trigger::source::ALERTMANAGER,
+            &disk_full("a", Some(resolved)),
+        )
         .await
         .expect("accepted");
     assert_eq!(outcome.verified, 0, "not yet: the run has not finished");
@@ -674,7 +701,7 @@ async fn an_alert_that_resolved_before_the_run_started_cleared_on_its_own_and_is
     w.clock.advance(chrono::Duration::minutes(1));
     w.engine
         .admission
-        .notification(&disk_full("a", None))
+        .notification(untoil::trigger::source::ALERTMANAGER, &disk_full("a", None))
         .await
         .expect("accepted");
     let a = run_of(&w, "a", |r| r.status == RunStatus::Succeeded).await;
@@ -683,7 +710,10 @@ async fn an_alert_that_resolved_before_the_run_started_cleared_on_its_own_and_is
     let ended = t0() + chrono::Duration::seconds(30);
     w.engine
         .admission
-        .notification(&disk_full("a", Some(ended)))
+        .notification(
+            untoil::trigger::source::ALERTMANAGER,
+            &disk_full("a", Some(ended)),
+        )
         .await
         .expect("accepted");
     let a = run_of(&w, "a", |r| r.verification.is_some()).await;
@@ -706,4 +736,81 @@ async fn an_alert_that_resolved_before_the_run_started_cleared_on_its_own_and_is
     );
     w.engine.queue.close();
     workers.await.expect("workers");
+}
+
+const DEFAULT_SOURCE: &str = "name: am\nowner: t\ntoil: {manual_minutes: 1}\ntriggers:\n  - alert: {matchers: ['alertname=\"DiskFull\"']}\nsteps:\n  - name: s\n    run: \"true\"\n";
+const BOTH_SOURCES: &str = "name: both\nowner: t\ntoil: {manual_minutes: 1}\ntriggers:\n  - alert: {source: [alertmanager, grafana], matchers: ['alertname=\"DiskFull\"']}\nsteps:\n  - name: s\n    run: \"true\"\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_fingerprint_from_two_sources_is_two_alerts_and_only_runbooks_taking_a_source_run()
+{
+    use untoil::trigger::source::{ALERTMANAGER, GRAFANA};
+    let w = world(&[("am", DEFAULT_SOURCE), ("both", BOTH_SOURCES)]);
+    let admission = &w.engine.admission;
+    // Grafana's alert runs only the runbook that names Grafana: the default is Alertmanager.
+    let grafana = admission
+        .notification(GRAFANA, &firing("x"))
+        .await
+        .expect("grafana");
+    assert_eq!((grafana.accepted.len(), grafana.unmatched), (1, 0));
+    let run = w
+        .engine
+        .store
+        .get_run(&grafana.accepted[0])
+        .await
+        .expect("get")
+        .expect("run");
+    assert_eq!(run.runbook, "both");
+    match &run.cause {
+        Cause::Alert {
+            source,
+            fingerprint,
+            ..
+        } => assert_eq!(
+            (source.as_str(), fingerprint.as_str()),
+            (GRAFANA, "grafana/x")
+        ),
+        other => panic!("cause {other:?}"),
+    }
+    // The same fingerprint from Alertmanager is another alert: not a duplicate of Grafana's.
+    let am = admission
+        .notification(ALERTMANAGER, &firing("x"))
+        .await
+        .expect("alertmanager");
+    assert_eq!((am.accepted.len(), am.duplicates), (2, 0), "{am:?}");
+    for id in &am.accepted {
+        let run = w.engine.store.get_run(id).await.expect("get").expect("run");
+        assert!(
+            matches!(&run.cause, Cause::Alert { source, fingerprint, .. } if source == ALERTMANAGER && fingerprint == "x"),
+            "{:?}",
+            run.cause
+        );
+    }
+    // Re-sent by each source: duplicates of their own episodes.
+    let again = admission
+        .notification(GRAFANA, &firing("x"))
+        .await
+        .expect("again");
+    assert_eq!((again.accepted.len(), again.duplicates), (0, 1));
+    let episodes = w
+        .engine
+        .store
+        .alerts(
+            t0() - chrono::Duration::days(1),
+            t0() + chrono::Duration::days(1),
+        )
+        .await
+        .expect("alerts");
+    let mut seen: Vec<(String, String)> = episodes
+        .iter()
+        .map(|a| (a.source.clone(), a.fingerprint.clone()))
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            (ALERTMANAGER.to_string(), "x".to_string()),
+            (GRAFANA.to_string(), "grafana/x".to_string())
+        ]
+    );
 }

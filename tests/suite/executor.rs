@@ -580,6 +580,7 @@ async fn hostile_label_values_reach_the_command_verbatim() {
         let alert = alert_with(labels.clone());
         let mut req = RunRequest::manual(rb, "tester");
         req.cause = Cause::Alert {
+            source: untoil::trigger::source::ALERTMANAGER.into(),
             fingerprint: alert.alert.fingerprint.clone(),
             starts_at: alert.alert.starts_at,
             labels,

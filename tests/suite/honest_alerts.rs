@@ -483,3 +483,35 @@ async fn an_idempotent_run_interrupted_by_a_shutdown_starts_again_at_the_next_st
     );
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alertmanager_webhook_run_records_alertmanager_as_its_source() {
+    let dirs = Dirs::new();
+    dirs.runbook("disk", VERIFIED_DISK);
+    let d = Running::start(dirs.settings()).await;
+    let body = post(&d, fixture("firing.json")).await;
+    assert_eq!(body["accepted"].as_array().map(Vec::len), Some(1), "{body}");
+    let runs = d.wait_runs_final(1).await;
+    assert_eq!(runs[0]["cause"]["kind"], "alert", "{runs:?}");
+    assert_eq!(runs[0]["cause"]["source"], "alertmanager", "{runs:?}");
+    // Alertmanager's fingerprint as sent: its dedupe keys keep their stored encoding.
+    assert_eq!(runs[0]["cause"]["fingerprint"], "1b821551d31d953a");
+    let id = runs[0]["id"].as_str().expect("id");
+    let detail = d.get(&format!("/api/v1/runs/{id}")).await.1;
+    assert_eq!(detail["cause"]["source"], "alertmanager", "{detail}");
+    let metrics = crate::common::scrape(&d).await;
+    let received = metrics
+        .samples
+        .iter()
+        .find(|s| {
+            s.metric == "untoil_alerts_total"
+                && s.labels.get("outcome") == Some("received")
+                && s.labels.get("source") == Some("alertmanager")
+        })
+        .map(|s| s.value.clone());
+    assert!(
+        matches!(received, Some(prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v)) if v == 1.0),
+        "{received:?}"
+    );
+    d.stop().await;
+}

@@ -32,6 +32,7 @@ fn remediation(start: DateTime<Utc>, ttr: Duration, verified: Option<bool>) -> R
     let mut r = run("disk", RunStatus::Succeeded, start);
     let end = start + Duration::seconds(1);
     r.cause = Cause::Alert {
+        source: untoil::trigger::source::ALERTMANAGER.into(),
         fingerprint: "f".into(),
         starts_at: end - ttr,
         labels: Default::default(),
@@ -321,6 +322,7 @@ fn caused(kind: &str, status: RunStatus, start: DateTime<Utc>) -> RunRecord {
         "schedule" => r.cause = Cause::Schedule { at: start },
         "alert" => {
             r.cause = Cause::Alert {
+                source: untoil::trigger::source::ALERTMANAGER.into(),
                 fingerprint: "f".into(),
                 starts_at: start,
                 labels: Default::default(),

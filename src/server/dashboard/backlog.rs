@@ -65,7 +65,7 @@ pub fn render(period: &str, b: &Backlog) -> Markup {
                 tbody {
                     @for r in &b.rows {
                         tr {
-                            td { (r.group.get("alertname").map_or("", String::as_str)) }
+                            td { (r.group.get("alertname").map_or("", String::as_str)) (from_source(r)) }
                             td class="muted" { (extra_labels(r)) }
                             td class="num" { (r.count) }
                             td { (time(r.last_seen)) }
@@ -107,7 +107,7 @@ pub fn render(period: &str, b: &Backlog) -> Markup {
                 tbody {
                     @for r in &b.not_remediated {
                         tr {
-                            td { (r.group.get("alertname").map_or("", String::as_str)) }
+                            td { (r.group.get("alertname").map_or("", String::as_str)) (from_source(r)) }
                             td class="muted" { (extra_labels(r)) }
                             td { (r.runbooks.join(", ")) }
                             td { (outcomes(r)) }
@@ -127,6 +127,15 @@ pub fn render(period: &str, b: &Backlog) -> Markup {
                 }
             }
         }
+    }
+}
+
+/// ` (from SOURCE)` for a row of a source other than Alertmanager, which stays unmarked.
+fn from_source(r: &BacklogRow) -> String {
+    if r.source == crate::trigger::source::ALERTMANAGER {
+        String::new()
+    } else {
+        format!(" (from {})", r.source)
     }
 }
 

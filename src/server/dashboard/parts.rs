@@ -31,7 +31,9 @@ pub fn cause(cause: &Cause) -> Markup {
                 "manual, by " (claim::shown(user, claimed_user.as_deref()))
             }
             Cause::Schedule { at } => { "schedule fire at " (time(*at)) }
-            Cause::Alert { fingerprint, .. } => { "alert (fingerprint " code { (fingerprint) } ")" }
+            Cause::Alert { source, fingerprint, .. } => {
+                "alert from " (source) " (fingerprint " code { (fingerprint) } ")"
+            }
         }
     }
 }

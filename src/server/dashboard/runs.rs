@@ -134,7 +134,7 @@ pub fn render(r: &Runs) -> Markup {
                         tr data-run=(run.id) data-status=(run.status) {
                             td { a href={ "/ui/runs/" (enc(&run.id.0)) } { code { (run.id) } } }
                             td { (run.runbook) }
-                            td { (run.cause.kind()) }
+                            td { (run.cause.shown_kind()) }
                             td class="instance" { (run.instance().unwrap_or("-")) }
                             td {
                                 (status_badge(run.status.as_str()))

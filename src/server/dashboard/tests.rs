@@ -78,6 +78,7 @@ fn hostile_run() -> RunRecord {
     r.owner = h();
     r.service = Some(h());
     r.cause = Cause::Alert {
+        source: crate::trigger::source::ALERTMANAGER.into(),
         fingerprint: h(),
         starts_at: alert.starts_at,
         labels: labels(),
@@ -232,6 +233,7 @@ fn the_overview_cards_show_ttr_median_and_p90_the_change_and_legacy_notes() {
 #[test]
 fn the_backlog_escapes_alert_labels() {
     let row = BacklogRow {
+        source: crate::trigger::source::ALERTMANAGER.into(),
         group: labels(),
         count: 2,
         last_seen: Utc::now(),
@@ -244,6 +246,7 @@ fn the_backlog_escapes_alert_labels() {
         period: period(),
         rows: vec![row.clone()],
         not_remediated: vec![BacklogRow {
+            source: crate::trigger::source::ALERTMANAGER.into(),
             runbooks: vec![h()],
             outcomes: BTreeMap::from([(h(), 1)]),
             ..row
