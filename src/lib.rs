@@ -8,6 +8,7 @@
 //!   -> exec (plan, executor, steps) -> store (runs, rollups, guard state; sled)
 //!   -> report (toil, backlog)
 //! run and ledger: what a run is and what it is worth; guard: the guards' decisions.
+//! source: alert sources beyond Alertmanager (definitions, body mappings), above runbook and trigger.
 //! identity: who asks (principal, scope, claim, approvers), used by runbook, engine and server.
 //! server (HTTP API, dashboard) and cli sit on top; daemon wires engine, tasks and server.
 //! ```

@@ -67,6 +67,8 @@ pub enum Kind {
     RawInterpolation,
     /// A setting with no effect where it stands.
     Ineffective,
+    /// Two source definitions share a name.
+    DuplicateSource,
 }
 
 impl Kind {
@@ -74,7 +76,7 @@ impl Kind {
     ///
     /// A new variant must be listed here too: `Kind::position` matches every variant without a
     /// wildcard and looks each up here at compile time, so a missing one does not compile.
-    pub const ALL: [Kind; 24] = [
+    pub const ALL: [Kind; 25] = [
         Kind::YamlSyntax,
         Kind::DuplicateKey,
         Kind::UnknownField,
@@ -99,6 +101,7 @@ impl Kind {
         Kind::NoToil,
         Kind::RawInterpolation,
         Kind::Ineffective,
+        Kind::DuplicateSource,
     ];
 
     /// Where this kind stands in [`Kind::ALL`]. The match has no wildcard, so a new variant needs
@@ -130,6 +133,7 @@ impl Kind {
             Kind::NoToil => const { Kind::find(Kind::NoToil) },
             Kind::RawInterpolation => const { Kind::find(Kind::RawInterpolation) },
             Kind::Ineffective => const { Kind::find(Kind::Ineffective) },
+            Kind::DuplicateSource => const { Kind::find(Kind::DuplicateSource) },
         }
     }
 

@@ -257,6 +257,64 @@ pub fn parse(
     parsed
 }
 
+/// Parses a file already in `sources` as one YAML mapping with positions, reporting syntax
+/// errors, duplicate keys and bad merge keys as for runbooks: for other file formats kept beside
+/// runbooks (source definitions), which walk the mapping themselves. `what` names the format in
+/// messages ("a source definition"); `example` is the smallest valid file's first line.
+pub fn parse_mapping(
+    file: usize,
+    sources: &Sources,
+    what: &str,
+    example: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<(serde_yaml::Mapping, SourceMap)> {
+    let text = sources.text(file);
+    let map = SourceMap::build(text);
+    let mut value: Value = match serde_yaml::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            if !report_duplicates(file, &map, diags) {
+                diags.push(syntax_error(file, text, &e));
+            }
+            return None;
+        }
+    };
+    if report_duplicates(file, &map, diags) {
+        return None;
+    }
+    if let Err(e) = value.apply_merge() {
+        diags.push(Diagnostic::error(
+            Kind::YamlSyntax,
+            file,
+            0..0,
+            format!("invalid YAML merge key: {e}"),
+        ));
+        return None;
+    }
+    match value {
+        Value::Mapping(m) => Some((m, map)),
+        Value::Null => {
+            diags.push(
+                Diagnostic::error(Kind::MissingField, file, 0..0, "the file is empty")
+                    .with_help(format!("{what} starts with `{example}`")),
+            );
+            None
+        }
+        other => {
+            diags.push(
+                Diagnostic::error(
+                    Kind::WrongType,
+                    file,
+                    map.value_span(&[]),
+                    format!("expected a mapping of fields, found {}", kind_of(&other)),
+                )
+                .with_help(format!("{what} is a YAML mapping such as `{example}`")),
+            );
+            None
+        }
+    }
+}
+
 fn syntax_error(file: usize, text: &str, e: &serde_yaml::Error) -> Diagnostic {
     let offset = e.location().map(|l| l.index()).unwrap_or(0).min(text.len());
     // serde_yaml writes "problem at line X column Y, context at line A column B"; the caret

@@ -137,7 +137,13 @@ fn every_diagnostic_kind_has_a_golden_case() {
     // `Kind::ALL` is checked at compile time to hold every variant; no kind is left out here.
     let all: BTreeSet<String> = Kind::ALL.into_iter().map(code).collect();
     assert_eq!(all.len(), Kind::ALL.len(), "two kinds share a code");
-    let missing: Vec<&String> = all.difference(&seen).collect();
+    // Kinds only source definitions (`--sources`) produce: their exact messages are checked by
+    // the unit tests of src/source/definition.rs, since these cases load runbooks.
+    let from_sources = [code(Kind::DuplicateSource)];
+    let missing: Vec<&String> = all
+        .difference(&seen)
+        .filter(|c| !from_sources.contains(c))
+        .collect();
     assert!(
         missing.is_empty(),
         "no golden case produces these diagnostic kinds: {missing:?}; add a folder under \
