@@ -29,6 +29,15 @@ pub struct Global {
         default_value = "./plugins"
     )]
     pub plugins: PathBuf,
+    /// Directory of alert source definitions (*.yaml: Grafana with signing, PagerDuty, signed
+    /// webhooks); a missing `./sources` means none. See docs/sources.md.
+    #[arg(
+        long,
+        global = true,
+        env = "UNTOIL_SOURCES",
+        default_value = "./sources"
+    )]
+    pub sources: PathBuf,
     /// Directory of the run store. While a daemon holds it, commands go through that daemon's
     /// API (it leaves its address there).
     #[arg(long, global = true, env = "UNTOIL_DATA", default_value = "./data")]

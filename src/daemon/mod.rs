@@ -13,6 +13,7 @@ pub mod locator;
 pub mod reload;
 pub mod scheduler;
 pub mod settings;
+pub mod sources;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -92,6 +93,11 @@ where
         tokio::task::spawn_blocking(move || runbooks.reload()).await?;
     }
     exposed::check_runbooks(&runbooks.catalog());
+    let receivers = {
+        let dir = settings.sources.clone();
+        Arc::new(tokio::task::spawn_blocking(move || sources::load(&dir)).await?)
+    };
+    sources::check_runbooks(&runbooks.catalog(), &receivers);
     approvers::check(&runbooks.catalog(), settings.auth.enabled());
     let capacity = settings
         .queue_capacity
@@ -152,6 +158,7 @@ where
         auth: settings.auth.clone(),
         body_limit: settings.body_limit,
         site,
+        sources: receivers,
     }));
     let location = Location::of(addr, store.id());
     if let Err(e) = locator::write(&settings.data, &location) {

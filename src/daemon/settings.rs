@@ -21,6 +21,8 @@ pub struct Settings {
     pub runbooks: PathBuf,
     /// Plugins directory.
     pub plugins: PathBuf,
+    /// Alert source definitions directory (docs/sources.md); may be missing.
+    pub sources: PathBuf,
     /// Store directory.
     pub data: PathBuf,
     /// Concurrent runs.
@@ -54,6 +56,7 @@ impl Settings {
         Settings {
             runbooks,
             plugins,
+            sources: PathBuf::from("./sources"),
             data,
             workers: cpus * 2,
             queue_capacity: 10_000,

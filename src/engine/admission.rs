@@ -30,7 +30,7 @@ use crate::run::record::RunRecord;
 use crate::run::status::RunStatus;
 use crate::runbook::model::{Overlap, Runbook};
 use crate::runbook::suggest::did_you_mean;
-use crate::store::{Admitted, AlertReceived, Candidate, Decide, GuardOf, Store};
+use crate::store::{Admitted, AlertReceived, Candidate, Decide, Delivery, GuardOf, Store};
 use crate::trigger::alert::{Alert, AlertStatus, Notification};
 use crate::trigger::key::{DedupeKey, Fire};
 use crate::trigger::source::{ALERTMANAGER, namespaced};
@@ -93,6 +93,18 @@ impl Admission {
         source: &str,
         n: &Notification,
     ) -> Result<AlertOutcome, AcceptError> {
+        Ok(self.delivered(source, n, None).await?.unwrap_or_default())
+    }
+
+    /// As [`Admission::notification`], for a delivery of a signed source: the delivery id is
+    /// recorded in the same durable write as its runs, and a delivery seen before (within its
+    /// source's `keep`) gives None, admitting nothing and counting nothing.
+    pub async fn delivered(
+        &self,
+        source: &str,
+        n: &Notification,
+        delivery: Option<Delivery>,
+    ) -> Result<Option<AlertOutcome>, AcceptError> {
         let catalog = self.runbooks.catalog();
         let mut outcome = AlertOutcome::default();
         let mut runs = Vec::new();
@@ -164,7 +176,10 @@ impl Admission {
             });
         }
         let wanted = runs.len();
-        outcome.accepted = self.admit(runs, received).await?;
+        let Some(accepted) = self.admit(runs, received, delivery).await? else {
+            return Ok(None);
+        };
+        outcome.accepted = accepted;
         outcome.duplicates = wanted - outcome.accepted.len();
         let m = &self.metrics;
         m.alerts(source, "received", n.alerts.len() as u64);
@@ -172,7 +187,7 @@ impl Admission {
         m.alerts(source, "firing_unmatched", outcome.unmatched as u64);
         m.alerts(source, "resolved", outcome.resolved as u64);
         m.alerts(source, "deduplicated", outcome.duplicates as u64);
-        Ok(outcome)
+        Ok(Some(outcome))
     }
 
     /// The alert as the episode it belongs to: a `startsAt` at millisecond precision
@@ -271,7 +286,10 @@ impl Admission {
                 (key, run, rb.clone())
             })
             .collect();
-        let ids = self.admit(batch, Vec::new()).await?;
+        let ids = self
+            .admit(batch, Vec::new(), None)
+            .await?
+            .unwrap_or_default();
         info!(
             runbook = name,
             runs = ids.len(),
@@ -295,8 +313,9 @@ impl Admission {
         let params = with_defaults(rb, &BTreeMap::new());
         let run = lifecycle::new_run(rb, Cause::Schedule { at }, params, None, self.clock.now());
         Ok(self
-            .admit(vec![(key, run, rb.clone())], Vec::new())
+            .admit(vec![(key, run, rb.clone())], Vec::new(), None)
             .await?
+            .unwrap_or_default()
             .into_iter()
             .next())
     }
@@ -307,7 +326,8 @@ impl Admission {
         &self,
         runs: Vec<Trigger>,
         alerts: Vec<AlertReceived>,
-    ) -> Result<Vec<RunId>, AcceptError> {
+        delivery: Option<Delivery>,
+    ) -> Result<Option<Vec<RunId>>, AcceptError> {
         if self.queue.is_closed() {
             return Err(AcceptError::ShuttingDown);
         }
@@ -336,7 +356,13 @@ impl Admission {
                 Candidate { key, run, gate }
             })
             .collect();
-        let admitted = self.store.admit(candidates, alerts).await?;
+        let admitted = match delivery {
+            None => self.store.admit(candidates, alerts).await?,
+            Some(d) => match self.store.admit_delivery(d, candidates, alerts).await? {
+                Some(a) => a,
+                None => return Ok(None),
+            },
+        };
         let mut ids = Vec::new();
         for (result, (rb, guard_key)) in admitted.into_iter().zip(runbooks) {
             let Admitted::New { run, guard } = result else {
@@ -371,7 +397,7 @@ impl Admission {
             }
         }
         self.metrics.queue_depth.set(self.queue.depth() as i64);
-        Ok(ids)
+        Ok(Some(ids))
     }
 
     /// The guard key of a run: `guards.key` rendered, or the runbook's name.

@@ -56,6 +56,7 @@ pub struct Metrics {
     run_duration: Family<Labels, Histogram>,
     toil_saved: Family<Labels, Counter<f64, std::sync::atomic::AtomicU64>>,
     alerts: Family<Labels, Counter>,
+    source_refused: Family<Labels, Counter>,
     /// Runs waiting in the queue.
     pub queue_depth: Gauge,
     /// Runs executing.
@@ -99,6 +100,12 @@ impl Metrics {
             "Alerts received, by source and outcome (received, matched, firing_unmatched, resolved, deduplicated)",
             alerts.clone(),
         );
+        let source_refused = Family::<Labels, Counter>::default();
+        registry.register(
+            "source_requests_refused",
+            "Requests to defined sources not admitted, by source and reason (signature, body, duplicate_delivery)",
+            source_refused.clone(),
+        );
         let queue_depth = Gauge::default();
         registry.register(
             "queue_depth",
@@ -135,6 +142,7 @@ impl Metrics {
             run_duration,
             toil_saved,
             alerts,
+            source_refused,
             queue_depth,
             in_progress,
             breaker_open,
@@ -181,6 +189,13 @@ impl Metrics {
                 .get_or_create(&labels(&[("source", source), ("outcome", outcome)]))
                 .inc_by(n);
         }
+    }
+
+    /// Counts a request to a defined source (a bounded set of names) that admitted nothing.
+    pub fn source_refused(&self, source: &str, reason: &str) {
+        self.source_refused
+            .get_or_create(&labels(&[("source", source), ("reason", reason)]))
+            .inc();
     }
 
     /// Sets a breaker's state (a key beyond the runbook's [`MAX_KEYS`] counts in `_other`).

@@ -1,6 +1,6 @@
 //! What a principal's scope lets it do, decided from the request line alone before any handler
 //! runs: `full` anything, `read` only `GET` and `HEAD` (API, dashboard, metrics), `alerts` only
-//! `POST`s to the Alertmanager receiver (the health checks need no credentials at all).
+//! `POST`s to the Alertmanager and Grafana receivers (and unsigned defined sources) (the health checks need no credentials at all).
 
 use axum::http::Method;
 
@@ -13,7 +13,7 @@ use crate::server::alerts;
 enum Access {
     /// `GET` or `HEAD`: changes nothing.
     Read,
-    /// A `POST` to the Alertmanager receiver.
+    /// A `POST` to the Alertmanager or Grafana receiver.
     PostAlerts,
     /// Anything else: approve, deny, run, cancel, reset...
     Act,
@@ -22,7 +22,7 @@ enum Access {
 fn access(method: &Method, path: &str) -> Access {
     if matches!(*method, Method::GET | Method::HEAD) {
         Access::Read
-    } else if *method == Method::POST && path == alerts::PATH {
+    } else if *method == Method::POST && (path == alerts::PATH || path == alerts::GRAFANA_PATH) {
         Access::PostAlerts
     } else {
         Access::Act
@@ -56,6 +56,34 @@ pub fn check(p: &Principal, method: &Method, path: &str) -> Result<(), String> {
         p.scope,
         p.scope.allows(),
     ))
+}
+
+/// For a defined source without a signature (grafana kind): the request must carry credentials
+/// of scope `alerts` or `full`, as the built-in receivers do. None when they do; else the
+/// 401/403 answer.
+pub fn alerts_refusal(
+    s: &crate::server::state::Shared,
+    headers: &axum::http::HeaderMap,
+) -> Option<axum::response::Response> {
+    use axum::http::StatusCode;
+    let Some(p) = s.auth.identify(headers) else {
+        return Some(crate::server::respond::error(
+            StatusCode::UNAUTHORIZED,
+            "missing or invalid credentials: this source has no `verify:`, so it needs `Authorization: Bearer <token>` of scope `alerts`",
+        ));
+    };
+    if permits(p.scope, Access::PostAlerts) {
+        None
+    } else {
+        Some(crate::server::respond::error(
+            StatusCode::FORBIDDEN,
+            format!(
+                "{} has scope `{}`; posting to a source needs scope `alerts` or `full`",
+                p.describe(),
+                p.scope
+            ),
+        ))
+    }
 }
 
 #[cfg(test)]

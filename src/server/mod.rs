@@ -25,6 +25,7 @@ pub mod listen;
 pub mod refusal;
 pub mod respond;
 pub mod site;
+pub mod sources;
 pub mod state;
 
 use axum::Router;
@@ -40,6 +41,7 @@ pub fn app(state: Shared) -> Router {
     let limit = state.body_limit;
     let protected = Router::new()
         .route(alerts::PATH, post(alerts::receive))
+        .route(alerts::GRAFANA_PATH, post(alerts::receive_grafana))
         .route("/api/v1/runbooks", get(runbooks::list))
         .route("/api/v1/runbooks/errors", get(runbooks::errors))
         .route("/api/v1/runbooks/{name}", get(runbooks::one))
@@ -62,8 +64,14 @@ pub fn app(state: Shared) -> Router {
             state.clone(),
             authenticate::authenticate,
         ));
+    // Signed sources authenticate by their signature, not by untoil's credentials (an
+    // unsigned one checks them in its handler); JSON only like the API.
+    let sources = Router::new()
+        .route(sources::ROUTE, post(sources::receive))
+        .layer(middleware::from_fn(content_type::require_json));
     Router::new()
         .route("/healthz", get(health::live))
+        .merge(sources)
         .route("/readyz", get(health::ready))
         .merge(protected)
         .merge(dashboard::router(state.clone()))

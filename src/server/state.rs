@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::engine::Engine;
 use crate::server::auth::Auth;
 use crate::server::site::Site;
+use crate::source::receiver::Receivers;
 
 /// The server's state.
 pub struct AppState {
@@ -16,6 +17,8 @@ pub struct AppState {
     pub body_limit: usize,
     /// The hosts it answers to and its own origin.
     pub site: Site,
+    /// The defined alert sources (`--sources`), each with its endpoint.
+    pub sources: Arc<Receivers>,
 }
 
 /// The state as handlers receive it.

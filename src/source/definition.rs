@@ -867,6 +867,21 @@ impl Walk<'_> {
             None => Some(None),
             Some(v) => self.condition(v, &at(path, "when")).map(Some),
         };
+        // An episode is (id, start): with an id but no start, each re-send of the same id would
+        // start at its own receipt time and be a new episode, running the fix again.
+        if f.contains_key("id") && !f.contains_key("starts_at") {
+            self.at_key(
+                Code::MissingField,
+                &at(path, "id"),
+                "`map.id` needs `map.starts_at` too".to_string(),
+                "an id without a start time",
+            )
+            .help
+            .push(
+                "map when the event started (e.g. `starts_at: /workflow_run/created_at`), so that re-sends of one id are one episode; or map neither, and each delivery id is its own event".to_string(),
+            );
+            ok = false;
+        }
         if !ok {
             return None;
         }
@@ -1362,6 +1377,7 @@ map:
                 "{head}map:\n  id: 7\n  lables: {{}}\n  when: {{ field: action, values: [] }}\n  resolved: {{ values: [{{a: 1}}] }}\n"
             )),
             [
+                "s.yaml:4:3: `map.id` needs `map.starts_at` too [an id without a start time] (help: map when the event started (e.g. `starts_at: /workflow_run/created_at`), so that re-sends of one id are one episode; or map neither, and each delivery id is its own event)",
                 "s.yaml:5:3: unknown field `lables` in `map` [unknown field] (help: did you mean `labels`?)",
                 "s.yaml:6:18: invalid JSON Pointer `action` in `map.when.field`: a JSON Pointer starts with `/`, e.g. `/action` [not a JSON Pointer]",
                 "s.yaml:6:34: `map.when.values` is empty: nothing could match [empty list]",

@@ -8,5 +8,6 @@ pub mod definition;
 pub mod mapping;
 pub mod name;
 pub mod pagerduty;
+pub mod receiver;
 pub mod secret;
 pub mod verify;

@@ -31,7 +31,7 @@ pub struct Dirs {
 impl Dirs {
     pub fn new() -> Dirs {
         let root = tempfile::tempdir().expect("tempdir");
-        for d in ["runbooks", "plugins", "data"] {
+        for d in ["runbooks", "plugins", "data", "sources"] {
             std::fs::create_dir(root.path().join(d)).expect("mkdir");
         }
         Dirs { root }
@@ -43,12 +43,18 @@ impl Dirs {
         std::fs::write(self.path("runbooks").join(format!("{name}.yaml")), body)
             .expect("write runbook");
     }
+    /// Writes a source definition (docs/sources.md) under `sources/`.
+    pub fn source(&self, name: &str, body: &str) {
+        std::fs::write(self.path("sources").join(format!("{name}.yaml")), body)
+            .expect("write source");
+    }
     pub fn settings(&self) -> Settings {
         let mut s = Settings::new(
             self.path("runbooks"),
             self.path("plugins"),
             self.path("data"),
         );
+        s.sources = self.path("sources");
         s.workers = 2;
         s.shutdown_grace = Duration::from_secs(5);
         s.kill_grace = Duration::from_millis(200);
@@ -427,6 +433,7 @@ pub fn untoil_env(c: &mut std::process::Command, dirs: &Dirs) {
     c.env("UNTOIL_RUNBOOKS", dirs.path("runbooks"))
         .env("UNTOIL_PLUGINS", dirs.path("plugins"))
         .env("UNTOIL_DATA", dirs.path("data"))
+        .env("UNTOIL_SOURCES", dirs.path("sources"))
         .env("UNTOIL_LOG_FORMAT", "text")
         .env_remove("UNTOIL_SERVER")
         .env_remove("UNTOIL_TOKEN")
