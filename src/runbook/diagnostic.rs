@@ -69,6 +69,8 @@ pub enum Kind {
     Ineffective,
     /// Two source definitions share a name.
     DuplicateSource,
+    /// A runbook triggers on a source that is neither built in nor defined.
+    UndefinedSource,
 }
 
 impl Kind {
@@ -76,7 +78,7 @@ impl Kind {
     ///
     /// A new variant must be listed here too: `Kind::position` matches every variant without a
     /// wildcard and looks each up here at compile time, so a missing one does not compile.
-    pub const ALL: [Kind; 25] = [
+    pub const ALL: [Kind; 26] = [
         Kind::YamlSyntax,
         Kind::DuplicateKey,
         Kind::UnknownField,
@@ -102,6 +104,7 @@ impl Kind {
         Kind::RawInterpolation,
         Kind::Ineffective,
         Kind::DuplicateSource,
+        Kind::UndefinedSource,
     ];
 
     /// Where this kind stands in [`Kind::ALL`]. The match has no wildcard, so a new variant needs
@@ -134,6 +137,7 @@ impl Kind {
             Kind::RawInterpolation => const { Kind::find(Kind::RawInterpolation) },
             Kind::Ineffective => const { Kind::find(Kind::Ineffective) },
             Kind::DuplicateSource => const { Kind::find(Kind::DuplicateSource) },
+            Kind::UndefinedSource => const { Kind::find(Kind::UndefinedSource) },
         }
     }
 

@@ -34,6 +34,16 @@ impl Sources {
         self.files.add(name.into(), text)
     }
 
+    /// How many files were added (their ids are `0..len`).
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether no file was added.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
     /// The display name of a file.
     pub fn name(&self, file: usize) -> String {
         self.files

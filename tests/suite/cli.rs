@@ -21,6 +21,7 @@ fn untoil(args: &[&str]) -> Output {
         .env_remove("UNTOIL_SERVER")
         .env_remove("UNTOIL_RUNBOOKS")
         .env_remove("UNTOIL_PLUGINS")
+        .env_remove("UNTOIL_SOURCES")
         .args(args)
         .output()
         .expect("run untoil")
@@ -54,7 +55,13 @@ fn shipped_runbooks_and_examples_validate_without_errors_or_warnings() {
         files.len() >= 6,
         "expected the shipped runbooks, found {files:?}"
     );
-    let mut args = vec!["validate", "--deny-warnings"];
+    // The example runbooks trigger on the example sources, which validate checks too.
+    let mut args = vec![
+        "validate",
+        "--deny-warnings",
+        "--sources",
+        "examples/sources",
+    ];
     let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
     args.extend(names.iter().map(String::as_str));
     let out = untoil(&args);
@@ -68,6 +75,151 @@ fn shipped_runbooks_and_examples_validate_without_errors_or_warnings() {
         "{}",
         text(&out.stderr)
     );
+}
+
+#[test]
+fn example_sources_load_without_errors() {
+    let mut files = untoil::runbook::sources::Sources::new();
+    let (catalog, diags) =
+        untoil::source::catalog::SourceCatalog::load(&root().join("examples/sources"), &mut files);
+    assert!(
+        diags.iter().all(|d| !d.is_error()),
+        "{}",
+        files.render(&diags)
+    );
+    assert_eq!(
+        catalog.names().collect::<Vec<_>>(),
+        ["deploys", "github-ci", "grafana-prod", "pagerduty"]
+    );
+    assert_eq!(
+        std::fs::read_dir(root().join("examples/sources"))
+            .expect("examples/sources")
+            .count(),
+        catalog.len(),
+        "every file of examples/sources defines a source"
+    );
+}
+
+/// A temporary directory with `runbooks/` and `sources/` holding these files.
+fn runbooks_and_sources(runbooks: &[(&str, &str)], sources: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (sub, files) in [("runbooks", runbooks), ("sources", sources)] {
+        std::fs::create_dir(dir.path().join(sub)).expect("mkdir");
+        for (name, text) in files {
+            std::fs::write(dir.path().join(sub).join(name), text).expect("write");
+        }
+    }
+    dir
+}
+
+const SOURCE_TRIGGERED: &str = "name: ci\nowner: me\ntoil: {manual_minutes: 1}\ntriggers:\n  - alert:\n      source: [grafana, github-ci, pagerdty]\n      matchers: ['alertname=\"X\"']\nsteps: [{ name: a, run: echo }]\n";
+
+#[test]
+fn validate_checks_source_definitions_with_located_errors() {
+    let dir = runbooks_and_sources(
+        &[("ci.yaml", SOURCE_TRIGGERED)],
+        &[
+            (
+                "github-ci.yaml",
+                "source: github-ci\nverify: { preset: hmac-sha256, header: X-Hub-Signature-256, secret_env: S }\nmap: { labels: { repo: /repository/full_name } }\n",
+            ),
+            (
+                "broken.yaml",
+                "source: broken\nkind: grafana\nverify:\n  preset: grafana\n  secret_env: G\n  tolerence: 1m\n",
+            ),
+        ],
+    );
+    let sources = dir.path().join("sources");
+    let runbooks = dir.path().join("runbooks");
+    let out = untoil(&[
+        "validate",
+        "--sources",
+        &sources.display().to_string(),
+        &runbooks.display().to_string(),
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "--> {}:6:3",
+            sources.join("broken.yaml").display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("unknown field `tolerence` in `verify`"),
+        "{err}"
+    );
+    assert!(err.contains("did you mean `tolerance`?"), "{err}");
+    // github-ci is defined, grafana built in: only the misspelt name is warned about, at it.
+    assert!(
+        err.contains(&format!("--> {}:6:36", runbooks.join("ci.yaml").display())),
+        "{err}"
+    );
+    assert!(
+        err.contains("runbook `ci` triggers on source `pagerdty`, which is neither built in (alertmanager, grafana) nor defined in"),
+        "{err}"
+    );
+    assert!(!err.contains("source `github-ci`, which"), "{err}");
+    assert!(
+        err.contains("failed: 1 error, 1 warning in 3 files"),
+        "{err}"
+    );
+
+    let out = untoil(&[
+        "validate",
+        "--format",
+        "json",
+        "--sources",
+        &sources.display().to_string(),
+        &runbooks.display().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let all = json.as_array().cloned().unwrap_or_default();
+    let codes: Vec<(&str, &str, u64, u64)> = all
+        .iter()
+        .map(|d| {
+            (
+                d["code"].as_str().unwrap_or_default(),
+                d["severity"].as_str().unwrap_or_default(),
+                d["line"].as_u64().unwrap_or_default(),
+                d["column"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            ("undefined-source", "warning", 6, 36),
+            ("unknown-field", "error", 6, 3),
+        ]
+    );
+}
+
+#[test]
+fn an_undefined_source_is_a_warning_and_fails_only_with_deny_warnings() {
+    // No sources directory at all: only the built-in names are known.
+    let dir = runbooks_and_sources(&[("ci.yaml", SOURCE_TRIGGERED)], &[]);
+    let runbooks = dir.path().join("runbooks").display().to_string();
+    let missing = dir.path().join("no-such-dir").display().to_string();
+    let out = untoil(&["validate", "--sources", &missing, &runbooks]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("source `github-ci`, which is neither built in"),
+        "{err}"
+    );
+    assert!(err.contains("source `pagerdty`, which"), "{err}");
+    assert!(err.contains("ok: 0 errors, 2 warnings in 1 file"), "{err}");
+    let out = untoil(&[
+        "validate",
+        "--deny-warnings",
+        "--sources",
+        &missing,
+        &runbooks,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
 }
 
 #[test]
