@@ -30,7 +30,9 @@ impl Scope {
         match self {
             Scope::Full => "any request",
             Scope::Read => "only GET and HEAD requests",
-            Scope::Alerts => "only POSTs to the Alertmanager receiver (/api/v1/alerts/...)",
+            Scope::Alerts => {
+                "only POSTs to the alert receivers (/api/v1/alerts/alertmanager, /api/v1/alerts/grafana)"
+            }
         }
     }
 }
