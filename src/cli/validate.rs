@@ -43,7 +43,7 @@ pub struct ValidateArgs {
 /// Runs `untoil validate`.
 pub fn run(g: &Global, a: ValidateArgs) -> Result<ExitCode> {
     let mut loaded = g.load(&a.paths);
-    let source_files = check_sources(&g.sources, &mut loaded);
+    let (source_files, defined) = check_sources(&g.sources, &mut loaded);
     let (errors, warnings) = (loaded.errors(), loaded.warnings());
     let failed = errors > 0 || (a.deny_warnings && warnings > 0);
     match a.format {
@@ -56,8 +56,13 @@ pub fn run(g: &Global, a: ValidateArgs) -> Result<ExitCode> {
             write!(err, "{}", loaded.sources.render(&loaded.diagnostics))?;
             let files = plural(loaded.files + source_files, "file");
             let summary = if errors == 0 && warnings == 0 {
+                let sources = if defined > 0 {
+                    format!(" and {}", plural(defined, "source"))
+                } else {
+                    String::new()
+                };
                 format!(
-                    "ok: {} valid in {files}",
+                    "ok: {}{sources} valid in {files}",
                     plural(loaded.catalog.len(), "runbook")
                 )
             } else {
@@ -80,8 +85,8 @@ pub fn run(g: &Global, a: ValidateArgs) -> Result<ExitCode> {
 
 /// Loads the source definitions of `dir` (when it exists) into `loaded`'s files and
 /// diagnostics, and warns about each alert trigger naming a source that is neither built in nor
-/// defined there. Returns how many source files were read.
-fn check_sources(dir: &Path, loaded: &mut Loaded) -> usize {
+/// defined there. Returns how many source files were read and how many sources they define.
+fn check_sources(dir: &Path, loaded: &mut Loaded) -> (usize, usize) {
     let before = loaded.sources.len();
     let (catalog, mut diags) = if dir.is_dir() {
         SourceCatalog::load(dir, &mut loaded.sources)
@@ -146,5 +151,5 @@ fn check_sources(dir: &Path, loaded: &mut Loaded) -> usize {
     loaded.sources.snap(&mut diags);
     loaded.diagnostics.extend(diags);
     loaded.sources.sort(&mut loaded.diagnostics);
-    source_files
+    (source_files, catalog.len())
 }
