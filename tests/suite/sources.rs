@@ -1064,13 +1064,25 @@ async fn metrics_and_the_backlog_show_each_source() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_log_never_contains_a_source_secret() {
     let dirs = Dirs::new();
-    let secret = secret_file(&dirs, "plain.secret", PLAIN_SECRET);
-    dirs.source("plain", &plain_source("plain", &secret));
+    // The secret from the environment this time (`secret_env`), with the log at debug.
+    dirs.source(
+        "plain",
+        &plain_source("plain", "unused").replace(
+            "secret_file: unused",
+            "secret_env: UNTOIL_TEST_PLAIN_SECRET",
+        ),
+    );
     dirs.runbook(
         "echo",
         &runbook("echo", Some("plain"), "alertname=\"Echo\"", "v"),
     );
-    let (served, base) = common::serve(&dirs);
+    let mut command = common::untoil_command(&dirs);
+    command
+        .env("UNTOIL_TEST_PLAIN_SECRET", PLAIN_SECRET)
+        .env("UNTOIL_LOG", "debug")
+        .args(["serve", "--listen", "127.0.0.1:0"]);
+    let mut served = common::Served::spawn(command);
+    let base = served.base();
     untoil::exec::step::http::install_crypto_provider();
     let client = reqwest::Client::new();
     let send = |body: Vec<u8>, sig: String| {
@@ -1097,4 +1109,125 @@ async fn the_daemon_log_never_contains_a_source_secret() {
     assert!(log.contains("signature"), "the refusal is logged: {log}");
     assert!(!log.contains(PLAIN_SECRET), "{log}");
     assert!(!log.contains(&right), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_sources_check_the_signature_before_the_delivery_id_and_map_resolves() {
+    let dirs = Dirs::new();
+    let secret_path = secret_file(&dirs, "deploys.secret", "deploys-env-secret-9d");
+    dirs.source(
+        "deploys",
+        &format!("source: deploys\nverify:\n  preset: hmac-sha256\n  header: X-Signature\n  timestamp_header: X-Timestamp\n  tolerance: 2m\n  secret_file: {secret_path}\ndelivery:\n  id_header: X-Delivery\nmap:\n  labels:\n    alertname: DeployFailed\n    app: /app\n  id: /deploy\n  starts_at: /at\n  resolved:\n    field: /state\n    values: [recovered]\n  when:\n    field: /state\n    values: [failed, recovered]\n"),
+    );
+    dirs.runbook(
+        "deploy",
+        &format!(
+            "{}verify: {{alert_resolves_within: 1h}}\n",
+            runbook(
+                "deploy",
+                Some("deploys"),
+                "alertname=\"DeployFailed\"",
+                "app"
+            )
+        ),
+    );
+    let d = Running::start(dirs.settings()).await;
+    let path = "/api/v1/sources/deploys";
+    let send = |state: &'static str, delivery: &'static str, secret: &'static str, offset: i64| {
+        let d = &d;
+        async move {
+            let body = serde_json::to_vec(
+                &json!({"app": "shop", "deploy": 77, "at": "2026-12-01T10:00:00Z", "state": state}),
+            )
+            .expect("json");
+            let ts = now_secs() + offset;
+            let mut signed = format!("{ts}:").into_bytes();
+            signed.extend_from_slice(&body);
+            let sig = hmac_hex("sha256", secret, &signed);
+            post(
+                d,
+                path,
+                &body,
+                &[
+                    ("X-Signature", &sig),
+                    ("X-Timestamp", &ts.to_string()),
+                    ("X-Delivery", delivery),
+                ],
+            )
+            .await
+        }
+    };
+    let secret = "deploys-env-secret-9d";
+    let a = send("started", "s-1", secret, 0).await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.accepted(), 0, "`when` does not hold: {}", a.text);
+    assert_eq!(a.json()["unmatched"], 0, "ignored, not backlog: {}", a.text);
+    let a = send("failed", "f-1", secret, -300).await;
+    assert_eq!(a.status, 401, "stale: {}", a.text);
+    let a = send("failed", "f-1", secret, 0).await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.accepted(), 1, "{}", a.text);
+    // A known delivery id does not excuse a bad signature.
+    let a = send("failed", "f-1", "not-the-secret", 0).await;
+    assert_eq!(a.status, 401, "{}", a.text);
+    let runs = d.wait_runs_final(1).await;
+    assert_eq!(runs[0]["status"], "succeeded", "{}", runs[0]);
+    let a = send("recovered", "r-1", secret, 0).await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.json()["resolved"], 1, "{}", a.text);
+    let r = run(&d, runs[0]["id"].as_str().expect("id")).await;
+    assert_eq!(r["verification"]["verified"], true, "{r}");
+    assert_eq!(d.runs().await.len(), 1);
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsigned_grafana_source_takes_untoil_credentials_and_standard_webhooks_checks_time() {
+    let dirs = Dirs::new();
+    dirs.source("grafana-team", "source: grafana-team\nkind: grafana\n");
+    let key = "whsec_dW50b2lsLXN0YW5kYXJkLXdlYmhvb2tzLWtleS0zMmI=";
+    let secret = secret_file(&dirs, "sw.secret", key);
+    dirs.source(
+        "billing",
+        &format!(
+            "source: billing\nverify:\n  preset: standard-webhooks\n  secret_file: {secret}\nmap:\n  labels:\n    alertname: PaymentFailed\n"
+        ),
+    );
+    dirs.runbook("mem", &runbook("mem", Some("grafana-team"), MEMORY, "zone"));
+    let mut settings = dirs.settings();
+    settings.auth = Auth::new(vec!["untoil-full-token-2".into()], vec![]);
+    let d = Running::start(settings).await;
+    let firing = fixture("grafana", "firing.json");
+    let a = post(&d, "/api/v1/sources/grafana-team", &firing, &[]).await;
+    assert_eq!(a.status, 401, "{}", a.text);
+    let a = post(
+        &d,
+        "/api/v1/sources/grafana-team",
+        &firing,
+        &[("authorization", "Bearer untoil-full-token-2")],
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.accepted(), 1, "{}", a.text);
+
+    let body = br#"{"type":"x"}"#.to_vec();
+    for offset in [-600, 600] {
+        let ts = now_secs() + offset;
+        let sig = standard_webhooks_signature(key, "msg_old", ts, &body);
+        let ts = ts.to_string();
+        let a = post(
+            &d,
+            "/api/v1/sources/billing",
+            &body,
+            &[
+                ("webhook-id", "msg_old"),
+                ("webhook-timestamp", &ts),
+                ("webhook-signature", &sig),
+            ],
+        )
+        .await;
+        assert_eq!(a.status, 401, "{offset}: {}", a.text);
+        assert!(!a.text.contains(&sig[3..]), "{}", a.text);
+    }
+    d.stop().await;
 }
