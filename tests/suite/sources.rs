@@ -632,6 +632,22 @@ async fn a_github_style_source_maps_signed_deliveries_and_dedupes_them() {
     assert_eq!(a.status, 400, "{}", a.text);
     assert!(a.text.contains("/repository/full_name"), "{}", a.text);
 
+    // GitHub's `ping` on webhook creation: `when` does not hold, acknowledged and ignored.
+    let ping = br#"{"zen":"Keep it logically awesome.","hook_id":1}"#;
+    let sig_ping = format!("sha256={}", hmac_hex("sha256", GITHUB_SECRET, ping));
+    let a = post(
+        &d,
+        path,
+        ping,
+        &[
+            ("X-Hub-Signature-256", &sig_ping),
+            ("X-GitHub-Delivery", "d-ping"),
+        ],
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.accepted(), 0, "{}", a.text);
+
     // hmac-sha512.
     let sig512 = format!("sha512={}", hmac_hex("sha512", GITHUB_SECRET, &body));
     let a = post(
@@ -640,7 +656,7 @@ async fn a_github_style_source_maps_signed_deliveries_and_dedupes_them() {
         &body,
         &[
             ("X-Hub-Signature-512", &sig512),
-            ("X-GitHub-Delivery", "d-4"),
+            ("X-GitHub-Delivery", "d-1"),
         ],
     )
     .await;
@@ -648,7 +664,7 @@ async fn a_github_style_source_maps_signed_deliveries_and_dedupes_them() {
     assert_eq!(
         a.accepted(),
         1,
-        "another source, another episode: {}",
+        "another source, another delivery (d-1 is github-ci's) and episode: {}",
         a.text
     );
     let a = post(
@@ -722,6 +738,14 @@ async fn a_standard_webhooks_source_takes_the_reference_signature_and_its_delive
     let a = post(&d, path, &tampered, &other).await;
     assert_eq!(a.status, 401, "{}", a.text);
     assert!(!a.text.contains(key), "{}", a.text);
+    assert_eq!(d.runs().await.len(), 1);
+    d.stop().await;
+
+    // Delivery ids are stored: a replay after a restart is still a duplicate.
+    let d = Running::start(dirs.settings()).await;
+    let a = post(&d, path, &body, &headers).await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.json()["duplicate_delivery"], true, "{}", a.text);
     assert_eq!(d.runs().await.len(), 1);
     d.stop().await;
 }
@@ -807,10 +831,11 @@ async fn a_pagerduty_source_runs_on_incidents_and_records_their_resolve() {
     d.stop().await;
 }
 
-/// A signed webhook source of labels `/v` (and alertname `Hostile`), id `/id`.
+/// A signed webhook source of labels `/name` (alertname), `/v` (`v`, and `t` by a template),
+/// id `/id`, starting at `/at`.
 fn plain_source(name: &str, secret: &str) -> String {
     format!(
-        "source: {name}\nverify:\n  preset: hmac-sha256\n  header: X-Signature\n  secret_file: {secret}\nmap:\n  labels:\n    alertname: /name\n    v: /v\n  id: /id\n  starts_at: /at\n"
+        "source: {name}\nverify:\n  preset: hmac-sha256\n  header: X-Signature\n  secret_file: {secret}\nmap:\n  labels:\n    alertname: /name\n    v: /v\n    t: \"{{{{body.v}}}}\"\n  id: /id\n  starts_at: /at\n"
     )
 }
 
@@ -866,11 +891,26 @@ async fn source_answers_404_503_415_413_and_a_broken_source_leaves_the_others_se
     )
     .await;
     assert_eq!(a.status, 415, "{}", a.text);
+    // JSON with a charset (as some senders write it) is JSON.
+    let a = post_typed(
+        &d,
+        "/api/v1/sources/plain",
+        &bytes,
+        "application/json; charset=utf-8",
+        &[("X-Signature", &sig)],
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.accepted(), 1, "{}", a.text);
 
     let big = event("Echo", &"x".repeat(8192), "3");
     let a = post_plain(&d, "plain", &big, &[]).await;
     assert_eq!(a.status, 413, "{}", a.text);
-    assert_eq!(d.wait_runs_final(1).await.len(), 1, "only the good one ran");
+    assert_eq!(
+        d.wait_runs_final(2).await.len(),
+        2,
+        "only the good ones ran"
+    );
     d.stop().await;
 }
 
@@ -879,9 +919,10 @@ async fn hostile_mapped_label_values_reach_the_shell_only_quoted() {
     let dirs = Dirs::new();
     let secret = secret_file(&dirs, "plain.secret", PLAIN_SECRET);
     dirs.source("plain", &plain_source("plain", &secret));
+    // Both labels, the pointer's and the template's, as two words.
     dirs.runbook(
         "echo",
-        &runbook("echo", Some("plain"), "alertname=\"Echo\"", "v"),
+        "name: echo\nowner: team-ops\ntoil: {manual_minutes: 7}\ntriggers:\n  - alert: {source: plain, matchers: ['alertname=\"Echo\"']}\nsteps:\n  - name: echo\n    run: printf '%s|%s' {{alert.labels.v}} {{alert.labels.t}}\n",
     );
     let d = Running::start(dirs.settings()).await;
     let pwned = dirs.path("pwned");
@@ -894,6 +935,7 @@ async fn hostile_mapped_label_values_reach_the_shell_only_quoted() {
         format!("`touch {}`", pwned.display()),
         format!("a\ntouch {}\nb", pwned.display()),
         "x' && touch pwned '".to_string(),
+        "{{alert.labels.alertname}} {{ env.HOME }}".to_string(),
     ];
     let mut expected = Vec::new();
     for (i, v) in values.iter().enumerate() {
@@ -910,10 +952,8 @@ async fn hostile_mapped_label_values_reach_the_shell_only_quoted() {
         let r = run(&d, id).await;
         assert_eq!(r["status"], "succeeded", "{r}");
         assert_eq!(
-            r["steps"][0]["stdout"]
-                .as_str()
-                .map(|s| s.trim_end_matches('\n')),
-            Some(v.as_str()),
+            r["steps"][0]["stdout"].as_str(),
+            Some(format!("{v}|{v}").as_str()),
             "{r}"
         );
     }
@@ -1229,5 +1269,98 @@ async fn an_unsigned_grafana_source_takes_untoil_credentials_and_standard_webhoo
         assert_eq!(a.status, 401, "{offset}: {}", a.text);
         assert!(!a.text.contains(&sig[3..]), "{}", a.text);
     }
+    d.stop().await;
+}
+
+/// The signature of `tests/fixtures/grafana/signatures.json` named `name`.
+fn grafana_vector(name: &str) -> Value {
+    let all: Value =
+        serde_json::from_slice(&fixture("grafana", "signatures.json")).expect("signatures json");
+    all["vectors"]
+        .as_array()
+        .and_then(|v| v.iter().find(|v| v["name"] == name).cloned())
+        .unwrap_or_else(|| panic!("vector {name}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grafana_source_takes_the_recorded_signature_vectors() {
+    let dirs = Dirs::new();
+    let plain = grafana_vector("untoil: firing.json as sent");
+    let secret = secret_file(&dirs, "g.secret", plain["secret"].as_str().expect("secret"));
+    // Grafana's own code falls back to X-Grafana-Alert-Signature: a configured header is used.
+    dirs.source(
+        "grafana-plain",
+        &format!(
+            "source: grafana-plain\nkind: grafana\nverify:\n  preset: grafana\n  header: X-Grafana-Alert-Signature\n  secret_file: {secret}\n"
+        ),
+    );
+    dirs.source(
+        "grafana-ts",
+        &format!(
+            "source: grafana-ts\nkind: grafana\nverify:\n  preset: grafana\n  timestamp_header: {TS_HEADER}\n  secret_file: {secret}\n"
+        ),
+    );
+    dirs.runbook(
+        "mem",
+        &runbook("mem", Some("[grafana-plain, grafana-ts]"), MEMORY, "zone"),
+    );
+    let d = Running::start(dirs.settings()).await;
+    let body = fixture("grafana", "firing.json");
+    let sig = plain["signature"].as_str().expect("signature");
+    let a = post(
+        &d,
+        "/api/v1/sources/grafana-plain",
+        &body,
+        &[("X-Grafana-Alerting-Signature", sig)],
+    )
+    .await;
+    assert_eq!(a.status, 401, "not the configured header: {}", a.text);
+    let a = post(
+        &d,
+        "/api/v1/sources/grafana-plain",
+        &body,
+        &[("X-Grafana-Alert-Signature", sig)],
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.accepted(), 1, "{}", a.text);
+
+    // A correct signature from 2025: long past the tolerance.
+    let old = grafana_vector("untoil: firing.json as sent with a timestamp");
+    let a = post(
+        &d,
+        "/api/v1/sources/grafana-ts",
+        &body,
+        &[
+            (
+                "X-Grafana-Alerting-Signature",
+                old["signature"].as_str().expect("sig"),
+            ),
+            (TS_HEADER, old["timestamp"].as_str().expect("ts")),
+        ],
+    )
+    .await;
+    assert_eq!(a.status, 401, "{}", a.text);
+    assert!(a.text.contains("tolerance"), "{}", a.text);
+
+    // Cross-site requests to the built-in route and a hostile source name.
+    let a = post(
+        &d,
+        "/api/v1/alerts/grafana",
+        &body,
+        &[("origin", "https://evil.example")],
+    )
+    .await;
+    assert_eq!(a.status, 403, "{}", a.text);
+    let a = post(
+        &d,
+        "/api/v1/sources/%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+        &body,
+        &[],
+    )
+    .await;
+    assert_eq!(a.status, 404, "{}", a.text);
+    assert!(!a.text.contains("<script>"), "{}", a.text);
+    assert_eq!(d.wait_runs_final(1).await.len(), 1);
     d.stop().await;
 }
