@@ -631,6 +631,18 @@ async fn a_github_style_source_maps_signed_deliveries_and_dedupes_them() {
     .await;
     assert_eq!(a.status, 400, "{}", a.text);
     assert!(a.text.contains("/repository/full_name"), "{}", a.text);
+    // A refused body does not use up its delivery id: the sender's fixed retry is admitted
+    // (as the same episode as d-1).
+    let a = post(
+        &d,
+        path,
+        &body,
+        &[("X-Hub-Signature-256", &sig), ("X-GitHub-Delivery", "d-3")],
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.json()["duplicate_delivery"], Value::Null, "{}", a.text);
+    assert_eq!(a.json()["duplicates"], 1, "{}", a.text);
 
     // GitHub's `ping` on webhook creation: `when` does not hold, acknowledged and ignored.
     let ping = br#"{"zen":"Keep it logically awesome.","hook_id":1}"#;
@@ -1099,6 +1111,24 @@ async fn metrics_and_the_backlog_show_each_source() {
         "a matched alert is no backlog: {backlog}"
     );
     d.stop().await;
+
+    let out = common::untoil_command(&dirs)
+        .args(["report", "unautomated"])
+        .output()
+        .expect("untoil report unautomated");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (source, alertname) in [("other", "NobodysAlert"), ("grafana", "High memory usage")] {
+        assert!(
+            text.lines()
+                .any(|l| l.contains(source) && l.contains(alertname)),
+            "{source} {alertname}: {text}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1362,5 +1392,98 @@ async fn a_grafana_source_takes_the_recorded_signature_vectors() {
     assert_eq!(a.status, 404, "{}", a.text);
     assert!(!a.text.contains("<script>"), "{}", a.text);
     assert_eq!(d.wait_runs_final(1).await.len(), 1);
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_ids_are_remembered_for_their_sources_keep_and_pruned_after() {
+    let dirs = Dirs::new();
+    let secret = secret_file(&dirs, "plain.secret", PLAIN_SECRET);
+    dirs.source(
+        "brief",
+        &plain_source("brief", &secret).replace(
+            "map:\n",
+            "delivery:\n  id_header: X-Delivery\n  keep: 1s\nmap:\n",
+        ),
+    );
+    dirs.source(
+        "long",
+        &plain_source("long", &secret)
+            .replace("map:\n", "delivery:\n  id_header: X-Delivery\nmap:\n"),
+    );
+    let d = Running::start(dirs.settings()).await;
+    for name in ["brief", "long"] {
+        let a = post_plain(
+            &d,
+            name,
+            &event("Echo", "x", "1"),
+            &[("X-Delivery", "dl-1")],
+        )
+        .await;
+        assert_eq!(a.status, 200, "{}", a.text);
+        assert_eq!(a.json()["duplicate_delivery"], Value::Null, "{}", a.text);
+    }
+    let a = post_plain(
+        &d,
+        "long",
+        &event("Echo", "x", "1"),
+        &[("X-Delivery", "dl-1")],
+    )
+    .await;
+    assert_eq!(a.json()["duplicate_delivery"], true, "{}", a.text);
+    // After `keep`, the same id is a new delivery (of the same episode).
+    until("brief's delivery id to expire", || async {
+        let a = post_plain(
+            &d,
+            "brief",
+            &event("Echo", "x", "1"),
+            &[("X-Delivery", "dl-2")],
+        )
+        .await;
+        assert_eq!(a.status, 200, "{}", a.text);
+        let first = a.json()["duplicate_delivery"] == Value::Null;
+        let a = post_plain(
+            &d,
+            "brief",
+            &event("Echo", "x", "1"),
+            &[("X-Delivery", "dl-1")],
+        )
+        .await;
+        assert_eq!(a.status, 200, "{}", a.text);
+        (first && a.json()["duplicate_delivery"] == Value::Null).then_some(())
+    })
+    .await;
+    d.stop().await;
+    // Wait until dl-2 (the last one remembered by brief) expired too, then prune: only
+    // brief's ids go; long's stays.
+    let out = until("prune to remove brief's delivery ids", || async {
+        let out = common::untoil_command(&dirs)
+            .args(["prune", "--retain", "3650d"])
+            .output()
+            .expect("untoil prune");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (!text.contains("removed 0 delivery")).then_some(text)
+    })
+    .await;
+    assert!(out.contains("delivery id"), "{out}");
+    let d = Running::start(dirs.settings()).await;
+    let a = post_plain(
+        &d,
+        "long",
+        &event("Echo", "x", "1"),
+        &[("X-Delivery", "dl-1")],
+    )
+    .await;
+    assert_eq!(
+        a.json()["duplicate_delivery"],
+        true,
+        "long's id survived the prune: {}",
+        a.text
+    );
     d.stop().await;
 }
