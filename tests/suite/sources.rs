@@ -918,6 +918,16 @@ async fn source_answers_404_503_415_413_and_a_broken_source_leaves_the_others_se
     let big = event("Echo", &"x".repeat(8192), "3");
     let a = post_plain(&d, "plain", &big, &[]).await;
     assert_eq!(a.status, 413, "{}", a.text);
+    let mut g: Value = serde_json::from_slice(&fixture("grafana", "firing.json")).expect("json");
+    g["alerts"][0]["annotations"]["padding"] = json!("x".repeat(8192));
+    let a = post(
+        &d,
+        "/api/v1/alerts/grafana",
+        &serde_json::to_vec(&g).expect("json"),
+        &[],
+    )
+    .await;
+    assert_eq!(a.status, 413, "the Grafana route too: {}", a.text);
     assert_eq!(
         d.wait_runs_final(2).await.len(),
         2,
@@ -1485,5 +1495,54 @@ async fn delivery_ids_are_remembered_for_their_sources_keep_and_pruned_after() {
         "long's id survived the prune: {}",
         a.text
     );
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grafana_extras_reach_the_run_as_annotations_and_templates() {
+    let dirs = Dirs::new();
+    dirs.runbook(
+        "extras",
+        "name: extras\nowner: team-ops\ntoil: {manual_minutes: 3}\ntriggers:\n  - alert: {source: grafana, matchers: ['alertname=\"alert1\"']}\nsteps:\n  - name: echo\n    run: echo {{alert.labels.lbl1}} {{alert.annotations.panelURL}}\n",
+    );
+    let d = Running::start(dirs.settings()).await;
+    let a = post(
+        &d,
+        "/api/v1/alerts/grafana",
+        &fixture("grafana", "with-values.json"),
+        &[],
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.accepted(), 1, "{}", a.text);
+    let runs = d.wait_runs_final(1).await;
+    let r = run(&d, runs[0]["id"].as_str().expect("id")).await;
+    assert_eq!(r["status"], "succeeded", "{r}");
+    assert_eq!(
+        r["steps"][0]["stdout"].as_str().map(str::trim),
+        Some("val1 http://localhost/d/abcd?orgId=1&viewPanel=efgh"),
+        "{r}"
+    );
+    let annotations = &r["alert"]["alert"]["annotations"];
+    assert_eq!(annotations["ann1"], "annv1", "{r}");
+    assert_eq!(
+        annotations["imageURL"], "http://localhost/public/img/attachments/abcd.png",
+        "{r}"
+    );
+    assert_eq!(
+        annotations["valueString"], "[ metric='' labels={} value=14151.331895396988 ]",
+        "{r}"
+    );
+    let values: Value = serde_json::from_str(annotations["values"].as_str().expect("values"))
+        .expect("values as JSON text");
+    assert_eq!(values, json!({"B": 44.23943737541908, "C": 1}), "{r}");
+    for k in ["dashboardURL", "silenceURL"] {
+        assert!(
+            annotations[k]
+                .as_str()
+                .is_some_and(|v| v.starts_with("http://localhost/")),
+            "{k}: {r}"
+        );
+    }
     d.stop().await;
 }
