@@ -267,7 +267,8 @@ async fn grafana_route_runs_once_records_the_resolve_and_keeps_sources_apart() {
         .iter()
         .find(|r| r["runbook"] == "mem-grafana")
         .expect("mem-grafana ran");
-    let verified = run(&d, verified["id"].as_str().expect("id")).await;
+    let grafana_run = verified["id"].as_str().expect("id").to_string();
+    let verified = run(&d, &grafana_run).await;
     assert_eq!(verified["verification"]["verified"], true, "{verified}");
 
     let again = post(
@@ -314,6 +315,12 @@ async fn grafana_route_runs_once_records_the_resolve_and_keeps_sources_apart() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(list.matches("alert (grafana)").count(), 2, "{list}");
+    let out = common::untoil_command(&dirs)
+        .args(["runs", "show", &grafana_run])
+        .output()
+        .expect("untoil runs show");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("grafana"), "{shown}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
