@@ -35,6 +35,7 @@ mod redaction;
 mod remote;
 mod reports;
 mod signatures;
+mod sources;
 mod store;
 mod storm;
 mod toil_numbers;
