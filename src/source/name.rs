@@ -1,18 +1,17 @@
 //! Source names: what a source is called in URLs, runbook triggers, runs and metrics.
 
+use crate::trigger::source::{ALERTMANAGER, GRAFANA, is_valid_name};
+
 /// The names of the built-in sources, which no definition may take.
-pub const BUILT_IN: [&str; 2] = ["alertmanager", "grafana"];
+pub const BUILT_IN: [&str; 2] = [ALERTMANAGER, GRAFANA];
 
 /// Longest source name.
 pub const MAX_LEN: usize = 63;
 
-/// Whether `name` is a valid source name: `^[a-z][a-z0-9-]{0,62}$`.
+/// Whether `name` is a valid source name: `^[a-z][a-z0-9-]{0,62}$` (the rule runbook triggers
+/// check too).
 pub fn is_valid(name: &str) -> bool {
-    name.len() <= MAX_LEN
-        && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    is_valid_name(name)
 }
 
 /// A valid name close to `name` (lowercased, other characters as `-`), for "try `x`".
