@@ -13,6 +13,7 @@ use crate::run::cause::CauseKind;
 use crate::run::id::RunId;
 use crate::run::record::RunRecord;
 use crate::run::status::{RunStatus, StepStatus};
+use crate::run::summary::RunSummary;
 use crate::store::{RunFilter, Store};
 
 use crate::cli::connect::{Target, target};
@@ -89,7 +90,8 @@ pub fn run(g: &Global, a: RunsArgs) -> Result<ExitCode> {
             }
         }
         None => {
-            let runs: Vec<RunRecord> = match (&remote, &store) {
+            // Summaries both ways, so `--json` is the same shape from the daemon and the store.
+            let runs: Vec<RunSummary> = match (&remote, &store) {
                 (Some(r), _) => {
                     let mut q = vec![("limit", a.limit.to_string())];
                     if let Some(rb) = &a.runbook {
@@ -108,7 +110,10 @@ pub fn run(g: &Global, a: RunsArgs) -> Result<ExitCode> {
                     status: a.status,
                     causes: a.causes.clone(),
                     limit: a.limit,
-                }))??,
+                }))??
+                .iter()
+                .map(RunSummary::of)
+                .collect(),
                 (None, None) => Vec::new(),
             };
             if a.json {
@@ -132,15 +137,15 @@ pub fn run(g: &Global, a: RunsArgs) -> Result<ExitCode> {
                 t.row([
                     r.id.0.clone(),
                     r.runbook.clone(),
-                    match (r.cause.requested_by(), &r.alert) {
+                    match (r.cause.requested_by(), &r.replayed_alert) {
                         (Some(who), Some(_)) => format!("manual by {who} (alert replay)"),
                         (Some(who), None) => format!("manual by {who}"),
                         (None, _) => cell::terminal(&r.cause.shown_kind()),
                     },
-                    r.instance().unwrap_or("-").to_string(),
+                    r.instance.as_deref().unwrap_or("-").to_string(),
                     r.status.to_string(),
                     human::instant(r.started_at.unwrap_or(r.created_at)),
-                    ms(r.duration_ms()),
+                    ms(r.duration_ms),
                     r.toil
                         .as_ref()
                         .map(|t| format!("{}", t.minutes))

@@ -8,3 +8,4 @@ pub mod id;
 pub mod record;
 pub mod status;
 pub mod step;
+pub mod summary;

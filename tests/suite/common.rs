@@ -165,13 +165,24 @@ impl Running {
         }
     }
 
-    pub async fn runs(&self) -> Vec<Value> {
+    /// The run list's summaries (`GET /api/v1/runs`), most recent first.
+    pub async fn summaries(&self) -> Vec<Value> {
         self.get("/api/v1/runs?limit=1000")
             .await
             .1
             .as_array()
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// Every run's whole record: the list answers summaries, so each is fetched at its `url`.
+    pub async fn runs(&self) -> Vec<Value> {
+        let mut out = Vec::new();
+        for s in self.summaries().await {
+            let url = s["url"].as_str().expect("a summary has its record's url");
+            out.push(self.get(url).await.1);
+        }
+        out
     }
 
     /// Follows a run: what `GET /api/v1/runs/{id}/events` streams until the run ends.

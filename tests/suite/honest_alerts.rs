@@ -57,7 +57,16 @@ fn a_replay_by_hand_in_the_foreground_is_manual_with_its_alert_and_no_time_to_re
 
     let out = cli(&dirs, &["runs", "--json"]);
     let runs: Value = serde_json::from_slice(&out.stdout).expect("runs json");
-    let run = &runs[0];
+    let summary = &runs[0];
+    assert_eq!(
+        summary["replayed_alert"], "replaying alert DiskFull 1b821551d31d953a",
+        "{summary}"
+    );
+    // The list is summaries; the alert itself is in the record.
+    let id = summary["id"].as_str().expect("id");
+    let out = cli(&dirs, &["runs", "show", id, "--json"]);
+    let run: Value = serde_json::from_slice(&out.stdout).expect("run json");
+    let run = &run;
     assert_eq!(run["cause"]["kind"], "manual", "{run}");
     assert!(
         run["cause"]["user"].as_str().is_some_and(|u| !u.is_empty()),

@@ -69,7 +69,15 @@ async fn runs_when(http: &Http, what: &str, ready: impl Fn(&[Value]) -> bool) ->
     until(what, || async {
         let (_, v) = http.get("/api/v1/runs?limit=0").await;
         let runs = v.as_array().cloned().unwrap_or_default();
-        ready(&runs).then_some(runs)
+        if !ready(&runs) {
+            return None;
+        }
+        // The list answers summaries; the checks below read whole records (the alert).
+        let mut records = Vec::new();
+        for r in &runs {
+            records.push(http.get(r["url"].as_str().expect("url")).await.1);
+        }
+        Some(records)
     })
     .await
 }

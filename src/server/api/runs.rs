@@ -20,6 +20,7 @@ use crate::run::event::RunEvent;
 use crate::run::id::RunId;
 use crate::run::record::RunRecord;
 use crate::run::status::{RunStatus, StepStatus};
+use crate::run::summary::RunSummary;
 use crate::server::api::actor::actor;
 use crate::server::api::body::optional_json;
 use crate::server::respond::{accept_error, error, query, store_error};
@@ -114,7 +115,8 @@ impl RunsQuery {
     }
 }
 
-/// `GET /api/v1/runs`.
+/// `GET /api/v1/runs`: a summary per run, not the whole record (whose notification and step
+/// output made a 50-run answer tens of MB); `GET /api/v1/runs/{id}` has the rest.
 pub async fn list(
     State(s): State<Shared>,
     q: Result<Query<RunsQuery>, QueryRejection>,
@@ -124,7 +126,7 @@ pub async fn list(
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     match s.engine.store.list_runs(&filter).await {
-        Ok(runs) => Json(runs).into_response(),
+        Ok(runs) => Json(runs.iter().map(RunSummary::of).collect::<Vec<_>>()).into_response(),
         Err(e) => store_error(e),
     }
 }
