@@ -91,6 +91,13 @@ fn check_sources(dir: &Path, loaded: &mut Loaded) -> (usize, usize) {
     let (catalog, mut diags) = if dir.is_dir() {
         SourceCatalog::load(dir, &mut loaded.sources)
     } else {
+        // The default may be absent; a chosen path that is absent is likely mistyped.
+        if dir != Path::new(crate::daemon::sources::DEFAULT_DIR) {
+            eprintln!(
+                "warning: the sources directory {} does not exist: no defined source would be served (check --sources / UNTOIL_SOURCES)",
+                dir.display()
+            );
+        }
         (SourceCatalog::default(), Vec::new())
     };
     let source_files = loaded.sources.len() - before;

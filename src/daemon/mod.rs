@@ -97,7 +97,7 @@ where
         let dir = settings.sources.clone();
         Arc::new(tokio::task::spawn_blocking(move || sources::load(&dir)).await?)
     };
-    sources::check_runbooks(&runbooks.catalog(), &receivers);
+    sources::check_runbooks(&runbooks.catalog(), &receivers, &settings.sources);
     approvers::check(&runbooks.catalog(), settings.auth.enabled());
     let capacity = settings
         .queue_capacity

@@ -14,13 +14,25 @@ use crate::source::catalog::SourceCatalog;
 use crate::source::receiver::Receivers;
 use crate::trigger::source::{ALERTMANAGER, GRAFANA};
 
+/// The `--sources` default, which may be missing without a warning.
+pub const DEFAULT_DIR: &str = "./sources";
+
 /// Loads and readies the sources of `dir`; a missing directory means none.
 pub fn load(dir: &Path) -> Receivers {
     if !dir.exists() {
-        info!(
-            "no sources directory at {}: only the built-in receivers (Alertmanager, Grafana) take alerts",
-            dir.display()
-        );
+        // The default may be absent; a path someone chose that is absent is likely mistyped, and
+        // would turn every signed endpoint into a 404 (PagerDuty stops retrying on 4xx).
+        if dir == Path::new(DEFAULT_DIR) {
+            info!(
+                "no sources directory at {}: only the built-in receivers (Alertmanager, Grafana) take alerts",
+                dir.display()
+            );
+        } else {
+            warn!(
+                "the sources directory {} does not exist: no defined source is served, every /api/v1/sources/NAME answers 404 (check --sources / UNTOIL_SOURCES)",
+                dir.display()
+            );
+        }
         return Receivers::default();
     }
     let mut files = Sources::new();
@@ -50,16 +62,18 @@ pub fn load(dir: &Path) -> Receivers {
 
 /// Warns about each runbook whose alert trigger names a source that is neither built in nor
 /// defined.
-pub fn check_runbooks(catalog: &Catalog, receivers: &Receivers) {
+pub fn check_runbooks(catalog: &Catalog, receivers: &Receivers, dir: &Path) {
     for rb in catalog.iter() {
         for t in &rb.triggers {
             let Trigger::Alert(a) = t else { continue };
             for s in &a.sources {
                 if s != ALERTMANAGER && s != GRAFANA && !receivers.contains(s) {
                     warn!(
-                        "runbook `{}` ({}) triggers on source `{s}`, which is not defined in the sources directory: it runs for that source once `sources/{s}.yaml` defines it",
+                        "runbook `{}` ({}) triggers on source `{s}`, which is not defined in {}: define it in {} and restart untoil (sources are read at start)",
                         rb.name,
-                        rb.source.display()
+                        rb.source.display(),
+                        dir.display(),
+                        dir.join(format!("{s}.yaml")).display()
                     );
                 }
             }

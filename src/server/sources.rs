@@ -16,6 +16,7 @@ use crate::server::authorize;
 use crate::server::respond::{accept_error, error};
 use crate::server::state::Shared;
 use crate::store::Delivery;
+use crate::trigger::source::{ALERTMANAGER, GRAFANA, is_valid_name};
 
 /// The route of the defined sources.
 pub const ROUTE: &str = "/api/v1/sources/{name}";
@@ -37,9 +38,16 @@ async fn answer(s: &Shared, name: &str, headers: &HeaderMap, body: &[u8]) -> Res
     let receiver = match s.sources.get(name) {
         Some(Ok(r)) => r,
         Some(Err(why)) => {
+            // The reason names the secret's file or variable: the log has it, not the sender.
+            tracing::error!(
+                source = name,
+                "request to a source that is not ready: {why}"
+            );
             let mut r = error(
                 StatusCode::SERVICE_UNAVAILABLE,
-                format!("source `{name}` is defined but not ready: {why}"),
+                format!(
+                    "source `{name}` is defined but not ready (its secret could not be read); the daemon's log says why"
+                ),
             );
             r.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
@@ -49,15 +57,14 @@ async fn answer(s: &Shared, name: &str, headers: &HeaderMap, body: &[u8]) -> Res
         }
         None => {
             // The name comes from the request: shown only when it is a valid source name.
-            let shown = if crate::trigger::source::is_valid_name(name) {
-                format!(" `{name}`")
+            let message = if name == ALERTMANAGER || name == GRAFANA {
+                format!("`{name}` is built in: post to /api/v1/alerts/{name}")
+            } else if is_valid_name(name) {
+                format!("no source `{name}` is defined (see docs/sources.md)")
             } else {
-                String::new()
+                "no such source: source names are a lowercase letter, then lowercase letters, digits or `-` (see docs/sources.md)".to_string()
             };
-            return error(
-                StatusCode::NOT_FOUND,
-                format!("no source{shown} is defined (see docs/sources.md)"),
-            );
+            return error(StatusCode::NOT_FOUND, message);
         }
     };
     if receiver.verifier.is_none()

@@ -751,6 +751,26 @@ impl Walk<'_> {
                         "map: { labels: { repo: /repository/full_name } }",
                     );
                 }
+                // Without a mapped id, the delivery id is the event's id: a source that has
+                // neither would refuse every request (400), so say so here.
+                let map_id = f
+                    .get("map")
+                    .and_then(|m| m.as_mapping())
+                    .is_some_and(|m| m.contains_key("id"));
+                let implied_id = verify.is_some_and(|v| v.preset == "standard-webhooks");
+                let id_header = delivery.is_some_and(|d| d.id_header.is_some());
+                if f.contains_key("map") && !map_id && !implied_id && !id_header {
+                    self.at_key(
+                        Code::MissingField,
+                        &[key("map")],
+                        "the events of this source have no id: map `map.id` (with `map.starts_at`) or name the sender's delivery id header in `delivery.id_header`".to_string(),
+                        "no id for its events",
+                    )
+                    .help
+                    .push(
+                        "e.g. `delivery: { id_header: X-GitHub-Delivery }`; without an id every request would be refused".into(),
+                    );
+                }
             }
             Kind::PagerDuty | Kind::Grafana => {
                 let preset = if kind == Kind::PagerDuty {
@@ -1312,8 +1332,26 @@ map:
     }
 
     #[test]
+    fn a_webhook_source_needs_an_id_for_its_events() {
+        assert_eq!(
+            errors(
+                "source: ci\nverify: { preset: hmac-sha256, header: X-Sig, secret_env: S }\nmap:\n  labels: { alertname: X }\n"
+            ),
+            [
+                "s.yaml:3:1: the events of this source have no id: map `map.id` (with `map.starts_at`) or name the sender's delivery id header in `delivery.id_header` [no id for its events] (help: e.g. `delivery: { id_header: X-GitHub-Delivery }`; without an id every request would be refused)"
+            ]
+        );
+        // The delivery id of Standard Webhooks is implied.
+        let (def, lines) = load_text(
+            "source: ci\nverify: { preset: standard-webhooks, secret_env: S }\nmap:\n  labels: { alertname: X }\n",
+        );
+        assert_eq!(lines, Vec::<String>::new());
+        assert!(def.is_some());
+    }
+
+    #[test]
     fn verify_rules() {
-        let head = "source: ci\nmap: {}\n";
+        let head = "source: ci\nmap: { id: /id, starts_at: /t }\n";
         assert_eq!(
             errors(&format!(
                 "{head}verify: {{ preset: hmac-sha512, secret_env: S }}\n"

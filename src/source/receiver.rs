@@ -155,8 +155,11 @@ fn verifier(def: &SourceDef, spec: &VerifySpec) -> Result<Verifier, ReceiverErro
 /// The body as JSON, or where it is not.
 fn json_body(body: &[u8]) -> Result<serde_json::Value, Refused> {
     serde_json::from_slice(body).map_err(|e| {
+        let full = e.to_string();
+        let suffix = format!(" at line {} column {}", e.line(), e.column());
+        let message = full.strip_suffix(&suffix).unwrap_or(&full);
         Refused::Body(format!(
-            "invalid JSON body (line {}, column {}): {e}",
+            "invalid JSON body (line {}, column {}): {message}",
             e.line(),
             e.column()
         ))

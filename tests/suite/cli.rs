@@ -121,7 +121,7 @@ fn validate_checks_source_definitions_with_located_errors() {
         &[
             (
                 "github-ci.yaml",
-                "source: github-ci\nverify: { preset: hmac-sha256, header: X-Hub-Signature-256, secret_env: S }\nmap: { labels: { repo: /repository/full_name } }\n",
+                "source: github-ci\nverify: { preset: hmac-sha256, header: X-Hub-Signature-256, secret_env: S }\ndelivery: { id_header: X-GitHub-Delivery }\nmap: { labels: { repo: /repository/full_name } }\n",
             ),
             (
                 "broken.yaml",
