@@ -17,6 +17,7 @@ use crate::cli::words::format_minutes;
 use crate::report::table::Table;
 use crate::runbook::model::Trigger;
 use crate::trigger::matcher::Matcher;
+use crate::trigger::source::ALERTMANAGER;
 
 /// Output format of listings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -87,8 +88,14 @@ pub fn run(g: &Global, a: ListArgs) -> Result<ExitCode> {
 }
 
 /// An alert trigger in the TRIGGERS column: every matcher, as written.
-fn alert(matchers: impl Iterator<Item = String>) -> String {
-    format!("alert {}", matchers.collect::<Vec<_>>().join(", "))
+fn alert(sources: &[String], matchers: impl Iterator<Item = String>) -> String {
+    // Alertmanager alone is the default, left out so the column reads as before.
+    let from = if sources.iter().all(|s| s == ALERTMANAGER) {
+        String::new()
+    } else {
+        format!("from {} ", sources.join(", "))
+    };
+    format!("alert {from}{}", matchers.collect::<Vec<_>>().join(", "))
 }
 
 /// The runbooks the files define.
@@ -109,7 +116,7 @@ fn from_files(g: &Global) -> (Vec<Row>, Option<String>) {
                 .iter()
                 .map(|t| match t {
                     Trigger::Schedule(s) => format!("cron {}", s.schedule.expression()),
-                    Trigger::Alert(a) => alert(a.matchers.iter().map(Matcher::written)),
+                    Trigger::Alert(a) => alert(&a.sources, a.matchers.iter().map(Matcher::written)),
                 })
                 .collect();
             Row {
@@ -145,6 +152,12 @@ fn from_daemon(r: &Remote) -> Result<(Vec<Row>, Option<String>)> {
                 .map(|t| match t["kind"].as_str() {
                     Some("schedule") => format!("cron {}", t["schedule"].as_str().unwrap_or("")),
                     _ => alert(
+                        &t["sources"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|s| s.as_str().map(String::from))
+                            .collect::<Vec<_>>(),
                         t["matchers"]
                             .as_array()
                             .into_iter()

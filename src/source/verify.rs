@@ -22,6 +22,9 @@ use super::secret::Secret;
 pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(5 * 60);
 /// Grafana's default signature header.
 pub const GRAFANA_SIGNATURE_HEADER: &str = "X-Grafana-Alerting-Signature";
+/// The header Grafana's sender falls back to when its contact point names none
+/// (grafana/alerting http/hmac.go; see tests/fixtures/grafana/README.md).
+pub const GRAFANA_FALLBACK_SIGNATURE_HEADER: &str = "X-Grafana-Alert-Signature";
 /// PagerDuty v3's signature header.
 pub const PAGERDUTY_SIGNATURE_HEADER: &str = "X-PagerDuty-Signature";
 /// Standard Webhooks' message id header (the delivery id).
@@ -245,7 +248,16 @@ impl Verifier {
         body: &[u8],
         now: DateTime<Utc>,
     ) -> Result<Verified, VerifyError> {
-        let name = self.signature_header().unwrap_or_default();
+        let mut name = self.signature_header().unwrap_or_default();
+        // Grafana's docs name one header and its sender, left unconfigured, sends another: with
+        // no header configured here, either is taken.
+        if self.preset == Preset::Grafana
+            && self.header.is_none()
+            && !headers.contains_key(name)
+            && headers.contains_key(GRAFANA_FALLBACK_SIGNATURE_HEADER)
+        {
+            name = GRAFANA_FALLBACK_SIGNATURE_HEADER;
+        }
         let value = header(headers, name)?;
         let hex_text = match &self.prefix {
             Some(prefix) => value
@@ -656,6 +668,26 @@ mod tests {
             grafana().verify(&h, BODY, now()),
             Err(VerifyError::MissingHeader {
                 header: GRAFANA_TS_HEADER.into()
+            })
+        );
+    }
+
+    #[test]
+    fn grafana_without_a_configured_header_takes_its_senders_fallback_header_too() {
+        let h = headers(&[
+            ("X-Grafana-Alert-Signature", GRAFANA_TS_SIG),
+            (GRAFANA_TS_HEADER, "1764770000"),
+        ]);
+        assert!(grafana().verify(&h, BODY, now()).is_ok());
+        // A configured header is the only one read.
+        let named = Verifier {
+            header: Some("X-Grafana-Alerting-Signature".into()),
+            ..grafana()
+        };
+        assert_eq!(
+            named.verify(&h, BODY, now()),
+            Err(VerifyError::MissingHeader {
+                header: "X-Grafana-Alerting-Signature".into()
             })
         );
     }

@@ -81,10 +81,12 @@ pub enum TriggerInfo {
         /// How far back missed fires are caught up.
         catchup: Option<String>,
     },
-    /// Alertmanager alerts.
+    /// Alerts of one or more sources.
     Alert {
         /// One line for humans.
         text: String,
+        /// The sources whose alerts it takes (`alertmanager` unless the runbook names others).
+        sources: Vec<String>,
         /// The label matchers, all of them, as the runbook's author wrote them.
         matchers: Vec<String>,
         /// firing, resolved or both.
@@ -135,6 +137,7 @@ pub fn info(rb: &Runbook, errors: usize, now: DateTime<Utc>) -> RunbookInfo {
             },
             Trigger::Alert(a) => TriggerInfo::Alert {
                 text: t.describe(),
+                sources: a.sources.clone(),
                 matchers: a.matchers.iter().map(Matcher::written).collect(),
                 on: format!("{:?}", a.on).to_lowercase(),
                 cancel_on_resolve: a.cancel_on_resolve,

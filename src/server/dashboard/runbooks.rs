@@ -213,8 +213,12 @@ fn trigger(t: &TriggerInfo) -> Markup {
             TriggerInfo::Schedule { schedule, timezone, .. } => {
                 "schedule " code { (schedule) } " (" (timezone) ")"
             }
-            TriggerInfo::Alert { matchers, .. } => {
+            TriggerInfo::Alert { matchers, sources, .. } => {
                 "alert"
+                // Alertmanager alone is the default, left out as in `untoil list`.
+                @if sources.iter().any(|s| s != crate::trigger::source::ALERTMANAGER) {
+                    " from " (sources.join(", "))
+                }
                 @for m in matchers { " " code { (m) } }
             }
         }

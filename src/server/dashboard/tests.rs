@@ -281,6 +281,7 @@ fn the_runbooks_page_escapes_names_triggers_problems_and_breakers() {
             },
             TriggerInfo::Alert {
                 text: h(),
+                sources: vec!["alertmanager".into()],
                 matchers: vec![h()],
                 on: "firing".into(),
                 cancel_on_resolve: false,
