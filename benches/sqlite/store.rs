@@ -150,6 +150,7 @@ fn gen_run(i: usize, n: usize) -> RunRecord {
                 .unwrap(),
         },
         _ => Cause::Alert {
+            source: untoil::trigger::source::ALERTMANAGER.to_string(),
             fingerprint: format!("{:016x}", rng.next()),
             starts_at: created_at - chrono::Duration::seconds(5 + rng.below(900) as i64),
             labels: BTreeMap::from([
