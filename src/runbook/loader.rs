@@ -435,7 +435,8 @@ fn convert_path(path: &serde_path_to_error::Path) -> Vec<Seg> {
         .collect()
 }
 
-fn kind_of(v: &Value) -> &'static str {
+/// What a YAML value is, as messages say it (`a list`, `a mapping`...).
+pub(crate) fn kind_of(v: &Value) -> &'static str {
     match v {
         Value::Null => "an empty value",
         Value::Bool(_) => "a boolean",

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde_yaml::{Mapping as YamlMap, Value};
 
 use crate::runbook::diagnostic::{Diagnostic, Kind as Code};
-use crate::runbook::loader::{is_runbook_file, parse_mapping};
+use crate::runbook::loader::{is_runbook_file, kind_of, parse_mapping};
 use crate::runbook::model::parse_duration;
 use crate::runbook::source_map::{Seg, SourceMap, display_path};
 use crate::runbook::sources::Sources;
@@ -261,18 +261,6 @@ fn at(path: &[Seg], k: &str) -> Vec<Seg> {
     let mut p = path.to_vec();
     p.push(key(k));
     p
-}
-
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "an empty value",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Sequence(_) => "a list",
-        Value::Mapping(_) => "a mapping",
-        Value::Tagged(_) => "a tagged value",
-    }
 }
 
 /// A mapping key as text (YAML allows other scalars as keys).

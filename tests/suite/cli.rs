@@ -212,6 +212,19 @@ fn an_undefined_source_is_a_warning_and_fails_only_with_deny_warnings() {
     );
     assert!(err.contains("source `pagerdty`, which"), "{err}");
     assert!(err.contains("ok: 0 errors, 2 warnings in 1 file"), "{err}");
+    // A --sources path that is not the default and does not exist is likely mistyped.
+    assert!(
+        err.contains(&format!("the sources directory {missing} does not exist")),
+        "{err}"
+    );
+    // `untoil list` says which sources the trigger takes.
+    let out = untoil(&["list", "--runbooks", &runbooks, "--sources", &missing]);
+    assert!(
+        text(&out.stdout).contains("alert from grafana, github-ci, pagerdty alertname=\"X\""),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     let out = untoil(&[
         "validate",
         "--deny-warnings",

@@ -892,9 +892,38 @@ async fn source_answers_404_503_415_413_and_a_broken_source_leaves_the_others_se
 
     let a = post_plain(&d, "nope", &event("Echo", "x", "1"), &[]).await;
     assert_eq!(a.status, 404, "{}", a.text);
+    assert!(a.text.contains("no source `nope` is defined"), "{}", a.text);
+    // A built-in name is pointed to its own route; an invalid name is explained, not echoed.
+    let a = post_plain(&d, "grafana", &event("Echo", "x", "1"), &[]).await;
+    assert_eq!(a.status, 404, "{}", a.text);
+    assert!(a.text.contains("/api/v1/alerts/grafana"), "{}", a.text);
+    let a = post_plain(&d, "GitHub-CI", &event("Echo", "x", "1"), &[]).await;
+    assert_eq!(a.status, 404, "{}", a.text);
+    assert!(
+        a.text.contains("lowercase letter") && !a.text.contains("GitHub-CI"),
+        "{}",
+        a.text
+    );
     let a = post_plain(&d, "broken", &event("Echo", "x", "1"), &[]).await;
     assert_eq!(a.status, 503, "{}", a.text);
     assert!(a.headers.contains_key("retry-after"), "{:?}", a.headers);
+    // The answer does not tell an unauthenticated sender where the secret lives.
+    assert!(!a.text.contains("missing.secret"), "{}", a.text);
+    // A signed body that is not JSON: 400 with the position, said once.
+    let sig = hmac_hex("sha256", PLAIN_SECRET, b"{nope");
+    let a = post(
+        &d,
+        "/api/v1/sources/plain",
+        b"{nope",
+        &[("X-Signature", sig.as_str())],
+    )
+    .await;
+    assert_eq!(a.status, 400, "{}", a.text);
+    assert!(
+        a.text.contains("(line 1, column 2)") && !a.text.contains("at line 1 column 2"),
+        "{}",
+        a.text
+    );
     let a = post_plain(&d, "plain", &event("Echo", "ok", "1"), &[]).await;
     assert_eq!(a.status, 200, "{}", a.text);
     assert_eq!(a.accepted(), 1, "{}", a.text);
