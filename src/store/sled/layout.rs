@@ -59,6 +59,10 @@ pub struct Trees {
     pub verifying: sled::Tree,
     /// Signed webhook deliveries seen, until they expire.
     pub deliveries: sled::Tree,
+    /// Alert notifications, each stored once, by hash.
+    pub notifications: sled::Tree,
+    /// Step progress of running runs, as appends.
+    pub progress: sled::Tree,
 }
 
 impl Trees {
@@ -78,6 +82,8 @@ impl Trees {
             guards: tree("guards")?,
             verifying: tree("verifying")?,
             deliveries: tree("deliveries")?,
+            notifications: tree("notifications")?,
+            progress: tree("progress")?,
         })
     }
 }
