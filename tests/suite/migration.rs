@@ -1,7 +1,9 @@
 //! A store written by the first release (schema version 1, `tests/fixtures/store-v1`) opens with
 //! the current code, migrated, with every run, rollup, alert episode, dedupe key, schedule fire
 //! and guard state it held. A store of the last schema-2 release with pruned runs
-//! (`tests/fixtures/store-v2`) keeps its report totals exactly and names what it cannot split.
+//! (`tests/fixtures/store-v2`) keeps its report totals exactly and names what it cannot split. A
+//! store of the last schema-3 release (`tests/fixtures/store-v3`) reads back identically, with
+//! each notification stored once.
 
 use std::collections::BTreeMap;
 use std::path::Path;

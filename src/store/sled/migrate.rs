@@ -469,6 +469,90 @@ mod tests {
     }
 
     #[test]
+    fn version_4_stores_each_inline_notification_once_in_chunks_and_again_changes_nothing() {
+        use crate::run::cause::AlertContext;
+        use crate::trigger::alert::Notification;
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (db, trees) = open(dir.path());
+        trees
+            .meta
+            .insert(VERSION_KEY, encode(&3u32))
+            .expect("write");
+        let body = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/alertmanager/firing.json"
+        ))
+        .expect("fixture");
+        let n = Notification::from_json(&body).expect("decodes");
+        let mut other = n.without_alerts();
+        other.receiver = "other".into();
+        // More records than one chunk, of two notifications, and runs without any: written
+        // as schema 3 did, each with its notification inline.
+        let mut runs = Vec::new();
+        for i in 0..(CHUNK + 50) {
+            let shared = if i % 3 == 0 {
+                other.clone()
+            } else {
+                n.without_alerts()
+            };
+            let alert =
+                (i % 5 != 0).then(|| AlertContext::new(n.alerts[0].clone(), Arc::new(shared)));
+            let run = RunRecord {
+                alert,
+                ..RunRecord::synthetic(i)
+            };
+            trees
+                .runs
+                .insert(run.id.0.as_bytes(), encode(&run))
+                .expect("write");
+            runs.push(run);
+        }
+        let inline = String::from_utf8(encode(&runs[1])).expect("utf-8");
+        assert!(inline.contains("\"notification\":{"), "{inline}");
+
+        assert_eq!(
+            migrate(&db, &trees, dir.path()).expect("migrates"),
+            Migrated {
+                from: Some(3),
+                to: SCHEMA_VERSION
+            }
+        );
+        assert_eq!(trees.notifications.len(), 2);
+        let notes = Notes::default();
+        let read_back = || -> Vec<RunRecord> {
+            trees
+                .runs
+                .iter()
+                .map(|item| {
+                    let (k, v) = item.expect("reads");
+                    let text = String::from_utf8(v.to_vec()).expect("utf-8");
+                    assert!(!text.contains("\"notification\":"), "{text}");
+                    let mut run: RunRecord = decode(&k, &v).expect("decodes");
+                    notes
+                        .rehydrate(&trees.notifications, &k, &mut run)
+                        .expect("its notification is stored");
+                    run
+                })
+                .collect()
+        };
+        assert_eq!(read_back(), runs);
+        let stored: Vec<(sled::IVec, sled::IVec)> =
+            trees.runs.iter().map(|i| i.expect("reads")).collect();
+
+        // A crash before the version moved on repeats the step: nothing changes.
+        trees
+            .meta
+            .insert(VERSION_KEY, encode(&3u32))
+            .expect("write");
+        migrate(&db, &trees, dir.path()).expect("migrates again");
+        let again: Vec<(sled::IVec, sled::IVec)> =
+            trees.runs.iter().map(|i| i.expect("reads")).collect();
+        assert_eq!(again, stored);
+        assert_eq!(trees.notifications.len(), 2);
+    }
+
+    #[test]
     fn a_newer_store_is_refused_and_left_alone() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (db, trees) = open(dir.path());
