@@ -1848,3 +1848,48 @@ async fn admissions_during_prune_never_leave_a_ref_without_its_notification() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transition_that_changes_the_notification_stores_the_new_one_with_the_record() {
+    for b in backends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let id = {
+            let store = b.open(dir.path());
+            let runs = new_runs(
+                &store
+                    .admit(alert_candidates("rb", &big_notification(10, 1)), vec![])
+                    .await
+                    .expect("admit"),
+            );
+            let id = runs[0].id.clone();
+            let replaced = Arc::new(big_notification(20, 1).without_alerts());
+            let new = replaced.clone();
+            let done = store
+                .transition(
+                    &id,
+                    &[RunStatus::Queued],
+                    change(move |r| {
+                        r.status = RunStatus::PendingApproval;
+                        if let Some(a) = r.alert.as_mut() {
+                            a.notification = new.clone();
+                        }
+                    }),
+                )
+                .await
+                .expect("transition");
+            assert!(matches!(done, Transition::Done(_)), "{}", b.name());
+            let got = store.get_run(&id).await.expect("get").expect("stored");
+            assert_eq!(got.alert.map(|a| a.notification), Some(replaced));
+            store
+                .prune(Utc::now() - chrono::Duration::days(1))
+                .await
+                .expect("prune");
+            id
+        };
+        if let Some(stored) = b.stored(dir.path()) {
+            assert_eq!(stored.notifications, 1, "{}: the first one swept", b.name());
+        }
+        let store = b.open(dir.path());
+        assert!(store.get_run(&id).await.expect("get").is_some());
+    }
+}

@@ -236,15 +236,22 @@ impl Inner {
                 return Ok(Transition::Refused(run.status));
             }
             change(&mut run);
+            let batched = |this: &Inner| match this.submit(Write::Transition(
+                id.clone(),
+                from.to_vec(),
+                change.clone(),
+            ))? {
+                Outcome::Transitioned(t) => Ok(t),
+                _ => Err(unexpected(&this.path)),
+            };
+            if run.status.is_final() {
+                return batched(self);
+            }
             let encoded = self.notes.encode_run(&run);
             // A record that would refer to another notification than it did (or to one where
             // it held it inline) goes through the batch, which stores the notification with it.
-            let same_ref = encoded.note.as_ref().map(|n| n.hash) == had;
-            if run.status.is_final() || !same_ref {
-                return match self.submit(Write::Transition(id.clone(), from.to_vec(), change))? {
-                    Outcome::Transitioned(t) => Ok(t),
-                    _ => Err(unexpected(&self.path)),
-                };
+            if encoded.note.as_ref().map(|n| n.hash) != had {
+                return batched(self);
             }
             let swapped = self
                 .trees

@@ -59,6 +59,8 @@ pub struct Finishing {
     index: Vec<u8>,
     rollup: Option<(RollupKey, Rollup)>,
     awaits_verdict: bool,
+    /// Whether the record is final: only then is its progress garbage.
+    ended: bool,
 }
 
 impl Finishing {
@@ -70,6 +72,7 @@ impl Finishing {
             index: runbook_index(run),
             rollup: Rollup::of_run(run),
             awaits_verdict: run.verify_by.is_some() && run.verification.is_none(),
+            ended: run.status.is_final(),
         }
     }
 }
@@ -218,7 +221,9 @@ impl Tx<'_> {
             None => false,
         };
         self.put_run(&f.id, &f.value)?;
-        self.ended.borrow_mut().push(f.id.clone());
+        if f.ended {
+            self.ended.borrow_mut().push(f.id.clone());
+        }
         self.active.remove(f.id.as_slice())?;
         self.by_runbook.insert(f.index.as_slice(), &[])?;
         if f.awaits_verdict {
