@@ -230,16 +230,12 @@ fn alert_contexts(rb: &Arc<Runbook>, file: &PathBuf) -> Result<Vec<AlertContext>
         );
     }
     let mut out = Vec::new();
+    let shared = Arc::new(notification.without_alerts());
     for alert in &notification.alerts {
         if !rb.accepts_alert(ALERTMANAGER, alert) {
             continue;
         }
-        let mut one = notification.clone();
-        one.alerts = Vec::new();
-        out.push(AlertContext {
-            alert: alert.clone(),
-            notification: one,
-        });
+        out.push(AlertContext::new(alert.clone(), shared.clone()));
     }
     if out.is_empty() {
         let triggers: Vec<String> = rb.triggers.iter().map(|t| t.describe()).collect();

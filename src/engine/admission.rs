@@ -109,8 +109,8 @@ impl Admission {
         let mut outcome = AlertOutcome::default();
         let mut runs = Vec::new();
         let mut received = Vec::new();
-        let mut notification = n.clone();
-        notification.alerts = Vec::new();
+        // One copy shared by every run of this notification.
+        let notification = Arc::new(n.without_alerts());
         let now = self.clock.now();
         let mut matched_alerts = 0;
         for alert in &n.alerts {
@@ -130,10 +130,7 @@ impl Admission {
                     resolved: alert.status == AlertStatus::Resolved,
                 };
                 let cause = Cause::of_alert(source, alert);
-                let context = AlertContext {
-                    alert: alert.clone(),
-                    notification: notification.clone(),
-                };
+                let context = AlertContext::new(alert.clone(), notification.clone());
                 // A parameter without default fails the run when it starts, not the whole
                 // notification.
                 let params = with_defaults(rb, &BTreeMap::new());
@@ -250,8 +247,7 @@ impl Admission {
         let runs: Vec<RunRecord> = match notification {
             None => vec![lifecycle::new_run(&rb, manual, params, None, now)],
             Some(n) => {
-                let mut context = n.clone();
-                context.alerts = Vec::new();
+                let context = Arc::new(n.without_alerts());
                 let runs: Vec<RunRecord> = n
                     .alerts
                     .iter()
@@ -260,10 +256,7 @@ impl Admission {
                     .map(|a| {
                         // A replay by hand: manual, with the alert attached, so templates see
                         // `alert.*` but no time to remediate is computed from its `startsAt`.
-                        let ctx = AlertContext {
-                            alert: a.clone(),
-                            notification: context.clone(),
-                        };
+                        let ctx = AlertContext::new(a.clone(), context.clone());
                         lifecycle::new_run(&rb, manual.clone(), params.clone(), Some(ctx), now)
                     })
                     .collect();

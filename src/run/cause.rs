@@ -1,6 +1,7 @@
 //! What started a run, and the alert it acts on.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -178,17 +179,132 @@ impl std::fmt::Display for CauseKind {
 }
 
 /// The alert a run acts on, with the notification that carried it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// The notification is shared (`Arc`): the runs of one notification hold one copy of it, however
+/// big its annotations are. The store keeps each notification once and writes a run's context
+/// with `notification_ref` (the stored notification's hash) instead of the notification; every
+/// record the store gives out has the notification back and no ref.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "AlertContextWire")]
 pub struct AlertContext {
     /// The alert.
     pub alert: Alert,
     /// Its notification (receiver, group labels, ...), without the other alerts.
-    pub notification: Notification,
+    pub notification: Arc<Notification>,
+    /// Only inside the store: the hash of the stored notification this context refers to; when
+    /// set, `notification` is a placeholder and the context is written with the ref alone.
+    pub notification_ref: Option<String>,
+}
+
+impl AlertContext {
+    /// A context of `alert` carried by `notification` (shared between the runs it starts).
+    pub fn new(alert: Alert, notification: Arc<Notification>) -> AlertContext {
+        AlertContext {
+            alert,
+            notification,
+            notification_ref: None,
+        }
+    }
+}
+
+impl Serialize for AlertContext {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("AlertContext", 2)?;
+        st.serialize_field("alert", &self.alert)?;
+        // The ref replaces the notification, never both: a stored record holds only the ref.
+        match &self.notification_ref {
+            Some(r) => st.serialize_field("notification_ref", r)?,
+            None => st.serialize_field("notification", &self.notification)?,
+        }
+        st.end()
+    }
+}
+
+/// An alert context as written: with its notification inline (API answers, records of schema 3
+/// and before) or with a ref to the notification the store keeps (schema 4).
+#[derive(Deserialize)]
+struct AlertContextWire {
+    alert: Alert,
+    #[serde(default)]
+    notification: Option<Arc<Notification>>,
+    #[serde(default)]
+    notification_ref: Option<String>,
+}
+
+impl TryFrom<AlertContextWire> for AlertContext {
+    type Error = String;
+    fn try_from(w: AlertContextWire) -> Result<Self, Self::Error> {
+        match (w.notification, w.notification_ref) {
+            (Some(n), _) => Ok(AlertContext::new(w.alert, n)),
+            (None, Some(r)) => Ok(AlertContext {
+                alert: w.alert,
+                notification: placeholder(),
+                notification_ref: Some(r),
+            }),
+            (None, None) => Err("an alert context without its notification".into()),
+        }
+    }
+}
+
+/// The notification of a context read with a ref, until the store puts the stored one there.
+fn placeholder() -> Arc<Notification> {
+    static EMPTY: std::sync::LazyLock<Arc<Notification>> = std::sync::LazyLock::new(|| {
+        Arc::new(Notification {
+            version: String::new(),
+            group_key: String::new(),
+            truncated_alerts: 0,
+            status: crate::trigger::alert::AlertStatus::Firing,
+            receiver: String::new(),
+            group_labels: BTreeMap::new(),
+            common_labels: BTreeMap::new(),
+            common_annotations: BTreeMap::new(),
+            external_url: String::new(),
+            alerts: Vec::new(),
+        })
+    });
+    EMPTY.clone()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{BTreeMap, Cause, CauseKind};
+    use super::{AlertContext, Arc, BTreeMap, Cause, CauseKind};
+    use crate::trigger::alert::Notification;
+
+    fn context() -> AlertContext {
+        let body = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/alertmanager/firing.json"
+        ))
+        .expect("the firing fixture");
+        let n = Notification::from_json(&body).expect("decodes");
+        AlertContext::new(n.alerts[0].clone(), Arc::new(n.without_alerts()))
+    }
+
+    #[test]
+    fn a_context_is_written_whole_or_with_its_ref_alone_and_reads_back_either_way() {
+        let ctx = context();
+        // As schema 3 stored it and the API answers: the notification inline, no ref.
+        let whole = serde_json::to_value(&ctx).expect("json");
+        assert!(whole["notification"].is_object());
+        assert!(whole.get("notification_ref").is_none());
+        let back: AlertContext = serde_json::from_value(whole).expect("decodes");
+        assert_eq!(back, ctx);
+        // As schema 4 stores it: the ref alone, read back with a placeholder for the store to
+        // replace.
+        let stored = AlertContext {
+            notification_ref: Some("ab".repeat(32)),
+            ..ctx.clone()
+        };
+        let v = serde_json::to_value(&stored).expect("json");
+        assert!(v.get("notification").is_none(), "{v}");
+        let read: AlertContext = serde_json::from_value(v).expect("decodes");
+        assert_eq!(read.notification_ref, stored.notification_ref);
+        assert_eq!(read.alert, ctx.alert);
+        let neither = serde_json::json!({"alert": serde_json::to_value(&ctx.alert).expect("json")});
+        let e = serde_json::from_value::<AlertContext>(neither).expect_err("nothing to read");
+        assert!(e.to_string().contains("without its notification"), "{e}");
+    }
 
     #[test]
     fn an_alert_cause_stored_before_sources_reads_back_as_alertmanager() {

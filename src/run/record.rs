@@ -241,10 +241,7 @@ mod tests {
         let alert = notification.alerts.remove(0);
         RunRecord {
             cause,
-            alert: Some(AlertContext {
-                alert,
-                notification,
-            }),
+            alert: Some(AlertContext::new(alert, std::sync::Arc::new(notification))),
             ..RunRecord::synthetic(1)
         }
     }

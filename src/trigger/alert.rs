@@ -284,6 +284,23 @@ struct VersionProbe {
 }
 
 impl Notification {
+    /// This notification without its alerts: what a run's alert context carries beside its own
+    /// alert (the alerts are not copied only to be dropped).
+    pub fn without_alerts(&self) -> Notification {
+        Notification {
+            version: self.version.clone(),
+            group_key: self.group_key.clone(),
+            truncated_alerts: self.truncated_alerts,
+            status: self.status,
+            receiver: self.receiver.clone(),
+            group_labels: self.group_labels.clone(),
+            common_labels: self.common_labels.clone(),
+            common_annotations: self.common_annotations.clone(),
+            external_url: self.external_url.clone(),
+            alerts: Vec::new(),
+        }
+    }
+
     /// Decodes a webhook body, with an error saying what is wrong and where.
     pub fn from_json(body: &[u8]) -> Result<Notification, PayloadError> {
         let notification: Notification = decode_payload(body, PayloadFormat::Alertmanager)?;

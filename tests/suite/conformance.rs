@@ -14,7 +14,7 @@ use untoil::ledger::toil::credit;
 use untoil::report::period::Period;
 use untoil::report::query::Dim;
 use untoil::report::toil::toil_report;
-use untoil::run::cause::Cause;
+use untoil::run::cause::{AlertContext, Cause};
 use untoil::run::credit::Baseline;
 use untoil::run::id::RunId;
 use untoil::run::record::{RunRecord, Verification};
@@ -25,6 +25,7 @@ use untoil::store::{
     Admitted, AlertReceived, Candidate, Change, Decide, Delivery, GuardOf, RunFilter, Store,
     Transition, Update,
 };
+use untoil::trigger::alert::Notification;
 use untoil::trigger::key::{DedupeKey, Episode, Fire};
 use untoil::trigger::schedule::Schedule;
 
@@ -34,6 +35,22 @@ pub trait Backend: Send + Sync {
     fn name(&self) -> &'static str;
     /// Opens the store kept under `dir` (a new one the first time).
     fn open(&self, dir: &Path) -> Arc<dyn Store>;
+    /// What the closed store under `dir` holds of notifications and progress, where the backend
+    /// can tell (None: the checks of its layout are skipped).
+    fn stored(&self, _dir: &Path) -> Option<Stored> {
+        None
+    }
+}
+
+/// What a closed store holds, by its own layout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stored {
+    /// Notifications kept.
+    pub notifications: usize,
+    /// Progress events kept.
+    pub progress: usize,
+    /// Bytes of run records and notifications (keys and values).
+    pub bytes: usize,
 }
 
 struct Sled;
@@ -44,6 +61,29 @@ impl Backend for Sled {
     }
     fn open(&self, dir: &Path) -> Arc<dyn Store> {
         Arc::new(SledStore::open(dir).unwrap_or_else(|e| panic!("sled store: {e}")))
+    }
+    fn stored(&self, dir: &Path) -> Option<Stored> {
+        // A store dropped a moment ago keeps its lock until sled's flusher exits.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let db = loop {
+            match sled::open(dir) {
+                Ok(db) => break db,
+                Err(e) if std::time::Instant::now() > deadline => panic!("raw sled: {e}"),
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            }
+        };
+        let tree = |n: &str| db.open_tree(n).expect("tree");
+        let bytes = |t: &sled::Tree| -> usize {
+            t.iter()
+                .map(|i| i.map(|(k, v)| k.len() + v.len()).expect("reads"))
+                .sum()
+        };
+        let (runs, notifications) = (tree("runs"), tree("notifications"));
+        Some(Stored {
+            notifications: notifications.len(),
+            progress: tree("progress").len(),
+            bytes: bytes(&runs) + bytes(&notifications),
+        })
     }
 }
 
@@ -1394,5 +1434,462 @@ async fn prune_removes_only_expired_delivery_records() {
             "{}: a pruned record refuses nothing",
             b.name()
         );
+    }
+}
+
+/// The Alertmanager fixture with `annotation` as a common annotation of `size` bytes and `alerts`
+/// alerts (distinct fingerprints and instances).
+fn big_notification(size: usize, alerts: usize) -> Notification {
+    let body = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/alertmanager/firing.json"),
+    )
+    .expect("fixture");
+    let mut n = Notification::from_json(&body).expect("decodes");
+    n.common_annotations
+        .insert("description".into(), "x".repeat(size));
+    let first = n.alerts[0].clone();
+    n.alerts = (0..alerts)
+        .map(|i| {
+            let mut a = first.clone();
+            a.fingerprint = format!("{:016x}", 0xfeed_0000 + i);
+            a.labels.insert("instance".into(), format!("db-{i}"));
+            a
+        })
+        .collect();
+    n
+}
+
+/// Queued alert runs of `runbook` for every alert of `n`, sharing its notification as admission
+/// makes them share it.
+fn alert_candidates(runbook: &str, n: &Notification) -> Vec<Candidate> {
+    let shared = Arc::new(n.without_alerts());
+    n.alerts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let mut run = queued(runbook, i);
+            run.cause = Cause::of_alert(untoil::trigger::source::ALERTMANAGER, a);
+            run.alert = Some(AlertContext::new(a.clone(), shared.clone()));
+            Candidate {
+                key: DedupeKey::Alert {
+                    episode: a.episode(),
+                    runbook: runbook.into(),
+                    resolved: false,
+                },
+                run,
+                gate: None,
+            }
+        })
+        .collect()
+}
+
+async fn all_runs(store: &dyn Store) -> Vec<RunRecord> {
+    store.list_runs(&RunFilter::default()).await.expect("list")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_is_stored_once_for_its_runs_and_every_read_gives_them_whole() {
+    for b in backends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A 900 KB annotation and 50 alerts: the body of issue 16's amplification.
+        let n = big_notification(900 * 1024, 50);
+        let body = serde_json::to_vec(&n).expect("json").len();
+        let mut admitted = {
+            let store = b.open(dir.path());
+            let admitted = new_runs(
+                &store
+                    .admit(alert_candidates("rb", &n), vec![])
+                    .await
+                    .expect("admit"),
+            );
+            assert_eq!(admitted.len(), 50, "{}", b.name());
+            for r in &admitted {
+                let got = store.get_run(&r.id).await.expect("get").expect("stored");
+                assert_eq!(&got, r, "{}", b.name());
+            }
+            // Claimed, and one finished: records rewritten, still whole.
+            let first = admitted[0].id.clone();
+            let claimed = match store
+                .transition(
+                    &first,
+                    &[RunStatus::Queued],
+                    change(|r| r.status = RunStatus::Running),
+                )
+                .await
+                .expect("claim")
+            {
+                Transition::Done(r) => *r,
+                other => panic!("{}: {other:?}", b.name()),
+            };
+            assert_eq!(claimed.alert, admitted[0].alert);
+            let mut done = claimed;
+            done.status = RunStatus::Succeeded;
+            done.finished_at = Some(Utc::now());
+            store.finish(done.clone(), None).await.expect("finish");
+            let mut listed = all_runs(&*store).await;
+            listed.sort_by(|a, b| a.id.cmp(&b.id));
+            let mut want = admitted.clone();
+            want[0] = done;
+            assert_eq!(listed, want, "{}", b.name());
+            want
+        };
+        if let Some(stored) = b.stored(dir.path()) {
+            assert_eq!(stored.notifications, 1, "{}", b.name());
+            assert!(
+                stored.bytes < 2 * body,
+                "{}: {} bytes stored for a {body}-byte body",
+                b.name(),
+                stored.bytes
+            );
+        }
+        // Reopened: the same records, sharing one notification in memory.
+        let store = b.open(dir.path());
+        let mut listed = all_runs(&*store).await;
+        listed.sort_by(|a, b| a.id.cmp(&b.id));
+        admitted.sort_by(|a, b| a.id.cmp(&b.id));
+        assert_eq!(listed, admitted, "{}", b.name());
+        let shared = |r: &RunRecord| r.alert.as_ref().map(|a| a.notification.clone());
+        let (a, z) = (shared(&listed[0]), shared(&listed[49]));
+        assert!(
+            matches!((&a, &z), (Some(a), Some(z)) if Arc::ptr_eq(a, z)),
+            "{}",
+            b.name()
+        );
+        // Another notification is another entry; the same one again is none.
+        let other = big_notification(10, 1);
+        store
+            .admit(alert_candidates("other", &other), vec![])
+            .await
+            .expect("admit");
+        let mut again = big_notification(900 * 1024, 1);
+        again.alerts[0].fingerprint = "0000000000000fff".into();
+        store
+            .admit(alert_candidates("again", &again), vec![])
+            .await
+            .expect("admit");
+        drop(store);
+        if let Some(stored) = b.stored(dir.path()) {
+            assert_eq!(stored.notifications, 2, "{}", b.name());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_is_read_while_a_run_runs_and_dropped_once_it_ends() {
+    for b in backends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let step = |name: &str, out: &str| StepResult {
+            name: name.into(),
+            kind: "shell".into(),
+            status: Some(StepStatus::Succeeded),
+            stdout: out.into(),
+            ..Default::default()
+        };
+        let (rid, cid) = {
+            let store = b.open(dir.path());
+            let n = big_notification(10, 2);
+            let runs = new_runs(
+                &store
+                    .admit(alert_candidates("rb", &n), vec![])
+                    .await
+                    .expect("admit"),
+            );
+            let (rid, cid) = (runs[0].id.clone(), runs[1].id.clone());
+            for id in [&rid, &cid] {
+                store
+                    .transition(
+                        id,
+                        &[RunStatus::Queued],
+                        change(|r| r.status = RunStatus::Running),
+                    )
+                    .await
+                    .expect("claim");
+                store.step_started(id, "a", None).await.expect("progress");
+                store
+                    .step_started(id, "a", Some(41))
+                    .await
+                    .expect("progress");
+                store
+                    .record_step(id, &step("a", "first"))
+                    .await
+                    .expect("progress");
+                store
+                    .step_started(id, "b", Some(42))
+                    .await
+                    .expect("progress");
+                store
+                    .record_step(id, &step("b", "second"))
+                    .await
+                    .expect("progress");
+                store
+                    .record_step(id, &step("a", "again"))
+                    .await
+                    .expect("progress");
+                store
+                    .step_started(id, "c", Some(43))
+                    .await
+                    .expect("progress");
+                store.step_started(id, "c", None).await.expect("progress");
+            }
+            let check = |r: &RunRecord| {
+                let steps: Vec<(&str, &str)> = r
+                    .steps
+                    .iter()
+                    .map(|s| (s.name.as_str(), s.stdout.as_str()))
+                    .collect();
+                assert_eq!(steps, [("a", "again"), ("b", "second")], "{}", b.name());
+                assert_eq!(r.current_step.as_deref(), Some("c"));
+                assert_eq!(r.current_pgid, Some(43));
+                assert!(r.alert.is_some());
+            };
+            let got = store.get_run(&rid).await.expect("get").expect("stored");
+            check(&got);
+            let listed = store
+                .list_runs(&RunFilter {
+                    status: Some(RunStatus::Running),
+                    ..Default::default()
+                })
+                .await
+                .expect("list");
+            assert_eq!(listed.len(), 2);
+            listed.iter().for_each(check);
+            let by_runbook = store
+                .list_runs(&RunFilter {
+                    runbook: Some("rb".into()),
+                    ..Default::default()
+                })
+                .await
+                .expect("list");
+            by_runbook.iter().for_each(check);
+
+            // Cancelled while running: the final record keeps every step recorded.
+            let cancelled = match store
+                .transition(
+                    &cid,
+                    &[RunStatus::Running],
+                    change(|r| {
+                        r.status = RunStatus::Cancelled;
+                        r.finished_at = Some(Utc::now());
+                    }),
+                )
+                .await
+                .expect("cancel")
+            {
+                Transition::Done(r) => *r,
+                other => panic!("{}: {other:?}", b.name()),
+            };
+            assert_eq!(cancelled.steps.len(), 2, "{}", b.name());
+            assert_eq!(
+                store.get_run(&cid).await.expect("get").expect("stored"),
+                cancelled
+            );
+            (rid, cid)
+        };
+        if let Some(stored) = b.stored(dir.path()) {
+            assert_eq!(stored.progress, 8, "{}: the running run's alone", b.name());
+        }
+        // A restart: reconciliation sees the process group the progress recorded.
+        let store = b.open(dir.path());
+        let rec = store
+            .reconcile(change(|r| {
+                r.error = Some(format!(
+                    "in {:?} pgid {:?} after {} steps",
+                    r.current_step,
+                    r.current_pgid,
+                    r.steps.len()
+                ));
+                r.status = RunStatus::Interrupted;
+                r.finished_at = Some(Utc::now());
+            }))
+            .await
+            .expect("reconcile");
+        assert_eq!(rec.interrupted, vec![rid.clone()], "{}", b.name());
+        let run = store.get_run(&rid).await.expect("get").expect("stored");
+        assert_eq!(
+            run.error.as_deref(),
+            Some("in Some(\"c\") pgid Some(43) after 2 steps")
+        );
+        // Progress recorded after the end is ignored.
+        store
+            .record_step(&rid, &step("late", ""))
+            .await
+            .expect("progress");
+        let after = store.get_run(&rid).await.expect("get").expect("stored");
+        assert_eq!(after, run, "{}", b.name());
+        assert!(store.get_run(&cid).await.expect("get").is_some());
+        drop(store);
+        if let Some(stored) = b.stored(dir.path()) {
+            assert_eq!(stored.progress, 1, "{}: only the late event", b.name());
+        }
+        // Prune takes what is left over.
+        let store = b.open(dir.path());
+        store
+            .prune(Utc::now() - chrono::Duration::days(1))
+            .await
+            .expect("prune");
+        drop(store);
+        if let Some(stored) = b.stored(dir.path()) {
+            assert_eq!(stored.progress, 0, "{}", b.name());
+        }
+    }
+}
+
+/// A finished alert run of `n`'s first alert, created at `created` (its id says when).
+fn finished_alert_run(n: &Notification, created: DateTime<Utc>, i: usize) -> RunRecord {
+    let mut c = alert_candidates("rb", n).remove(0);
+    c.run.id =
+        RunId(ulid::Ulid::from_parts(created.timestamp_millis() as u64, i as u128).to_string());
+    c.run.created_at = created;
+    c.run.status = RunStatus::Succeeded;
+    c.run.started_at = Some(created);
+    c.run.finished_at = Some(created);
+    c.run
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_removes_the_notifications_no_run_refers_to_and_keeps_the_others() {
+    for b in backends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let old = Utc::now() - chrono::Duration::days(30);
+        let (only_old, shared) = (big_notification(100, 1), big_notification(200, 1));
+        let gone = finished_alert_run(&only_old, old, 1);
+        let old_shared = finished_alert_run(&shared, old, 2);
+        let recent = finished_alert_run(&shared, Utc::now(), 3);
+        {
+            let store = b.open(dir.path());
+            store
+                .finish_many(vec![gone.clone(), old_shared.clone(), recent.clone()])
+                .await
+                .expect("finish");
+            let removed = store
+                .prune(Utc::now() - chrono::Duration::days(1))
+                .await
+                .expect("prune");
+            assert_eq!(removed, 2, "{}", b.name());
+            assert_eq!(
+                store.get_run(&recent.id).await.expect("get"),
+                Some(recent.clone())
+            );
+            // The removed notification comes back with the next run that refers to it.
+            let again = finished_alert_run(&only_old, Utc::now(), 4);
+            store.finish(again.clone(), None).await.expect("finish");
+            assert_eq!(
+                store.get_run(&again.id).await.expect("get"),
+                Some(again.clone()),
+                "{}",
+                b.name()
+            );
+            store
+                .prune(Utc::now() - chrono::Duration::days(1))
+                .await
+                .expect("prune");
+            assert_eq!(all_runs(&*store).await.len(), 2);
+        }
+        if let Some(stored) = b.stored(dir.path()) {
+            assert_eq!(stored.notifications, 2, "{}", b.name());
+        }
+        let store = b.open(dir.path());
+        store
+            .prune(Utc::now() + chrono::Duration::days(1))
+            .await
+            .expect("prune all");
+        assert!(all_runs(&*store).await.is_empty());
+        drop(store);
+        if let Some(stored) = b.stored(dir.path()) {
+            assert_eq!(stored.notifications, 0, "{}", b.name());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admissions_during_prune_never_leave_a_ref_without_its_notification() {
+    for b in backends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = b.open(dir.path());
+        let n = big_notification(50, 1);
+        let old = Utc::now() - chrono::Duration::days(30);
+        let mut ids = Vec::new();
+        for round in 0..10usize {
+            // An old run of the notification, pruned while new runs of it are admitted.
+            store
+                .finish(finished_alert_run(&n, old, round), None)
+                .await
+                .expect("finish");
+            let admits = (0..4usize).map(|j| {
+                let store = store.clone();
+                let mut n = n.clone();
+                n.alerts[0].fingerprint = format!("{:016x}", round * 10 + j);
+                tokio::spawn(async move {
+                    new_runs(
+                        &store
+                            .admit(alert_candidates("rb", &n), vec![])
+                            .await
+                            .expect("admit"),
+                    )
+                })
+            });
+            let prune = {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    store
+                        .prune(Utc::now() - chrono::Duration::days(1))
+                        .await
+                        .expect("prune")
+                })
+            };
+            for a in admits.collect::<Vec<_>>() {
+                ids.extend(a.await.expect("task").into_iter().map(|r| r.id));
+            }
+            prune.await.expect("task");
+        }
+        for id in &ids {
+            let run = store.get_run(id).await.expect("no dangling ref");
+            assert!(run.is_some_and(|r| r.alert.is_some()), "{}", b.name());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transition_that_changes_the_notification_stores_the_new_one_with_the_record() {
+    for b in backends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let id = {
+            let store = b.open(dir.path());
+            let runs = new_runs(
+                &store
+                    .admit(alert_candidates("rb", &big_notification(10, 1)), vec![])
+                    .await
+                    .expect("admit"),
+            );
+            let id = runs[0].id.clone();
+            let replaced = Arc::new(big_notification(20, 1).without_alerts());
+            let new = replaced.clone();
+            let done = store
+                .transition(
+                    &id,
+                    &[RunStatus::Queued],
+                    change(move |r| {
+                        r.status = RunStatus::PendingApproval;
+                        if let Some(a) = r.alert.as_mut() {
+                            a.notification = new.clone();
+                        }
+                    }),
+                )
+                .await
+                .expect("transition");
+            assert!(matches!(done, Transition::Done(_)), "{}", b.name());
+            let got = store.get_run(&id).await.expect("get").expect("stored");
+            assert_eq!(got.alert.map(|a| a.notification), Some(replaced));
+            store
+                .prune(Utc::now() - chrono::Duration::days(1))
+                .await
+                .expect("prune");
+            id
+        };
+        if let Some(stored) = b.stored(dir.path()) {
+            assert_eq!(stored.notifications, 1, "{}: the first one swept", b.name());
+        }
+        let store = b.open(dir.path());
+        assert!(store.get_run(&id).await.expect("get").is_some());
     }
 }

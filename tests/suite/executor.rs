@@ -554,10 +554,7 @@ fn alert_with(labels: BTreeMap<String, String>) -> AlertContext {
     let mut n = Notification::from_json(&body).expect("fixture parses");
     let mut alert = n.alerts.remove(0);
     alert.labels.extend(labels);
-    AlertContext {
-        alert,
-        notification: n,
-    }
+    AlertContext::new(alert, std::sync::Arc::new(n))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

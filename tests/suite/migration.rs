@@ -1,7 +1,9 @@
 //! A store written by the first release (schema version 1, `tests/fixtures/store-v1`) opens with
 //! the current code, migrated, with every run, rollup, alert episode, dedupe key, schedule fire
 //! and guard state it held. A store of the last schema-2 release with pruned runs
-//! (`tests/fixtures/store-v2`) keeps its report totals exactly and names what it cannot split.
+//! (`tests/fixtures/store-v2`) keeps its report totals exactly and names what it cannot split. A
+//! store of the last schema-3 release (`tests/fixtures/store-v3`) reads back identically, with
+//! each notification stored once.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -385,4 +387,115 @@ async fn a_schema_2_store_keeps_its_totals_and_names_what_pruned_runs_cannot_spl
         }
     );
     assert_eq!(reports(&store, "report-month.json").await.1, before);
+}
+
+/// The raw sled database of a closed store (waiting for a just-dropped store's lock).
+fn raw(data: &Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match sled::open(data) {
+            Ok(db) => return db,
+            Err(e) if std::time::Instant::now() > deadline => panic!("raw sled: {e}"),
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_3_store_reads_back_identically_with_notifications_stored_once() {
+    let dir = unpack_fixture("store-v3");
+    let data = dir.path().join("data");
+    let expected: Vec<Value> = serde_json::from_slice(
+        &std::fs::read(fixture("store-v3").join("runs.json")).expect("runs.json"),
+    )
+    .expect("json");
+    let read_all = |store: SledStore| async move {
+        let listed = store
+            .list_runs(&RunFilter {
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .expect("list");
+        let mut one_by_one = Vec::new();
+        for r in &listed {
+            one_by_one.push(store.get_run(&r.id).await.expect("get").expect("stored"));
+        }
+        assert_eq!(listed, one_by_one);
+        (store, serde_json::to_value(&listed).expect("json"))
+    };
+
+    let store = SledStore::open(&data).expect("the schema 3 store opens");
+    assert_eq!(
+        store.migrated(),
+        &Migrated {
+            from: Some(3),
+            to: SCHEMA_VERSION
+        }
+    );
+    let (store, runs) = read_all(store).await;
+    assert_eq!(runs, Value::Array(expected.clone()));
+    let running: Vec<&Value> = expected
+        .iter()
+        .filter(|r| r["status"] == "running")
+        .collect();
+    assert_eq!(running.len(), 1, "the fixture's running run");
+    assert_eq!(running[0]["current_step"], "wait");
+    assert_eq!(running[0]["steps"].as_array().map(Vec::len), Some(1));
+    drop(store);
+
+    // Four alert runs of two notifications: two stored, every record refers to one.
+    let db = raw(&data);
+    let notifications = db.open_tree("notifications").expect("tree");
+    assert_eq!(notifications.len(), 2);
+    let runs_tree = db.open_tree("runs").expect("tree");
+    let mut refs = 0;
+    for item in runs_tree.iter() {
+        let (_, v) = item.expect("reads");
+        let record: Value = serde_json::from_slice(&v).expect("json");
+        if record["alert"].is_object() {
+            assert!(record["alert"].get("notification").is_none(), "{record}");
+            let r = record["alert"]["notification_ref"].as_str().expect("a ref");
+            assert!(notifications.contains_key(r).expect("reads"), "{r}");
+            refs += 1;
+        }
+    }
+    assert_eq!(refs, 4);
+    // A crash before the version moved on repeats the step: nothing changes.
+    db.open_tree("meta")
+        .expect("tree")
+        .insert("schema_version", b"3")
+        .expect("write");
+    db.flush().expect("flush");
+    drop((notifications, runs_tree, db));
+    let store = SledStore::open(&data).expect("reopens");
+    assert_eq!(store.migrated().from, Some(3));
+    let (store, again) = read_all(store).await;
+    assert_eq!(again, runs);
+
+    // The run left running is interrupted at the next start, with the step it was in.
+    let rec = store
+        .reconcile(Arc::new(|r: &mut RunRecord| {
+            r.error = Some(format!("interrupted in {:?}", r.current_step));
+            r.status = RunStatus::Interrupted;
+        }) as Change)
+        .await
+        .expect("reconcile");
+    assert_eq!(rec.interrupted.len(), 1);
+    let run = store
+        .get_run(&rec.interrupted[0])
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!(run.error.as_deref(), Some("interrupted in Some(\"wait\")"));
+    assert_eq!(run.steps.len(), 1);
+    drop(store);
+    let store = SledStore::open(&data).expect("reopens");
+    assert_eq!(
+        store.migrated(),
+        &Migrated {
+            from: Some(SCHEMA_VERSION),
+            to: SCHEMA_VERSION
+        }
+    );
 }

@@ -254,7 +254,7 @@ fn a_store_of_a_newer_schema_is_refused_with_a_clear_message() {
         .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(
-        err.contains("schema version 99, newer than this untoil understands (3)"),
+        err.contains("schema version 99, newer than this untoil understands (4)"),
         "{err}"
     );
 }
@@ -307,4 +307,62 @@ impl Drop for KillOnDrop {
             );
         }
     }
+}
+
+#[test]
+fn a_run_whose_notification_is_gone_reads_as_corrupt_naming_the_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = runtime();
+    let body = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/alertmanager/firing.json"
+    ))
+    .expect("fixture");
+    let n = untoil::trigger::alert::Notification::from_json(&body).expect("decodes");
+    let alert = n.alerts[0].clone();
+    let run = RunRecord {
+        status: RunStatus::Queued,
+        alert: Some(untoil::run::cause::AlertContext::new(
+            alert,
+            Arc::new(n.without_alerts()),
+        )),
+        ..RunRecord::synthetic(1)
+    };
+    let id = run.id.clone();
+    {
+        let store = SledStore::open(dir.path()).expect("opens");
+        rt.block_on(store.admit(
+            vec![Candidate {
+                key: DedupeKey::Manual { run: id.0.clone() },
+                run,
+                gate: None,
+            }],
+            vec![],
+        ))
+        .expect("admit");
+    }
+    // What no write of the store does: the notification removed under its run.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let db = loop {
+        match sled::open(dir.path()) {
+            Ok(db) => break db,
+            Err(e) if Instant::now() > deadline => panic!("raw sled: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    let tree = db.open_tree("notifications").expect("tree");
+    assert_eq!(tree.len(), 1);
+    tree.clear().expect("clear");
+    db.flush().expect("flush");
+    drop((tree, db));
+    let store = SledStore::open(dir.path()).expect("opens");
+    let e = rt
+        .block_on(store.get_run(&id))
+        .expect_err("a dangling ref is an error");
+    assert!(
+        matches!(&e, untoil::store::error::StoreError::Corrupt { key, .. } if key.contains(&id.0)),
+        "{e}"
+    );
+    assert!(e.to_string().contains("notification"), "{e}");
+    assert!(rt.block_on(store.list_runs(&RunFilter::default())).is_err());
 }

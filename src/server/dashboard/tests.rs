@@ -88,10 +88,7 @@ fn hostile_run() -> RunRecord {
     r.started_at = Some(at);
     r.finished_at = Some(at);
     r.error = Some(h());
-    r.alert = Some(AlertContext {
-        alert,
-        notification: n,
-    });
+    r.alert = Some(AlertContext::new(alert, std::sync::Arc::new(n)));
     r.toil = Some(Credit {
         minutes: 30.0,
         reason: h(),

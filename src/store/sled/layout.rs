@@ -2,7 +2,16 @@
 //!
 //! Trees:
 //! - `meta`: `schema_version`, `store_id`.
-//! - `runs`: run id (ULID, so keys sort by time) -> run record (JSON).
+//! - `runs`: run id (ULID, so keys sort by time) -> run record (JSON). An alert run's record
+//!   holds `alert.notification_ref` instead of its notification (schema 4; schema 3 held the
+//!   notification inline, which still decodes).
+//! - `notifications`: lowercase hex SHA-256 of a notification's stored JSON -> that JSON (without
+//!   the other alerts), stored once for every run that refers to it, in the transaction of the
+//!   first one; prune removes those no run refers to (see [`super::notes`]).
+//! - `progress`: `run id \0 sequence` (u64 big-endian, process-wide, seeded from the clock) ->
+//!   a step event (`{"started":{"step","pgid"}}` or `{"finished":StepResult}`), appended while
+//!   a run runs and applied on reading it; removed once the run has ended (see
+//!   [`super::progress`]).
 //! - `by_runbook`: `runbook \0 run id` -> (), to list one runbook's runs by prefix scan.
 //! - `active`: run id -> () for runs queued, pending approval or running (reconciliation).
 //! - `alerts`: `fingerprint @ startsAt` -> alert episode; `alerts_by_time`: received-at
@@ -59,6 +68,10 @@ pub struct Trees {
     pub verifying: sled::Tree,
     /// Signed webhook deliveries seen, until they expire.
     pub deliveries: sled::Tree,
+    /// Alert notifications, each stored once, by hash.
+    pub notifications: sled::Tree,
+    /// Step progress of running runs, as appends.
+    pub progress: sled::Tree,
 }
 
 impl Trees {
@@ -78,6 +91,8 @@ impl Trees {
             guards: tree("guards")?,
             verifying: tree("verifying")?,
             deliveries: tree("deliveries")?,
+            notifications: tree("notifications")?,
+            progress: tree("progress")?,
         })
     }
 }

@@ -13,6 +13,10 @@
 //!    unverified runs and a time-to-remediate histogram: every daily and monthly rollup is
 //!    rebuilt from the runs still in the store; what pruned runs had added stays as it was,
 //!    counted in `legacy_runs` (see [`rebuilt`]).
+//! 4. Alert notifications stored once (tree `notifications`) and referred to by hash from run
+//!    records (`alert.notification_ref`); step progress as appends (tree `progress`). Every run
+//!    record with its notification inline is rewritten with a ref (see [`refer_notifications`]);
+//!    the progress of runs left running stays in their records, where reads find it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -21,6 +25,7 @@ use crate::ledger::rollup::Rollup;
 use crate::run::record::RunRecord;
 use crate::store::error::StoreError;
 use crate::store::sled::layout::{Trees, backend, decode, encode, monthly_key, rollup_key};
+use crate::store::sled::notes::{Notes, hex};
 
 /// The version this build writes.
 ///
@@ -28,7 +33,10 @@ use crate::store::sled::layout::{Trees, backend, decode, encode, monthly_key, ro
 /// every store, nothing in the other trees changes, and an untoil of version 3 that predates it
 /// reads a store that has it correctly (it never opens the tree), so refusing that untoil would
 /// protect nothing.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
+
+/// How many run records one transaction of the version-4 step rewrites.
+const CHUNK: usize = 256;
 
 const VERSION_KEY: &str = "schema_version";
 const STORE_ID_KEY: &str = "store_id";
@@ -47,6 +55,10 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         from: 2,
         apply: rebuild_rollups,
+    },
+    Migration {
+        from: 3,
+        apply: refer_notifications,
     },
 ];
 
@@ -167,6 +179,63 @@ fn rebuild_rollups(trees: &Trees, path: &Path) -> Result<(), StoreError> {
         }
     }
     Ok(())
+}
+
+/// Version 4: every run record that holds its notification inline is rewritten with a ref to
+/// it, and the notification stored once under its hash (identical notifications, as the runs of
+/// one delivery have, become one). In chunks of [`CHUNK`] records, each one transaction with the
+/// notifications it refers to, so a big store needs no huge transaction and a ref never lands
+/// without its target. Idempotent: records with a ref are left as they are.
+fn refer_notifications(trees: &Trees, path: &Path) -> Result<(), StoreError> {
+    use sled::Transactional;
+    use sled::transaction::{ConflictableTransactionError, TransactionError};
+    let notes = Notes::default();
+    let mut after: Option<sled::IVec> = None;
+    loop {
+        let range = match &after {
+            Some(k) => trees.runs.range::<&[u8], _>((
+                std::ops::Bound::Excluded(k.as_ref()),
+                std::ops::Bound::Unbounded,
+            )),
+            None => trees.runs.iter(),
+        };
+        let mut chunk = Vec::with_capacity(CHUNK);
+        let mut last = None;
+        for item in range.take(CHUNK) {
+            let (k, v) = item.map_err(|e| backend(path, e))?;
+            last = Some(k.clone());
+            let run: RunRecord = decode(&k, &v)?;
+            let inline = run
+                .alert
+                .as_ref()
+                .is_some_and(|a| a.notification_ref.is_none());
+            if inline {
+                chunk.push((k, notes.encode_run(&run)));
+            }
+        }
+        let Some(last) = last else {
+            return Ok(());
+        };
+        after = Some(last);
+        let result: Result<(), TransactionError<StoreError>> = (&trees.runs, &trees.notifications)
+            .transaction(|(runs, notifications)| {
+                for (k, e) in &chunk {
+                    if let Some(note) = &e.note {
+                        let key = hex(&note.hash);
+                        if notifications.get(key.as_bytes())?.is_none() {
+                            notifications.insert(key.as_bytes(), note.json())?;
+                        }
+                    }
+                    runs.insert(k, e.value.as_slice())?;
+                }
+                Ok::<(), ConflictableTransactionError<StoreError>>(())
+            });
+        match result {
+            Ok(()) => {}
+            Err(TransactionError::Abort(e)) => return Err(e),
+            Err(TransactionError::Storage(e)) => return Err(backend(path, e)),
+        }
+    }
 }
 
 /// A group's rollup rebuilt: `fresh` (counted from the runs still in the store) plus what the
@@ -326,7 +395,7 @@ mod tests {
             migrate(&db, &trees, dir.path()).expect("migrates"),
             Migrated {
                 from: Some(2),
-                to: 3
+                to: SCHEMA_VERSION
             }
         );
         let read = |tree: &sled::Tree, k: Vec<u8>| -> Rollup {
@@ -397,6 +466,90 @@ mod tests {
         assert_eq!(rebuilt(&once, &fresh), once);
         // Nothing pruned: the rollup is the runs' own.
         assert_eq!(rebuilt(&fresh, &fresh), fresh);
+    }
+
+    #[test]
+    fn version_4_stores_each_inline_notification_once_in_chunks_and_again_changes_nothing() {
+        use crate::run::cause::AlertContext;
+        use crate::trigger::alert::Notification;
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (db, trees) = open(dir.path());
+        trees
+            .meta
+            .insert(VERSION_KEY, encode(&3u32))
+            .expect("write");
+        let body = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/alertmanager/firing.json"
+        ))
+        .expect("fixture");
+        let n = Notification::from_json(&body).expect("decodes");
+        let mut other = n.without_alerts();
+        other.receiver = "other".into();
+        // More records than one chunk, of two notifications, and runs without any: written
+        // as schema 3 did, each with its notification inline.
+        let mut runs = Vec::new();
+        for i in 0..(CHUNK + 50) {
+            let shared = if i % 3 == 0 {
+                other.clone()
+            } else {
+                n.without_alerts()
+            };
+            let alert =
+                (i % 5 != 0).then(|| AlertContext::new(n.alerts[0].clone(), Arc::new(shared)));
+            let run = RunRecord {
+                alert,
+                ..RunRecord::synthetic(i)
+            };
+            trees
+                .runs
+                .insert(run.id.0.as_bytes(), encode(&run))
+                .expect("write");
+            runs.push(run);
+        }
+        let inline = String::from_utf8(encode(&runs[1])).expect("utf-8");
+        assert!(inline.contains("\"notification\":{"), "{inline}");
+
+        assert_eq!(
+            migrate(&db, &trees, dir.path()).expect("migrates"),
+            Migrated {
+                from: Some(3),
+                to: SCHEMA_VERSION
+            }
+        );
+        assert_eq!(trees.notifications.len(), 2);
+        let notes = Notes::default();
+        let read_back = || -> Vec<RunRecord> {
+            trees
+                .runs
+                .iter()
+                .map(|item| {
+                    let (k, v) = item.expect("reads");
+                    let text = String::from_utf8(v.to_vec()).expect("utf-8");
+                    assert!(!text.contains("\"notification\":"), "{text}");
+                    let mut run: RunRecord = decode(&k, &v).expect("decodes");
+                    notes
+                        .rehydrate(&trees.notifications, &k, &mut run)
+                        .expect("its notification is stored");
+                    run
+                })
+                .collect()
+        };
+        assert_eq!(read_back(), runs);
+        let stored: Vec<(sled::IVec, sled::IVec)> =
+            trees.runs.iter().map(|i| i.expect("reads")).collect();
+
+        // A crash before the version moved on repeats the step: nothing changes.
+        trees
+            .meta
+            .insert(VERSION_KEY, encode(&3u32))
+            .expect("write");
+        migrate(&db, &trees, dir.path()).expect("migrates again");
+        let again: Vec<(sled::IVec, sled::IVec)> =
+            trees.runs.iter().map(|i| i.expect("reads")).collect();
+        assert_eq!(again, stored);
+        assert_eq!(trees.notifications.len(), 2);
     }
 
     #[test]

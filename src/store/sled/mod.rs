@@ -12,6 +12,8 @@ pub mod commit;
 pub mod dir;
 pub mod layout;
 pub mod migrate;
+pub mod notes;
+pub mod progress;
 pub mod write;
 
 use std::collections::HashSet;
@@ -32,10 +34,12 @@ use crate::store::error::StoreError;
 use crate::store::sled::batch::Batcher;
 use crate::store::sled::commit::GroupCommit;
 use crate::store::sled::layout::{
-    Trees, backend, day_end, day_start, decode, first_of_month, guard_key, nanos, next_month,
-    parse_guard_key, parse_rollup_key, runbook_index,
+    StatusOnly, Trees, backend, day_end, day_start, decode, first_of_month, guard_key, nanos,
+    next_month, parse_guard_key, parse_rollup_key, runbook_index,
 };
 use crate::store::sled::migrate::Migrated;
+use crate::store::sled::notes::Notes;
+use crate::store::sled::progress::{EventOut, Sequence};
 use crate::store::sled::write::{Admit, Finishing, Outcome, Write};
 use crate::store::{
     Admitted, AlertReceived, Candidate, Change, Delivery, GuardChanged, GuardOf, Reconciled,
@@ -60,6 +64,8 @@ struct Inner {
     commit: GroupCommit,
     batcher: Batcher<Write, Result<Outcome>>,
     migrated: Migrated,
+    notes: Notes,
+    seq: Sequence,
 }
 
 /// Opens the sled database, waiting up to [`LOCK_WAIT`] for its lock.
@@ -113,6 +119,8 @@ impl SledStore {
                 commit: GroupCommit::default(),
                 batcher: Batcher::default(),
                 migrated,
+                notes: Notes::default(),
+                seq: Sequence::default(),
             }),
         })
     }
@@ -161,10 +169,17 @@ impl Inner {
             write,
             |batch| {
                 let n = batch.len();
-                match write::apply(&self.trees, &self.path, batch).and_then(|all| {
-                    self.durable()?;
-                    Ok(all)
-                }) {
+                match write::apply(&self.trees, &self.notes, &self.path, batch).and_then(
+                    |(all, applied)| {
+                        self.durable()?;
+                        // The ended runs' final records are durable: their progress is garbage
+                        // now (reads ignore it), removed without a flush of its own.
+                        for id in &applied.ended {
+                            progress::remove(&self.trees.progress, id).map_err(|e| self.err(e))?;
+                        }
+                        Ok(all)
+                    },
+                ) {
                     Ok(all) => all.into_iter().map(Ok).collect(),
                     Err(e) => (0..n).map(|_| Err(e.clone())).collect(),
                 }
@@ -180,20 +195,27 @@ impl Inner {
             .get(id.0.as_bytes())
             .map_err(|e| self.err(e))?
         {
-            Some(v) => Ok(Some(decode(id.0.as_bytes(), &v)?)),
+            Some(v) => Ok(Some(self.read_run(id.0.as_bytes(), &v)?.0)),
             None => Ok(None),
         }
     }
 
-    /// A progress write of a running run (no flush).
-    fn update_run(&self, id: &RunId, f: impl FnOnce(&mut RunRecord)) -> Result<()> {
-        let mut run = self
-            .get_run(id)?
-            .ok_or_else(|| StoreError::NoSuchRun(id.0.clone()))?;
-        f(&mut run);
+    /// A stored run, complete: its notification in (and the hash of the one its record refers
+    /// to), and the progress of a running run applied.
+    fn read_run(&self, key: &[u8], v: &[u8]) -> Result<(RunRecord, Option<notes::Hash>)> {
+        let mut run: RunRecord = decode(key, v)?;
+        let hash = self
+            .notes
+            .rehydrate(&self.trees.notifications, key, &mut run)?;
+        progress::merge(&self.trees.progress, &mut run)?;
+        Ok((run, hash))
+    }
+
+    /// Appends a progress event of run `id` (no read, no rewrite, no flush).
+    fn progress(&self, id: &RunId, event: EventOut<'_>) -> Result<()> {
         self.trees
-            .runs
-            .insert(id.0.as_bytes(), layout::encode(&run))
+            .progress
+            .insert(self.seq.key(id.0.as_bytes()), progress::value(&event))
             .map_err(|e| self.err(e))?;
         Ok(())
     }
@@ -208,21 +230,33 @@ impl Inner {
             let Some(old) = self.trees.runs.get(key).map_err(|e| self.err(e))? else {
                 return Ok(Transition::Missing);
             };
-            let mut run: RunRecord = decode(key, &old)?;
+            // Progress merged first: the record written has every step recorded so far.
+            let (mut run, had) = self.read_run(key, &old)?;
             if !from.contains(&run.status) {
                 return Ok(Transition::Refused(run.status));
             }
             change(&mut run);
+            let batched = |this: &Inner| match this.submit(Write::Transition(
+                id.clone(),
+                from.to_vec(),
+                change.clone(),
+            ))? {
+                Outcome::Transitioned(t) => Ok(t),
+                _ => Err(unexpected(&this.path)),
+            };
             if run.status.is_final() {
-                return match self.submit(Write::Transition(id.clone(), from.to_vec(), change))? {
-                    Outcome::Transitioned(t) => Ok(t),
-                    _ => Err(unexpected(&self.path)),
-                };
+                return batched(self);
+            }
+            let encoded = self.notes.encode_run(&run);
+            // A record that would refer to another notification than it did (or to one where
+            // it held it inline) goes through the batch, which stores the notification with it.
+            if encoded.note.as_ref().map(|n| n.hash) != had {
+                return batched(self);
             }
             let swapped = self
                 .trees
                 .runs
-                .compare_and_swap(key, Some(old), Some(layout::encode(&run)))
+                .compare_and_swap(key, Some(old), Some(encoded.value))
                 .map_err(|e| self.err(e))?;
             if swapped.is_ok() {
                 self.durable()?;
@@ -320,7 +354,7 @@ impl Inner {
             None => {
                 for item in self.trees.runs.iter().rev() {
                     let (k, v) = item.map_err(|e| self.err(e))?;
-                    let r: RunRecord = decode(&k, &v)?;
+                    let (r, _) = self.read_run(&k, &v)?;
                     if keep(&r) {
                         out.push(r);
                         if out.len() >= limit {
@@ -482,8 +516,28 @@ impl Inner {
                 .map_err(|e| self.err(e))?;
             self.trees.alerts.remove(key).map_err(|e| self.err(e))?;
         }
-        self.durable()?;
-        Ok(removed)
+        // Progress left over by a crash between a finish and its clean-up, or of pruned runs.
+        let mut last: Option<Vec<u8>> = None;
+        for k in self.trees.progress.iter().keys() {
+            let k = k.map_err(|e| self.err(e))?;
+            let id = progress::run_of(&k);
+            if last.as_deref() == Some(id) {
+                continue;
+            }
+            last = Some(id.to_vec());
+            let running = match self.trees.runs.get(id).map_err(|e| self.err(e))? {
+                Some(v) => decode::<StatusOnly>(id, &v)?.status == RunStatus::Running,
+                None => false,
+            };
+            if !running {
+                progress::remove(&self.trees.progress, id).map_err(|e| self.err(e))?;
+            }
+        }
+        // Then the notifications no run refers to any more, under the batch (one flush for all).
+        match self.submit(Write::Sweep)? {
+            Outcome::Swept(_) => Ok(removed),
+            _ => Err(unexpected(&self.path)),
+        }
     }
 }
 
@@ -529,8 +583,12 @@ impl Store for SledStore {
         alerts: Vec<AlertReceived>,
     ) -> Result<Vec<Admitted>> {
         // Encoding is the callers' work, in parallel; the batch leader only writes.
+        let notes = &self.inner.notes;
         let write = Write::Admit(
-            candidates.into_iter().map(Admit::of).collect(),
+            candidates
+                .into_iter()
+                .map(|c| Admit::of(c, notes))
+                .collect(),
             alerts,
             None,
         );
@@ -546,7 +604,11 @@ impl Store for SledStore {
         candidates: Vec<Candidate>,
         alerts: Vec<AlertReceived>,
     ) -> Result<Option<Vec<Admitted>>> {
-        let admits = candidates.into_iter().map(Admit::of).collect();
+        let notes = &self.inner.notes;
+        let admits = candidates
+            .into_iter()
+            .map(|c| Admit::of(c, notes))
+            .collect();
         match self
             .submit(Write::Admit(admits, alerts, Some(delivery)))
             .await?
@@ -570,26 +632,14 @@ impl Store for SledStore {
     }
 
     async fn step_started(&self, id: &RunId, step: &str, pgid: Option<u32>) -> Result<()> {
-        // An in-memory write (no flush), cheaper here than a hand-off to a blocking thread. A
-        // restart finds a crashed run's processes by the run id in their environment, not by
-        // this group id (see exec::process::kill_leftovers).
-        self.inner.update_run(id, |r| {
-            r.current_step = Some(step.to_string());
-            if pgid.is_some() {
-                r.current_pgid = pgid;
-            }
-        })
+        // One small in-memory insert (no flush), cheaper here than a hand-off to a blocking
+        // thread. A restart finds a crashed run's processes by the run id in their environment,
+        // not by this group id (see exec::process::kill_leftovers).
+        self.inner.progress(id, EventOut::Started { step, pgid })
     }
 
     async fn record_step(&self, id: &RunId, step: &StepResult) -> Result<()> {
-        self.inner.update_run(id, |r| {
-            r.current_step = None;
-            r.current_pgid = None;
-            match r.steps.iter_mut().find(|s| s.name == step.name) {
-                Some(s) => *s = step.clone(),
-                None => r.steps.push(step.clone()),
-            }
-        })
+        self.inner.progress(id, EventOut::Finished(step))
     }
 
     async fn finish(
@@ -598,7 +648,10 @@ impl Store for SledStore {
         guard: Option<GuardOf<Update>>,
     ) -> Result<Option<GuardChanged>> {
         match self
-            .submit(Write::Finish(vec![Finishing::of(&run)], guard))
+            .submit(Write::Finish(
+                vec![Finishing::of(&run, &self.inner.notes)],
+                guard,
+            ))
             .await?
         {
             Outcome::Finished(g) => Ok(g),
@@ -607,7 +660,10 @@ impl Store for SledStore {
     }
 
     async fn finish_many(&self, runs: Vec<RunRecord>) -> Result<()> {
-        let encoded = runs.iter().map(Finishing::of).collect();
+        let encoded = runs
+            .iter()
+            .map(|r| Finishing::of(r, &self.inner.notes))
+            .collect();
         self.submit(Write::Finish(encoded, None)).await.map(|_| ())
     }
 

@@ -1,7 +1,10 @@
 //! The store's write path: a batch of admissions, transitions, finishes and guard updates
-//! applied in one sled transaction (the caller flushes once after it).
+//! applied in one sled transaction (the caller flushes once after it). Run records are written
+//! with a ref to their alert notification, which the same transaction stores when it is new
+//! ([`super::notes`]).
 
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use sled::Transactional;
@@ -17,6 +20,8 @@ use crate::store::sled::layout::{
     StatusOnly, Trees, backend, decode, delivery_key, encode, guard_key, monthly_key, nanos,
     rollup_key, runbook_index,
 };
+use crate::store::sled::notes::{self, Encoded, Hash, Notes, RefOnly, hex, parse_hex};
+use crate::store::sled::progress;
 use crate::store::{
     Admitted, AlertReceived, Candidate, Change, Decide, Delivery, GuardChanged, GuardOf,
     Transition, Update,
@@ -28,19 +33,19 @@ pub struct Admit {
     key: Vec<u8>,
     id: Vec<u8>,
     index: Vec<u8>,
-    value: Option<Vec<u8>>,
+    value: Option<Encoded>,
     run: RunRecord,
     gate: Option<GuardOf<Decide>>,
 }
 
 impl Admit {
     /// Encodes a candidate.
-    pub fn of(c: Candidate) -> Admit {
+    pub fn of(c: Candidate, notes: &Notes) -> Admit {
         Admit {
             key: c.key.encode().into_bytes(),
             id: c.run.id.0.as_bytes().to_vec(),
             index: runbook_index(&c.run),
-            value: c.gate.is_none().then(|| encode(&c.run)),
+            value: c.gate.is_none().then(|| notes.encode_run(&c.run)),
             run: c.run,
             gate: c.gate,
         }
@@ -50,21 +55,24 @@ impl Admit {
 /// A finished run ready to write.
 pub struct Finishing {
     id: Vec<u8>,
-    value: Vec<u8>,
+    value: Encoded,
     index: Vec<u8>,
     rollup: Option<(RollupKey, Rollup)>,
     awaits_verdict: bool,
+    /// Whether the record is final: only then is its progress garbage.
+    ended: bool,
 }
 
 impl Finishing {
     /// Encodes a finished run.
-    pub fn of(run: &RunRecord) -> Finishing {
+    pub fn of(run: &RunRecord, notes: &Notes) -> Finishing {
         Finishing {
             id: run.id.0.as_bytes().to_vec(),
-            value: encode(run),
+            value: notes.encode_run(run),
             index: runbook_index(run),
             rollup: Rollup::of_run(run),
             awaits_verdict: run.verify_by.is_some() && run.verification.is_none(),
+            ended: run.status.is_final(),
         }
     }
 }
@@ -82,6 +90,9 @@ pub enum Write {
     Guards(String, Vec<String>, Update),
     /// A run's verification verdict (verified or not, when).
     Verdict(crate::run::id::RunId, crate::run::record::Verification),
+    /// Prune's sweep: removes the notifications no run refers to. Done by the batch leader after
+    /// the batch's transaction, so no admission refers to one while it goes.
+    Sweep,
 }
 
 /// One caller's result.
@@ -98,6 +109,8 @@ pub enum Outcome {
     Finished(Option<GuardChanged>),
     /// Keys updated and their new states.
     Guards(Vec<(String, KeyState)>),
+    /// Notifications removed.
+    Swept(usize),
 }
 
 /// A candidate's fate in the transaction: None for a duplicate, else its status, the run as the
@@ -126,6 +139,7 @@ enum Decided {
     Transitioned(Transition),
     Finished(Option<GuardChanged>),
     Guards(Vec<(String, KeyState)>),
+    Sweep,
 }
 
 type Abort = ConflictableTransactionError<StoreError>;
@@ -140,9 +154,55 @@ struct Tx<'a> {
     guards: &'a TransactionalTree,
     verifying: &'a TransactionalTree,
     deliveries: &'a TransactionalTree,
+    notifications: &'a TransactionalTree,
+    /// Progress events of the runs the batch transitions, read before the transaction (sled
+    /// cannot scan inside one, nor read outside it while one runs).
+    progress: &'a HashMap<Vec<u8>, Vec<progress::Event>>,
+    notes: &'a Notes,
+    /// Notifications this attempt refers to (stored now or before).
+    referred: RefCell<HashSet<Hash>>,
+    /// Runs this attempt ended, whose progress goes once the batch is durable.
+    ended: RefCell<Vec<Vec<u8>>>,
 }
 
 impl Tx<'_> {
+    /// Writes a run record, and its notification when the store does not have it yet: a ref
+    /// never reaches the disk without its target.
+    fn put_run(&self, id: &[u8], e: &Encoded) -> Result<(), Abort> {
+        if let Some(note) = &e.note
+            && self.referred.borrow_mut().insert(note.hash)
+            && !self.notes.is_known(&note.hash)
+        {
+            let key = hex(&note.hash);
+            if self.notifications.get(key.as_bytes())?.is_none() {
+                self.notifications.insert(key.as_bytes(), note.json())?;
+            }
+        }
+        self.runs.insert(id, e.value.as_slice())?;
+        Ok(())
+    }
+
+    /// A stored run, complete: its notification in, and the progress of a running run merged.
+    fn read_run(&self, key: &[u8], v: &[u8]) -> Result<RunRecord, Abort> {
+        let mut run: RunRecord = decode(key, v).map_err(Abort::Abort)?;
+        if let Some(h) = notes::take_ref(key, &mut run).map_err(Abort::Abort)? {
+            let n = match self.notes.cached(&h) {
+                Some(n) => n,
+                None => match self.notifications.get(hex(&h).as_bytes())? {
+                    Some(bytes) => self.notes.decoded(&h, &bytes).map_err(Abort::Abort)?,
+                    None => return Err(Abort::Abort(notes::dangling(key, &h))),
+                },
+            };
+            notes::fill(&mut run, n);
+        }
+        if run.status == RunStatus::Running {
+            for e in self.progress.get(key).into_iter().flatten() {
+                progress::apply(&mut run, e.clone());
+            }
+        }
+        Ok(run)
+    }
+
     fn guard_state(&self, key: &[u8]) -> Result<KeyState, Abort> {
         match self.guards.get(key)? {
             Some(v) => decode(key, &v).map_err(Abort::Abort),
@@ -160,7 +220,10 @@ impl Tx<'_> {
                 .map_err(Abort::Abort)?,
             None => false,
         };
-        self.runs.insert(f.id.as_slice(), f.value.as_slice())?;
+        self.put_run(&f.id, &f.value)?;
+        if f.ended {
+            self.ended.borrow_mut().push(f.id.clone());
+        }
         self.active.remove(f.id.as_slice())?;
         self.by_runbook.insert(f.index.as_slice(), &[])?;
         if f.awaits_verdict {
@@ -206,7 +269,7 @@ impl Tx<'_> {
         let Some(v) = self.runs.get(key)? else {
             return Ok(Transition::Missing);
         };
-        let old: RunRecord = decode(key, &v).map_err(Abort::Abort)?;
+        let old = self.read_run(key, &v)?;
         if old.verification.is_some() {
             return Ok(Transition::Refused(old.status));
         }
@@ -216,7 +279,7 @@ impl Tx<'_> {
             .toil
             .as_ref()
             .map(|c| crate::ledger::toil::verdict(c, verification.verified));
-        self.runs.insert(key, encode(&run))?;
+        self.put_run(key, &self.notes.encode_run(&run))?;
         self.verifying.remove(key)?;
         // Only a run the rollups counted (finished) has a contribution to replace.
         if old.status.is_final() {
@@ -231,8 +294,8 @@ impl Tx<'_> {
     }
 
     /// A run that has not ended: record and indexes.
-    fn put_active(&self, id: &[u8], value: &[u8], index: &[u8]) -> Result<(), Abort> {
-        self.runs.insert(id, value)?;
+    fn put_active(&self, id: &[u8], value: &Encoded, index: &[u8]) -> Result<(), Abort> {
+        self.put_run(id, value)?;
         self.active.insert(id, &[])?;
         self.by_runbook.insert(index, &[])?;
         Ok(())
@@ -275,14 +338,21 @@ impl Tx<'_> {
                 self.dedupe.insert(c.key.as_slice(), c.id.as_slice())?;
                 match retry_of {
                     None => {
-                        let value = c.value.clone().unwrap_or_else(|| encode(&c.run));
-                        self.put_active(&c.id, &value, &c.index)?;
+                        let encoded;
+                        let value = match &c.value {
+                            Some(v) => v,
+                            None => {
+                                encoded = self.notes.encode_run(&c.run);
+                                &encoded
+                            }
+                        };
+                        self.put_active(&c.id, value, &c.index)?;
                         out.push(Some((c.run.status, None, None)));
                     }
                     Some(earlier) => {
                         let mut run = c.run.clone();
                         run.retry_of = Some(earlier);
-                        self.put_active(&c.id, &encode(&run), &c.index)?;
+                        self.put_active(&c.id, &self.notes.encode_run(&run), &c.index)?;
                         out.push(Some((run.status, Some(run), None)));
                     }
                 }
@@ -305,9 +375,9 @@ impl Tx<'_> {
                 self.guards.insert(gk, encode(&next))?;
             }
             if run.status.is_final() {
-                self.finish(&Finishing::of(&run))?;
+                self.finish(&Finishing::of(&run, self.notes))?;
             } else {
-                self.put_active(&c.id, &encode(&run), &c.index)?;
+                self.put_active(&c.id, &self.notes.encode_run(&run), &c.index)?;
             }
             out.push(Some((run.status, Some(run), Some(next))));
         }
@@ -324,15 +394,16 @@ impl Tx<'_> {
         let Some(old) = self.runs.get(key)? else {
             return Ok(Transition::Missing);
         };
-        let mut run: RunRecord = decode(key, &old).map_err(Abort::Abort)?;
+        // Progress merged first: the record written has every step recorded so far.
+        let mut run = self.read_run(key, &old)?;
         if !from.contains(&run.status) {
             return Ok(Transition::Refused(run.status));
         }
         change(&mut run);
         if run.status.is_final() {
-            self.finish(&Finishing::of(&run))?;
+            self.finish(&Finishing::of(&run, self.notes))?;
         } else {
-            self.put_active(key, &encode(&run), &runbook_index(&run))?;
+            self.put_active(key, &self.notes.encode_run(&run), &runbook_index(&run))?;
         }
         Ok(Transition::Done(Box::new(run)))
     }
@@ -435,15 +506,40 @@ fn plan_deliveries(trees: &Trees, path: &Path, batch: &[Write]) -> Result<Vec<Pl
     Ok(plans)
 }
 
+/// What a batch did beyond its outcomes.
+#[derive(Default)]
+pub struct Applied {
+    /// Runs the batch ended: their progress events go once the batch is durable.
+    pub ended: Vec<Vec<u8>>,
+}
+
 /// Applies a batch of writes (no flush): deliveries decided, alert episodes merged; then, in one
-/// transaction, every write in order. One outcome per write.
-pub fn apply(trees: &Trees, path: &Path, batch: Vec<Write>) -> Result<Vec<Outcome>, StoreError> {
+/// transaction, every write in order; then prune's sweep, if the batch has one. One outcome per
+/// write.
+pub fn apply(
+    trees: &Trees,
+    notes: &Notes,
+    path: &Path,
+    batch: Vec<Write>,
+) -> Result<(Vec<Outcome>, Applied), StoreError> {
     let plans = plan_deliveries(trees, path, &batch)?;
     for (write, plan) in batch.iter().zip(&plans) {
         if let (Write::Admit(_, alerts, _), Plan::Plain | Plan::Record(..)) = (write, plan) {
             for a in alerts {
                 put_alert(trees, path, a)?;
             }
+        }
+    }
+    // Events appended after this read and before the commit stay in the tree: a run still
+    // running applies them on read; one this batch ends had them arrive after its end.
+    let mut events = HashMap::new();
+    for write in &batch {
+        if let Write::Transition(id, ..) | Write::Verdict(id, _) = write {
+            let key = id.0.as_bytes();
+            events.insert(
+                key.to_vec(),
+                progress::events(&trees.progress, key).map_err(|e| backend(path, e))?,
+            );
         }
     }
     let all = (
@@ -456,9 +552,23 @@ pub fn apply(trees: &Trees, path: &Path, batch: Vec<Write>) -> Result<Vec<Outcom
         &trees.guards,
         &trees.verifying,
         &trees.deliveries,
+        &trees.notifications,
     );
-    let result: Result<Vec<Decided>, TransactionError<StoreError>> = all.transaction(
-        |(dedupe, runs, active, by_runbook, rollups, monthly, guards, verifying, deliveries)| {
+    type Done = (Vec<Decided>, HashSet<Hash>, Vec<Vec<u8>>);
+    let result: Result<Done, TransactionError<StoreError>> = all.transaction(
+        |(
+            dedupe,
+            runs,
+            active,
+            by_runbook,
+            rollups,
+            monthly,
+            guards,
+            verifying,
+            deliveries,
+            notifications,
+        )| {
+            // Fresh per attempt: a transaction that conflicts runs again from the start.
             let tx = Tx {
                 dedupe,
                 runs,
@@ -469,6 +579,11 @@ pub fn apply(trees: &Trees, path: &Path, batch: Vec<Write>) -> Result<Vec<Outcom
                 guards,
                 verifying,
                 deliveries,
+                notifications,
+                progress: &events,
+                notes,
+                referred: RefCell::new(HashSet::new()),
+                ended: RefCell::new(Vec::new()),
             };
             let mut decided = Vec::with_capacity(batch.len());
             for (write, plan) in batch.iter().zip(&plans) {
@@ -505,17 +620,25 @@ pub fn apply(trees: &Trees, path: &Path, batch: Vec<Write>) -> Result<Vec<Outcom
                         }
                         Decided::Guards(out)
                     }
+                    Write::Sweep => Decided::Sweep,
                 });
             }
-            Ok(decided)
+            Ok((decided, tx.referred.take(), tx.ended.take()))
         },
     );
-    let decided = match result {
+    let (decided, referred, ended) = match result {
         Ok(d) => d,
         Err(TransactionError::Abort(e)) => return Err(e),
         Err(TransactionError::Storage(e)) => return Err(backend(path, e)),
     };
-    Ok(batch
+    // Committed: every notification the batch referred to is in the tree now.
+    notes.mark_known(referred);
+    let swept = if batch.iter().any(|w| matches!(w, Write::Sweep)) {
+        sweep(trees, notes, path)?
+    } else {
+        0
+    };
+    let outcomes = batch
         .into_iter()
         .zip(decided)
         .map(|(write, decided)| match (write, decided) {
@@ -546,8 +669,39 @@ pub fn apply(trees: &Trees, path: &Path, batch: Vec<Write>) -> Result<Vec<Outcom
             (_, Decided::Transitioned(t)) => Outcome::Transitioned(t),
             (_, Decided::Finished(g)) => Outcome::Finished(g),
             (_, Decided::Guards(g)) => Outcome::Guards(g),
+            (_, Decided::Sweep) => Outcome::Swept(swept),
         })
-        .collect())
+        .collect();
+    Ok((outcomes, Applied { ended }))
+}
+
+/// Removes every notification no stored run refers to; returns how many. Run by the batch
+/// leader: no admission or finish writes a ref meanwhile, and the writes outside the batch
+/// (claims and approvals by compare-and-swap) only rewrite a record with the ref it had.
+fn sweep(trees: &Trees, notes: &Notes, path: &Path) -> Result<usize, StoreError> {
+    let mut referenced = HashSet::new();
+    for item in trees.runs.iter() {
+        let (k, v) = item.map_err(|e| backend(path, e))?;
+        if let Some(h) = decode::<RefOnly>(&k, &v)?.hash() {
+            referenced.insert(h);
+        }
+    }
+    let mut removed = 0;
+    for k in trees.notifications.iter().keys() {
+        let k = k.map_err(|e| backend(path, e))?;
+        let Some(h) = std::str::from_utf8(&k).ok().and_then(parse_hex) else {
+            continue;
+        };
+        if !referenced.contains(&h) {
+            trees
+                .notifications
+                .remove(&k)
+                .map_err(|e| backend(path, e))?;
+            notes.forget(&h);
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 #[cfg(test)]
@@ -578,7 +732,11 @@ mod tests {
             run,
             gate: None,
         };
-        Write::Admit(vec![Admit::of(c)], vec![], delivery.cloned())
+        Write::Admit(
+            vec![Admit::of(c, &Notes::default())],
+            vec![],
+            delivery.cloned(),
+        )
     }
 
     fn delivery(id: &str, minutes_later: i64) -> Delivery {
@@ -621,7 +779,7 @@ mod tests {
             delivered(4, None),
             delivered(5, Some(&a_later)),
         ];
-        let out = apply(&trees, Path::new("test"), batch).expect("applied");
+        let (out, _) = apply(&trees, &Notes::default(), Path::new("test"), batch).expect("applied");
         assert_eq!(
             kinds(&out),
             ["admitted", "duplicate", "admitted", "admitted", "admitted"]
@@ -650,7 +808,7 @@ mod tests {
             delivered(1, Some(&delivery("bad", 0))),
             delivered(2, Some(&delivery("good", 0))),
         ];
-        let out = apply(&trees, Path::new("test"), batch).expect("applied");
+        let (out, _) = apply(&trees, &Notes::default(), Path::new("test"), batch).expect("applied");
         assert_eq!(kinds(&out), ["failed", "admitted"]);
         assert_eq!(trees.runs.len(), 1);
     }
