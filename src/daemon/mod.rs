@@ -10,6 +10,7 @@ pub mod approvers;
 pub mod exposed;
 pub mod files;
 pub mod locator;
+pub mod memory;
 pub mod reload;
 pub mod scheduler;
 pub mod settings;
