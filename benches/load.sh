@@ -29,6 +29,7 @@
 #   DRAIN_TIMEOUT=90                        seconds to wait for every accepted run to finish
 #   FIXTURE=tests/fixtures/alertmanager/firing.json
 #   SKIP_BUILD=1                            use the existing target/release/untoil
+#   UNTOIL_BIN=PATH                         the untoil binary to measure (default target/release/untoil)
 #   SKIP_WEBHOOK=1                          untoil only (no ratios)
 #   KEEP=1                                  keep the temp dir (logs, stores, outputs, wrk output)
 # Requires: cargo, wrk, webhook, python3, curl. Takes about ROUNDS x (2 x DURATION + untoil's
@@ -58,7 +59,7 @@ if [[ -z ${SKIP_BUILD:-} ]]; then
     echo "== cargo build --release" >&2
     cargo build --release --quiet
 fi
-UNTOIL=$PWD/target/release/untoil
+UNTOIL=${UNTOIL_BIN:-$PWD/target/release/untoil}
 [[ -x $UNTOIL ]] || die "$UNTOIL not built"
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/untoil-load.XXXXXX")

@@ -58,6 +58,8 @@ impl Settings {
             plugins,
             sources: PathBuf::from("./sources"),
             data,
+            // Runs mostly wait on their processes and on flushes that workers share; on a
+            // CPU-bound storm more workers only take CPU from acknowledging (README, --workers).
             workers: cpus * 2,
             queue_capacity: 10_000,
             shutdown_grace: Duration::from_secs(30),

@@ -89,7 +89,7 @@ impl Admission {
     /// first, so everything keyed by them (dedupe, episodes, verification, backlog) is per
     /// source, while Alertmanager's keep the encoding stores already hold.
     pub async fn notification(
-        &self,
+        self: &Arc<Self>,
         source: &str,
         n: &Notification,
     ) -> Result<AlertOutcome, AcceptError> {
@@ -100,7 +100,7 @@ impl Admission {
     /// recorded in the same durable write as its runs, and a delivery seen before (within its
     /// source's `keep`) gives None, admitting nothing and counting nothing.
     pub async fn delivered(
-        &self,
+        self: &Arc<Self>,
         source: &str,
         n: &Notification,
         delivery: Option<Delivery>,
@@ -221,7 +221,7 @@ impl Admission {
     /// attached (`untoil run --alert` through the daemon): still cause `manual`, only webhook
     /// deliveries are cause `alert`.
     pub async fn manual(
-        &self,
+        self: &Arc<Self>,
         name: &str,
         params: BTreeMap<String, String>,
         actor: &Actor,
@@ -294,7 +294,7 @@ impl Admission {
 
     /// Admits a schedule fire unless it was admitted before (across restarts).
     pub async fn fire(
-        &self,
+        self: &Arc<Self>,
         rb: &Arc<Runbook>,
         fire: &Fire,
         at: chrono::DateTime<chrono::Utc>,
@@ -315,7 +315,29 @@ impl Admission {
 
     /// Admits runs whose key is new, with their guard decisions; queues them or puts them up for
     /// approval. Returns the ids of the new runs.
+    ///
+    /// On a task of its own: the caller's future may be dropped (a client that hangs up while
+    /// its alerts are being written), and a run the store admitted must still join the queue,
+    /// or it would stay queued on disk with no worker to take it until the next start.
     async fn admit(
+        self: &Arc<Self>,
+        runs: Vec<Trigger>,
+        alerts: Vec<AlertReceived>,
+        delivery: Option<Delivery>,
+    ) -> Result<Option<Vec<RunId>>, AcceptError> {
+        let this = self.clone();
+        tokio::spawn(async move { this.admit_whole(runs, alerts, delivery).await })
+            .await
+            .unwrap_or_else(|e| match e.try_into_panic() {
+                // As if it had run on the caller's task.
+                Ok(panic) => std::panic::resume_unwind(panic),
+                // Cancelled: only by the runtime shutting down.
+                Err(_) => Err(AcceptError::ShuttingDown),
+            })
+    }
+
+    /// [`Admission::admit`], to the end once started.
+    async fn admit_whole(
         &self,
         runs: Vec<Trigger>,
         alerts: Vec<AlertReceived>,

@@ -16,16 +16,28 @@ use crate::run::record::RunRecord;
 /// Events kept per run for late followers (output lines beyond it are only live).
 const HISTORY: usize = 2000;
 
+/// Live events buffered per follower.
+const LIVE: usize = 1024;
+
 struct Followed {
     history: Vec<RunEvent>,
-    live: broadcast::Sender<RunEvent>,
+    /// Made by the first follower: a channel allocates all its slots up front (tens of KB),
+    /// and most runs (every alert run of a storm) are never followed.
+    live: Option<broadcast::Sender<RunEvent>>,
 }
 
 impl Followed {
     fn new() -> Followed {
         Followed {
             history: Vec::new(),
-            live: broadcast::channel(1024).0,
+            live: None,
+        }
+    }
+
+    /// Sends to the followers, if any.
+    fn send(&self, event: RunEvent) {
+        if let Some(live) = &self.live {
+            let _ = live.send(event);
         }
     }
 }
@@ -50,7 +62,11 @@ impl Followers {
     pub fn subscribe(&self, id: &RunId) -> Subscription {
         let mut runs = self.lock();
         let entry = runs.entry(id.clone()).or_insert_with(Followed::new);
-        (entry.history.clone(), entry.live.subscribe())
+        let live = entry
+            .live
+            .get_or_insert_with(|| broadcast::channel(LIVE).0)
+            .subscribe();
+        (entry.history.clone(), live)
     }
 
     /// Sends an event to the run's followers, and keeps it for later ones.
@@ -60,20 +76,22 @@ impl Followers {
         if entry.history.len() < HISTORY || matches!(event, RunEvent::RunFinished { .. }) {
             entry.history.push(event.clone());
         }
-        let _ = entry.live.send(event);
+        entry.send(event);
     }
 
     /// The run ended: its followers get its final record (unless they had it) and it is
     /// forgotten.
     pub fn close(&self, id: &RunId, record: &RunRecord) {
         let entry = self.lock().remove(id);
+        // Unfollowed: nobody to send the (cloned) record to.
         if let Some(entry) = entry
+            && entry.live.is_some()
             && !entry
                 .history
                 .iter()
                 .any(|e| matches!(e, RunEvent::RunFinished { .. }))
         {
-            let _ = entry.live.send(RunEvent::RunFinished {
+            entry.send(RunEvent::RunFinished {
                 record: Box::new(record.clone()),
             });
         }
@@ -138,5 +156,22 @@ mod tests {
         let _sub = f.subscribe(&id);
         f.forget(&id);
         assert!(f.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_unfollowed_run_gets_no_channel_and_a_follower_joining_later_misses_nothing() {
+        let f = Followers::default();
+        let id = RunId::new();
+        f.publish(&id, started(&id));
+        assert!(f.lock().get(&id).is_some_and(|e| e.live.is_none()));
+        let (history, mut rx) = f.subscribe(&id);
+        assert_eq!(history, vec![started(&id)]);
+        f.publish(&id, started(&id));
+        assert_eq!(rx.recv().await.expect("live"), started(&id));
+        f.close(&id, &crate::run::record::RunRecord::synthetic(1));
+        assert!(matches!(
+            rx.recv().await.expect("the end"),
+            RunEvent::RunFinished { .. }
+        ));
     }
 }

@@ -1,6 +1,13 @@
 //! Records a run's progress as the executor reports it: steps to the store (progress, made
 //! durable by the next durable write), output lines to the log, every event to the run's
-//! followers once it is stored.
+//! followers as it happens.
+//!
+//! Each progress write rewrites the run's record, so writes that would be superseded at once
+//! are not made: a step that starts a process is recorded once, with its process group, when
+//! the process starts (microseconds after the step starts); a finished step is written when the
+//! next step starts, and the last one not at all, as the run's finish (which the worker writes
+//! next, with every step) supersedes it. What a crash can lose is the same as before: progress
+//! is only durable with the next durable write, and the finish is that write.
 
 use std::sync::Arc;
 
@@ -11,6 +18,8 @@ use crate::engine::followers::Followers;
 use crate::exec::recorder::Recorder;
 use crate::run::event::RunEvent;
 use crate::run::id::RunId;
+use crate::run::step::StepResult;
+use crate::runbook::model::{Action, Runbook};
 use crate::store::Store;
 
 /// The daemon's recorder of one run.
@@ -18,22 +27,46 @@ pub struct StoreRecorder {
     store: Arc<dyn Store>,
     followers: Arc<Followers>,
     id: RunId,
-    runbook: String,
+    runbook: Arc<Runbook>,
     step: String,
+    /// Finished steps not written yet (written before the next step's start).
+    finished: Vec<StepResult>,
     failed: bool,
 }
 
 impl StoreRecorder {
-    /// A recorder of run `id` of `runbook`.
-    pub fn new(store: Arc<dyn Store>, followers: Arc<Followers>, id: RunId, runbook: &str) -> Self {
+    /// A recorder of run `id` of `runbook` (the version it runs).
+    pub fn new(
+        store: Arc<dyn Store>,
+        followers: Arc<Followers>,
+        id: RunId,
+        runbook: Arc<Runbook>,
+    ) -> Self {
         StoreRecorder {
             store,
             followers,
             id,
-            runbook: runbook.to_string(),
+            runbook,
             step: String::new(),
+            finished: Vec::new(),
             failed: false,
         }
+    }
+
+    /// Whether step `index` starts processes (and so reports a process group at once).
+    fn spawns(&self, index: usize) -> bool {
+        self.runbook
+            .steps
+            .get(index)
+            .is_some_and(|s| matches!(s.action, Action::Shell { .. } | Action::Plugin { .. }))
+    }
+
+    /// Writes the finished steps not written yet, in order.
+    async fn write_finished(&mut self) -> crate::store::Result<()> {
+        for step in std::mem::take(&mut self.finished) {
+            self.store.record_step(&self.id, &step).await?;
+        }
+        Ok(())
     }
 }
 
@@ -41,19 +74,30 @@ impl StoreRecorder {
 impl Recorder for StoreRecorder {
     async fn record(&mut self, event: RunEvent) {
         let stored = match &event {
-            RunEvent::StepStarted { name, .. } => {
+            RunEvent::StepStarted { index, name, .. } => {
                 self.step = name.clone();
-                self.store.step_started(&self.id, name, None).await
+                match self.write_finished().await {
+                    // Written with its process group when the process starts.
+                    Ok(()) if self.spawns(*index) => Ok(()),
+                    Ok(()) => self.store.step_started(&self.id, name, None).await,
+                    Err(e) => Err(e),
+                }
             }
-            RunEvent::ProcessStarted { pgid, .. } => {
-                self.store
-                    .step_started(&self.id, &self.step, Some(*pgid))
-                    .await
+            RunEvent::ProcessStarted { pgid, .. } => match self.write_finished().await {
+                Ok(()) => {
+                    self.store
+                        .step_started(&self.id, &self.step, Some(*pgid))
+                        .await
+                }
+                Err(e) => Err(e),
+            },
+            RunEvent::StepFinished { result, .. } => {
+                self.finished.push((**result).clone());
+                Ok(())
             }
-            RunEvent::StepFinished { result, .. } => self.store.record_step(&self.id, result).await,
             RunEvent::Output { line, stream, .. } => {
                 // Already redacted by the executor.
-                info!(run_id = %self.id, runbook = %self.runbook, step = %self.step, stream = %stream, "{line}");
+                info!(run_id = %self.id, runbook = %self.runbook.name, step = %self.step, stream = %stream, "{line}");
                 Ok(())
             }
             RunEvent::RunStarted { .. } | RunEvent::RunFinished { .. } => Ok(()),
@@ -66,5 +110,82 @@ impl Recorder for StoreRecorder {
             error!(run_id = %self.id, "cannot record the run's progress: {e}");
         }
         self.followers.publish(&self.id, event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::record::RunRecord;
+    use crate::run::status::{RunStatus, StepStatus};
+    use crate::store::Candidate;
+    use crate::store::sled::SledStore;
+    use crate::trigger::key::DedupeKey;
+
+    fn step(name: &str) -> StepResult {
+        StepResult {
+            name: name.into(),
+            status: Some(StepStatus::Succeeded),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_started_process_is_one_write_and_a_finished_step_is_written_when_the_next_starts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).expect("store"));
+        let rb = crate::runbook::catalog::one(
+            "name: r\nowner: t\ntoil: {manual_minutes: 1}\nsteps:\n  - {name: a, run: 'true'}\n  - {name: b, http: {url: 'http://127.0.0.1:9/'}}\n",
+            &Default::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let mut run = RunRecord::synthetic(0);
+        run.status = RunStatus::Running;
+        let id = run.id.clone();
+        let key = DedupeKey::Manual { run: id.0.clone() };
+        store
+            .admit(
+                vec![Candidate {
+                    key,
+                    run,
+                    gate: None,
+                }],
+                Vec::new(),
+            )
+            .await
+            .expect("admit");
+        let stored = || async { store.get_run(&id).await.expect("get").expect("run") };
+        let mut rec = StoreRecorder::new(
+            store.clone(),
+            Arc::new(Followers::default()),
+            id.clone(),
+            rb,
+        );
+        let started = |index: usize, name: &str| RunEvent::StepStarted {
+            index,
+            name: name.into(),
+            attempt: 1,
+            detail: String::new(),
+        };
+        // A shell step: recorded when its process starts, with its group.
+        rec.record(started(0, "a")).await;
+        assert_eq!(stored().await.current_step, None);
+        rec.record(RunEvent::ProcessStarted { index: 0, pgid: 42 })
+            .await;
+        let r = stored().await;
+        assert_eq!(
+            (r.current_step.as_deref(), r.current_pgid),
+            (Some("a"), Some(42))
+        );
+        rec.record(RunEvent::StepFinished {
+            index: 0,
+            result: Box::new(step("a")),
+        })
+        .await;
+        // An HTTP step starts no process: recorded as it starts, after the step before it.
+        rec.record(started(1, "b")).await;
+        let r = stored().await;
+        assert_eq!(r.current_step.as_deref(), Some("b"));
+        assert_eq!(r.steps, vec![step("a")]);
     }
 }

@@ -154,7 +154,7 @@ impl Workers {
                     self.store.clone(),
                     self.followers.clone(),
                     id.clone(),
-                    &ticket.runbook.name,
+                    ticket.runbook.clone(),
                 );
                 self.executor
                     .execute(&plan, &mut run, ticket.cancel.clone(), &mut recorder)

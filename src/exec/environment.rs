@@ -13,20 +13,38 @@ pub const BASE: &[&str] = &["PATH", "HOME", "LANG", "TZ", "USER", "LOGNAME", "TM
 /// The `PATH` a step gets when the daemon has none.
 pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
+/// The daemon's environment, read once: nothing in untoil changes it while it runs, and copying
+/// every variable for every run showed in profiles of alert storms. Variables that are not
+/// UTF-8 are left out.
+pub fn daemon() -> &'static [(String, String)] {
+    static ENV: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+    ENV.get_or_init(|| {
+        std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect()
+    })
+}
+
 /// The base environment of a step: the [`BASE`] variables and `LC_*`, then `passthrough` (the
 /// runbook's declared variables and the daemon's `--pass-env`), from `from` (the daemon's
 /// environment). Reserved names are left out.
-pub fn base<'a>(
-    from: impl IntoIterator<Item = (String, String)>,
+pub fn base<'a, K, V>(
+    from: impl IntoIterator<Item = (K, V)>,
     passthrough: impl IntoIterator<Item = &'a str>,
-) -> Vec<(String, String)> {
+) -> Vec<(String, String)>
+where
+    K: AsRef<str> + Into<String>,
+    V: Into<String>,
+{
     let wanted: Vec<&str> = passthrough.into_iter().collect();
+    // Filtered before anything is copied.
     let mut out: Vec<(String, String)> = from
         .into_iter()
-        .filter(|(k, _)| !reserved(k))
         .filter(|(k, _)| {
-            BASE.contains(&k.as_str()) || k.starts_with("LC_") || wanted.contains(&k.as_str())
+            let k = k.as_ref();
+            !reserved(k) && (BASE.contains(&k) || k.starts_with("LC_") || wanted.contains(&k))
         })
+        .map(|(k, v)| (k.into(), v.into()))
         .collect();
     if !out.iter().any(|(k, _)| k == "PATH") {
         out.push(("PATH".into(), DEFAULT_PATH.into()));
@@ -102,5 +120,14 @@ mod tests {
             env(&[("HOME", "/h"), ("PATH", DEFAULT_PATH)])
         );
         assert_eq!(secret_var("db-password"), "UNTOIL_SECRET_DB_PASSWORD");
+    }
+
+    #[test]
+    fn the_daemon_environment_read_once_is_the_process_environment() {
+        let now: Vec<(String, String)> = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect();
+        assert_eq!(daemon(), now.as_slice());
+        assert!(std::ptr::eq(daemon(), daemon()), "read once");
     }
 }

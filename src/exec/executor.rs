@@ -253,7 +253,17 @@ impl Executor {
 
         let mut ctx = plan.context(started_at);
         let process_env = plan.process_env(&self.pass_env);
-        let plugin_input = plan.plugin_input(&ctx);
+        // Only plugin steps read it, and it copies the alert and notification: built when the
+        // runbook has one.
+        let has_plugin = rb
+            .steps
+            .iter()
+            .any(|s| matches!(s.action, Action::Plugin { .. }));
+        let plugin_input = if has_plugin {
+            plan.plugin_input(&ctx)
+        } else {
+            serde_json::Value::Null
+        };
         let taint = plan.taint();
         let mut failed: Option<String> = None;
         // Set once a step found nothing to do: the rest is skipped and the run ends `noop`.

@@ -318,7 +318,8 @@ impl Plan {
     pub fn process_env(&self, pass_env: &[String]) -> Vec<(String, String)> {
         let rb = &self.runbook;
         let passthrough = rb.env.iter().chain(pass_env).map(String::as_str);
-        let mut env = environment::base(std::env::vars(), passthrough);
+        let daemon = environment::daemon().iter().map(|(k, v)| (k, v));
+        let mut env = environment::base(daemon, passthrough);
         env.extend([
             ("UNTOIL_RUN_ID".to_string(), self.id.0.clone()),
             ("UNTOIL_RUNBOOK".to_string(), rb.name.clone()),
@@ -340,9 +341,11 @@ impl Plan {
                 "UNTOIL_ALERT_FINGERPRINT".into(),
                 a.alert.fingerprint.clone(),
             ));
+            // The status as the alert's JSON spells it, without serialising the whole alert.
+            let status = serde_json::to_value(a.alert.status).unwrap_or_default();
             env.push((
                 "UNTOIL_ALERT_STATUS".into(),
-                alert_json(a)["status"].as_str().unwrap_or("").to_string(),
+                status.as_str().unwrap_or("").to_string(),
             ));
             for (k, v) in &a.alert.labels {
                 if !v.contains('\0') {
