@@ -725,6 +725,81 @@ async fn listing_filters_by_runbook_and_status_most_recent_first() {
     }
 }
 
+#[tokio::test]
+async fn listing_by_a_status_of_runs_not_yet_ended_finds_exactly_those_most_recent_first() {
+    for b in backends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = b.open(dir.path());
+        // Finished runs before, between and after the unended ones: the list must skip them.
+        store
+            .finish_many((0..3).map(RunRecord::synthetic).collect())
+            .await
+            .expect("finish");
+        let runs: Vec<RunRecord> = (0..5).map(|i| queued("rb", i)).collect();
+        let ids: Vec<RunId> = runs.iter().map(|r| r.id.clone()).collect();
+        store
+            .admit(runs.into_iter().map(manual).collect(), vec![])
+            .await
+            .expect("admit");
+        store
+            .finish_many((3..6).map(RunRecord::synthetic).collect())
+            .await
+            .expect("finish");
+        for id in [&ids[1], &ids[3]] {
+            let claimed = store
+                .transition(
+                    id,
+                    &[RunStatus::Queued],
+                    change(|r| r.status = RunStatus::Running),
+                )
+                .await
+                .expect("claim");
+            assert!(matches!(claimed, Transition::Done(_)), "{}", b.name());
+        }
+        let listed = |status: RunStatus, limit: usize| {
+            let store = &store;
+            async move {
+                store
+                    .list_runs(&RunFilter {
+                        status: Some(status),
+                        limit,
+                        ..Default::default()
+                    })
+                    .await
+                    .expect("list")
+                    .into_iter()
+                    .map(|r| r.id)
+                    .collect::<Vec<RunId>>()
+            }
+        };
+        assert_eq!(
+            listed(RunStatus::Queued, 0).await,
+            vec![ids[4].clone(), ids[2].clone(), ids[0].clone()],
+            "{}",
+            b.name()
+        );
+        assert_eq!(listed(RunStatus::Queued, 2).await.len(), 2, "{}", b.name());
+        assert_eq!(
+            listed(RunStatus::Running, 0).await,
+            vec![ids[3].clone(), ids[1].clone()],
+            "{}",
+            b.name()
+        );
+        // A run that ends leaves the list of its old status.
+        let mut done = store.get_run(&ids[3]).await.expect("get").expect("stored");
+        done.status = RunStatus::Succeeded;
+        done.finished_at = Some(Utc::now());
+        store.finish(done, None).await.expect("finish");
+        assert_eq!(
+            listed(RunStatus::Running, 0).await,
+            vec![ids[1].clone()],
+            "{}",
+            b.name()
+        );
+        assert!(listed(RunStatus::PendingApproval, 0).await.is_empty());
+    }
+}
+
 const STATUSES: [RunStatus; 7] = [
     RunStatus::Succeeded,
     RunStatus::Noop,
