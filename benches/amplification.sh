@@ -58,58 +58,17 @@ STOP_TIMEOUT=${STOP_TIMEOUT:-60}
 FIXTURE=${FIXTURE:-tests/fixtures/alertmanager/firing.json}
 export UNTOIL_LOG=${UNTOIL_LOG:-warn}
 
-die() { echo "amplification.sh: $*" >&2; exit 1; }
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
+BENCH_NAME=amplification
 for tool in python3 curl du; do
     command -v "$tool" >/dev/null || die "$tool not found"
 done
 [[ -f $FIXTURE ]] || die "fixture $FIXTURE not found"
 
-if [[ -z ${SKIP_BUILD:-} ]]; then
-    echo "== cargo build --release" >&2
-    cargo build --release --quiet
-fi
-UNTOIL=$PWD/target/release/untoil
-[[ -x $UNTOIL ]] || die "$UNTOIL not built"
+bench_setup amplification
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/untoil-amplification.XXXXXX")
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        # Bounded wait: SIGKILL whatever is still there after 10 s.
-        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    if [[ -n ${KEEP:-} ]]; then
-        echo "kept $TMP" >&2
-    else
-        rm -rf "$TMP"
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
-# Polls URL until it answers 2xx or the deadline (seconds) passes; fails if PID died.
-wait_http() {
-    local url=$1 pid=$2 deadline=$((SECONDS + $3))
-    until curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null; do
-        kill -0 "$pid" 2>/dev/null || die "server (pid $pid) exited; see its log"
-        ((SECONDS < deadline)) || die "$url not up after $3 s"
-        sleep 0.05
-    done
-}
-
-kib() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 size() { du -sb "$1" | cut -f1; }
-now() { date +%s.%N; }
 
 # --- the body ------------------------------------------------------------------------------
 BODY=$TMP/body.json

@@ -48,66 +48,25 @@ DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-90}
 FIXTURE=${FIXTURE:-tests/fixtures/alertmanager/firing.json}
 export UNTOIL_LOG=${UNTOIL_LOG:-warn}
 
-die() { echo "load.sh: $*" >&2; exit 1; }
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
+BENCH_NAME=load
 for tool in wrk webhook python3 curl; do
     command -v "$tool" >/dev/null || die "$tool not found (apt-get install wrk webhook python3 curl)"
 done
 [[ -f $FIXTURE ]] || die "fixture $FIXTURE not found"
 FIXTURE=$(cd "$(dirname "$FIXTURE")" && pwd)/$(basename "$FIXTURE")
 
-if [[ -z ${SKIP_BUILD:-} ]]; then
-    echo "== cargo build --release" >&2
-    cargo build --release --quiet
-fi
-UNTOIL=${UNTOIL_BIN:-$PWD/target/release/untoil}
-[[ -x $UNTOIL ]] || die "$UNTOIL not built"
-
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/untoil-load.XXXXXX")
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        # Bounded wait: SIGKILL whatever is still there after 10 s.
-        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    if [[ -n ${KEEP:-} ]]; then
-        echo "kept $TMP" >&2
-    else
-        rm -rf "$TMP"
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
-# Polls URL until it answers 2xx or the deadline (seconds) passes; fails if PID died.
-wait_http() {
-    local url=$1 pid=$2 deadline=$((SECONDS + $3))
-    until curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null; do
-        kill -0 "$pid" 2>/dev/null || die "server (pid $pid) exited; see its log"
-        ((SECONDS < deadline)) || die "$url not up after $3 s"
-        sleep 0.05
-    done
-}
+bench_setup load
 
 # CPU seconds of PID and its waited-for children (utime + stime + cutime + cstime).
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print ($12 + $13 + $14 + $15) / hz }' "/proc/$1/stat"; }
 
-kib() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
 # write_bytes of PID so far (bytes it caused to be written to storage, children it waited for
 # not included: the steps' appends are the same on both sides).
 write_bytes() { awk '$1 == "write_bytes:" { print $2 }' "/proc/$1/io"; }
-now() { date +%s.%N; }
 lines() { if [[ -f $1 ]]; then wc -l <"$1"; else echo 0; fi; }
 
 # --- fixtures ------------------------------------------------------------------------------

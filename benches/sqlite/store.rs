@@ -310,7 +310,9 @@ fn untoil_answer(r: &report::ToilReport) -> Answer {
                 Totals {
                     runs: row.rollup.runs,
                     succeeded: row.rollup.succeeded,
-                    failed: row.rollup.failed,
+                    // Rollups count interrupted runs apart from failed since schema 3; the SQL
+                    // side (and the generated truth) count them as failed.
+                    failed: row.rollup.failed + row.rollup.interrupted,
                     cancelled: row.rollup.cancelled,
                     toil_milli: row.rollup.toil_milli_minutes,
                 },
