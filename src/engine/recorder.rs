@@ -2,8 +2,8 @@
 //! durable by the next durable write), output lines to the log, every event to the run's
 //! followers as it happens.
 //!
-//! Each progress write rewrites the run's record, so writes that would be superseded at once
-//! are not made: a step that starts a process is recorded once, with its process group, when
+//! Each progress write is a small append beside the run's record (docs/store.md), still a
+//! store write per event, so writes that would be superseded at once are not made: a step that starts a process is recorded once, with its process group, when
 //! the process starts (microseconds after the step starts); a finished step is written when the
 //! next step starts, and the last one not at all, as the run's finish (which the worker writes
 //! next, with every step) supersedes it. What a crash can lose is the same as before: progress
