@@ -8,6 +8,19 @@ use serde_json::Value;
 use untoil::daemon;
 use untoil::daemon::settings::Settings;
 
+/// The raw sled database of a closed store, waiting for a just-dropped store's lock (sled's
+/// flusher keeps it a moment after the drop).
+pub fn raw_sled(data: &Path) -> sled::Db {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match sled::open(data) {
+            Ok(db) => return db,
+            Err(e) if Instant::now() > deadline => panic!("raw sled: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
 pub fn fixture(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/alertmanager")

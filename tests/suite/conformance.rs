@@ -63,15 +63,7 @@ impl Backend for Sled {
         Arc::new(SledStore::open(dir).unwrap_or_else(|e| panic!("sled store: {e}")))
     }
     fn stored(&self, dir: &Path) -> Option<Stored> {
-        // A store dropped a moment ago keeps its lock until sled's flusher exits.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        let db = loop {
-            match sled::open(dir) {
-                Ok(db) => break db,
-                Err(e) if std::time::Instant::now() > deadline => panic!("raw sled: {e}"),
-                Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
-            }
-        };
+        let db = crate::common::raw_sled(dir);
         let tree = |n: &str| db.open_tree(n).expect("tree");
         let bytes = |t: &sled::Tree| -> usize {
             t.iter()
@@ -778,7 +770,12 @@ async fn listing_by_a_status_of_runs_not_yet_ended_finds_exactly_those_most_rece
             "{}",
             b.name()
         );
-        assert_eq!(listed(RunStatus::Queued, 2).await.len(), 2, "{}", b.name());
+        assert_eq!(
+            listed(RunStatus::Queued, 2).await,
+            vec![ids[4].clone(), ids[2].clone()],
+            "{}",
+            b.name()
+        );
         assert_eq!(
             listed(RunStatus::Running, 0).await,
             vec![ids[3].clone(), ids[1].clone()],
@@ -1903,6 +1900,8 @@ async fn admissions_during_prune_never_leave_a_ref_without_its_notification() {
                     )
                 })
             });
+            // Spawned now, before the prune: a lazy iterator would start them only after it.
+            let admits: Vec<_> = admits.collect();
             let prune = {
                 let store = store.clone();
                 tokio::spawn(async move {
@@ -1912,7 +1911,7 @@ async fn admissions_during_prune_never_leave_a_ref_without_its_notification() {
                         .expect("prune")
                 })
             };
-            for a in admits.collect::<Vec<_>>() {
+            for a in admits {
                 ids.extend(a.await.expect("task").into_iter().map(|r| r.id));
             }
             prune.await.expect("task");

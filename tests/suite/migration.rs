@@ -389,18 +389,6 @@ async fn a_schema_2_store_keeps_its_totals_and_names_what_pruned_runs_cannot_spl
     assert_eq!(reports(&store, "report-month.json").await.1, before);
 }
 
-/// The raw sled database of a closed store (waiting for a just-dropped store's lock).
-fn raw(data: &Path) -> sled::Db {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        match sled::open(data) {
-            Ok(db) => return db,
-            Err(e) if std::time::Instant::now() > deadline => panic!("raw sled: {e}"),
-            Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schema_3_store_reads_back_identically_with_notifications_stored_once() {
     let dir = unpack_fixture("store-v3");
@@ -445,7 +433,7 @@ async fn a_schema_3_store_reads_back_identically_with_notifications_stored_once(
     drop(store);
 
     // Four alert runs of two notifications: two stored, every record refers to one.
-    let db = raw(&data);
+    let db = crate::common::raw_sled(&data);
     let notifications = db.open_tree("notifications").expect("tree");
     assert_eq!(notifications.len(), 2);
     let runs_tree = db.open_tree("runs").expect("tree");

@@ -342,14 +342,7 @@ fn a_run_whose_notification_is_gone_reads_as_corrupt_naming_the_run() {
         .expect("admit");
     }
     // What no write of the store does: the notification removed under its run.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let db = loop {
-        match sled::open(dir.path()) {
-            Ok(db) => break db,
-            Err(e) if Instant::now() > deadline => panic!("raw sled: {e}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(20)),
-        }
-    };
+    let db = crate::common::raw_sled(dir.path());
     let tree = db.open_tree("notifications").expect("tree");
     assert_eq!(tree.len(), 1);
     tree.clear().expect("clear");
