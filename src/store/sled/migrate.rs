@@ -530,7 +530,7 @@ mod tests {
                     assert!(!text.contains("\"notification\":"), "{text}");
                     let mut run: RunRecord = decode(&k, &v).expect("decodes");
                     notes
-                        .rehydrate(&trees.notifications, &k, &mut run)
+                        .rehydrate(&trees.notifications, dir.path(), &k, &mut run)
                         .expect("its notification is stored");
                     run
                 })

@@ -8,13 +8,14 @@
 //! no admission can refer to a notification while it is removed.
 
 use std::collections::{HashMap, HashSet};
+use std::path::Path;
 use std::sync::{Arc, Mutex, Weak};
 
 use sha2::{Digest, Sha256};
 
 use crate::run::record::RunRecord;
 use crate::store::error::StoreError;
-use crate::store::sled::layout::{decode, encode};
+use crate::store::sled::layout::{backend, decode, encode};
 use crate::trigger::alert::Notification;
 
 /// A notification's SHA-256.
@@ -160,6 +161,7 @@ impl Notes {
     pub fn rehydrate(
         &self,
         tree: &sled::Tree,
+        path: &Path,
         key: &[u8],
         run: &mut RunRecord,
     ) -> Result<Option<Hash>, StoreError> {
@@ -171,10 +173,7 @@ impl Notes {
             None => {
                 let bytes = tree
                     .get(hex(&hash).as_bytes())
-                    .map_err(|e| StoreError::Backend {
-                        path: "notifications".into(),
-                        reason: e.to_string(),
-                    })?
+                    .map_err(|e| backend(path, e))?
                     .ok_or_else(|| dangling(key, &hash))?;
                 self.decoded(&hash, &bytes)?
             }
@@ -352,7 +351,7 @@ mod tests {
         let mut back: RunRecord = decode(b"r", &enc.value).expect("decodes");
         let key = run.id.0.as_bytes();
         let e = notes
-            .rehydrate(&tree, key, &mut back)
+            .rehydrate(&tree, Path::new("test"), key, &mut back)
             .expect_err("dangling");
         assert!(
             matches!(&e, StoreError::Corrupt { key, .. } if key.contains(&run.id.0)),
@@ -361,13 +360,17 @@ mod tests {
         tree.insert(hex(&note.hash), note.json()).expect("insert");
         let mut back: RunRecord = decode(b"r", &enc.value).expect("decodes");
         assert_eq!(
-            notes.rehydrate(&tree, key, &mut back).expect("reads"),
+            notes
+                .rehydrate(&tree, Path::new("test"), key, &mut back)
+                .expect("reads"),
             Some(note.hash)
         );
         assert_eq!(back, run);
         // Read again: the cached copy, shared.
         let mut again: RunRecord = decode(b"r", &enc.value).expect("decodes");
-        notes.rehydrate(&tree, key, &mut again).expect("reads");
+        notes
+            .rehydrate(&tree, Path::new("test"), key, &mut again)
+            .expect("reads");
         let (a, b) = (back.alert.expect("alert"), again.alert.expect("alert"));
         assert!(Arc::ptr_eq(&a.notification, &b.notification));
         assert_eq!(

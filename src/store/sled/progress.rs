@@ -4,6 +4,7 @@
 //! events of a run that has ended are ignored on read (its final record has every step) and
 //! removed after its finish and by prune.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
@@ -12,7 +13,7 @@ use crate::run::record::RunRecord;
 use crate::run::status::RunStatus;
 use crate::run::step::StepResult;
 use crate::store::error::StoreError;
-use crate::store::sled::layout::{decode, encode};
+use crate::store::sled::layout::{backend, decode, encode};
 
 /// One progress event as read.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -108,24 +109,21 @@ pub fn apply(run: &mut RunRecord, event: Event) {
 /// Applies the events of a `running` run in order; other runs are left as they are. Applying
 /// events again to a record they were merged into changes nothing, so a record rewritten with
 /// its progress merged keeps its events until the run ends.
-pub fn merge(tree: &sled::Tree, run: &mut RunRecord) -> Result<(), StoreError> {
+pub fn merge(tree: &sled::Tree, path: &Path, run: &mut RunRecord) -> Result<(), StoreError> {
     if run.status != RunStatus::Running {
         return Ok(());
     }
-    for e in events(tree, run.id.0.as_bytes())? {
+    for e in events(tree, path, run.id.0.as_bytes())? {
         apply(run, e);
     }
     Ok(())
 }
 
 /// The events of run `id`, in order.
-pub fn events(tree: &sled::Tree, id: &[u8]) -> Result<Vec<Event>, StoreError> {
+pub fn events(tree: &sled::Tree, path: &Path, id: &[u8]) -> Result<Vec<Event>, StoreError> {
     let mut out = Vec::new();
     for item in tree.scan_prefix(prefix(id)) {
-        let (k, v) = item.map_err(|e| StoreError::Backend {
-            path: "progress".into(),
-            reason: e.to_string(),
-        })?;
+        let (k, v) = item.map_err(|e| backend(path, e))?;
         out.push(decode(&k, &v)?);
     }
     Ok(out)
@@ -201,7 +199,7 @@ mod tests {
             value(&EventOut::Finished(&step("x", ""))),
         )
         .expect("insert");
-        merge(&tree, &mut run).expect("merges");
+        merge(&tree, Path::new("test"), &mut run).expect("merges");
         let names: Vec<(&str, &str)> = run
             .steps
             .iter()
@@ -211,7 +209,7 @@ mod tests {
         assert_eq!(run.current_step.as_deref(), Some("c"));
         assert_eq!(run.current_pgid, Some(44));
         let merged = run.clone();
-        merge(&tree, &mut run).expect("merges again");
+        merge(&tree, Path::new("test"), &mut run).expect("merges again");
         assert_eq!(run, merged);
 
         // A finished run's events are ignored, then removed.
@@ -219,7 +217,7 @@ mod tests {
             id: run.id.clone(),
             ..RunRecord::synthetic(1)
         };
-        merge(&tree, &mut done).expect("merges");
+        merge(&tree, Path::new("test"), &mut done).expect("merges");
         assert!(done.steps.is_empty());
         remove(&tree, &id).expect("removes");
         assert_eq!(tree.len(), 1);

@@ -536,10 +536,7 @@ pub fn apply(
     for write in &batch {
         if let Write::Transition(id, ..) | Write::Verdict(id, _) = write {
             let key = id.0.as_bytes();
-            events.insert(
-                key.to_vec(),
-                progress::events(&trees.progress, key).map_err(|e| backend(path, e))?,
-            );
+            events.insert(key.to_vec(), progress::events(&trees.progress, path, key)?);
         }
     }
     let all = (
