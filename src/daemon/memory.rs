@@ -13,10 +13,12 @@ pub const ARENAS: i32 = 2;
 /// reads it itself, and an explicit setting wins). Call it before the runtime starts threads.
 /// Returns whether the cap was applied.
 pub fn limit_arenas() -> bool {
-    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
-        return false;
-    }
-    set_arena_max(ARENAS)
+    cap(std::env::var_os("MALLOC_ARENA_MAX").as_deref()).is_some_and(set_arena_max)
+}
+
+/// The arena cap to set, given the operator's `MALLOC_ARENA_MAX`: none when they set one.
+fn cap(explicit: Option<&std::ffi::OsStr>) -> Option<i32> {
+    explicit.is_none().then_some(ARENAS)
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -34,6 +36,12 @@ fn set_arena_max(_n: i32) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_cap_is_two_arenas_unless_the_operator_set_malloc_arena_max() {
+        assert_eq!(super::cap(None), Some(2));
+        assert_eq!(super::cap(Some(std::ffi::OsStr::new("8"))), None);
+    }
+
     #[test]
     fn the_cap_applies_on_glibc_and_yields_to_an_explicit_setting() {
         if std::env::var_os("MALLOC_ARENA_MAX").is_some() {

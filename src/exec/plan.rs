@@ -341,12 +341,7 @@ impl Plan {
                 "UNTOIL_ALERT_FINGERPRINT".into(),
                 a.alert.fingerprint.clone(),
             ));
-            // The status as the alert's JSON spells it, without serialising the whole alert.
-            let status = serde_json::to_value(a.alert.status).unwrap_or_default();
-            env.push((
-                "UNTOIL_ALERT_STATUS".into(),
-                status.as_str().unwrap_or("").to_string(),
-            ));
+            env.push(("UNTOIL_ALERT_STATUS".into(), a.alert.status.to_string()));
             for (k, v) in &a.alert.labels {
                 if !v.contains('\0') {
                     env.push((

@@ -482,7 +482,7 @@ fn run_with_an_alert_payload_runs_once_per_matching_alert() {
     write_runbook(
         dir.path(),
         "disk",
-        "name: disk\nowner: me\ntoil: {manual_minutes: 1}\ntriggers: [{alert: {matchers: ['alertname=\"DiskFull\"']}}]\nsteps:\n  - name: show\n    run: echo {{alert.labels.instance}} {{alert.status}} $UNTOIL_ALERT_LABEL_SEVERITY\n",
+        "name: disk\nowner: me\ntoil: {manual_minutes: 1}\ntriggers: [{alert: {matchers: ['alertname=\"DiskFull\"']}}]\nsteps:\n  - name: show\n    run: echo {{alert.labels.instance}} {{alert.status}} $UNTOIL_ALERT_LABEL_SEVERITY $UNTOIL_ALERT_STATUS $UNTOIL_ALERT_FINGERPRINT\n",
     );
     let out = untoil_in(
         dir.path(),
@@ -490,7 +490,7 @@ fn run_with_an_alert_payload_runs_once_per_matching_alert() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(
-        text(&out.stdout).contains("    | db-1 firing critical"),
+        text(&out.stdout).contains("    | db-1 firing critical firing 1b821551d31d953a"),
         "{}",
         text(&out.stdout)
     );
