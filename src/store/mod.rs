@@ -16,6 +16,7 @@
 //! runtime's workers, so callers may await any method anywhere.
 
 pub mod error;
+pub mod postgres;
 pub mod sled;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,358 @@
+//! The store on PostgreSQL, shared by the daemons of a fleet: the sled store's semantics (see
+//! [`crate::store::Store`]) kept in tables ([`schema`] says which).
+//!
+//! Every operation is one transaction from the pool, committed before it returns (durability is
+//! the database's: a commit is on its WAL). Decisions are made in Rust between
+//! `SELECT ... FOR UPDATE` and the write ([`write`]); deadlocks and serialization failures run
+//! the transaction again ([`tx`]). Step progress rewrites the running run's record in a short
+//! transaction of its own, so a read of a running run shows it.
+
+pub mod admit;
+pub mod maintain;
+pub mod notes;
+pub mod read;
+pub mod rollups;
+pub mod rows;
+pub mod schema;
+pub mod tx;
+pub mod write;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+
+use crate::guard::KeyState;
+use crate::ledger::rollup::{Rollup, RollupKey};
+use crate::run::id::RunId;
+use crate::run::record::{RunRecord, Verification};
+use crate::run::status::RunStatus;
+use crate::run::step::StepResult;
+use crate::store::error::StoreError;
+use crate::store::postgres::notes::Notes;
+use crate::store::postgres::rows::{Progress, decode, encode};
+use crate::store::postgres::schema::Migrated;
+use crate::store::postgres::tx::{Fail, backend, in_tx};
+use crate::store::postgres::write::{Writer, update_guard};
+use crate::store::{
+    Admitted, AlertReceived, Candidate, Change, Delivery, GuardChanged, GuardOf, Reconciled,
+    Result, RunFilter, Store, Transition, Update,
+};
+use crate::trigger::key::{Episode, Fire};
+
+/// The PostgreSQL-backed store.
+#[derive(Clone)]
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: deadpool_postgres::Pool,
+    /// The database's URL without its password, where the sled store names its directory.
+    name: String,
+    migrated: Migrated,
+    notes: Notes,
+}
+
+impl Inner {
+    /// A connection from the pool.
+    async fn client(&self, what: &str) -> Result<deadpool_postgres::Object> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| backend(&self.name, &format!("{what}: no database connection"), &e))
+    }
+}
+
+impl PgStore {
+    /// Opens the store in the database `pool` connects to, creating its tables the first time
+    /// and migrating them to the current schema version under an advisory lock (replicas
+    /// starting together migrate once). `name` is the database's URL without its password
+    /// (`postgres://user@host:port/db`), used in errors.
+    pub async fn open(pool: deadpool_postgres::Pool, name: String) -> Result<PgStore> {
+        let mut client = pool
+            .get()
+            .await
+            .map_err(|e| backend(&name, "opening the store: no database connection", &e))?;
+        let what = "migrating the store's schema";
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| backend(&name, what, &e))?;
+        let migrated = match schema::migrate(&tx, &name).await {
+            Ok(m) => m,
+            Err(e) => return Err(e.into_store(&name, what)),
+        };
+        tx.commit().await.map_err(|e| backend(&name, what, &e))?;
+        drop(client);
+        Ok(PgStore {
+            inner: Arc::new(Inner {
+                pool,
+                name,
+                migrated,
+                notes: Notes::default(),
+            }),
+        })
+    }
+
+    /// What opening found of the schema version, and the version now.
+    pub fn migrated(&self) -> &Migrated {
+        &self.inner.migrated
+    }
+
+    /// The database's name in messages (its URL without a password).
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// A step event applied to run `id`'s record if it is running (progress of a run that
+    /// ended is ignored, as the sled store ignores it on read).
+    async fn progress(&self, id: &RunId, event: Progress<'_>) -> Result<()> {
+        let s = &*self.inner;
+        in_tx!(s, "recording a step's progress", |tx| {
+            let st = tx
+                .prepare_cached("SELECT record::text FROM runs WHERE id = $1 FOR UPDATE")
+                .await?;
+            let Some(row) = tx.query_opt(&st, &[&id.0]).await? else {
+                return Ok(());
+            };
+            let text: String = row.try_get(0)?;
+            // Decoded with its notification ref, written back with it: no notification work.
+            let mut run: RunRecord = decode(&format!("run {}", id.0), &text)?;
+            if run.status != RunStatus::Running {
+                return Ok(());
+            }
+            event.apply(&mut run);
+            let up = tx
+                .prepare_cached("UPDATE runs SET record = $2::text::json WHERE id = $1")
+                .await?;
+            tx.execute(&up, &[&id.0, &encode(&run)]).await?;
+            Ok::<(), Fail>(())
+        })
+    }
+
+    /// Admission, with a delivery to claim first when there is one (None: refused).
+    async fn admit_with(
+        &self,
+        delivery: Option<&Delivery>,
+        candidates: &[Candidate],
+        alerts: &[AlertReceived],
+    ) -> Result<Option<Vec<Admitted>>> {
+        let s = &*self.inner;
+        in_tx!(s, "admitting runs", |tx| {
+            if let Some(d) = delivery
+                && !admit::claim_delivery(&tx, d).await?
+            {
+                return Ok(None);
+            }
+            for a in alerts {
+                admit::put_alert(&tx, a).await?;
+            }
+            let mut w = Writer::new(&s.notes);
+            Ok::<_, Fail>(Some(admit::admit(&tx, &mut w, candidates).await?))
+        })
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn id(&self) -> &str {
+        &self.inner.migrated.store_id
+    }
+
+    async fn admit(
+        &self,
+        candidates: Vec<Candidate>,
+        alerts: Vec<AlertReceived>,
+    ) -> Result<Vec<Admitted>> {
+        Ok(self
+            .admit_with(None, &candidates, &alerts)
+            .await?
+            .unwrap_or_default())
+    }
+
+    async fn admit_delivery(
+        &self,
+        delivery: Delivery,
+        candidates: Vec<Candidate>,
+        alerts: Vec<AlertReceived>,
+    ) -> Result<Option<Vec<Admitted>>> {
+        self.admit_with(Some(&delivery), &candidates, &alerts).await
+    }
+
+    async fn transition(
+        &self,
+        id: &RunId,
+        from: &[RunStatus],
+        change: Change,
+    ) -> Result<Transition> {
+        let s = &*self.inner;
+        in_tx!(s, "changing a run's status", |tx| {
+            let mut w = Writer::new(&s.notes);
+            w.transition(&tx, id, from, &change).await
+        })
+    }
+
+    async fn step_started(&self, id: &RunId, step: &str, pgid: Option<u32>) -> Result<()> {
+        self.progress(id, Progress::Started(step, pgid)).await
+    }
+
+    async fn record_step(&self, id: &RunId, step: &StepResult) -> Result<()> {
+        self.progress(id, Progress::Finished(step)).await
+    }
+
+    async fn finish(
+        &self,
+        run: RunRecord,
+        guard: Option<GuardOf<Update>>,
+    ) -> Result<Option<GuardChanged>> {
+        let s = &*self.inner;
+        in_tx!(s, "finishing a run", |tx| {
+            let mut w = Writer::new(&s.notes);
+            w.finish(&tx, &run).await?;
+            match &guard {
+                Some(g) => Ok(Some(update_guard(&tx, &g.runbook, &g.key, &g.apply).await?)),
+                None => Ok::<_, Fail>(None),
+            }
+        })
+    }
+
+    async fn finish_many(&self, runs: Vec<RunRecord>) -> Result<()> {
+        let s = &*self.inner;
+        in_tx!(s, "finishing runs", |tx| {
+            let mut w = Writer::new(&s.notes);
+            for run in &runs {
+                w.finish(&tx, run).await?;
+            }
+            Ok::<(), Fail>(())
+        })
+    }
+
+    async fn set_verified(&self, id: &RunId, verification: Verification) -> Result<bool> {
+        let s = &*self.inner;
+        let t = in_tx!(s, "recording a verification verdict", |tx| {
+            let mut w = Writer::new(&s.notes);
+            w.verdict(&tx, id, &verification).await
+        })?;
+        match t {
+            Transition::Missing => Err(StoreError::NoSuchRun(id.0.clone())),
+            Transition::Done(_) => Ok(true),
+            Transition::Refused(_) => Ok(false),
+        }
+    }
+
+    async fn update_guards(
+        &self,
+        runbook: &str,
+        key: Option<&str>,
+        update: Update,
+    ) -> Result<Vec<(String, KeyState)>> {
+        let s = &*self.inner;
+        in_tx!(s, "updating guard states", |tx| {
+            let st = tx
+                .prepare_cached(
+                    "SELECT key FROM guards WHERE runbook = $1 AND ($2::text IS NULL OR key = $2) \
+                     AND state IS NOT NULL ORDER BY key",
+                )
+                .await?;
+            let mut out = Vec::new();
+            for row in tx.query(&st, &[&runbook, &key]).await? {
+                let k: String = row.try_get(0)?;
+                let changed = update_guard(&tx, runbook, &k, &update).await?;
+                out.push((k, changed.after));
+            }
+            Ok::<_, Fail>(out)
+        })
+    }
+
+    async fn reconcile(&self, interrupt: Change) -> Result<Reconciled> {
+        let s = &*self.inner;
+        in_tx!(s, "reconciling runs at start-up", |tx| {
+            let mut w = Writer::new(&s.notes);
+            maintain::reconcile(&tx, &mut w, &interrupt).await
+        })
+    }
+
+    async fn runs_of_episode(&self, episode: &Episode) -> Result<Vec<RunId>> {
+        let what = "reading an episode's runs";
+        let c = self.inner.client(what).await?;
+        read::runs_of_episode(&c, episode)
+            .await
+            .map_err(|e| e.into_store(&self.inner.name, what))
+    }
+
+    async fn episode_at_millis(
+        &self,
+        fingerprint: &str,
+        starts_at: DateTime<Utc>,
+    ) -> Result<Option<Episode>> {
+        let what = "finding an alert episode";
+        let c = self.inner.client(what).await?;
+        read::episode_at_millis(&c, fingerprint, starts_at)
+            .await
+            .map_err(|e| e.into_store(&self.inner.name, what))
+    }
+
+    async fn last_fire(&self, fire: &Fire) -> Result<Option<DateTime<Utc>>> {
+        let what = "reading a schedule's last fire";
+        let c = self.inner.client(what).await?;
+        read::last_fire(&c, fire)
+            .await
+            .map_err(|e| e.into_store(&self.inner.name, what))
+    }
+
+    async fn get_run(&self, id: &RunId) -> Result<Option<RunRecord>> {
+        let what = "reading a run";
+        let c = self.inner.client(what).await?;
+        read::get_run(&c, &self.inner.notes, id)
+            .await
+            .map_err(|e| e.into_store(&self.inner.name, what))
+    }
+
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
+        let what = "listing runs";
+        let c = self.inner.client(what).await?;
+        read::list_runs(&c, &self.inner.notes, filter)
+            .await
+            .map_err(|e| e.into_store(&self.inner.name, what))
+    }
+
+    async fn rollups(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        by_month: bool,
+    ) -> Result<Vec<(RollupKey, Rollup)>> {
+        let s = &*self.inner;
+        // One snapshot for the daily and monthly reads of one report.
+        in_tx!(s, "reading rollups", |tx| read::rollups(&tx, from, to, by_month).await)
+    }
+
+    async fn alerts(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<AlertReceived>> {
+        let what = "reading alert episodes";
+        let c = self.inner.client(what).await?;
+        read::alerts(&c, from, to)
+            .await
+            .map_err(|e| e.into_store(&self.inner.name, what))
+    }
+
+    async fn guard_states(&self) -> Result<Vec<(String, String, KeyState)>> {
+        let what = "reading guard states";
+        let c = self.inner.client(what).await?;
+        read::guard_states(&c)
+            .await
+            .map_err(|e| e.into_store(&self.inner.name, what))
+    }
+
+    async fn prune(&self, before: DateTime<Utc>) -> Result<usize> {
+        let s = &*self.inner;
+        in_tx!(s, "pruning old runs", |tx| maintain::prune(&tx, before).await)
+    }
+
+    async fn prune_deliveries(&self, now: DateTime<Utc>) -> Result<usize> {
+        let s = &*self.inner;
+        in_tx!(s, "pruning delivery records", |tx| {
+            maintain::prune_deliveries(&tx, now).await
+        })
+    }
+}

@@ -1,0 +1,153 @@
+//! Rollups: daily and monthly counters of finished runs, kept in [`SHARDS`] rows per group
+//! (shard picked from the run id) so that concurrent finishes of one runbook's runs lock
+//! different rows instead of queueing on one; reads sum a group's shards with `Rollup::merge`.
+
+use chrono::NaiveDate;
+use deadpool_postgres::GenericClient;
+
+use crate::ledger::rollup::{Rollup, RollupKey};
+use crate::store::postgres::rows::{decode, encode, shard};
+use crate::store::postgres::tx::Fail;
+
+/// Rows per rollup group. Fixed for the life of a store: a late verdict subtracts a run's
+/// contribution from the shard it was added to, picked again from its id.
+pub const SHARDS: u32 = 8;
+
+/// The daily and monthly tables.
+#[derive(Clone, Copy)]
+pub enum Table {
+    /// `rollups_daily`, by UTC day.
+    Daily,
+    /// `rollups_monthly`, by calendar month (its first day).
+    Monthly,
+}
+
+impl Table {
+    fn name(self) -> &'static str {
+        match self {
+            Table::Daily => "rollups_daily",
+            Table::Monthly => "rollups_monthly",
+        }
+    }
+
+    /// The period a run's day falls in.
+    fn period(self, day: NaiveDate) -> NaiveDate {
+        match self {
+            Table::Daily => day,
+            Table::Monthly => first_of_month(day),
+        }
+    }
+}
+
+/// The first day of `d`'s month.
+pub fn first_of_month(d: NaiveDate) -> NaiveDate {
+    use chrono::Datelike;
+    d.with_day(1).unwrap_or(d)
+}
+
+/// The first day of the month after `d`'s.
+pub fn next_month(d: NaiveDate) -> NaiveDate {
+    use chrono::Datelike;
+    let (y, m) = if d.month() == 12 {
+        (d.year() + 1, 1)
+    } else {
+        (d.year(), d.month() + 1)
+    };
+    NaiveDate::from_ymd_opt(y, m, 1).unwrap_or(NaiveDate::MAX)
+}
+
+/// Adds run `id`'s contribution `part` to its daily and monthly groups, or takes it out
+/// (`remove`, before a verdict's new contribution goes in).
+pub async fn add(
+    tx: &impl GenericClient,
+    id: &str,
+    key: &RollupKey,
+    part: &Rollup,
+    remove: bool,
+) -> Result<(), Fail> {
+    let s = shard(id, SHARDS);
+    for table in [Table::Daily, Table::Monthly] {
+        let t = table.name();
+        let period = table.period(key.day);
+        let select = tx
+            .prepare_cached(&format!(
+                "SELECT counters::text FROM {t} WHERE period = $1 AND owner = $2 AND service = $3 \
+                 AND runbook = $4 AND cause = $5 AND shard = $6 FOR UPDATE"
+            ))
+            .await?;
+        let insert = tx
+            .prepare_cached(&format!(
+                "INSERT INTO {t} (period, owner, service, runbook, cause, shard, counters) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7::text::json) ON CONFLICT DO NOTHING RETURNING 1"
+            ))
+            .await?;
+        let update = tx
+            .prepare_cached(&format!(
+                "UPDATE {t} SET counters = $7::text::json WHERE period = $1 AND owner = $2 \
+                 AND service = $3 AND runbook = $4 AND cause = $5 AND shard = $6"
+            ))
+            .await?;
+        let apply = |mut current: Rollup| {
+            if remove {
+                current.subtract(part);
+            } else {
+                current.merge(part);
+            }
+            encode(&current)
+        };
+        // A missing row is inserted; one inserted meanwhile by another writer is then locked.
+        loop {
+            let params_key: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
+                [&period, &key.owner, &key.service, &key.runbook, &key.cause, &s];
+            if let Some(row) = tx.query_opt(&select, &params_key).await? {
+                let text: String = row.try_get(0)?;
+                let counters = apply(decode(&format!("rollup {t} {key:?}"), &text)?);
+                let mut params = params_key.to_vec();
+                params.push(&counters);
+                tx.execute(&update, &params).await?;
+                break;
+            }
+            let counters = apply(Rollup::default());
+            let mut params = params_key.to_vec();
+            params.push(&counters);
+            if tx.query_opt(&insert, &params).await?.is_some() {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The groups of `table` whose period is in [from, to], in key order, their shards summed.
+pub async fn read(
+    c: &impl GenericClient,
+    table: Table,
+    from: NaiveDate,
+    to: NaiveDate,
+    out: &mut Vec<(RollupKey, Rollup)>,
+) -> Result<(), Fail> {
+    let t = table.name();
+    let st = c
+        .prepare_cached(&format!(
+            "SELECT period, owner, service, runbook, cause, counters::text FROM {t} \
+             WHERE period >= $1 AND period <= $2 \
+             ORDER BY period, owner, service, runbook, cause"
+        ))
+        .await?;
+    for row in c.query(&st, &[&from, &to]).await? {
+        let key = RollupKey {
+            day: row.try_get(0)?,
+            owner: row.try_get(1)?,
+            service: row.try_get(2)?,
+            runbook: row.try_get(3)?,
+            cause: row.try_get(4)?,
+        };
+        let text: String = row.try_get(5)?;
+        let part: Rollup = decode(&format!("rollup {t} {key:?}"), &text)?;
+        match out.last_mut() {
+            Some((k, r)) if *k == key => r.merge(&part),
+            _ => out.push((key, part)),
+        }
+    }
+    Ok(())
+}

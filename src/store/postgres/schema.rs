@@ -1,0 +1,170 @@
+//! Schema versions of the PostgreSQL store, applied at open under an advisory lock.
+//!
+//! `schema_migrations` holds one row per version applied, with `readable_by`: the oldest schema
+//! version whose code still reads and writes the database correctly after that step. A step
+//! that only adds (a nullable column, a table an older untoil never touches) says an older
+//! version, so that replicas of the previous release keep running during a rolling upgrade; a
+//! step that changes what existing rows mean says its own. An untoil refuses a database with a
+//! step above its [`SCHEMA_VERSION`] that it cannot read ([`StoreError::NewerSchema`]).
+//!
+//! Replicas starting together do not race: the whole migration runs in one transaction that
+//! first takes `pg_advisory_xact_lock` on [`LOCK_KEY`], so the others wait, then find the
+//! schema current. DDL is transactional in PostgreSQL: a crash mid-migration leaves the
+//! previous version whole.
+//!
+//! Versions:
+//! 1. Runs (with their notification refs, listing and reconciliation indexes), notifications,
+//!    dedupe keys, alert episodes, guard states, signed webhook deliveries, and daily and
+//!    monthly rollups kept in shards.
+
+use deadpool_postgres::GenericClient;
+
+use crate::store::error::StoreError;
+use crate::store::postgres::tx::Fail;
+
+/// The version this build writes.
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// The advisory lock migrations hold ("untoil" in ASCII, then the lock's purpose, 1).
+pub const LOCK_KEY: i64 = 0x756e_746f_696c_0001;
+
+/// One step: to `version`, readable by code of `readable_by` and later.
+struct Migration {
+    version: i32,
+    readable_by: i32,
+    description: &'static str,
+    sql: &'static str,
+}
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    readable_by: 1,
+    description: "runs, notifications, dedupe, alerts, guards, deliveries, sharded rollups",
+    sql: r#"
+CREATE TABLE notifications (
+    hash text COLLATE "C" PRIMARY KEY,
+    body json NOT NULL
+);
+CREATE TABLE runs (
+    id text COLLATE "C" PRIMARY KEY,
+    runbook text COLLATE "C" NOT NULL,
+    status text NOT NULL,
+    cause text NOT NULL,
+    active boolean NOT NULL,
+    awaits_verdict boolean NOT NULL DEFAULT false,
+    note text COLLATE "C" REFERENCES notifications (hash),
+    record json NOT NULL
+);
+CREATE INDEX runs_by_runbook ON runs (runbook, id);
+CREATE INDEX runs_active ON runs (id) WHERE active;
+CREATE INDEX runs_awaiting_verdict ON runs (id) WHERE awaits_verdict;
+CREATE INDEX runs_by_note ON runs (note) WHERE note IS NOT NULL;
+CREATE TABLE dedupe (
+    key text COLLATE "C" PRIMARY KEY,
+    run_id text COLLATE "C" NOT NULL
+);
+CREATE TABLE alerts (
+    fingerprint text COLLATE "C" NOT NULL,
+    stamp text COLLATE "C" NOT NULL,
+    received_ns bigint NOT NULL,
+    record json NOT NULL,
+    PRIMARY KEY (fingerprint, stamp)
+);
+CREATE INDEX alerts_by_receipt ON alerts (received_ns);
+CREATE TABLE guards (
+    runbook text COLLATE "C" NOT NULL,
+    key text COLLATE "C" NOT NULL,
+    state json,
+    PRIMARY KEY (runbook, key)
+);
+CREATE TABLE deliveries (
+    source text COLLATE "C" NOT NULL,
+    id text COLLATE "C" NOT NULL,
+    expires_ns bigint NOT NULL,
+    record json NOT NULL,
+    PRIMARY KEY (source, id)
+);
+CREATE INDEX deliveries_by_expiry ON deliveries (expires_ns);
+CREATE TABLE rollups_daily (
+    period date NOT NULL,
+    owner text COLLATE "C" NOT NULL,
+    service text COLLATE "C" NOT NULL,
+    runbook text COLLATE "C" NOT NULL,
+    cause text COLLATE "C" NOT NULL,
+    shard smallint NOT NULL,
+    counters json NOT NULL,
+    PRIMARY KEY (period, owner, service, runbook, cause, shard)
+);
+CREATE TABLE rollups_monthly (LIKE rollups_daily INCLUDING ALL);
+"#,
+}];
+
+/// What opening found and did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Migrated {
+    /// The version found (None for a new database).
+    pub from: Option<u32>,
+    /// The version now.
+    pub to: u32,
+    /// The store's id.
+    pub store_id: String,
+}
+
+/// Brings the database to [`SCHEMA_VERSION`] (in the caller's transaction, which it locks
+/// first) and returns the store's id, created at random the first time. `name` names the
+/// database in a refusal.
+pub async fn migrate(tx: &impl GenericClient, name: &str) -> Result<Migrated, Fail> {
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY])
+        .await?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version integer PRIMARY KEY,
+             readable_by integer NOT NULL,
+             description text NOT NULL,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         );
+         CREATE TABLE IF NOT EXISTS untoil_meta (
+             key text COLLATE \"C\" PRIMARY KEY,
+             value text NOT NULL
+         );",
+    )
+    .await?;
+    let row = tx
+        .query_one(
+            "SELECT max(version), COALESCE(max(readable_by) FILTER (WHERE version > $1), 0) \
+             FROM schema_migrations",
+            &[&SCHEMA_VERSION],
+        )
+        .await?;
+    let found: Option<i32> = row.try_get(0)?;
+    let needs: i32 = row.try_get(1)?;
+    if needs > SCHEMA_VERSION {
+        return Err(Fail::Store(StoreError::NewerSchema {
+            path: name.to_string(),
+            found: found.unwrap_or(needs).max(0) as u32,
+            supported: SCHEMA_VERSION as u32,
+        }));
+    }
+    for m in MIGRATIONS.iter().filter(|m| Some(m.version) > found) {
+        tx.batch_execute(m.sql).await?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, readable_by, description) VALUES ($1, $2, $3)",
+            &[&m.version, &m.readable_by, &m.description],
+        )
+        .await?;
+    }
+    tx.execute(
+        "INSERT INTO untoil_meta (key, value) VALUES ('store_id', $1) ON CONFLICT DO NOTHING",
+        &[&ulid::Ulid::new().to_string()],
+    )
+    .await?;
+    let id: String = tx
+        .query_one("SELECT value FROM untoil_meta WHERE key = 'store_id'", &[])
+        .await?
+        .try_get(0)?;
+    Ok(Migrated {
+        from: found.map(|v| v.max(0) as u32),
+        to: found.unwrap_or(0).max(SCHEMA_VERSION).max(0) as u32,
+        store_id: id,
+    })
+}

@@ -1,0 +1,127 @@
+//! How a PostgreSQL store operation fails, and how its transaction is retried.
+//!
+//! Writes run at READ COMMITTED with explicit row locks (`SELECT ... FOR UPDATE`), so two
+//! writers of one row wait for each other instead of failing; what can still fail for reasons a
+//! second attempt cures (a deadlock between two writers locking rows in different orders, a
+//! notification removed by a concurrent prune, a serialization failure should an operator raise
+//! the default isolation) is retried whole, a bounded number of times, by [`in_tx!`].
+
+use crate::store::error::StoreError;
+
+/// How many attempts a transaction gets before its last failure is returned.
+pub const ATTEMPTS: u32 = 12;
+
+/// What failed inside a transaction.
+#[derive(Debug)]
+pub enum Fail {
+    /// The database (or the connection to it) failed.
+    Db(tokio_postgres::Error),
+    /// A store-level failure (a record that does not decode, a refusal).
+    Store(StoreError),
+}
+
+impl From<tokio_postgres::Error> for Fail {
+    fn from(e: tokio_postgres::Error) -> Fail {
+        Fail::Db(e)
+    }
+}
+
+impl From<StoreError> for Fail {
+    fn from(e: StoreError) -> Fail {
+        Fail::Store(e)
+    }
+}
+
+impl Fail {
+    /// Whether running the whole transaction again may succeed: a serialization failure
+    /// (40001), a deadlock (40P01), or a foreign key violation (23503: prune removed a
+    /// notification between a writer's check of it and its commit).
+    pub fn retryable(&self) -> bool {
+        match self {
+            Fail::Db(e) => e.code().is_some_and(|c| {
+                matches!(c.code(), "40001" | "40P01" | "23503")
+            }),
+            Fail::Store(_) => false,
+        }
+    }
+
+    /// The store error it is, naming the database (`name`) and what was being done.
+    pub fn into_store(self, name: &str, what: &str) -> StoreError {
+        match self {
+            Fail::Db(e) => backend(name, what, &e),
+            Fail::Store(e) => e,
+        }
+    }
+}
+
+/// A database failure while doing `what` on the database `name` (a URL without its password).
+pub fn backend(name: &str, what: &str, e: &dyn std::fmt::Display) -> StoreError {
+    StoreError::Backend {
+        path: name.to_string(),
+        reason: format!("{what}: {e}"),
+    }
+}
+
+/// A stored value that does not decode.
+pub fn corrupt(key: impl Into<String>, e: impl std::fmt::Display) -> Fail {
+    Fail::Store(StoreError::Corrupt {
+        key: key.into(),
+        reason: e.to_string(),
+    })
+}
+
+/// A short pause before attempt `n` again, growing, so that two writers that deadlocked do not
+/// meet again at once.
+pub async fn backoff(n: u32) {
+    let ms = 2u64.saturating_pow(n.min(7)) + u64::from(rand_jitter());
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+}
+
+/// A few milliseconds of jitter from the clock (no random generator needed for this).
+fn rand_jitter() -> u8 {
+    (chrono::Utc::now().timestamp_subsec_nanos() % 7) as u8
+}
+
+/// Runs `$body` (which uses the transaction `$tx` and returns `Result<T, Fail>`) in a fresh
+/// transaction from `$store`'s pool, commits it, and runs it all again on a retryable failure;
+/// evaluates to `Result<T, StoreError>`. A macro, not a function: the body borrows the
+/// transaction across awaits, which a closure type cannot say.
+macro_rules! in_tx {
+    ($store:expr, $what:expr, |$tx:ident| $body:expr) => {{
+        let what: &str = $what;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let mut client = match $store.client(what).await {
+                Ok(c) => c,
+                Err(e) => break Err(e),
+            };
+            let $tx = match client.transaction().await {
+                Ok(t) => t,
+                Err(e) => break Err($crate::store::postgres::tx::backend(&$store.name, what, &e)),
+            };
+            let result: std::result::Result<_, $crate::store::postgres::tx::Fail> =
+                async { $body }.await;
+            let result = match result {
+                Ok(v) => $tx
+                    .commit()
+                    .await
+                    .map(|()| v)
+                    .map_err($crate::store::postgres::tx::Fail::Db),
+                Err(e) => {
+                    drop($tx);
+                    Err(e)
+                }
+            };
+            match result {
+                Ok(v) => break Ok(v),
+                Err(e) if e.retryable() && attempt < $crate::store::postgres::tx::ATTEMPTS => {
+                    $crate::store::postgres::tx::backoff(attempt).await;
+                }
+                Err(e) => break Err(e.into_store(&$store.name, what)),
+            }
+        }
+    }};
+}
+
+pub(crate) use in_tx;
