@@ -30,6 +30,7 @@ mod matchers;
 mod migration;
 mod mobile;
 mod new_user;
+mod pgcluster;
 mod plugins;
 mod redaction;
 mod remote;
