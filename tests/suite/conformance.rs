@@ -20,6 +20,7 @@ use untoil::run::id::RunId;
 use untoil::run::record::{RunRecord, Verification};
 use untoil::run::status::{RunStatus, StepStatus};
 use untoil::run::step::StepResult;
+use untoil::store::postgres::PgStore;
 use untoil::store::sled::SledStore;
 use untoil::store::{
     Admitted, AlertReceived, Candidate, Change, Decide, Delivery, GuardOf, RunFilter, Store,
@@ -79,9 +80,79 @@ impl Backend for Sled {
     }
 }
 
+/// PostgreSQL: one cluster per test (started at the first open, stopped when the backend is
+/// dropped), one database per store directory, so that reopening a directory reopens its store.
+#[derive(Default)]
+pub struct Postgres {
+    cluster: std::sync::OnceLock<crate::pgcluster::Cluster>,
+    databases: std::sync::Mutex<BTreeMap<std::path::PathBuf, String>>,
+}
+
+impl Postgres {
+    /// The cluster, started on first use.
+    pub fn cluster(&self) -> &crate::pgcluster::Cluster {
+        self.cluster.get_or_init(crate::pgcluster::Cluster::start)
+    }
+
+    /// The database kept for `dir`, created the first time.
+    pub fn database(&self, dir: &Path) -> String {
+        let cluster = self.cluster();
+        let mut dbs = self.databases.lock().unwrap_or_else(|p| p.into_inner());
+        let next = format!("store_{}", dbs.len());
+        dbs.entry(dir.to_path_buf())
+            .or_insert_with(|| {
+                cluster.create_database(&next);
+                next
+            })
+            .clone()
+    }
+}
+
+/// A pool of connections to `url` (no TLS: the test cluster listens on loopback only).
+pub fn pg_pool(url: &str) -> deadpool_postgres::Pool {
+    let config: tokio_postgres::Config = url.parse().expect("a database URL");
+    let manager = deadpool_postgres::Manager::new(config, tokio_postgres::NoTls);
+    deadpool_postgres::Pool::builder(manager)
+        .max_size(16)
+        .build()
+        .expect("a pool")
+}
+
+/// Runs `f` to completion on a runtime of its own, on a thread of its own: `Backend::open` is
+/// called both inside tests' runtimes (where blocking on one is refused) and outside them.
+/// Connections the pool made there close with that runtime; the pool replaces them.
+pub fn on_own_runtime<T: Send>(f: impl std::future::Future<Output = T> + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime")
+                .block_on(f)
+        })
+        .join()
+        .expect("opening thread")
+    })
+}
+
+impl Backend for Postgres {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+    fn open(&self, dir: &Path) -> Arc<dyn Store> {
+        let db = self.database(dir);
+        let cluster = self.cluster();
+        let pool = pg_pool(&cluster.url(&db));
+        let name = cluster.url_without_password(&db);
+        let store = on_own_runtime(PgStore::open(pool, name))
+            .unwrap_or_else(|e| panic!("postgres store: {e}\n{}", cluster.log()));
+        Arc::new(store)
+    }
+}
+
 /// Every backend the contract is checked against.
 pub fn backends() -> Vec<Box<dyn Backend>> {
-    vec![Box::new(Sled)]
+    vec![Box::new(Sled), Box::new(Postgres::default())]
 }
 
 fn at(h: u32, m: u32) -> DateTime<Utc> {

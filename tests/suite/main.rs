@@ -32,6 +32,7 @@ mod mobile;
 mod new_user;
 mod pgcluster;
 mod plugins;
+mod postgres;
 mod redaction;
 mod remote;
 mod reports;

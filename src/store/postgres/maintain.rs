@@ -123,4 +123,3 @@ pub async fn prune_deliveries(tx: &impl GenericClient, now: DateTime<Utc>) -> Re
         .await?;
     Ok(usize::try_from(n).unwrap_or(usize::MAX))
 }
-

@@ -325,7 +325,10 @@ impl Store for PgStore {
     ) -> Result<Vec<(RollupKey, Rollup)>> {
         let s = &*self.inner;
         // One snapshot for the daily and monthly reads of one report.
-        in_tx!(s, "reading rollups", |tx| read::rollups(&tx, from, to, by_month).await)
+        in_tx!(s, "reading rollups", |tx| read::rollups(
+            &tx, from, to, by_month
+        )
+        .await)
     }
 
     async fn alerts(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<AlertReceived>> {
@@ -346,7 +349,8 @@ impl Store for PgStore {
 
     async fn prune(&self, before: DateTime<Utc>) -> Result<usize> {
         let s = &*self.inner;
-        in_tx!(s, "pruning old runs", |tx| maintain::prune(&tx, before).await)
+        in_tx!(s, "pruning old runs", |tx| maintain::prune(&tx, before)
+            .await)
     }
 
     async fn prune_deliveries(&self, now: DateTime<Utc>) -> Result<usize> {

@@ -97,8 +97,14 @@ pub async fn add(
         };
         // A missing row is inserted; one inserted meanwhile by another writer is then locked.
         loop {
-            let params_key: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
-                [&period, &key.owner, &key.service, &key.runbook, &key.cause, &s];
+            let params_key: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
+                &period,
+                &key.owner,
+                &key.service,
+                &key.runbook,
+                &key.cause,
+                &s,
+            ];
             if let Some(row) = tx.query_opt(&select, &params_key).await? {
                 let text: String = row.try_get(0)?;
                 let counters = apply(decode(&format!("rollup {t} {key:?}"), &text)?);

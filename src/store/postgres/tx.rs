@@ -38,9 +38,9 @@ impl Fail {
     /// notification between a writer's check of it and its commit).
     pub fn retryable(&self) -> bool {
         match self {
-            Fail::Db(e) => e.code().is_some_and(|c| {
-                matches!(c.code(), "40001" | "40P01" | "23503")
-            }),
+            Fail::Db(e) => e
+                .code()
+                .is_some_and(|c| matches!(c.code(), "40001" | "40P01" | "23503")),
             Fail::Store(_) => false,
         }
     }
@@ -55,10 +55,28 @@ impl Fail {
 }
 
 /// A database failure while doing `what` on the database `name` (a URL without its password).
-pub fn backend(name: &str, what: &str, e: &dyn std::fmt::Display) -> StoreError {
+/// The reason is the error with its causes: tokio-postgres says only "db error" at the top and
+/// keeps the server's message (which never holds the password) in its source.
+pub fn backend(name: &str, what: &str, e: &(dyn std::error::Error + 'static)) -> StoreError {
+    let mut reason = format!("{what}: {e}");
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !reason.ends_with(&text) {
+            reason.push_str(": ");
+            reason.push_str(&text);
+        }
+        source = s.source();
+    }
+    if let Some(code) = e
+        .downcast_ref::<tokio_postgres::Error>()
+        .and_then(|e| e.code())
+    {
+        reason.push_str(&format!(" (SQLSTATE {})", code.code()));
+    }
     StoreError::Backend {
         path: name.to_string(),
-        reason: format!("{what}: {e}"),
+        reason,
     }
 }
 

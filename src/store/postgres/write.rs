@@ -60,11 +60,11 @@ impl<'a> Writer<'a> {
         let st = tx
             .prepare_cached(
                 "INSERT INTO runs (id, runbook, status, cause, active, awaits_verdict, note, record) \
-                 VALUES ($1, $2, $3, $4, COALESCE($5, $9), COALESCE($6, false), $7, $8::text::json) \
+                 VALUES ($1, $2, $3, $4, COALESCE($5::boolean, $9::boolean), COALESCE($6::boolean, false), $7, $8::text::json) \
                  ON CONFLICT (id) DO UPDATE SET runbook = excluded.runbook, \
                  status = excluded.status, cause = excluded.cause, \
-                 active = COALESCE($5, runs.active), \
-                 awaits_verdict = COALESCE($6, runs.awaits_verdict), \
+                 active = COALESCE($5::boolean, runs.active), \
+                 awaits_verdict = COALESCE($6::boolean, runs.awaits_verdict), \
                  note = excluded.note, record = excluded.record",
             )
             .await?;
@@ -193,9 +193,7 @@ pub async fn lock_guard(
     key: &str,
 ) -> Result<KeyState, Fail> {
     let select = tx
-        .prepare_cached(
-            "SELECT state::text FROM guards WHERE runbook = $1 AND key = $2 FOR UPDATE",
-        )
+        .prepare_cached("SELECT state::text FROM guards WHERE runbook = $1 AND key = $2 FOR UPDATE")
         .await?;
     let insert = tx
         .prepare_cached(
@@ -224,9 +222,7 @@ pub async fn put_guard(
     state: &KeyState,
 ) -> Result<(), Fail> {
     let st = tx
-        .prepare_cached(
-            "UPDATE guards SET state = $3::text::json WHERE runbook = $1 AND key = $2",
-        )
+        .prepare_cached("UPDATE guards SET state = $3::text::json WHERE runbook = $1 AND key = $2")
         .await?;
     tx.execute(&st, &[&runbook, &key, &encode(state)]).await?;
     Ok(())

@@ -1,0 +1,133 @@
+//! The PostgreSQL store beyond the shared contract (tests/suite/conformance.rs): its schema
+//! versions (a newer one refused, replicas starting together migrating once) and how its
+//! failures name the database.
+
+use untoil::store::Store;
+use untoil::store::error::StoreError;
+use untoil::store::postgres::PgStore;
+
+use crate::conformance::{Postgres, pg_pool};
+
+/// Opens the store of database `db` of `pg`'s cluster.
+async fn open(pg: &Postgres, db: &str) -> Result<PgStore, StoreError> {
+    let cluster = pg.cluster();
+    PgStore::open(pg_pool(&cluster.url(db)), cluster.url_without_password(db)).await
+}
+
+/// The single value `sql` selects in `db`.
+fn scalar(pg: &Postgres, db: &str, sql: &str) -> String {
+    let out = pg.cluster().psql(db, sql);
+    assert!(
+        out.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_refuses_a_schema_newer_than_it_reads_and_names_the_database() {
+    let pg = Postgres::default();
+    let db = pg.database(std::path::Path::new("newer"));
+    let store = open(&pg, &db).await.expect("opens");
+    let id = store.id().to_string();
+    drop(store);
+    // A later release's step that older code can still use (an added column): opened.
+    scalar(
+        &pg,
+        &db,
+        "INSERT INTO schema_migrations (version, readable_by, description) \
+         VALUES (2, 1, 'a nullable column'); ALTER TABLE runs ADD COLUMN later text",
+    );
+    let store = open(&pg, &db)
+        .await
+        .expect("a compatible newer schema opens");
+    assert_eq!(store.id(), id, "the store keeps its id");
+    drop(store);
+    // A step that changes what rows mean: refused, with the database named (no password).
+    scalar(
+        &pg,
+        &db,
+        "INSERT INTO schema_migrations (version, readable_by, description) \
+         VALUES (3, 3, 'a new meaning')",
+    );
+    let err = match open(&pg, &db).await {
+        Err(e) => e,
+        Ok(_) => panic!("a newer schema was opened"),
+    };
+    let name = pg.cluster().url_without_password(&db);
+    match &err {
+        StoreError::NewerSchema {
+            path,
+            found,
+            supported,
+        } => {
+            assert_eq!(path, &name);
+            assert_eq!((*found, *supported), (3, 1));
+        }
+        other => panic!("not a newer-schema refusal: {other:?}"),
+    }
+    let message = err.to_string();
+    assert!(
+        message.contains(&name) && message.contains("upgrade untoil"),
+        "{message}"
+    );
+    assert!(!message.contains(&pg.cluster().password), "{message}");
+    // Refused without a change: still version 3 at most, nothing applied again.
+    assert_eq!(
+        scalar(&pg, &db, "SELECT count(*) FROM schema_migrations"),
+        "3"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_replicas_opening_a_fresh_database_together_migrate_once_and_all_work() {
+    let pg = Postgres::default();
+    let db = pg.database(std::path::Path::new("fresh"));
+    let opens = (0..8).map(|_| open(&pg, &db));
+    let stores: Vec<PgStore> = futures_util::future::join_all(opens)
+        .await
+        .into_iter()
+        .map(|r| r.expect("every replica opens"))
+        .collect();
+    let ids: std::collections::BTreeSet<&str> = stores.iter().map(|s| s.id()).collect();
+    assert_eq!(ids.len(), 1, "one store id: {ids:?}");
+    let created = stores
+        .iter()
+        .filter(|s| s.migrated().from.is_none())
+        .count();
+    assert_eq!(created, 1, "exactly one replica created the schema");
+    assert_eq!(
+        scalar(&pg, &db, "SELECT count(*) FROM schema_migrations"),
+        "1"
+    );
+    // Every replica writes and reads the same store.
+    for (i, s) in stores.iter().enumerate() {
+        let run = untoil::run::record::RunRecord::synthetic(i);
+        s.finish_many(vec![run]).await.expect("finish");
+    }
+    for s in &stores {
+        let all = s
+            .list_runs(&untoil::store::RunFilter::default())
+            .await
+            .expect("list");
+        assert_eq!(all.len(), stores.len());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_failures_name_the_database_without_its_password() {
+    let port = crate::common::closed_port();
+    let url = format!("postgres://untoil:secret-pw@127.0.0.1:{port}/nothing");
+    let name = format!("postgres://untoil@127.0.0.1:{port}/nothing");
+    let err = match PgStore::open(pg_pool(&url), name.clone()).await {
+        Err(e) => e,
+        Ok(_) => panic!("opened a database that does not exist"),
+    };
+    let message = err.to_string();
+    assert!(
+        matches!(&err, StoreError::Backend { path, .. } if *path == name),
+        "{err:?}"
+    );
+    assert!(!message.contains("secret-pw"), "{message}");
+}
