@@ -131,3 +131,41 @@ async fn postgres_failures_name_the_database_without_its_password() {
     );
     assert!(!message.contains("secret-pw"), "{message}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_down_fails_operations_naming_the_database_and_the_store_recovers_with_it() {
+    let pg = Postgres::default();
+    let db = pg.database(std::path::Path::new("restart"));
+    let store = open(&pg, &db).await.expect("opens");
+    let run = untoil::run::record::RunRecord::synthetic(1);
+    store.finish_many(vec![run.clone()]).await.expect("finish");
+    // The test cluster runs with synchronous_commit=off: an immediate stop loses the commits
+    // of its last WAL-writer interval unless they are flushed first.
+    scalar(&pg, &db, "CHECKPOINT");
+    pg.cluster().stop();
+    let err = store
+        .get_run(&run.id)
+        .await
+        .expect_err("no database, no read");
+    let name = pg.cluster().url_without_password(&db);
+    assert!(
+        matches!(&err, StoreError::Backend { path, .. } if *path == name),
+        "{err:?}"
+    );
+    pg.cluster().restart();
+    // The pool replaces the connections the restart broke (one failure per stale connection at
+    // most, then none).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match store.get_run(&run.id).await {
+            Ok(got) => {
+                assert_eq!(got.map(|r| r.id), Some(run.id.clone()));
+                break;
+            }
+            Err(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("the store did not recover: {e}"),
+        }
+    }
+}
