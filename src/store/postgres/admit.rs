@@ -11,7 +11,7 @@ use deadpool_postgres::GenericClient;
 use crate::run::id::RunId;
 use crate::run::status::RunStatus;
 use crate::store::postgres::rows::{decode, encode, nanos};
-use crate::store::postgres::tx::Fail;
+use crate::store::postgres::tx::{Fail, LOCK_TRIES};
 use crate::store::postgres::write::{Writer, lock_guard, put_guard};
 use crate::store::{Admitted, AlertReceived, Candidate, Delivery};
 use crate::trigger::key::stamp;
@@ -53,7 +53,7 @@ pub async fn claim_delivery(tx: &impl GenericClient, d: &Delivery) -> Result<boo
     let record = encode(d);
     let expires = nanos(d.expires_at);
     // A record pruned between the insert's conflict and the lock is inserted again.
-    for _ in 0..8 {
+    for _ in 0..LOCK_TRIES {
         if tx
             .query_opt(&insert, &[&d.source, &d.id, &expires, &record])
             .await?
@@ -72,7 +72,7 @@ pub async fn claim_delivery(tx: &impl GenericClient, d: &Delivery) -> Result<boo
             return Ok(true);
         }
     }
-    Ok(false)
+    Err(Fail::Contended(format!("delivery {}/{}", d.source, d.id)))
 }
 
 /// Merges an alert episode into the store: a new one is inserted, a known one counts another
@@ -95,7 +95,7 @@ pub async fn put_alert(tx: &impl GenericClient, alert: &AlertReceived) -> Result
             "UPDATE alerts SET record = $3::text::json WHERE fingerprint = $1 AND stamp = $2",
         )
         .await?;
-    loop {
+    for _ in 0..LOCK_TRIES {
         if let Some(row) = tx.query_opt(&select, &[&alert.fingerprint, &at]).await? {
             let text: String = row.try_get(0)?;
             let mut old: AlertReceived = decode(&format!("alert {}", alert.episode()), &text)?;
@@ -126,6 +126,10 @@ pub async fn put_alert(tx: &impl GenericClient, alert: &AlertReceived) -> Result
             return Ok(());
         }
     }
+    Err(Fail::Contended(format!(
+        "alert episode {}",
+        alert.episode()
+    )))
 }
 
 /// The run an alert episode's dedupe entry points to, when a guard skipped it: the episode may

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::run::record::RunRecord;
 use crate::store::postgres::rows::{decode, encode};
-use crate::store::postgres::tx::{Fail, corrupt};
+use crate::store::postgres::tx::{Fail, LOCK_TRIES, corrupt};
 use crate::trigger::alert::Notification;
 
 /// How many bytes of decoded notifications the read cache holds at most.
@@ -95,7 +95,7 @@ pub async fn secure(
         .await?;
     // Either the lock finds it, or the insert adds it; a sweep removing it between the two
     // makes the next round insert it again.
-    for _ in 0..8 {
+    for _ in 0..LOCK_TRIES {
         if tx.query_opt(&lock, &[&hash]).await?.is_some()
             || tx.query_opt(&insert, &[&hash, &json]).await?.is_some()
         {
@@ -103,10 +103,7 @@ pub async fn secure(
             return Ok(());
         }
     }
-    Err(corrupt(
-        format!("notification {hash}"),
-        "removed again and again while being stored",
-    ))
+    Err(Fail::Contended(format!("notification {hash}")))
 }
 
 /// Decoded notifications by hash: they never change (a hash names one content), so a cached one

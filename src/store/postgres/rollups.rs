@@ -7,7 +7,7 @@ use deadpool_postgres::GenericClient;
 
 use crate::ledger::rollup::{Rollup, RollupKey};
 use crate::store::postgres::rows::{decode, encode, shard};
-use crate::store::postgres::tx::Fail;
+use crate::store::postgres::tx::{Fail, LOCK_TRIES};
 
 /// Rows per rollup group. Fixed for the life of a store: a late verdict subtracts a run's
 /// contribution from the shard it was added to, picked again from its id.
@@ -96,7 +96,8 @@ pub async fn add(
             encode(&current)
         };
         // A missing row is inserted; one inserted meanwhile by another writer is then locked.
-        loop {
+        let mut done = false;
+        for _ in 0..LOCK_TRIES {
             let params_key: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
                 &period,
                 &key.owner,
@@ -111,14 +112,19 @@ pub async fn add(
                 let mut params = params_key.to_vec();
                 params.push(&counters);
                 tx.execute(&update, &params).await?;
+                done = true;
                 break;
             }
             let counters = apply(Rollup::default());
             let mut params = params_key.to_vec();
             params.push(&counters);
             if tx.query_opt(&insert, &params).await?.is_some() {
+                done = true;
                 break;
             }
+        }
+        if !done {
+            return Err(Fail::Contended(format!("rollup {t} {key:?}")));
         }
     }
     Ok(())

@@ -18,6 +18,9 @@ pub enum Fail {
     Db(tokio_postgres::Error),
     /// A store-level failure (a record that does not decode, a refusal).
     Store(StoreError),
+    /// A row that concurrent writers kept removing and adding while this one tried to lock it
+    /// (what it was); retried like a deadlock.
+    Contended(String),
 }
 
 impl From<tokio_postgres::Error> for Fail {
@@ -42,6 +45,7 @@ impl Fail {
                 .code()
                 .is_some_and(|c| matches!(c.code(), "40001" | "40P01" | "23503")),
             Fail::Store(_) => false,
+            Fail::Contended(_) => true,
         }
     }
 
@@ -50,6 +54,10 @@ impl Fail {
         match self {
             Fail::Db(e) => backend(name, what, &e),
             Fail::Store(e) => e,
+            Fail::Contended(row) => StoreError::Backend {
+                path: name.to_string(),
+                reason: format!("{what}: {row} kept changing under concurrent writers"),
+            },
         }
     }
 }
@@ -99,6 +107,11 @@ pub async fn backoff(n: u32) {
 fn rand_jitter() -> u8 {
     (chrono::Utc::now().timestamp_subsec_nanos() % 7) as u8
 }
+
+/// How many times a write tries to lock a row it inserts when missing (insert-if-missing, then
+/// lock) before it reports [`Fail::Contended`]: only a concurrent delete between the two steps
+/// makes it go round again.
+pub const LOCK_TRIES: usize = 8;
 
 /// Runs `$body` (which uses the transaction `$tx` and returns `Result<T, Fail>`) in a fresh
 /// transaction from `$store`'s pool, commits it, and runs it all again on a retryable failure;

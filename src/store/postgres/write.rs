@@ -16,7 +16,7 @@ use crate::run::status::RunStatus;
 use crate::store::postgres::notes::{Hashing, Notes, secure};
 use crate::store::postgres::rollups;
 use crate::store::postgres::rows::{decode, encode, status_name, status_of};
-use crate::store::postgres::tx::Fail;
+use crate::store::postgres::tx::{Fail, LOCK_TRIES};
 use crate::store::{Change, GuardChanged, Transition, Update};
 
 /// What one transaction's writes share: the notifications encoded and secured so far.
@@ -201,7 +201,7 @@ pub async fn lock_guard(
              ON CONFLICT DO NOTHING",
         )
         .await?;
-    for _ in 0..2 {
+    for _ in 0..LOCK_TRIES {
         if let Some(row) = tx.query_opt(&select, &[&runbook, &key]).await? {
             let state: Option<String> = row.try_get(0)?;
             return match state {
@@ -211,7 +211,7 @@ pub async fn lock_guard(
         }
         tx.execute(&insert, &[&runbook, &key]).await?;
     }
-    Ok(KeyState::default())
+    Err(Fail::Contended(format!("guard {runbook} {key}")))
 }
 
 /// Stores a guard state (its row locked by [`lock_guard`]).
