@@ -169,3 +169,19 @@ async fn postgres_down_fails_operations_naming_the_database_and_the_store_recove
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_keeps_a_step_output_with_nul_characters() {
+    // Records are `json`, not `jsonb`: jsonb refuses the `\u0000` a binary output escapes to.
+    let pg = Postgres::default();
+    let db = pg.database(std::path::Path::new("nul"));
+    let store = open(&pg, &db).await.expect("opens");
+    let mut run = untoil::run::record::RunRecord::synthetic(1);
+    run.steps.push(untoil::run::step::StepResult {
+        name: "binary".into(),
+        stdout: "before\0after".into(),
+        ..Default::default()
+    });
+    store.finish_many(vec![run.clone()]).await.expect("finish");
+    assert_eq!(store.get_run(&run.id).await.expect("get"), Some(run));
+}
