@@ -1067,13 +1067,18 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
-
-    #[test]
-    fn report_totals_equal_the_sum_over_the_recorded_runs(specs in prop::collection::vec(spec(), 1..60)) {
-        let rt = runtime();
-        for b in backends() {
+#[test]
+fn report_totals_equal_the_sum_over_the_recorded_runs() {
+    // One set of backends for all the cases (each case opens a store of its own): a PostgreSQL
+    // cluster started per case would cost more than the cases themselves.
+    let backends = backends();
+    let rt = runtime();
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 24,
+        ..ProptestConfig::default()
+    });
+    let result = runner.run(&prop::collection::vec(spec(), 1..60), |specs| {
+        for b in &backends {
             let dir = tempfile::tempdir().expect("tempdir");
             let store = b.open(dir.path());
             let (raw, reports) = rt.block_on(async {
@@ -1090,7 +1095,13 @@ proptest! {
                 };
                 let raw = store.list_runs(&RunFilter::default()).await.expect("list");
                 let mut reports = Vec::new();
-                for by in [vec![], vec![Dim::Team], vec![Dim::Runbook, Dim::Cause], vec![Dim::Team, Dim::Month], vec![Dim::Week]] {
+                for by in [
+                    vec![],
+                    vec![Dim::Team],
+                    vec![Dim::Runbook, Dim::Cause],
+                    vec![Dim::Team, Dim::Month],
+                    vec![Dim::Week],
+                ] {
                     reports.push(toil_report(&*store, period, &by).await.expect("report"));
                 }
                 (raw, reports)
@@ -1102,26 +1113,41 @@ proptest! {
                 .filter(|r| !r.dry_run && r.status != RunStatus::Skipped)
                 .collect();
             let runs = counted.len() as u64;
-            let with = |s: &[RunStatus]| counted.iter().filter(|r| s.contains(&r.status)).count() as u64;
+            let with =
+                |s: &[RunStatus]| counted.iter().filter(|r| s.contains(&r.status)).count() as u64;
             let succeeded = with(&[RunStatus::Succeeded]);
             let noop = with(&[RunStatus::Noop]);
             let failed = with(&[RunStatus::Failed, RunStatus::TimedOut]);
             let interrupted = with(&[RunStatus::Interrupted]);
             let cancelled = with(&[RunStatus::Cancelled]);
-            let verdicts = |v: bool| counted.iter().filter(|r| r.verification.as_ref().is_some_and(|x| x.verified == v)).count() as u64;
-            let toil: u64 = counted.iter().map(|r| milli_minutes(r.toil.as_ref().map_or(0.0, |t| t.minutes))).sum();
+            let verdicts = |v: bool| {
+                counted
+                    .iter()
+                    .filter(|r| r.verification.as_ref().is_some_and(|x| x.verified == v))
+                    .count() as u64
+            };
+            let toil: u64 = counted
+                .iter()
+                .map(|r| milli_minutes(r.toil.as_ref().map_or(0.0, |t| t.minutes)))
+                .sum();
             // Times to remediate: alert start to the end of succeeded alert runs only.
             let mut ttrs: Vec<u64> = counted
                 .iter()
                 .filter(|r| r.status == RunStatus::Succeeded)
                 .filter_map(|r| match (&r.cause, r.finished_at) {
-                    (Cause::Alert { starts_at, .. }, Some(end)) => u64::try_from((end - *starts_at).num_milliseconds()).ok(),
+                    (Cause::Alert { starts_at, .. }, Some(end)) => {
+                        u64::try_from((end - *starts_at).num_milliseconds()).ok()
+                    }
                     _ => None,
                 })
                 .collect();
             ttrs.sort_unstable();
             // The value at rank ceil(q * n), as the histogram defines its quantiles.
-            let exact = |q: f64| (!ttrs.is_empty()).then(|| ttrs[((q * ttrs.len() as f64).ceil() as usize).clamp(1, ttrs.len()) - 1]);
+            let exact = |q: f64| {
+                (!ttrs.is_empty()).then(|| {
+                    ttrs[((q * ttrs.len() as f64).ceil() as usize).clamp(1, ttrs.len()) - 1]
+                })
+            };
             let near = |est: Option<u64>, exact: Option<u64>| match (est, exact) {
                 (Some(e), Some(x)) => (e as f64 - x as f64).abs() <= x as f64 / 32.0 + 1.0,
                 (None, None) => true,
@@ -1132,17 +1158,40 @@ proptest! {
             for report in &reports {
                 let t = &report.total;
                 prop_assert_eq!(t.runs, runs);
-                prop_assert_eq!((t.succeeded, t.noop, t.failed, t.interrupted, t.cancelled), (succeeded, noop, failed, interrupted, cancelled));
+                prop_assert_eq!(
+                    (t.succeeded, t.noop, t.failed, t.interrupted, t.cancelled),
+                    (succeeded, noop, failed, interrupted, cancelled)
+                );
                 prop_assert_eq!(t.runs, succeeded + noop + failed + interrupted + cancelled);
                 prop_assert_eq!(t.success_rate, rate);
-                prop_assert_eq!((t.verified, t.unverified), (verdicts(true), verdicts(false)));
+                prop_assert_eq!(
+                    (t.verified, t.unverified),
+                    (verdicts(true), verdicts(false))
+                );
                 prop_assert_eq!(t.remediations, ttrs.len() as u64);
-                prop_assert_eq!(t.mttr_ms, (!ttrs.is_empty()).then(|| ttrs.iter().sum::<u64>() / ttrs.len() as u64));
-                prop_assert!(near(t.ttr_median_ms, exact(0.5)), "median {:?} vs {:?}", t.ttr_median_ms, exact(0.5));
-                prop_assert!(near(t.ttr_p90_ms, exact(0.9)), "p90 {:?} vs {:?}", t.ttr_p90_ms, exact(0.9));
+                prop_assert_eq!(
+                    t.mttr_ms,
+                    (!ttrs.is_empty()).then(|| ttrs.iter().sum::<u64>() / ttrs.len() as u64)
+                );
+                prop_assert!(
+                    near(t.ttr_median_ms, exact(0.5)),
+                    "median {:?} vs {:?}",
+                    t.ttr_median_ms,
+                    exact(0.5)
+                );
+                prop_assert!(
+                    near(t.ttr_p90_ms, exact(0.9)),
+                    "p90 {:?} vs {:?}",
+                    t.ttr_p90_ms,
+                    exact(0.9)
+                );
                 prop_assert_eq!(t.legacy_runs, 0);
                 prop_assert_eq!(report.total_rollup.toil_milli_minutes, toil);
-                let row_sum: u64 = report.rows.iter().map(|r| r.rollup.toil_milli_minutes).sum();
+                let row_sum: u64 = report
+                    .rows
+                    .iter()
+                    .map(|r| r.rollup.toil_milli_minutes)
+                    .sum();
                 prop_assert_eq!(row_sum, toil);
                 let row_runs: u64 = report.rows.iter().map(|r| r.figures.runs).sum();
                 prop_assert_eq!(row_runs, runs);
@@ -1173,6 +1222,10 @@ proptest! {
                 prop_assert_eq!(row.rollup.toil_milli_minutes, raw_team);
             }
         }
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
     }
 }
 
