@@ -29,7 +29,12 @@ fn alive(pid: u32) -> bool {
 
 /// Finds the daemon serving the store at `--data`, or `--server`'s.
 pub fn target(g: &Global) -> Result<Target> {
-    let here = locator::read(&g.data);
+    // In fleet mode the store is the database: no daemon leaves its address in --data, and
+    // commands that need one are told which with --server; reads go to the database.
+    let here = match g.database_url {
+        Some(_) => None,
+        None => locator::read(&g.data),
+    };
     if let Some(server) = &g.server {
         let remote = Remote::new(server)?;
         if !remote.healthy() {
@@ -110,6 +115,9 @@ fn here_instead(g: &Global, here: Option<&locator::Location>) -> Result<String> 
 pub fn daemon(g: &Global, what: &str) -> Result<Remote> {
     match target(g)? {
         Target::Daemon(r) => Ok(r),
+        Target::Local if g.database_url.is_some() => bail!(
+            "{what} needs a running `untoil serve`: with --database-url, give one replica's address with --server (UNTOIL_SERVER)"
+        ),
         Target::Local => bail!(
             "no daemon holds the store at {}: {what} needs a running `untoil serve` (or --server for a daemon elsewhere)",
             g.data.display()

@@ -7,7 +7,6 @@ use anyhow::Result;
 use chrono::Utc;
 
 use crate::cli::global::{Global, block_on};
-use crate::store::Store;
 
 /// Runs `untoil prune`.
 pub fn run(g: &Global, retain: &str) -> Result<ExitCode> {

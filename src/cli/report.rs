@@ -11,7 +11,6 @@ use crate::report::period::Period;
 use crate::report::query::{Dim, Format};
 use crate::report::toil::toil_report_compared;
 use crate::run::cause::CauseKind;
-use crate::store::Store;
 
 use crate::cli::connect::{Target, target};
 use crate::cli::global::{Global, block_on};
@@ -160,7 +159,7 @@ pub fn run(g: &Global, a: ReportArgs) -> Result<ExitCode> {
         Some(ReportCommand::Unautomated(u)) => {
             let period = u.period.period()?;
             let backlog = block_on(backlog::backlog_report(
-                &store as &dyn Store,
+                store.as_ref(),
                 period,
                 &u.labels,
                 u.assume_minutes,
@@ -175,7 +174,7 @@ pub fn run(g: &Global, a: ReportArgs) -> Result<ExitCode> {
                 a.by
             };
             let r = block_on(toil_report_compared(
-                &store as &dyn Store,
+                store.as_ref(),
                 period,
                 &by,
                 &a.causes,

@@ -266,6 +266,11 @@ pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode> {
             return run_remote(g, remote, &a);
         }
     }
+    if daemon.is_none() && !a.dry_run && g.database_url.is_some() {
+        bail!(
+            "with --database-url (fleet mode) `untoil run` never executes a run itself: a replica does, through the same admission as every run (dedupe, guards, approval); give one replica's address with --server (UNTOIL_SERVER), or add --dry-run to only render the plan"
+        );
+    }
     let rb = find_runbook(g, &a.name)?;
     let bypass = match (daemon.is_none() && !a.dry_run, a.bypass_guards) {
         (true, b) => foreground_guards(g, &rb, b)?,
@@ -300,6 +305,7 @@ pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode> {
             );
             None
         }
+        None if g.database_url.is_some() => Some(g.open_store()?),
         None => match SledStore::open(&g.data) {
             Ok(store) => Some(Arc::new(store)),
             Err(e @ StoreError::Locked { .. }) if a.dry_run => {

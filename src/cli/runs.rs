@@ -14,7 +14,7 @@ use crate::run::id::RunId;
 use crate::run::record::RunRecord;
 use crate::run::status::{RunStatus, StepStatus};
 use crate::run::summary::RunSummary;
-use crate::store::{RunFilter, Store};
+use crate::store::RunFilter;
 
 use crate::cli::connect::{Target, target};
 use crate::cli::global::{Global, block_on};

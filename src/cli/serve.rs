@@ -120,6 +120,7 @@ pub fn run(g: &Global, a: ServeArgs) -> Result<ExitCode> {
     }
     let mut settings = Settings::new(g.runbooks.clone(), g.plugins.clone(), g.data.clone());
     settings.sources = g.sources.clone();
+    settings.database = g.database();
     settings.auth = auth;
     for name in a.pass_env.iter().filter(|n| !n.is_empty()) {
         if crate::runbook::model::reserved_env(name) {

@@ -14,6 +14,7 @@ pub mod memory;
 pub mod reload;
 pub mod scheduler;
 pub mod settings;
+pub mod sole;
 pub mod sources;
 
 use std::future::Future;
@@ -21,11 +22,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::daemon::locator::Location;
 use crate::daemon::scheduler::Scheduler;
 use crate::daemon::settings::Settings;
+use crate::daemon::sole::Sole;
 use crate::engine::Engine;
 use crate::engine::clock::{Clock, SystemClock};
 use crate::engine::lifecycle;
@@ -38,6 +40,8 @@ use crate::server::listen::{self, Limits};
 use crate::server::site::Site;
 use crate::server::state::AppState;
 use crate::store::Store;
+use crate::store::database::Database;
+use crate::store::postgres::PgStore;
 use crate::store::sled::SledStore;
 
 /// Starts the daemon on `listener` and serves until `shutdown` resolves; then stops accepting,
@@ -50,18 +54,7 @@ pub async fn run<F>(
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    let data = settings.data.clone();
-    let sled = tokio::task::spawn_blocking(move || SledStore::open(&data)).await??;
-    let migrated = sled.migrated().clone();
-    if let Some(from) = migrated.from.filter(|f| *f < migrated.to) {
-        info!(
-            from,
-            to = migrated.to,
-            "store at {} migrated to the current schema",
-            settings.data.display()
-        );
-    }
-    let store: Arc<dyn Store> = Arc::new(sled);
+    let (store, sole) = open_store(&settings).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let now = clock.now();
     let mut reconciled = store
@@ -161,8 +154,10 @@ where
         site,
         sources: receivers,
     }));
+    // On a database, CLI commands find a daemon by --server: no address is left in --data.
     let location = Location::of(addr, store.id());
-    if let Err(e) = locator::write(&settings.data, &location) {
+    let on_data = settings.database.is_none();
+    if on_data && let Err(e) = locator::write(&settings.data, &location) {
         warn!(
             "cannot write {}: {e}; the CLI will not find this daemon by its store",
             locator::FILE
@@ -174,8 +169,19 @@ where
     drop(store);
     let queue = engine.queue.clone();
     let server_stop = stop.clone();
+    // On a database, the one-daemon lock is kept through restarts of the database; losing it
+    // to another daemon stops this one as SIGTERM does.
+    let lost = async move {
+        match sole {
+            Some((sole, db)) => error!("stopping: {}", sole.keep(db.pool, db.name).await),
+            None => std::future::pending().await,
+        }
+    };
     let graceful = async move {
-        shutdown.await;
+        tokio::select! {
+            () = shutdown => {}
+            () = lost => {}
+        }
         info!("shutting down: no new work is accepted");
         queue.close();
         server_stop.cancel();
@@ -198,7 +204,9 @@ where
         while workers.join_next().await.is_some() {}
     }
     let _ = server.await;
-    locator::remove(&settings.data, &location);
+    if on_data {
+        locator::remove(&settings.data, &location);
+    }
     // Connection and helper tasks can hold the engine for a moment after the server future
     // ends; the store (and its directory lock) goes only with the last of them. Wait briefly,
     // so that a caller starting again on the same directory finds it free.
@@ -208,6 +216,32 @@ where
     }
     info!("stopped; queued runs stay queued for the next start");
     Ok(())
+}
+
+/// Opens the store: the PostgreSQL database (holding the one-daemon lock) or sled under
+/// `--data`; either migrated to the current schema, which is logged.
+async fn open_store(
+    settings: &Settings,
+) -> anyhow::Result<(Arc<dyn Store>, Option<(Sole, Database)>)> {
+    if let Some(options) = &settings.database {
+        let db = Database::new(options, |k| std::env::var(k).ok())?;
+        let sole = sole::hold(&db.pool, &db.name).await?;
+        let pg = PgStore::open(db.pool.clone(), db.name.clone()).await?;
+        info!("runs are kept in the database {}", db.name);
+        return Ok((Arc::new(pg), Some((sole, db))));
+    }
+    let data = settings.data.clone();
+    let sled = tokio::task::spawn_blocking(move || SledStore::open(&data)).await??;
+    let migrated = sled.migrated().clone();
+    if let Some(from) = migrated.from.filter(|f| *f < migrated.to) {
+        info!(
+            from,
+            to = migrated.to,
+            "store at {} migrated to the current schema",
+            settings.data.display()
+        );
+    }
+    Ok((Arc::new(sled), None))
 }
 
 /// Waits for SIGTERM or SIGINT. The handlers are installed when this is called (inside the

@@ -25,6 +25,8 @@ pub struct Settings {
     pub sources: PathBuf,
     /// Store directory.
     pub data: PathBuf,
+    /// The PostgreSQL database that keeps runs instead of `data` (fleet mode).
+    pub database: Option<crate::store::database::DatabaseOptions>,
     /// Concurrent runs.
     pub workers: usize,
     /// Runs waiting at most.
@@ -58,6 +60,7 @@ impl Settings {
             plugins,
             sources: PathBuf::from("./sources"),
             data,
+            database: None,
             // Runs mostly wait on their processes and on flushes that workers share; on a
             // CPU-bound storm more workers only take CPU from acknowledging (README, --workers).
             workers: cpus * 2,

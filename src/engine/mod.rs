@@ -19,6 +19,7 @@ pub mod error;
 pub mod followers;
 pub mod lifecycle;
 pub mod metrics;
+pub mod outage;
 pub mod pending;
 pub mod queue;
 pub mod recorder;

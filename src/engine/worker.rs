@@ -12,6 +12,7 @@ use crate::engine::clock::Clock;
 use crate::engine::followers::Followers;
 use crate::engine::lifecycle;
 use crate::engine::metrics::Metrics;
+use crate::engine::outage::persist;
 use crate::engine::queue::{Queue, Slot, Ticket};
 use crate::engine::recorder::StoreRecorder;
 use crate::engine::retry;
@@ -133,16 +134,17 @@ impl Workers {
         slot.held = true;
         let started = self.clock.now();
         let claim: Change = Arc::new(move |r: &mut RunRecord| lifecycle::start(r, started));
-        let mut run = match self
-            .store
-            .transition(&id, &[RunStatus::Queued], claim)
-            .await
-        {
+        let claimed = persist("mark the run running", || {
+            self.store
+                .transition(&id, &[RunStatus::Queued], claim.clone())
+        })
+        .await;
+        let mut run = match claimed {
             Ok(Transition::Done(run)) => *run,
             // Ended meanwhile (cancelled while queued, by another path).
             Ok(_) => return,
             Err(e) => {
-                error!("cannot mark the run running: {e}");
+                error!("cannot mark the run running (it stays queued for the next start): {e}");
                 return;
             }
         };
@@ -203,7 +205,11 @@ impl Workers {
         });
         // Record, rollups and guard state in one write: whoever sees the run finished also sees
         // the breaker it opened.
-        match self.store.finish(run.clone(), update).await {
+        let finished = persist("record the finished run", || {
+            self.store.finish(run.clone(), update.clone())
+        })
+        .await;
+        match finished {
             Ok(Some(changed)) => {
                 let open = changed.after.breaker.is_some();
                 if open && changed.before.breaker.is_none() {

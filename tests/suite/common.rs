@@ -466,6 +466,11 @@ pub fn untoil_env(c: &mut std::process::Command, dirs: &Dirs) {
         .env_remove("UNTOIL_BASIC_AUTH_FILE")
         .env_remove("UNTOIL_AUTH_FILE")
         .env_remove("UNTOIL_LISTEN")
+        .env_remove("UNTOIL_DATABASE_URL")
+        .env_remove("UNTOIL_DATABASE_PASSWORD_FILE")
+        .env_remove("UNTOIL_DATABASE_CA_FILE")
+        .env_remove("UNTOIL_DATABASE_POOL")
+        .env_remove("PGPASSWORD")
         .env_remove("UNTOIL_LOG");
 }
 

@@ -22,6 +22,7 @@ mod diagnostics;
 mod digest;
 mod engine;
 mod executor;
+mod fleet;
 mod guards;
 mod honest_alerts;
 mod hygiene;

@@ -21,6 +21,8 @@ pub struct Cluster {
     pub port: u16,
     /// The superuser's password (random per cluster).
     pub password: String,
+    /// The server's options (port, socket directory, TLS), for a restart.
+    options: String,
 }
 
 /// The newest installed server's bin directory. Fails, never skips, when PostgreSQL is missing:
@@ -83,6 +85,21 @@ impl Cluster {
     /// Creates and starts a cluster, waiting (pg_ctl -w, with a deadline) until it accepts
     /// connections.
     pub fn start() -> Cluster {
+        Cluster::start_with(false)
+    }
+
+    /// [`Cluster::start`] that accepts only TLS connections, with a certificate for 127.0.0.1
+    /// signed by a CA of its own ([`Cluster::ca`]).
+    pub fn start_tls() -> Cluster {
+        Cluster::start_with(true)
+    }
+
+    /// The CA certificate (PEM) that signed a TLS cluster's certificate.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
+    }
+
+    fn start_with(tls: bool) -> Cluster {
         let bin = bin_dir();
         let dir = tempfile::tempdir().expect("tempdir");
         give(dir.path());
@@ -97,14 +114,33 @@ impl Cluster {
             .args(["-U", USER, "--auth=scram-sha-256", "-E", "UTF8"])
             .args(["--locale=C.UTF-8", "--no-sync", "--no-instructions"])
             .arg(format!("--pwfile={}", pwfile.display())));
+        let mut tls_options = String::new();
+        if tls {
+            certificates(dir.path());
+            // TLS only: a connection without it is rejected, so a client that connects used it.
+            let hba = data.join("pg_hba.conf");
+            let rest = std::fs::read_to_string(&hba).expect("pg_hba.conf");
+            std::fs::write(
+                &hba,
+                format!("hostnossl all all all reject\nhostssl all all 127.0.0.1/32 scram-sha-256\n{rest}"),
+            )
+            .expect("pg_hba.conf");
+            tls_options = format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                dir.path().join("server.crt").display(),
+                dir.path().join("server.key").display()
+            );
+        }
         // A port taken and released just before the server binds it: another test may take it
         // in between, which shows as a failed start (retried).
         for _ in 0..5 {
             let port = crate::common::closed_port();
             // fsync off: test clusters need no durability across power loss, and it keeps two
-            // cores' worth of tests fast. The socket lives in the temp dir, never /run.
+            // cores' worth of tests fast. Commits stay synchronous: a stop (`-m immediate`, a
+            // crash) must keep every commit, as tests of outages check. The socket lives in the
+            // temp dir, never /run.
             let options = format!(
-                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=16MB -c max_connections=200",
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c shared_buffers=16MB -c max_connections=200{tls_options}",
                 dir.path().display()
             );
             let started = as_owner(&bin, "pg_ctl")
@@ -121,6 +157,7 @@ impl Cluster {
                     bin,
                     port,
                     password,
+                    options,
                 };
                 cluster.wait_ready();
                 return cluster;
@@ -224,19 +261,92 @@ impl Cluster {
 
     /// Starts it again on the same port after [`Cluster::stop`].
     pub fn restart(&self) {
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=16MB -c max_connections=200",
-            self.port,
-            self.dir.path().display()
-        );
         run(as_owner(&self.bin, "pg_ctl")
             .arg("-D")
             .arg(self.dir.path().join("data"))
             .arg("-l")
             .arg(self.dir.path().join("log"))
-            .args(["-w", "-t", "60", "-o", &options, "start"]));
+            .args(["-w", "-t", "60", "-o", &self.options, "start"]));
         self.wait_ready();
     }
+}
+
+/// A CA and a server certificate for 127.0.0.1 it signed (rustls refuses a CA certificate as a
+/// server's), in `dir`, the key readable by the server's account only.
+fn certificates(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        run(Command::new("openssl").current_dir(dir).args(args));
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"],
+            &ec[..],
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=untoil test CA",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"][..],
+            &ec[..],
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("server.ext");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ]);
+    for f in ["server.crt", "server.key"] {
+        give(&dir.join(f));
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        dir.join("server.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .expect("chmod server.key");
 }
 
 impl Drop for Cluster {
