@@ -251,13 +251,13 @@ impl Store for PgStore {
         in_tx!(s, "updating guard states", |tx| {
             let st = tx
                 .prepare_cached(
-                    "SELECT key FROM guards WHERE runbook = $1 AND ($2::text IS NULL OR key = $2) \
+                    "SELECT key FROM guards WHERE runbook = $1 AND ($2::bytea IS NULL OR key = $2) \
                      AND state IS NOT NULL ORDER BY key",
                 )
                 .await?;
             let mut out = Vec::new();
-            for row in tx.query(&st, &[&runbook, &key]).await? {
-                let k: String = row.try_get(0)?;
+            for row in tx.query(&st, &[&runbook, &key.map(str::as_bytes)]).await? {
+                let k = rows::text_of("guard key", row.try_get(0)?)?;
                 let changed = update_guard(&tx, runbook, &k, &update).await?;
                 out.push((k, changed.after));
             }
