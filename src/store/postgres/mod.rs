@@ -110,6 +110,10 @@ impl PgStore {
     async fn progress(&self, id: &RunId, event: Progress<'_>) -> Result<()> {
         let s = &*self.inner;
         in_tx!(s, "recording a step's progress", |tx| {
+            // Progress need not be durable on its own (the contract): its commit does not wait
+            // for the WAL flush, and the next durable commit flushes it with its own.
+            tx.batch_execute("SET LOCAL synchronous_commit = off")
+                .await?;
             let st = tx
                 .prepare_cached("SELECT record::text FROM runs WHERE id = $1 FOR UPDATE")
                 .await?;
