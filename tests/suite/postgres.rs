@@ -185,3 +185,25 @@ async fn postgres_keeps_a_step_output_with_nul_characters() {
     store.finish_many(vec![run.clone()]).await.expect("finish");
     assert_eq!(store.get_run(&run.id).await.expect("get"), Some(run));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_opens_with_a_role_that_may_only_read_and_write_rows_once_migrated() {
+    let pg = Postgres::default();
+    let db = pg.database(std::path::Path::new("roles"));
+    drop(open(&pg, &db).await.expect("the owner migrates"));
+    scalar(
+        &pg,
+        &db,
+        "CREATE ROLE app LOGIN PASSWORD 'app-pw'; \
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO app",
+    );
+    let cluster = pg.cluster();
+    let url = format!("postgres://app:app-pw@127.0.0.1:{}/{db}", cluster.port);
+    let name = format!("postgres://app@127.0.0.1:{}/{db}", cluster.port);
+    let store = PgStore::open(pg_pool(&url), name)
+        .await
+        .expect("a role without DDL rights opens a migrated store");
+    let run = untoil::run::record::RunRecord::synthetic(1);
+    store.finish_many(vec![run.clone()]).await.expect("finish");
+    assert!(store.get_run(&run.id).await.expect("get").is_some());
+}

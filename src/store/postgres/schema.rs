@@ -121,8 +121,19 @@ pub struct Migrated {
 pub async fn migrate(tx: &impl GenericClient, name: &str) -> Result<Migrated, Fail> {
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY])
         .await?;
-    tx.batch_execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (
+    // Created only when missing: a role without DDL rights (the tables made by an owner
+    // beforehand) can still open the store, and `CREATE ... IF NOT EXISTS` checks the right first.
+    let exists: bool = tx
+        .query_one(
+            "SELECT to_regclass('schema_migrations') IS NOT NULL \
+             AND to_regclass('untoil_meta') IS NOT NULL",
+            &[],
+        )
+        .await?
+        .try_get(0)?;
+    if !exists {
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
              version integer PRIMARY KEY,
              readable_by integer NOT NULL,
              description text NOT NULL,
@@ -132,8 +143,9 @@ pub async fn migrate(tx: &impl GenericClient, name: &str) -> Result<Migrated, Fa
              key text COLLATE \"C\" PRIMARY KEY,
              value text NOT NULL
          );",
-    )
-    .await?;
+        )
+        .await?;
+    }
     let row = tx
         .query_one(
             "SELECT max(version), COALESCE(max(readable_by) FILTER (WHERE version > $1), 0) \
