@@ -1635,7 +1635,7 @@ async fn prune_removes_only_expired_delivery_records() {
 
 /// The Alertmanager fixture with `annotation` as a common annotation of `size` bytes and `alerts`
 /// alerts (distinct fingerprints and instances).
-fn big_notification(size: usize, alerts: usize) -> Notification {
+pub fn big_notification(size: usize, alerts: usize) -> Notification {
     let body = std::fs::read(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/alertmanager/firing.json"),
     )
@@ -1657,7 +1657,7 @@ fn big_notification(size: usize, alerts: usize) -> Notification {
 
 /// Queued alert runs of `runbook` for every alert of `n`, sharing its notification as admission
 /// makes them share it.
-fn alert_candidates(runbook: &str, n: &Notification) -> Vec<Candidate> {
+pub fn alert_candidates(runbook: &str, n: &Notification) -> Vec<Candidate> {
     let shared = Arc::new(n.without_alerts());
     n.alerts
         .iter()
