@@ -1635,7 +1635,7 @@ async fn prune_removes_only_expired_delivery_records() {
 
 /// The Alertmanager fixture with `annotation` as a common annotation of `size` bytes and `alerts`
 /// alerts (distinct fingerprints and instances).
-fn big_notification(size: usize, alerts: usize) -> Notification {
+pub fn big_notification(size: usize, alerts: usize) -> Notification {
     let body = std::fs::read(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/alertmanager/firing.json"),
     )
@@ -1657,7 +1657,7 @@ fn big_notification(size: usize, alerts: usize) -> Notification {
 
 /// Queued alert runs of `runbook` for every alert of `n`, sharing its notification as admission
 /// makes them share it.
-fn alert_candidates(runbook: &str, n: &Notification) -> Vec<Candidate> {
+pub fn alert_candidates(runbook: &str, n: &Notification) -> Vec<Candidate> {
     let shared = Arc::new(n.without_alerts());
     n.alerts
         .iter()
@@ -2089,5 +2089,72 @@ async fn a_transition_that_changes_the_notification_stores_the_new_one_with_the_
         }
         let store = b.open(dir.path());
         assert!(store.get_run(&id).await.expect("get").is_some());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_with_nul_characters_from_senders_work_like_any_other() {
+    // A label or payload may carry NUL: a fingerprint, a guard key rendered from labels and a
+    // delivery id made of it are keys like any other.
+    for b in backends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = b.open(dir.path());
+        let fp = "src/fp\0x";
+        let gate = counting_gate("rb", "k\0x", 5, false);
+        let c = Candidate {
+            key: alert_key(fp, "rb"),
+            run: queued("rb", 1),
+            gate: Some(gate.clone()),
+        };
+        let mut e = episode(fp);
+        e.labels.insert("nul".into(), "a\0b".into());
+        let got = store
+            .admit_delivery(
+                delivery("github-ci", "d\0-1", Utc::now(), 60),
+                vec![c],
+                vec![e.clone()],
+            )
+            .await
+            .expect("admit")
+            .unwrap_or_else(|| panic!("{}: a first delivery admits", b.name()));
+        let runs = new_runs(&got);
+        assert_eq!(runs.len(), 1, "{}", b.name());
+        assert_eq!(
+            store
+                .runs_of_episode(&Episode::new(fp, at(14, 43)))
+                .await
+                .expect("episode"),
+            vec![runs[0].id.clone()],
+            "{}",
+            b.name()
+        );
+        let states = store.guard_states().await.expect("states");
+        assert_eq!(states[0].1, "k\0x", "{}", b.name());
+        let alerts = store
+            .alerts(
+                Utc::now() - chrono::Duration::hours(1),
+                Utc::now() + chrono::Duration::hours(1),
+            )
+            .await
+            .expect("alerts");
+        assert_eq!(alerts, vec![e], "{}", b.name());
+        assert_eq!(
+            store
+                .episode_at_millis(fp, at(14, 43))
+                .await
+                .expect("episode"),
+            Some(Episode::new(fp, at(14, 43))),
+            "{}",
+            b.name()
+        );
+        let again = store
+            .admit_delivery(
+                delivery("github-ci", "d\0-1", Utc::now(), 60),
+                vec![],
+                vec![],
+            )
+            .await
+            .expect("admit");
+        assert_eq!(again, None, "{}", b.name());
     }
 }

@@ -185,3 +185,69 @@ async fn postgres_keeps_a_step_output_with_nul_characters() {
     store.finish_many(vec![run.clone()]).await.expect("finish");
     assert_eq!(store.get_run(&run.id).await.expect("get"), Some(run));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_opens_with_a_role_that_may_only_read_and_write_rows_once_migrated() {
+    let pg = Postgres::default();
+    let db = pg.database(std::path::Path::new("roles"));
+    drop(open(&pg, &db).await.expect("the owner migrates"));
+    scalar(
+        &pg,
+        &db,
+        "CREATE ROLE app LOGIN PASSWORD 'app-pw'; \
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO app",
+    );
+    let cluster = pg.cluster();
+    let url = format!("postgres://app:app-pw@127.0.0.1:{}/{db}", cluster.port);
+    let name = format!("postgres://app@127.0.0.1:{}/{db}", cluster.port);
+    let store = PgStore::open(pg_pool(&url), name)
+        .await
+        .expect("a role without DDL rights opens a migrated store");
+    let run = untoil::run::record::RunRecord::synthetic(1);
+    store.finish_many(vec![run.clone()]).await.expect("finish");
+    assert!(store.get_run(&run.id).await.expect("get").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_stores_a_notification_once_for_its_runs_and_prune_removes_it_with_the_last() {
+    // What the conformance suite checks of sled's layout (`Backend::stored`), by this one's.
+    use crate::conformance::{alert_candidates, big_notification};
+    let pg = Postgres::default();
+    let db = pg.database(std::path::Path::new("notes"));
+    let store = open(&pg, &db).await.expect("opens");
+    let n = big_notification(900 * 1024, 50);
+    store
+        .admit(alert_candidates("rb", &n), vec![])
+        .await
+        .expect("admit");
+    assert_eq!(scalar(&pg, &db, "SELECT count(*) FROM notifications"), "1");
+    let stored: usize = scalar(
+        &pg,
+        &db,
+        "SELECT sum(octet_length(record::text)) + \
+         (SELECT sum(octet_length(body::text)) FROM notifications) FROM runs",
+    )
+    .parse()
+    .expect("a number");
+    let body = serde_json::to_vec(&n).expect("json").len();
+    assert!(stored < 2 * body, "{stored} bytes for a {body}-byte body");
+    // Unended runs stay; once they end and are pruned, the notification goes with them.
+    let runs = store
+        .list_runs(&untoil::store::RunFilter::default())
+        .await
+        .expect("list");
+    let ended: Vec<_> = runs
+        .into_iter()
+        .map(|mut r| {
+            r.status = untoil::run::status::RunStatus::Cancelled;
+            r.finished_at = Some(chrono::Utc::now());
+            r
+        })
+        .collect();
+    store.finish_many(ended).await.expect("finish");
+    store
+        .prune(chrono::Utc::now() + chrono::Duration::days(1))
+        .await
+        .expect("prune");
+    assert_eq!(scalar(&pg, &db, "SELECT count(*) FROM notifications"), "0");
+}

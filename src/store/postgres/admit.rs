@@ -52,22 +52,23 @@ pub async fn claim_delivery(tx: &impl GenericClient, d: &Delivery) -> Result<boo
         .await?;
     let record = encode(d);
     let expires = nanos(d.expires_at);
+    let id = d.id.as_bytes();
     // A record pruned between the insert's conflict and the lock is inserted again.
     for _ in 0..LOCK_TRIES {
         if tx
-            .query_opt(&insert, &[&d.source, &d.id, &expires, &record])
+            .query_opt(&insert, &[&d.source, &id, &expires, &record])
             .await?
             .is_some()
         {
             return Ok(true);
         }
-        if let Some(row) = tx.query_opt(&select, &[&d.source, &d.id]).await? {
+        if let Some(row) = tx.query_opt(&select, &[&d.source, &id]).await? {
             let text: String = row.try_get(0)?;
             let earlier: Delivery = decode(&format!("delivery {}/{}", d.source, d.id), &text)?;
             if earlier.refuses_at(d.received_at) {
                 return Ok(false);
             }
-            tx.execute(&update, &[&d.source, &d.id, &expires, &record])
+            tx.execute(&update, &[&d.source, &id, &expires, &record])
                 .await?;
             return Ok(true);
         }
@@ -79,6 +80,7 @@ pub async fn claim_delivery(tx: &impl GenericClient, d: &Delivery) -> Result<boo
 /// receipt (and keeps its first receipt, which `alerts` lists it by).
 pub async fn put_alert(tx: &impl GenericClient, alert: &AlertReceived) -> Result<(), Fail> {
     let at = stamp(alert.starts_at);
+    let fp = alert.fingerprint.as_bytes();
     let insert = tx
         .prepare_cached(
             "INSERT INTO alerts (fingerprint, stamp, received_ns, record) \
@@ -96,7 +98,7 @@ pub async fn put_alert(tx: &impl GenericClient, alert: &AlertReceived) -> Result
         )
         .await?;
     for _ in 0..LOCK_TRIES {
-        if let Some(row) = tx.query_opt(&select, &[&alert.fingerprint, &at]).await? {
+        if let Some(row) = tx.query_opt(&select, &[&fp, &at]).await? {
             let text: String = row.try_get(0)?;
             let mut old: AlertReceived = decode(&format!("alert {}", alert.episode()), &text)?;
             old.last_seen = old.last_seen.max(alert.last_seen);
@@ -107,19 +109,13 @@ pub async fn put_alert(tx: &impl GenericClient, alert: &AlertReceived) -> Result
                     old.matched.push(m.clone());
                 }
             }
-            tx.execute(&update, &[&alert.fingerprint, &at, &encode(&old)])
-                .await?;
+            tx.execute(&update, &[&fp, &at, &encode(&old)]).await?;
             return Ok(());
         }
         let inserted = tx
             .query_opt(
                 &insert,
-                &[
-                    &alert.fingerprint,
-                    &at,
-                    &nanos(alert.received_at),
-                    &encode(alert),
-                ],
+                &[&fp, &at, &nanos(alert.received_at), &encode(alert)],
             )
             .await?;
         if inserted.is_some() {
@@ -177,12 +173,13 @@ pub async fn admit(
     let mut out = Vec::with_capacity(candidates.len());
     for c in candidates {
         let key = c.key.encode();
+        let kb = key.as_bytes();
         let id = &c.run.id.0;
         // Sees this transaction's own earlier inserts: two candidates with one key admit one.
-        let retry_of = if tx.query_opt(&take, &[&key, id]).await?.is_some() {
+        let retry_of = if tx.query_opt(&take, &[&kb, id]).await?.is_some() {
             None
         } else {
-            let earlier = match tx.query_opt(&held, &[&key]).await? {
+            let earlier = match tx.query_opt(&held, &[&kb]).await? {
                 Some(row) => row.try_get::<_, String>(0)?,
                 // Only a delete could remove it, and nothing deletes dedupe keys.
                 None => {
@@ -203,7 +200,7 @@ pub async fn admit(
             let mut run = c.run.clone();
             if again {
                 run.retry_of = retry_of;
-                tx.execute(&repoint, &[&key, id]).await?;
+                tx.execute(&repoint, &[&kb, id]).await?;
             }
             w.put_run(tx, &run, Some(true), None).await?;
             out.push(Admitted::New {
@@ -223,7 +220,7 @@ pub async fn admit(
             continue;
         }
         if again {
-            tx.execute(&repoint, &[&key, id]).await?;
+            tx.execute(&repoint, &[&kb, id]).await?;
         }
         if next != state {
             put_guard(tx, &gate.runbook, &gate.key, &next).await?;

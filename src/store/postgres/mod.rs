@@ -110,6 +110,10 @@ impl PgStore {
     async fn progress(&self, id: &RunId, event: Progress<'_>) -> Result<()> {
         let s = &*self.inner;
         in_tx!(s, "recording a step's progress", |tx| {
+            // Progress need not be durable on its own (the contract): its commit does not wait
+            // for the WAL flush, and the next durable commit flushes it with its own.
+            tx.batch_execute("SET LOCAL synchronous_commit = off")
+                .await?;
             let st = tx
                 .prepare_cached("SELECT record::text FROM runs WHERE id = $1 FOR UPDATE")
                 .await?;
@@ -251,13 +255,13 @@ impl Store for PgStore {
         in_tx!(s, "updating guard states", |tx| {
             let st = tx
                 .prepare_cached(
-                    "SELECT key FROM guards WHERE runbook = $1 AND ($2::text IS NULL OR key = $2) \
+                    "SELECT key FROM guards WHERE runbook = $1 AND ($2::bytea IS NULL OR key = $2) \
                      AND state IS NOT NULL ORDER BY key",
                 )
                 .await?;
             let mut out = Vec::new();
-            for row in tx.query(&st, &[&runbook, &key]).await? {
-                let k: String = row.try_get(0)?;
+            for row in tx.query(&st, &[&runbook, &key.map(str::as_bytes)]).await? {
+                let k = rows::text_of("guard key", row.try_get(0)?)?;
                 let changed = update_guard(&tx, runbook, &k, &update).await?;
                 out.push((k, changed.after));
             }

@@ -11,7 +11,7 @@ use crate::run::id::RunId;
 use crate::run::record::RunRecord;
 use crate::store::postgres::notes::Notes;
 use crate::store::postgres::rollups::{self, Table, first_of_month, next_month};
-use crate::store::postgres::rows::{decode, nanos, prefix_end, status_name};
+use crate::store::postgres::rows::{decode, nanos, prefix_end, status_name, text_of};
 use crate::store::postgres::tx::Fail;
 use crate::store::{AlertReceived, RunFilter};
 use crate::trigger::key::{Episode, Fire, stamp};
@@ -98,9 +98,10 @@ pub async fn alerts(
         .await?;
     let mut out = Vec::new();
     for row in c.query(&st, &[&nanos(from), &nanos(to)]).await? {
-        let (fp, at, text): (String, String, String) =
+        let (fp, at, text): (Vec<u8>, String, String) =
             (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
-        out.push(decode(&format!("alert {fp}@{at}"), &text)?);
+        let key = format!("alert {}@{at}", String::from_utf8_lossy(&fp));
+        out.push(decode(&key, &text)?);
     }
     Ok(out)
 }
@@ -111,18 +112,18 @@ async fn keys_with_prefix(
     prefix: &str,
     last_only: bool,
 ) -> Result<Vec<(String, String)>, Fail> {
-    let end = prefix_end(prefix).unwrap_or_default();
+    let end = prefix_end(prefix.as_bytes());
     let sql = if last_only {
-        "SELECT key, run_id FROM dedupe WHERE key >= $1 AND ($2 = '' OR key < $2) \
-         AND starts_with(key, $1) ORDER BY key DESC LIMIT 1"
+        "SELECT key, run_id FROM dedupe WHERE key >= $1 AND ($2::bytea IS NULL OR key < $2) \
+         ORDER BY key DESC LIMIT 1"
     } else {
-        "SELECT key, run_id FROM dedupe WHERE key >= $1 AND ($2 = '' OR key < $2) \
-         AND starts_with(key, $1) ORDER BY key"
+        "SELECT key, run_id FROM dedupe WHERE key >= $1 AND ($2::bytea IS NULL OR key < $2) \
+         ORDER BY key"
     };
     let st = c.prepare_cached(sql).await?;
     let mut out = Vec::new();
-    for row in c.query(&st, &[&prefix, &end]).await? {
-        out.push((row.try_get(0)?, row.try_get(1)?));
+    for row in c.query(&st, &[&prefix.as_bytes(), &end]).await? {
+        out.push((text_of("dedupe key", row.try_get(0)?)?, row.try_get(1)?));
     }
     Ok(out)
 }
@@ -154,10 +155,11 @@ pub async fn episode_at_millis(
     starts_at: DateTime<Utc>,
 ) -> Result<Option<Episode>, Fail> {
     let at = stamp(starts_at);
+    let fp = fingerprint.as_bytes();
     let exact = c
         .prepare_cached("SELECT 1 FROM alerts WHERE fingerprint = $1 AND stamp = $2")
         .await?;
-    if c.query_opt(&exact, &[&fingerprint, &at]).await?.is_some() {
+    if c.query_opt(&exact, &[&fp, &at]).await?.is_some() {
         return Ok(Some(Episode::new(fingerprint, starts_at)));
     }
     if starts_at.timestamp_subsec_nanos() % 1_000_000 != 0 {
@@ -166,14 +168,16 @@ pub async fn episode_at_millis(
     // Stamps are fixed-width at nanoseconds (`...26.695089778Z`): every episode within that
     // millisecond shares the stamp up to its last six digits.
     let prefix = &at[..at.len().saturating_sub(7)];
-    let end = prefix_end(prefix).unwrap_or_default();
+    // The prefix is ASCII (digits and separators): so is its end.
+    let end =
+        String::from_utf8_lossy(&prefix_end(prefix.as_bytes()).unwrap_or_default()).into_owned();
     let within = c
         .prepare_cached(
             "SELECT stamp FROM alerts WHERE fingerprint = $1 AND stamp >= $2 AND stamp < $3 \
              ORDER BY stamp",
         )
         .await?;
-    for row in c.query(&within, &[&fingerprint, &prefix, &end]).await? {
+    for row in c.query(&within, &[&fp, &prefix, &end]).await? {
         let s: String = row.try_get(0)?;
         if let Ok(t) = DateTime::parse_from_rfc3339(&s) {
             return Ok(Some(Episode::new(fingerprint, t.with_timezone(&Utc))));
@@ -192,8 +196,9 @@ pub async fn guard_states(c: &impl GenericClient) -> Result<Vec<(String, String,
         .await?;
     let mut out = Vec::new();
     for row in c.query(&st, &[]).await? {
-        let (rb, key, text): (String, String, String) =
+        let (rb, key, text): (String, Vec<u8>, String) =
             (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        let key = text_of("guard key", key)?;
         let state = decode(&format!("guard {rb} {key}"), &text)?;
         out.push((rb, key, state));
     }

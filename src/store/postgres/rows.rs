@@ -43,22 +43,23 @@ pub fn nanos(t: DateTime<Utc>) -> i64 {
         .max(0)
 }
 
-/// Just past every text that starts with `prefix`, for `key >= prefix AND key < end` on a
-/// `COLLATE "C"` column (byte order, which UTF-8 keeps in code point order): the prefix with
-/// its last character incremented. None when no bound exists (empty, or only U+10FFFF).
-pub fn prefix_end(prefix: &str) -> Option<String> {
-    let mut chars: Vec<char> = prefix.chars().collect();
-    while let Some(last) = chars.pop() {
-        let mut next = last as u32 + 1;
-        if (0xD800..=0xDFFF).contains(&next) {
-            next = 0xE000;
-        }
-        if let Some(c) = char::from_u32(next) {
-            chars.push(c);
-            return Some(chars.into_iter().collect());
+/// Just past every key that starts with `prefix`, for `key >= prefix AND key < end` on a
+/// `bytea` (or `COLLATE "C"`) column: the prefix with its last byte below 0xFF incremented and
+/// what follows it dropped. None when no bound exists (empty, or only 0xFF bytes).
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xFF {
+            end.push(last + 1);
+            return Some(end);
         }
     }
     None
+}
+
+/// A key read from a `bytea` column, which was written from a `String` (`what` names it).
+pub fn text_of(what: &str, bytes: Vec<u8>) -> Result<String, Fail> {
+    String::from_utf8(bytes).map_err(|e| corrupt(what, e))
 }
 
 /// One step event, applied to a running run's record as the sled store applies its progress
@@ -111,10 +112,13 @@ mod tests {
 
     #[test]
     fn prefix_ends_bound_exactly_the_texts_with_the_prefix() {
-        assert_eq!(prefix_end("alert:a@b:").as_deref(), Some("alert:a@b;"));
-        assert_eq!(prefix_end(""), None);
-        assert_eq!(prefix_end("a\u{10FFFF}").as_deref(), Some("b"));
-        assert_eq!(prefix_end("\u{D7FF}").as_deref(), Some("\u{E000}"));
+        assert_eq!(
+            prefix_end(b"alert:a@b:").as_deref(),
+            Some(b"alert:a@b;".as_slice())
+        );
+        assert_eq!(prefix_end(b""), None);
+        assert_eq!(prefix_end(b"a\xff\xff").as_deref(), Some(b"b".as_slice()));
+        assert_eq!(prefix_end(b"\xff"), None);
         assert_eq!(shard("01J", 8), shard("01J", 8));
         assert!(shard("x", 8) < 8);
     }

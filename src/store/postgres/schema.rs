@@ -12,6 +12,11 @@
 //! schema current. DDL is transactional in PostgreSQL: a crash mid-migration leaves the
 //! previous version whole.
 //!
+//! Keys that carry what senders wrote (dedupe keys, alert fingerprints, guard keys rendered from
+//! labels, delivery ids) are `bytea`: PostgreSQL's `text` cannot hold the NUL character a label
+//! or payload may carry, which the sled store keeps; `bytea` compares bytes, as sled's keys sort.
+//! Other text columns (ids, runbook names, statuses) are `COLLATE "C"`, byte order too.
+//!
 //! Versions:
 //! 1. Runs (with their notification refs, listing and reconciliation indexes), notifications,
 //!    dedupe keys, alert episodes, guard states, signed webhook deliveries, and daily and
@@ -60,11 +65,11 @@ CREATE INDEX runs_active ON runs (id) WHERE active;
 CREATE INDEX runs_awaiting_verdict ON runs (id) WHERE awaits_verdict;
 CREATE INDEX runs_by_note ON runs (note) WHERE note IS NOT NULL;
 CREATE TABLE dedupe (
-    key text COLLATE "C" PRIMARY KEY,
+    key bytea PRIMARY KEY,
     run_id text COLLATE "C" NOT NULL
 );
 CREATE TABLE alerts (
-    fingerprint text COLLATE "C" NOT NULL,
+    fingerprint bytea NOT NULL,
     stamp text COLLATE "C" NOT NULL,
     received_ns bigint NOT NULL,
     record json NOT NULL,
@@ -73,13 +78,13 @@ CREATE TABLE alerts (
 CREATE INDEX alerts_by_receipt ON alerts (received_ns);
 CREATE TABLE guards (
     runbook text COLLATE "C" NOT NULL,
-    key text COLLATE "C" NOT NULL,
+    key bytea NOT NULL,
     state json,
     PRIMARY KEY (runbook, key)
 );
 CREATE TABLE deliveries (
     source text COLLATE "C" NOT NULL,
-    id text COLLATE "C" NOT NULL,
+    id bytea NOT NULL,
     expires_ns bigint NOT NULL,
     record json NOT NULL,
     PRIMARY KEY (source, id)
@@ -116,8 +121,19 @@ pub struct Migrated {
 pub async fn migrate(tx: &impl GenericClient, name: &str) -> Result<Migrated, Fail> {
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY])
         .await?;
-    tx.batch_execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (
+    // Created only when missing: a role without DDL rights (the tables made by an owner
+    // beforehand) can still open the store, and `CREATE ... IF NOT EXISTS` checks the right first.
+    let exists: bool = tx
+        .query_one(
+            "SELECT to_regclass('schema_migrations') IS NOT NULL \
+             AND to_regclass('untoil_meta') IS NOT NULL",
+            &[],
+        )
+        .await?
+        .try_get(0)?;
+    if !exists {
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
              version integer PRIMARY KEY,
              readable_by integer NOT NULL,
              description text NOT NULL,
@@ -127,8 +143,9 @@ pub async fn migrate(tx: &impl GenericClient, name: &str) -> Result<Migrated, Fa
              key text COLLATE \"C\" PRIMARY KEY,
              value text NOT NULL
          );",
-    )
-    .await?;
+        )
+        .await?;
+    }
     let row = tx
         .query_one(
             "SELECT max(version), COALESCE(max(readable_by) FILTER (WHERE version > $1), 0) \

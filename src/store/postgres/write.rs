@@ -201,15 +201,16 @@ pub async fn lock_guard(
              ON CONFLICT DO NOTHING",
         )
         .await?;
+    let kb = key.as_bytes();
     for _ in 0..LOCK_TRIES {
-        if let Some(row) = tx.query_opt(&select, &[&runbook, &key]).await? {
+        if let Some(row) = tx.query_opt(&select, &[&runbook, &kb]).await? {
             let state: Option<String> = row.try_get(0)?;
             return match state {
                 Some(s) => decode(&format!("guard {runbook} {key}"), &s),
                 None => Ok(KeyState::default()),
             };
         }
-        tx.execute(&insert, &[&runbook, &key]).await?;
+        tx.execute(&insert, &[&runbook, &kb]).await?;
     }
     Err(Fail::Contended(format!("guard {runbook} {key}")))
 }
@@ -224,7 +225,8 @@ pub async fn put_guard(
     let st = tx
         .prepare_cached("UPDATE guards SET state = $3::text::json WHERE runbook = $1 AND key = $2")
         .await?;
-    tx.execute(&st, &[&runbook, &key, &encode(state)]).await?;
+    tx.execute(&st, &[&runbook, &key.as_bytes(), &encode(state)])
+        .await?;
     Ok(())
 }
 
