@@ -95,9 +95,32 @@ async fn a_daemon_on_postgres_runs_alerts_once_across_restarts_and_the_cli_reads
     let marker = dirs.path("marker");
     dirs.runbook("marking", &marking(&marker, None));
 
+    let envfile = dirs.path("step-env");
+    dirs.runbook(
+        "dump",
+        &format!(
+            "name: dump\nowner: t\ntoil: {{manual_minutes: 1}}\ntriggers:\n  - alert: {{matchers: ['alertname=\"EnvCheck\"']}}\nsteps:\n  - name: env\n    run: env > {}\n",
+            envfile.display()
+        ),
+    );
     let (served, d) = serve(on_database(&dirs, &cluster, "fleet"));
     let id = post_alert(&d, "pg-1").await;
     run_when(&d, &id, "succeeded").await;
+    // A step never sees how the daemon reaches its database.
+    let mut check = alert("env-1");
+    check["alerts"][0]["labels"]["alertname"] = json!("EnvCheck");
+    let (status, answer) = d.post(ALERTS, check).await;
+    assert_eq!(status, 200, "{answer}");
+    let dump = answer["accepted"][0].as_str().expect("one run").to_string();
+    run_when(&d, &dump, "succeeded").await;
+    let env = std::fs::read_to_string(&envfile).expect("the step's environment");
+    assert!(env.contains("UNTOIL_RUN_ID="), "{env}");
+    assert!(
+        !env.contains(&cluster.password)
+            && !env.contains("DATABASE")
+            && !env.contains("PGPASSWORD"),
+        "{env}"
+    );
     // Alertmanager's repeat of the same episode runs nothing more.
     let (status, again) = d.post(ALERTS, alert("pg-1")).await;
     assert_eq!(status, 200, "{again}");
@@ -140,7 +163,7 @@ async fn a_daemon_on_postgres_runs_alerts_once_across_restarts_and_the_cli_reads
     assert!(ok, "{err}");
     let listed: Vec<Value> = serde_json::from_str(&out).expect("runs --json");
     let ids: Vec<&str> = listed.iter().filter_map(|r| r["id"].as_str()).collect();
-    assert_eq!(ids, vec![id2.as_str(), id.as_str()], "{out}");
+    assert_eq!(ids, vec![id2.as_str(), dump.as_str(), id.as_str()], "{out}");
     let mut show = cli();
     show.args(["runs", "show", &id, "--json"]);
     let (ok, out, err) = output(show);
@@ -154,9 +177,14 @@ async fn a_daemon_on_postgres_runs_alerts_once_across_restarts_and_the_cli_reads
     let (ok, out, err) = output(report);
     assert!(ok, "{err}");
     let report: Value = serde_json::from_str(&out).expect("report json");
-    assert_eq!(report["rows"][0]["group"], json!(["marking"]), "{out}");
-    assert_eq!(report["total"]["runs"], 2, "{out}");
-    assert_eq!(report["total"]["toil_minutes"], 10.0, "{out}");
+    let groups: Vec<&Value> = report["rows"].as_array().expect("rows").iter().collect();
+    let marking = groups
+        .iter()
+        .find(|r| r["group"] == json!(["marking"]))
+        .unwrap_or_else(|| panic!("a row for marking: {out}"));
+    assert_eq!(marking["runs"], 2, "{out}");
+    assert_eq!(marking["toil_minutes"], 10.0, "{out}");
+    assert_eq!(report["total"]["runs"], 3, "{out}");
 
     // A wrong password is a clear error that never repeats a password.
     let mut wrong = untoil_command(&dirs);
