@@ -1,0 +1,219 @@
+//! Report benchmark on PostgreSQL (issue 17): seeds N finished runs (default 1,000,000, the
+//! same generated runs as the sled/SQLite benchmark) into untoil's PostgreSQL store through the
+//! store itself (so its rollups are kept the way a daemon keeps them), and the same rows into a
+//! plain table of the same database with a covering index; then times the toil report by team x
+//! month from untoil's rollups against a plain `GROUP BY` over that table, checks that both give
+//! the answer of the generated runs, and prints the ratio (goal: at most 0.2x).
+//!
+//! It starts a PostgreSQL cluster of its own (initdb/pg_ctl from Debian's `postgresql` package,
+//! as the `postgres` account when run as root; temp dir, loopback port), as the tests do.
+//!
+//! Run with `cargo bench -p untoil-bench-sqlite --bench postgres`. Environment:
+//! - `UNTOIL_BENCH_RUNS`: runs to seed (default 1,000,000).
+//! - `UNTOIL_BENCH_WRITERS`: concurrent store writers while seeding (default 4).
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use untoil::report::query::Dim;
+use untoil::report::toil as report;
+use untoil::store::Store;
+use untoil::store::database::{Database, DatabaseOptions};
+use untoil::store::postgres::PgStore;
+
+mod seed;
+use seed::*;
+
+// The benchmark starts a cluster only; the tests use the rest.
+#[allow(dead_code)]
+#[path = "../../tests/suite/pgcluster.rs"]
+mod pgcluster;
+
+/// What the test harness takes from the test suite's helpers.
+mod common {
+    /// A loopback port nothing listens on (bound, then released).
+    pub fn closed_port() -> u16 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    }
+}
+
+const ROUNDS: usize = 7;
+const BATCH: usize = 1_000;
+
+/// The same aggregation as untoil's report, over a plain table of the runs' columns.
+const SQL_REPORT: &str = "SELECT owner, to_char(day, 'YYYY-MM') AS month, count(*), \
+     count(*) FILTER (WHERE status = 'succeeded'), \
+     count(*) FILTER (WHERE status IN ('failed', 'timed_out', 'interrupted')), \
+     count(*) FILTER (WHERE status = 'cancelled'), sum(toil_milli)::bigint \
+     FROM plain_runs WHERE day BETWEEN $1 AND $2 GROUP BY owner, month ORDER BY owner, month";
+
+async fn plain_report(
+    client: &tokio_postgres::Client,
+    from: chrono::NaiveDate,
+    to: chrono::NaiveDate,
+) -> Answer {
+    let rows = client
+        .query(SQL_REPORT, &[&from, &to])
+        .await
+        .expect("plain report");
+    rows.iter()
+        .map(|r| {
+            let n = |i: usize| r.get::<_, i64>(i) as u64;
+            (
+                (r.get::<_, String>(0), r.get::<_, String>(1)),
+                Totals {
+                    runs: n(2),
+                    succeeded: n(3),
+                    failed: n(4),
+                    cancelled: n(5),
+                    toil_milli: n(6),
+                },
+            )
+        })
+        .collect()
+}
+
+fn main() {
+    let n = env_usize("UNTOIL_BENCH_RUNS", 1_000_000);
+    let writers = env_usize("UNTOIL_BENCH_WRITERS", 4);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let cluster = pgcluster::Cluster::start();
+    cluster.create_database("bench");
+    let p = period();
+    println!(
+        "postgres report benchmark: {n} runs over {DAYS} days, {TEAMS} teams, {RUNBOOKS} runbooks"
+    );
+    runtime.block_on(async {
+        let options = DatabaseOptions {
+            url: cluster.url("bench"),
+            password_file: None,
+            ca_file: None,
+            pool_size: writers + 2,
+        };
+        let db = Database::new(&options, |_| None).expect("pool");
+        let store: Arc<dyn Store> =
+            Arc::new(PgStore::open(db.pool.clone(), db.name.clone()).await.expect("store"));
+        let (client, connection) = tokio_postgres::connect(&cluster.url("bench"), tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(connection);
+
+        // Seed through the store: each run's finish keeps its rollups, as a daemon's does.
+        let next = Arc::new(AtomicUsize::new(0));
+        let t = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..writers.max(1) {
+            let (store, next) = (store.clone(), next.clone());
+            tasks.spawn(async move {
+                loop {
+                    let lo = next.fetch_add(BATCH, Ordering::SeqCst);
+                    if lo >= n {
+                        return;
+                    }
+                    let runs = (lo..(lo + BATCH).min(n)).map(|i| gen_run(i, n)).collect();
+                    store.finish_many(runs).await.expect("finish_many");
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+        let seeded = t.elapsed();
+        println!(
+            "seeded untoil's store: {:.1} s ({:.0} runs/s, {writers} writers of {BATCH}-run batches)",
+            seeded.as_secs_f64(),
+            n as f64 / seeded.as_secs_f64()
+        );
+
+        // The same runs as plain rows, and the expected answer from the generator itself.
+        let t = Instant::now();
+        client
+            .batch_execute(
+                "CREATE TABLE plain_runs (owner text, day date, status text, toil_milli bigint)",
+            )
+            .await
+            .expect("create plain_runs");
+        let mut expected = Answer::new();
+        for lo in (0..n).step_by(10_000) {
+            let (mut owner, mut day, mut status, mut toil) = (vec![], vec![], vec![], vec![]);
+            for i in lo..(lo + 10_000).min(n) {
+                let run = gen_run(i, n);
+                let milli = untoil::ledger::rollup::milli_minutes(
+                    run.toil.as_ref().map_or(0.0, |c| c.minutes),
+                ) as i64;
+                let d = run.created_at.date_naive();
+                let e = expected
+                    .entry((run.owner.clone(), d.format("%Y-%m").to_string()))
+                    .or_default();
+                e.runs += 1;
+                match run.status.as_str() {
+                    "succeeded" => e.succeeded += 1,
+                    "failed" | "timed_out" | "interrupted" => e.failed += 1,
+                    "cancelled" => e.cancelled += 1,
+                    _ => {}
+                }
+                e.toil_milli += milli as u64;
+                owner.push(run.owner);
+                day.push(d);
+                status.push(run.status.as_str().to_string());
+                toil.push(milli);
+            }
+            client
+                .execute(
+                    "INSERT INTO plain_runs SELECT * FROM unnest($1::text[], $2::date[], $3::text[], $4::bigint[])",
+                    &[&owner, &day, &status, &toil],
+                )
+                .await
+                .expect("insert plain rows");
+        }
+        client
+            .batch_execute("CREATE INDEX plain_report ON plain_runs (day, owner, status, toil_milli)")
+            .await
+            .expect("index plain_runs");
+        // Both sides with fresh statistics and visibility maps (VACUUM runs on its own, outside
+        // a transaction block).
+        client.batch_execute("VACUUM ANALYZE").await.expect("vacuum");
+        println!(
+            "seeded the plain table with a covering index in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+
+        let by = [Dim::Team, Dim::Month];
+        let warm = report::toil_report(&*store, p, &by).await.expect("report");
+        let mut untoil_times = Vec::new();
+        for _ in 0..ROUNDS {
+            let t = Instant::now();
+            let r = report::toil_report(&*store, p, &by).await.expect("report");
+            untoil_times.push(t.elapsed());
+            assert_eq!(r.rows.len(), warm.rows.len());
+        }
+        let plain_warm = plain_report(&client, p.from, p.to).await;
+        let mut plain_times = Vec::new();
+        for _ in 0..ROUNDS {
+            let t = Instant::now();
+            let r = plain_report(&client, p.from, p.to).await;
+            plain_times.push(t.elapsed());
+            assert_eq!(r.len(), plain_warm.len());
+        }
+        assert_eq!(untoil_answer(&warm), expected, "untoil's report differs from the generated runs");
+        assert_eq!(plain_warm, expected, "the plain GROUP BY differs from the generated runs");
+        assert_eq!(warm.total_rollup.runs, n as u64);
+        let (u, q): (Duration, Duration) = (median(untoil_times), median(plain_times));
+        println!(
+            "checked: untoil and the plain GROUP BY agree per (team, month) for all {} rows ({} runs)",
+            expected.len(),
+            warm.total_rollup.runs
+        );
+        println!(
+            "toil report by team x month, median of {ROUNDS}: untoil (rollups) {:.2} ms, plain GROUP BY {:.2} ms: {:.3}x (goal <= 0.2x)",
+            ms(u),
+            ms(q),
+            u.as_secs_f64() / q.as_secs_f64()
+        );
+    });
+}
