@@ -225,10 +225,11 @@ impl Store for PgStore {
         let s = &*self.inner;
         in_tx!(s, "finishing runs", |tx| {
             let mut w = Writer::new(&s.notes);
+            let mut batch = rollups::Batch::default();
             for run in &runs {
-                w.finish(&tx, run).await?;
+                w.finish_in(&tx, run, &mut batch).await?;
             }
-            Ok::<(), Fail>(())
+            batch.apply(&tx).await
         })
     }
 

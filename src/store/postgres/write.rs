@@ -109,6 +109,19 @@ impl<'a> Writer<'a> {
     /// its rollups unless an earlier finish counted it (it was final already, other than
     /// skipped: what the sled store counts once).
     pub async fn finish(&mut self, tx: &impl GenericClient, run: &RunRecord) -> Result<(), Fail> {
+        let mut batch = rollups::Batch::default();
+        self.finish_in(tx, run, &mut batch).await?;
+        batch.apply(tx).await
+    }
+
+    /// [`Writer::finish`] whose rollups go into `batch`, for the caller to apply once for many
+    /// runs (in the order that keeps concurrent batches from deadlocking).
+    pub async fn finish_in(
+        &mut self,
+        tx: &impl GenericClient,
+        run: &RunRecord,
+        batch: &mut rollups::Batch,
+    ) -> Result<(), Fail> {
         let st = tx
             .prepare_cached("SELECT status FROM runs WHERE id = $1 FOR UPDATE")
             .await?;
@@ -123,7 +136,7 @@ impl<'a> Writer<'a> {
         let awaits = run.verify_by.is_some() && run.verification.is_none();
         self.put_run(tx, run, Some(false), Some(awaits)).await?;
         if !already_final && let Some((key, part)) = Rollup::of_run(run) {
-            rollups::add(tx, &run.id.0, &key, &part, false).await?;
+            batch.add(&run.id.0, &key, &part);
         }
         Ok(())
     }
