@@ -37,8 +37,10 @@ pub const IMPORT_SHARD: i16 = -1;
 /// The `untoil_meta` key naming the store a database was copied from.
 const COPIED_FROM: &str = "copied_from";
 
-/// The advisory lock a copy holds while it claims a database ("untoil", then 2).
-const COPY_LOCK: i64 = 0x756e_746f_696c_0002;
+/// The advisory lock a copy holds while it claims a database ("untoil", then 0x10: apart from
+/// the migration lock, 1, and the one-daemon lock, 2, so a daemon serving the database does not
+/// make a copy wait forever; the claim refuses a database in use by its data instead).
+const COPY_LOCK: i64 = 0x756e_746f_696c_0010;
 
 /// Whether a database may receive a copy of a source store.
 #[derive(Debug, Clone, PartialEq, Eq)]
