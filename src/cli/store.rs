@@ -4,12 +4,12 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args, Subcommand};
 
 use crate::cli::global::{Global, block_on};
 use crate::store::copy::{self, Progress};
-use crate::store::database::{Database, DatabaseOptions};
+use crate::store::database::{Database, DatabaseError, DatabaseOptions};
 use crate::store::error::StoreError;
 use crate::store::postgres::PgStore;
 use crate::store::sled::SledStore;
@@ -40,10 +40,9 @@ pub fn run(g: &Global, command: StoreCommand) -> Result<ExitCode> {
 
 /// Opens the source without creating one, and says plainly when a daemon holds it.
 fn open_source(path: &Path) -> Result<SledStore> {
-    let empty = std::fs::read_dir(path)
-        .map(|mut d| d.next().is_none())
-        .unwrap_or(true);
-    if empty {
+    // Opening a directory as a store creates one there and makes the directory private: only
+    // a directory that holds sled's files already is a store to copy.
+    if !(path.join("conf").is_file() && path.join("db").is_file()) {
         anyhow::bail!(
             "there is no store at {} to copy; give the store's directory with --data (UNTOIL_DATA)",
             path.display()
@@ -59,14 +58,24 @@ fn open_source(path: &Path) -> Result<SledStore> {
 }
 
 fn copy_to(g: &Global, a: &CopyArgs) -> Result<ExitCode> {
-    let source = open_source(&g.data)?;
     let options = DatabaseOptions {
         url: a.to.clone(),
         password_file: g.database_password_file.clone(),
         ca_file: g.database_ca_file.clone(),
         pool_size: g.database_pool,
     };
-    let db = Database::new(&options, |k| std::env::var(k).ok()).context("--to")?;
+    let db = Database::new(&options, |k| std::env::var(k).ok()).map_err(|e| match e {
+        // Those two name --database-url; here the URL came from --to.
+        DatabaseError::Url(reason) => anyhow::anyhow!(
+            "--to is not a PostgreSQL URL: {reason}; expected postgres://user@host:port/database"
+        ),
+        DatabaseError::NoHost => anyhow::anyhow!(
+            "--to names no TCP host; give one, as in postgres://user@db.example:5432/untoil"
+        ),
+        other => other.into(),
+    })?;
+    // The URL is checked before the source is opened: a mistyped --to touches nothing.
+    let source = open_source(&g.data)?;
     let target = block_on(PgStore::open(db.pool, db.name))??;
     eprintln!(
         "copying the store at {} (id {}) into {} (id {})",

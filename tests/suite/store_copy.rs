@@ -446,11 +446,15 @@ async fn a_daemon_on_the_copied_database_does_not_run_a_re_sent_alert_again() {
         (run["status"] == "succeeded").then_some(())
     })
     .await;
+    let cluster = Cluster::start();
+    cluster.create_database("moved");
+    // While the daemon holds the store, the copy says to stop it (and copies nothing).
+    let (ok, _, err) = copy(&dirs, &cluster, "moved", &dirs.path("data"));
+    assert!(!ok);
+    assert!(err.contains("stop it before copying"), "{err}");
     let (code, log) = served.terminate();
     assert_eq!(code, Some(0), "{log}");
 
-    let cluster = Cluster::start();
-    cluster.create_database("moved");
     let (ok, out, err) = copy(&dirs, &cluster, "moved", &dirs.path("data"));
     assert!(ok, "{out}\n{err}");
 
