@@ -374,6 +374,22 @@ async fn a_copied_store_reads_the_same_from_postgres_and_a_second_copy_changes_n
         "a second copy changed what the store gives"
     );
 
+    // A copy interrupted midway (some batches of runs, the alerts and the rollups never
+    // committed) is finished by running it again.
+    scalar(
+        &cluster,
+        "moved",
+        "DELETE FROM runs WHERE id IN (SELECT id FROM runs WHERE NOT awaits_verdict \
+         ORDER BY id DESC LIMIT 5); DELETE FROM alerts; DELETE FROM rollups_daily WHERE shard = -1; \
+         DELETE FROM rollups_monthly WHERE shard = -1; SELECT 1",
+    );
+    assert_ne!(scalar(&cluster, "moved", rows), first);
+    let (ok, out, err) = copy(&dirs, &cluster, "moved", &data);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("(5 new)"), "{out}");
+    assert_eq!(scalar(&cluster, "moved", rows), first);
+    assert_eq!(seen(&pg).await, before, "a re-run did not finish the copy");
+
     // The copied run awaiting its verdict gets it on the target as it would have on the
     // source: its contribution moves once, never counted twice.
     let waiting = before
@@ -410,6 +426,22 @@ async fn a_copied_store_reads_the_same_from_postgres_and_a_second_copy_changes_n
     assert!(!ok);
     assert!(err.contains("is a copy of another store"), "{err}");
     assert_eq!(scalar(&cluster, "moved", rows), first);
+
+    // A database daemons already use: refused too, untouched.
+    cluster.create_database("used");
+    let used = PgStore::open(
+        pg_pool(&cluster.url("used")),
+        cluster.url_without_password("used"),
+    )
+    .await
+    .expect("open used");
+    used.finish_many(vec![finished(400, 4, 0, 0, 10)])
+        .await
+        .expect("finish");
+    let (ok, _, err) = copy(&dirs, &cluster, "used", &data);
+    assert!(!ok);
+    assert!(err.contains("already holds runs"), "{err}");
+    assert_eq!(scalar(&cluster, "used", "SELECT count(*) FROM runs"), "1");
 }
 
 const ALERTS: &str = "/api/v1/alerts/alertmanager";
