@@ -124,3 +124,33 @@ impl SledStore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pages_cover_every_run_once_in_id_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SledStore::open(dir.path()).expect("open");
+        let runs: Vec<RunRecord> = (0..7).map(RunRecord::synthetic).collect();
+        store.finish_many(runs.clone()).await.expect("finish");
+        let mut want: Vec<RunId> = runs.iter().map(|r| r.id.clone()).collect();
+        want.sort();
+        let mut got = Vec::new();
+        let mut after: Option<RunId> = None;
+        loop {
+            let page = store.export_runs(after.as_ref(), 3).expect("page");
+            assert!(page.len() <= 3);
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            got.extend(page.into_iter().map(|r| r.id));
+        }
+        assert_eq!(got, want);
+        let daily = store.export_rollups(Period::Daily).expect("rollups");
+        let counted: u64 = daily.iter().map(|(_, r)| r.runs).sum();
+        assert_eq!(counted, 7);
+        assert_eq!(store.export_counts().runs, 7);
+    }
+}
