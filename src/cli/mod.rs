@@ -23,6 +23,7 @@ pub mod report;
 pub mod run;
 pub mod runs;
 pub mod serve;
+pub mod store;
 pub mod stress;
 pub mod validate;
 pub mod waiting;
@@ -111,6 +112,12 @@ pub enum Command {
         #[arg(long)]
         retain: String,
     },
+    /// The run store: `store copy --to URL` moves it into PostgreSQL.
+    Store {
+        /// What to do.
+        #[command(subcommand)]
+        command: store::StoreCommand,
+    },
     /// Records runs as fast as it can, printing each id once durable (crash tests).
     #[command(hide = true)]
     StoreStress {
@@ -153,6 +160,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Deny { id, by } => approvals::decide(&g, &id, false, by),
         Command::Approvals => approvals::list(&g),
         Command::Breaker { command } => breaker::run(&g, command),
+        Command::Store { command } => store::run(&g, command),
         Command::StoreStress { count, threads } => stress::run(&g, count, threads),
         Command::Schema => {
             let schema = serde_json::to_string_pretty(&crate::runbook::spec::json_schema())?;

@@ -15,6 +15,8 @@
 //! flush waits for the disk) does that on blocking threads of its own, never on the async
 //! runtime's workers, so callers may await any method anywhere.
 
+pub mod copy;
+pub mod counts;
 pub mod database;
 pub mod error;
 pub mod postgres;

@@ -40,6 +40,7 @@ mod reports;
 mod signatures;
 mod sources;
 mod store;
+mod store_copy;
 mod storm;
 mod toil_numbers;
 mod trust;

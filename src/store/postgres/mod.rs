@@ -8,6 +8,7 @@
 //! transaction of its own, so a read of a running run shows it.
 
 pub mod admit;
+pub mod import;
 pub mod maintain;
 pub mod notes;
 pub mod read;

@@ -10,6 +10,7 @@
 pub mod batch;
 pub mod commit;
 pub mod dir;
+pub mod export;
 pub mod layout;
 pub mod migrate;
 pub mod notes;
