@@ -20,6 +20,7 @@ pub mod counts;
 pub mod database;
 pub mod error;
 pub mod postgres;
+pub mod rules;
 pub mod sled;
 
 use std::collections::BTreeMap;

@@ -13,21 +13,9 @@ use crate::run::status::RunStatus;
 use crate::store::postgres::rows::{decode, encode, nanos};
 use crate::store::postgres::tx::{Fail, LOCK_TRIES};
 use crate::store::postgres::write::{Writer, lock_guard, put_guard};
+use crate::store::rules::Earlier;
 use crate::store::{Admitted, AlertReceived, Candidate, Delivery};
 use crate::trigger::key::stamp;
-
-/// What admission reads of the run a dedupe key points to.
-#[derive(serde::Deserialize)]
-struct Earlier {
-    status: RunStatus,
-    #[serde(default)]
-    approval: Option<EarlierApproval>,
-}
-
-#[derive(serde::Deserialize)]
-struct EarlierApproval {
-    approved: bool,
-}
 
 /// Records `delivery` unless a record of its (source, id) still refuses it at its receipt:
 /// false (nothing written) then. The record's row stays locked until the transaction ends, so
@@ -148,9 +136,7 @@ async fn guard_skipped(
     };
     let text: String = row.try_get(0)?;
     let earlier: Earlier = decode(&format!("run {id}"), &text)?;
-    let skipped =
-        earlier.status == RunStatus::Skipped && earlier.approval.is_none_or(|a| a.approved);
-    Ok(skipped.then(|| RunId(id.to_string())))
+    Ok(earlier.guard_skipped().then(|| RunId(id.to_string())))
 }
 
 /// Admits `candidates` in order (one result each), as the sled store decides them.

@@ -24,9 +24,10 @@ use crate::run::record::RunRecord;
 use crate::store::counts::Counts;
 use crate::store::postgres::PgStore;
 use crate::store::postgres::notes::{Hashing, secure};
-use crate::store::postgres::rollups::{self, first_of_month};
+use crate::store::postgres::rollups;
 use crate::store::postgres::rows::{encode, nanos, status_name};
 use crate::store::postgres::tx::{Fail, in_tx};
+use crate::store::rules::first_of_month;
 use crate::store::{AlertReceived, Delivery, Result};
 use crate::trigger::key::stamp;
 

@@ -10,9 +10,10 @@ use crate::ledger::rollup::{Rollup, RollupKey};
 use crate::run::id::RunId;
 use crate::run::record::RunRecord;
 use crate::store::postgres::notes::Notes;
-use crate::store::postgres::rollups::{self, Table, first_of_month, next_month};
+use crate::store::postgres::rollups::{self, Table};
 use crate::store::postgres::rows::{decode, nanos, prefix_end, status_name, text_of};
 use crate::store::postgres::tx::Fail;
+use crate::store::rules::{Span, spans};
 use crate::store::{AlertReceived, RunFilter};
 use crate::trigger::key::{Episode, Fire, stamp};
 
@@ -218,19 +219,11 @@ pub async fn rollups(
         rollups::read(c, Table::Daily, from, to, &mut out).await?;
         return Ok(out);
     }
-    let mut month = first_of_month(from);
-    while month <= to {
-        let next = next_month(month);
-        let last = next.pred_opt().unwrap_or(month);
-        if month >= from && last <= to {
-            rollups::read(c, Table::Monthly, month, month, &mut out).await?;
-        } else {
-            rollups::read(c, Table::Daily, from.max(month), to.min(last), &mut out).await?;
+    for span in spans(from, to) {
+        match span {
+            Span::Month(m) => rollups::read(c, Table::Monthly, m, m, &mut out).await?,
+            Span::Days(a, b) => rollups::read(c, Table::Daily, a, b, &mut out).await?,
         }
-        if next <= month {
-            break;
-        }
-        month = next;
     }
     Ok(out)
 }

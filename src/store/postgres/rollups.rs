@@ -8,6 +8,7 @@ use deadpool_postgres::GenericClient;
 use crate::ledger::rollup::{Rollup, RollupKey};
 use crate::store::postgres::rows::{decode, encode, shard};
 use crate::store::postgres::tx::{Fail, LOCK_TRIES};
+use crate::store::rules::first_of_month;
 
 /// Rows per rollup group. Fixed for the life of a store: a late verdict subtracts a run's
 /// contribution from the shard it was added to, picked again from its id.
@@ -37,23 +38,6 @@ impl Table {
             Table::Monthly => first_of_month(day),
         }
     }
-}
-
-/// The first day of `d`'s month.
-pub fn first_of_month(d: NaiveDate) -> NaiveDate {
-    use chrono::Datelike;
-    d.with_day(1).unwrap_or(d)
-}
-
-/// The first day of the month after `d`'s.
-pub fn next_month(d: NaiveDate) -> NaiveDate {
-    use chrono::Datelike;
-    let (y, m) = if d.month() == 12 {
-        (d.year() + 1, 1)
-    } else {
-        (d.year(), d.month() + 1)
-    };
-    NaiveDate::from_ymd_opt(y, m, 1).unwrap_or(NaiveDate::MAX)
 }
 
 /// Adds run `id`'s contribution `part` to its daily and monthly groups, or takes it out

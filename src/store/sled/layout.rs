@@ -32,7 +32,7 @@
 
 use std::path::Path;
 
-use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -210,21 +210,6 @@ pub fn day_end(d: NaiveDate) -> Vec<u8> {
     end
 }
 
-/// The first day of `d`'s month.
-pub fn first_of_month(d: NaiveDate) -> NaiveDate {
-    d.with_day(1).unwrap_or(d)
-}
-
-/// The first day of the month after `d`'s.
-pub fn next_month(d: NaiveDate) -> NaiveDate {
-    let (y, m) = if d.month() == 12 {
-        (d.year() + 1, 1)
-    } else {
-        (d.year(), d.month() + 1)
-    };
-    NaiveDate::from_ymd_opt(y, m, 1).unwrap_or(NaiveDate::MAX)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,10 +232,6 @@ mod tests {
         assert_eq!(
             parse_guard_key(&guard_key("rb", "k\0x")),
             ("rb".into(), "k\0x".into())
-        );
-        assert_eq!(
-            next_month(NaiveDate::from_ymd_opt(2026, 12, 5).expect("date")),
-            NaiveDate::from_ymd_opt(2027, 1, 1).expect("date")
         );
     }
 }

@@ -32,11 +32,12 @@ use crate::run::record::{RunRecord, Verification};
 use crate::run::status::RunStatus;
 use crate::run::step::StepResult;
 use crate::store::error::StoreError;
+use crate::store::rules::{Span, spans};
 use crate::store::sled::batch::Batcher;
 use crate::store::sled::commit::GroupCommit;
 use crate::store::sled::layout::{
-    StatusOnly, Trees, backend, day_end, day_start, decode, first_of_month, guard_key, nanos,
-    next_month, parse_guard_key, parse_rollup_key, runbook_index,
+    StatusOnly, Trees, backend, day_end, day_start, decode, guard_key, nanos, parse_guard_key,
+    parse_rollup_key, runbook_index,
 };
 use crate::store::sled::migrate::Migrated;
 use crate::store::sled::notes::Notes;
@@ -306,26 +307,21 @@ impl Inner {
             return Ok(out);
         }
         // Whole months from the monthly tree, partial ones at the edges from the daily tree.
-        let mut month = first_of_month(from);
-        while month <= to {
-            let next = next_month(month);
-            let last = next.pred_opt().unwrap_or(month);
-            if month >= from && last <= to {
-                let prefix = month.format("%Y-%m").to_string().into_bytes();
-                let mut end = prefix.clone();
-                end.push(1);
-                self.scan_rollups(&self.trees.monthly, prefix, end, &mut out)?;
-            } else {
-                let start = from.max(month);
-                let stop = to.min(last);
-                self.scan_rollups(
+        for span in spans(from, to) {
+            match span {
+                Span::Month(month) => {
+                    let prefix = month.format("%Y-%m").to_string().into_bytes();
+                    let mut end = prefix.clone();
+                    end.push(1);
+                    self.scan_rollups(&self.trees.monthly, prefix, end, &mut out)?;
+                }
+                Span::Days(start, stop) => self.scan_rollups(
                     &self.trees.rollups,
                     day_start(start),
                     day_end(stop),
                     &mut out,
-                )?;
+                )?,
             }
-            month = next;
         }
         Ok(out)
     }

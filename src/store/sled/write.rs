@@ -16,6 +16,7 @@ use crate::run::id::RunId;
 use crate::run::record::RunRecord;
 use crate::run::status::RunStatus;
 use crate::store::error::StoreError;
+use crate::store::rules::Earlier;
 use crate::store::sled::layout::{
     StatusOnly, Trees, backend, decode, delivery_key, encode, guard_key, monthly_key, nanos,
     rollup_key, runbook_index,
@@ -117,19 +118,6 @@ pub enum Outcome {
 /// write changed it (a guard decision, a come-back) and the guard state a decision left (the
 /// caller's record is used as it is otherwise).
 type Decision = Option<(RunStatus, Option<RunRecord>, Option<KeyState>)>;
-
-/// What admission reads of the run a dedupe key points to.
-#[derive(serde::Deserialize)]
-struct Earlier {
-    status: RunStatus,
-    #[serde(default)]
-    approval: Option<EarlierApproval>,
-}
-
-#[derive(serde::Deserialize)]
-struct EarlierApproval {
-    approved: bool,
-}
 
 /// What the transaction decides per write, before records move out of the batch.
 enum Decided {
@@ -314,9 +302,9 @@ impl Tx<'_> {
             return Ok(None);
         };
         let earlier: Earlier = decode(id, &v).map_err(Abort::Abort)?;
-        let skipped =
-            earlier.status == RunStatus::Skipped && earlier.approval.is_none_or(|a| a.approved);
-        Ok(skipped.then(|| RunId(String::from_utf8_lossy(id).to_string())))
+        Ok(earlier
+            .guard_skipped()
+            .then(|| RunId(String::from_utf8_lossy(id).to_string())))
     }
 
     fn admit(&self, batch: &[Admit]) -> Result<Vec<Decision>, Abort> {
