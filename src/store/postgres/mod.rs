@@ -6,11 +6,17 @@
 //! `SELECT ... FOR UPDATE` and the write ([`write`]); deadlocks and serialization failures run
 //! the transaction again ([`tx`]). Step progress rewrites the running run's record in a short
 //! transaction of its own, so a read of a running run shows it.
+//!
+//! A daemon of a fleet uses the store as a replica ([`PgStore::join`]): its claims take a run's
+//! lease and its writes of a running run are fenced by it ([`lease`]), and it takes over what
+//! dead replicas left ([`reap`]). CLI commands open the store without joining.
 
 pub mod admit;
+pub mod lease;
 pub mod maintain;
 pub mod notes;
 pub mod read;
+pub mod reap;
 pub mod rollups;
 pub mod rows;
 pub mod schema;
@@ -18,6 +24,7 @@ pub mod tx;
 pub mod write;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -44,6 +51,8 @@ use crate::trigger::key::{Episode, Fire};
 #[derive(Clone)]
 pub struct PgStore {
     inner: Arc<Inner>,
+    /// This daemon's replica id once it joined the fleet (None: a CLI command's store).
+    replica: Option<Arc<str>>,
 }
 
 struct Inner {
@@ -92,6 +101,67 @@ impl PgStore {
                 migrated,
                 notes: Notes::default(),
             }),
+            replica: None,
+        })
+    }
+
+    /// This store as a new replica of the fleet, on `host` as process `pid`, with a lease of
+    /// `ttl` from now that [`PgStore::renew`] must extend before it expires.
+    pub async fn join(&self, host: &str, pid: u32, ttl: Duration) -> Result<PgStore> {
+        let id = ulid::Ulid::new().to_string();
+        let pid = i32::try_from(pid).unwrap_or(i32::MAX);
+        let s = &*self.inner;
+        in_tx!(s, "registering this daemon as a replica", |tx| {
+            lease::register(&tx, &id, host, pid, ttl).await
+        })?;
+        Ok(PgStore {
+            inner: self.inner.clone(),
+            replica: Some(id.into()),
+        })
+    }
+
+    /// This replica's id (None: the store of a CLI command).
+    pub fn replica(&self) -> Option<&str> {
+        self.replica.as_deref()
+    }
+
+    /// The replica id, or an error saying that only a replica may do `what`.
+    fn me(&self, what: &str) -> Result<&str> {
+        self.replica.as_deref().ok_or_else(|| StoreError::Backend {
+            path: self.inner.name.clone(),
+            reason: format!("{what}: this store did not join the fleet as a replica (a bug)"),
+        })
+    }
+
+    /// Extends this replica's lease to `ttl` from now (the database's clock). False when it had
+    /// expired: it is not renewed, and the replica must stop its steps and stop.
+    pub async fn renew(&self, ttl: Duration) -> Result<bool> {
+        let me = self.me("renewing the lease")?;
+        let s = &*self.inner;
+        in_tx!(s, "renewing this replica's lease", |tx| lease::renew(
+            &tx, me, ttl
+        )
+        .await)
+    }
+
+    /// Ends this replica's lease now (a clean stop, after its runs ended): the others adopt
+    /// its queued and waiting runs at their next reaping.
+    pub async fn leave(&self) -> Result<()> {
+        let me = self.me("leaving the fleet")?;
+        let s = &*self.inner;
+        in_tx!(s, "ending this replica's lease", |tx| lease::leave(&tx, me)
+            .await)
+    }
+
+    /// Takes over what replicas whose lease expired left (see [`reap::reap`]): their running
+    /// runs ended by `interrupt` (returned as `interrupted`), their queued and waiting runs
+    /// adopted by this replica (returned to be queued and waited on).
+    pub async fn reap(&self, interrupt: Change) -> Result<Reconciled> {
+        let me = self.me("reaping")?;
+        let s = &*self.inner;
+        in_tx!(s, "taking over the runs of dead replicas", |tx| {
+            let mut w = Writer::new(&s.notes);
+            reap::reap(&tx, &mut w, me, &interrupt).await
         })
     }
 
@@ -115,9 +185,20 @@ impl PgStore {
             tx.batch_execute("SET LOCAL synchronous_commit = off")
                 .await?;
             let st = tx
-                .prepare_cached("SELECT record::text FROM runs WHERE id = $1 FOR UPDATE")
+                .prepare_cached(
+                    "SELECT record::text, lease_owner FROM runs WHERE id = $1 FOR UPDATE",
+                )
                 .await?;
-            let Some(row) = tx.query_opt(&st, &[&id.0]).await? else {
+            let row = tx.query_opt(&st, &[&id.0]).await?;
+            // A replica records only the progress of a run it holds the lease of.
+            if let Some(me) = self.replica() {
+                let owner: Option<String> = match &row {
+                    Some(r) => r.try_get(1)?,
+                    None => None,
+                };
+                lease::fence(&tx, me, id, owner.as_deref()).await?;
+            }
+            let Some(row) = row else {
                 return Ok(());
             };
             let text: String = row.try_get(0)?;
@@ -153,7 +234,18 @@ impl PgStore {
                 admit::put_alert(&tx, a).await?;
             }
             let mut w = Writer::new(&s.notes);
-            Ok::<_, Fail>(Some(admit::admit(&tx, &mut w, candidates).await?))
+            let admitted = admit::admit(&tx, &mut w, candidates).await?;
+            // A replica's new runs wait in its own queue (or for approval here).
+            if let Some(me) = self.replica() {
+                for a in &admitted {
+                    if let Admitted::New { run, .. } = a
+                        && !run.status.is_final()
+                    {
+                        lease::mark(&tx, me, run).await?;
+                    }
+                }
+            }
+            Ok::<_, Fail>(Some(admitted))
         })
     }
 }
@@ -193,7 +285,13 @@ impl Store for PgStore {
         let s = &*self.inner;
         in_tx!(s, "changing a run's status", |tx| {
             let mut w = Writer::new(&s.notes);
-            w.transition(&tx, id, from, &change).await
+            let t = w.transition(&tx, id, from, &change).await?;
+            // A replica's claim takes the run's lease (refused when its own lease expired);
+            // a run it queues or makes wait is held by it; an ended run by no one.
+            if let (Some(me), Transition::Done(run)) = (self.replica(), &t) {
+                lease::mark(&tx, me, run).await?;
+            }
+            Ok::<_, Fail>(t)
         })
     }
 
@@ -212,8 +310,13 @@ impl Store for PgStore {
     ) -> Result<Option<GuardChanged>> {
         let s = &*self.inner;
         in_tx!(s, "finishing a run", |tx| {
+            // A replica finishes only a run it holds the lease of.
+            if let Some(me) = self.replica() {
+                lease::fence_run(&tx, me, &run.id).await?;
+            }
             let mut w = Writer::new(&s.notes);
             w.finish(&tx, &run).await?;
+            lease::release(&tx, &run.id).await?;
             match &guard {
                 Some(g) => Ok(Some(update_guard(&tx, &g.runbook, &g.key, &g.apply).await?)),
                 None => Ok::<_, Fail>(None),
