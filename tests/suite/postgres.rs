@@ -335,7 +335,9 @@ async fn postgres_fences_a_replica_whose_lease_expired_once_another_reaps_its_ru
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(
-        !a.renew(Duration::from_secs(60)).await.expect("renew asks"),
+        !a.renew(&mut None, Duration::from_secs(60))
+            .await
+            .expect("renew asks"),
         "an expired lease is not renewed"
     );
     // b reaps it: interrupted, held by no one.

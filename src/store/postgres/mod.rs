@@ -134,14 +134,28 @@ impl PgStore {
     }
 
     /// Extends this replica's lease to `ttl` from now (the database's clock). False when it had
-    /// expired: it is not renewed, and the replica must stop its steps and stop.
-    pub async fn renew(&self, ttl: Duration) -> Result<bool> {
+    /// expired: it is not renewed, and the replica must stop its steps and stop. `conn` is the
+    /// heartbeat's own connection, kept between renewals (taken from the pool when missing or
+    /// closed): a pool that requests keep busy must never delay a renewal into a fence.
+    pub async fn renew(
+        &self,
+        conn: &mut Option<deadpool_postgres::Object>,
+        ttl: Duration,
+    ) -> Result<bool> {
         let me = self.me("renewing the lease")?;
-        let s = &*self.inner;
-        in_tx!(s, "renewing this replica's lease", |tx| lease::renew(
-            &tx, me, ttl
-        )
-        .await)
+        let what = "renewing this replica's lease";
+        if conn.as_ref().is_none_or(|c| c.is_closed()) {
+            *conn = Some(self.inner.client(what).await?);
+        }
+        let Some(c) = conn.as_ref() else {
+            return Ok(false);
+        };
+        let renewed = lease::renew(c, me, ttl).await;
+        renewed.map_err(|e| {
+            // A failed connection is not reused.
+            *conn = None;
+            e.into_store(&self.inner.name, what)
+        })
     }
 
     /// Ends this replica's lease now (a clean stop, after its runs ended): the others adopt
