@@ -29,6 +29,12 @@ fn replica(dirs: &Dirs, cluster: &Cluster, db: &str, workers: Option<usize>) -> 
     serve(c)
 }
 
+/// A replica serving `db` with the default lease: for tests where no replica dies, so that two
+/// busy cores can never delay a renewal into a fence.
+fn steady(dirs: &Dirs, cluster: &Cluster, db: &str) -> (Served, Http) {
+    serve(on_database(dirs, cluster, db))
+}
+
 /// A runbook for alerts named `alertname` whose step appends the run id to `marker`, first
 /// waiting for `gate` when one is given; `idempotent` when asked.
 fn runbook(
@@ -90,8 +96,8 @@ async fn two_replicas_given_each_alert_both_run_it_once() {
     let dirs = Dirs::new();
     let marker = dirs.path("marker");
     dirs.runbook("marking", &marking(&marker, None));
-    let (_r1, d1) = replica(&dirs, &cluster, "pair", None);
-    let (_r2, d2) = replica(&dirs, &cluster, "pair", None);
+    let (_r1, d1) = steady(&dirs, &cluster, "pair");
+    let (_r2, d2) = steady(&dirs, &cluster, "pair");
     // Alertmanager's peers send every notification to both replicas at the same instant.
     let posts = (0..50).map(|i| {
         let (d1, d2) = (&d1, &d2);
@@ -233,9 +239,7 @@ async fn a_schedule_on_three_replicas_runs_once_per_fire() {
             marker.display()
         ),
     );
-    let replicas: Vec<(Served, Http)> = (0..3)
-        .map(|_| replica(&dirs, &cluster, "cron", None))
-        .collect();
+    let replicas: Vec<(Served, Http)> = (0..3).map(|_| steady(&dirs, &cluster, "cron")).collect();
     let d = &replicas[0].1;
     // A few fire times once all three replicas are up (each fires every second).
     let fires = until("five fires", || async {
@@ -292,4 +296,44 @@ async fn a_paused_replica_whose_run_was_taken_over_fences_itself_and_records_not
     let (_, after) = d2.get(&format!("/api/v1/runs/{id}")).await;
     assert_eq!(after, before, "the fenced replica recorded over the run");
     assert!(lines(&marker).is_empty(), "the step ran to its end");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_are_given_on_any_replica_and_a_dead_replicas_waiting_runs_are_adopted() {
+    let cluster = Cluster::start();
+    cluster.create_database("approvals");
+    let dirs = Dirs::new();
+    let marker = dirs.path("marker");
+    let gated = runbook("gated", "Gated", &marker, None, false).replacen(
+        "owner: t\n",
+        "owner: t\nguards: {approval: required, approval_timeout: 5s}\n",
+        1,
+    );
+    dirs.runbook("gated", &gated);
+    let (r1, d1) = replica(&dirs, &cluster, "approvals", None);
+    let (_r2, d2) = replica(&dirs, &cluster, "approvals", None);
+    // Waiting on the first replica, approved on the second: it runs there.
+    let approved = post_one(&d1, named("Gated", "approved")).await;
+    run_when(&d1, &approved, "pending_approval").await;
+    let (status, answer) = d2
+        .post(
+            &format!("/api/v1/runs/{approved}/approve"),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    run_when(&d2, &approved, "succeeded").await;
+    assert_eq!(lines(&marker), vec![approved.clone()]);
+    // Waiting on a replica that dies: the survivor adopts it, and its approval expires there.
+    let orphan = post_one(&d1, named("Gated", "orphan")).await;
+    run_when(&d1, &orphan, "pending_approval").await;
+    r1.sigkill();
+    let run = run_when(&d2, &orphan, "skipped").await;
+    assert!(
+        run["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("approval expired")),
+        "{run}"
+    );
+    assert_eq!(lines(&marker), vec![approved], "the orphan never ran");
 }
