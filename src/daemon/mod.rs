@@ -126,6 +126,11 @@ where
     }
     if let Some(replica) = &replica {
         reaper::once(replica, &engine).await?;
+        // Verdict windows are timers of the replica that finished the run: one that died took
+        // them along, so a starting replica arms them all (the first verdict stands).
+        for run in replica.awaiting_verdict().await? {
+            engine.verdicts.watch(&run).await;
+        }
     }
 
     let stop = CancellationToken::new();
@@ -194,30 +199,23 @@ where
     let server_stop = stop.clone();
     // A replica that cannot keep its lease stops its steps at once (their process groups are
     // killed) and stops, before another replica may take its runs over.
-    let fenced = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let lost = {
-        let (replica, ttl, engine, fenced) = (
-            replica.clone(),
-            settings.lease_ttl,
-            engine.clone(),
-            fenced.clone(),
-        );
-        async move {
-            match replica {
-                Some(r) => {
-                    let why = heartbeat::keep(r, ttl).await;
-                    error!("fencing: {why}");
-                    fenced.store(true, std::sync::atomic::Ordering::SeqCst);
-                    engine.workers.interrupt();
-                }
-                None => std::future::pending().await,
-            }
-        }
-    };
+    // The heartbeat is a task of its own, kept through the shutdown grace: runs finishing then
+    // still hold their leases.
+    let fence = CancellationToken::new();
+    let beating = replica.clone().map(|r| {
+        let (ttl, engine, fence) = (settings.lease_ttl, engine.clone(), fence.clone());
+        tokio::spawn(async move {
+            let why = heartbeat::keep(r, ttl).await;
+            error!("fencing: {why}");
+            engine.workers.interrupt();
+            fence.cancel();
+        })
+    });
+    let lost = fence.clone();
     let graceful = async move {
         tokio::select! {
             () = shutdown => {}
-            () = lost => {}
+            () = lost.cancelled() => {}
         }
         info!("shutting down: no new work is accepted");
         queue.close();
@@ -230,35 +228,54 @@ where
     if let Some(r) = reaping {
         let _ = r.await;
     }
-    drop(watcher);
-    let _ = reloader.await;
-    // Let running runs finish up to the grace period, then interrupt them (at once when fenced:
-    // the heartbeat interrupted them already).
-    let grace = if fenced.load(std::sync::atomic::Ordering::SeqCst) {
-        settings.kill_grace + Duration::from_secs(1)
-    } else {
-        settings.shutdown_grace
-    };
-    let deadline = tokio::time::Instant::now() + grace;
-    let all_done = async { while workers.join_next().await.is_some() {} };
-    if tokio::time::timeout_at(deadline, all_done).await.is_err() {
-        warn!(
-            running = engine.queue.running(),
-            "shutdown grace expired: interrupting running runs"
-        );
-        engine.workers.interrupt();
-        while workers.join_next().await.is_some() {}
-    }
-    let fenced = fenced.load(std::sync::atomic::Ordering::SeqCst);
-    if fenced {
-        // Steps were stopped at the fence; a worker still retrying a write through a database
-        // outage must not hold the exit (its run is another replica's now).
-        let stopped = async { while workers.join_next().await.is_some() {} };
-        let wait = settings.kill_grace + Duration::from_secs(1);
-        if tokio::time::timeout(wait, stopped).await.is_err() {
-            workers.abort_all();
+    // Its queue is closed: what waits in it is the other replicas' to run, now rather than
+    // once this one's lease ends after its running runs.
+    if let Some(replica) = &replica {
+        match replica.disown().await {
+            Ok(0) => {}
+            Ok(n) => info!(
+                runs = n,
+                "queued and waiting runs left to the other replicas"
+            ),
+            Err(e) => warn!(
+                "cannot leave queued runs to the other replicas (they take them when this replica's lease ends): {e}"
+            ),
         }
     }
+    drop(watcher);
+    let _ = reloader.await;
+    // Let running runs finish up to the grace period, then interrupt them. A fence (now or
+    // during the grace) interrupted them already: their steps get the kill grace to die, and a
+    // worker still retrying a write through a database outage must not hold the exit (its run
+    // is another replica's now).
+    let drained = async {
+        let deadline = tokio::time::Instant::now() + settings.shutdown_grace;
+        let all_done = async { while workers.join_next().await.is_some() {} };
+        if tokio::time::timeout_at(deadline, all_done).await.is_err() {
+            warn!(
+                running = engine.queue.running(),
+                "shutdown grace expired: interrupting running runs"
+            );
+            engine.workers.interrupt();
+            while workers.join_next().await.is_some() {}
+        }
+    };
+    let fenced_wait = async {
+        fence.cancelled().await;
+        tokio::time::sleep(settings.kill_grace + Duration::from_secs(1)).await;
+    };
+    let cut_short = tokio::select! {
+        () = drained => false,
+        () = fenced_wait => true,
+    };
+    if cut_short {
+        workers.abort_all();
+        while workers.join_next().await.is_some() {}
+    }
+    if let Some(b) = beating {
+        b.abort();
+    }
+    let fenced = fence.is_cancelled();
     let _ = server.await;
     if let Some(replica) = &replica
         && !fenced

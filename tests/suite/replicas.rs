@@ -337,3 +337,57 @@ async fn approvals_are_given_on_any_replica_and_a_dead_replicas_waiting_runs_are
     );
     assert_eq!(lines(&marker), vec![approved], "the orphan never ran");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_replica_leaves_its_queue_to_the_others_while_its_running_run_finishes() {
+    let cluster = Cluster::start();
+    cluster.create_database("stopping");
+    let dirs = Dirs::new();
+    let (blocker, marker, gate) = (dirs.path("blocker"), dirs.path("marker"), dirs.path("gate"));
+    dirs.runbook(
+        "blocking",
+        &runbook("blocking", "Blocker", &blocker, Some(&gate), false),
+    );
+    dirs.runbook("marking", &marking(&marker, None));
+    let (r1, d1) = replica(&dirs, &cluster, "stopping", Some(1));
+    let (_r2, d2) = replica(&dirs, &cluster, "stopping", None);
+    let blocking = post_one(&d1, named("Blocker", "blocker")).await;
+    run_when(&d1, &blocking, "running").await;
+    let queued = post_alert(&d1, "queued").await;
+    run_when(&d1, &queued, "queued").await;
+    // SIGTERM: the first replica waits (its shutdown grace) for its running run; the queued
+    // one runs on the other replica meanwhile, not after.
+    let pid = nix::unistd::Pid::from_raw(r1.child.id() as i32);
+    let lease = || {
+        let out = cluster.psql(
+            "stopping",
+            &format!(
+                "SELECT extract(epoch FROM expires_at) FROM replicas WHERE pid = {}",
+                r1.child.id()
+            ),
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<f64>()
+            .unwrap_or_else(|e| panic!("the first replica's lease: {e}"))
+    };
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let stopping_at = lease();
+    run_when(&d2, &queued, "succeeded").await;
+    // Its lease is still renewed while its run finishes within the grace: no one reaps it.
+    until("a renewal during the shutdown grace", || async {
+        (lease() > stopping_at + 0.5).then_some(())
+    })
+    .await;
+    assert_eq!(
+        d2.get(&format!("/api/v1/runs/{blocking}")).await.1["status"],
+        "running",
+        "the stopping replica's run goes on"
+    );
+    std::fs::write(&gate, "").expect("open the gate");
+    let (code, log) = r1.exit();
+    assert_eq!(code, Some(0), "{log}");
+    run_when(&d2, &blocking, "succeeded").await;
+    assert_eq!(lines(&marker), vec![queued]);
+    assert_eq!(lines(&blocker), vec![blocking]);
+}

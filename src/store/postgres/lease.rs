@@ -65,6 +65,18 @@ pub async fn leave(tx: &impl GenericClient, id: &str) -> Result<(), Fail> {
     Ok(())
 }
 
+/// Lets go of the runs waiting in replica `id`'s queue or for approval here (a stopping
+/// replica, whose queue is closed): the next reaping of any replica adopts them at once,
+/// without waiting for this one's lease to end.
+pub async fn disown(tx: &impl GenericClient, id: &str) -> Result<u64, Fail> {
+    Ok(tx
+        .execute(
+            "UPDATE runs SET admitted_by = NULL WHERE admitted_by = $1 AND active              AND status IN ('queued', 'pending_approval')",
+            &[&id],
+        )
+        .await?)
+}
+
 /// Whether replica `id`'s lease is live now.
 pub async fn live(tx: &impl GenericClient, id: &str) -> Result<bool, Fail> {
     let st = tx

@@ -167,6 +167,31 @@ impl PgStore {
             .await)
     }
 
+    /// Lets go of the runs waiting in this replica's queue or for approval here, once it stops
+    /// taking work (see [`lease::disown`]). Returns how many.
+    pub async fn disown(&self) -> Result<u64> {
+        let me = self.me("letting go of queued runs")?;
+        let s = &*self.inner;
+        in_tx!(s, "letting go of this replica's queued runs", |tx| {
+            lease::disown(&tx, me).await
+        })
+    }
+
+    /// Finished alert runs awaiting their verification verdict (a replica starting re-arms the
+    /// end of their windows; the first verdict recorded stands, so replicas that arm the same
+    /// window agree).
+    pub async fn awaiting_verdict(&self) -> Result<Vec<RunRecord>> {
+        let what = "reading runs awaiting a verdict";
+        let c = self.inner.client(what).await?;
+        let runs = read::list_awaiting_verdict(&c, &self.inner.notes)
+            .await
+            .map_err(|e| e.into_store(&self.inner.name, what))?;
+        Ok(runs
+            .into_iter()
+            .filter(|r| r.verification.is_none() && r.verify_by.is_some())
+            .collect())
+    }
+
     /// Takes over what replicas whose lease expired left (see [`reap::reap`]): their running
     /// runs ended by `interrupt` (returned as `interrupted`), their queued and waiting runs
     /// adopted by this replica (returned to be queued and waited on).
