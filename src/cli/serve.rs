@@ -59,6 +59,11 @@ pub struct ServeArgs {
     /// How long running steps may finish after SIGTERM before they are killed.
     #[arg(long, default_value = "30s")]
     pub shutdown_grace: String,
+    /// On a database (fleet mode): how long this replica's lease lasts without renewal (renewed
+    /// every third of it); the runs of a replica that died are taken over by the others about
+    /// this long after its last renewal.
+    #[arg(long, env = "UNTOIL_LEASE_TTL", default_value = "30s")]
+    pub lease_ttl: String,
     /// Largest accepted webhook body, in bytes.
     #[arg(long, default_value_t = 1024 * 1024)]
     pub body_limit: usize,
@@ -139,6 +144,15 @@ pub fn run(g: &Global, a: ServeArgs) -> Result<ExitCode> {
     settings.body_limit = a.body_limit;
     settings.shutdown_grace = crate::runbook::model::parse_duration(&a.shutdown_grace)
         .map_err(|e| anyhow::anyhow!("--shutdown-grace `{}`: {e}", a.shutdown_grace))?;
+    settings.lease_ttl = crate::runbook::model::parse_duration(&a.lease_ttl)
+        .ok()
+        .filter(|d| *d >= std::time::Duration::from_secs(1))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "--lease-ttl `{}`: expected a duration of at least 1s, such as 30s",
+                a.lease_ttl
+            )
+        })?;
     settings.max_connections = a.max_connections.max(1);
     settings.header_read_timeout = crate::runbook::model::parse_duration(&a.header_read_timeout)
         .ok()

@@ -3,18 +3,24 @@
 //! on shutdown it stops accepting, lets running steps finish for the grace period, and
 //! interrupts the rest.
 //!
+//! On a database the daemon is one replica of a fleet (docs/fleet.md): it joins with a lease
+//! kept by its [`heartbeat`] (and fences itself, exiting non-zero, when it cannot keep it), and
+//! instead of reconciling as if alone it runs the [`reaper`], at start and on an interval, which
+//! takes over only what replicas whose lease expired left.
+//!
 //! `run(settings, listener, shutdown)` serves on a listener the caller binds, so tests start the
 //! daemon on 127.0.0.1:0.
 
 pub mod approvers;
 pub mod exposed;
 pub mod files;
+pub mod heartbeat;
 pub mod locator;
 pub mod memory;
+pub mod reaper;
 pub mod reload;
 pub mod scheduler;
 pub mod settings;
-pub mod sole;
 pub mod sources;
 
 use std::future::Future;
@@ -27,7 +33,6 @@ use tracing::{error, info, warn};
 use crate::daemon::locator::Location;
 use crate::daemon::scheduler::Scheduler;
 use crate::daemon::settings::Settings;
-use crate::daemon::sole::Sole;
 use crate::engine::Engine;
 use crate::engine::clock::{Clock, SystemClock};
 use crate::engine::lifecycle;
@@ -54,14 +59,21 @@ pub async fn run<F>(
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    let (store, sole) = open_store(&settings).await?;
+    let (store, replica) = open_store(&settings).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let now = clock.now();
-    let mut reconciled = store
-        .reconcile(Arc::new(move |r: &mut RunRecord| {
-            lifecycle::interrupt(r, now, false)
-        }))
-        .await?;
+    // A replica of a fleet takes over only what dead replicas left (the reaper, below, once the
+    // engine exists): other replicas' running runs are live.
+    let mut reconciled = match &replica {
+        Some(_) => Default::default(),
+        None => {
+            store
+                .reconcile(Arc::new(move |r: &mut RunRecord| {
+                    lifecycle::interrupt(r, now, false)
+                }))
+                .await?
+        }
+    };
     // Their step processes die before anything new starts.
     let killed = kill_leftovers(&reconciled.interrupted);
     if !reconciled.interrupted.is_empty() || !killed.is_empty() {
@@ -112,6 +124,14 @@ where
     if !reconciled.queued.is_empty() {
         info!(queued = reconciled.queued.len(), "resuming queued runs");
     }
+    if let Some(replica) = &replica {
+        reaper::once(replica, &engine).await?;
+        // Verdict windows are timers of the replica that finished the run: one that died took
+        // them along, so a starting replica arms them all (the first verdict stands).
+        for run in replica.awaiting_verdict().await? {
+            engine.verdicts.watch(&run).await;
+        }
+    }
 
     let stop = CancellationToken::new();
     let mut workers = tokio::task::JoinSet::new();
@@ -128,6 +148,14 @@ where
         stop.clone(),
     ));
     let (watcher, reloader) = reload::watch(runbooks, settings.auth.enabled(), stop.clone());
+    let reaping = replica.clone().map(|r| {
+        tokio::spawn(reaper::run(
+            r,
+            engine.clone(),
+            settings.lease_ttl,
+            stop.clone(),
+        ))
+    });
 
     let addr = listener.local_addr()?;
     let site = Site::new(
@@ -169,18 +197,25 @@ where
     drop(store);
     let queue = engine.queue.clone();
     let server_stop = stop.clone();
-    // On a database, the one-daemon lock is kept through restarts of the database; losing it
-    // to another daemon stops this one as SIGTERM does.
-    let lost = async move {
-        match sole {
-            Some((sole, db)) => error!("stopping: {}", sole.keep(db.pool, db.name).await),
-            None => std::future::pending().await,
-        }
-    };
+    // A replica that cannot keep its lease stops its steps at once (their process groups are
+    // killed) and stops, before another replica may take its runs over.
+    // The heartbeat is a task of its own, kept through the shutdown grace: runs finishing then
+    // still hold their leases.
+    let fence = CancellationToken::new();
+    let beating = replica.clone().map(|r| {
+        let (ttl, engine, fence) = (settings.lease_ttl, engine.clone(), fence.clone());
+        tokio::spawn(async move {
+            let why = heartbeat::keep(r, ttl).await;
+            error!("fencing: {why}");
+            engine.workers.interrupt();
+            fence.cancel();
+        })
+    });
+    let lost = fence.clone();
     let graceful = async move {
         tokio::select! {
             () = shutdown => {}
-            () = lost => {}
+            () = lost.cancelled() => {}
         }
         info!("shutting down: no new work is accepted");
         queue.close();
@@ -190,20 +225,66 @@ where
 
     stop.cancelled().await;
     let _ = scheduler.await;
+    if let Some(r) = reaping {
+        let _ = r.await;
+    }
+    // Its queue is closed: what waits in it is the other replicas' to run, now rather than
+    // once this one's lease ends after its running runs.
+    if let Some(replica) = &replica {
+        match replica.disown().await {
+            Ok(0) => {}
+            Ok(n) => info!(
+                runs = n,
+                "queued and waiting runs left to the other replicas"
+            ),
+            Err(e) => warn!(
+                "cannot leave queued runs to the other replicas (they take them when this replica's lease ends): {e}"
+            ),
+        }
+    }
     drop(watcher);
     let _ = reloader.await;
-    // Let running runs finish up to the grace period, then interrupt them.
-    let deadline = tokio::time::Instant::now() + settings.shutdown_grace;
-    let all_done = async { while workers.join_next().await.is_some() {} };
-    if tokio::time::timeout_at(deadline, all_done).await.is_err() {
-        warn!(
-            running = engine.queue.running(),
-            "shutdown grace expired: interrupting running runs"
-        );
-        engine.workers.interrupt();
+    // Let running runs finish up to the grace period, then interrupt them. A fence (now or
+    // during the grace) interrupted them already: their steps get the kill grace to die, and a
+    // worker still retrying a write through a database outage must not hold the exit (its run
+    // is another replica's now).
+    let drained = async {
+        let deadline = tokio::time::Instant::now() + settings.shutdown_grace;
+        let all_done = async { while workers.join_next().await.is_some() {} };
+        if tokio::time::timeout_at(deadline, all_done).await.is_err() {
+            warn!(
+                running = engine.queue.running(),
+                "shutdown grace expired: interrupting running runs"
+            );
+            engine.workers.interrupt();
+            while workers.join_next().await.is_some() {}
+        }
+    };
+    let fenced_wait = async {
+        fence.cancelled().await;
+        tokio::time::sleep(settings.kill_grace + Duration::from_secs(1)).await;
+    };
+    let cut_short = tokio::select! {
+        () = drained => false,
+        () = fenced_wait => true,
+    };
+    if cut_short {
+        workers.abort_all();
         while workers.join_next().await.is_some() {}
     }
+    if let Some(b) = beating {
+        b.abort();
+    }
+    let fenced = fence.is_cancelled();
     let _ = server.await;
+    if let Some(replica) = &replica
+        && !fenced
+        && let Err(e) = replica.leave().await
+    {
+        warn!(
+            "cannot end this replica's lease (the others take over its queue when it expires): {e}"
+        );
+    }
     if on_data {
         locator::remove(&settings.data, &location);
     }
@@ -214,21 +295,31 @@ where
     while Arc::strong_count(&engine) > 1 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    if fenced {
+        anyhow::bail!(
+            "stopped after fencing: this replica lost its lease, its steps were stopped and other replicas take over its runs; start it again (a new replica) once the database answers"
+        );
+    }
     info!("stopped; queued runs stay queued for the next start");
     Ok(())
 }
 
-/// Opens the store: the PostgreSQL database (holding the one-daemon lock) or sled under
-/// `--data`; either migrated to the current schema, which is logged.
-async fn open_store(
-    settings: &Settings,
-) -> anyhow::Result<(Arc<dyn Store>, Option<(Sole, Database)>)> {
+/// Opens the store: the PostgreSQL database, joined as a new replica of the fleet (returned
+/// too), or sled under `--data`; either migrated to the current schema, which is logged.
+async fn open_store(settings: &Settings) -> anyhow::Result<(Arc<dyn Store>, Option<PgStore>)> {
     if let Some(options) = &settings.database {
         let db = Database::new(options, |k| std::env::var(k).ok())?;
-        let sole = sole::hold(&db.pool, &db.name).await?;
         let pg = PgStore::open(db.pool.clone(), db.name.clone()).await?;
-        info!("runs are kept in the database {}", db.name);
-        return Ok((Arc::new(pg), Some((sole, db))));
+        let replica = pg
+            .join(&host_name(), std::process::id(), settings.lease_ttl)
+            .await?;
+        info!(
+            replica = replica.replica().unwrap_or_default(),
+            lease_ttl = ?settings.lease_ttl,
+            "runs are kept in the database {}, shared with the fleet's other replicas",
+            db.name
+        );
+        return Ok((Arc::new(replica.clone()), Some(replica)));
     }
     let data = settings.data.clone();
     let sled = tokio::task::spawn_blocking(move || SledStore::open(&data)).await??;
@@ -242,6 +333,15 @@ async fn open_store(
         );
     }
     Ok((Arc::new(sled), None))
+}
+
+/// This host's name, recorded with the replica for operators ("unknown" when unreadable).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// Waits for SIGTERM or SIGINT. The handlers are installed when this is called (inside the

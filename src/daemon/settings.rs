@@ -14,6 +14,10 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// at once; one that dribbles them (or sends nothing) holds a connection only this long.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A replica's lease by default: long enough to ride out a database failover or a slow
+/// heartbeat, short enough that a dead replica's runs are taken over within a minute.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
+
 /// Daemon settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -49,6 +53,9 @@ pub struct Settings {
     pub max_connections: usize,
     /// How long a connection may take to send its request's headers before it is closed.
     pub header_read_timeout: Duration,
+    /// On a database: how long a replica's lease lasts without renewal, so how soon the runs of
+    /// a replica that died are taken over by the others.
+    pub lease_ttl: Duration,
 }
 
 impl Settings {
@@ -74,6 +81,7 @@ impl Settings {
             allowed_hosts: Vec::new(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            lease_ttl: DEFAULT_LEASE_TTL,
         }
     }
 }

@@ -194,6 +194,10 @@ impl Engine {
                 self.unapproved(run).await?;
                 continue;
             }
+            // Already queued here (a replica adopting a run it also took by approval).
+            if self.queue.knows(&run.id) {
+                continue;
+            }
             if let Some(rb) = catalog.get(&run.runbook) {
                 let key = run.guard_key.clone().unwrap_or_else(|| rb.name.clone());
                 self.queue

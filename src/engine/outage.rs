@@ -19,7 +19,7 @@ const LONGEST: Duration = Duration::from_secs(5);
 const GIVE_UP: Duration = Duration::from_secs(600);
 
 /// Runs `attempt` until it succeeds or fails other than by the backend being unavailable
-/// (a corrupt record is not retried), waiting longer after each failure; `what` names the write
+/// (a corrupt record is not retried, nor a lost lease: the run is another replica's now), waiting longer after each failure; `what` names the write
 /// in the log.
 pub async fn persist<T, F, Fut>(what: &str, mut attempt: F) -> Result<T, StoreError>
 where
@@ -64,6 +64,21 @@ mod tests {
         .await;
         assert_eq!(got.ok(), Some(2));
         assert_eq!(tries.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_lost_lease_is_not_tried_again() {
+        let tries = AtomicU32::new(0);
+        let got: Result<(), _> = persist("record the run", || async {
+            tries.fetch_add(1, Ordering::SeqCst);
+            Err(StoreError::LeaseLost {
+                run: "r1".into(),
+                replica: "a".into(),
+            })
+        })
+        .await;
+        assert!(matches!(got, Err(StoreError::LeaseLost { .. })));
+        assert_eq!(tries.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

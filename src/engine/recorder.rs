@@ -12,6 +12,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use crate::engine::followers::Followers;
@@ -21,6 +22,7 @@ use crate::run::id::RunId;
 use crate::run::step::StepResult;
 use crate::runbook::model::{Action, Runbook};
 use crate::store::Store;
+use crate::store::error::StoreError;
 
 /// The daemon's recorder of one run.
 pub struct StoreRecorder {
@@ -32,6 +34,9 @@ pub struct StoreRecorder {
     /// Finished steps not written yet (written before the next step's start).
     finished: Vec<StepResult>,
     failed: bool,
+    /// Cancelled when the run's lease is lost (see [`StoreRecorder::lease_lost`]).
+    stop: Option<CancellationToken>,
+    lost: bool,
 }
 
 impl StoreRecorder {
@@ -50,7 +55,22 @@ impl StoreRecorder {
             step: String::new(),
             finished: Vec::new(),
             failed: false,
+            stop: None,
+            lost: false,
         }
+    }
+
+    /// Stops the run by `token` (its cancel token) when a write finds the run's lease lost: a
+    /// replica that no longer holds a run must not go on running its steps.
+    pub fn stopped_by(mut self, token: CancellationToken) -> Self {
+        self.stop = Some(token);
+        self
+    }
+
+    /// Whether a write found the run's lease lost (another replica ended or took it over):
+    /// nothing more of the run may be recorded.
+    pub fn lease_lost(&self) -> bool {
+        self.lost
     }
 
     /// Whether step `index` starts processes (and so reports a process group at once).
@@ -102,7 +122,15 @@ impl Recorder for StoreRecorder {
             }
             RunEvent::RunStarted { .. } | RunEvent::RunFinished { .. } => Ok(()),
         };
-        if let Err(e) = stored
+        if let Err(e @ StoreError::LeaseLost { .. }) = &stored
+            && !self.lost
+        {
+            self.lost = true;
+            error!(run_id = %self.id, "stopping the run's steps: {e}");
+            if let Some(t) = &self.stop {
+                t.cancel();
+            }
+        } else if let Err(e) = stored
             && !self.failed
         {
             // Said once per run: the finish still records the whole run.

@@ -24,6 +24,7 @@ use crate::guard;
 use crate::run::id::RunId;
 use crate::run::record::RunRecord;
 use crate::run::status::RunStatus;
+use crate::store::error::StoreError;
 use crate::store::{Change, GuardOf, Store, Transition, Update};
 
 /// Executes queued runs.
@@ -143,6 +144,11 @@ impl Workers {
             Ok(Transition::Done(run)) => *run,
             // Ended meanwhile (cancelled while queued, by another path).
             Ok(_) => return,
+            // This replica's lease expired: it is fencing itself; another takes the run.
+            Err(e @ StoreError::LeaseLost { .. }) => {
+                warn!("not starting the run: {e}");
+                return;
+            }
             Err(e) => {
                 error!("cannot mark the run running (it stays queued for the next start): {e}");
                 return;
@@ -157,11 +163,21 @@ impl Workers {
                     self.followers.clone(),
                     id.clone(),
                     ticket.runbook.clone(),
-                );
+                )
+                .stopped_by(ticket.cancel.clone());
                 self.executor
                     .execute(&plan, &mut run, ticket.cancel.clone(), &mut recorder)
                     .await;
                 let now = self.clock.now();
+                if recorder.lease_lost() {
+                    // Another replica ended or took the run: its steps were stopped, and what
+                    // this one saw of it is not recorded.
+                    self.metrics.in_progress.dec();
+                    slot.release();
+                    self.followers.close(&id, &run);
+                    warn!("run abandoned: its lease was lost to another replica");
+                    return;
+                }
                 if self.interrupting.load(Ordering::SeqCst) && run.status == RunStatus::Cancelled {
                     lifecycle::interrupt(&mut run, now, true);
                 } else {
@@ -218,6 +234,13 @@ impl Workers {
                 self.metrics.breaker(&ticket.key.0, &ticket.key.1, open);
             }
             Ok(None) => {}
+            // Another replica ended or took the run: nothing of this end is recorded, and the
+            // retry of an interrupted run is the reaper's.
+            Err(e @ StoreError::LeaseLost { .. }) => {
+                warn!("the run's end is not recorded: {e}");
+                self.followers.close(&id, &run);
+                return;
+            }
             Err(e) => error!("cannot record the run: {e}"),
         }
         self.verdicts.watch(&run).await;

@@ -34,6 +34,18 @@ pub enum StoreError {
         /// Why.
         reason: String,
     },
+    /// This replica no longer holds the lease of a run it was running: its own lease expired
+    /// (it could not renew, e.g. paused or cut off from the database) and another replica may
+    /// have ended or taken over the run. The write was refused; the run's steps must stop.
+    #[error(
+        "run {run}: replica {replica} lost its lease and the run was taken over (or is about to be) by another replica; nothing was recorded, and this replica must stop the run's steps"
+    )]
+    LeaseLost {
+        /// The run.
+        run: String,
+        /// This replica's id.
+        replica: String,
+    },
     /// The database failed.
     #[error("store error at {path}: {reason}")]
     Backend {

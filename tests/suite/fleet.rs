@@ -1,7 +1,7 @@
 //! untoil on PostgreSQL as an operator runs it (`--database-url`): the daemon acknowledges alerts
 //! only once they are in the database and runs them; CLI commands read the database; the
 //! password never has to be on a command line; a database that goes away means 503s, and
-//! nothing acknowledged is lost; one daemon per database until replicas share work by leases.
+//! nothing acknowledged is lost. Several daemons on one database: tests/suite/replicas.rs.
 
 use std::path::Path;
 use std::process::Command;
@@ -11,11 +11,11 @@ use serde_json::{Value, json};
 use crate::common::{Dirs, Http, Served, fixture, until, untoil_command};
 use crate::pgcluster::Cluster;
 
-const ALERTS: &str = "/api/v1/alerts/alertmanager";
+pub(crate) const ALERTS: &str = "/api/v1/alerts/alertmanager";
 
 /// A DiskFull runbook whose step appends the run id to `marker`, first waiting for `gate` to
 /// exist when one is given.
-fn marking(marker: &Path, gate: Option<&Path>) -> String {
+pub(crate) fn marking(marker: &Path, gate: Option<&Path>) -> String {
     let wait = gate
         .map(|g| {
             format!(
@@ -31,13 +31,13 @@ fn marking(marker: &Path, gate: Option<&Path>) -> String {
     )
 }
 
-fn alert(fingerprint: &str) -> Value {
+pub(crate) fn alert(fingerprint: &str) -> Value {
     let mut v: Value = serde_json::from_slice(&fixture("firing.json")).expect("fixture json");
     v["alerts"][0]["fingerprint"] = json!(fingerprint);
     v
 }
 
-fn lines(path: &Path) -> Vec<String> {
+pub(crate) fn lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
@@ -47,21 +47,21 @@ fn lines(path: &Path) -> Vec<String> {
 
 /// A database of its own on `cluster`, and `untoil` pointed at it by environment only: the URL
 /// has no password; PGPASSWORD holds it.
-fn on_database(dirs: &Dirs, cluster: &Cluster, db: &str) -> Command {
+pub(crate) fn on_database(dirs: &Dirs, cluster: &Cluster, db: &str) -> Command {
     let mut c = untoil_command(dirs);
     c.env("UNTOIL_DATABASE_URL", cluster.url_without_password(db))
         .env("PGPASSWORD", &cluster.password);
     c
 }
 
-fn serve(mut c: Command) -> (Served, Http) {
+pub(crate) fn serve(mut c: Command) -> (Served, Http) {
     c.args(["serve", "--listen", "127.0.0.1:0"]);
     let mut served = Served::spawn(c);
     let http = Http::new(served.base());
     (served, http)
 }
 
-async fn run_when(d: &Http, id: &str, want: &str) -> Value {
+pub(crate) async fn run_when(d: &Http, id: &str, want: &str) -> Value {
     until(&format!("run {id} to be {want}"), || async {
         let (_, run) = d.get(&format!("/api/v1/runs/{id}")).await;
         (run["status"] == want).then_some(run)
@@ -69,7 +69,7 @@ async fn run_when(d: &Http, id: &str, want: &str) -> Value {
     .await
 }
 
-async fn post_alert(d: &Http, fingerprint: &str) -> String {
+pub(crate) async fn post_alert(d: &Http, fingerprint: &str) -> String {
     let (status, answer) = d.post(ALERTS, alert(fingerprint)).await;
     assert_eq!(status, 200, "{answer}");
     answer["accepted"][0]
@@ -198,26 +198,6 @@ async fn a_daemon_on_postgres_runs_alerts_once_across_restarts_and_the_cli_reads
     assert!(
         !err.contains("not-the-password") && !err.contains(&cluster.password),
         "{err}"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_daemon_on_the_same_database_is_refused_while_the_first_serves() {
-    let cluster = Cluster::start();
-    cluster.create_database("one");
-    let dirs = Dirs::new();
-    dirs.runbook("marking", &marking(&dirs.path("marker"), None));
-    let (_first, _d) = serve(on_database(&dirs, &cluster, "one"));
-    let other = Dirs::new();
-    let mut second = on_database(&other, &cluster, "one");
-    second.args(["serve", "--listen", "127.0.0.1:0"]);
-    let (code, log) = Served::spawn(second).exit();
-    assert_ne!(code, Some(0), "{log}");
-    assert!(
-        log.contains(
-            "another untoil daemon already serves the database postgres://untoil@127.0.0.1:"
-        ),
-        "{log}"
     );
 }
 

@@ -36,6 +36,7 @@ mod plugins;
 mod postgres;
 mod redaction;
 mod remote;
+mod replicas;
 mod reports;
 mod signatures;
 mod sources;

@@ -37,7 +37,7 @@ async fn postgres_refuses_a_schema_newer_than_it_reads_and_names_the_database() 
         &pg,
         &db,
         "INSERT INTO schema_migrations (version, readable_by, description) \
-         VALUES (2, 1, 'a nullable column'); ALTER TABLE runs ADD COLUMN later text",
+         VALUES (3, 2, 'a nullable column'); ALTER TABLE runs ADD COLUMN later text",
     );
     let store = open(&pg, &db)
         .await
@@ -49,7 +49,7 @@ async fn postgres_refuses_a_schema_newer_than_it_reads_and_names_the_database() 
         &pg,
         &db,
         "INSERT INTO schema_migrations (version, readable_by, description) \
-         VALUES (3, 3, 'a new meaning')",
+         VALUES (4, 4, 'a new meaning')",
     );
     let err = match open(&pg, &db).await {
         Err(e) => e,
@@ -63,7 +63,7 @@ async fn postgres_refuses_a_schema_newer_than_it_reads_and_names_the_database() 
             supported,
         } => {
             assert_eq!(path, &name);
-            assert_eq!((*found, *supported), (3, 1));
+            assert_eq!((*found, *supported), (4, 2));
         }
         other => panic!("not a newer-schema refusal: {other:?}"),
     }
@@ -73,10 +73,10 @@ async fn postgres_refuses_a_schema_newer_than_it_reads_and_names_the_database() 
         "{message}"
     );
     assert!(!message.contains(&pg.cluster().password), "{message}");
-    // Refused without a change: still version 3 at most, nothing applied again.
+    // Refused without a change: still version 4 at most, nothing applied again.
     assert_eq!(
         scalar(&pg, &db, "SELECT count(*) FROM schema_migrations"),
-        "3"
+        "4"
     );
 }
 
@@ -99,7 +99,7 @@ async fn postgres_replicas_opening_a_fresh_database_together_migrate_once_and_al
     assert_eq!(created, 1, "exactly one replica created the schema");
     assert_eq!(
         scalar(&pg, &db, "SELECT count(*) FROM schema_migrations"),
-        "1"
+        "2"
     );
     // Every replica writes and reads the same store.
     for (i, s) in stores.iter().enumerate() {
@@ -285,4 +285,140 @@ async fn postgres_concurrent_batches_of_finishes_never_deadlock_and_count_every_
         .map(|(_, r)| r.runs)
         .sum();
     assert_eq!(counted, 1800);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_fences_a_replica_whose_lease_expired_once_another_reaps_its_run() {
+    use std::sync::Arc;
+    use std::time::Duration;
+    use untoil::run::record::RunRecord;
+    use untoil::run::status::RunStatus;
+    use untoil::run::step::StepResult;
+    use untoil::store::{Admitted, Candidate, Change, Transition};
+    use untoil::trigger::key::DedupeKey;
+
+    let pg = Postgres::default();
+    let db = pg.database(std::path::Path::new("fenced"));
+    let store = open(&pg, &db).await.expect("opens");
+    let a = store
+        .join("a", 1, Duration::from_millis(1500))
+        .await
+        .expect("a joins");
+    let b = store
+        .join("b", 2, Duration::from_secs(60))
+        .await
+        .expect("b joins");
+    let run = RunRecord {
+        status: RunStatus::Queued,
+        started_at: None,
+        finished_at: None,
+        ..RunRecord::synthetic(0)
+    };
+    let id = run.id.clone();
+    let admitted = a
+        .admit(
+            vec![Candidate {
+                key: DedupeKey::Manual { run: id.0.clone() },
+                run,
+                gate: None,
+            }],
+            Vec::new(),
+        )
+        .await
+        .expect("admits");
+    assert!(matches!(admitted.as_slice(), [Admitted::New { .. }]));
+    // While a's lease is live, b finds nothing to take over.
+    let none: Change = Arc::new(|_: &mut RunRecord| panic!("nothing is interrupted"));
+    let reaped = b.reap(none.clone()).await.expect("reaps");
+    assert!(
+        reaped.interrupted.is_empty() && reaped.queued.is_empty(),
+        "{reaped:?}"
+    );
+    // a claims the run and records a step.
+    let now = chrono::Utc::now();
+    let claim: Change = Arc::new(move |r: &mut RunRecord| untoil::engine::lifecycle::start(r, now));
+    let claimed = a
+        .transition(&id, &[RunStatus::Queued], claim)
+        .await
+        .expect("claims");
+    assert!(matches!(claimed, Transition::Done(_)), "{claimed:?}");
+    let step = |name: &str| StepResult {
+        name: name.into(),
+        ..Default::default()
+    };
+    a.record_step(&id, &step("first"))
+        .await
+        .expect("records while its lease is live");
+    // b cannot record a run it does not own, even with a live lease.
+    let err = b
+        .record_step(&id, &step("intruder"))
+        .await
+        .expect_err("b is fenced");
+    assert!(matches!(err, StoreError::LeaseLost { .. }), "{err:?}");
+    // a stops renewing; once its lease expired, it is fenced before anyone reaps.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match a.record_step(&id, &step("first")).await {
+            Err(StoreError::LeaseLost { .. }) => break,
+            Ok(()) => {}
+            Err(e) => panic!("{e}"),
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a's lease never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !a.renew(&mut None, Duration::from_secs(60))
+            .await
+            .expect("renew asks"),
+        "an expired lease is not renewed"
+    );
+    // b reaps it: interrupted, held by no one.
+    let interrupt: Change =
+        Arc::new(move |r: &mut RunRecord| untoil::engine::lifecycle::interrupt(r, now, false));
+    let reaped = b.reap(interrupt.clone()).await.expect("reaps");
+    assert_eq!(reaped.interrupted, vec![id.clone()]);
+    assert!(
+        b.reap(interrupt)
+            .await
+            .expect("reaps again")
+            .interrupted
+            .is_empty(),
+        "reaped once"
+    );
+    let before = store.get_run(&id).await.expect("reads").expect("the run");
+    assert_eq!(before.status, RunStatus::Interrupted);
+    assert_eq!(before.steps, vec![step("first")]);
+    // a's late writes are refused and change nothing.
+    let err = a.record_step(&id, &step("late")).await.expect_err("fenced");
+    assert!(
+        matches!(&err, StoreError::LeaseLost { run, .. } if run == &id.0),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("taken over"), "{err}");
+    let err = a
+        .step_started(&id, "late", Some(7))
+        .await
+        .expect_err("fenced");
+    assert!(matches!(err, StoreError::LeaseLost { .. }), "{err:?}");
+    let mut done = before.clone();
+    done.status = RunStatus::Succeeded;
+    done.steps.push(step("late"));
+    let err = a.finish(done, None).await.expect_err("fenced");
+    assert!(matches!(err, StoreError::LeaseLost { .. }), "{err:?}");
+    let after = store.get_run(&id).await.expect("reads").expect("the run");
+    assert_eq!(after, before, "nothing changed");
+    assert_eq!(
+        scalar(
+            &pg,
+            &db,
+            &format!(
+                "SELECT coalesce(lease_owner, '-') FROM runs WHERE id = '{}'",
+                id.0
+            )
+        ),
+        "-"
+    );
 }

@@ -13,7 +13,7 @@ use crate::store::postgres::write::Writer;
 use crate::store::{Change, Reconciled};
 
 /// Locked runs of a query of (id, record), complete.
-async fn locked_runs(
+pub async fn locked_runs(
     tx: &impl GenericClient,
     w: &Writer<'_>,
     sql: &str,

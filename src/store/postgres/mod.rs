@@ -6,12 +6,18 @@
 //! `SELECT ... FOR UPDATE` and the write ([`write`]); deadlocks and serialization failures run
 //! the transaction again ([`tx`]). Step progress rewrites the running run's record in a short
 //! transaction of its own, so a read of a running run shows it.
+//!
+//! A daemon of a fleet uses the store as a replica ([`PgStore::join`]): its claims take a run's
+//! lease and its writes of a running run are fenced by it ([`lease`]), and it takes over what
+//! dead replicas left ([`reap`]). CLI commands open the store without joining.
 
 pub mod admit;
 pub mod import;
+pub mod lease;
 pub mod maintain;
 pub mod notes;
 pub mod read;
+pub mod reap;
 pub mod rollups;
 pub mod rows;
 pub mod schema;
@@ -19,6 +25,7 @@ pub mod tx;
 pub mod write;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -45,6 +52,8 @@ use crate::trigger::key::{Episode, Fire};
 #[derive(Clone)]
 pub struct PgStore {
     inner: Arc<Inner>,
+    /// This daemon's replica id once it joined the fleet (None: a CLI command's store).
+    replica: Option<Arc<str>>,
 }
 
 struct Inner {
@@ -93,6 +102,106 @@ impl PgStore {
                 migrated,
                 notes: Notes::default(),
             }),
+            replica: None,
+        })
+    }
+
+    /// This store as a new replica of the fleet, on `host` as process `pid`, with a lease of
+    /// `ttl` from now that [`PgStore::renew`] must extend before it expires.
+    pub async fn join(&self, host: &str, pid: u32, ttl: Duration) -> Result<PgStore> {
+        let id = ulid::Ulid::new().to_string();
+        let pid = i32::try_from(pid).unwrap_or(i32::MAX);
+        let s = &*self.inner;
+        in_tx!(s, "registering this daemon as a replica", |tx| {
+            lease::register(&tx, &id, host, pid, ttl).await
+        })?;
+        Ok(PgStore {
+            inner: self.inner.clone(),
+            replica: Some(id.into()),
+        })
+    }
+
+    /// This replica's id (None: the store of a CLI command).
+    pub fn replica(&self) -> Option<&str> {
+        self.replica.as_deref()
+    }
+
+    /// The replica id, or an error saying that only a replica may do `what`.
+    fn me(&self, what: &str) -> Result<&str> {
+        self.replica.as_deref().ok_or_else(|| StoreError::Backend {
+            path: self.inner.name.clone(),
+            reason: format!("{what}: this store did not join the fleet as a replica (a bug)"),
+        })
+    }
+
+    /// Extends this replica's lease to `ttl` from now (the database's clock). False when it had
+    /// expired: it is not renewed, and the replica must stop its steps and stop. `conn` is the
+    /// heartbeat's own connection, kept between renewals (taken from the pool when missing or
+    /// closed): a pool that requests keep busy must never delay a renewal into a fence.
+    pub async fn renew(
+        &self,
+        conn: &mut Option<deadpool_postgres::Object>,
+        ttl: Duration,
+    ) -> Result<bool> {
+        let me = self.me("renewing the lease")?;
+        let what = "renewing this replica's lease";
+        if conn.as_ref().is_none_or(|c| c.is_closed()) {
+            *conn = Some(self.inner.client(what).await?);
+        }
+        let Some(c) = conn.as_ref() else {
+            return Ok(false);
+        };
+        let renewed = lease::renew(c, me, ttl).await;
+        renewed.map_err(|e| {
+            // A failed connection is not reused.
+            *conn = None;
+            e.into_store(&self.inner.name, what)
+        })
+    }
+
+    /// Ends this replica's lease now (a clean stop, after its runs ended): the others adopt
+    /// its queued and waiting runs at their next reaping.
+    pub async fn leave(&self) -> Result<()> {
+        let me = self.me("leaving the fleet")?;
+        let s = &*self.inner;
+        in_tx!(s, "ending this replica's lease", |tx| lease::leave(&tx, me)
+            .await)
+    }
+
+    /// Lets go of the runs waiting in this replica's queue or for approval here, once it stops
+    /// taking work (see [`lease::disown`]). Returns how many.
+    pub async fn disown(&self) -> Result<u64> {
+        let me = self.me("letting go of queued runs")?;
+        let s = &*self.inner;
+        in_tx!(s, "letting go of this replica's queued runs", |tx| {
+            lease::disown(&tx, me).await
+        })
+    }
+
+    /// Finished alert runs awaiting their verification verdict (a replica starting re-arms the
+    /// end of their windows; the first verdict recorded stands, so replicas that arm the same
+    /// window agree).
+    pub async fn awaiting_verdict(&self) -> Result<Vec<RunRecord>> {
+        let what = "reading runs awaiting a verdict";
+        let c = self.inner.client(what).await?;
+        let runs = read::list_awaiting_verdict(&c, &self.inner.notes)
+            .await
+            .map_err(|e| e.into_store(&self.inner.name, what))?;
+        Ok(runs
+            .into_iter()
+            .filter(|r| r.verification.is_none() && r.verify_by.is_some())
+            .collect())
+    }
+
+    /// Takes over what replicas whose lease expired left (see [`reap::reap`]): their running
+    /// runs ended by `interrupt` (returned as `interrupted`), their queued and waiting runs
+    /// adopted by this replica (returned to be queued and waited on).
+    pub async fn reap(&self, interrupt: Change) -> Result<Reconciled> {
+        let me = self.me("reaping")?;
+        let s = &*self.inner;
+        in_tx!(s, "taking over the runs of dead replicas", |tx| {
+            let mut w = Writer::new(&s.notes);
+            reap::reap(&tx, &mut w, me, &interrupt).await
         })
     }
 
@@ -116,9 +225,20 @@ impl PgStore {
             tx.batch_execute("SET LOCAL synchronous_commit = off")
                 .await?;
             let st = tx
-                .prepare_cached("SELECT record::text FROM runs WHERE id = $1 FOR UPDATE")
+                .prepare_cached(
+                    "SELECT record::text, lease_owner FROM runs WHERE id = $1 FOR UPDATE",
+                )
                 .await?;
-            let Some(row) = tx.query_opt(&st, &[&id.0]).await? else {
+            let row = tx.query_opt(&st, &[&id.0]).await?;
+            // A replica records only the progress of a run it holds the lease of.
+            if let Some(me) = self.replica() {
+                let owner: Option<String> = match &row {
+                    Some(r) => r.try_get(1)?,
+                    None => None,
+                };
+                lease::fence(&tx, me, id, owner.as_deref()).await?;
+            }
+            let Some(row) = row else {
                 return Ok(());
             };
             let text: String = row.try_get(0)?;
@@ -154,7 +274,18 @@ impl PgStore {
                 admit::put_alert(&tx, a).await?;
             }
             let mut w = Writer::new(&s.notes);
-            Ok::<_, Fail>(Some(admit::admit(&tx, &mut w, candidates).await?))
+            let admitted = admit::admit(&tx, &mut w, candidates).await?;
+            // A replica's new runs wait in its own queue (or for approval here).
+            if let Some(me) = self.replica() {
+                for a in &admitted {
+                    if let Admitted::New { run, .. } = a
+                        && !run.status.is_final()
+                    {
+                        lease::mark(&tx, me, run).await?;
+                    }
+                }
+            }
+            Ok::<_, Fail>(Some(admitted))
         })
     }
 }
@@ -194,7 +325,13 @@ impl Store for PgStore {
         let s = &*self.inner;
         in_tx!(s, "changing a run's status", |tx| {
             let mut w = Writer::new(&s.notes);
-            w.transition(&tx, id, from, &change).await
+            let t = w.transition(&tx, id, from, &change).await?;
+            // A replica's claim takes the run's lease (refused when its own lease expired);
+            // a run it queues or makes wait is held by it; an ended run by no one.
+            if let (Some(me), Transition::Done(run)) = (self.replica(), &t) {
+                lease::mark(&tx, me, run).await?;
+            }
+            Ok::<_, Fail>(t)
         })
     }
 
@@ -213,8 +350,13 @@ impl Store for PgStore {
     ) -> Result<Option<GuardChanged>> {
         let s = &*self.inner;
         in_tx!(s, "finishing a run", |tx| {
+            // A replica finishes only a run it holds the lease of.
+            if let Some(me) = self.replica() {
+                lease::fence_run(&tx, me, &run.id).await?;
+            }
             let mut w = Writer::new(&s.notes);
             w.finish(&tx, &run).await?;
+            lease::release(&tx, &run.id).await?;
             match &guard {
                 Some(g) => Ok(Some(update_guard(&tx, &g.runbook, &g.key, &g.apply).await?)),
                 None => Ok::<_, Fail>(None),

@@ -47,6 +47,18 @@ pub async fn get_run(
     Ok(runs_of_rows(c, notes, rows).await?.pop())
 }
 
+/// Runs marked as awaiting a verification verdict, oldest first.
+pub async fn list_awaiting_verdict(
+    c: &impl GenericClient,
+    notes: &Notes,
+) -> Result<Vec<RunRecord>, Fail> {
+    let st = c
+        .prepare_cached("SELECT id, record::text FROM runs WHERE awaits_verdict ORDER BY id")
+        .await?;
+    let rows = c.query(&st, &[]).await?;
+    runs_of_rows(c, notes, rows).await
+}
+
 /// Runs that pass `filter`, most recent first; the limit counts only runs that pass. A status
 /// of runs not yet ended reads the `active` index (as the sled store reads its `active` tree),
 /// not every run ever stored.

@@ -21,6 +21,11 @@
 //! 1. Runs (with their notification refs, listing and reconciliation indexes), notifications,
 //!    dedupe keys, alert episodes, guard states, signed webhook deliveries, and daily and
 //!    monthly rollups kept in shards.
+//! 2. Replicas (fleet mode): a `replicas` table of daemons with their lease's expiry, and on
+//!    runs the replica running one (`lease_owner`) and the one whose queue holds one queued or
+//!    waiting for approval (`admitted_by`). Readable by 2 only: a running run with no live
+//!    owner is reaped by any replica, so a release before leases (which claims runs without an
+//!    owner, and interrupts every running run at its start) must not serve beside them.
 
 use deadpool_postgres::GenericClient;
 
@@ -28,7 +33,7 @@ use crate::store::error::StoreError;
 use crate::store::postgres::tx::Fail;
 
 /// The version this build writes.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// The advisory lock migrations hold ("untoil" in ASCII, then the lock's purpose, 1).
 pub const LOCK_KEY: i64 = 0x756e_746f_696c_0001;
@@ -41,11 +46,12 @@ struct Migration {
     sql: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    readable_by: 1,
-    description: "runs, notifications, dedupe, alerts, guards, deliveries, sharded rollups",
-    sql: r#"
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        readable_by: 1,
+        description: "runs, notifications, dedupe, alerts, guards, deliveries, sharded rollups",
+        sql: r#"
 CREATE TABLE notifications (
     hash text COLLATE "C" PRIMARY KEY,
     body json NOT NULL
@@ -102,7 +108,23 @@ CREATE TABLE rollups_daily (
 );
 CREATE TABLE rollups_monthly (LIKE rollups_daily INCLUDING ALL);
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        readable_by: 2,
+        description: "replicas with leases; runs' lease owner and admitting replica",
+        sql: r#"
+CREATE TABLE replicas (
+    id text COLLATE "C" PRIMARY KEY,
+    host text NOT NULL,
+    pid integer NOT NULL,
+    started_at timestamptz NOT NULL DEFAULT now(),
+    expires_at timestamptz NOT NULL
+);
+ALTER TABLE runs ADD COLUMN lease_owner text COLLATE "C", ADD COLUMN admitted_by text COLLATE "C";
+"#,
+    },
+];
 
 /// What opening found and did.
 #[derive(Debug, Clone, PartialEq, Eq)]
