@@ -1,7 +1,8 @@
 //! Report benchmark on PostgreSQL (issue 17): seeds N finished runs (default 1,000,000, the
 //! same generated runs as the sled/SQLite benchmark) into untoil's PostgreSQL store through the
 //! store itself (so its rollups are kept the way a daemon keeps them), and the same rows into a
-//! plain table of the same database with a covering index; then times the toil report by team x
+//! plain table of the same database with a covering index; compacts the rollups of past days
+//! and months as every replica does each hour; then times the toil report by team x
 //! month from untoil's rollups against a plain `GROUP BY` over that table, checks that both give
 //! the answer of the generated runs, and prints the ratio (goal: at most 0.2x).
 //!
@@ -98,8 +99,10 @@ fn main() {
             pool_size: writers + 2,
         };
         let db = Database::new(&options, |_| None).expect("pool");
-        let store: Arc<dyn Store> =
-            Arc::new(PgStore::open(db.pool.clone(), db.name.clone()).await.expect("store"));
+        let pg = PgStore::open(db.pool.clone(), db.name.clone())
+            .await
+            .expect("store");
+        let store: Arc<dyn Store> = Arc::new(pg.clone());
         let (client, connection) = tokio_postgres::connect(&cluster.url("bench"), tokio_postgres::NoTls)
             .await
             .expect("connect");
@@ -176,13 +179,24 @@ fn main() {
             .batch_execute("CREATE INDEX plain_report ON plain_runs (day, owner, status, toil_milli)")
             .await
             .expect("index plain_runs");
-        // Both sides with fresh statistics and visibility maps (VACUUM runs on its own, outside
-        // a transaction block).
-        client.batch_execute("VACUUM ANALYZE").await.expect("vacuum");
         println!(
             "seeded the plain table with a covering index in {:.1} s",
             t.elapsed().as_secs_f64()
         );
+        // What every replica does hourly: the shards of days and months that are over become
+        // one row per group.
+        let t = Instant::now();
+        let groups = pg
+            .compact(chrono::Utc::now().date_naive())
+            .await
+            .expect("compact");
+        println!(
+            "compacted {groups} rollup groups in {:.1} s (as every replica does each hour)",
+            t.elapsed().as_secs_f64()
+        );
+        // Both sides with fresh statistics and visibility maps (VACUUM runs on its own, outside
+        // a transaction block).
+        client.batch_execute("VACUUM ANALYZE").await.expect("vacuum");
 
         let by = [Dim::Team, Dim::Month];
         let warm = report::toil_report(&*store, p, &by).await.expect("report");

@@ -56,8 +56,14 @@ fn jittered(every: Duration) -> Duration {
     every + Duration::from_millis(nanos % quarter)
 }
 
-/// Reaps every third of `ttl` until `stop`.
+/// How often a replica compacts the rollups of days and months that are over (reports then
+/// read one row per group; see `store::postgres::compact`). Every replica does, harmlessly.
+const COMPACT_EVERY: Duration = Duration::from_secs(3600);
+
+/// Reaps every third of `ttl` until `stop`, and compacts rollups every [`COMPACT_EVERY`]
+/// (first in the first round).
 pub async fn run(replica: PgStore, engine: Arc<Engine>, ttl: Duration, stop: CancellationToken) {
+    let mut compacted: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
@@ -70,6 +76,14 @@ pub async fn run(replica: PgStore, engine: Arc<Engine>, ttl: Duration, stop: Can
             Ok(r) if !r.queued.is_empty() => info!(queued = r.queued.len(), "adopted runs queued"),
             Ok(_) => {}
             Err(e) => error!("cannot take over the runs of dead replicas (tried again later): {e}"),
+        }
+        if compacted.is_none_or(|at| at.elapsed() >= COMPACT_EVERY) {
+            compacted = Some(tokio::time::Instant::now());
+            match replica.compact(engine.clock.now().date_naive()).await {
+                Ok(0) => {}
+                Ok(n) => info!(groups = n, "compacted the rollups of past days and months"),
+                Err(e) => warn!("cannot compact rollups (tried again in an hour): {e}"),
+            }
         }
     }
 }

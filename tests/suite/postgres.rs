@@ -422,3 +422,115 @@ async fn postgres_fences_a_replica_whose_lease_expired_once_another_reaps_its_ru
         "-"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_compaction_folds_past_shards_into_one_row_and_changes_nothing_a_report_reads() {
+    use untoil::run::record::{RunRecord, Verification};
+
+    let pg = Postgres::default();
+    let (a, b) = (
+        pg.database(std::path::Path::new("compacted")),
+        pg.database(std::path::Path::new("plain")),
+    );
+    let (compacted, plain) = (
+        open(&pg, &a).await.expect("opens"),
+        open(&pg, &b).await.expect("opens"),
+    );
+    let today = chrono::Utc::now().date_naive();
+    let on = |days: i64, i: usize| {
+        let at = (today - chrono::Duration::days(days))
+            .and_hms_opt(12, 0, 0)
+            .expect("noon")
+            .and_utc();
+        RunRecord {
+            runbook: format!("rb-{}", i % 4),
+            owner: "t".into(),
+            service: None,
+            created_at: at,
+            started_at: Some(at),
+            finished_at: Some(at + chrono::Duration::seconds(3)),
+            ..RunRecord::synthetic(i)
+        }
+    };
+    // Today and two past days, 4 groups a day of ~33 runs over the 8 shards; one run still
+    // awaits its verdict.
+    let mut runs: Vec<RunRecord> = (0..400).map(|i| on([0, 1, 5][i % 3], i)).collect();
+    let mut waiting = on(1, 20);
+    waiting.verify_by = Some(chrono::Utc::now() + chrono::Duration::hours(1));
+    let waiting_id = waiting.id.clone();
+    runs.push(waiting);
+    for store in [&compacted, &plain] {
+        store.finish_many(runs.clone()).await.expect("finish");
+    }
+    let from = today - chrono::Duration::days(60);
+    let same = |what: &str| {
+        let (compacted, plain) = (&compacted, &plain);
+        let what = what.to_string();
+        async move {
+            for by_month in [false, true] {
+                let x = compacted
+                    .rollups(from, today, by_month)
+                    .await
+                    .expect("rollups");
+                let y = plain.rollups(from, today, by_month).await.expect("rollups");
+                assert_eq!(x, y, "{what} (by_month {by_month})");
+            }
+        }
+    };
+    let rows = |db: &str| scalar(&pg, db, "SELECT count(*) FROM rollups_daily").parse::<u64>();
+    let before = rows(&a).expect("count");
+
+    let n = compacted.compact(today).await.expect("compact");
+    assert!(n > 0, "nothing compacted");
+    same("after compacting").await;
+    let after = rows(&a).expect("count");
+    assert!(after < before, "{after} rows, {before} before");
+    // Only today's groups and the group of the run awaiting its verdict keep their shards.
+    let past_shards = scalar(
+        &pg,
+        &a,
+        &format!(
+            "SELECT count(*) FROM (SELECT 1 FROM rollups_daily WHERE period < '{today}' \
+             GROUP BY period, owner, service, runbook, cause HAVING count(*) > 1) g"
+        ),
+    );
+    assert_eq!(
+        past_shards, "1",
+        "the awaited verdict's group is left as it is"
+    );
+
+    // The verdict lands on a compacted store exactly as on the other.
+    for store in [&compacted, &plain] {
+        let verdict = Verification {
+            verified: false,
+            at: chrono::Utc::now(),
+            resolved_at: None,
+        };
+        assert!(
+            store
+                .set_verified(&waiting_id, verdict)
+                .await
+                .expect("verdict")
+        );
+    }
+    same("after a verdict").await;
+    // A late finish into a compacted group adds to it; compacting again folds it in.
+    let late = on(5, 0);
+    for store in [&compacted, &plain] {
+        store.finish_many(vec![late.clone()]).await.expect("finish");
+    }
+    same("after a late finish").await;
+    compacted.compact(today).await.expect("compact again");
+    same("after compacting again").await;
+    assert_eq!(
+        scalar(
+            &pg,
+            &a,
+            &format!(
+                "SELECT count(*) FROM (SELECT 1 FROM rollups_daily WHERE period < '{today}' \
+                 GROUP BY period, owner, service, runbook, cause HAVING count(*) > 1) g"
+            ),
+        ),
+        "0"
+    );
+}

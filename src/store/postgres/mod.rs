@@ -12,6 +12,7 @@
 //! dead replicas left ([`reap`]). CLI commands open the store without joining.
 
 pub mod admit;
+pub mod compact;
 pub mod import;
 pub mod lease;
 pub mod maintain;
@@ -203,6 +204,28 @@ impl PgStore {
             let mut w = Writer::new(&s.notes);
             reap::reap(&tx, &mut w, me, &interrupt).await
         })
+    }
+
+    /// Sums the shard rows of rollup groups whose day or month is over into one row each (see
+    /// [`compact`]), in rounds of one transaction; returns how many groups it compacted.
+    pub async fn compact(&self, today: chrono::NaiveDate) -> Result<u64> {
+        let s = &*self.inner;
+        let mut total = 0;
+        for table in [rollups::Table::Daily, rollups::Table::Monthly] {
+            let mut after: compact::After = None;
+            loop {
+                let start = after.clone();
+                let (n, next) = in_tx!(s, "compacting rollups", |tx| {
+                    compact::round(&tx, table, today, &start).await
+                })?;
+                total += n;
+                match next {
+                    Some(k) => after = Some(k),
+                    None => break,
+                }
+            }
+        }
+        Ok(total)
     }
 
     /// What opening found of the schema version, and the version now.

@@ -24,7 +24,8 @@ pub enum Table {
 }
 
 impl Table {
-    fn name(self) -> &'static str {
+    /// The table's name in SQL.
+    pub fn name(self) -> &'static str {
         match self {
             Table::Daily => "rollups_daily",
             Table::Monthly => "rollups_monthly",
@@ -197,7 +198,11 @@ pub async fn read(
             cause: row.try_get(4)?,
         };
         let text: String = row.try_get(5)?;
-        let part: Rollup = decode(&format!("rollup {t} {key:?}"), &text)?;
+        // The error's context (with the group) is built only for a row that fails to decode.
+        let part: Rollup = match serde_json::from_str(&text) {
+            Ok(part) => part,
+            Err(_) => decode(&format!("rollup {t} {key:?}"), &text)?,
+        };
         match out.last_mut() {
             Some((k, r)) if *k == key => r.merge(&part),
             _ => out.push((key, part)),
