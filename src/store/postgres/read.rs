@@ -231,11 +231,22 @@ pub async fn rollups(
         rollups::read(c, Table::Daily, from, to, &mut out).await?;
         return Ok(out);
     }
+    // Whole months in a row are one query of the monthly table (its periods are months' first
+    // days), not one each: a two-year report is three queries, not 24.
+    let mut months: Option<(NaiveDate, NaiveDate)> = None;
     for span in spans(from, to) {
         match span {
-            Span::Month(m) => rollups::read(c, Table::Monthly, m, m, &mut out).await?,
-            Span::Days(a, b) => rollups::read(c, Table::Daily, a, b, &mut out).await?,
+            Span::Month(m) => months = Some(months.map_or((m, m), |(first, _)| (first, m))),
+            Span::Days(a, b) => {
+                if let Some((first, last)) = months.take() {
+                    rollups::read(c, Table::Monthly, first, last, &mut out).await?;
+                }
+                rollups::read(c, Table::Daily, a, b, &mut out).await?;
+            }
         }
+    }
+    if let Some((first, last)) = months {
+        rollups::read(c, Table::Monthly, first, last, &mut out).await?;
     }
     Ok(out)
 }
