@@ -5,6 +5,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod alertmanager;
+mod alertmanager_ha;
 mod approvals;
 mod architecture;
 mod bad_input;
