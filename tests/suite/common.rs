@@ -362,6 +362,30 @@ impl Served {
         self.exit()
     }
 
+    /// Everything it wrote on stderr so far (lines not read yet are read now, without waiting).
+    pub fn log_so_far(&mut self) -> &[String] {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+        &self.seen
+    }
+
+    /// Kills it with SIGKILL, as a crash would (no shutdown, no flush), reaps it, and returns
+    /// everything it wrote on stderr (read until the pipe closes, with a deadline: a step process
+    /// it left behind may hold the pipe a little longer).
+    pub fn sigkill_log(mut self) -> Vec<String> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while let Ok(line) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            self.seen.push(line);
+        }
+        std::mem::take(&mut self.seen)
+    }
+
     /// Kills it with SIGKILL, as a crash would (no shutdown, no flush), and reaps it.
     pub fn sigkill(mut self) {
         let _ = self.child.kill();

@@ -1,7 +1,9 @@
 //! Several `untoil serve` replicas on one PostgreSQL database (fleet mode): all active, each
 //! alert run once whichever replicas it reaches, a SIGKILLed replica's running runs interrupted
 //! (an idempotent runbook's started again) and its queued runs adopted by a survivor within its
-//! lease, and each cron fire run once across the fleet.
+//! lease, and each cron fire run once across the fleet. The fleet storm: thousands of alerts
+//! each posted to two of three replicas while one of them is SIGKILLed and started again ten
+//! times; every acknowledged alert ran once and the toil report adds up.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -390,4 +392,433 @@ async fn a_stopping_replica_leaves_its_queue_to_the_others_while_its_running_run
     run_when(&d2, &blocking, "succeeded").await;
     assert_eq!(lines(&marker), vec![queued]);
     assert_eq!(lines(&blocker), vec![blocking]);
+}
+
+/// Concurrent posters in the fleet storm.
+const POSTERS: usize = 16;
+/// Alerts per notification in the fleet storm, as Alertmanager groups them (the time goes into
+/// running the runs, so this spares requests more than it speeds the storm).
+const GROUP: usize = 5;
+
+/// A count from the environment (to size the fleet storm down for a quick local run).
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+/// splitmix64: the kill moments, replayable from the seed the test prints.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (z ^ (z >> 31)) % n.max(1)
+    }
+}
+
+/// A notification of the fleet storm's alerts `ids` (one each: its own fingerprint and instance),
+/// as Alertmanager groups alerts.
+fn storm_alerts(ids: std::ops::Range<usize>) -> Vec<u8> {
+    let mut v = alert("");
+    let one = v["alerts"][0].clone();
+    v["alerts"] = ids
+        .map(|i| {
+            let mut a = one.clone();
+            a["fingerprint"] = Value::from(storm_fingerprint(i));
+            a["labels"]["instance"] = Value::from(format!("host-{i}"));
+            a
+        })
+        .collect();
+    serde_json::to_vec(&v).expect("json")
+}
+
+fn storm_fingerprint(i: usize) -> String {
+    format!("storm-{i:05}")
+}
+
+/// What the posters saw.
+#[derive(Default)]
+struct Posted {
+    /// Alerts acknowledged (a 200 from at least one replica): the posters' progress.
+    acknowledged: std::sync::atomic::AtomicUsize,
+    /// Alerts that neither of their two replicas acknowledged, so were posted again.
+    retried: std::sync::atomic::AtomicUsize,
+    /// Run ids announced by 200 answers.
+    accepted: std::sync::Mutex<Vec<String>>,
+}
+
+/// One POST of `body` to the replica at `base`: its answer when it is a 200 with a JSON body (a
+/// refused connection, a 503, or an answer cut by SIGKILL is no acknowledgement).
+async fn post_once(client: &reqwest::Client, base: &str, body: &[u8]) -> Option<Value> {
+    let r = client
+        .post(format!("{base}{ALERTS}"))
+        .header("content-type", "application/json")
+        .body(body.to_vec())
+        .send()
+        .await
+        .ok()?;
+    match r.status().as_u16() {
+        200 => r.json().await.ok(),
+        503 => None,
+        s => panic!(
+            "a webhook answered {s}: {}",
+            r.text().await.unwrap_or_default()
+        ),
+    }
+}
+
+/// Delivers notification `n` (alerts `ids`) as Alertmanager's HA pair would: to two replicas at
+/// once (the victim's pair always holds a survivor, so a kill rarely leaves both failing), and,
+/// when neither acknowledges, again to the next replica in turn until one does.
+async fn deliver(
+    client: &reqwest::Client,
+    bases: &[std::sync::RwLock<String>; 3],
+    n: usize,
+    ids: std::ops::Range<usize>,
+    posted: &Posted,
+    deadline: Instant,
+) {
+    let base = |r: usize| bases[r % 3].read().map(|b| b.clone()).unwrap_or_default();
+    let body = storm_alerts(ids.clone());
+    let (first, second) = (base(n), base(n + 1));
+    let (a, b) = tokio::join!(
+        post_once(client, &first, &body),
+        post_once(client, &second, &body)
+    );
+    let mut answers: Vec<Value> = [a, b].into_iter().flatten().collect();
+    let mut next = n + 2;
+    let mut backoff = Duration::from_millis(5);
+    while answers.is_empty() {
+        if next == n + 2 {
+            posted
+                .retried
+                .fetch_add(ids.len(), std::sync::atomic::Ordering::Relaxed);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "alerts {ids:?} were never acknowledged"
+        );
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_millis(200));
+        answers.extend(post_once(client, &base(next), &body).await);
+        next += 1;
+    }
+    let announced = answers
+        .iter()
+        .flat_map(|a| a["accepted"].as_array().cloned().unwrap_or_default())
+        .filter_map(|v| v.as_str().map(String::from));
+    if let Ok(mut accepted) = posted.accepted.lock() {
+        accepted.extend(announced);
+    }
+    posted
+        .acknowledged
+        .fetch_add(ids.len(), std::sync::atomic::Ordering::Relaxed);
+}
+
+/// How many runs the reaper reported adopting in `log` (its "adopted runs queued queued=N").
+fn adopted_in(log: &[String]) -> usize {
+    log.iter()
+        .filter(|l| l.contains("adopted runs queued"))
+        .filter_map(|l| {
+            let n = &l[l.find("queued=")? + "queued=".len()..];
+            n.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
+        .sum()
+}
+
+/// `untoil` with `args` against database `db`, its stdout as JSON.
+fn cli_json(dirs: &Dirs, cluster: &Cluster, db: &str, args: &[&str]) -> Value {
+    let out = on_database(dirs, cluster, db)
+        .args(args)
+        .output()
+        .expect("run untoil");
+    assert!(
+        out.status.success(),
+        "untoil {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json on stdout")
+}
+
+/// The fleet storm (issue: "three replicas on one database"): UNTOIL_FLEET_ALERTS alerts (default
+/// 5000), each posted to two of three replicas by concurrent posters, while one replica is
+/// SIGKILLed and started again UNTOIL_FLEET_KILLS times (default 10) at pseudo-random moments
+/// (UNTOIL_FLEET_SEED replays them). Every acknowledged alert has exactly one run, none doubled,
+/// none lost; its step ran at most once (exactly once when the run succeeded); the killed
+/// replica's queued runs were adopted and run elsewhere; the toil report adds up to the runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_storm_runs_every_acknowledged_alert_once_while_a_replica_is_sigkilled_again_and_again()
+ {
+    use std::sync::atomic::Ordering;
+    use std::sync::{Arc, RwLock};
+    let alerts = env_usize("UNTOIL_FLEET_ALERTS", 5000);
+    let kills = env_usize("UNTOIL_FLEET_KILLS", 10);
+    let seed = std::env::var("UNTOIL_FLEET_SEED")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        });
+    eprintln!("fleet storm: {alerts} alerts, {kills} kills, UNTOIL_FLEET_SEED={seed}");
+    let began = Instant::now();
+    let cluster = Cluster::start();
+    cluster.create_database("storm");
+    let dirs = Dirs::new();
+    let marker = dirs.path("marker");
+    // One short step, not idempotent: a run its replica was running when killed is interrupted,
+    // never run again. It appends "<run id> <fingerprint>" (one short `>>` write: atomic).
+    dirs.runbook(
+        "marking",
+        &format!(
+            "name: marking\nowner: t\ntoil: {{manual_minutes: 5}}\ntriggers:\n  - alert: {{matchers: ['alertname=\"DiskFull\"']}}\nsteps:\n  - name: mark\n    run: printf '%s %s\\n' {{{{run.id}}}} {{{{alert.fingerprint}}}} >> {}\n",
+            marker.display()
+        ),
+    );
+    // The victim holds the short lease, so that its runs are taken over within seconds; the
+    // survivors keep the default lease, so that two busy cores never delay one of their renewals
+    // into a fence. Every replica (the victim's next life too) reaps the dead one's runs.
+    let workers = env_usize("UNTOIL_FLEET_WORKERS", 8);
+    let (victim, d0) = replica(&dirs, &cluster, "storm", Some(workers));
+    let survivor = || {
+        let mut c = on_database(&dirs, &cluster, "storm");
+        c.env("UNTOIL_WORKERS", workers.to_string());
+        serve(c)
+    };
+    let (mut s1, d1) = survivor();
+    let (mut s2, d2) = survivor();
+    let bases = Arc::new([
+        RwLock::new(d0.base.clone()),
+        RwLock::new(d1.base.clone()),
+        RwLock::new(d2.base.clone()),
+    ]);
+    let posted = Arc::new(Posted::default());
+    // A bound for failing, not a budget: 5,000 alerts take about a minute on two busy cores.
+    let deadline =
+        Instant::now() + Duration::from_secs(120) + Duration::from_millis(20) * alerts as u32;
+
+    // The killer: for kill k, a random point within the k-th slice of the posters' progress plus
+    // up to 300 ms, so that kills land while runs are queued, running and being acknowledged.
+    let killer = {
+        let (bases, posted) = (bases.clone(), posted.clone());
+        // The victim's command, rebuilt on the blocking thread for each restart.
+        let envs: Vec<(std::ffi::OsString, Option<std::ffi::OsString>)> =
+            on_database(&dirs, &cluster, "storm")
+                .get_envs()
+                .map(|(k, v)| (k.to_owned(), v.map(|v| v.to_owned())))
+                .collect();
+        tokio::task::spawn_blocking(move || {
+            let mut rng = Rng(seed);
+            let mut victim = victim;
+            let mut logs: Vec<String> = Vec::new();
+            let slice = alerts / kills.max(1);
+            for k in 0..kills {
+                let at = k * slice + rng.below(slice as u64) as usize;
+                while posted.acknowledged.load(Ordering::Relaxed) < at.min(alerts) {
+                    assert!(Instant::now() < deadline, "the posters stalled");
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                std::thread::sleep(Duration::from_millis(rng.below(300)));
+                logs.extend(victim.sigkill_log());
+                let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_untoil"));
+                for (k, v) in &envs {
+                    match v {
+                        Some(v) => c.env(k, v),
+                        None => c.env_remove(k),
+                    };
+                }
+                c.env("UNTOIL_LEASE_TTL", TTL)
+                    .env("UNTOIL_WORKERS", workers.to_string())
+                    .args(["serve", "--listen", "127.0.0.1:0"]);
+                victim = Served::spawn(c);
+                let base = victim.base();
+                if let Ok(mut b) = bases[0].write() {
+                    *b = base;
+                }
+            }
+            (victim, logs)
+        })
+    };
+
+    // Posters: as many as keep three replicas busy on two cores, each taking the next alert.
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("http client");
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let posters: Vec<_> = (0..POSTERS)
+        .map(|_| {
+            let (client, bases, posted, next) =
+                (client.clone(), bases.clone(), posted.clone(), next.clone());
+            tokio::spawn(async move {
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n * GROUP >= alerts {
+                        return;
+                    }
+                    let ids = n * GROUP..((n + 1) * GROUP).min(alerts);
+                    deliver(&client, &bases, n, ids, &posted, deadline).await;
+                }
+            })
+        })
+        .collect();
+    for p in posters {
+        p.await.expect("a poster");
+    }
+    let posting = began.elapsed();
+    let (mut victim, mut logs) = killer.await.expect("the killer");
+
+    // The end: nothing queued or running anywhere. The last killed life's running runs end
+    // interrupted once its lease expires, and its queued runs are adopted and run: none may be
+    // left queued.
+    let idle = |status: &'static str| {
+        let d1 = &d1;
+        async move {
+            let (code, runs) = d1
+                .get(&format!("/api/v1/runs?status={status}&limit=1"))
+                .await;
+            code == 200 && runs.as_array().is_some_and(Vec::is_empty)
+        }
+    };
+    loop {
+        if idle("queued").await && idle("running").await {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "runs still queued or running at the deadline"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let settled = began.elapsed();
+
+    let runs = cli_json(
+        &dirs,
+        &cluster,
+        "storm",
+        &["runs", "--json", "--limit", "0"],
+    );
+    let runs = runs.as_array().cloned().unwrap_or_default();
+    let mut problems: Vec<String> = Vec::new();
+    let mut by_alert: std::collections::HashMap<String, Vec<String>> = Default::default();
+    let mut status_of: std::collections::HashMap<String, String> = Default::default();
+    let mut alert_of: std::collections::HashMap<String, String> = Default::default();
+    for r in &runs {
+        let (id, fp) = (
+            r["id"].as_str().unwrap_or_default().to_string(),
+            r["cause"]["fingerprint"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        );
+        by_alert.entry(fp.clone()).or_default().push(id.clone());
+        status_of.insert(id.clone(), r["status"].as_str().unwrap_or_default().into());
+        alert_of.insert(id, fp);
+    }
+    // None lost, none doubled: every alert (all were acknowledged) has exactly one run.
+    for i in 0..alerts {
+        let fp = storm_fingerprint(i);
+        match by_alert.get(&fp).map(Vec::len) {
+            Some(1) => {}
+            n => problems.push(format!("alert {fp} has {} runs", n.unwrap_or(0))),
+        }
+    }
+    if runs.len() != alerts {
+        problems.push(format!("{} runs for {alerts} alerts", runs.len()));
+    }
+    // Every run announced by an acknowledgement is in the store, announced once.
+    let accepted = posted
+        .accepted
+        .lock()
+        .map(|a| a.clone())
+        .unwrap_or_default();
+    let mut announced = BTreeSet::new();
+    for id in &accepted {
+        if !announced.insert(id.clone()) {
+            problems.push(format!("run {id} announced twice"));
+        }
+        if !alert_of.contains_key(id) {
+            problems.push(format!("run {id} was announced but is not in the store"));
+        }
+    }
+    // Each step ran at most once: a succeeded run's line is there exactly once. An interrupted
+    // run's line is there at most once: its replica was killed while it ran, before or after the
+    // step's append (a step process outlives a SIGKILLed replica until the next life or the
+    // reaper kills its group), or even after the step ended but before the finish was recorded.
+    // Such a run is reported interrupted although its step did its work: allowed, since the
+    // replica died before it could record the end, and the fleet does not re-run a runbook that
+    // is not idempotent. No line names a run the store does not have.
+    let mut lines_of: std::collections::HashMap<String, usize> = Default::default();
+    for line in lines(&marker) {
+        let (id, fp) = line.split_once(' ').unwrap_or((&line, ""));
+        if alert_of.get(id).map(String::as_str) != Some(fp) {
+            problems.push(format!("a marker line for no run of the store: {line}"));
+        }
+        *lines_of.entry(id.to_string()).or_default() += 1;
+    }
+    let (mut succeeded, mut interrupted, mut interrupted_after_step) = (0, 0, 0);
+    for (id, status) in &status_of {
+        let n = lines_of.get(id).copied().unwrap_or(0);
+        match status.as_str() {
+            "succeeded" => {
+                succeeded += 1;
+                if n != 1 {
+                    problems.push(format!("succeeded run {id} has {n} marker lines"));
+                }
+            }
+            "interrupted" => {
+                interrupted += 1;
+                interrupted_after_step += usize::from(n == 1);
+                if n > 1 {
+                    problems.push(format!("interrupted run {id} has {n} marker lines"));
+                }
+            }
+            other => problems.push(format!("run {id} ended {other}")),
+        }
+    }
+    // The toil report reads the rollups the replicas kept as they recorded: they add up to the
+    // runs.
+    let report = cli_json(&dirs, &cluster, "storm", &["report", "--format", "json"]);
+    let total = &report["total"];
+    for (name, want) in [
+        ("runs", runs.len()),
+        ("succeeded", succeeded),
+        ("interrupted", interrupted),
+    ] {
+        if total[name] != want {
+            problems.push(format!("the report's {name} is {} not {want}", total[name]));
+        }
+    }
+    logs.extend(victim.log_so_far().iter().cloned());
+    logs.extend(s1.log_so_far().iter().cloned());
+    logs.extend(s2.log_so_far().iter().cloned());
+    let adopted = adopted_in(&logs);
+    eprintln!(
+        "fleet storm: {} acknowledged ({} posted again after both replicas failed), {} runs, {succeeded} succeeded, {interrupted} interrupted ({interrupted_after_step} after their step appended), {adopted} adopted; all acknowledged after {posting:?}, idle after {settled:?}, checked after {:?}",
+        posted.acknowledged.load(Ordering::Relaxed),
+        posted.retried.load(Ordering::Relaxed),
+        runs.len(),
+        began.elapsed()
+    );
+    assert!(
+        problems.is_empty(),
+        "UNTOIL_FLEET_SEED={seed}: {} problems:\n{}",
+        problems.len(),
+        problems
+            .iter()
+            .take(50)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert_eq!(posted.acknowledged.load(Ordering::Relaxed), alerts);
 }
