@@ -10,7 +10,7 @@ use clap::Args;
 use crate::runbook::catalog::{self, Loaded};
 use crate::runbook::plugins::Plugins;
 use crate::store::Store;
-use crate::store::database::{Database, DatabaseOptions};
+use crate::store::database::{Database, DatabaseOptions, DatabaseUrl};
 use crate::store::postgres::PgStore;
 use crate::store::sled::SledStore;
 
@@ -61,7 +61,7 @@ pub struct Global {
         hide_env_values = true,
         value_name = "URL"
     )]
-    pub database_url: Option<String>,
+    pub database_url: Option<DatabaseUrl>,
     /// File whose first line is the database password (when the URL has none).
     #[arg(
         long,
@@ -105,7 +105,7 @@ impl Global {
     /// The PostgreSQL database of `--database-url`, if one is given (fleet mode).
     pub fn database(&self) -> Option<DatabaseOptions> {
         self.database_url.as_ref().map(|url| DatabaseOptions {
-            url: url.clone(),
+            url: url.0.clone(),
             password_file: self.database_password_file.clone(),
             ca_file: self.database_ca_file.clone(),
             pool_size: self.database_pool,

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 
 use crate::cli::global::{Global, block_on};
 use crate::store::copy::{self, Progress};
-use crate::store::database::{Database, DatabaseError, DatabaseOptions};
+use crate::store::database::{Database, DatabaseError, DatabaseOptions, DatabaseUrl};
 use crate::store::error::StoreError;
 use crate::store::postgres::PgStore;
 use crate::store::sled::SledStore;
@@ -28,7 +28,7 @@ pub struct CopyArgs {
     /// The database to copy into: postgres://user@host:port/database[?sslmode=require]. Give
     /// the password in --database-password-file or PGPASSWORD rather than here.
     #[arg(long, value_name = "URL")]
-    pub to: String,
+    pub to: DatabaseUrl,
 }
 
 /// Runs `untoil store ...`.
@@ -59,7 +59,7 @@ fn open_source(path: &Path) -> Result<SledStore> {
 
 fn copy_to(g: &Global, a: &CopyArgs) -> Result<ExitCode> {
     let options = DatabaseOptions {
-        url: a.to.clone(),
+        url: a.to.0.clone(),
         password_file: g.database_password_file.clone(),
         ca_file: g.database_ca_file.clone(),
         pool_size: g.database_pool,

@@ -41,8 +41,18 @@ pub async fn keep(replica: PgStore, ttl: Duration) -> Fenced {
     let mut last_error = String::from("none");
     let mut conn = None;
     loop {
-        tokio::time::sleep(every).await;
+        // Never past the fencing deadline: renewals that fail fast (connection refused) must
+        // not leave the check for after the lease has expired.
+        let deadline = renewed + fence_after(ttl);
+        let now = Instant::now();
+        if now >= deadline {
+            return Fenced::Unrenewed(now - renewed, last_error);
+        }
+        tokio::time::sleep(every.min(deadline - now)).await;
         let asked = Instant::now();
+        if asked >= deadline {
+            return Fenced::Unrenewed(asked - renewed, last_error);
+        }
         let budget = fence_after(ttl).saturating_sub(asked - renewed);
         match tokio::time::timeout(budget, replica.renew(&mut conn, ttl)).await {
             Ok(Ok(true)) => renewed = asked,

@@ -30,9 +30,21 @@ pub async fn once(replica: &PgStore, engine: &Engine) -> Result<Reconciled, Acce
     // Step processes of a replica that died on this host die too (only processes carrying
     // those runs' ids in their environment are touched).
     let killed = kill_leftovers(&reaped.interrupted);
-    let retries = engine.retry_interrupted(&reaped.interrupted).await?;
-    reaped.queued.extend(retries);
+    // The adopted runs join this replica's queue first: they are committed as this replica's,
+    // and a failure below must not strand them where no one runs them.
     engine.resume(&reaped).await?;
+    match engine.retry_interrupted(&reaped.interrupted).await {
+        Ok(retries) if !retries.is_empty() => {
+            let more = Reconciled {
+                queued: retries,
+                ..Reconciled::default()
+            };
+            engine.resume(&more).await?;
+            reaped.queued.extend(more.queued);
+        }
+        Ok(_) => {}
+        Err(e) => error!("cannot queue again the interrupted runs of idempotent runbooks: {e}"),
+    }
     if !reaped.interrupted.is_empty()
         || !reaped.queued.is_empty()
         || !reaped.pending_approval.is_empty()

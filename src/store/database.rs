@@ -15,8 +15,9 @@ use tokio_postgres::config::Host;
 /// operation fails (and the webhook answers 503, which Alertmanager retries).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What names a PostgreSQL database and how to reach it.
-#[derive(Debug, Clone)]
+/// What names a PostgreSQL database and how to reach it. Its `Debug` never shows the URL's
+/// password.
+#[derive(Clone)]
 pub struct DatabaseOptions {
     /// `postgres://user[:password]@host[:port]/database[?sslmode=...]` or libpq's
     /// `key=value` form.
@@ -27,6 +28,40 @@ pub struct DatabaseOptions {
     pub ca_file: Option<PathBuf>,
     /// Most connections this process opens.
     pub pool_size: usize,
+}
+
+impl std::fmt::Debug for DatabaseOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = tokio_postgres::Config::from_str(&self.url)
+            .map(|c| redacted(&c))
+            .unwrap_or_else(|_| "(not a PostgreSQL URL)".into());
+        f.debug_struct("DatabaseOptions")
+            .field("url", &url)
+            .field("password_file", &self.password_file)
+            .field("ca_file", &self.ca_file)
+            .field("pool_size", &self.pool_size)
+            .finish()
+    }
+}
+
+/// A database URL as given on the command line or in the environment: its `Debug` never shows
+/// the password it may hold.
+#[derive(Clone)]
+pub struct DatabaseUrl(pub String);
+
+impl From<String> for DatabaseUrl {
+    fn from(url: String) -> DatabaseUrl {
+        DatabaseUrl(url)
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match tokio_postgres::Config::from_str(&self.0) {
+            Ok(c) => write!(f, "{:?}", redacted(&c)),
+            Err(_) => f.write_str("\"(not a PostgreSQL URL)\""),
+        }
+    }
 }
 
 /// A database connection option that cannot work.
@@ -128,6 +163,11 @@ pub fn config(
             config.user(user);
         }
     }
+    // libpq's default `prefer` lets anyone on the path answer "no TLS" and read the password:
+    // unless the URL chooses, TLS is required for every host but loopback.
+    if !mentions_sslmode(&options.url) && !loopback_only(&config) {
+        config.ssl_mode(tokio_postgres::config::SslMode::Require);
+    }
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
     }
@@ -135,6 +175,24 @@ pub fn config(
         config.application_name("untoil");
     }
     Ok(config)
+}
+
+/// Whether the URL (or `key=value` string) sets `sslmode` itself.
+fn mentions_sslmode(url: &str) -> bool {
+    url.to_ascii_lowercase().contains("sslmode")
+}
+
+/// Whether every host is this machine's loopback.
+fn loopback_only(config: &tokio_postgres::Config) -> bool {
+    config.get_hosts().iter().all(|h| match h {
+        Host::Tcp(name) => {
+            name == "localhost"
+                || name
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        Host::Unix(_) => true,
+    })
 }
 
 /// The password file's first line (trailing newline and spaces trimmed, as `.pgpass`-style
@@ -266,6 +324,29 @@ mod tests {
         assert_eq!(password("postgres://u:in-url@h/d", Some(&file)), "in-url");
         assert_eq!(password("postgres://u@h/d", Some(&file)), "from-file");
         assert_eq!(password("postgres://u@h/d", None), "from-env");
+    }
+
+    #[test]
+    fn tls_is_required_off_loopback_unless_the_url_chooses_and_debug_hides_the_password() {
+        let mode = |url: &str| {
+            config(&options(url), no_env)
+                .expect("config")
+                .get_ssl_mode()
+        };
+        use tokio_postgres::config::SslMode;
+        assert_eq!(mode("postgres://u:pw@db.example/d"), SslMode::Require);
+        assert_eq!(mode("postgres://u:pw@10.0.0.5:5432/d"), SslMode::Require);
+        assert_eq!(
+            mode("postgres://u:pw@db.example/d?sslmode=disable"),
+            SslMode::Disable
+        );
+        assert_eq!(mode("postgres://u:pw@127.0.0.1/d"), SslMode::Prefer);
+        assert_eq!(mode("postgres://u:pw@localhost/d"), SslMode::Prefer);
+        let shown = format!("{:?}", options("postgres://u:hunter2@db.example/d"));
+        assert!(
+            !shown.contains("hunter2") && shown.contains("postgres://u@db.example"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -80,7 +80,7 @@ pub async fn disown(tx: &impl GenericClient, id: &str) -> Result<u64, Fail> {
 /// Whether replica `id`'s lease is live now.
 pub async fn live(tx: &impl GenericClient, id: &str) -> Result<bool, Fail> {
     let st = tx
-        .prepare_cached("SELECT 1 FROM replicas WHERE id = $1 AND expires_at > now()")
+        .prepare_cached("SELECT 1 FROM replicas WHERE id = $1 AND expires_at > clock_timestamp()")
         .await?;
     Ok(tx.query_opt(&st, &[&id]).await?.is_some())
 }
@@ -128,7 +128,7 @@ pub async fn mark(tx: &impl GenericClient, me: &str, run: &RunRecord) -> Result<
             let st = tx
                 .prepare_cached(
                     "UPDATE runs SET lease_owner = $2, admitted_by = NULL WHERE id = $1 \
-                     AND EXISTS (SELECT 1 FROM replicas WHERE id = $2 AND expires_at > now())",
+                     AND EXISTS (SELECT 1 FROM replicas WHERE id = $2 AND expires_at > clock_timestamp())",
                 )
                 .await?;
             if tx.execute(&st, &[&run.id.0, &me]).await? != 1 {
