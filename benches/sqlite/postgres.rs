@@ -61,11 +61,8 @@ const SQL_RUNS_REPORT: &str = "SELECT record->>'owner' AS owner, \
      count(*) FILTER (WHERE status = 'cancelled'), 0::bigint \
      FROM runs WHERE NOT active GROUP BY owner, month ORDER BY owner, month";
 
-async fn runs_table_report(client: &tokio_postgres::Client) -> Answer {
-    let rows = client
-        .query(SQL_RUNS_REPORT, &[])
-        .await
-        .expect("report over the runs table");
+/// An answer from rows of (owner, month, runs, succeeded, failed, cancelled, toil).
+fn answer(rows: &[tokio_postgres::Row]) -> Answer {
     rows.iter()
         .map(|r| {
             let n = |i: usize| r.get::<_, i64>(i) as u64;
@@ -83,6 +80,14 @@ async fn runs_table_report(client: &tokio_postgres::Client) -> Answer {
         .collect()
 }
 
+async fn runs_table_report(client: &tokio_postgres::Client) -> Answer {
+    let rows = client
+        .query(SQL_RUNS_REPORT, &[])
+        .await
+        .expect("report over the runs table");
+    answer(&rows)
+}
+
 async fn plain_report(
     client: &tokio_postgres::Client,
     from: chrono::NaiveDate,
@@ -92,21 +97,7 @@ async fn plain_report(
         .query(SQL_REPORT, &[&from, &to])
         .await
         .expect("plain report");
-    rows.iter()
-        .map(|r| {
-            let n = |i: usize| r.get::<_, i64>(i) as u64;
-            (
-                (r.get::<_, String>(0), r.get::<_, String>(1)),
-                Totals {
-                    runs: n(2),
-                    succeeded: n(3),
-                    failed: n(4),
-                    cancelled: n(5),
-                    toil_milli: n(6),
-                },
-            )
-        })
-        .collect()
+    answer(&rows)
 }
 
 fn main() {

@@ -1,11 +1,14 @@
 //! What every backend decides the same way, kept once: whether an alert's dedupe key may be
-//! taken again, and how a range of days splits into whole months (read from monthly rollups)
-//! and the partial months at its edges (read from daily ones).
+//! taken again, how a re-sent alert episode merges into the stored one, what a verification
+//! verdict does to a run, and how a range of days splits into whole months (read from monthly
+//! rollups) and the partial months at its edges (read from daily ones).
 
 use chrono::{Datelike, NaiveDate};
 use serde::Deserialize;
 
+use crate::run::record::{RunRecord, Verification};
 use crate::run::status::RunStatus;
+use crate::store::AlertReceived;
 
 /// What admission reads of the run an alert's dedupe key points to.
 #[derive(Deserialize)]
@@ -27,6 +30,30 @@ impl Earlier {
     pub fn guard_skipped(&self) -> bool {
         self.status == RunStatus::Skipped && self.approval.as_ref().is_none_or(|a| a.approved)
     }
+}
+
+/// Merges `again` (the same episode received once more) into the stored `old`: last seen, times
+/// received (at least one more), ever firing, runbooks matched.
+pub fn received_again(old: &mut AlertReceived, again: &AlertReceived) {
+    old.last_seen = old.last_seen.max(again.last_seen);
+    old.times_received += again.times_received.max(1);
+    old.firing |= again.firing;
+    for m in &again.matched {
+        if !old.matched.contains(m) {
+            old.matched.push(m.clone());
+        }
+    }
+}
+
+/// `old` with its first verification verdict, credited as the verdict makes it.
+pub fn with_verdict(old: &RunRecord, verification: &Verification) -> RunRecord {
+    let mut run = old.clone();
+    run.verification = Some(verification.clone());
+    run.toil = run
+        .toil
+        .as_ref()
+        .map(|c| crate::ledger::toil::verdict(c, verification.verified));
+    run
 }
 
 /// The first day of `d`'s month.

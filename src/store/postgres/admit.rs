@@ -13,7 +13,7 @@ use crate::run::status::RunStatus;
 use crate::store::postgres::rows::{decode, encode, nanos};
 use crate::store::postgres::tx::{Fail, LOCK_TRIES};
 use crate::store::postgres::write::{Writer, lock_guard, put_guard};
-use crate::store::rules::Earlier;
+use crate::store::rules::{Earlier, received_again};
 use crate::store::{Admitted, AlertReceived, Candidate, Delivery};
 use crate::trigger::key::stamp;
 
@@ -89,14 +89,7 @@ pub async fn put_alert(tx: &impl GenericClient, alert: &AlertReceived) -> Result
         if let Some(row) = tx.query_opt(&select, &[&fp, &at]).await? {
             let text: String = row.try_get(0)?;
             let mut old: AlertReceived = decode(&format!("alert {}", alert.episode()), &text)?;
-            old.last_seen = old.last_seen.max(alert.last_seen);
-            old.times_received += alert.times_received.max(1);
-            old.firing |= alert.firing;
-            for m in &alert.matched {
-                if !old.matched.contains(m) {
-                    old.matched.push(m.clone());
-                }
-            }
+            received_again(&mut old, alert);
             tx.execute(&update, &[&fp, &at, &encode(&old)]).await?;
             return Ok(());
         }

@@ -17,6 +17,7 @@ use crate::store::postgres::notes::{Hashing, Notes, secure};
 use crate::store::postgres::rollups;
 use crate::store::postgres::rows::{decode, encode, status_name, status_of};
 use crate::store::postgres::tx::{Fail, LOCK_TRIES};
+use crate::store::rules::with_verdict;
 use crate::store::{Change, GuardChanged, Transition, Update};
 
 /// What one transaction's writes share: the notifications encoded and secured so far.
@@ -179,12 +180,7 @@ impl<'a> Writer<'a> {
         if old.verification.is_some() {
             return Ok(Transition::Refused(old.status));
         }
-        let mut run = old.clone();
-        run.verification = Some(verification.clone());
-        run.toil = run
-            .toil
-            .as_ref()
-            .map(|c| crate::ledger::toil::verdict(c, verification.verified));
+        let run = with_verdict(&old, verification);
         self.put_run(tx, &run, None, Some(false)).await?;
         if old.status.is_final() {
             if let Some((k, part)) = Rollup::of_run(&old) {

@@ -16,7 +16,7 @@ use crate::run::id::RunId;
 use crate::run::record::RunRecord;
 use crate::run::status::RunStatus;
 use crate::store::error::StoreError;
-use crate::store::rules::Earlier;
+use crate::store::rules::{Earlier, received_again, with_verdict};
 use crate::store::sled::layout::{
     StatusOnly, Trees, backend, decode, delivery_key, encode, guard_key, monthly_key, nanos,
     rollup_key, runbook_index,
@@ -261,12 +261,7 @@ impl Tx<'_> {
         if old.verification.is_some() {
             return Ok(Transition::Refused(old.status));
         }
-        let mut run = old.clone();
-        run.verification = Some(verification.clone());
-        run.toil = run
-            .toil
-            .as_ref()
-            .map(|c| crate::ledger::toil::verdict(c, verification.verified));
+        let run = with_verdict(&old, verification);
         self.put_run(key, &self.notes.encode_run(&run))?;
         self.verifying.remove(key)?;
         // Only a run the rollups counted (finished) has a contribution to replace.
@@ -418,14 +413,7 @@ fn put_alert(trees: &Trees, path: &Path, alert: &AlertReceived) -> Result<(), St
     let merged = match trees.alerts.get(&key).map_err(|e| backend(path, e))? {
         Some(old) => {
             let mut old: AlertReceived = decode(key.as_bytes(), &old)?;
-            old.last_seen = old.last_seen.max(alert.last_seen);
-            old.times_received += alert.times_received.max(1);
-            old.firing |= alert.firing;
-            for m in &alert.matched {
-                if !old.matched.contains(m) {
-                    old.matched.push(m.clone());
-                }
-            }
+            received_again(&mut old, alert);
             old
         }
         None => {
