@@ -143,6 +143,11 @@ pub struct Verification {
 }
 
 impl RunRecord {
+    /// Whether its verification window is open: it has a `verify_by` and no verdict yet.
+    pub fn awaits_verdict(&self) -> bool {
+        self.verify_by.is_some() && self.verification.is_none()
+    }
+
     /// A finished manual run with made-up figures, for stress tests and benchmarks.
     pub fn synthetic(i: usize) -> RunRecord {
         let now = Utc::now();

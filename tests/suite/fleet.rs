@@ -196,6 +196,10 @@ async fn a_daemon_on_postgres_runs_alerts_once_across_restarts_and_the_cli_reads
     assert!(!ok);
     assert!(err.contains("postgres://untoil@127.0.0.1"), "{err}");
     assert!(
+        err.contains("check --database-url"),
+        "says what to check: {err}"
+    );
+    assert!(
         !err.contains("not-the-password") && !err.contains(&cluster.password),
         "{err}"
     );

@@ -90,7 +90,7 @@ pub fn awaiting_contribution(run: &RunRecord) -> Option<(RollupKey, RollupKey, R
 
 /// Whether a run waits for its verification verdict (as `Writer::finish` marks it).
 fn awaits_verdict(run: &RunRecord) -> bool {
-    run.status.is_final() && run.verify_by.is_some() && run.verification.is_none()
+    run.status.is_final() && run.awaits_verdict()
 }
 
 impl PgStore {

@@ -69,7 +69,7 @@ pub async fn reconcile(
         .prepare_cached("UPDATE runs SET awaits_verdict = false WHERE id = $1")
         .await?;
     for run in verifying {
-        if run.verification.is_none() && run.verify_by.is_some() {
+        if run.awaits_verdict() {
             out.awaiting_verdict.push(run);
         } else {
             tx.execute(&clear, &[&run.id.0]).await?;

@@ -41,7 +41,7 @@ use crate::store::error::StoreError;
 use crate::store::postgres::notes::Notes;
 use crate::store::postgres::rows::{Progress, decode, encode};
 use crate::store::postgres::schema::Migrated;
-use crate::store::postgres::tx::{Fail, backend, in_tx};
+use crate::store::postgres::tx::{Fail, backend, in_tx, no_connection};
 use crate::store::postgres::write::{Writer, update_guard};
 use crate::store::{
     Admitted, AlertReceived, Candidate, Change, Delivery, GuardChanged, GuardOf, Reconciled,
@@ -71,7 +71,7 @@ impl Inner {
         self.pool
             .get()
             .await
-            .map_err(|e| backend(&self.name, &format!("{what}: no database connection"), &e))
+            .map_err(|e| no_connection(&self.name, what, &e))
     }
 }
 
@@ -84,7 +84,7 @@ impl PgStore {
         let mut client = pool
             .get()
             .await
-            .map_err(|e| backend(&name, "opening the store: no database connection", &e))?;
+            .map_err(|e| no_connection(&name, "opening the store", &e))?;
         let what = "migrating the store's schema";
         let tx = client
             .transaction()
@@ -188,10 +188,7 @@ impl PgStore {
         let runs = read::list_awaiting_verdict(&c, &self.inner.notes)
             .await
             .map_err(|e| e.into_store(&self.inner.name, what))?;
-        Ok(runs
-            .into_iter()
-            .filter(|r| r.verification.is_none() && r.verify_by.is_some())
-            .collect())
+        Ok(runs.into_iter().filter(|r| r.awaits_verdict()).collect())
     }
 
     /// Takes over what replicas whose lease expired left (see [`reap::reap`]): their running

@@ -62,6 +62,20 @@ impl Fail {
     }
 }
 
+/// A pool that gave no connection (database down, unreachable, or refusing the password), said
+/// with what to check.
+pub fn no_connection(name: &str, what: &str, e: &(dyn std::error::Error + 'static)) -> StoreError {
+    match backend(name, &format!("{what}: no database connection"), e) {
+        StoreError::Backend { path, reason } => StoreError::Backend {
+            path,
+            reason: format!(
+                "{reason}; check --database-url (UNTOIL_DATABASE_URL), the password, and that PostgreSQL accepts connections from this host"
+            ),
+        },
+        other => other,
+    }
+}
+
 /// A database failure while doing `what` on the database `name` (a URL without its password).
 /// The reason is the error with its causes: tokio-postgres says only "db error" at the top and
 /// keeps the server's message (which never holds the password) in its source.

@@ -134,7 +134,7 @@ impl<'a> Writer<'a> {
             }
             None => false,
         };
-        let awaits = run.verify_by.is_some() && run.verification.is_none();
+        let awaits = run.awaits_verdict();
         self.put_run(tx, run, Some(false), Some(awaits)).await?;
         if !already_final && let Some((key, part)) = Rollup::of_run(run) {
             batch.add(&run.id.0, &key, &part);

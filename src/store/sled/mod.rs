@@ -448,9 +448,7 @@ impl Inner {
         for k in self.trees.verifying.iter().keys() {
             let id = RunId(String::from_utf8_lossy(&k.map_err(|e| self.err(e))?).to_string());
             match self.get_run(&id)? {
-                Some(run) if run.verification.is_none() && run.verify_by.is_some() => {
-                    out.awaiting_verdict.push(run)
-                }
+                Some(run) if run.awaits_verdict() => out.awaiting_verdict.push(run),
                 // Pruned, or decided by a write this index missed: nothing to wait for.
                 _ => {
                     self.trees

@@ -72,7 +72,7 @@ impl Finishing {
             value: notes.encode_run(run),
             index: runbook_index(run),
             rollup: Rollup::of_run(run),
-            awaits_verdict: run.verify_by.is_some() && run.verification.is_none(),
+            awaits_verdict: run.awaits_verdict(),
             ended: run.status.is_final(),
         }
     }
