@@ -59,112 +59,20 @@ FIXTURE=$(cd "$(dirname "$FIXTURE")" && pwd)/$(basename "$FIXTURE")
 
 bench_setup load
 
-# CPU seconds of PID and its waited-for children (utime + stime + cutime + cstime).
-cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print ($12 + $13 + $14 + $15) / hz }' "/proc/$1/stat"; }
-
-mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
-
 # write_bytes of PID so far (bytes it caused to be written to storage, children it waited for
 # not included: the steps' appends are the same on both sides).
 write_bytes() { awk '$1 == "write_bytes:" { print $2 }' "/proc/$1/io"; }
-lines() { if [[ -f $1 ]]; then wc -l <"$1"; else echo 0; fi; }
-
-# --- fixtures ------------------------------------------------------------------------------
-# wrk script: the fixture with a unique fingerprint per request (round + thread id + counter);
-# counts 200 / 503 / other per thread, keeps the run ids untoil acknowledged, and done()
-# aggregates over the threads (the `threads` table pattern of wrk's scripts/setup.lua).
-cat >"$TMP/load.lua" <<'EOF'
-local threads = {}
-local next_tid = 0
-
-function setup(thread)
-  thread:set("tid", next_tid)
-  next_tid = next_tid + 1
-  table.insert(threads, thread)
-end
-
-function init(args)
-  local f = assert(io.open(os.getenv("BENCH_BODY"), "rb"))
-  local text = f:read("*a")
-  f:close()
-  local s, e = text:find('"fingerprint"%s*:%s*"[^"]*"')
-  assert(s, "no fingerprint in the fixture")
-  prefix = text:sub(1, s - 1) .. '"fingerprint": "'
-  suffix = '"' .. text:sub(e + 1)
-  round = tonumber(os.getenv("BENCH_ROUND") or "0")
-  n, ok, s503, other, nacked = 0, 0, 0, 0, 0
-  acked = {}
-  wrk.method = "POST"
-  wrk.headers["Content-Type"] = "application/json"
-end
-
-function request()
-  n = n + 1
-  return wrk.format(nil, nil, nil, prefix .. string.format("%02x%02x%012x", round, tid, n) .. suffix)
-end
-
-function response(status, headers, body)
-  if status == 200 then
-    ok = ok + 1
-    local list = body:match('"accepted"%s*:%s*%[(.-)%]')
-    if list then
-      for id in list:gmatch('"([^"]+)"') do
-        nacked = nacked + 1
-        acked[nacked] = id
-      end
-    end
-  elseif status == 503 then
-    s503 = s503 + 1
-  else
-    other = other + 1
-  end
-end
-
-function done(summary, latency, requests)
-  local ok_, s503_, other_ = 0, 0, 0
-  local out = assert(io.open(os.getenv("BENCH_IDS"), "w"))
-  for _, t in ipairs(threads) do
-    ok_ = ok_ + t:get("ok")
-    s503_ = s503_ + t:get("s503")
-    other_ = other_ + t:get("other")
-    for _, id in ipairs(t:get("acked")) do
-      out:write(id, "\n")
-    end
-  end
-  out:close()
-  local e = summary.errors
-  io.write(string.format(
-    "BENCH requests=%d duration_us=%d ok=%d s503=%d other=%d " ..
-    "err_connect=%d err_read=%d err_write=%d err_timeout=%d " ..
-    "p50_us=%d p90_us=%d p99_us=%d max_us=%d mean_us=%.0f\n",
-    summary.requests, summary.duration, ok_, s503_, other_,
-    e.connect, e.read, e.write, e.timeout,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99),
-    latency.max, latency.mean))
-end
-EOF
 
 # Runs wrk against URL for round $3; leaves its BENCH line's fields in the associative array
 # named by $2 (the acknowledged run ids in $TMP/acked-$2-$3.txt).
 run_wrk() {
-    local url=$1 name=$2 round=$3 log=$TMP/wrk-$2-$3.txt
-    echo "== round $round: wrk -t$THREADS -c$CONNECTIONS -d$DURATION $url" >&2
-    LOADAVG=$(cut -d' ' -f1 /proc/loadavg)
-    BENCH_BODY=$FIXTURE BENCH_IDS=$TMP/acked-$name-$round.txt BENCH_ROUND=$round \
-        wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --timeout 10s -s "$TMP/load.lua" "$url" >"$log" 2>&1 ||
-        { cat "$log" >&2; die "wrk failed"; }
-    grep -q '^BENCH ' "$log" || { cat "$log" >&2; die "wrk printed no BENCH line"; }
+    local url=$1 name=$2 round=$3
     local -n fields=$2
-    local kv
-    fields=()
-    fields[loadavg]=$LOADAVG
-    for kv in $(grep '^BENCH ' "$log" | cut -d' ' -f2-); do
-        fields[${kv%%=*}]=${kv#*=}
-    done
+    # shellcheck disable=SC2034 # a nameref: the caller's array is written
+    fields=([loadavg]=$(cut -d' ' -f1 /proc/loadavg))
+    wrk_load "$url" "$TMP/wrk-$name-$round.txt" "$TMP/acked-$name-$round.txt" "$round" 0 "$THREADS" "$CONNECTIONS"
+    wrk_fields "$TMP/wrk-$name-$round.txt" "$name"
 }
-
-rate() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.0f", (s > 0 ? n / s : 0) }'; }
-secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 
 # One line per side and round: side round accepted_s executed_s p50_us p99_us bytes_per_run
 # peak_kib acked missing doubled drained loadavg
@@ -175,78 +83,24 @@ RESULTS=$TMP/rounds.tsv
 untoil_round() {
     local round=$1 dir=$TMP/untoil-$1
     local out=$dir/out.txt
-    mkdir -p "$dir/runbooks" "$dir/plugins" "$dir/data"
-    # The fingerprint is shell-quoted by untoil's templating: written bare on purpose.
-    cat >"$dir/runbooks/bench.yaml" <<EOF
-name: bench
-owner: bench
-toil:
-  manual_minutes: 1
-triggers:
-  - alert:
-      matchers: ['alertname="DiskFull"']
-steps:
-  - name: append
-    run: "printf '%s\\\\n' {{alert.fingerprint}} >> $out"
-EOF
-    local port base
-    port=$(free_port)
-    base=http://127.0.0.1:$port
-    local args=(--runbooks "$dir/runbooks" --plugins "$dir/plugins" --data "$dir/data"
-        serve --listen "127.0.0.1:$port" --queue-capacity "$QUEUE_CAPACITY")
-    [[ -n $WORKERS ]] && args+=(--workers "$WORKERS")
-    env -u UNTOIL_TOKEN -u UNTOIL_TOKEN_FILE -u UNTOIL_BASIC_AUTH -u UNTOIL_BASIC_AUTH_FILE \
-        -u UNTOIL_WORKERS -u UNTOIL_QUEUE_CAPACITY \
-        "$UNTOIL" "${args[@]}" >"$dir/untoil.log" 2>&1 &
-    local upid=$!
-    PIDS+=("$upid")
-    wait_http "$base/healthz" "$upid" 30
-    curl -fsS "$base/api/v1/runbooks/bench" >/dev/null || die "runbook bench not loaded; see $dir/untoil.log"
+    untoil_serve "$dir" "$out"
+    local upid=$SERVED_PID base=$SERVED_BASE
 
     local -A U=()
     local wb0 t0 t1
     wb0=$(write_bytes "$upid")
     t0=$(now)
     run_wrk "$base/api/v1/alerts/alertmanager" U "$round"
-
-    # Drained = every accepted run finished, polled with a deadline: first on the output file
-    # (cheap: a line per executed run) until it could hold every acknowledged run, then on the
-    # run list's status filter, which also sees runs accepted after wrk stopped counting.
-    local acked_n drained=0 deadline=$((SECONDS + DRAIN_TIMEOUT)) q r
+    local acked_n drained
     acked_n=$(lines "$TMP/acked-U-$round.txt")
-    while ((SECONDS < deadline)); do
-        (($(lines "$out") >= acked_n)) && break
-        sleep 0.2
-    done
-    while ((SECONDS < deadline)); do
-        q=$(curl -fsS "$base/api/v1/runs?status=queued&limit=1")
-        r=$(curl -fsS "$base/api/v1/runs?status=running&limit=1")
-        if [[ $q == "[]" && $r == "[]" ]]; then drained=1; break; fi
-        sleep 0.2
-    done
+    drained=$(untoil_drain "$base" "$out" "$acked_n")
     t1=$(now)
-    local wb1 peak executed
+    local wb1 peak executed missing doubled
     wb1=$(write_bytes "$upid")
     peak=$(kib "$upid" VmHWM)
     executed=$(lines "$out")
-    # The list answers summaries, which carry each run's fingerprint: enough to map the
-    # acknowledged run ids to the fingerprints that must be in the output file.
-    curl -fsS "$base/api/v1/runs?limit=0" >"$dir/runs.json"
-    kill "$upid" 2>/dev/null || true
-    local missing doubled
-    read -r missing doubled < <(python3 - "$dir/runs.json" "$TMP/acked-U-$round.txt" "$out" <<'EOF'
-import json, sys
-from collections import Counter
-runs = {r["id"]: r for r in json.load(open(sys.argv[1]))}
-acked = {l.strip() for l in open(sys.argv[2]) if l.strip()}
-try:
-    written = Counter(l.strip() for l in open(sys.argv[3]) if l.strip())
-except FileNotFoundError:
-    written = Counter()
-fps = {(runs.get(i, {}).get("cause") or {}).get("fingerprint") or f"?{i}" for i in acked}
-print(sum(1 for f in fps if written[f] == 0), sum(c - 1 for c in written.values() if c > 1))
-EOF
-)
+    read -r missing doubled < <(untoil_account "$base" "$TMP/acked-U-$round.txt" "$out")
+    stop_pids "$upid"
     local span
     span=$(secs "$t0" "$t1")
     printf 'untoil\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" \
@@ -260,40 +114,18 @@ EOF
 webhook_round() {
     local round=$1 dir=$TMP/webhook-$1
     local out=$dir/out.txt
-    mkdir -p "$dir"
-    # The same shell and append as untoil's step; the fingerprint comes as an argument.
-    cat >"$dir/hooks.json" <<EOF
-[
-  {
-    "id": "alert",
-    "execute-command": "/bin/sh",
-    "include-command-output-in-response": true,
-    "pass-arguments-to-command": [
-      { "source": "string", "name": "-c" },
-      { "source": "string", "name": "printf '%s\\\\n' \"\$1\" >> $out" },
-      { "source": "string", "name": "sh" },
-      { "source": "payload", "name": "alerts.0.fingerprint" }
-    ]
-  }
-]
-EOF
-    local port
-    port=$(free_port)
-    webhook -hooks "$dir/hooks.json" -ip 127.0.0.1 -port "$port" >"$dir/webhook.log" 2>&1 &
-    local wpid=$!
-    PIDS+=("$wpid")
-    # webhook has no health endpoint: `/` answers 200 "OK" once it listens.
-    wait_http "http://127.0.0.1:$port/" "$wpid" 30
+    webhook_serve "$dir" "$out"
+    local wpid=$SERVED_PID
     local -A W=()
     local t0 t1
     t0=$(now)
-    run_wrk "http://127.0.0.1:$port/hooks/alert" W "$round"
+    run_wrk "$SERVED_BASE" W "$round"
     # It answers after the command ends: drained when wrk is done.
     t1=$(now)
     local peak executed
     peak=$(kib "$wpid" VmHWM)
     executed=$(lines "$out")
-    kill "$wpid" 2>/dev/null || true
+    stop_pids "$wpid"
     printf 'webhook\t%s\t%s\t%s\t%s\t%s\t-\t%s\t%s\t-\t-\t1\t%s\n' "$round" \
         "$(rate "${W[ok]}" "$(awk -v us="${W[duration_us]}" 'BEGIN { print us / 1e6 }')")" \
         "$(rate "$executed" "$(secs "$t0" "$t1")")" "${W[p50_us]}" "${W[p99_us]}" \
