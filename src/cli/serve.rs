@@ -53,7 +53,8 @@ pub struct ServeArgs {
     /// Runs executing at once (default: 2 x CPUs).
     #[arg(long, env = "UNTOIL_WORKERS")]
     pub workers: Option<usize>,
-    /// Runs waiting at most; beyond it alerts get 503 with Retry-After.
+    /// Runs waiting at most (on a database: in the whole fleet, too); beyond it alerts get 503
+    /// with Retry-After.
     #[arg(long, env = "UNTOIL_QUEUE_CAPACITY", default_value_t = 10_000)]
     pub queue_capacity: usize,
     /// How long running steps may finish after SIGTERM before they are killed.

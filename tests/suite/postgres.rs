@@ -37,7 +37,7 @@ async fn postgres_refuses_a_schema_newer_than_it_reads_and_names_the_database() 
         &pg,
         &db,
         "INSERT INTO schema_migrations (version, readable_by, description) \
-         VALUES (3, 2, 'a nullable column'); ALTER TABLE runs ADD COLUMN later text",
+         VALUES (4, 3, 'a nullable column'); ALTER TABLE runs ADD COLUMN later text",
     );
     let store = open(&pg, &db)
         .await
@@ -49,7 +49,7 @@ async fn postgres_refuses_a_schema_newer_than_it_reads_and_names_the_database() 
         &pg,
         &db,
         "INSERT INTO schema_migrations (version, readable_by, description) \
-         VALUES (4, 4, 'a new meaning')",
+         VALUES (5, 5, 'a new meaning')",
     );
     let err = match open(&pg, &db).await {
         Err(e) => e,
@@ -63,7 +63,7 @@ async fn postgres_refuses_a_schema_newer_than_it_reads_and_names_the_database() 
             supported,
         } => {
             assert_eq!(path, &name);
-            assert_eq!((*found, *supported), (4, 2));
+            assert_eq!((*found, *supported), (5, 3));
         }
         other => panic!("not a newer-schema refusal: {other:?}"),
     }
@@ -73,10 +73,10 @@ async fn postgres_refuses_a_schema_newer_than_it_reads_and_names_the_database() 
         "{message}"
     );
     assert!(!message.contains(&pg.cluster().password), "{message}");
-    // Refused without a change: still version 4 at most, nothing applied again.
+    // Refused without a change: still version 5 at most, nothing applied again.
     assert_eq!(
         scalar(&pg, &db, "SELECT count(*) FROM schema_migrations"),
-        "4"
+        "5"
     );
 }
 
@@ -99,7 +99,7 @@ async fn postgres_replicas_opening_a_fresh_database_together_migrate_once_and_al
     assert_eq!(created, 1, "exactly one replica created the schema");
     assert_eq!(
         scalar(&pg, &db, "SELECT count(*) FROM schema_migrations"),
-        "2"
+        "3"
     );
     // Every replica writes and reads the same store.
     for (i, s) in stores.iter().enumerate() {

@@ -394,6 +394,62 @@ async fn a_stopping_replica_leaves_its_queue_to_the_others_while_its_running_run
     assert_eq!(lines(&blocker), vec![blocking]);
 }
 
+/// Posts the alert `fingerprint` until the replica accepts it, as Alertmanager retries a 503;
+/// its run.
+async fn accepted(d: &Http, fingerprint: &str) -> String {
+    until(&format!("alert {fingerprint} accepted"), || async {
+        let (status, answer) = d.post(ALERTS, alert(fingerprint)).await;
+        (status == 200)
+            .then(|| answer["accepted"][0].as_str().map(String::from))
+            .flatten()
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleets_queue_is_full_on_every_replica_once_the_database_holds_its_capacity() {
+    let cluster = Cluster::start();
+    cluster.create_database("capacity");
+    let dirs = Dirs::new();
+    let (marker, gate) = (dirs.path("marker"), dirs.path("gate"));
+    dirs.runbook("marking", &marking(&marker, Some(&gate)));
+    let small = || {
+        let mut c = on_database(&dirs, &cluster, "capacity");
+        c.env("UNTOIL_QUEUE_CAPACITY", "3")
+            .env("UNTOIL_WORKERS", "1");
+        serve(c)
+    };
+    let (_a, a) = small();
+    let (_b, b) = small();
+    // One run holds the first replica's only worker at the gate; three wait behind it. (A
+    // replica counts its own admissions on top of its last count of the database, so one of
+    // them may wait for the next count, as Alertmanager's retry would.)
+    let held = accepted(&a, "held").await;
+    run_when(&a, &held, "running").await;
+    let mut queued = Vec::new();
+    for i in 0..3 {
+        queued.push(accepted(&a, &format!("queued-{i}")).await);
+    }
+    // The second replica's own queue is empty, but the fleet's is full.
+    let (status, answer) = b.post(ALERTS, alert("refused")).await;
+    assert_eq!(status, 503, "{answer}");
+    let message = answer["error"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("fleet's queue is full: 3 runs queued")
+            && message.contains("capacity 3")
+            && message.contains("Alertmanager retries"),
+        "{message}"
+    );
+    // Once the runs go, it accepts again.
+    std::fs::write(&gate, "").expect("open the gate");
+    let later = accepted(&b, "refused").await;
+    run_when(&b, &later, "succeeded").await;
+    for id in queued.iter().chain([&held]) {
+        run_when(&a, id, "succeeded").await;
+    }
+    assert_eq!(lines(&marker).len(), 5, "every accepted run ran once");
+}
+
 /// Concurrent posters in the fleet storm.
 const POSTERS: usize = 16;
 /// Alerts per notification in the fleet storm, as Alertmanager groups them (the time goes into
