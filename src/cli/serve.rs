@@ -154,15 +154,6 @@ pub fn run(g: &Global, a: ServeArgs) -> Result<ExitCode> {
                 a.lease_ttl
             )
         })?;
-    // A fenced replica's steps get the kill grace to die, and the others may take its runs over
-    // a sixth of the lease after it fenced: steps that ignore SIGTERM could outlive that.
-    if settings.database.is_some() && settings.kill_grace > settings.lease_ttl / 6 {
-        tracing::warn!(
-            "the steps' kill grace ({:?}) is longer than a sixth of --lease-ttl ({:?}): a replica that fences itself may still be killing steps that ignore SIGTERM when another replica takes over their runs; use a longer --lease-ttl",
-            settings.kill_grace,
-            settings.lease_ttl
-        );
-    }
     settings.max_connections = a.max_connections.max(1);
     settings.header_read_timeout = crate::runbook::model::parse_duration(&a.header_read_timeout)
         .ok()

@@ -301,6 +301,46 @@ async fn a_paused_replica_whose_run_was_taken_over_fences_itself_and_records_not
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_fences_itself_sigkills_its_steps_without_a_sigterm_and_grace() {
+    let cluster = Cluster::start();
+    cluster.create_database("hurried");
+    let dirs = Dirs::new();
+    let (marker, gate, termed) = (dirs.path("marker"), dirs.path("gate"), dirs.path("termed"));
+    // A step that notes a SIGTERM and goes on, as steps that ignore it do.
+    let noting = marking(&marker, Some(&gate)).replacen(
+        "run: ",
+        &format!("run: trap 'printf term >> {}' TERM; ", termed.display()),
+        1,
+    );
+    dirs.runbook("marking", &noting);
+    // Alone: no other replica reaps the run (which kills its steps on this host first).
+    let (r, d) = replica(&dirs, &cluster, "hurried", None);
+    let id = post_alert(&d, "hurried").await;
+    run_when(&d, &id, "running").await;
+    // Paused past its lease: resumed, it finds the lease expired and fences itself.
+    let pid = nix::unistd::Pid::from_raw(r.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
+    until("the lease to expire", || async {
+        let out = cluster.psql(
+            "hurried",
+            "SELECT count(*) FROM replicas WHERE expires_at > now()",
+        );
+        (String::from_utf8_lossy(&out.stdout).trim() == "0").then_some(())
+    })
+    .await;
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).expect("SIGCONT");
+    let (code, log) = r.exit();
+    assert!(code.is_some_and(|c| c != 0), "exit {code:?}: {log}");
+    assert!(log.contains("fencing: this replica"), "{log}");
+    // Killed at once: no SIGTERM, and no kill grace that could outlast the others' takeover.
+    assert!(
+        lines(&termed).is_empty(),
+        "the step was sent SIGTERM: {log}"
+    );
+    assert!(lines(&marker).is_empty(), "the step ran to its end");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approvals_are_given_on_any_replica_and_a_dead_replicas_waiting_runs_are_adopted() {
     let cluster = Cluster::start();
     cluster.create_database("approvals");
