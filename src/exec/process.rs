@@ -3,8 +3,8 @@
 //!
 //! On timeout or cancel the whole group gets SIGTERM, then SIGKILL after a grace period (at once
 //! when hurried: a fenced replica's), so no grandchild survives (`Child::kill` alone would leave
-//! them). When the main process exits on
-//! its own, whatever it left running in its group is killed too.
+//! them). When the main process exits on its own, whatever it left running in its group is
+//! killed too.
 //!
 //! Processes are started with posix_spawn, not fork + pre_exec: forking a large multi-threaded
 //! daemon costs about 0.35 ms more per step (measured by `cargo bench --bench executor`), so
