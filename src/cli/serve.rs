@@ -53,7 +53,8 @@ pub struct ServeArgs {
     /// Runs executing at once (default: 2 x CPUs).
     #[arg(long, env = "UNTOIL_WORKERS")]
     pub workers: Option<usize>,
-    /// Runs waiting at most; beyond it alerts get 503 with Retry-After.
+    /// Runs waiting at most (on a database: in the whole fleet, too); beyond it alerts get 503
+    /// with Retry-After.
     #[arg(long, env = "UNTOIL_QUEUE_CAPACITY", default_value_t = 10_000)]
     pub queue_capacity: usize,
     /// How long running steps may finish after SIGTERM before they are killed.
@@ -153,15 +154,6 @@ pub fn run(g: &Global, a: ServeArgs) -> Result<ExitCode> {
                 a.lease_ttl
             )
         })?;
-    // A fenced replica's steps get the kill grace to die, and the others may take its runs over
-    // a sixth of the lease after it fenced: steps that ignore SIGTERM could outlive that.
-    if settings.database.is_some() && settings.kill_grace > settings.lease_ttl / 6 {
-        tracing::warn!(
-            "the steps' kill grace ({:?}) is longer than a sixth of --lease-ttl ({:?}): a replica that fences itself may still be killing steps that ignore SIGTERM when another replica takes over their runs; use a longer --lease-ttl",
-            settings.kill_grace,
-            settings.lease_ttl
-        );
-    }
     settings.max_connections = a.max_connections.max(1);
     settings.header_read_timeout = crate::runbook::model::parse_duration(&a.header_read_timeout)
         .ok()

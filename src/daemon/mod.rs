@@ -207,6 +207,8 @@ where
         tokio::spawn(async move {
             let why = heartbeat::keep(r, ttl).await;
             error!("fencing: {why}");
+            // No kill grace: other replicas may reap within a sixth of the lease.
+            engine.executor.hurry();
             engine.workers.interrupt();
             fence.cancel();
         })
@@ -245,9 +247,9 @@ where
     drop(watcher);
     let _ = reloader.await;
     // Let running runs finish up to the grace period, then interrupt them. A fence (now or
-    // during the grace) interrupted them already: their steps get the kill grace to die, and a
-    // worker still retrying a write through a database outage must not hold the exit (its run
-    // is another replica's now).
+    // during the grace) interrupted them already and SIGKILLed their steps: their workers get a
+    // moment to let go, and one still retrying a write through a database outage must not hold
+    // the exit (its run is another replica's now).
     let drained = async {
         let deadline = tokio::time::Instant::now() + settings.shutdown_grace;
         let all_done = async { while workers.join_next().await.is_some() {} };
@@ -262,7 +264,7 @@ where
     };
     let fenced_wait = async {
         fence.cancelled().await;
-        tokio::time::sleep(settings.kill_grace + Duration::from_secs(1)).await;
+        tokio::time::sleep(FENCED_LET_GO).await;
     };
     let cut_short = tokio::select! {
         () = drained => false,
@@ -303,6 +305,10 @@ where
     info!("stopped; queued runs stay queued for the next start");
     Ok(())
 }
+
+/// How long a fenced replica's workers get, after their steps were killed, before the exit cuts
+/// them short: the step's output pipes drain within two seconds of its group's death.
+const FENCED_LET_GO: Duration = Duration::from_secs(3);
 
 /// Opens the store: the PostgreSQL database, joined as a new replica of the fleet (returned
 /// too), or sled under `--data`; either migrated to the current schema, which is logged.

@@ -12,6 +12,7 @@ use crate::engine::approvals::Approvals;
 use crate::engine::cancel::Canceller;
 use crate::engine::clock::Clock;
 use crate::engine::error::AcceptError;
+use crate::engine::fleet_queue::FleetQueue;
 use crate::engine::lifecycle;
 use crate::engine::metrics::Metrics;
 use crate::engine::queue::Queue;
@@ -58,6 +59,8 @@ pub struct Admission {
     pub store: Arc<dyn Store>,
     /// The queue admitted runs join.
     pub queue: Arc<Queue>,
+    /// On a store a fleet shares, the bound on the runs queued in it.
+    pub fleet: FleetQueue,
     /// Where runs that need approval wait.
     pub approvals: Arc<Approvals>,
     /// The runbooks in service.
@@ -351,6 +354,16 @@ impl Admission {
             .queue
             .reserve(runs.len())
             .map_err(|f| AcceptError::QueueFull(f.waiting))?;
+        // The fleet's queue too, on a store a fleet shares: this replica's queue may be empty
+        // while the others' are full.
+        let mut fleet = self
+            .fleet
+            .reserve(runs.len(), || self.store.fleet_queued())
+            .await?
+            .map_err(|f| AcceptError::FleetQueueFull {
+                queued: f.queued,
+                capacity: f.capacity,
+            })?;
         let now = self.clock.now();
         let mut runbooks = Vec::with_capacity(runs.len());
         let candidates: Vec<Candidate> = runs
@@ -390,6 +403,9 @@ impl Admission {
             }
             match run.status {
                 RunStatus::Queued => {
+                    if let Some(f) = &mut fleet {
+                        f.used(1);
+                    }
                     reservation.push(run.id.clone(), rb.clone(), (rb.name.clone(), guard_key))
                 }
                 RunStatus::PendingApproval => {

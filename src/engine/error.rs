@@ -8,6 +8,16 @@ pub enum AcceptError {
     /// The run queue is full: try again later.
     #[error("the run queue is full ({0} runs waiting); retry later")]
     QueueFull(usize),
+    /// The fleet's queue (runs queued in the shared database) is full: try again later.
+    #[error(
+        "the fleet's queue is full: {queued} runs queued in the database, capacity {capacity} (--queue-capacity); retry later (Alertmanager retries on its own)"
+    )]
+    FleetQueueFull {
+        /// Runs queued in the fleet, as this replica last counted them.
+        queued: u64,
+        /// The bound.
+        capacity: u64,
+    },
     /// The daemon is shutting down.
     #[error("untoil is shutting down; retry later")]
     ShuttingDown,

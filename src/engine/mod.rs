@@ -1,6 +1,7 @@
 //! The engine between triggers and the executor, in units with one job each:
 //! - [`admission`]: triggers become runs (dedupe and guard keys, guard decisions, one write);
 //! - [`queue`]: queued runs and concurrency slots, one state per run under one lock;
+//! - [`fleet_queue`]: on a database a fleet shares, the bound on the runs queued there;
 //! - [`approvals`] and [`pending`]: runs waiting for a person;
 //! - [`worker`]: a run claimed, executed, finished; [`recorder`] writes its progress;
 //! - [`followers`]: a run's events for whoever follows it; [`cancel`]; [`resolve`];
@@ -16,6 +17,7 @@ pub mod approvals;
 pub mod cancel;
 pub mod clock;
 pub mod error;
+pub mod fleet_queue;
 pub mod followers;
 pub mod lifecycle;
 pub mod metrics;
@@ -38,6 +40,7 @@ use crate::engine::approvals::{Approvals, Parts};
 use crate::engine::cancel::Canceller;
 use crate::engine::clock::Clock;
 use crate::engine::error::AcceptError;
+use crate::engine::fleet_queue::{FRESH_FOR, FleetQueue};
 use crate::engine::followers::{Followers, Subscription};
 use crate::engine::metrics::Metrics;
 use crate::engine::pending::Pending;
@@ -92,7 +95,8 @@ pub enum Following {
 }
 
 impl Engine {
-    /// An engine over `store`, with a queue of `capacity`.
+    /// An engine over `store`, with a queue of `capacity` (on a store a fleet shares, the
+    /// fleet's queued runs are bounded by it too).
     pub fn new(
         store: Arc<dyn Store>,
         runbooks: Arc<Runbooks>,
@@ -125,6 +129,7 @@ impl Engine {
         let admission = Arc::new(Admission {
             store: store.clone(),
             queue: queue.clone(),
+            fleet: FleetQueue::new(capacity, FRESH_FOR),
             approvals: approvals.clone(),
             runbooks: runbooks.clone(),
             canceller: canceller.clone(),

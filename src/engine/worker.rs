@@ -6,13 +6,14 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use chrono::{DateTime, Utc};
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::engine::clock::Clock;
 use crate::engine::followers::Followers;
 use crate::engine::lifecycle;
 use crate::engine::metrics::Metrics;
-use crate::engine::outage::persist;
+use crate::engine::outage::{claimed_by_us, finished_by_us, persist, persist_noting};
 use crate::engine::queue::{Queue, Slot, Ticket};
 use crate::engine::recorder::StoreRecorder;
 use crate::engine::retry;
@@ -99,6 +100,42 @@ impl Workers {
         }
     }
 
+    /// A claim retried after a lost reply that found the run running: the run as stored when
+    /// that is the first attempt's own claim (it runs here, under this replica's lease), else the
+    /// refusal.
+    async fn own_claim(
+        &self,
+        id: &RunId,
+        started: DateTime<Utc>,
+    ) -> Result<Transition, StoreError> {
+        let stored = persist("read the claimed run", || self.store.get_run(id)).await?;
+        match stored {
+            Some(run) if claimed_by_us(&run, started) => {
+                info!("the run's claim was committed though its reply was lost: it runs here");
+                Ok(Transition::Done(Box::new(run)))
+            }
+            _ => Ok(Transition::Refused(RunStatus::Running)),
+        }
+    }
+
+    /// Whether a finish retried after a lost reply, and refused, found the run as the first
+    /// attempt recorded it (its reply was lost, not the write).
+    async fn own_finish(&self, run: &RunRecord) -> bool {
+        match persist("read the finished run", || self.store.get_run(&run.id)).await {
+            Ok(Some(stored)) if finished_by_us(&stored, run) => {
+                info!("the run's end was committed though its reply was lost");
+                true
+            }
+            Ok(_) => false,
+            Err(e) => {
+                warn!(
+                    "cannot tell whether the run's end was recorded before its reply was lost: {e}"
+                );
+                false
+            }
+        }
+    }
+
     async fn run(&self, ticket: Ticket) {
         let id = ticket.id.clone();
         let mut slot = SlotHeld {
@@ -135,11 +172,17 @@ impl Workers {
         slot.held = true;
         let started = self.clock.now();
         let claim: Change = Arc::new(move |r: &mut RunRecord| lifecycle::start(r, started));
-        let claimed = persist("mark the run running", || {
+        let (claimed, uncertain) = persist_noting("mark the run running", || {
             self.store
                 .transition(&id, &[RunStatus::Queued], claim.clone())
         })
         .await;
+        let claimed = match claimed {
+            Ok(Transition::Refused(RunStatus::Running)) if uncertain => {
+                self.own_claim(&id, started).await
+            }
+            other => other,
+        };
         let mut run = match claimed {
             Ok(Transition::Done(run)) => *run,
             // Ended meanwhile (cancelled while queued, by another path).
@@ -221,10 +264,18 @@ impl Workers {
         });
         // Record, rollups and guard state in one write: whoever sees the run finished also sees
         // the breaker it opened.
-        let finished = persist("record the finished run", || {
+        let (finished, uncertain) = persist_noting("record the finished run", || {
             self.store.finish(run.clone(), update.clone())
         })
         .await;
+        let finished = match finished {
+            // The guard change the lost reply carried is not known: its metric waits for the
+            // next finish of the key.
+            Err(StoreError::LeaseLost { .. }) if uncertain && self.own_finish(&run).await => {
+                Ok(None)
+            }
+            other => other,
+        };
         match finished {
             Ok(Some(changed)) => {
                 let open = changed.after.breaker.is_some();

@@ -71,6 +71,8 @@ pub struct Executor {
     http: reqwest::Client,
     plugins: Plugins,
     grace: Duration,
+    /// Cancelled once step processes must be killed without their grace.
+    hurry: CancellationToken,
     pass_env: Vec<String>,
     /// What `report` steps read. The executor only reads it: runs are recorded by its caller.
     store: Option<Arc<dyn Store>>,
@@ -90,6 +92,7 @@ impl Executor {
             http: step::http::client()?,
             plugins,
             grace: DEFAULT_GRACE,
+            hurry: CancellationToken::new(),
             pass_env: Vec::new(),
             store: None,
         })
@@ -112,6 +115,13 @@ impl Executor {
     pub fn with_grace(mut self, grace: Duration) -> Executor {
         self.grace = grace;
         self
+    }
+
+    /// From now on, a cancelled step's processes are SIGKILLed at once, without SIGTERM and the
+    /// grace (those in their grace now too): a replica that fenced itself must have stopped its
+    /// steps before another replica may take over its runs, within a sixth of the lease.
+    pub fn hurry(&self) {
+        self.hurry.cancel();
     }
 
     /// The installed plugins.
@@ -139,6 +149,7 @@ impl Executor {
                 lines: None,
                 spawned: None,
                 grace: self.grace,
+                hurry: &self.hurry,
                 http: &self.http,
                 plugins: &self.plugins,
                 process_env: &process_env,
@@ -453,6 +464,7 @@ impl Executor {
             lines: Some(tx),
             spawned: Some(spawn_tx),
             grace: self.grace,
+            hurry: &self.hurry,
             http: &self.http,
             plugins: &self.plugins,
             process_env: env.process_env,

@@ -33,7 +33,9 @@ pub fn store_error(e: StoreError) -> Response {
 /// later).
 pub fn accept_error(e: AcceptError) -> Response {
     match e {
-        AcceptError::QueueFull(_) | AcceptError::ShuttingDown => unavailable(e.to_string()),
+        AcceptError::QueueFull(_)
+        | AcceptError::FleetQueueFull { .. }
+        | AcceptError::ShuttingDown => unavailable(e.to_string()),
         AcceptError::Invalid(m) => error(StatusCode::BAD_REQUEST, m),
         AcceptError::NotFound(id) => error(StatusCode::NOT_FOUND, format!("no run with id {id}")),
         AcceptError::Conflict(m) => error(StatusCode::CONFLICT, m),

@@ -325,4 +325,11 @@ pub trait Store: Send + Sync {
 
     /// Deletes the delivery records that expired at or before `now`, durably. Returns how many.
     async fn prune_deliveries(&self, now: DateTime<Utc>) -> Result<usize>;
+
+    /// How many runs are queued in the whole fleet, for a store that a fleet of daemons shares
+    /// (admission bounds the fleet's queue by it); None for a store whose queued runs are one
+    /// daemon's (sled: its in-memory queue bounds them alone).
+    async fn fleet_queued(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
 }

@@ -28,6 +28,7 @@ mod guards;
 mod honest_alerts;
 mod hygiene;
 mod identity;
+mod lost_replies;
 mod matchers;
 mod migration;
 mod mobile;

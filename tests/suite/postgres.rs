@@ -37,7 +37,7 @@ async fn postgres_refuses_a_schema_newer_than_it_reads_and_names_the_database() 
         &pg,
         &db,
         "INSERT INTO schema_migrations (version, readable_by, description) \
-         VALUES (3, 2, 'a nullable column'); ALTER TABLE runs ADD COLUMN later text",
+         VALUES (4, 3, 'a nullable column'); ALTER TABLE runs ADD COLUMN later text",
     );
     let store = open(&pg, &db)
         .await
@@ -49,7 +49,7 @@ async fn postgres_refuses_a_schema_newer_than_it_reads_and_names_the_database() 
         &pg,
         &db,
         "INSERT INTO schema_migrations (version, readable_by, description) \
-         VALUES (4, 4, 'a new meaning')",
+         VALUES (5, 5, 'a new meaning')",
     );
     let err = match open(&pg, &db).await {
         Err(e) => e,
@@ -63,7 +63,7 @@ async fn postgres_refuses_a_schema_newer_than_it_reads_and_names_the_database() 
             supported,
         } => {
             assert_eq!(path, &name);
-            assert_eq!((*found, *supported), (4, 2));
+            assert_eq!((*found, *supported), (5, 3));
         }
         other => panic!("not a newer-schema refusal: {other:?}"),
     }
@@ -73,10 +73,10 @@ async fn postgres_refuses_a_schema_newer_than_it_reads_and_names_the_database() 
         "{message}"
     );
     assert!(!message.contains(&pg.cluster().password), "{message}");
-    // Refused without a change: still version 4 at most, nothing applied again.
+    // Refused without a change: still version 5 at most, nothing applied again.
     assert_eq!(
         scalar(&pg, &db, "SELECT count(*) FROM schema_migrations"),
-        "4"
+        "5"
     );
 }
 
@@ -99,7 +99,7 @@ async fn postgres_replicas_opening_a_fresh_database_together_migrate_once_and_al
     assert_eq!(created, 1, "exactly one replica created the schema");
     assert_eq!(
         scalar(&pg, &db, "SELECT count(*) FROM schema_migrations"),
-        "2"
+        "3"
     );
     // Every replica writes and reads the same store.
     for (i, s) in stores.iter().enumerate() {
@@ -529,5 +529,81 @@ async fn postgres_compaction_folds_past_shards_into_one_row_and_changes_nothing_
             ),
         ),
         "0"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_reaping_skips_a_dead_replicas_undecodable_run_and_takes_over_the_others() {
+    use std::sync::Arc;
+    use std::time::Duration;
+    use untoil::run::record::RunRecord;
+    use untoil::run::status::RunStatus;
+    use untoil::store::{Candidate, Change};
+    use untoil::trigger::key::DedupeKey;
+
+    let pg = Postgres::default();
+    let db = pg.database(std::path::Path::new("corrupt-orphan"));
+    let store = open(&pg, &db).await.expect("opens");
+    let dead = store
+        .join("dead", 1, Duration::from_millis(500))
+        .await
+        .expect("joins");
+    let survivor = store
+        .join("survivor", 2, Duration::from_secs(60))
+        .await
+        .expect("joins");
+    let queued = || RunRecord {
+        status: RunStatus::Queued,
+        started_at: None,
+        finished_at: None,
+        ..RunRecord::synthetic(0)
+    };
+    let (corrupt, good) = (queued(), queued());
+    let (corrupt_id, good_id) = (corrupt.id.clone(), good.id.clone());
+    let candidates = [corrupt, good]
+        .into_iter()
+        .map(|run| Candidate {
+            key: DedupeKey::Manual {
+                run: run.id.0.clone(),
+            },
+            run,
+            gate: None,
+        })
+        .collect();
+    dead.admit(candidates, Vec::new()).await.expect("admits");
+    // A record no untoil can read (written by hand, or by a bug).
+    scalar(
+        &pg,
+        &db,
+        &format!(
+            "UPDATE runs SET record = '{{\"not\": \"a run\"}}' WHERE id = '{}'",
+            corrupt_id.0
+        ),
+    );
+    // Once the dead replica's lease ends, the survivor adopts the run it can read.
+    let none: Change = Arc::new(|_: &mut RunRecord| panic!("nothing is interrupted"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let adopted = loop {
+        let reaped = survivor
+            .reap(none.clone())
+            .await
+            .expect("a reaping round succeeds despite the corrupt run");
+        if !reaped.queued.is_empty() {
+            break reaped.queued;
+        }
+        assert!(std::time::Instant::now() < deadline, "nothing adopted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let ids: Vec<_> = adopted.iter().map(|r| r.id.clone()).collect();
+    assert_eq!(ids, vec![good_id], "only the readable run is adopted");
+    let me = survivor.replica().expect("a replica");
+    let holder = format!(
+        "SELECT coalesce(admitted_by, '') FROM runs WHERE id = '{}'",
+        corrupt_id.0
+    );
+    assert_ne!(
+        scalar(&pg, &db, &holder),
+        me,
+        "the corrupt run is left where it is"
     );
 }

@@ -301,6 +301,46 @@ async fn a_paused_replica_whose_run_was_taken_over_fences_itself_and_records_not
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_fences_itself_sigkills_its_steps_without_a_sigterm_and_grace() {
+    let cluster = Cluster::start();
+    cluster.create_database("hurried");
+    let dirs = Dirs::new();
+    let (marker, gate, termed) = (dirs.path("marker"), dirs.path("gate"), dirs.path("termed"));
+    // A step that notes a SIGTERM and goes on, as steps that ignore it do.
+    let noting = marking(&marker, Some(&gate)).replacen(
+        "run: ",
+        &format!("run: trap 'printf term >> {}' TERM; ", termed.display()),
+        1,
+    );
+    dirs.runbook("marking", &noting);
+    // Alone: no other replica reaps the run (which kills its steps on this host first).
+    let (r, d) = replica(&dirs, &cluster, "hurried", None);
+    let id = post_alert(&d, "hurried").await;
+    run_when(&d, &id, "running").await;
+    // Paused past its lease: resumed, it finds the lease expired and fences itself.
+    let pid = nix::unistd::Pid::from_raw(r.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
+    until("the lease to expire", || async {
+        let out = cluster.psql(
+            "hurried",
+            "SELECT count(*) FROM replicas WHERE expires_at > now()",
+        );
+        (String::from_utf8_lossy(&out.stdout).trim() == "0").then_some(())
+    })
+    .await;
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).expect("SIGCONT");
+    let (code, log) = r.exit();
+    assert!(code.is_some_and(|c| c != 0), "exit {code:?}: {log}");
+    assert!(log.contains("fencing: this replica"), "{log}");
+    // Killed at once: no SIGTERM, and no kill grace that could outlast the others' takeover.
+    assert!(
+        lines(&termed).is_empty(),
+        "the step was sent SIGTERM: {log}"
+    );
+    assert!(lines(&marker).is_empty(), "the step ran to its end");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approvals_are_given_on_any_replica_and_a_dead_replicas_waiting_runs_are_adopted() {
     let cluster = Cluster::start();
     cluster.create_database("approvals");
@@ -392,6 +432,62 @@ async fn a_stopping_replica_leaves_its_queue_to_the_others_while_its_running_run
     run_when(&d2, &blocking, "succeeded").await;
     assert_eq!(lines(&marker), vec![queued]);
     assert_eq!(lines(&blocker), vec![blocking]);
+}
+
+/// Posts the alert `fingerprint` until the replica accepts it, as Alertmanager retries a 503;
+/// its run.
+async fn accepted(d: &Http, fingerprint: &str) -> String {
+    until(&format!("alert {fingerprint} accepted"), || async {
+        let (status, answer) = d.post(ALERTS, alert(fingerprint)).await;
+        (status == 200)
+            .then(|| answer["accepted"][0].as_str().map(String::from))
+            .flatten()
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleets_queue_is_full_on_every_replica_once_the_database_holds_its_capacity() {
+    let cluster = Cluster::start();
+    cluster.create_database("capacity");
+    let dirs = Dirs::new();
+    let (marker, gate) = (dirs.path("marker"), dirs.path("gate"));
+    dirs.runbook("marking", &marking(&marker, Some(&gate)));
+    let small = || {
+        let mut c = on_database(&dirs, &cluster, "capacity");
+        c.env("UNTOIL_QUEUE_CAPACITY", "3")
+            .env("UNTOIL_WORKERS", "1");
+        serve(c)
+    };
+    let (_a, a) = small();
+    let (_b, b) = small();
+    // One run holds the first replica's only worker at the gate; three wait behind it. (A
+    // replica counts its own admissions on top of its last count of the database, so one of
+    // them may wait for the next count, as Alertmanager's retry would.)
+    let held = accepted(&a, "held").await;
+    run_when(&a, &held, "running").await;
+    let mut queued = Vec::new();
+    for i in 0..3 {
+        queued.push(accepted(&a, &format!("queued-{i}")).await);
+    }
+    // The second replica's own queue is empty, but the fleet's is full.
+    let (status, answer) = b.post(ALERTS, alert("refused")).await;
+    assert_eq!(status, 503, "{answer}");
+    let message = answer["error"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("fleet's queue is full: 3 runs queued")
+            && message.contains("capacity 3")
+            && message.contains("Alertmanager retries"),
+        "{message}"
+    );
+    // Once the runs go, it accepts again.
+    std::fs::write(&gate, "").expect("open the gate");
+    let later = accepted(&b, "refused").await;
+    run_when(&b, &later, "succeeded").await;
+    for id in queued.iter().chain([&held]) {
+        run_when(&a, id, "succeeded").await;
+    }
+    assert_eq!(lines(&marker).len(), 5, "every accepted run ran once");
 }
 
 /// Concurrent posters in the fleet storm.

@@ -47,6 +47,7 @@ where
         spec,
         step.timeout,
         env.grace,
+        env.hurry,
         env.cancel,
         env.lines.clone(),
         env.spawned.clone(),

@@ -28,6 +28,8 @@ pub struct StepEnv<'a> {
     pub spawned: Option<UnboundedSender<u32>>,
     /// Time between SIGTERM and SIGKILL.
     pub grace: Duration,
+    /// Cancelled when processes must die at once (SIGKILL, no grace): a fenced replica's.
+    pub hurry: &'a CancellationToken,
     /// Shared HTTP client.
     pub http: &'a reqwest::Client,
     /// Installed plugins.

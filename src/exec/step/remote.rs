@@ -530,6 +530,7 @@ async fn on_host(
         lines,
         spawned: env.spawned.clone(),
         grace: env.grace,
+        hurry: env.hurry,
         http: env.http,
         plugins: env.plugins,
         process_env: env.process_env,

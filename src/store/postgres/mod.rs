@@ -527,4 +527,17 @@ impl Store for PgStore {
             maintain::prune_deliveries(&tx, now).await
         })
     }
+
+    async fn fleet_queued(&self) -> Result<Option<u64>> {
+        // A CLI command's store admits nothing through a queue of its own.
+        if self.replica.is_none() {
+            return Ok(None);
+        }
+        let what = "counting the fleet's queued runs";
+        let c = self.inner.client(what).await?;
+        read::queued(&c)
+            .await
+            .map(Some)
+            .map_err(|e| e.into_store(&self.inner.name, what))
+    }
 }

@@ -4,9 +4,12 @@
 //! locked) waits for the next round, when its owner's lease shows whether it is still held.
 
 use deadpool_postgres::GenericClient;
+use tracing::error;
 
+use crate::run::record::RunRecord;
+use crate::store::error::StoreError;
 use crate::store::postgres::lease;
-use crate::store::postgres::maintain::locked_runs;
+use crate::store::postgres::rows::decode;
 use crate::store::postgres::tx::Fail;
 use crate::store::postgres::write::Writer;
 use crate::store::{Change, Reconciled};
@@ -29,6 +32,35 @@ const ORPHANED_WAITING: &str = "SELECT r.id, r.record::text FROM runs r \
 /// reaper deletes it; runs naming a deleted replica count as orphaned all the same.
 const FORGET_AFTER_SECS: f64 = 24.0 * 3600.0;
 
+/// The locked runs of a query of (id, record), complete, less those whose record (or
+/// notification) does not decode: each is logged, with its id and why, and left where it is,
+/// so that one corrupt row does not keep every reaping round from taking over the others.
+async fn orphans(
+    tx: &impl GenericClient,
+    w: &Writer<'_>,
+    sql: &str,
+) -> Result<Vec<RunRecord>, Fail> {
+    let st = tx.prepare_cached(sql).await?;
+    let mut out = Vec::new();
+    for row in tx.query(&st, &[]).await? {
+        let id: String = row.try_get(0)?;
+        let text: String = row.try_get(1)?;
+        let decoded = match decode::<RunRecord>(&format!("run {id}"), &text) {
+            Ok(mut run) => w.notes.rehydrate(tx, &id, &mut run).await.map(|()| run),
+            Err(e) => Err(e),
+        };
+        match decoded {
+            Ok(run) => out.push(run),
+            Err(Fail::Store(e @ StoreError::Corrupt { .. })) => error!(
+                run_id = %id,
+                "cannot take over run {id} of a dead replica: {e}; it is skipped by every reaping until its row in `runs` is repaired or deleted"
+            ),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
 /// Takes over, as replica `me`, what replicas that died left: their running runs are ended by
 /// `interrupt` (recorded and counted, held by no one), their queued and waiting runs adopted
 /// (`admitted_by = me`) and returned for `me` to queue or wait on. Nothing is done while `me`'s
@@ -43,13 +75,13 @@ pub async fn reap(
     if !lease::live(tx, me).await? {
         return Ok(out);
     }
-    for mut run in locked_runs(tx, w, ORPHANED_RUNNING).await? {
+    for mut run in orphans(tx, w, ORPHANED_RUNNING).await? {
         interrupt(&mut run);
         w.finish(tx, &run).await?;
         lease::release(tx, &run.id).await?;
         out.interrupted.push(run.id.clone());
     }
-    for run in locked_runs(tx, w, ORPHANED_WAITING).await? {
+    for run in orphans(tx, w, ORPHANED_WAITING).await? {
         lease::mark(tx, me, &run).await?;
         match run.status {
             crate::run::status::RunStatus::Queued => out.queued.push(run),

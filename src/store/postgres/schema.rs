@@ -26,6 +26,9 @@
 //!    waiting for approval (`admitted_by`). Readable by 2 only: a running run with no live
 //!    owner is reaped by any replica, so a release before leases (which claims runs without an
 //!    owner, and interrupts every running run at its start) must not serve beside them.
+//! 3. A partial index of queued runs (`runs_queued`), which admission counts on every replica
+//!    to bound the fleet's queue. Readable by 2: only an index, which the previous release
+//!    keeps up to date without knowing it.
 
 use deadpool_postgres::GenericClient;
 
@@ -33,7 +36,7 @@ use crate::store::error::StoreError;
 use crate::store::postgres::tx::Fail;
 
 /// The version this build writes.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// The advisory lock migrations hold ("untoil" in ASCII, then the lock's purpose, 1).
 pub const LOCK_KEY: i64 = 0x756e_746f_696c_0001;
@@ -122,6 +125,14 @@ CREATE TABLE replicas (
     expires_at timestamptz NOT NULL
 );
 ALTER TABLE runs ADD COLUMN lease_owner text COLLATE "C", ADD COLUMN admitted_by text COLLATE "C";
+"#,
+    },
+    Migration {
+        version: 3,
+        readable_by: 2,
+        description: "partial index of queued runs, counted to bound the fleet's queue",
+        sql: r#"
+CREATE INDEX runs_queued ON runs (id) WHERE status = 'queued';
 "#,
     },
 ];
