@@ -4,6 +4,7 @@
 //! - [`approvals`] and [`pending`]: runs waiting for a person;
 //! - [`worker`]: a run claimed, executed, finished; [`recorder`] writes its progress;
 //! - [`followers`]: a run's events for whoever follows it; [`cancel`]; [`resolve`];
+//! - [`fleet`]: what replicas tell each other (cancel, [`remote`] follow, [`forward`]);
 //! - [`lifecycle`]: how a run is born and how it ends (the one place toil is credited);
 //! - [`retry`]: an interrupted run of an idempotent runbook started again;
 //! - [`runbooks`] in service, [`clock`], [`metrics`], [`error`].
@@ -16,13 +17,16 @@ pub mod approvals;
 pub mod cancel;
 pub mod clock;
 pub mod error;
+pub mod fleet;
 pub mod followers;
+pub mod forward;
 pub mod lifecycle;
 pub mod metrics;
 pub mod outage;
 pub mod pending;
 pub mod queue;
 pub mod recorder;
+pub mod remote;
 pub mod resolve;
 pub mod retry;
 pub mod runbooks;
@@ -38,6 +42,7 @@ use crate::engine::approvals::{Approvals, Parts};
 use crate::engine::cancel::Canceller;
 use crate::engine::clock::Clock;
 use crate::engine::error::AcceptError;
+use crate::engine::fleet::Fleet;
 use crate::engine::followers::{Followers, Subscription};
 use crate::engine::metrics::Metrics;
 use crate::engine::pending::Pending;
@@ -53,6 +58,7 @@ use crate::identity::actor::Actor;
 use crate::run::id::RunId;
 use crate::run::record::RunRecord;
 use crate::run::status::RunStatus;
+use crate::store::signals::Signals;
 use crate::store::{Change, Reconciled, Store, Transition};
 
 /// The engine's parts, shared.
@@ -81,13 +87,21 @@ pub struct Engine {
     pub clock: Arc<dyn Clock>,
     /// Ends of verification windows.
     pub verdicts: Arc<Verdicts>,
+    /// The other replicas of the fleet (None on sled).
+    pub fleet: Option<Arc<Fleet>>,
 }
 
 /// A subscription to a run's events, or the run as it ended.
 pub enum Following {
     /// In progress here: events so far, then live ones.
     Live(RunRecord, Subscription),
-    /// Ended (or not in progress here): its record.
+    /// In progress on another replica of the fleet: its events as they arrive from there,
+    /// ending with `RunFinished`.
+    Remote(
+        RunRecord,
+        tokio::sync::mpsc::Receiver<crate::run::event::RunEvent>,
+    ),
+    /// Ended (or not in progress here, on one node): its record.
     Ended(RunRecord),
 }
 
@@ -100,6 +114,20 @@ impl Engine {
         clock: Arc<dyn Clock>,
         capacity: usize,
     ) -> Engine {
+        Engine::in_fleet(store, runbooks, executor, clock, capacity, None)
+    }
+
+    /// An engine over `store`, with a queue of `capacity`, as a replica of a fleet reached
+    /// through `signals` (None: one node).
+    pub fn in_fleet(
+        store: Arc<dyn Store>,
+        runbooks: Arc<Runbooks>,
+        executor: Arc<Executor>,
+        clock: Arc<dyn Clock>,
+        capacity: usize,
+        signals: Option<Arc<dyn Signals>>,
+    ) -> Engine {
+        let fleet = signals.map(|s| Arc::new(Fleet::new(s)));
         let queue = Arc::new(Queue::new(capacity));
         let followers = Arc::new(Followers::default());
         let metrics = Arc::new(Metrics::new());
@@ -120,6 +148,7 @@ impl Engine {
             store: store.clone(),
             followers: followers.clone(),
             clock: clock.clone(),
+            fleet: fleet.clone(),
         });
         let verdicts = Verdicts::new(store.clone(), clock.clone(), metrics.clone(), queue.clone());
         let admission = Arc::new(Admission {
@@ -157,6 +186,7 @@ impl Engine {
             metrics,
             clock,
             verdicts,
+            fleet,
         }
     }
 
@@ -244,8 +274,8 @@ impl Engine {
         Ok(())
     }
 
-    /// Follows a run: its events from the start and live ones while it is in progress here,
-    /// else its record. None when there is no such run.
+    /// Follows a run: its events from the start and live ones while it is in progress here (or
+    /// on another replica of the fleet), else its record. None when there is no such run.
     pub async fn follow(&self, id: &RunId) -> Result<Option<Following>, AcceptError> {
         // Subscribed before the record is read: a run that ends in between is seen ended in the
         // record or reaches the subscriber with its final record.
@@ -256,11 +286,17 @@ impl Engine {
         let here = self.queue.knows(id)
             || self.canceller.pending.contains(id)
             || self.followers.has_events(id);
-        match record {
-            Ok(Some(r)) if !r.status.is_final() && here => {
+        match (record, &self.fleet) {
+            (Ok(Some(r)), _) if !r.status.is_final() && here => {
                 Ok(Some(Following::Live(r, subscription)))
             }
-            other => {
+            // Not final and not here: in progress on another replica.
+            (Ok(Some(r)), Some(fleet)) if !r.status.is_final() => {
+                self.followers.forget(id);
+                let events = remote::follow(fleet.clone(), self.store.clone(), id.clone());
+                Ok(Some(Following::Remote(r, events)))
+            }
+            (other, _) => {
                 self.followers.forget(id);
                 Ok(other?.map(Following::Ended))
             }
