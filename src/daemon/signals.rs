@@ -27,6 +27,9 @@ const MOST_PAUSE: Duration = Duration::from_secs(5);
 const CHECK_EVERY: Duration = Duration::from_secs(10);
 const CHECK_WITHIN: Duration = Duration::from_secs(5);
 
+/// The longest follower's token taken.
+const MOST_TOKEN: usize = 64;
+
 /// Where the listener connects: the pool's settings and TLS.
 pub struct Ear {
     /// The pool's connection settings.
@@ -115,7 +118,7 @@ async fn session(ear: &Ear, engine: &Arc<Engine>, pause: &mut Duration) -> Strin
 /// follower's token): cancels a run running here, starts (or keeps alive) a
 /// forward of a run in progress here, or hands events to a follower here. Anything else, or a
 /// run this replica does not have, is ignored.
-fn receive(engine: &Arc<Engine>, signal: Signal) {
+pub fn receive(engine: &Arc<Engine>, signal: Signal) {
     let Some(fleet) = engine.fleet.clone() else {
         return;
     };
@@ -128,6 +131,8 @@ fn receive(engine: &Arc<Engine>, signal: Signal) {
                 }
             });
         }
+        // Ours are ULIDs: a long one is not a follower's, and would only fill memory.
+        Signal::Follow { token, .. } if token.len() > MOST_TOKEN => {}
         Signal::Follow { run, token } => {
             // In progress here: queued or running, waiting for approval, or finishing.
             let here = engine.queue.knows(&run)

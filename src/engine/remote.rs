@@ -154,3 +154,103 @@ impl Follower {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::run::status::RunStatus;
+    use crate::store::error::StoreError;
+    use crate::store::signals::Signals;
+    use crate::store::sled::SledStore;
+    use crate::store::{Candidate, Change};
+    use crate::trigger::key::DedupeKey;
+
+    /// Signals kept instead of sent.
+    #[derive(Default)]
+    struct Kept(Mutex<Vec<Signal>>);
+
+    #[async_trait]
+    impl Signals for Kept {
+        async fn send(&self, signal: &Signal) -> Result<(), StoreError> {
+            self.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(signal.clone());
+            Ok(())
+        }
+    }
+
+    fn line(text: &str) -> RunEvent {
+        RunEvent::Output {
+            index: 0,
+            stream: "stdout".into(),
+            line: text.into(),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_follower_drops_repeats_and_finishes_from_the_record_when_no_end_comes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).expect("store"));
+        let mut run = RunRecord::synthetic(0);
+        run.status = RunStatus::Running;
+        let id = run.id.clone();
+        let key = DedupeKey::Manual { run: id.0.clone() };
+        store
+            .admit(
+                vec![Candidate {
+                    key,
+                    run,
+                    gate: None,
+                }],
+                Vec::new(),
+            )
+            .await
+            .expect("admit");
+        let kept = Arc::new(Kept::default());
+        let fleet = Arc::new(Fleet::new(kept.clone()));
+        let mut events = follow(fleet.clone(), store.clone(), id.clone());
+        // It asks the fleet at once.
+        let token = loop {
+            let asked = kept.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            if let Some(Signal::Follow { token, run }) = asked.into_iter().next() {
+                assert_eq!(run, id);
+                break token;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        let batch = |seq, events| Signal::Events {
+            token: token.clone(),
+            seq,
+            events,
+        };
+        fleet.deliver(&token, batch(0, vec![line("a")]));
+        fleet.deliver(&token, batch(0, vec![line("a"), line("b")]));
+        assert_eq!(events.recv().await, Some(line("a")));
+        assert_eq!(
+            events.recv().await,
+            Some(line("b")),
+            "the repeat is dropped"
+        );
+        // The run ends and no word of it comes (its replica died): the record ends the stream.
+        let end: Change = Arc::new(|r: &mut RunRecord| r.status = RunStatus::Interrupted);
+        store
+            .transition(&id, &[RunStatus::Running], end)
+            .await
+            .expect("end");
+        let last = tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .expect("finished in time");
+        match last {
+            Some(RunEvent::RunFinished { record }) => {
+                assert_eq!(record.status, RunStatus::Interrupted)
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(events.recv().await, None, "and nothing after");
+    }
+}
