@@ -134,14 +134,10 @@ pub fn receive(engine: &Arc<Engine>, signal: Signal) {
         // Ours are ULIDs: a long one is not a follower's, and would only fill memory.
         Signal::Follow { token, .. } if token.len() > MOST_TOKEN => {}
         Signal::Follow { run, token } => {
-            // In progress here: queued or running, waiting for approval, or finishing.
-            let here = engine.queue.knows(&run)
-                || engine.canceller.pending.contains(&run)
-                || engine.followers.has_events(&run);
             if fleet.last_asked(&token).is_some() {
                 // A keepalive of a forward under way.
                 fleet.asked(&token);
-            } else if here {
+            } else if engine.in_progress_here(&run) {
                 fleet.asked(&token);
                 tokio::spawn(forward::forward(
                     fleet,

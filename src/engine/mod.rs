@@ -274,6 +274,12 @@ impl Engine {
         Ok(())
     }
 
+    /// Whether a run is in progress here: queued or running (the queue knows it), waiting for
+    /// approval, or between its slot's release and its final write (it has events).
+    pub fn in_progress_here(&self, id: &RunId) -> bool {
+        self.queue.knows(id) || self.canceller.pending.contains(id) || self.followers.has_events(id)
+    }
+
     /// Follows a run: its events from the start and live ones while it is in progress here (or
     /// on another replica of the fleet), else its record. None when there is no such run.
     pub async fn follow(&self, id: &RunId) -> Result<Option<Following>, AcceptError> {
@@ -281,11 +287,7 @@ impl Engine {
         // record or reaches the subscriber with its final record.
         let subscription = self.followers.subscribe(id);
         let record = self.store.get_run(id).await;
-        // In progress here: queued or running (the queue knows it), waiting for approval, or
-        // between its slot's release and its final write (it has events).
-        let here = self.queue.knows(id)
-            || self.canceller.pending.contains(id)
-            || self.followers.has_events(id);
+        let here = self.in_progress_here(id);
         match (record, &self.fleet) {
             (Ok(Some(r)), _) if !r.status.is_final() && here => {
                 Ok(Some(Following::Live(r, subscription)))
