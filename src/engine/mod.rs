@@ -37,6 +37,8 @@ pub mod worker;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use tokio::sync::mpsc;
+
 use crate::engine::admission::Admission;
 use crate::engine::approvals::{Approvals, Parts};
 use crate::engine::cancel::Canceller;
@@ -55,6 +57,7 @@ use crate::exec::executor::Executor;
 use crate::exec::render::Renderer;
 use crate::guard;
 use crate::identity::actor::Actor;
+use crate::run::event::RunEvent;
 use crate::run::id::RunId;
 use crate::run::record::RunRecord;
 use crate::run::status::RunStatus;
@@ -97,10 +100,7 @@ pub enum Following {
     Live(RunRecord, Subscription),
     /// In progress on another replica of the fleet: its events as they arrive from there,
     /// ending with `RunFinished`.
-    Remote(
-        RunRecord,
-        tokio::sync::mpsc::Receiver<crate::run::event::RunEvent>,
-    ),
+    Remote(RunRecord, mpsc::Receiver<RunEvent>),
     /// Ended (or not in progress here, on one node): its record.
     Ended(RunRecord),
 }
