@@ -6,7 +6,8 @@
 //! On a database the daemon is one replica of a fleet (docs/fleet.md): it joins with a lease
 //! kept by its [`heartbeat`] (and fences itself, exiting non-zero, when it cannot keep it), and
 //! instead of reconciling as if alone it runs the [`reaper`], at start and on an interval, which
-//! takes over only what replicas whose lease expired left.
+//! takes over only what replicas whose lease expired left. Its [`signals`] listener hears what
+//! the other replicas ask of it (cancel a run, forward a run's events to a follower).
 //!
 //! `run(settings, listener, shutdown)` serves on a listener the caller binds, so tests start the
 //! daemon on 127.0.0.1:0.
@@ -21,6 +22,7 @@ pub mod reaper;
 pub mod reload;
 pub mod scheduler;
 pub mod settings;
+pub mod signals;
 pub mod sources;
 
 use std::future::Future;
@@ -47,6 +49,8 @@ use crate::server::state::AppState;
 use crate::store::Store;
 use crate::store::database::Database;
 use crate::store::postgres::PgStore;
+use crate::store::postgres::signal::PgSignals;
+use crate::store::signals::Signals;
 use crate::store::sled::SledStore;
 
 /// Starts the daemon on `listener` and serves until `shutdown` resolves; then stops accepting,
@@ -59,7 +63,7 @@ pub async fn run<F>(
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    let (store, replica) = open_store(&settings).await?;
+    let (store, replica, wire) = open_store(&settings).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let now = clock.now();
     // A replica of a fleet takes over only what dead replicas left (the reaper, below, once the
@@ -109,13 +113,19 @@ where
         .queue_capacity
         .max(reconciled.queued.len() + reconciled.interrupted.len())
         .max(1);
-    let engine = Arc::new(Engine::new(
+    let (signals, ear) = wire.unzip();
+    let engine = Arc::new(Engine::in_fleet(
         store.clone(),
         runbooks.clone(),
         executor,
         clock.clone(),
         capacity,
+        signals,
     ));
+    // Kept until the server stopped: runs finishing in the shutdown grace can still be
+    // cancelled and followed from other replicas.
+    let deaf = CancellationToken::new();
+    let listening = ear.map(|ear| tokio::spawn(signals::listen(ear, engine.clone(), deaf.clone())));
     // Interrupted runs of idempotent runbooks start again, queued after those that waited.
     let retries = engine.retry_interrupted(&reconciled.interrupted).await?;
     reconciled.queued.extend(retries);
@@ -196,6 +206,7 @@ where
     );
     drop(store);
     let queue = engine.queue.clone();
+    let fleet = engine.fleet.clone();
     let server_stop = stop.clone();
     // A replica that cannot keep its lease stops its steps at once (their process groups are
     // killed) and stops, before another replica may take its runs over.
@@ -221,6 +232,11 @@ where
         }
         info!("shutting down: no new work is accepted");
         queue.close();
+        // Requests following runs of other replicas would hold the server's end for as long as
+        // those runs go on.
+        if let Some(f) = &fleet {
+            f.close();
+        }
         server_stop.cancel();
     };
     let server = tokio::spawn(listen::serve(listener, app, limits, graceful));
@@ -279,6 +295,10 @@ where
     }
     let fenced = fence.is_cancelled();
     let _ = server.await;
+    deaf.cancel();
+    if let Some(l) = listening {
+        let _ = l.await;
+    }
     if let Some(replica) = &replica
         && !fenced
         && let Err(e) = replica.leave().await
@@ -309,10 +329,15 @@ where
 /// How long a fenced replica's workers get, after their steps were killed, before the exit cuts
 /// them short: the step's output pipes drain within two seconds of its group's death.
 const FENCED_LET_GO: Duration = Duration::from_secs(3);
+/// How a replica signals the fleet and where it listens to it.
+type Wire = (Arc<dyn Signals>, signals::Ear);
 
 /// Opens the store: the PostgreSQL database, joined as a new replica of the fleet (returned
-/// too), or sled under `--data`; either migrated to the current schema, which is logged.
-async fn open_store(settings: &Settings) -> anyhow::Result<(Arc<dyn Store>, Option<PgStore>)> {
+/// too, with how it signals the others), or sled under `--data`; either migrated to the current
+/// schema, which is logged.
+async fn open_store(
+    settings: &Settings,
+) -> anyhow::Result<(Arc<dyn Store>, Option<PgStore>, Option<Wire>)> {
     if let Some(options) = &settings.database {
         let db = Database::new(options, |k| std::env::var(k).ok())?;
         let pg = PgStore::open(db.pool.clone(), db.name.clone()).await?;
@@ -325,7 +350,17 @@ async fn open_store(settings: &Settings) -> anyhow::Result<(Arc<dyn Store>, Opti
             "runs are kept in the database {}, shared with the fleet's other replicas",
             db.name
         );
-        return Ok((Arc::new(replica.clone()), Some(replica)));
+        let signals: Arc<dyn Signals> = Arc::new(PgSignals::new(db.pool.clone(), db.name.clone()));
+        let ear = signals::Ear {
+            config: db.config,
+            tls: db.tls,
+            name: db.name,
+        };
+        return Ok((
+            Arc::new(replica.clone()),
+            Some(replica),
+            Some((signals, ear)),
+        ));
     }
     let data = settings.data.clone();
     let sled = tokio::task::spawn_blocking(move || SledStore::open(&data)).await??;
@@ -338,7 +373,7 @@ async fn open_store(settings: &Settings) -> anyhow::Result<(Arc<dyn Store>, Opti
             settings.data.display()
         );
     }
-    Ok((Arc::new(sled), None))
+    Ok((Arc::new(sled), None, None))
 }
 
 /// This host's name, recorded with the replica for operators ("unknown" when unreadable).

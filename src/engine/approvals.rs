@@ -104,9 +104,12 @@ impl Approvals {
             if let Some(me) = me.upgrade()
                 && !me.queue.is_closed()
                 && me.pending.contains(&id)
-                && let Err(e) = me.record(&id, false, EXPIRED, None).await
             {
-                warn!(run_id = %id, "cannot expire the approval: {e}");
+                match me.record(&id, false, EXPIRED, None).await {
+                    // Ended meanwhile by another replica (approved or cancelled there).
+                    Ok(_) | Err(AcceptError::Conflict(_)) => {}
+                    Err(e) => warn!(run_id = %id, "cannot expire the approval: {e}"),
+                }
             }
         });
     }
@@ -257,13 +260,13 @@ impl Approvals {
             (t, None)
         };
         drop(reservation);
+        // Decided, or ended elsewhere (cancelled, or decided on another replica): it no longer
+        // waits here.
+        if self.pending.remove(id) {
+            self.metrics.approvals_pending.dec();
+        }
         match result {
-            Transition::Done(run) => {
-                if self.pending.remove(id) {
-                    self.metrics.approvals_pending.dec();
-                }
-                Ok(*run)
-            }
+            Transition::Done(run) => Ok(*run),
             Transition::Refused(status) => Err(AcceptError::Conflict(format!(
                 "run {id} is {status}, not waiting for approval"
             ))),

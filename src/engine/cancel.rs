@@ -1,10 +1,13 @@
 //! Cancelling a run: a running run is told to stop (its processes are killed and it ends as
 //! cancelled); a run that has not started (queued, parked, or waiting for approval) ends as
-//! cancelled at once.
+//! cancelled at once. In a fleet, a run of another replica is cancelled from here too: one that
+//! has not started ends through the store (the replica holding it finds it ended when it
+//! claims it), and one running there is signalled to every replica.
 
 use std::sync::Arc;
 
 use crate::engine::clock::Clock;
+use crate::engine::fleet::Fleet;
 use crate::engine::followers::Followers;
 use crate::engine::pending::Pending;
 use crate::engine::queue::{Cancel, Queue};
@@ -13,6 +16,7 @@ use crate::run::id::RunId;
 use crate::run::status::RunStatus;
 use crate::store::Store;
 use crate::store::error::StoreError;
+use crate::store::signals::Signal;
 
 /// Cancels runs of this daemon.
 pub struct Canceller {
@@ -26,12 +30,26 @@ pub struct Canceller {
     pub followers: Arc<Followers>,
     /// The clock.
     pub clock: Arc<dyn Clock>,
+    /// The other replicas of the fleet (None on sled).
+    pub fleet: Option<Arc<Fleet>>,
 }
 
 impl Canceller {
+    /// Cancels a run queued, waiting for approval or running here, or (in a fleet) on another
+    /// replica. Returns false when it is none of those.
+    pub async fn cancel(&self, id: &RunId) -> Result<bool, StoreError> {
+        if self.cancel_here(id).await? {
+            return Ok(true);
+        }
+        match &self.fleet {
+            Some(fleet) => self.cancel_elsewhere(fleet, id).await,
+            None => Ok(false),
+        }
+    }
+
     /// Cancels a run queued, waiting for approval or running here. Returns false when it is
     /// none of those.
-    pub async fn cancel(&self, id: &RunId) -> Result<bool, StoreError> {
+    pub async fn cancel_here(&self, id: &RunId) -> Result<bool, StoreError> {
         let from: &[RunStatus] = match self.queue.cancel(id) {
             Cancel::Signalled => return Ok(true),
             Cancel::Unstarted => &[RunStatus::Queued],
@@ -48,5 +66,39 @@ impl Canceller {
         )
         .await?;
         Ok(ended.is_some())
+    }
+
+    /// Cancels a run of another replica, as its stored record says it is: one not started ends
+    /// now (its replica's claim is then refused), one running is signalled to the fleet.
+    async fn cancel_elsewhere(&self, fleet: &Fleet, id: &RunId) -> Result<bool, StoreError> {
+        let unstarted = [RunStatus::Queued, RunStatus::PendingApproval];
+        // Twice at most: a run that starts between the read and the write is running.
+        for _ in 0..2 {
+            let Some(run) = self.store.get_run(id).await? else {
+                return Ok(false);
+            };
+            match run.status {
+                RunStatus::Running => {
+                    fleet.send(&Signal::Cancel { run: id.clone() }).await?;
+                    return Ok(true);
+                }
+                s if unstarted.contains(&s) => {
+                    let ended = end_unstarted(
+                        &*self.store,
+                        &self.followers,
+                        id,
+                        &unstarted,
+                        (RunStatus::Cancelled, "cancelled before it started".into()),
+                        self.clock.now(),
+                    )
+                    .await?;
+                    if ended.is_some() {
+                        return Ok(true);
+                    }
+                }
+                _ => return Ok(false),
+            }
+        }
+        Ok(false)
     }
 }

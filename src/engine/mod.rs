@@ -5,6 +5,7 @@
 //! - [`approvals`] and [`pending`]: runs waiting for a person;
 //! - [`worker`]: a run claimed, executed, finished; [`recorder`] writes its progress;
 //! - [`followers`]: a run's events for whoever follows it; [`cancel`]; [`resolve`];
+//! - [`fleet`]: what replicas tell each other (cancel, [`remote`] follow, [`forward`]);
 //! - [`lifecycle`]: how a run is born and how it ends (the one place toil is credited);
 //! - [`retry`]: an interrupted run of an idempotent runbook started again;
 //! - [`runbooks`] in service, [`clock`], [`metrics`], [`error`].
@@ -17,14 +18,17 @@ pub mod approvals;
 pub mod cancel;
 pub mod clock;
 pub mod error;
+pub mod fleet;
 pub mod fleet_queue;
 pub mod followers;
+pub mod forward;
 pub mod lifecycle;
 pub mod metrics;
 pub mod outage;
 pub mod pending;
 pub mod queue;
 pub mod recorder;
+pub mod remote;
 pub mod resolve;
 pub mod retry;
 pub mod runbooks;
@@ -35,11 +39,14 @@ pub mod worker;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use tokio::sync::mpsc;
+
 use crate::engine::admission::Admission;
 use crate::engine::approvals::{Approvals, Parts};
 use crate::engine::cancel::Canceller;
 use crate::engine::clock::Clock;
 use crate::engine::error::AcceptError;
+use crate::engine::fleet::Fleet;
 use crate::engine::fleet_queue::{FRESH_FOR, FleetQueue};
 use crate::engine::followers::{Followers, Subscription};
 use crate::engine::metrics::Metrics;
@@ -53,9 +60,11 @@ use crate::exec::executor::Executor;
 use crate::exec::render::Renderer;
 use crate::guard;
 use crate::identity::actor::Actor;
+use crate::run::event::RunEvent;
 use crate::run::id::RunId;
 use crate::run::record::RunRecord;
 use crate::run::status::RunStatus;
+use crate::store::signals::Signals;
 use crate::store::{Change, Reconciled, Store, Transition};
 
 /// The engine's parts, shared.
@@ -84,13 +93,18 @@ pub struct Engine {
     pub clock: Arc<dyn Clock>,
     /// Ends of verification windows.
     pub verdicts: Arc<Verdicts>,
+    /// The other replicas of the fleet (None on sled).
+    pub fleet: Option<Arc<Fleet>>,
 }
 
 /// A subscription to a run's events, or the run as it ended.
 pub enum Following {
     /// In progress here: events so far, then live ones.
     Live(RunRecord, Subscription),
-    /// Ended (or not in progress here): its record.
+    /// In progress on another replica of the fleet: its events as they arrive from there,
+    /// ending with `RunFinished`.
+    Remote(RunRecord, mpsc::Receiver<RunEvent>),
+    /// Ended (or not in progress here, on one node): its record.
     Ended(RunRecord),
 }
 
@@ -104,6 +118,20 @@ impl Engine {
         clock: Arc<dyn Clock>,
         capacity: usize,
     ) -> Engine {
+        Engine::in_fleet(store, runbooks, executor, clock, capacity, None)
+    }
+
+    /// An engine over `store`, with a queue of `capacity`, as a replica of a fleet reached
+    /// through `signals` (None: one node).
+    pub fn in_fleet(
+        store: Arc<dyn Store>,
+        runbooks: Arc<Runbooks>,
+        executor: Arc<Executor>,
+        clock: Arc<dyn Clock>,
+        capacity: usize,
+        signals: Option<Arc<dyn Signals>>,
+    ) -> Engine {
+        let fleet = signals.map(|s| Arc::new(Fleet::new(s)));
         let queue = Arc::new(Queue::new(capacity));
         let followers = Arc::new(Followers::default());
         let metrics = Arc::new(Metrics::new());
@@ -124,6 +152,7 @@ impl Engine {
             store: store.clone(),
             followers: followers.clone(),
             clock: clock.clone(),
+            fleet: fleet.clone(),
         });
         let verdicts = Verdicts::new(store.clone(), clock.clone(), metrics.clone(), queue.clone());
         let admission = Arc::new(Admission {
@@ -162,6 +191,7 @@ impl Engine {
             metrics,
             clock,
             verdicts,
+            fleet,
         }
     }
 
@@ -249,23 +279,31 @@ impl Engine {
         Ok(())
     }
 
-    /// Follows a run: its events from the start and live ones while it is in progress here,
-    /// else its record. None when there is no such run.
+    /// Whether a run is in progress here: queued or running (the queue knows it), waiting for
+    /// approval, or between its slot's release and its final write (it has events).
+    pub fn in_progress_here(&self, id: &RunId) -> bool {
+        self.queue.knows(id) || self.canceller.pending.contains(id) || self.followers.has_events(id)
+    }
+
+    /// Follows a run: its events from the start and live ones while it is in progress here (or
+    /// on another replica of the fleet), else its record. None when there is no such run.
     pub async fn follow(&self, id: &RunId) -> Result<Option<Following>, AcceptError> {
         // Subscribed before the record is read: a run that ends in between is seen ended in the
         // record or reaches the subscriber with its final record.
         let subscription = self.followers.subscribe(id);
         let record = self.store.get_run(id).await;
-        // In progress here: queued or running (the queue knows it), waiting for approval, or
-        // between its slot's release and its final write (it has events).
-        let here = self.queue.knows(id)
-            || self.canceller.pending.contains(id)
-            || self.followers.has_events(id);
-        match record {
-            Ok(Some(r)) if !r.status.is_final() && here => {
+        let here = self.in_progress_here(id);
+        match (record, &self.fleet) {
+            (Ok(Some(r)), _) if !r.status.is_final() && here => {
                 Ok(Some(Following::Live(r, subscription)))
             }
-            other => {
+            // Not final and not here: in progress on another replica.
+            (Ok(Some(r)), Some(fleet)) if !r.status.is_final() => {
+                self.followers.forget(id);
+                let events = remote::follow(fleet.clone(), self.store.clone(), id.clone());
+                Ok(Some(Following::Remote(r, events)))
+            }
+            (other, _) => {
                 self.followers.forget(id);
                 Ok(other?.map(Following::Ended))
             }

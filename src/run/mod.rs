@@ -6,6 +6,7 @@ pub mod credit;
 pub mod event;
 pub mod id;
 pub mod record;
+pub mod replay;
 pub mod status;
 pub mod step;
 pub mod summary;

@@ -108,6 +108,10 @@ pub struct Database {
     pub pool: Pool,
     /// `postgres://user@host:port/database`: never the password.
     pub name: String,
+    /// The settings the pool connects with, for a connection of its own (the fleet's listener).
+    pub config: tokio_postgres::Config,
+    /// The TLS connector the pool uses.
+    pub tls: tokio_postgres_rustls::MakeRustlsConnect,
 }
 
 impl Database {
@@ -120,8 +124,8 @@ impl Database {
         let name = redacted(&config);
         let tls = tls(options.ca_file.as_deref())?;
         let manager = Manager::from_config(
-            config,
-            tls,
+            config.clone(),
+            tls.clone(),
             ManagerConfig {
                 // Fast: a broken connection shows on its next query, which then fails once
                 // (503) rather than every checkout paying a round trip.
@@ -135,7 +139,12 @@ impl Database {
             .create_timeout(Some(CONNECT_TIMEOUT))
             .build()
             .map_err(|e| DatabaseError::Pool(e.to_string()))?;
-        Ok(Database { pool, name })
+        Ok(Database {
+            pool,
+            name,
+            config,
+            tls,
+        })
     }
 }
 

@@ -21,6 +21,7 @@ pub mod database;
 pub mod error;
 pub mod postgres;
 pub mod rules;
+pub mod signals;
 pub mod sled;
 
 use std::collections::BTreeMap;

@@ -490,6 +490,191 @@ async fn the_fleets_queue_is_full_on_every_replica_once_the_database_holds_its_c
     assert_eq!(lines(&marker).len(), 5, "every accepted run ran once");
 }
 
+/// A runbook for alerts named `alertname` whose step runs `script` (one line of shell).
+fn scripted(name: &str, alertname: &str, script: &str) -> String {
+    format!(
+        "name: {name}\nowner: t\ntoil: {{manual_minutes: 1}}\ntriggers:\n  - alert: {{matchers: ['alertname=\"{alertname}\"']}}\nsteps:\n  - name: step\n    run: {script}\n"
+    )
+}
+
+/// The NDJSON events a stream gave so far (complete lines).
+fn events_in(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Reads `response` until `done` holds for what it gave, failing after `within`.
+async fn read_until(
+    response: &mut reqwest::Response,
+    text: &mut String,
+    within: Duration,
+    what: &str,
+    done: impl Fn(&str) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !done(text) {
+        match tokio::time::timeout_at(deadline, response.chunk()).await {
+            Ok(Ok(Some(bytes))) => text.push_str(&String::from_utf8_lossy(&bytes)),
+            Ok(Ok(None)) => panic!("the stream ended before {what}: {text}"),
+            Ok(Err(e)) => panic!("the stream failed before {what}: {e}"),
+            Err(_) => panic!("timed out waiting for {what}: {text}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_is_followed_live_from_another_replica_to_its_end() {
+    let cluster = Cluster::start();
+    cluster.create_database("follow");
+    let dirs = Dirs::new();
+    let gate = dirs.path("gate");
+    dirs.runbook(
+        "talking",
+        &scripted(
+            "talking",
+            "Talking",
+            &format!(
+                "printf 'hello from the step\\n'; while [ ! -e {} ]; do sleep 0.05; done; printf 'released\\n'",
+                gate.display()
+            ),
+        ),
+    );
+    let (_a, da) = steady(&dirs, &cluster, "follow");
+    let (_b, db) = steady(&dirs, &cluster, "follow");
+    // Posted to the first replica: it runs there.
+    let id = post_one(&da, named("Talking", "talk")).await;
+    run_when(&da, &id, "running").await;
+    let asked = Instant::now();
+    let mut response = reqwest::Client::new()
+        .get(format!("{}/api/v1/runs/{id}/events", db.base))
+        .send()
+        .await
+        .expect("follow through the second replica");
+    assert_eq!(response.status().as_u16(), 200);
+    let mut text = String::new();
+    read_until(
+        &mut response,
+        &mut text,
+        Duration::from_secs(10),
+        "the step's first line",
+        |t| t.contains("hello from the step"),
+    )
+    .await;
+    let first_line = asked.elapsed();
+    eprintln!("a live line of a run on another replica reached its follower in {first_line:?}");
+    assert_eq!(
+        db.get(&format!("/api/v1/runs/{id}")).await.1["status"],
+        "running",
+        "the line arrived while the run still ran"
+    );
+    std::fs::write(&gate, "").expect("open the gate");
+    read_until(
+        &mut response,
+        &mut text,
+        Duration::from_secs(20),
+        "the run's end",
+        |t| t.contains("\"run_finished\""),
+    )
+    .await;
+    assert!(
+        response.chunk().await.expect("the stream's end").is_none(),
+        "the stream ends with the run"
+    );
+    let events = events_in(&text);
+    let last = events.last().expect("events");
+    assert_eq!(last["event"], "run_finished", "{text}");
+    assert_eq!(last["record"]["id"], id.as_str());
+    assert_eq!(last["record"]["status"], "succeeded", "{text}");
+    let lines: Vec<&str> = events
+        .iter()
+        .filter(|e| e["event"] == "output")
+        .filter_map(|e| e["line"].as_str())
+        .collect();
+    assert_eq!(lines, vec!["hello from the step", "released"], "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_on_one_replica_are_cancelled_through_another() {
+    let cluster = Cluster::start();
+    cluster.create_database("cancel");
+    let dirs = Dirs::new();
+    let (pids, marker) = (dirs.path("pids"), dirs.path("marker"));
+    dirs.runbook(
+        "looping",
+        &scripted(
+            "looping",
+            "Looping",
+            &format!(
+                "echo $$ >> {}; while true; do sleep 0.05; done",
+                pids.display()
+            ),
+        ),
+    );
+    dirs.runbook(
+        "gated",
+        &scripted("gated", "Gated", "echo approved").replacen(
+            "owner: t\n",
+            "owner: t\nguards: {approval: required}\n",
+            1,
+        ),
+    );
+    dirs.runbook("marking", &marking(&marker, None));
+    // One worker: a second run waits in the first replica's queue behind the first.
+    let mut one = on_database(&dirs, &cluster, "cancel");
+    one.env("UNTOIL_WORKERS", "1");
+    let (_a, da) = serve(one);
+    let (_b, db) = steady(&dirs, &cluster, "cancel");
+    let running = post_one(&da, named("Looping", "running")).await;
+    run_when(&da, &running, "running").await;
+    let queued = post_one(&da, named("Looping", "queued")).await;
+    run_when(&da, &queued, "queued").await;
+    let waiting = post_one(&da, named("Gated", "waiting")).await;
+    run_when(&da, &waiting, "pending_approval").await;
+    let cancel = |id: &str| {
+        let path = format!("/api/v1/runs/{id}/cancel");
+        let db = &db;
+        async move { db.post(&path, serde_json::json!({})).await }
+    };
+    // Not started: ended through the store at once.
+    for id in [&queued, &waiting] {
+        let (status, answer) = cancel(id).await;
+        assert_eq!(status, 202, "{answer}");
+        assert_eq!(answer["cancelling"], true);
+        assert_eq!(
+            db.get(&format!("/api/v1/runs/{id}")).await.1["status"],
+            "cancelled",
+            "{id} ended at once"
+        );
+    }
+    // Running on the first replica: its process group is killed there.
+    let pid: i32 = until("the looping step's pid", || async {
+        lines(&pids).first().and_then(|p| p.parse().ok())
+    })
+    .await;
+    let (status, answer) = cancel(&running).await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["cancelling"], true);
+    run_when(&db, &running, "cancelled").await;
+    until("the step's process to be gone", || async {
+        (!Path::new(&format!("/proc/{pid}")).exists()).then_some(())
+    })
+    .await;
+    // Ended runs cannot be cancelled, from any replica.
+    let (status, answer) = cancel(&running).await;
+    assert_eq!(status, 409, "{answer}");
+    // The first replica's queue still held the cancelled run: its claim was refused, and the
+    // next run there runs.
+    let after = post_alert(&da, "after").await;
+    run_when(&da, &after, "succeeded").await;
+    assert_eq!(
+        lines(&pids).len(),
+        1,
+        "the cancelled queued run never started"
+    );
+    assert_eq!(lines(&marker), vec![after]);
+}
+
 /// Concurrent posters in the fleet storm.
 const POSTERS: usize = 16;
 /// Alerts per notification in the fleet storm, as Alertmanager groups them (the time goes into

@@ -11,15 +11,15 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
 use tokio_stream::StreamExt;
-use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::{BroadcastStream, ReceiverStream};
 
 use crate::engine::Following;
 use crate::identity::principal::Principal;
 use crate::run::cause::CauseKind;
 use crate::run::event::RunEvent;
 use crate::run::id::RunId;
-use crate::run::record::RunRecord;
-use crate::run::status::{RunStatus, StepStatus};
+use crate::run::replay::replay;
+use crate::run::status::RunStatus;
 use crate::run::summary::RunSummary;
 use crate::server::api::actor::actor;
 use crate::server::api::body::optional_json;
@@ -157,16 +157,10 @@ pub async fn events(State(s): State<Shared>, Path(id): Path<String>) -> Response
     };
     let body = match following {
         Following::Live(record, (history, rx)) => {
-            let steps = s
-                .engine
-                .runbooks
-                .catalog()
-                .get(&record.runbook)
-                .map_or(0, |rb| rb.steps.len());
             let started = RunEvent::RunStarted {
+                steps: steps_of(&s, &record),
                 id: record.id,
                 runbook: record.runbook,
-                steps,
             };
             // Everything so far, then live events, until the run finishes.
             let replay: Vec<RunEvent> = if history.is_empty() {
@@ -189,10 +183,29 @@ pub async fn events(State(s): State<Shared>, Path(id): Path<String>) -> Response
                 .map(move |e| line(&e));
             Body::from_stream(stream)
         }
+        // In progress on another replica: its events as they arrive from there; the stream
+        // ends with `RunFinished` (or when the client goes).
+        Following::Remote(record, rx) => {
+            let started = RunEvent::RunStarted {
+                steps: steps_of(&s, &record),
+                id: record.id,
+                runbook: record.runbook,
+            };
+            let mut done = false;
+            let stream = tokio_stream::iter([started])
+                .chain(ReceiverStream::new(rx))
+                .take_while(move |e| {
+                    let go = !done;
+                    done = matches!(e, RunEvent::RunFinished { .. });
+                    go
+                })
+                .map(move |e| line(&e));
+            Body::from_stream(stream)
+        }
         // Already over (or not in progress here): replay it from its record, so a follower that
         // arrives late sees the same steps and output as one that was there.
         Following::Ended(record) => {
-            let mut replay = replay_record(&record);
+            let mut replay = replay(&record);
             replay.push(RunEvent::RunFinished {
                 record: Box::new(record),
             });
@@ -202,6 +215,15 @@ pub async fn events(State(s): State<Shared>, Path(id): Path<String>) -> Response
         }
     };
     ([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response()
+}
+
+/// How many steps the run's runbook has, as loaded here (0 when it is not).
+fn steps_of(s: &Shared, record: &crate::run::record::RunRecord) -> usize {
+    s.engine
+        .runbooks
+        .catalog()
+        .get(&record.runbook)
+        .map_or(0, |rb| rb.steps.len())
 }
 
 /// `POST /api/v1/runs/{id}/cancel`.
@@ -229,43 +251,4 @@ pub async fn cancel(State(s): State<Shared>, Path(id): Path<String>) -> Response
         Ok(None) => error(StatusCode::NOT_FOUND, format!("no run with id {id}")),
         Err(e) => store_error(e),
     }
-}
-
-/// The events of a finished run, rebuilt from its record (steps, their output, their results).
-pub fn replay_record(record: &RunRecord) -> Vec<RunEvent> {
-    let mut events = vec![RunEvent::RunStarted {
-        id: record.id.clone(),
-        runbook: record.runbook.clone(),
-        steps: record.steps.len(),
-    }];
-    for (index, step) in record.steps.iter().enumerate() {
-        let ran = step.status != Some(StepStatus::Skipped);
-        if ran {
-            events.push(RunEvent::StepStarted {
-                index,
-                name: step.name.clone(),
-                attempt: step.attempts.max(1),
-                // Runs recorded before steps kept their command show the kind.
-                detail: if step.command.is_empty() {
-                    step.kind.clone()
-                } else {
-                    step.command.clone()
-                },
-            });
-            for (stream, text) in [("stdout", &step.stdout), ("stderr", &step.stderr)] {
-                for l in text.lines() {
-                    events.push(RunEvent::Output {
-                        index,
-                        stream: stream.into(),
-                        line: l.to_string(),
-                    });
-                }
-            }
-        }
-        events.push(RunEvent::StepFinished {
-            index,
-            result: Box::new(step.clone()),
-        });
-    }
-    events
 }

@@ -9,7 +9,8 @@
 //!
 //! A daemon of a fleet uses the store as a replica ([`PgStore::join`]): its claims take a run's
 //! lease and its writes of a running run are fenced by it ([`lease`]), and it takes over what
-//! dead replicas left ([`reap`]). CLI commands open the store without joining.
+//! dead replicas left ([`reap`]). Replicas tell each other to cancel and forward runs by NOTIFY
+//! ([`signal`]). CLI commands open the store without joining.
 
 pub mod admit;
 pub mod compact;
@@ -22,6 +23,7 @@ pub mod reap;
 pub mod rollups;
 pub mod rows;
 pub mod schema;
+pub mod signal;
 pub mod tx;
 pub mod write;
 

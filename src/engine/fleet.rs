@@ -1,0 +1,115 @@
+//! What replicas of a fleet tell each other about runs (None on sled, one node): cancel a run
+//! running elsewhere, and follow a run in progress elsewhere ([`remote`] on the follower's
+//! side, [`forward`] on the side that runs it). The engine speaks in [`Signal`]s through
+//! [`Signals`]; how they travel (PostgreSQL's NOTIFY) is the store's business
+//! (`store::postgres::signal`), and the daemon hands what arrives to the engine
+//! (`daemon::signals`).
+//!
+//! A signal names a run or a follower's token, never anything to execute: a replica that gets
+//! `follow` looks the run up in its own memory, and nothing in a signal becomes a command.
+//!
+//! [`remote`]: crate::engine::remote
+//! [`forward`]: crate::engine::forward
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::error::StoreError;
+use crate::store::signals::{Signal, Signals};
+
+/// Followers here of runs elsewhere, and forwards from here to followers elsewhere.
+pub struct Fleet {
+    signals: Arc<dyn Signals>,
+    /// A follower's token to where its signals go ([`crate::engine::remote`]).
+    routes: Mutex<HashMap<String, mpsc::Sender<Signal>>>,
+    /// A forward's token to when its follower last asked for it.
+    forwards: Mutex<HashMap<String, Instant>>,
+    /// Cancelled when this replica stops: its followers of runs elsewhere end (a run elsewhere
+    /// may go on for long after this replica's shutdown grace).
+    closing: CancellationToken,
+}
+
+/// Signals buffered per follower before the slowest is dropped from (it then finishes from the
+/// record).
+const ROUTED: usize = 1024;
+
+impl Fleet {
+    /// A fleet reached through `signals`.
+    pub fn new(signals: Arc<dyn Signals>) -> Fleet {
+        Fleet {
+            signals,
+            routes: Mutex::new(HashMap::new()),
+            forwards: Mutex::new(HashMap::new()),
+            closing: CancellationToken::new(),
+        }
+    }
+
+    /// This replica stops: its followers of runs elsewhere end now.
+    pub fn close(&self) {
+        self.closing.cancel();
+    }
+
+    /// Resolves once this replica stops.
+    pub async fn closed(&self) {
+        self.closing.cancelled().await;
+    }
+
+    /// Sends `signal` to every replica.
+    pub async fn send(&self, signal: &Signal) -> Result<(), StoreError> {
+        self.signals.send(signal).await
+    }
+
+    fn routes(&self) -> MutexGuard<'_, HashMap<String, mpsc::Sender<Signal>>> {
+        self.routes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn forwards(&self) -> MutexGuard<'_, HashMap<String, Instant>> {
+        self.forwards.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a follower here: the signals for `token` arrive on the receiver until
+    /// [`Fleet::unroute`].
+    pub fn route(&self, token: &str) -> mpsc::Receiver<Signal> {
+        let (tx, rx) = mpsc::channel(ROUTED);
+        self.routes().insert(token.to_string(), tx);
+        rx
+    }
+
+    /// Forgets a follower here.
+    pub fn unroute(&self, token: &str) {
+        self.routes().remove(token);
+    }
+
+    /// The follower of the forward to `token` asked for it now.
+    pub fn asked(&self, token: &str) {
+        self.forwards().insert(token.to_string(), Instant::now());
+    }
+
+    /// When the follower of a forward last asked for it (None once it ended).
+    pub fn last_asked(&self, token: &str) -> Option<Instant> {
+        self.forwards().get(token).copied()
+    }
+
+    /// A forward ended.
+    pub fn forwarded(&self, token: &str) {
+        self.forwards().remove(token);
+    }
+
+    /// Forwards being made from here (for tests and diagnostics).
+    pub fn forwarding(&self) -> usize {
+        self.forwards().len()
+    }
+
+    /// Hands a signal to the follower here with `token`, if there is one.
+    pub fn deliver(&self, token: &str, signal: Signal) {
+        let tx = self.routes().get(token).cloned();
+        // Not a follower here (another replica's), or one too slow to keep up.
+        if let Some(tx) = tx {
+            let _ = tx.try_send(signal);
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! A run in progress here forwarded to a follower on another replica: the events so far, then
+//! live ones as they come, in batches of what is available, sent one after the other from one
+//! task so that their order holds. It ends with the run (`end`; the follower reads the final
+//! record from the store) or when the follower stopped asking for it, so a follower that went
+//! away does not cost a notification per output line forever. Runs nobody follows from
+//! elsewhere are never forwarded.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+
+use crate::engine::fleet::Fleet;
+use crate::engine::followers::Followers;
+use crate::run::event::RunEvent;
+use crate::run::id::RunId;
+use crate::store::signals::Signal;
+
+/// How long a forward goes on without its follower asking again (it asks every few seconds).
+pub const ABANDONED_AFTER: Duration = Duration::from_secs(30);
+
+/// How often a forward waiting for events checks that its follower still asks.
+const CHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// Most events sent in one batch (the wire splits a batch further to fit its payloads).
+const BATCH: usize = 256;
+
+/// Forwards run `run`'s events to the follower `token` until the run ends or the follower
+/// stops asking.
+pub async fn forward(fleet: Arc<Fleet>, followers: Arc<Followers>, run: RunId, token: String) {
+    let (history, mut live) = followers.subscribe(&run);
+    let mut seq = 0u64;
+    let mut batch = history;
+    let mut ended = false;
+    loop {
+        let finished = batch
+            .iter()
+            .position(|e| matches!(e, RunEvent::RunFinished { .. }));
+        if let Some(at) = finished {
+            batch.truncate(at);
+            ended = true;
+        }
+        if !batch.is_empty() {
+            let n = batch.len() as u64;
+            let events = Signal::Events {
+                token: token.clone(),
+                seq,
+                events: std::mem::take(&mut batch),
+            };
+            if let Err(e) = fleet.send(&events).await {
+                tracing::debug!(run_id = %run, "cannot forward the run's events: {e}");
+            }
+            seq += n;
+        }
+        if ended {
+            if let Err(e) = fleet
+                .send(&Signal::End {
+                    token: token.clone(),
+                })
+                .await
+            {
+                tracing::debug!(run_id = %run, "cannot tell a follower the run ended: {e}");
+            }
+            break;
+        }
+        let abandoned = fleet
+            .last_asked(&token)
+            .is_none_or(|at| at.elapsed() > ABANDONED_AFTER);
+        if abandoned {
+            break;
+        }
+        match tokio::time::timeout(CHECK_EVERY, live.recv()).await {
+            Ok(Ok(event)) => batch.push(event),
+            // Missed some (the follower notices the gap); go on with what comes.
+            Ok(Err(RecvError::Lagged(_))) => continue,
+            // Forgotten here without an end (abandoned by a lost lease): the follower finishes
+            // from the record.
+            Ok(Err(RecvError::Closed)) => ended = true,
+            Err(_) => continue,
+        }
+        // And whatever else is already there, in the same batch.
+        while batch.len() < BATCH && !ended {
+            match live.try_recv() {
+                Ok(event) => batch.push(event),
+                Err(TryRecvError::Lagged(_)) => {}
+                Err(TryRecvError::Closed) => ended = true,
+                Err(TryRecvError::Empty) => break,
+            }
+        }
+    }
+    fleet.forwarded(&token);
+    drop(live);
+    // Subscribed to a run that never started here (it ran elsewhere): leave nothing behind.
+    followers.forget(&run);
+}
