@@ -4,7 +4,9 @@
 //! plain table of the same database with a covering index; compacts the rollups of past days
 //! and months as every replica does each hour; then times the toil report by team x
 //! month from untoil's rollups against a plain `GROUP BY` over that table, checks that both give
-//! the answer of the generated runs, and prints the ratio (goal: at most 0.2x).
+//! the answer of the generated runs, and prints the ratio (goal: at most 0.2x). It also prints
+//! where untoil's time goes: the store's rollup read against its query alone (rows fetched, not
+//! decoded) and the server's execution time of that query.
 //!
 //! It starts a PostgreSQL cluster of its own (initdb/pg_ctl from Debian's `postgresql` package,
 //! as the `postgres` account when run as root; temp dir, loopback port), as the tests do.
@@ -60,6 +62,13 @@ const SQL_RUNS_REPORT: &str = "SELECT record->>'owner' AS owner, \
      count(*) FILTER (WHERE status IN ('failed', 'timed_out', 'interrupted')), \
      count(*) FILTER (WHERE status = 'cancelled'), 0::bigint \
      FROM runs WHERE NOT active GROUP BY owner, month ORDER BY owner, month";
+
+/// The store's read of monthly rollups, as `src/store/postgres/rollups.rs` sends it (for the
+/// breakdown of untoil's time).
+const ROLLUP_READ: &str = "SELECT period, owner, service, runbook, cause, packed, \
+     CASE WHEN packed IS NULL THEN counters::text END \
+     FROM rollups_monthly WHERE period >= $1 AND period <= $2 \
+     ORDER BY period, owner, service, runbook, cause";
 
 /// An answer from rows of (owner, month, runs, succeeded, failed, cancelled, toil).
 fn answer(rows: &[tokio_postgres::Row]) -> Answer {
@@ -229,6 +238,35 @@ fn main() {
             untoil_times.push(t.elapsed());
             assert_eq!(r.rows.len(), warm.rows.len());
         }
+        // Where untoil's time goes: the store's rollup read (query, decoding, shards summed)
+        // apart from the report's aggregation, and the server's part of the read.
+        let mut read_times = Vec::new();
+        let mut rows_read = 0;
+        for _ in 0..ROUNDS {
+            let t = Instant::now();
+            rows_read = store.rollups(p.from, p.to, true).await.expect("rollups").len();
+            read_times.push(t.elapsed());
+        }
+        let plan = client
+            .query(
+                &format!("EXPLAIN (ANALYZE, BUFFERS) {ROLLUP_READ}"),
+                &[&p.from, &p.to],
+            )
+            .await
+            .expect("explain the rollup read");
+        let mut fetch_times = Vec::new();
+        for _ in 0..ROUNDS {
+            let t = Instant::now();
+            client.query(ROLLUP_READ, &[&p.from, &p.to]).await.expect("rollup read");
+            fetch_times.push(t.elapsed());
+        }
+        let plan_end: Vec<String> = plan.iter().map(|r| r.get::<_, String>(0)).collect();
+        println!(
+            "untoil's rollup read, median of {ROUNDS}: {:.2} ms for {rows_read} groups (its query alone, rows fetched undecoded: {:.2} ms; server: {})",
+            ms(median(read_times)),
+            ms(median(fetch_times)),
+            plan_end.last().map_or("", |s| s.trim())
+        );
         let plain_warm = plain_report(&client, p.from, p.to).await;
         let mut plain_times = Vec::new();
         for _ in 0..ROUNDS {

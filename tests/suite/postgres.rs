@@ -37,7 +37,7 @@ async fn postgres_refuses_a_schema_newer_than_it_reads_and_names_the_database() 
         &pg,
         &db,
         "INSERT INTO schema_migrations (version, readable_by, description) \
-         VALUES (4, 3, 'a nullable column'); ALTER TABLE runs ADD COLUMN later text",
+         VALUES (5, 4, 'a nullable column'); ALTER TABLE runs ADD COLUMN later text",
     );
     let store = open(&pg, &db)
         .await
@@ -49,7 +49,7 @@ async fn postgres_refuses_a_schema_newer_than_it_reads_and_names_the_database() 
         &pg,
         &db,
         "INSERT INTO schema_migrations (version, readable_by, description) \
-         VALUES (5, 5, 'a new meaning')",
+         VALUES (6, 6, 'a new meaning')",
     );
     let err = match open(&pg, &db).await {
         Err(e) => e,
@@ -63,7 +63,7 @@ async fn postgres_refuses_a_schema_newer_than_it_reads_and_names_the_database() 
             supported,
         } => {
             assert_eq!(path, &name);
-            assert_eq!((*found, *supported), (5, 3));
+            assert_eq!((*found, *supported), (6, 4));
         }
         other => panic!("not a newer-schema refusal: {other:?}"),
     }
@@ -73,10 +73,10 @@ async fn postgres_refuses_a_schema_newer_than_it_reads_and_names_the_database() 
         "{message}"
     );
     assert!(!message.contains(&pg.cluster().password), "{message}");
-    // Refused without a change: still version 5 at most, nothing applied again.
+    // Refused without a change: still version 6 at most, nothing applied again.
     assert_eq!(
         scalar(&pg, &db, "SELECT count(*) FROM schema_migrations"),
-        "5"
+        "6"
     );
 }
 
@@ -99,7 +99,7 @@ async fn postgres_replicas_opening_a_fresh_database_together_migrate_once_and_al
     assert_eq!(created, 1, "exactly one replica created the schema");
     assert_eq!(
         scalar(&pg, &db, "SELECT count(*) FROM schema_migrations"),
-        "3"
+        untoil::store::postgres::schema::SCHEMA_VERSION.to_string()
     );
     // Every replica writes and reads the same store.
     for (i, s) in stores.iter().enumerate() {
@@ -605,5 +605,154 @@ async fn postgres_reaping_skips_a_dead_replicas_undecodable_run_and_takes_over_t
         scalar(&pg, &db, &holder),
         me,
         "the corrupt run is left where it is"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_schema_4_packs_rollups_the_previous_release_wrote_and_reads_its_later_writes() {
+    use std::collections::BTreeMap;
+    use untoil::ledger::rollup::{Rollup, RollupKey};
+
+    let pg = Postgres::default();
+    let db = pg.database(std::path::Path::new("packed"));
+    let pool = pg_pool(&pg.cluster().url(&db));
+    // The database as the previous release (schema 3) leaves it.
+    {
+        let mut c = pool.get().await.expect("a connection");
+        let tx = c.transaction().await.expect("a transaction");
+        untoil::store::postgres::schema::migrate_to(&tx, &db, 3)
+            .await
+            .expect("schema 3");
+        tx.commit().await.expect("commit");
+    }
+    // Rollups that release wrote (JSON counters only): two days of one month, two shards.
+    let day = |d: u32| chrono::NaiveDate::from_ymd_opt(2024, 3, d).expect("a day");
+    let mut daily: BTreeMap<(RollupKey, i16), Rollup> = BTreeMap::new();
+    for i in 0..60 {
+        let at = day([5, 20][i % 2])
+            .and_hms_opt(9, 0, 0)
+            .expect("9am")
+            .and_utc();
+        let run = untoil::run::record::RunRecord {
+            created_at: at,
+            started_at: Some(at),
+            finished_at: Some(at + chrono::Duration::milliseconds(i as i64 * 997)),
+            ..untoil::run::record::RunRecord::synthetic(i)
+        };
+        let (key, part) = Rollup::of_run(&run).expect("counts");
+        daily
+            .entry((key, (i % 3 % 2) as i16))
+            .or_default()
+            .merge(&part);
+    }
+    let mut monthly: BTreeMap<(RollupKey, i16), Rollup> = BTreeMap::new();
+    for ((k, s), r) in &daily {
+        let key = RollupKey {
+            day: day(1),
+            ..k.clone()
+        };
+        monthly.entry((key, *s)).or_default().merge(r);
+    }
+    let c = pool.get().await.expect("a connection");
+    for (table, rows) in [("rollups_daily", &daily), ("rollups_monthly", &monthly)] {
+        for ((k, s), r) in rows {
+            let json = serde_json::to_string(r).expect("json");
+            c.execute(
+                &format!(
+                    "INSERT INTO {table} (period, owner, service, runbook, cause, shard, \
+                     counters) VALUES ($1, $2, $3, $4, $5, $6, $7::text::json)"
+                ),
+                &[&k.day, &k.owner, &k.service, &k.runbook, &k.cause, s, &json],
+            )
+            .await
+            .expect("an old rollup row");
+        }
+    }
+    // More rows than the step packs in one page, on a day of their own.
+    let one = Rollup {
+        runs: 1,
+        succeeded: 1,
+        toil_milli_minutes: 1_500,
+        ..Rollup::default()
+    };
+    c.execute(
+        "INSERT INTO rollups_daily (period, owner, service, runbook, cause, shard, counters) \
+         SELECT '2023-01-15', 'filler', '', 'filler-' || g, 'manual', 0, $1::text::json \
+         FROM generate_series(1, 2500) g",
+        &[&serde_json::to_string(&one).expect("json")],
+    )
+    .await
+    .expect("filler rows");
+    // Shards summed per group, as reads give them.
+    let summed = |rows: &BTreeMap<(RollupKey, i16), Rollup>| {
+        let mut out: Vec<(RollupKey, Rollup)> = Vec::new();
+        for ((k, _), r) in rows {
+            match out.last_mut() {
+                Some((last, sum)) if last == k => sum.merge(r),
+                _ => out.push((k.clone(), r.clone())),
+            }
+        }
+        out
+    };
+    let unpacked = |table: &str| {
+        scalar(
+            &pg,
+            &db,
+            &format!("SELECT count(*) FROM {table} WHERE packed IS NULL"),
+        )
+    };
+
+    let store = open(&pg, &db).await.expect("opens, migrating");
+    assert_eq!((store.migrated().from, store.migrated().to), (Some(3), 4));
+    for table in ["rollups_daily", "rollups_monthly"] {
+        assert_eq!(unpacked(table), "0", "{table} has rows left unpacked");
+    }
+    let filler = chrono::NaiveDate::from_ymd_opt(2023, 1, 15).expect("a day");
+    let fillers = store.rollups(filler, filler, false).await.expect("fillers");
+    assert_eq!(fillers.len(), 2500);
+    assert!(fillers.iter().all(|(_, r)| *r == one));
+    let (from, to) = (day(1), day(31));
+    let read = store.rollups(from, to, false).await.expect("daily");
+    assert_eq!(read, summed(&daily), "daily rollups read back exactly");
+    let read = store.rollups(from, to, true).await.expect("monthly");
+    assert_eq!(read, summed(&monthly), "monthly rollups read back exactly");
+
+    // The previous release, still serving during a rolling upgrade, adds to a row's JSON only:
+    // its packed copy is emptied, and the row is read from the JSON.
+    let ((k, s), r) = daily.iter().next().expect("a row");
+    let mut more = r.clone();
+    more.merge(r);
+    c.execute(
+        "UPDATE rollups_daily SET counters = $7::text::json WHERE period = $1 AND owner = $2 \
+         AND service = $3 AND runbook = $4 AND cause = $5 AND shard = $6",
+        &[
+            &k.day,
+            &k.owner,
+            &k.service,
+            &k.runbook,
+            &k.cause,
+            s,
+            &serde_json::to_string(&more).expect("json"),
+        ],
+    )
+    .await
+    .expect("an old release's update");
+    assert_eq!(unpacked("rollups_daily"), "1");
+    daily.insert((k.clone(), *s), more);
+    let read = store.rollups(from, to, false).await.expect("daily");
+    assert_eq!(read, summed(&daily), "the old release's update is read");
+    // Compaction packs it again (and folds the past shards), changing no total.
+    store
+        .compact(chrono::Utc::now().date_naive())
+        .await
+        .expect("compact");
+    assert_eq!(unpacked("rollups_daily"), "0");
+    assert_eq!(
+        store.rollups(from, to, false).await.expect("daily"),
+        summed(&daily)
+    );
+    assert_eq!(
+        store.rollups(from, to, true).await.expect("monthly"),
+        summed(&monthly)
     );
 }

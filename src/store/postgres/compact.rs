@@ -10,6 +10,9 @@
 //! -1, replaced by each `store copy`) are never touched. Every replica may compact at any time,
 //! concurrently: rows are locked in the order every writer locks them (key, then shard), and
 //! each round is one transaction.
+//!
+//! A group whose row an older untoil wrote last (its `packed` column emptied, during a rolling
+//! upgrade) is rewritten too, even alone, so that reads find it packed again.
 
 use std::collections::HashSet;
 
@@ -18,8 +21,8 @@ use deadpool_postgres::GenericClient;
 
 use crate::ledger::rollup::{Rollup, RollupKey};
 use crate::run::record::RunRecord;
-use crate::store::postgres::rollups::Table;
-use crate::store::postgres::rows::{decode, encode};
+use crate::store::postgres::rollups::{COUNTERS, Stored, Table, of_row};
+use crate::store::postgres::rows::decode;
 use crate::store::postgres::tx::Fail;
 use crate::store::rules::first_of_month;
 
@@ -30,8 +33,8 @@ pub const ROUND: i64 = 200;
 pub type After = Option<RollupKey>;
 
 /// One round over `table`: up to [`ROUND`] groups of periods before `today`'s (day or month)
-/// with more than one shard row, after `after`. Returns how many groups it compacted and the
-/// last group it looked at (None: there are no more).
+/// with more than one shard row (or a row not packed), after `after`. Returns how many groups it
+/// compacted and the last group it looked at (None: there are no more).
 pub async fn round(
     tx: &impl GenericClient,
     table: Table,
@@ -59,7 +62,8 @@ pub async fn round(
                 "SELECT period, owner, service, runbook, cause FROM {t} \
                  WHERE period < $1 AND shard >= 0 \
                  AND ($8 OR (period, owner, service, runbook, cause) > ($2, $3, $4, $5, $6)) \
-                 GROUP BY period, owner, service, runbook, cause HAVING count(*) > 1 \
+                 GROUP BY period, owner, service, runbook, cause \
+                 HAVING count(*) > 1 OR bool_or(packed IS NULL) \
                  ORDER BY period, owner, service, runbook, cause LIMIT $7"
             ),
             &[
@@ -91,7 +95,7 @@ pub async fn round(
     // in flight commits before, and is then seen by the check of awaited verdicts below.
     let lock = tx
         .prepare_cached(&format!(
-            "SELECT shard, counters::text FROM {t} WHERE period = $1 AND owner = $2 \
+            "SELECT shard, {COUNTERS} FROM {t} WHERE period = $1 AND owner = $2 \
              AND service = $3 AND runbook = $4 AND cause = $5 AND shard >= 0 \
              ORDER BY shard FOR UPDATE"
         ))
@@ -102,11 +106,14 @@ pub async fn round(
             .query(&lock, &[&k.day, &k.owner, &k.service, &k.runbook, &k.cause])
             .await?;
         let mut sum = Rollup::default();
+        let mut stale = false;
         for row in &rows {
-            let text: String = row.try_get(1)?;
-            sum.merge(&decode("a rollup being compacted", &text)?);
+            stale |= row.try_get::<_, Option<&[u8]>>(1)?.is_none();
+            sum.merge(&of_row(row, 1, || {
+                format!("rollup {t} {k:?} being compacted")
+            })?);
         }
-        locked.push((k, rows.len(), sum));
+        locked.push((k, rows.len() > 1 || stale, sum));
     }
     let waiting = awaiting_groups(tx, table).await?;
     let delete = tx
@@ -117,18 +124,18 @@ pub async fn round(
         .await?;
     let upsert = tx
         .prepare_cached(&format!(
-            "INSERT INTO {t} (period, owner, service, runbook, cause, shard, counters) \
-             VALUES ($1, $2, $3, $4, $5, 0, $6::text::json) \
+            "INSERT INTO {t} (period, owner, service, runbook, cause, shard, counters, packed) \
+             VALUES ($1, $2, $3, $4, $5, 0, $6::text::json, $7) \
              ON CONFLICT (period, owner, service, runbook, cause, shard) \
-             DO UPDATE SET counters = EXCLUDED.counters"
+             DO UPDATE SET counters = EXCLUDED.counters, packed = EXCLUDED.packed"
         ))
         .await?;
     let mut compacted = 0;
-    for (k, rows, sum) in locked {
-        if rows < 2 || waiting.contains(k) {
+    for (k, due, sum) in locked {
+        if !due || waiting.contains(k) {
             continue;
         }
-        let counters = encode(&sum);
+        let counters = Stored::of(&sum);
         tx.execute(
             &delete,
             &[&k.day, &k.owner, &k.service, &k.runbook, &k.cause],
@@ -137,7 +144,13 @@ pub async fn round(
         tx.execute(
             &upsert,
             &[
-                &k.day, &k.owner, &k.service, &k.runbook, &k.cause, &counters,
+                &k.day,
+                &k.owner,
+                &k.service,
+                &k.runbook,
+                &k.cause,
+                &counters.json,
+                &counters.packed,
             ],
         )
         .await?;

@@ -295,21 +295,23 @@ impl PgStore {
         in_tx!(s, "copying rollups", |tx| {
             let st = tx
                 .prepare_cached(&format!(
-                    "INSERT INTO {t} (period, owner, service, runbook, cause, shard, counters) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7::text::json) \
+                    "INSERT INTO {t} (period, owner, service, runbook, cause, shard, counters, \
+                     packed) VALUES ($1, $2, $3, $4, $5, $6, $7::text::json, $8) \
                      ON CONFLICT (period, owner, service, runbook, cause, shard) \
-                     DO UPDATE SET counters = excluded.counters"
+                     DO UPDATE SET counters = excluded.counters, packed = excluded.packed"
                 ))
                 .await?;
             for (k, r) in groups {
-                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
+                let counters = rollups::Stored::of(r);
+                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
                     &k.day,
                     &k.owner,
                     &k.service,
                     &k.runbook,
                     &k.cause,
                     &IMPORT_SHARD,
-                    &encode(r),
+                    &counters.json,
+                    &counters.packed,
                 ];
                 tx.execute(&st, &params).await?;
             }

@@ -18,6 +18,7 @@ pub mod import;
 pub mod lease;
 pub mod maintain;
 pub mod notes;
+pub mod packed;
 pub mod read;
 pub mod reap;
 pub mod rollups;

@@ -1,13 +1,19 @@
 //! Rollups: daily and monthly counters of finished runs, kept in [`SHARDS`] rows per group
 //! (shard picked from the run id) so that concurrent finishes of one runbook's runs lock
 //! different rows instead of queueing on one; reads sum a group's shards with `Rollup::merge`.
+//!
+//! A row keeps its counters twice (schema 4): `packed` (`super::packed`), which this release
+//! reads, and `counters` (JSON), which the previous release reads and writes, so both can serve
+//! one database during a rolling upgrade. A trigger empties `packed` when an older untoil
+//! changes `counters` alone; such a row is read from its JSON until it is written again.
 
 use chrono::NaiveDate;
 use deadpool_postgres::GenericClient;
 
 use crate::ledger::rollup::{Rollup, RollupKey};
+use crate::store::postgres::packed;
 use crate::store::postgres::rows::{decode, encode, shard};
-use crate::store::postgres::tx::{Fail, LOCK_TRIES};
+use crate::store::postgres::tx::{Fail, LOCK_TRIES, corrupt};
 use crate::store::rules::first_of_month;
 
 /// Rows per rollup group. Fixed for the life of a store: a late verdict subtracts a run's
@@ -38,6 +44,44 @@ impl Table {
             Table::Daily => day,
             Table::Monthly => first_of_month(day),
         }
+    }
+}
+
+/// The columns a row's counters are read from, at the place of two in a `SELECT`: `packed`,
+/// and the JSON only where `packed` is empty (a row an older untoil wrote last).
+pub const COUNTERS: &str = "packed, CASE WHEN packed IS NULL THEN counters::text END";
+
+/// A rollup as a row stores it: JSON for the previous release, packed for this one.
+pub struct Stored {
+    /// The `counters` column (bound as text, cast to `json` in SQL).
+    pub json: String,
+    /// The `packed` column.
+    pub packed: Vec<u8>,
+}
+
+impl Stored {
+    /// `r` in both forms.
+    pub fn of(r: &Rollup) -> Stored {
+        Stored {
+            json: encode(r),
+            packed: packed::pack(r),
+        }
+    }
+}
+
+/// The counters of a row read with [`COUNTERS`] at column `at` (and `at + 1`); `key` names the
+/// row in an error, built only for a row that cannot be read.
+pub fn of_row(
+    row: &tokio_postgres::Row,
+    at: usize,
+    key: impl FnOnce() -> String,
+) -> Result<Rollup, Fail> {
+    if let Some(bytes) = row.try_get::<_, Option<&[u8]>>(at)? {
+        return packed::unpack(bytes).map_err(|e| corrupt(key(), e));
+    }
+    match row.try_get::<_, Option<String>>(at + 1)? {
+        Some(text) => decode(&key(), &text),
+        None => Err(corrupt(key(), "no counters")),
     }
 }
 
@@ -114,20 +158,21 @@ async fn add_row(
         let period = table.period(key.day);
         let select = tx
             .prepare_cached(&format!(
-                "SELECT counters::text FROM {t} WHERE period = $1 AND owner = $2 AND service = $3 \
+                "SELECT {COUNTERS} FROM {t} WHERE period = $1 AND owner = $2 AND service = $3 \
                  AND runbook = $4 AND cause = $5 AND shard = $6 FOR UPDATE"
             ))
             .await?;
         let insert = tx
             .prepare_cached(&format!(
-                "INSERT INTO {t} (period, owner, service, runbook, cause, shard, counters) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7::text::json) ON CONFLICT DO NOTHING RETURNING 1"
+                "INSERT INTO {t} (period, owner, service, runbook, cause, shard, counters, packed) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7::text::json, $8) ON CONFLICT DO NOTHING \
+                 RETURNING 1"
             ))
             .await?;
         let update = tx
             .prepare_cached(&format!(
-                "UPDATE {t} SET counters = $7::text::json WHERE period = $1 AND owner = $2 \
-                 AND service = $3 AND runbook = $4 AND cause = $5 AND shard = $6"
+                "UPDATE {t} SET counters = $7::text::json, packed = $8 WHERE period = $1 \
+                 AND owner = $2 AND service = $3 AND runbook = $4 AND cause = $5 AND shard = $6"
             ))
             .await?;
         let apply = |mut current: Rollup| {
@@ -136,7 +181,7 @@ async fn add_row(
             } else {
                 current.merge(part);
             }
-            encode(&current)
+            Stored::of(&current)
         };
         // A missing row is inserted; one inserted meanwhile by another writer is then locked.
         let mut done = false;
@@ -150,17 +195,18 @@ async fn add_row(
                 &s,
             ];
             if let Some(row) = tx.query_opt(&select, &params_key).await? {
-                let text: String = row.try_get(0)?;
-                let counters = apply(decode(&format!("rollup {t} {key:?}"), &text)?);
+                let counters = apply(of_row(&row, 0, || format!("rollup {t} {key:?}"))?);
                 let mut params = params_key.to_vec();
-                params.push(&counters);
+                params.push(&counters.json);
+                params.push(&counters.packed);
                 tx.execute(&update, &params).await?;
                 done = true;
                 break;
             }
             let counters = apply(Rollup::default());
             let mut params = params_key.to_vec();
-            params.push(&counters);
+            params.push(&counters.json);
+            params.push(&counters.packed);
             if tx.query_opt(&insert, &params).await?.is_some() {
                 done = true;
                 break;
@@ -184,7 +230,7 @@ pub async fn read(
     let t = table.name();
     let st = c
         .prepare_cached(&format!(
-            "SELECT period, owner, service, runbook, cause, counters::text FROM {t} \
+            "SELECT period, owner, service, runbook, cause, {COUNTERS} FROM {t} \
              WHERE period >= $1 AND period <= $2 \
              ORDER BY period, owner, service, runbook, cause"
         ))
@@ -197,12 +243,7 @@ pub async fn read(
             runbook: row.try_get(3)?,
             cause: row.try_get(4)?,
         };
-        let text: String = row.try_get(5)?;
-        // The error's context (with the group) is built only for a row that fails to decode.
-        let part: Rollup = match serde_json::from_str(&text) {
-            Ok(part) => part,
-            Err(_) => decode(&format!("rollup {t} {key:?}"), &text)?,
-        };
+        let part = of_row(&row, 5, || format!("rollup {t} {key:?}"))?;
         match out.last_mut() {
             Some((k, r)) if *k == key => r.merge(&part),
             _ => out.push((key, part)),
