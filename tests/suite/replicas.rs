@@ -592,6 +592,14 @@ async fn a_run_is_followed_live_from_another_replica_to_its_end() {
         .filter_map(|e| e["line"].as_str())
         .collect();
     assert_eq!(lines, vec!["hello from the step", "released"], "{text}");
+    // The same shape as following on the replica that runs it: one start, steps, one end.
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "run_started").count(),
+        1,
+        "{text}"
+    );
+    assert_eq!(kinds.first(), Some(&"run_started"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -192,8 +192,12 @@ pub async fn events(State(s): State<Shared>, Path(id): Path<String>) -> Response
                 runbook: record.runbook,
             };
             let mut done = false;
+            // The forwarded history starts with the run's own `RunStarted` (unless it was
+            // queued still): the stream gave one already.
+            let forwarded =
+                ReceiverStream::new(rx).filter(|e| !matches!(e, RunEvent::RunStarted { .. }));
             let stream = tokio_stream::iter([started])
-                .chain(ReceiverStream::new(rx))
+                .chain(forwarded)
                 .take_while(move |e| {
                     let go = !done;
                     done = matches!(e, RunEvent::RunFinished { .. });
