@@ -23,7 +23,7 @@ const FIRST_PAUSE: Duration = Duration::from_millis(200);
 const MOST_PAUSE: Duration = Duration::from_secs(5);
 
 /// How often an idle connection is checked (a connection cut without a word shows only when
-/// used), and how long the check may take.
+/// used), and how long the check (or connecting) may take.
 const CHECK_EVERY: Duration = Duration::from_secs(10);
 const CHECK_WITHIN: Duration = Duration::from_secs(5);
 
@@ -62,9 +62,11 @@ pub async fn listen(ear: Ear, engine: Arc<Engine>, stop: CancellationToken) {
 
 /// One connection: listens and hands signals on until it breaks; returns why.
 async fn session(ear: &Ear, engine: &Arc<Engine>, pause: &mut Duration) -> String {
-    let (client, mut connection) = match ear.config.connect(ear.tls.clone()).await {
-        Ok(c) => c,
-        Err(e) => return format!("cannot connect: {e}"),
+    let connecting = tokio::time::timeout(CHECK_WITHIN, ear.config.connect(ear.tls.clone()));
+    let (client, mut connection) = match connecting.await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return format!("cannot connect: {e}"),
+        Err(_) => return format!("cannot connect within {CHECK_WITHIN:?}"),
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
     // The connection is driven here: its messages are the notifications.
@@ -134,11 +136,11 @@ pub fn receive(engine: &Arc<Engine>, signal: Signal) {
         // Ours are ULIDs: a long one is not a follower's, and would only fill memory.
         Signal::Follow { token, .. } if token.len() > MOST_TOKEN => {}
         Signal::Follow { run, token } => {
-            if fleet.last_asked(&token).is_some() {
-                // A keepalive of a forward under way.
-                fleet.asked(&token);
-            } else if engine.in_progress_here(&run) {
-                fleet.asked(&token);
+            // A keepalive of a forward under way, else a new one if the run is here.
+            if !fleet.kept_alive(&token)
+                && engine.in_progress_here(&run)
+                && fleet.forward_to(&token)
+            {
                 tokio::spawn(forward::forward(
                     fleet,
                     engine.followers.clone(),

@@ -12,7 +12,6 @@ use crate::engine::clock::Clock;
 use crate::engine::error::AcceptError;
 use crate::engine::followers::Followers;
 use crate::engine::lifecycle;
-use crate::engine::metrics::Metrics;
 use crate::engine::pending::Pending;
 use crate::engine::queue::Queue;
 use crate::engine::runbooks::Runbooks;
@@ -39,7 +38,6 @@ pub struct Approvals {
     queue: Arc<Queue>,
     followers: Arc<Followers>,
     runbooks: Arc<Runbooks>,
-    metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
     executor: Arc<Executor>,
     /// A weak handle to itself, for expiry timers: a pending timer must not keep a stopped
@@ -59,8 +57,6 @@ pub struct Parts {
     pub followers: Arc<Followers>,
     /// The runbooks in service (for runs resumed after a restart).
     pub runbooks: Arc<Runbooks>,
-    /// Metrics.
-    pub metrics: Arc<Metrics>,
     /// The clock approvals expire by.
     pub clock: Arc<dyn Clock>,
     /// Runs `on_approval_requested` steps.
@@ -76,7 +72,6 @@ impl Approvals {
             queue: parts.queue,
             followers: parts.followers,
             runbooks: parts.runbooks,
-            metrics: parts.metrics,
             clock: parts.clock,
             executor: parts.executor,
             me: me.clone(),
@@ -94,9 +89,7 @@ impl Approvals {
         let timeout = runbook
             .as_ref()
             .map_or(DEFAULT_APPROVAL_TIMEOUT, |rb| rb.guards.approval_timeout);
-        if self.pending.add(run.id.clone(), runbook) {
-            self.metrics.approvals_pending.inc();
-        }
+        self.pending.add(run.id.clone(), runbook);
         let deadline = run.created_at + chrono::Duration::from_std(timeout).unwrap_or_default();
         let (me, clock, id) = (self.me.clone(), self.clock.clone(), run.id.clone());
         tokio::spawn(async move {
@@ -262,9 +255,7 @@ impl Approvals {
         drop(reservation);
         // Decided, or ended elsewhere (cancelled, or decided on another replica): it no longer
         // waits here.
-        if self.pending.remove(id) {
-            self.metrics.approvals_pending.dec();
-        }
+        self.pending.remove(id);
         match result {
             Transition::Done(run) => Ok(*run),
             Transition::Refused(status) => Err(AcceptError::Conflict(format!(

@@ -2,9 +2,11 @@
 //! cancelled); a run that has not started (queued, parked, or waiting for approval) ends as
 //! cancelled at once. In a fleet, a run of another replica is cancelled from here too: one that
 //! has not started ends through the store (the replica holding it finds it ended when it
-//! claims it), and one running there is signalled to every replica.
+//! claims it, and is signalled to drop it), and one running there is signalled to every replica,
+//! again every second while it still runs (for a while: its replica may have missed the first).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::engine::clock::Clock;
 use crate::engine::fleet::Fleet;
@@ -70,7 +72,7 @@ impl Canceller {
 
     /// Cancels a run of another replica, as its stored record says it is: one not started ends
     /// now (its replica's claim is then refused), one running is signalled to the fleet.
-    async fn cancel_elsewhere(&self, fleet: &Fleet, id: &RunId) -> Result<bool, StoreError> {
+    async fn cancel_elsewhere(&self, fleet: &Arc<Fleet>, id: &RunId) -> Result<bool, StoreError> {
         let unstarted = [RunStatus::Queued, RunStatus::PendingApproval];
         // Twice at most: a run that starts between the read and the write is running.
         for _ in 0..2 {
@@ -80,6 +82,7 @@ impl Canceller {
             match run.status {
                 RunStatus::Running => {
                     fleet.send(&Signal::Cancel { run: id.clone() }).await?;
+                    tokio::spawn(insist(fleet.clone(), self.store.clone(), id.clone()));
                     return Ok(true);
                 }
                 s if unstarted.contains(&s) => {
@@ -93,6 +96,12 @@ impl Canceller {
                     )
                     .await?;
                     if ended.is_some() {
+                        // The replica holding it drops it from its queue (or its approvals)
+                        // and its followers get the end; one that misses this finds the run
+                        // ended when it claims it.
+                        if let Err(e) = fleet.send(&Signal::Cancel { run: id.clone() }).await {
+                            tracing::debug!(run_id = %id, "cannot tell the fleet the run was cancelled: {e}");
+                        }
                         return Ok(true);
                     }
                 }
@@ -100,5 +109,29 @@ impl Canceller {
             }
         }
         Ok(false)
+    }
+}
+
+/// How often, and how many times, a cancel of a run running elsewhere is sent again while the
+/// run is still running: the replica running it may have missed it (its listener was
+/// reconnecting). A replica that died misses it for good; its run ends as interrupted when its
+/// lease expires.
+const INSIST_EVERY: Duration = Duration::from_secs(1);
+const INSIST_TIMES: u32 = 30;
+
+/// Sends the cancel of run `id` again while its record says it is running.
+async fn insist(fleet: Arc<Fleet>, store: Arc<dyn Store>, id: RunId) {
+    for _ in 0..INSIST_TIMES {
+        tokio::select! {
+            () = fleet.closed() => return,
+            () = tokio::time::sleep(INSIST_EVERY) => {}
+        }
+        match store.get_run(&id).await {
+            Ok(Some(run)) if run.status == RunStatus::Running => {}
+            _ => return,
+        }
+        if let Err(e) = fleet.send(&Signal::Cancel { run: id.clone() }).await {
+            tracing::debug!(run_id = %id, "cannot send the run's cancel again: {e}");
+        }
     }
 }

@@ -37,6 +37,9 @@ pub struct Fleet {
 /// record).
 const ROUTED: usize = 1024;
 
+/// Most forwards made from one replica at once.
+pub const MOST_FORWARDS: usize = 256;
+
 impl Fleet {
     /// A fleet reached through `signals`.
     pub fn new(signals: Arc<dyn Signals>) -> Fleet {
@@ -84,9 +87,28 @@ impl Fleet {
         self.routes().remove(token);
     }
 
-    /// The follower of the forward to `token` asked for it now.
-    pub fn asked(&self, token: &str) {
-        self.forwards().insert(token.to_string(), Instant::now());
+    /// The follower of the forward to `token` asked for it again: true when that forward is
+    /// under way (its time is renewed), false when there is none (it never started, or ended:
+    /// then nothing is kept for the token).
+    pub fn kept_alive(&self, token: &str) -> bool {
+        match self.forwards().get_mut(token) {
+            Some(at) => {
+                *at = Instant::now();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Takes on a new forward to `token`: false when one to it is under way, or when
+    /// [`MOST_FORWARDS`] are (a flood of follow signals must not start a task each).
+    pub fn forward_to(&self, token: &str) -> bool {
+        let mut forwards = self.forwards();
+        if forwards.len() >= MOST_FORWARDS || forwards.contains_key(token) {
+            return false;
+        }
+        forwards.insert(token.to_string(), Instant::now());
+        true
     }
 
     /// When the follower of a forward last asked for it (None once it ended).

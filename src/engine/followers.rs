@@ -97,10 +97,15 @@ impl Followers {
         }
     }
 
-    /// Forgets a run that a subscriber found already ended.
-    pub fn forget(&self, id: &RunId) {
+    /// Drops a subscriber that found the run ended (or not in progress here), and forgets the
+    /// run unless it has events or other subscribers (a follower here of a run still queued).
+    pub fn forget(&self, id: &RunId, live: broadcast::Receiver<RunEvent>) {
+        drop(live);
         let mut runs = self.lock();
-        if runs.get(id).is_some_and(|e| e.history.is_empty()) {
+        let unused = runs.get(id).is_some_and(|e| {
+            e.history.is_empty() && e.live.as_ref().is_none_or(|l| l.receiver_count() == 0)
+        });
+        if unused {
             runs.remove(id);
         }
     }
@@ -153,9 +158,20 @@ mod tests {
     fn a_subscriber_of_an_ended_run_leaves_nothing_behind() {
         let f = Followers::default();
         let id = RunId::new();
-        let _sub = f.subscribe(&id);
-        f.forget(&id);
+        let (_, live) = f.subscribe(&id);
+        f.forget(&id, live);
         assert!(f.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_leaving_a_queued_run_keeps_the_others_subscription() {
+        let f = Followers::default();
+        let id = RunId::new();
+        let (_, mut kept) = f.subscribe(&id);
+        let (_, left) = f.subscribe(&id);
+        f.forget(&id, left);
+        f.publish(&id, started(&id));
+        assert_eq!(kept.recv().await.expect("still followed"), started(&id));
     }
 
     #[tokio::test]

@@ -32,6 +32,7 @@ pub async fn forward(fleet: Arc<Fleet>, followers: Arc<Followers>, run: RunId, t
     let mut seq = 0u64;
     let mut batch = history;
     let mut ended = false;
+    let mut missed = 0u64;
     loop {
         let finished = batch
             .iter()
@@ -50,8 +51,10 @@ pub async fn forward(fleet: Arc<Fleet>, followers: Arc<Followers>, run: RunId, t
             if let Err(e) = fleet.send(&events).await {
                 tracing::debug!(run_id = %run, "cannot forward the run's events: {e}");
             }
-            seq += n;
+            seq = seq.saturating_add(n);
         }
+        // The events lost to a full channel: the follower sees the gap in `seq`.
+        seq = seq.saturating_add(std::mem::take(&mut missed));
         if ended {
             if let Err(e) = fleet
                 .send(&Signal::End {
@@ -72,24 +75,28 @@ pub async fn forward(fleet: Arc<Fleet>, followers: Arc<Followers>, run: RunId, t
         match tokio::time::timeout(CHECK_EVERY, live.recv()).await {
             Ok(Ok(event)) => batch.push(event),
             // Missed some (the follower notices the gap); go on with what comes.
-            Ok(Err(RecvError::Lagged(_))) => continue,
+            Ok(Err(RecvError::Lagged(n))) => {
+                seq = seq.saturating_add(n);
+                continue;
+            }
             // Forgotten here without an end (abandoned by a lost lease): the follower finishes
             // from the record.
             Ok(Err(RecvError::Closed)) => ended = true,
             Err(_) => continue,
         }
-        // And whatever else is already there, in the same batch.
-        while batch.len() < BATCH && !ended {
+        // And whatever else is already there, in the same batch (up to a gap: the events of a
+        // batch are consecutive).
+        while batch.len() < BATCH && !ended && missed == 0 {
             match live.try_recv() {
                 Ok(event) => batch.push(event),
-                Err(TryRecvError::Lagged(_)) => {}
+                Err(TryRecvError::Lagged(n)) => missed = n,
                 Err(TryRecvError::Closed) => ended = true,
                 Err(TryRecvError::Empty) => break,
             }
         }
     }
     fleet.forwarded(&token);
-    drop(live);
-    // Subscribed to a run that never started here (it ran elsewhere): leave nothing behind.
-    followers.forget(&run);
+    // Subscribed to a run that never started here (it ran elsewhere): leave nothing behind,
+    // but a follower here of the same run keeps its subscription.
+    followers.forget(&run, live);
 }

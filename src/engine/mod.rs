@@ -135,14 +135,13 @@ impl Engine {
         let queue = Arc::new(Queue::new(capacity));
         let followers = Arc::new(Followers::default());
         let metrics = Arc::new(Metrics::new());
-        let pending = Arc::new(Pending::default());
+        let pending = Arc::new(Pending::counted(metrics.approvals_pending.clone()));
         let approvals = Approvals::new(Parts {
             pending: pending.clone(),
             store: store.clone(),
             queue: queue.clone(),
             followers: followers.clone(),
             runbooks: runbooks.clone(),
-            metrics: metrics.clone(),
             clock: clock.clone(),
             executor: executor.clone(),
         });
@@ -299,12 +298,12 @@ impl Engine {
             }
             // Not final and not here: in progress on another replica.
             (Ok(Some(r)), Some(fleet)) if !r.status.is_final() => {
-                self.followers.forget(id);
+                self.followers.forget(id, subscription.1);
                 let events = remote::follow(fleet.clone(), self.store.clone(), id.clone());
                 Ok(Some(Following::Remote(r, events)))
             }
             (other, _) => {
-                self.followers.forget(id);
+                self.followers.forget(id, subscription.1);
                 Ok(other?.map(Following::Ended))
             }
         }

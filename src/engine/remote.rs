@@ -37,18 +37,33 @@ pub fn follow(fleet: Arc<Fleet>, store: Arc<dyn Store>, run: RunId) -> mpsc::Rec
     tokio::spawn(async move {
         let token = ulid::Ulid::new().to_string();
         let signals = fleet.route(&token);
-        Follower {
+        let _route = Routed {
             fleet: fleet.clone(),
+            token: token.clone(),
+        };
+        Follower {
+            fleet,
             store,
             run,
-            token: token.clone(),
+            token,
             out,
         }
         .run(signals)
         .await;
-        fleet.unroute(&token);
     });
     rx
+}
+
+/// Unroutes a follower's token however its task ends.
+struct Routed {
+    fleet: Arc<Fleet>,
+    token: String,
+}
+
+impl Drop for Routed {
+    fn drop(&mut self) {
+        self.fleet.unroute(&self.token);
+    }
 }
 
 struct Follower {
@@ -80,14 +95,15 @@ impl Follower {
                     Some(Signal::Events { seq, events, .. }) => {
                         started = true;
                         for (i, event) in events.into_iter().enumerate() {
-                            let at = seq + i as u64;
+                            // Another replica's number: never trusted not to overflow.
+                            let at = seq.saturating_add(i as u64);
                             if at < next {
                                 continue;
                             }
                             if at > next {
                                 tracing::debug!(run_id = %self.run, missed = at - next, "some of the run's live events did not arrive");
                             }
-                            next = at + 1;
+                            next = at.saturating_add(1);
                             if self.out.send(event).await.is_err() {
                                 return;
                             }

@@ -32,7 +32,24 @@ pub async fn end_unstarted(
             followers.close(id, &record);
             Ok(Some(*record))
         }
-        Transition::Refused(_) | Transition::Missing => Ok(None),
+        Transition::Refused(status) => {
+            if status.is_final() {
+                close_ended(store, followers, id).await;
+            }
+            Ok(None)
+        }
+        Transition::Missing => Ok(None),
+    }
+}
+
+/// Gives followers here the final record of a run that ended by another path (in a fleet,
+/// cancelled through another replica while queued or waiting here): they would wait for it
+/// otherwise.
+pub async fn close_ended(store: &dyn Store, followers: &Followers, id: &RunId) {
+    match store.get_run(id).await {
+        Ok(Some(record)) if record.status.is_final() => followers.close(id, &record),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(run_id = %id, "cannot read the run that ended elsewhere: {e}"),
     }
 }
 

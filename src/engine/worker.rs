@@ -17,7 +17,7 @@ use crate::engine::outage::{claimed_by_us, finished_by_us, persist, persist_noti
 use crate::engine::queue::{Queue, Slot, Ticket};
 use crate::engine::recorder::StoreRecorder;
 use crate::engine::retry;
-use crate::engine::unstarted::end_unstarted;
+use crate::engine::unstarted::{close_ended, end_unstarted};
 use crate::engine::verdicts::Verdicts;
 use crate::exec::executor::Executor;
 use crate::exec::plan::Plan;
@@ -185,7 +185,11 @@ impl Workers {
         };
         let mut run = match claimed {
             Ok(Transition::Done(run)) => *run,
-            // Ended meanwhile (cancelled while queued, by another path).
+            // Ended meanwhile (cancelled while queued, by another path): followers here get
+            // its end.
+            Ok(Transition::Refused(status)) if status.is_final() => {
+                return close_ended(&*self.store, &self.followers, &id).await;
+            }
             Ok(_) => return,
             // This replica's lease expired: it is fencing itself; another takes the run.
             Err(e @ StoreError::LeaseLost { .. }) => {

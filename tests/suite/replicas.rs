@@ -644,8 +644,16 @@ async fn runs_on_one_replica_are_cancelled_through_another() {
         let db = &db;
         async move { db.post(&path, serde_json::json!({})).await }
     };
-    // Not started: ended through the store at once.
+    // Not started: ended through the store at once, and followers on the replica holding the
+    // run get its end then (not when that replica's queue reaches it: it never would here,
+    // behind a run that loops until cancelled).
     for id in [&queued, &waiting] {
+        let mut follower = reqwest::Client::new()
+            .get(format!("{}/api/v1/runs/{id}/events", da.base))
+            .send()
+            .await
+            .expect("follow on the replica holding the run");
+        assert_eq!(follower.status().as_u16(), 200);
         let (status, answer) = cancel(id).await;
         assert_eq!(status, 202, "{answer}");
         assert_eq!(answer["cancelling"], true);
@@ -654,6 +662,17 @@ async fn runs_on_one_replica_are_cancelled_through_another() {
             "cancelled",
             "{id} ended at once"
         );
+        let mut text = String::new();
+        read_until(
+            &mut follower,
+            &mut text,
+            Duration::from_secs(20),
+            "the cancelled run's end on the replica holding it",
+            |t| t.contains("\"run_finished\""),
+        )
+        .await;
+        let last = events_in(&text).pop().expect("events");
+        assert_eq!(last["record"]["status"], "cancelled", "{text}");
     }
     // Running on the first replica: its process group is killed there.
     let pid: i32 = until("the looping step's pid", || async {
