@@ -80,7 +80,7 @@ mod tests {
         let (a, b) = (RunId::new(), RunId::new());
         assert!(pending.add(a.clone(), None));
         assert!(!pending.add(a.clone(), None), "a run waits once");
-        assert!(pending.add(b.clone(), None));
+        assert!(pending.add(b, None));
         assert_eq!(gauge.get(), 2);
         assert!(pending.remove(&a));
         assert!(!pending.remove(&a));
