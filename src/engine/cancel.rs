@@ -135,3 +135,59 @@ async fn insist(fleet: Arc<Fleet>, store: Arc<dyn Store>, id: RunId) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::fleet::Kept;
+    use crate::run::record::RunRecord;
+    use crate::store::sled::SledStore;
+    use crate::store::{Candidate, Change};
+    use crate::trigger::key::DedupeKey;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cancel_is_sent_again_while_the_run_runs_and_no_more_once_it_ended() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).expect("store"));
+        let mut run = RunRecord::synthetic(0);
+        run.status = RunStatus::Running;
+        let id = run.id.clone();
+        let candidate = Candidate {
+            key: DedupeKey::Manual { run: id.0.clone() },
+            run,
+            gate: None,
+        };
+        store
+            .admit(vec![candidate], Vec::new())
+            .await
+            .expect("admit");
+        let kept = Arc::new(Kept::default());
+        let fleet = Arc::new(Fleet::new(kept.clone()));
+        let sent = || kept.0.lock().unwrap_or_else(|p| p.into_inner()).len();
+        let insisting = tokio::spawn(insist(fleet.clone(), store.clone(), id.clone()));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while sent() < 2 {
+            assert!(tokio::time::Instant::now() < deadline, "sent again in time");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            kept.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .all(|s| matches!(s, Signal::Cancel { run } if *run == id))
+        );
+        // The run ends (its replica got the cancel): the sending stops.
+        let end: Change = Arc::new(|r: &mut RunRecord| r.status = RunStatus::Cancelled);
+        store
+            .transition(&id, &[RunStatus::Running], end)
+            .await
+            .expect("end");
+        tokio::time::timeout(Duration::from_secs(20), insisting)
+            .await
+            .expect("stops once the run ended")
+            .expect("task");
+        let after = sent();
+        assert!(after < INSIST_TIMES as usize, "{after}");
+    }
+}

@@ -135,3 +135,20 @@ impl Fleet {
         }
     }
 }
+
+/// Signals kept instead of sent (tests of what the engine tells the fleet).
+#[cfg(test)]
+#[derive(Default)]
+pub struct Kept(pub Mutex<Vec<Signal>>);
+
+#[cfg(test)]
+#[async_trait::async_trait]
+impl Signals for Kept {
+    async fn send(&self, signal: &Signal) -> Result<(), StoreError> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(signal.clone());
+        Ok(())
+    }
+}

@@ -173,32 +173,12 @@ impl Follower {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
-
-    use async_trait::async_trait;
-
     use super::*;
+    use crate::engine::fleet::Kept;
     use crate::run::status::RunStatus;
-    use crate::store::error::StoreError;
-    use crate::store::signals::Signals;
     use crate::store::sled::SledStore;
     use crate::store::{Candidate, Change};
     use crate::trigger::key::DedupeKey;
-
-    /// Signals kept instead of sent.
-    #[derive(Default)]
-    struct Kept(Mutex<Vec<Signal>>);
-
-    #[async_trait]
-    impl Signals for Kept {
-        async fn send(&self, signal: &Signal) -> Result<(), StoreError> {
-            self.0
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(signal.clone());
-            Ok(())
-        }
-    }
 
     fn line(text: &str) -> RunEvent {
         RunEvent::Output {
