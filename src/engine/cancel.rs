@@ -141,26 +141,12 @@ mod tests {
     use super::*;
     use crate::engine::fleet::Kept;
     use crate::run::record::RunRecord;
-    use crate::store::sled::SledStore;
-    use crate::store::{Candidate, Change};
-    use crate::trigger::key::DedupeKey;
+    use crate::store::Change;
+    use crate::store::sled::testing::with_running_run;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_cancel_is_sent_again_while_the_run_runs_and_no_more_once_it_ended() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).expect("store"));
-        let mut run = RunRecord::synthetic(0);
-        run.status = RunStatus::Running;
-        let id = run.id.clone();
-        let candidate = Candidate {
-            key: DedupeKey::Manual { run: id.0.clone() },
-            run,
-            gate: None,
-        };
-        store
-            .admit(vec![candidate], Vec::new())
-            .await
-            .expect("admit");
+        let (_dir, store, id) = with_running_run().await;
         let kept = Arc::new(Kept::default());
         let fleet = Arc::new(Fleet::new(kept.clone()));
         let sent = || kept.0.lock().unwrap_or_else(|p| p.into_inner()).len();

@@ -144,11 +144,8 @@ impl Recorder for StoreRecorder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run::record::RunRecord;
-    use crate::run::status::{RunStatus, StepStatus};
-    use crate::store::Candidate;
-    use crate::store::sled::SledStore;
-    use crate::trigger::key::DedupeKey;
+    use crate::run::status::StepStatus;
+    use crate::store::sled::testing::with_running_run;
 
     fn step(name: &str) -> StepResult {
         StepResult {
@@ -160,28 +157,12 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_started_process_is_one_write_and_a_finished_step_is_written_when_the_next_starts() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).expect("store"));
+        let (_dir, store, id) = with_running_run().await;
         let rb = crate::runbook::catalog::one(
             "name: r\nowner: t\ntoil: {manual_minutes: 1}\nsteps:\n  - {name: a, run: 'true'}\n  - {name: b, http: {url: 'http://127.0.0.1:9/'}}\n",
             &Default::default(),
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        let mut run = RunRecord::synthetic(0);
-        run.status = RunStatus::Running;
-        let id = run.id.clone();
-        let key = DedupeKey::Manual { run: id.0.clone() };
-        store
-            .admit(
-                vec![Candidate {
-                    key,
-                    run,
-                    gate: None,
-                }],
-                Vec::new(),
-            )
-            .await
-            .expect("admit");
         let stored = || async { store.get_run(&id).await.expect("get").expect("run") };
         let mut rec = StoreRecorder::new(
             store.clone(),

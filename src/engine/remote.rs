@@ -176,9 +176,8 @@ mod tests {
     use super::*;
     use crate::engine::fleet::Kept;
     use crate::run::status::RunStatus;
-    use crate::store::sled::SledStore;
-    use crate::store::{Candidate, Change};
-    use crate::trigger::key::DedupeKey;
+    use crate::store::Change;
+    use crate::store::sled::testing::with_running_run;
 
     fn line(text: &str) -> RunEvent {
         RunEvent::Output {
@@ -190,23 +189,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_follower_drops_repeats_and_finishes_from_the_record_when_no_end_comes() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).expect("store"));
-        let mut run = RunRecord::synthetic(0);
-        run.status = RunStatus::Running;
-        let id = run.id.clone();
-        let key = DedupeKey::Manual { run: id.0.clone() };
-        store
-            .admit(
-                vec![Candidate {
-                    key,
-                    run,
-                    gate: None,
-                }],
-                Vec::new(),
-            )
-            .await
-            .expect("admit");
+        let (_dir, store, id) = with_running_run().await;
         let kept = Arc::new(Kept::default());
         let fleet = Arc::new(Fleet::new(kept.clone()));
         let mut events = follow(fleet.clone(), store.clone(), id.clone());

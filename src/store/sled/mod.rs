@@ -15,6 +15,8 @@ pub mod layout;
 pub mod migrate;
 pub mod notes;
 pub mod progress;
+#[cfg(test)]
+pub mod testing;
 pub mod write;
 
 use std::collections::HashSet;
