@@ -504,6 +504,17 @@ fn events_in(text: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Starts following run `id` through the replica at `d` (its event stream, answered 200).
+async fn follow_on(d: &Http, id: &str) -> reqwest::Response {
+    let response = reqwest::Client::new()
+        .get(format!("{}/api/v1/runs/{id}/events", d.base))
+        .send()
+        .await
+        .expect("follow the run");
+    assert_eq!(response.status().as_u16(), 200);
+    response
+}
+
 /// Reads `response` until `done` holds for what it gave, failing after `within`.
 async fn read_until(
     response: &mut reqwest::Response,
@@ -546,12 +557,7 @@ async fn a_run_is_followed_live_from_another_replica_to_its_end() {
     let id = post_one(&da, named("Talking", "talk")).await;
     run_when(&da, &id, "running").await;
     let asked = Instant::now();
-    let mut response = reqwest::Client::new()
-        .get(format!("{}/api/v1/runs/{id}/events", db.base))
-        .send()
-        .await
-        .expect("follow through the second replica");
-    assert_eq!(response.status().as_u16(), 200);
+    let mut response = follow_on(&db, &id).await;
     let mut text = String::new();
     read_until(
         &mut response,
@@ -648,12 +654,7 @@ async fn runs_on_one_replica_are_cancelled_through_another() {
     // run get its end then (not when that replica's queue reaches it: it never would here,
     // behind a run that loops until cancelled).
     for id in [&queued, &waiting] {
-        let mut follower = reqwest::Client::new()
-            .get(format!("{}/api/v1/runs/{id}/events", da.base))
-            .send()
-            .await
-            .expect("follow on the replica holding the run");
-        assert_eq!(follower.status().as_u16(), 200);
+        let mut follower = follow_on(&da, id).await;
         let (status, answer) = cancel(id).await;
         assert_eq!(status, 202, "{answer}");
         assert_eq!(answer["cancelling"], true);
