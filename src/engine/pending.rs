@@ -10,7 +10,6 @@ use crate::runbook::model::Runbook;
 
 /// The runs waiting for approval here, counted in a gauge however they stop waiting
 /// (decided, expired, cancelled).
-#[derive(Default)]
 pub struct Pending {
     runs: Mutex<HashMap<RunId, Option<Arc<Runbook>>>>,
     gauge: Gauge,

@@ -541,3 +541,34 @@ async fn approvals_shows_the_alert_its_labels_the_plan_and_its_conditions_and_ru
         "{shown}"
     );
 }
+
+/// The `approvals_pending` gauge of the daemon at `http`.
+async fn approvals_pending(http: &Http) -> f64 {
+    let (status, text) = http.text("/metrics").await;
+    assert_eq!(status, 200, "{text}");
+    common::sample(
+        &common::parse_metrics(&text),
+        "untoil_approvals_pending",
+        None,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_cancelled_while_it_waits_for_approval_no_longer_counts_as_waiting() {
+    let dirs = Dirs::new();
+    dirs.runbook(
+        "gated",
+        "name: gated\nowner: t\nguards: {approval: required}\nsteps:\n  - name: a\n    run: echo ran\n",
+    );
+    let (_served, base) = serve(&dirs);
+    let http = Http::new(base);
+    let id = start(&http, "gated", serde_json::json!({})).await;
+    run_settled(&http, &id, &["pending_approval"]).await;
+    assert_eq!(approvals_pending(&http).await, 1.0);
+    let (status, answer) = http
+        .post(&format!("/api/v1/runs/{id}/cancel"), serde_json::json!({}))
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    run_settled(&http, &id, &["cancelled"]).await;
+    assert_eq!(approvals_pending(&http).await, 0.0);
+}
