@@ -152,3 +152,25 @@ impl Signals for Kept {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_keepalive_renews_only_a_forward_under_way_and_forwards_are_bounded() {
+        let fleet = Fleet::new(Arc::new(Kept::default()));
+        assert!(!fleet.kept_alive("t0"), "no forward to keep alive");
+        assert_eq!(fleet.forwarding(), 0, "and none is made by asking");
+        assert!(fleet.forward_to("t0"));
+        assert!(!fleet.forward_to("t0"), "one forward per token");
+        assert!(fleet.kept_alive("t0"));
+        for i in 1..MOST_FORWARDS {
+            assert!(fleet.forward_to(&format!("t{i}")));
+        }
+        assert!(!fleet.forward_to("one-too-many"));
+        fleet.forwarded("t0");
+        assert!(!fleet.kept_alive("t0"), "an ended forward is not revived");
+        assert!(fleet.forward_to("one-too-many"), "room again");
+    }
+}

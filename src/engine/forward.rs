@@ -100,3 +100,74 @@ pub async fn forward(fleet: Arc<Fleet>, followers: Arc<Followers>, run: RunId, t
     // but a follower here of the same run keeps its subscription.
     followers.forget(&run, live);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::fleet::Kept;
+
+    fn line(i: usize) -> RunEvent {
+        RunEvent::Output {
+            index: 0,
+            stream: "stdout".into(),
+            line: i.to_string(),
+        }
+    }
+
+    /// The forwarded events as (seq, line), from the signals kept.
+    fn forwarded(kept: &Kept) -> Vec<(u64, String)> {
+        let signals = kept.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::new();
+        for s in signals.iter() {
+            if let Signal::Events { seq, events, .. } = s {
+                for (i, e) in events.iter().enumerate() {
+                    if let RunEvent::Output { line, .. } = e {
+                        out.push((seq + i as u64, line.clone()));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    // One thread: the forward cannot run while the test publishes, so its channel overflows.
+    #[tokio::test]
+    async fn events_a_forward_lost_to_a_full_channel_leave_a_gap_in_its_numbers() {
+        let kept = Arc::new(Kept::default());
+        let fleet = Arc::new(Fleet::new(kept.clone()));
+        let followers = Arc::new(Followers::default());
+        let run = RunId::new();
+        followers.publish(&run, line(0));
+        assert!(fleet.forward_to("t"));
+        let forward = tokio::spawn(forward(
+            fleet.clone(),
+            followers.clone(),
+            run.clone(),
+            "t".into(),
+        ));
+        while forwarded(&kept).is_empty() {
+            tokio::task::yield_now().await;
+        }
+        // More than the channel holds, published while the forward waits.
+        let published = 1100;
+        for i in 1..=published {
+            followers.publish(&run, line(i));
+        }
+        followers.close(&run, &crate::run::record::RunRecord::synthetic(0));
+        forward.await.expect("the forward ends with the run");
+        let got = forwarded(&kept);
+        assert!(got.len() < published, "some were lost: {}", got.len());
+        // Every event forwarded carries its own position: the line published i-th is at i.
+        for (seq, text) in &got {
+            assert_eq!(seq.to_string(), *text);
+        }
+        assert!(
+            kept.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .any(|s| matches!(s, Signal::End { .. })),
+            "it ended with the run"
+        );
+    }
+}

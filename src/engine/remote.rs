@@ -215,6 +215,11 @@ mod tests {
             Some(line("b")),
             "the repeat is dropped"
         );
+        // A number at the end of the range (another replica's, or anyone's who can NOTIFY) is
+        // taken without overflowing.
+        fleet.deliver(&token, batch(u64::MAX, vec![line("c"), line("d")]));
+        assert_eq!(events.recv().await, Some(line("c")));
+        assert_eq!(events.recv().await, Some(line("d")));
         // The run ends and no word of it comes (its replica died): the record ends the stream.
         let end: Change = Arc::new(|r: &mut RunRecord| r.status = RunStatus::Interrupted);
         store
