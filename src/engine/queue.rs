@@ -22,6 +22,16 @@ use crate::runbook::model::Runbook;
 /// Concurrency slots are per (runbook, guard key).
 pub type SlotKey = (String, String);
 
+/// What [`Queue::try_next`] found.
+pub enum Next {
+    /// A run to work on.
+    Ready(Ticket),
+    /// No run ready now.
+    Empty,
+    /// The queue is closed.
+    Closed,
+}
+
 /// A run a worker took from the queue.
 #[derive(Clone)]
 pub struct Ticket {
@@ -188,34 +198,41 @@ impl Queue {
     pub async fn next(&self) -> Option<Ticket> {
         loop {
             let notified = self.ready.notified();
-            {
-                let mut st = self.lock();
-                if st.closed {
-                    return None;
-                }
-                while let Some(id) = st.ready.pop_front() {
-                    let Some(entry) = st.runs.get_mut(&id) else {
-                        continue;
-                    };
-                    let cancel = CancellationToken::new();
-                    entry.phase = Phase::Taken(cancel.clone());
-                    let ticket = Ticket {
-                        id,
-                        runbook: entry.runbook.clone(),
-                        key: entry.key.clone(),
-                        cancel,
-                    };
-                    let more = !st.ready.is_empty();
-                    drop(st);
-                    if more {
-                        // Another worker may be waiting: pass the wake-up on.
-                        self.ready.notify_one();
-                    }
-                    return Some(ticket);
-                }
+            match self.try_next() {
+                Next::Ready(ticket) => return Some(ticket),
+                Next::Closed => return None,
+                Next::Empty => notified.await,
             }
-            notified.await;
         }
+    }
+
+    /// The next ready run if there is one now.
+    pub fn try_next(&self) -> Next {
+        let mut st = self.lock();
+        if st.closed {
+            return Next::Closed;
+        }
+        while let Some(id) = st.ready.pop_front() {
+            let Some(entry) = st.runs.get_mut(&id) else {
+                continue;
+            };
+            let cancel = CancellationToken::new();
+            entry.phase = Phase::Taken(cancel.clone());
+            let ticket = Ticket {
+                id,
+                runbook: entry.runbook.clone(),
+                key: entry.key.clone(),
+                cancel,
+            };
+            let more = !st.ready.is_empty();
+            drop(st);
+            if more {
+                // Another worker may be waiting: pass the wake-up on.
+                self.ready.notify_one();
+            }
+            return Next::Ready(ticket);
+        }
+        Next::Empty
     }
 
     /// Takes a concurrency slot of the ticket's key for it, per its runbook's `concurrency` and

@@ -14,7 +14,7 @@ use crate::engine::followers::Followers;
 use crate::engine::lifecycle;
 use crate::engine::metrics::Metrics;
 use crate::engine::outage::{claimed_by_us, finished_by_us, persist, persist_noting};
-use crate::engine::queue::{Queue, Slot, Ticket};
+use crate::engine::queue::{Next, Queue, Slot, Ticket};
 use crate::engine::recorder::StoreRecorder;
 use crate::engine::retry;
 use crate::engine::unstarted::{close_ended, end_unstarted};
@@ -26,7 +26,7 @@ use crate::run::id::RunId;
 use crate::run::record::RunRecord;
 use crate::run::status::RunStatus;
 use crate::store::error::StoreError;
-use crate::store::{Change, GuardOf, Store, Transition, Update};
+use crate::store::{Change, GuardOf, Mark, Store, Transition, Update};
 
 /// Executes queued runs.
 pub struct Workers {
@@ -69,13 +69,67 @@ impl Drop for SlotHeld<'_> {
     }
 }
 
+/// A run whose end is written but may not be on disk yet, and what follows once it is.
+struct Ending {
+    run: RunRecord,
+    runbook: Arc<crate::runbook::model::Runbook>,
+    mark: Mark,
+    now: DateTime<Utc>,
+    span: tracing::Span,
+}
+
 impl Workers {
-    /// Works until the queue closes.
+    /// Works until the queue closes. A run's end is written unflushed when another run is ready:
+    /// that run's claim flushes both (one flush per run instead of two under load).
     pub async fn work(self: Arc<Self>) {
-        while let Some(ticket) = self.queue.next().await {
+        let mut ending: Option<Ending> = None;
+        loop {
+            // An end already durable (a store that flushes every write) is settled at once.
+            let ready = match ending {
+                Some(ref e) if e.mark != Mark::DURABLE => self.queue.try_next(),
+                _ => Next::Empty,
+            };
+            let ticket = match ready {
+                Next::Ready(ticket) => ticket,
+                Next::Empty | Next::Closed => {
+                    if let Some(e) = ending.take() {
+                        self.settle(e).await;
+                    }
+                    match self.queue.next().await {
+                        Some(ticket) => ticket,
+                        None => break,
+                    }
+                }
+            };
             let span = info_span!("run", run_id = %ticket.id, runbook = %ticket.runbook.name);
-            self.run(ticket).instrument(span).await;
+            ending = self.run(ticket, ending).instrument(span).await;
         }
+        if let Some(e) = ending {
+            self.settle(e).await;
+        }
+    }
+
+    /// What follows a run's end once it is durable: its verification window, its followers
+    /// told, the retry of an interrupted run.
+    async fn settle(&self, e: Ending) {
+        let span = e.span.clone();
+        async {
+            if let Err(err) = self.store.durable_to(e.mark).await {
+                error!("cannot record the run: {err}");
+            }
+            self.verdicts.watch(&e.run).await;
+            self.followers.close(&e.run.id, &e.run);
+            info!(status = %e.run.status, "run finished");
+            // Interrupted by this shutdown: an idempotent runbook's run waits, queued, for the
+            // next start (the queue is closed now; the store resumes it).
+            if e.run.status == RunStatus::Interrupted
+                && let Err(err) = retry::retry(&*self.store, &e.runbook, &e.run, e.now).await
+            {
+                error!("cannot queue the retry of the interrupted run: {err}");
+            }
+        }
+        .instrument(span)
+        .await
     }
 
     /// Interrupts every running run (shutdown after the grace period).
@@ -136,14 +190,26 @@ impl Workers {
         }
     }
 
-    async fn run(&self, ticket: Ticket) {
+    /// Claims and runs `ticket`'s run; `previous`, a run this worker ended, is settled once the
+    /// claim's flush made its end durable too. Returns the run's own end, written unflushed.
+    async fn run(&self, ticket: Ticket, previous: Option<Ending>) -> Option<Ending> {
         let id = ticket.id.clone();
         let mut slot = SlotHeld {
             queue: &self.queue,
             id: &id,
             held: false,
         };
-        match self.queue.claim_slot(&ticket) {
+        let claimed = self.claim(&ticket, &mut slot).await;
+        if let Some(previous) = previous {
+            self.settle(previous).await;
+        }
+        self.execute(ticket, claimed?, slot).await
+    }
+
+    /// Takes the run's slot and marks it running, durably; None when it does not run here.
+    async fn claim(&self, ticket: &Ticket, slot: &mut SlotHeld<'_>) -> Option<RunRecord> {
+        let id = ticket.id.clone();
+        match self.queue.claim_slot(ticket) {
             Slot::Run => {}
             Slot::RunCancelledOthers => {
                 info!(
@@ -151,22 +217,23 @@ impl Workers {
                     ticket.key.1
                 )
             }
-            Slot::Parked => return,
+            Slot::Parked => return None,
             Slot::Cancelled => {
-                return self
-                    .end_unstarted(
-                        &id,
-                        RunStatus::Cancelled,
-                        "cancelled before it started".into(),
-                    )
-                    .await;
+                self.end_unstarted(
+                    &id,
+                    RunStatus::Cancelled,
+                    "cancelled before it started".into(),
+                )
+                .await;
+                return None;
             }
             Slot::Skip => {
                 let reason = format!(
                     "overlap: a run of key `{}` is already running (overlap: skip)",
                     ticket.key.1
                 );
-                return self.end_unstarted(&id, RunStatus::Skipped, reason).await;
+                self.end_unstarted(&id, RunStatus::Skipped, reason).await;
+                return None;
             }
         }
         slot.held = true;
@@ -183,24 +250,35 @@ impl Workers {
             }
             other => other,
         };
-        let mut run = match claimed {
-            Ok(Transition::Done(run)) => *run,
+        match claimed {
+            Ok(Transition::Done(run)) => Some(*run),
             // Ended meanwhile (cancelled while queued, by another path): followers here get
             // its end.
             Ok(Transition::Refused(status)) if status.is_final() => {
-                return close_ended(&*self.store, &self.followers, &id).await;
+                close_ended(&*self.store, &self.followers, &id).await;
+                None
             }
-            Ok(_) => return,
+            Ok(_) => None,
             // This replica's lease expired: it is fencing itself; another takes the run.
             Err(e @ StoreError::LeaseLost { .. }) => {
                 warn!("not starting the run: {e}");
-                return;
+                None
             }
             Err(e) => {
                 error!("cannot mark the run running (it stays queued for the next start): {e}");
-                return;
+                None
             }
-        };
+        }
+    }
+
+    /// Executes a claimed run and writes its end, unflushed.
+    async fn execute(
+        &self,
+        ticket: Ticket,
+        mut run: RunRecord,
+        mut slot: SlotHeld<'_>,
+    ) -> Option<Ending> {
+        let id = ticket.id.clone();
         self.metrics.in_progress.inc();
         info!("run started");
         match Plan::of(ticket.runbook.clone(), &run) {
@@ -223,7 +301,7 @@ impl Workers {
                     slot.release();
                     self.followers.close(&id, &run);
                     warn!("run abandoned: its lease was lost to another replica");
-                    return;
+                    return None;
                 }
                 if self.interrupting.load(Ordering::SeqCst) && run.status == RunStatus::Cancelled {
                     lifecycle::interrupt(&mut run, now, true);
@@ -267,46 +345,46 @@ impl Workers {
             }) as Update,
         });
         // Record, rollups and guard state in one write: whoever sees the run finished also sees
-        // the breaker it opened.
+        // the breaker it opened. Unflushed: the next claim (or the settling) flushes it.
         let (finished, uncertain) = persist_noting("record the finished run", || {
-            self.store.finish(run.clone(), update.clone())
+            self.store.finish_unflushed(run.clone(), update.clone())
         })
         .await;
         let finished = match finished {
             // The guard change the lost reply carried is not known: its metric waits for the
             // next finish of the key.
             Err(StoreError::LeaseLost { .. }) if uncertain && self.own_finish(&run).await => {
-                Ok(None)
+                Ok((None, Mark::DURABLE))
             }
             other => other,
         };
+        let mut mark = Mark::DURABLE;
         match finished {
-            Ok(Some(changed)) => {
-                let open = changed.after.breaker.is_some();
-                if open && changed.before.breaker.is_none() {
-                    warn!(key = %ticket.key.1, "circuit breaker opened after repeated failures");
+            Ok((changed, written)) => {
+                mark = written;
+                if let Some(changed) = changed {
+                    let open = changed.after.breaker.is_some();
+                    if open && changed.before.breaker.is_none() {
+                        warn!(key = %ticket.key.1, "circuit breaker opened after repeated failures");
+                    }
+                    self.metrics.breaker(&ticket.key.0, &ticket.key.1, open);
                 }
-                self.metrics.breaker(&ticket.key.0, &ticket.key.1, open);
             }
-            Ok(None) => {}
             // Another replica ended or took the run: nothing of this end is recorded, and the
             // retry of an interrupted run is the reaper's.
             Err(e @ StoreError::LeaseLost { .. }) => {
                 warn!("the run's end is not recorded: {e}");
                 self.followers.close(&id, &run);
-                return;
+                return None;
             }
             Err(e) => error!("cannot record the run: {e}"),
         }
-        self.verdicts.watch(&run).await;
-        self.followers.close(&id, &run);
-        info!(status = %run.status, "run finished");
-        // Interrupted by this shutdown: an idempotent runbook's run waits, queued, for the next
-        // start (the queue is closed now; the store resumes it).
-        if run.status == RunStatus::Interrupted
-            && let Err(e) = retry::retry(&*self.store, &ticket.runbook, &run, now).await
-        {
-            error!("cannot queue the retry of the interrupted run: {e}");
-        }
+        Some(Ending {
+            run,
+            runbook: ticket.runbook,
+            mark,
+            now,
+            span: tracing::Span::current(),
+        })
     }
 }

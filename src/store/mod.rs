@@ -201,6 +201,15 @@ pub struct Reconciled {
     pub awaiting_verdict: Vec<RunRecord>,
 }
 
+/// A point in a store's writes (see [`Store::finish_unflushed`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mark(pub u64);
+
+impl Mark {
+    /// Writes already durable.
+    pub const DURABLE: Mark = Mark(0);
+}
+
 /// The run store contract (see the module documentation for durability and blocking).
 #[async_trait]
 pub trait Store: Send + Sync {
@@ -257,6 +266,25 @@ pub trait Store: Send + Sync {
         run: RunRecord,
         guard: Option<GuardOf<Update>>,
     ) -> Result<Option<GuardChanged>>;
+
+    /// [`Store::finish`] without waiting for the disk: the write is made (visible, atomic) and is
+    /// durable once a later durable write of this store returns, or [`Store::durable_to`] with
+    /// the returned mark does. A worker finishes this way and then claims its next run: one
+    /// flush makes both durable. A store whose every write is durable at once finishes as
+    /// [`Store::finish`] does.
+    async fn finish_unflushed(
+        &self,
+        run: RunRecord,
+        guard: Option<GuardOf<Update>>,
+    ) -> Result<(Option<GuardChanged>, Mark)> {
+        Ok((self.finish(run, guard).await?, Mark::DURABLE))
+    }
+
+    /// Returns once the writes made before `mark` was taken are durable (at once if they are).
+    async fn durable_to(&self, mark: Mark) -> Result<()> {
+        let _ = mark;
+        Ok(())
+    }
 
     /// Records many finished runs in one durable write (imports, reconciliation, benchmarks).
     async fn finish_many(&self, runs: Vec<RunRecord>) -> Result<()>;

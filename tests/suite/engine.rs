@@ -36,6 +36,8 @@ fn t0() -> DateTime<Utc> {
 struct World {
     _dir: Option<tempfile::TempDir>,
     engine: Arc<Engine>,
+    /// The engine's store, as itself: it counts its flushes.
+    sled: SledStore,
     clock: Arc<ManualClock>,
 }
 
@@ -59,7 +61,8 @@ fn write_runbooks(root: &std::path::Path, runbooks: &[(&str, &str)]) {
 
 /// An engine over the store and runbooks under `root`, with the clock at `now`.
 fn world_at(root: &std::path::Path, now: DateTime<Utc>) -> World {
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(&root.join("data")).expect("store"));
+    let sled = SledStore::open(&root.join("data")).expect("store");
+    let store: Arc<dyn Store> = Arc::new(sled.clone());
     let runbooks = Arc::new(Runbooks::new(root.join("runbooks"), root.join("plugins")));
     runbooks.reload();
     assert!(
@@ -79,6 +82,7 @@ fn world_at(root: &std::path::Path, now: DateTime<Utc>) -> World {
     World {
         _dir: None,
         engine,
+        sled,
         clock,
     }
 }
@@ -837,4 +841,35 @@ async fn a_run_admitted_for_a_caller_that_went_away_still_joins_the_queue() {
     let run = runs(&w).await.remove(0);
     assert_eq!(run.status, RunStatus::Queued);
     until("the run queued", || async { w.engine.queue.knows(&run.id) }).await;
+}
+
+const ONE_STEP: &str =
+    "name: fix\nowner: t\ntoil: {manual_minutes: 1}\nsteps:\n  - name: s\n    run: \"true\"\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_with_runs_waiting_makes_one_end_durable_with_the_next_claim() {
+    let w = world(&[("fix", ONE_STEP)]);
+    let tester = tester();
+    for _ in 0..10 {
+        w.engine
+            .admission
+            .manual("fix", Default::default(), &tester, None)
+            .await
+            .expect("queued");
+    }
+    let before = w.sled.flushes();
+    let worker = tokio::spawn(w.engine.workers.clone().work());
+    until("every run finished", || async {
+        runs(&w)
+            .await
+            .iter()
+            .all(|r| r.status == RunStatus::Succeeded)
+    })
+    .await;
+    w.engine.queue.close();
+    worker.await.expect("the worker ends with the queue");
+    // Each claim is flushed before its first step and carries the previous run's end with it;
+    // the last end is flushed alone when no run is waiting: 11, where a flush per claim and
+    // one per end made 20.
+    assert_eq!(w.sled.flushes() - before, 11);
 }

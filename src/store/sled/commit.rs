@@ -28,9 +28,31 @@ impl GroupCommit {
     /// after the call completed, or this caller ran `flush` itself. A failed flush is returned to
     /// the caller that ran it; the others wait for the next one. Blocks.
     pub fn durable<E>(&self, flush: impl Fn() -> Result<(), E>) -> Result<(), E> {
+        let ticket = self.mark();
+        self.durable_to(ticket, flush)
+    }
+
+    /// A mark of everything written before the call: it is on disk once a flush that started
+    /// after this call completed ([`GroupCommit::reached`]).
+    pub fn mark(&self) -> u64 {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         st.requested += 1;
-        let ticket = st.requested;
+        st.requested
+    }
+
+    /// Whether what was written before `mark` was taken is on disk.
+    pub fn reached(&self, mark: u64) -> bool {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .completed
+            >= mark
+    }
+
+    /// [`GroupCommit::durable`] for what was written before `ticket` ([`GroupCommit::mark`]) was
+    /// taken: returns at once when a flush since did it.
+    pub fn durable_to<E>(&self, ticket: u64, flush: impl Fn() -> Result<(), E>) -> Result<(), E> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             if st.completed >= ticket {
                 return Ok(());
@@ -94,6 +116,29 @@ mod tests {
         let c = GroupCommit::default();
         assert_eq!(c.durable(|| Err::<(), _>("disk full")), Err("disk full"));
         assert_eq!(c.durable(|| Ok::<(), &str>(())), Ok(()));
+        assert_eq!(c.flushes(), 2);
+    }
+
+    #[test]
+    fn a_mark_is_reached_by_the_next_flush_anyone_makes_and_not_by_one_in_progress() {
+        let c = GroupCommit::default();
+        let mark = c.mark();
+        assert!(!c.reached(mark));
+        // A mark taken while a flush runs is not reached by that flush.
+        let during = std::cell::Cell::new(0);
+        c.durable(|| {
+            during.set(c.mark());
+            Ok::<(), ()>(())
+        })
+        .expect("flushed");
+        assert!(c.reached(mark));
+        assert!(!c.reached(during.get()));
+        // Another writer's later flush reaches it; waiting for a reached mark flushes nothing.
+        c.durable(|| Ok::<(), ()>(())).expect("flushed");
+        assert!(c.reached(during.get()));
+        assert_eq!(c.flushes(), 2);
+        c.durable_to(mark, || Err::<(), _>("must not flush again"))
+            .expect("reached without a flush");
         assert_eq!(c.flushes(), 2);
     }
 }

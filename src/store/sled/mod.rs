@@ -1,8 +1,9 @@
 //! The embedded store on sled: the only code that touches sled ([`layout`] says what is where).
 //!
-//! Durability: every change but step progress is flushed before the call returns. Concurrent
-//! admissions, transitions, finishes and guard updates are written as one batch by one thread
-//! at a time ([`batch`]) and concurrent writers share flushes ([`commit`]). Everything that
+//! Durability: every change but step progress and a worker's unflushed finish
+//! (`Store::finish_unflushed`: durable with the next flush) is flushed before the call returns.
+//! Concurrent admissions, transitions, finishes and guard updates are written as one batch by
+//! one thread at a time ([`batch`]) and concurrent writers share flushes ([`commit`]). Everything that
 //! flushes or scans runs on blocking threads, off the async runtime. sled's flush uses
 //! `sync_file_range`/`fdatasync`-class calls: it survives a killed process; see docs/store.md
 //! for what it promises on power loss.
@@ -44,9 +45,9 @@ use crate::store::sled::layout::{
 use crate::store::sled::migrate::Migrated;
 use crate::store::sled::notes::Notes;
 use crate::store::sled::progress::{EventOut, Sequence};
-use crate::store::sled::write::{Admit, Finishing, Outcome, Write};
+use crate::store::sled::write::{Admit, Finishing, Outcome, Unflushed, Write};
 use crate::store::{
-    Admitted, AlertReceived, Candidate, Change, Delivery, GuardChanged, GuardOf, Reconciled,
+    Admitted, AlertReceived, Candidate, Change, Delivery, GuardChanged, GuardOf, Mark, Reconciled,
     Result, RunFilter, Store, Transition, Update,
 };
 use crate::trigger::key::{Episode, Fire};
@@ -67,6 +68,8 @@ struct Inner {
     trees: Trees,
     commit: GroupCommit,
     batcher: Batcher<Write, Result<Outcome>>,
+    /// Runs ended by unflushed finishes: their progress goes once a flush made the ends durable.
+    ended_unflushed: std::sync::Mutex<Vec<Vec<u8>>>,
     migrated: Migrated,
     notes: Notes,
     seq: Sequence,
@@ -124,6 +127,7 @@ impl SledStore {
                 trees,
                 commit: GroupCommit::default(),
                 batcher: Batcher::default(),
+                ended_unflushed: Default::default(),
                 migrated,
                 notes: Notes::default(),
                 seq: Sequence::default(),
@@ -156,6 +160,26 @@ impl SledStore {
     async fn submit(&self, write: Write) -> Result<Outcome> {
         self.blocking(move |inner| inner.submit(write)).await
     }
+
+    /// A single finish, flushed or not; the mark of its write.
+    async fn finish_one(
+        &self,
+        run: RunRecord,
+        guard: Option<GuardOf<Update>>,
+        unflushed: Unflushed,
+    ) -> Result<(Option<GuardChanged>, Mark)> {
+        let write = Write::Finish(
+            vec![Finishing::of(&run, &self.inner.notes)],
+            guard,
+            unflushed,
+        );
+        self.blocking(move |inner| match inner.submit(write)? {
+            // Taken after the write was applied: a flush that reaches it covers the write.
+            Outcome::Finished(g) => Ok((g, Mark(inner.commit.mark()))),
+            _ => Err(unexpected(&inner.path)),
+        })
+        .await
+    }
 }
 
 impl Inner {
@@ -165,8 +189,41 @@ impl Inner {
 
     /// Waits until everything written so far is on disk, sharing flushes between writers.
     fn durable(&self) -> Result<()> {
-        self.commit
-            .durable(|| self.db.flush().map(|_| ()).map_err(|e| self.err(e)))
+        self.durable_to(self.commit.mark())
+    }
+
+    /// Waits until what was written before `mark` was taken is on disk (at once if a flush
+    /// since did it); then removes the progress of the runs unflushed finishes ended.
+    fn durable_to(&self, mark: u64) -> Result<()> {
+        let ended = std::mem::take(
+            &mut *self
+                .ended_unflushed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        let flushed = self.commit.durable_to(mark, || {
+            self.db.flush().map(|_| ()).map_err(|e| self.err(e))
+        });
+        if let Err(e) = flushed {
+            self.ended_unflushed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(ended);
+            return Err(e);
+        }
+        self.remove_progress(&ended);
+        Ok(())
+    }
+
+    /// Removes the progress of runs whose final records are durable: garbage now (reads ignore
+    /// it), removed without a flush of its own. A failure here fails no write (the records are
+    /// on disk); prune removes what is left.
+    fn remove_progress(&self, ended: &[Vec<u8>]) {
+        for id in ended {
+            if let Err(e) = progress::remove(&self.trees.progress, id) {
+                tracing::warn!("cannot remove the progress of an ended run (prune will): {e}");
+            }
+        }
     }
 
     /// Hands `write` to the current batch (or leads one) and waits for its durable result.
@@ -175,18 +232,17 @@ impl Inner {
             write,
             |batch| {
                 let n = batch.len();
+                let flush = !batch.iter().all(Write::unflushed);
                 match write::apply(&self.trees, &self.notes, &self.path, batch).and_then(
                     |(all, applied)| {
-                        self.durable()?;
-                        // The ended runs' final records are durable: their progress is garbage
-                        // now (reads ignore it), removed without a flush of its own. A failure
-                        // here fails no write (they are on disk); prune removes what is left.
-                        for id in &applied.ended {
-                            if let Err(e) = progress::remove(&self.trees.progress, id) {
-                                tracing::warn!(
-                                    "cannot remove the progress of an ended run (prune will): {e}"
-                                );
-                            }
+                        if flush {
+                            self.durable()?;
+                            self.remove_progress(&applied.ended);
+                        } else {
+                            self.ended_unflushed
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .extend(applied.ended);
                         }
                         Ok(all)
                     },
@@ -668,16 +724,25 @@ impl Store for SledStore {
         run: RunRecord,
         guard: Option<GuardOf<Update>>,
     ) -> Result<Option<GuardChanged>> {
-        match self
-            .submit(Write::Finish(
-                vec![Finishing::of(&run, &self.inner.notes)],
-                guard,
-            ))
-            .await?
-        {
-            Outcome::Finished(g) => Ok(g),
-            _ => Err(unexpected(&self.inner.path)),
+        self.finish_one(run, guard, Unflushed(false))
+            .await
+            .map(|(g, _)| g)
+    }
+
+    async fn finish_unflushed(
+        &self,
+        run: RunRecord,
+        guard: Option<GuardOf<Update>>,
+    ) -> Result<(Option<GuardChanged>, Mark)> {
+        self.finish_one(run, guard, Unflushed(true)).await
+    }
+
+    async fn durable_to(&self, mark: Mark) -> Result<()> {
+        // Usually reached by the flush of the claim that followed: no hand-off for that.
+        if self.inner.commit.reached(mark.0) {
+            return Ok(());
         }
+        self.blocking(move |inner| inner.durable_to(mark.0)).await
     }
 
     async fn finish_many(&self, runs: Vec<RunRecord>) -> Result<()> {
@@ -685,7 +750,9 @@ impl Store for SledStore {
             .iter()
             .map(|r| Finishing::of(r, &self.inner.notes))
             .collect();
-        self.submit(Write::Finish(encoded, None)).await.map(|_| ())
+        self.submit(Write::Finish(encoded, None, Unflushed(false)))
+            .await
+            .map(|_| ())
     }
 
     async fn set_verified(&self, id: &RunId, verification: Verification) -> Result<bool> {

@@ -85,8 +85,9 @@ pub enum Write {
     Admit(Vec<Admit>, Vec<AlertReceived>, Option<Delivery>),
     /// A conditional change of one run.
     Transition(crate::run::id::RunId, Vec<RunStatus>, Change),
-    /// Finished runs, and the guard update of the first (a single finish).
-    Finish(Vec<Finishing>, Option<GuardOf<Update>>),
+    /// Finished runs, and the guard update of the first (a single finish); unflushed when the
+    /// flag says so (a batch of only such writes is not flushed: see `Store::finish_unflushed`).
+    Finish(Vec<Finishing>, Option<GuardOf<Update>>, Unflushed),
     /// A guard update of a runbook's keys (the keys found before the write).
     Guards(String, Vec<String>, Update),
     /// A run's verification verdict (verified or not, when).
@@ -94,6 +95,17 @@ pub enum Write {
     /// Prune's sweep: removes the notifications no run refers to. Done by the batch leader after
     /// the batch's transaction, so no admission refers to one while it goes.
     Sweep,
+}
+
+/// Whether a finish may stay unflushed until a later durable write.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Unflushed(pub bool);
+
+impl Write {
+    /// Whether this write may stay off the disk until a later flush.
+    pub fn unflushed(&self) -> bool {
+        matches!(self, Write::Finish(_, _, Unflushed(true)))
+    }
 }
 
 /// One caller's result.
@@ -576,7 +588,7 @@ pub fn apply(
                     Write::Verdict(id, verification) => {
                         Decided::Transitioned(tx.verdict(id, verification)?)
                     }
-                    Write::Finish(runs, guard) => {
+                    Write::Finish(runs, guard, _) => {
                         for f in runs {
                             tx.finish(f)?;
                         }
