@@ -1930,6 +1930,72 @@ async fn progress_is_read_while_a_run_runs_and_dropped_once_it_ends() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unflushed_finish_reads_finished_at_once_and_its_progress_goes_once_it_is_durable() {
+    for b in backends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (ended, running) = {
+            let store = b.open(dir.path());
+            let runs = new_runs(
+                &store
+                    .admit(alert_candidates("rb", &big_notification(10, 2)), vec![])
+                    .await
+                    .expect("admit"),
+            );
+            for r in &runs {
+                store
+                    .transition(
+                        &r.id,
+                        &[RunStatus::Queued],
+                        change(|r| r.status = RunStatus::Running),
+                    )
+                    .await
+                    .expect("claim");
+                store
+                    .step_started(&r.id, "a", Some(41))
+                    .await
+                    .expect("progress");
+            }
+            let before = counted_today(&*store).await;
+            let mut ended = store
+                .get_run(&runs[0].id)
+                .await
+                .expect("get")
+                .expect("stored");
+            ended.status = RunStatus::Succeeded;
+            ended.finished_at = Some(Utc::now());
+            (ended.current_step, ended.current_pgid) = (None, None);
+            let (_, mark) = store
+                .finish_unflushed(ended.clone(), None)
+                .await
+                .expect("finish");
+            // Seen ended, and counted, by every read at once.
+            let read = store
+                .get_run(&ended.id)
+                .await
+                .expect("get")
+                .expect("stored");
+            assert_eq!(read.status, RunStatus::Succeeded, "{}", b.name());
+            assert_eq!(read.current_pgid, None, "{}: no progress on top", b.name());
+            assert_eq!(counted_today(&*store).await, before + 1, "{}", b.name());
+            store.durable_to(mark).await.expect("durable");
+            store
+                .durable_to(mark)
+                .await
+                .expect("durable again: nothing to do");
+            (ended.id, runs[1].id.clone())
+        };
+        if let Some(stored) = b.stored(dir.path()) {
+            assert_eq!(stored.progress, 1, "{}: the running run's alone", b.name());
+        }
+        let store = b.open(dir.path());
+        let read = store.get_run(&ended).await.expect("get").expect("stored");
+        assert_eq!(read.status, RunStatus::Succeeded, "{}", b.name());
+        let still = store.get_run(&running).await.expect("get").expect("stored");
+        assert_eq!(still.current_pgid, Some(41), "{}", b.name());
+    }
+}
+
 /// A finished alert run of `n`'s first alert, created at `created` (its id says when).
 fn finished_alert_run(n: &Notification, created: DateTime<Utc>, i: usize) -> RunRecord {
     let mut c = alert_candidates("rb", n).remove(0);
