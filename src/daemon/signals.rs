@@ -48,6 +48,9 @@ pub async fn listen(ear: Ear, engine: Arc<Engine>, stop: CancellationToken) {
             () = stop.cancelled() => return,
             why = session(&ear, &engine, &mut pause) => why,
         };
+        if let Some(fleet) = &engine.fleet {
+            fleet.set_listening(false);
+        }
         warn!(
             "not listening for the fleet's signals on the database {} ({why}); connecting again in {pause:?} (meanwhile cancels and follows from other replicas do not reach this one)",
             ear.name
@@ -90,6 +93,9 @@ async fn session(ear: &Ear, engine: &Arc<Engine>, pause: &mut Duration) -> Strin
         return format!("cannot listen: {e}");
     }
     info!("listening for the fleet's signals on {CHANNEL}");
+    if let Some(fleet) = &engine.fleet {
+        fleet.set_listening(true);
+    }
     *pause = FIRST_PAUSE;
     let mut check = tokio::time::interval(CHECK_EVERY);
     check.tick().await;

@@ -31,6 +31,8 @@ pub struct Fleet {
     /// Cancelled when this replica stops: its followers of runs elsewhere end (a run elsewhere
     /// may go on for long after this replica's shutdown grace).
     closing: CancellationToken,
+    /// Whether this replica's listener is listening (see [`Fleet::set_listening`]).
+    listening: std::sync::atomic::AtomicBool,
 }
 
 /// Signals buffered per follower before the slowest is dropped from (it then finishes from the
@@ -48,7 +50,21 @@ impl Fleet {
             routes: Mutex::new(HashMap::new()),
             forwards: Mutex::new(HashMap::new()),
             closing: CancellationToken::new(),
+            listening: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Says whether this replica's listener is listening. Its followers ask for a forward only
+    /// while it is: the holder sends a run's history once, at the first ask, and what it sends
+    /// before this replica listens is lost.
+    pub fn set_listening(&self, on: bool) {
+        self.listening
+            .store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether this replica's listener is listening.
+    pub fn listening(&self) -> bool {
+        self.listening.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// This replica stops: its followers of runs elsewhere end now.

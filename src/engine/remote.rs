@@ -133,8 +133,13 @@ impl Follower {
         }
     }
 
-    /// Asks the fleet for a forward (or keeps one alive).
+    /// Asks the fleet for a forward (or keeps one alive); not while this replica does not listen
+    /// (the answer would be lost, and the history is sent once): the next tick asks again.
     async fn ask(&self) {
+        if !self.fleet.listening() {
+            tracing::debug!(run_id = %self.run, "not asking the fleet yet: this replica is not listening");
+            return;
+        }
         let follow = Signal::Follow {
             run: self.run.clone(),
             token: self.token.clone(),
@@ -188,10 +193,36 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_follower_asks_only_once_its_replica_listens() {
+        let (_dir, store, id) = with_running_run().await;
+        let kept = Arc::new(Kept::default());
+        let fleet = Arc::new(Fleet::new(kept.clone()));
+        let _events = follow(fleet.clone(), store.clone(), id.clone());
+        let asks = || {
+            kept.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .filter(|s| matches!(s, Signal::Follow { .. }))
+                .count()
+        };
+        // Its first ask and the one a tick later are not sent: their answer would be lost.
+        tokio::time::sleep(ASK_EVERY + Duration::from_millis(200)).await;
+        assert_eq!(asks(), 0);
+        fleet.set_listening(true);
+        let deadline = Instant::now() + ASK_EVERY * 5;
+        while asks() == 0 {
+            assert!(Instant::now() < deadline, "no ask once listening");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_follower_drops_repeats_and_finishes_from_the_record_when_no_end_comes() {
         let (_dir, store, id) = with_running_run().await;
         let kept = Arc::new(Kept::default());
         let fleet = Arc::new(Fleet::new(kept.clone()));
+        fleet.set_listening(true);
         let mut events = follow(fleet.clone(), store.clone(), id.clone());
         // It asks the fleet at once.
         let token = loop {
