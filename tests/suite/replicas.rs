@@ -282,7 +282,9 @@ async fn a_paused_replica_whose_run_was_taken_over_fences_itself_and_records_not
     let (marker, gate) = (dirs.path("marker"), dirs.path("gate"));
     dirs.runbook("marking", &marking(&marker, Some(&gate)));
     let (r1, d1) = replica(&dirs, &cluster, "paused", None);
-    let (_r2, d2) = replica(&dirs, &cluster, "paused", None);
+    // The survivor on the default lease: two busy cores cannot delay its renewals into a fence
+    // of its own (it reaps every 10 s, within the wait below).
+    let (_r2, d2) = steady(&dirs, &cluster, "paused");
     let id = post_alert(&d1, "paused").await;
     run_when(&d1, &id, "running").await;
     // Paused past its lease (a stopped VM, a long GC): the other replica takes the run over.
