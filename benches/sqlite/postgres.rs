@@ -128,6 +128,7 @@ fn main() {
             password_file: None,
             ca_file: None,
             pool_size: writers + 2,
+            idle_in_transaction: None,
         };
         let db = Database::new(&options, |_| None).expect("pool");
         let pg = PgStore::open(db.pool.clone(), db.name.clone())

@@ -108,6 +108,7 @@ impl Global {
             url: url.0.clone(),
             password_file: self.database_password_file.clone(),
             ca_file: self.database_ca_file.clone(),
+            idle_in_transaction: None,
             pool_size: self.database_pool,
         })
     }

@@ -62,6 +62,7 @@ fn copy_to(g: &Global, a: &CopyArgs) -> Result<ExitCode> {
         url: a.to.0.clone(),
         password_file: g.database_password_file.clone(),
         ca_file: g.database_ca_file.clone(),
+        idle_in_transaction: None,
         pool_size: g.database_pool,
     };
     let db = Database::new(&options, |k| std::env::var(k).ok()).map_err(|e| match e {

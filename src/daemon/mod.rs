@@ -47,7 +47,7 @@ use crate::server::listen::{self, Limits};
 use crate::server::site::Site;
 use crate::server::state::AppState;
 use crate::store::Store;
-use crate::store::database::Database;
+use crate::store::database::{Database, DatabaseOptions};
 use crate::store::postgres::PgStore;
 use crate::store::postgres::signal::PgSignals;
 use crate::store::signals::Signals;
@@ -339,7 +339,13 @@ async fn open_store(
     settings: &Settings,
 ) -> anyhow::Result<(Arc<dyn Store>, Option<PgStore>, Option<Wire>)> {
     if let Some(options) = &settings.database {
-        let db = Database::new(options, |k| std::env::var(k).ok())?;
+        // A replica stalled inside a transaction past its lease has lost its runs to the fleet:
+        // the server ends that session, so its row locks do not keep the others from them.
+        let options = DatabaseOptions {
+            idle_in_transaction: Some(settings.lease_ttl),
+            ..options.clone()
+        };
+        let db = Database::new(&options, |k| std::env::var(k).ok())?;
         let pg = PgStore::open(db.pool.clone(), db.name.clone()).await?;
         let replica = pg
             .join(&host_name(), std::process::id(), settings.lease_ttl)

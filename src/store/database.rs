@@ -28,6 +28,11 @@ pub struct DatabaseOptions {
     pub ca_file: Option<PathBuf>,
     /// Most connections this process opens.
     pub pool_size: usize,
+    /// How long the server lets a session of this process sit inside a transaction without a
+    /// statement before it ends the session (`idle_in_transaction_session_timeout`), releasing
+    /// its row locks: a replica paused there (a stopped VM, a long stall) must not keep the
+    /// fleet from taking over its runs. None: the server's setting.
+    pub idle_in_transaction: Option<Duration>,
 }
 
 impl std::fmt::Debug for DatabaseOptions {
@@ -183,6 +188,18 @@ pub fn config(
     if config.get_application_name().is_none() {
         config.application_name("untoil");
     }
+    if let Some(idle) = options.idle_in_transaction {
+        // Appended to the URL's own `options`, whose later settings win.
+        let setting = format!(
+            "-c idle_in_transaction_session_timeout={}",
+            idle.as_millis().max(1)
+        );
+        let all = match config.get_options() {
+            Some(given) if !given.is_empty() => format!("{given} {setting}"),
+            _ => setting,
+        };
+        config.options(all);
+    }
     Ok(config)
 }
 
@@ -299,7 +316,21 @@ mod tests {
             password_file: None,
             ca_file: None,
             pool_size: 4,
+            idle_in_transaction: None,
         }
+    }
+
+    #[test]
+    fn a_replica_asks_the_server_to_end_its_sessions_stalled_inside_a_transaction() {
+        let mut o = options("postgres://u@127.0.0.1/d?options=-c%20statement_timeout%3D5s");
+        o.idle_in_transaction = Some(Duration::from_secs(30));
+        let c = config(&o, no_env).expect("config");
+        assert_eq!(
+            c.get_options(),
+            Some("-c statement_timeout=5s -c idle_in_transaction_session_timeout=30000")
+        );
+        let plain = config(&options("postgres://u@127.0.0.1/d"), no_env).expect("config");
+        assert_eq!(plain.get_options(), None);
     }
 
     fn no_env(_: &str) -> Option<String> {

@@ -824,21 +824,30 @@ async fn a_run_admitted_for_a_caller_that_went_away_still_joins_the_queue() {
     let w = world(&[("am", DEFAULT_SOURCE)]);
     // A start with nanoseconds: no episode look-up first, so the one poll below reaches the
     // store's write, and the caller (a client that hung up) is dropped while it is under way.
-    let mut n = firing("gone");
-    for a in &mut n.alerts {
-        a.starts_at += chrono::Duration::nanoseconds(1);
+    // A thread descheduled on a busy machine may find the write done at its one poll: then the
+    // caller did not go away, and another alert tries again.
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let mut n = firing(&format!("gone-{tries}"));
+        for a in &mut n.alerts {
+            a.starts_at += chrono::Duration::nanoseconds(1);
+        }
+        let admitted = tokio::time::timeout(
+            Duration::ZERO,
+            w.engine
+                .admission
+                .notification(untoil::trigger::source::ALERTMANAGER, &n),
+        )
+        .await;
+        if admitted.is_err() {
+            break;
+        }
+        assert!(tries < 20, "the write was done within one poll 20 times");
     }
-    let admitted = tokio::time::timeout(
-        Duration::ZERO,
-        w.engine
-            .admission
-            .notification(untoil::trigger::source::ALERTMANAGER, &n),
-    )
-    .await;
-    assert!(admitted.is_err(), "the write cannot be done in one poll");
-    until("the run stored", || async { runs(&w).await.len() == 1 }).await;
+    until("the run stored", || async { runs(&w).await.len() == tries }).await;
     // Stored queued and queued here too: a worker takes it, not only the next start.
-    let run = runs(&w).await.remove(0);
+    let run = runs(&w).await.pop().expect("the last run");
     assert_eq!(run.status, RunStatus::Queued);
     until("the run queued", || async { w.engine.queue.knows(&run.id) }).await;
 }
