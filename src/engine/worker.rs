@@ -25,6 +25,7 @@ use crate::guard;
 use crate::run::id::RunId;
 use crate::run::record::RunRecord;
 use crate::run::status::RunStatus;
+use crate::runbook::model::Runbook;
 use crate::store::error::StoreError;
 use crate::store::{Change, GuardOf, Mark, Store, Transition, Update};
 
@@ -72,7 +73,7 @@ impl Drop for SlotHeld<'_> {
 /// A run whose end is written but may not be on disk yet, and what follows once it is.
 struct Ending {
     run: RunRecord,
-    runbook: Arc<crate::runbook::model::Runbook>,
+    runbook: Arc<Runbook>,
     mark: Mark,
     now: DateTime<Utc>,
     span: tracing::Span,
@@ -115,7 +116,9 @@ impl Workers {
         let span = e.span.clone();
         async {
             if let Err(err) = self.store.durable_to(e.mark).await {
-                error!("cannot record the run: {err}");
+                error!(
+                    "the run's end is written but could not be made durable (a crash now leaves the run interrupted): {err}"
+                );
             }
             self.verdicts.watch(&e.run).await;
             self.followers.close(&e.run.id, &e.run);

@@ -68,8 +68,9 @@ struct Inner {
     trees: Trees,
     commit: GroupCommit,
     batcher: Batcher<Write, Result<Outcome>>,
-    /// Runs ended by unflushed finishes: their progress goes once a flush made the ends durable.
-    ended_unflushed: std::sync::Mutex<Vec<Vec<u8>>>,
+    /// Runs ended by unflushed finishes, each with the mark of its write: its progress goes once
+    /// a flush reached that mark.
+    ended_unflushed: std::sync::Mutex<Vec<(u64, Vec<u8>)>>,
     migrated: Migrated,
     notes: Notes,
     seq: Sequence,
@@ -195,23 +196,23 @@ impl Inner {
     /// Waits until what was written before `mark` was taken is on disk (at once if a flush
     /// since did it); then removes the progress of the runs unflushed finishes ended.
     fn durable_to(&self, mark: u64) -> Result<()> {
-        let ended = std::mem::take(
-            &mut *self
+        self.commit.durable_to(mark, || {
+            self.db.flush().map(|_| ()).map_err(|e| self.err(e))
+        })?;
+        // Only the ends a flush reached: one written since (this call may have flushed nothing)
+        // keeps its progress until it is durable too.
+        let durable: Vec<Vec<u8>> = {
+            let mut pending = self
                 .ended_unflushed
                 .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-        );
-        let flushed = self.commit.durable_to(mark, || {
-            self.db.flush().map(|_| ()).map_err(|e| self.err(e))
-        });
-        if let Err(e) = flushed {
-            self.ended_unflushed
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .extend(ended);
-            return Err(e);
-        }
-        self.remove_progress(&ended);
+                .unwrap_or_else(|p| p.into_inner());
+            let (done, rest) = std::mem::take(&mut *pending)
+                .into_iter()
+                .partition(|(m, _)| self.commit.reached(*m));
+            *pending = rest;
+            done.into_iter().map(|(_, id)| id).collect()
+        };
+        self.remove_progress(&durable);
         Ok(())
     }
 
@@ -239,10 +240,11 @@ impl Inner {
                             self.durable()?;
                             self.remove_progress(&applied.ended);
                         } else {
+                            let mark = self.commit.mark();
                             self.ended_unflushed
                                 .lock()
                                 .unwrap_or_else(|p| p.into_inner())
-                                .extend(applied.ended);
+                                .extend(applied.ended.into_iter().map(|id| (mark, id)));
                         }
                         Ok(all)
                     },
