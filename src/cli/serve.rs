@@ -91,8 +91,8 @@ pub struct ServeArgs {
 
 /// Runs `untoil serve`.
 pub fn run(g: &Global, a: ServeArgs) -> Result<ExitCode> {
-    // Before any thread starts: an alert storm on many threads would otherwise grow many arenas.
-    daemon::memory::limit_arenas();
+    // Before any thread starts, so that every arena the storm's threads reserve is lazy.
+    daemon::memory::tune_allocator();
     logging::init(a.log_format);
     let loaded = credentials::load(
         a.token_file.as_deref(),

@@ -86,8 +86,9 @@ fn open_db(path: &Path) -> Result<sled::Db> {
     let deadline = std::time::Instant::now() + LOCK_WAIT;
     loop {
         // sled caches up to 1 GiB by default; the store's working set is far smaller. 32 MiB
-        // keeps 30,000 queued runs under 150 MB of RSS (benches/queued.sh with the daemon's
-        // malloc arenas capped: 116-122 MiB, against 149 MiB at 64 MiB) at the same post rate.
+        // keeps 30,000 queued runs under 150 MB of RSS (benches/queued.sh: 116-122 MiB with
+        // glibc's malloc capped at two arenas, against 149 MiB at 64 MiB; 127 MiB with the
+        // daemon's mimalloc) at the same post rate.
         match sled::Config::new()
             .path(path)
             .cache_capacity(32 * 1024 * 1024)
