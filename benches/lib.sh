@@ -84,6 +84,10 @@ secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 # utime + stime + cutime + cstime, fields 14-17 of /proc/PID/stat (counted after the command
 # name, which may hold spaces).
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print ($12 + $13 + $14 + $15) / hz }' "/proc/$1/stat"; }
+# "SELF CHILDREN": utime + stime, and cutime + cstime (the children it reaped), in seconds.
+cpu_split() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print ($12 + $13) / hz, ($14 + $15) / hz }' "/proc/$1/stat"; }
+# per_run_ms A B N: (B - A) / N in milliseconds.
+per_run_ms() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { printf "%.3f", (n > 0 ? 1000 * (b - a) / n : 0) }'; }
 # Every CPU's ticks but idle and iowait, and all ticks, summed over the CPUs (guest time is
 # already in user time: left out).
 busy_cpus() {

@@ -17,7 +17,11 @@
 # polled through the API with a deadline), ack p50 and p99; and for untoil the bytes written per
 # run (`write_bytes` of /proc/PID/io, load start to drain end, over the runs executed), peak RSS
 # (VmHWM) and 0 lost / 0 doubled: every fingerprint untoil acknowledged is in its output file
-# exactly once. A benchmark, not a test: it exits non-zero only when the run accounting fails.
+# exactly once. For both sides, CPU per executed run over the same span: the server's own
+# (utime + stime of /proc/PID/stat) and its steps' (the children it reaped: the same work on both
+# sides, so "server / steps" is a figure this noisy box's speed cancels out of), and the median
+# ratio of the servers' own CPU per run. A benchmark, not a test: it exits non-zero only when the
+# run accounting fails.
 #
 # Usage: bash benches/load.sh
 # Environment (all optional):
@@ -76,7 +80,7 @@ run_wrk() {
 }
 
 # One line per side and round: side round accepted_s executed_s p50_us p99_us bytes_per_run
-# peak_kib acked missing doubled drained loadavg
+# peak_kib acked missing doubled drained loadavg self_ms_per_run steps_ms_per_run
 RESULTS=$TMP/rounds.tsv
 : >"$RESULTS"
 
@@ -88,8 +92,9 @@ untoil_round() {
     local upid=$SERVED_PID base=$SERVED_BASE
 
     local -A U=()
-    local wb0 t0 t1
+    local wb0 t0 t1 self0 kids0 self1 kids1
     wb0=$(write_bytes "$upid")
+    read -r self0 kids0 < <(cpu_split "$upid")
     t0=$(now)
     run_wrk "$base/api/v1/alerts/alertmanager" U "$round"
     local acked_n drained
@@ -98,17 +103,19 @@ untoil_round() {
     t1=$(now)
     local wb1 peak executed missing doubled
     wb1=$(write_bytes "$upid")
+    read -r self1 kids1 < <(cpu_split "$upid")
     peak=$(kib "$upid" VmHWM)
     executed=$(lines "$out")
     read -r missing doubled < <(untoil_account "$base" "$TMP/acked-U-$round.txt" "$out")
     stop_pids "$upid"
     local span
     span=$(secs "$t0" "$t1")
-    printf 'untoil\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" \
+    printf 'untoil\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" \
         "$(rate "${U[ok]}" "$(awk -v us="${U[duration_us]}" 'BEGIN { print us / 1e6 }')")" \
         "$(rate "$executed" "$span")" "${U[p50_us]}" "${U[p99_us]}" \
         "$(awk -v a="$wb0" -v b="$wb1" -v n="$executed" 'BEGIN { printf "%.0f", (n > 0 ? (b - a) / n : 0) }')" \
-        "$peak" "$acked_n" "$missing" "$doubled" "$drained" "${U[loadavg]}" >>"$RESULTS"
+        "$peak" "$acked_n" "$missing" "$doubled" "$drained" "${U[loadavg]}" \
+        "$(per_run_ms "$self0" "$self1" "$executed")" "$(per_run_ms "$kids0" "$kids1" "$executed")" >>"$RESULTS"
 }
 
 # --- webhook -------------------------------------------------------------------------------
@@ -118,19 +125,22 @@ webhook_round() {
     webhook_serve "$dir" "$out"
     local wpid=$SERVED_PID
     local -A W=()
-    local t0 t1
+    local t0 t1 self0 kids0 self1 kids1
+    read -r self0 kids0 < <(cpu_split "$wpid")
     t0=$(now)
     run_wrk "$SERVED_BASE" W "$round"
     # It answers after the command ends: drained when wrk is done.
     t1=$(now)
+    read -r self1 kids1 < <(cpu_split "$wpid")
     local peak executed
     peak=$(kib "$wpid" VmHWM)
     executed=$(lines "$out")
     stop_pids "$wpid"
-    printf 'webhook\t%s\t%s\t%s\t%s\t%s\t-\t%s\t%s\t-\t-\t1\t%s\n' "$round" \
+    printf 'webhook\t%s\t%s\t%s\t%s\t%s\t-\t%s\t%s\t-\t-\t1\t%s\t%s\t%s\n' "$round" \
         "$(rate "${W[ok]}" "$(awk -v us="${W[duration_us]}" 'BEGIN { print us / 1e6 }')")" \
         "$(rate "$executed" "$(secs "$t0" "$t1")")" "${W[p50_us]}" "${W[p99_us]}" \
-        "$peak" "${W[ok]}" "${W[loadavg]}" >>"$RESULTS"
+        "$peak" "${W[ok]}" "${W[loadavg]}" \
+        "$(per_run_ms "$self0" "$self1" "$executed")" "$(per_run_ms "$kids0" "$kids1" "$executed")" >>"$RESULTS"
 }
 
 for ((round = 1; round <= ROUNDS; round++)); do
@@ -159,8 +169,9 @@ def ratio(a, b):
     return a / b if a is not None and b else None
 fmt = lambda x: "n/a" if x is None else f"{x:.2f}x"
 print(f"{'round':>5} {'side':8} {'accepted/s':>10} {'executed/s':>10} {'ack p50 ms':>10} {'ack p99 ms':>10} "
-      f"{'B written/run':>13} {'peak RSS MiB':>12} {'acked':>7} {'missing':>7} {'doubled':>7} {'drained':>7} {'loadavg':>7}")
-ratios = {k: [] for k in ("accepted/s", "executed/s", "ack p50", "ack p99")}
+      f"{'B written/run':>13} {'peak RSS MiB':>12} {'acked':>7} {'missing':>7} {'doubled':>7} {'drained':>7} {'loadavg':>7} "
+      f"{'CPU ms/run':>10} {'steps ms/run':>12} {'CPU/steps':>9}")
+ratios = {k: [] for k in ("accepted/s", "executed/s", "ack p50", "ack p99", "CPU/run")}
 bad = 0
 for r in rounds:
     for side in ("untoil", "webhook"):
@@ -168,19 +179,22 @@ for r in rounds:
         if not f:
             continue
         peak = f"{int(f[7]) / 1024:.1f}" if f[7].isdigit() else "-"
+        per = ratio(f[13], f[14])
         print(f"{r:>5} {side:8} {f[2]:>10} {f[3]:>10} {int(f[4]) / 1000:>10.2f} {int(f[5]) / 1000:>10.2f} "
-              f"{f[6]:>13} {peak:>12} {f[8]:>7} {f[9]:>7} {f[10]:>7} {'yes' if f[11] == '1' else 'NO':>7} {f[12]:>7}")
+              f"{f[6]:>13} {peak:>12} {f[8]:>7} {f[9]:>7} {f[10]:>7} {'yes' if f[11] == '1' else 'NO':>7} {f[12]:>7} "
+              f"{f[13]:>10} {f[14]:>12} {'n/a' if per is None else f'{per:.2f}':>9}")
         if side == "untoil" and (f[9] != "0" or f[10] != "0" or f[11] != "1"):
             bad += 1
     u, w = rows.get(("untoil", r)), rows.get(("webhook", r))
     if u and w:
-        got = [ratio(u[2], w[2]), ratio(u[3], w[3]), ratio(u[4], w[4]), ratio(u[5], w[5])]
+        got = [ratio(u[2], w[2]), ratio(u[3], w[3]), ratio(u[4], w[4]), ratio(u[5], w[5]), ratio(u[13], w[13])]
         for k, v in zip(ratios, got):
             if v is not None:
                 ratios[k].append(v)
-        print(f"{r:>5} {'ratio':8} {fmt(got[0]):>10} {fmt(got[1]):>10} {fmt(got[2]):>10} {fmt(got[3]):>10}")
+        print(f"{r:>5} {'ratio':8} {fmt(got[0]):>10} {fmt(got[1]):>10} {fmt(got[2]):>10} {fmt(got[3]):>10} "
+              f"{'':>13} {'':>12} {'':>7} {'':>7} {'':>7} {'':>7} {'':>7} {fmt(got[4]):>10}")
 print()
-print("median over rounds, untoil/webhook (ack latency: lower is better for untoil):")
+print("median over rounds, untoil/webhook (ack latency and the server's own CPU per run: lower is better for untoil):")
 for k, v in ratios.items():
     print(f"  {k:12} {fmt(statistics.median(v)) if v else 'n/a'}  (rounds: {', '.join(fmt(x) for x in v) or '-'})")
 us = [rows[k] for k in rows if k[0] == "untoil"]
