@@ -11,7 +11,8 @@
 # stop_pids PID...   SIGTERM, then SIGKILL whatever is still there after 10 s; waits for each.
 # free_port, wait_http URL PID SECONDS, kib PID FIELD (a /proc/PID/status field in KiB), now,
 # lines FILE (0 when missing), rate COUNT SECONDS, secs FROM TO, cpu_s PID (CPU seconds of PID
-# and the children it waited for), busy_cpus (the machine's busy CPU-seconds and elapsed seconds
+# and the children it waited for), cpu_split PID (the same two apart: "self children"),
+# per_run_ms FROM TO N (milliseconds per item), busy_cpus (the machine's busy CPU-seconds and elapsed seconds
 # so far, summed over the CPUs, from /proc/stat: "busy total").
 #
 # The receiver load (load.sh, fleet.sh), each function described above it: wrk_script,
@@ -81,11 +82,11 @@ now() { date +%s.%N; }
 lines() { if [[ -f $1 ]]; then wc -l <"$1"; else echo 0; fi; }
 rate() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.0f", (s > 0 ? n / s : 0) }'; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
-# utime + stime + cutime + cstime, fields 14-17 of /proc/PID/stat (counted after the command
-# name, which may hold spaces).
-cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print ($12 + $13 + $14 + $15) / hz }' "/proc/$1/stat"; }
-# "SELF CHILDREN": utime + stime, and cutime + cstime (the children it reaped), in seconds.
+# "SELF CHILDREN" CPU seconds of PID: utime + stime, and cutime + cstime (the children it
+# reaped), fields 14-17 of /proc/PID/stat (counted after the command name, which may hold spaces).
 cpu_split() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print ($12 + $13) / hz, ($14 + $15) / hz }' "/proc/$1/stat"; }
+# Both of cpu_split summed.
+cpu_s() { cpu_split "$1" | awk '{ print $1 + $2 }'; }
 # per_run_ms A B N: (B - A) / N in milliseconds.
 per_run_ms() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { printf "%.3f", (n > 0 ? 1000 * (b - a) / n : 0) }'; }
 # Every CPU's ticks but idle and iowait, and all ticks, summed over the CPUs (guest time is
