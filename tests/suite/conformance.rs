@@ -1996,6 +1996,102 @@ async fn an_unflushed_finish_reads_finished_at_once_and_its_progress_goes_once_i
     }
 }
 
+/// Admits `n` manual runs of `rb` and claims them all.
+async fn running_runs(store: &dyn Store, n: usize) -> Vec<RunRecord> {
+    let runs = new_runs(
+        &store
+            .admit((0..n).map(|i| manual(queued("rb", i))).collect(), vec![])
+            .await
+            .expect("admit"),
+    );
+    for r in &runs {
+        store
+            .transition(
+                &r.id,
+                &[RunStatus::Queued],
+                change(|r| r.status = RunStatus::Running),
+            )
+            .await
+            .expect("claim");
+    }
+    runs
+}
+
+/// A worker's end of `run`: unflushed, no guard update; its mark.
+async fn worker_finish(store: &dyn Store, run: &RunRecord) -> untoil::store::Mark {
+    let mut ended = run.clone();
+    ended.status = RunStatus::Succeeded;
+    ended.started_at = Some(Utc::now());
+    ended.finished_at = Some(Utc::now());
+    store.finish_unflushed(ended, None).await.expect("finish").1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_finish_is_counted_once_after_a_crash_and_when_finished_again() {
+    use untoil::store::sled::tally::TALLY_EVERY;
+    for b in backends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = {
+            let store = b.open(dir.path());
+            let runs = running_runs(&*store, 1).await;
+            let mark = worker_finish(&*store, &runs[0]).await;
+            store.durable_to(mark).await.expect("durable");
+            // Closed like a crash would: nothing read the rollups, nothing else was written.
+            runs[0].clone()
+        };
+        if b.name() == "sled" {
+            // The end is on disk and not yet counted: what reopening has to tally.
+            let db = crate::common::raw_sled(dir.path());
+            let tree = |n: &str| db.open_tree(n).expect("tree");
+            assert!(
+                tree("active")
+                    .contains_key(first.id.0.as_bytes())
+                    .expect("read")
+            );
+            assert_eq!(tree("rollups").len(), 0);
+        }
+        let store = b.open(dir.path());
+        assert_eq!(counted_today(&*store).await, 1, "{}", b.name());
+        let mut again = store
+            .get_run(&first.id)
+            .await
+            .expect("get")
+            .expect("stored");
+        assert_eq!(again.status, RunStatus::Succeeded, "{}", b.name());
+        again.finished_at = Some(Utc::now());
+        store.finish(again, None).await.expect("finish again");
+        assert_eq!(counted_today(&*store).await, 1, "{}: once", b.name());
+        // Ends waiting for their tally are bounded without any read: a tally of their own.
+        let n = TALLY_EVERY + 3;
+        let runs = running_runs(&*store, n).await;
+        let mut mark = None;
+        for r in &runs {
+            mark = Some(worker_finish(&*store, r).await);
+        }
+        store
+            .durable_to(mark.expect("finished"))
+            .await
+            .expect("durable");
+        drop(store);
+        if b.name() == "sled" {
+            let db = crate::common::raw_sled(dir.path());
+            let active = db.open_tree("active").expect("tree").len();
+            assert!(active < TALLY_EVERY, "{active} untallied ends");
+            drop(db);
+        }
+        let store = b.open(dir.path());
+        assert_eq!(counted_today(&*store).await, 1 + n as u64, "{}", b.name());
+        let running = store
+            .list_runs(&RunFilter {
+                status: Some(RunStatus::Running),
+                ..Default::default()
+            })
+            .await
+            .expect("list");
+        assert!(running.is_empty(), "{}", b.name());
+    }
+}
+
 /// A finished alert run of `n`'s first alert, created at `created` (its id says when).
 fn finished_alert_run(n: &Notification, created: DateTime<Utc>, i: usize) -> RunRecord {
     let mut c = alert_candidates("rb", n).remove(0);

@@ -13,7 +13,8 @@
 //!   a run runs and applied on reading it; removed once the run has ended (see
 //!   [`super::progress`]).
 //! - `by_runbook`: `runbook \0 run id` -> (), to list one runbook's runs by prefix scan.
-//! - `active`: run id -> () for runs queued, pending approval or running (reconciliation).
+//! - `active`: run id -> () for runs queued, pending approval or running (reconciliation), and
+//!   for ended runs whose rollups are not yet tallied (see [`super::tally`]).
 //! - `alerts`: `fingerprint @ startsAt` -> alert episode; `alerts_by_time`: received-at
 //!   (big-endian nanoseconds) + episode -> episode key, for range scans.
 //! - `guards`: `runbook \0 key` -> guard state (cooldown, window, failure streak, breaker).
@@ -21,7 +22,7 @@
 //!   transaction as the run it admits; an alert key whose run a guard skipped points to the run
 //!   a later re-send admitted, once the guards allowed it.
 //! - `rollups`: `day \0 owner \0 service \0 runbook \0 cause` -> counters, updated in the same
-//!   transaction as a run's finish; `rollups_monthly`: the same per calendar month
+//!   transaction as a run's finish, or as its tally when a worker's finish swapped its record; `rollups_monthly`: the same per calendar month
 //!   (`YYYY-MM \0 ...`), so reports over long periods read ~30x fewer groups.
 //! - `verifying`: run id -> () for finished alert runs awaiting their verification verdict
 //!   (`RunRecord::verify_by` set, no verdict yet), so a restart re-arms their window's end.

@@ -3,7 +3,9 @@
 //! Durability: every change but step progress and a worker's unflushed finish
 //! (`Store::finish_unflushed`: durable with the next flush) is flushed before the call returns.
 //! Concurrent admissions, transitions, finishes and guard updates are written as one batch by
-//! one thread at a time ([`batch`]) and concurrent writers share flushes ([`commit`]). Everything that
+//! one thread at a time ([`batch`]) and concurrent writers share flushes ([`commit`]). A worker's
+//! finish without a guard update is one record's swap, its rollups tallied later ([`tally`]).
+//! Everything that
 //! flushes or scans runs on blocking threads, off the async runtime. sled's flush uses
 //! `sync_file_range`/`fdatasync`-class calls: it survives a killed process; see docs/store.md
 //! for what it promises on power loss.
@@ -16,6 +18,7 @@ pub mod layout;
 pub mod migrate;
 pub mod notes;
 pub mod progress;
+pub mod tally;
 #[cfg(test)]
 pub mod testing;
 pub mod write;
@@ -45,6 +48,7 @@ use crate::store::sled::layout::{
 use crate::store::sled::migrate::Migrated;
 use crate::store::sled::notes::Notes;
 use crate::store::sled::progress::{EventOut, Sequence};
+use crate::store::sled::tally::{TALLY_EVERY, Tally, Untallied};
 use crate::store::sled::write::{Admit, Finishing, Outcome, Unflushed, Write};
 use crate::store::{
     Admitted, AlertReceived, Candidate, Change, Delivery, GuardChanged, GuardOf, Mark, Reconciled,
@@ -71,6 +75,8 @@ struct Inner {
     /// Runs ended by unflushed finishes, each with the mark of its write: its progress goes once
     /// a flush reached that mark.
     ended_unflushed: std::sync::Mutex<Vec<(u64, Vec<u8>)>>,
+    /// Ends written by a swap of their record, not yet counted ([`tally`]).
+    untallied: Untallied,
     migrated: Migrated,
     notes: Notes,
     seq: Sequence,
@@ -121,7 +127,7 @@ impl SledStore {
         let trees = Trees::open(&db, path)?;
         let migrated = migrate::migrate(&db, &trees, path)?;
         let id = migrate::store_id(&trees, path)?;
-        Ok(SledStore {
+        let store = SledStore {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
                 id,
@@ -130,11 +136,14 @@ impl SledStore {
                 commit: GroupCommit::default(),
                 batcher: Batcher::default(),
                 ended_unflushed: Default::default(),
+                untallied: Untallied::default(),
                 migrated,
                 notes: Notes::default(),
                 seq: Sequence::default(),
             }),
-        })
+        };
+        store.inner.tally_leftovers()?;
+        Ok(store)
     }
 
     /// What opening did to the store's schema version.
@@ -170,11 +179,18 @@ impl SledStore {
         guard: Option<GuardOf<Update>>,
         unflushed: Unflushed,
     ) -> Result<(Option<GuardChanged>, Mark)> {
-        let write = Write::Finish(
-            vec![Finishing::of(&run, &self.inner.notes)],
-            guard,
-            unflushed,
-        );
+        let finishing = Finishing::of(&run, &self.inner.notes);
+        // Inline, as a progress append is: a read and a swap of one key, in memory.
+        if unflushed.0
+            && guard.is_none()
+            && let Some((mark, due)) = self.inner.finish_swapped(&run, &finishing)?
+        {
+            if due {
+                self.blocking(|inner| inner.tally()).await?;
+            }
+            return Ok((None, Mark(mark)));
+        }
+        let write = Write::Finish(vec![finishing], guard, unflushed);
         self.blocking(move |inner| match inner.submit(write)? {
             // Taken after the write was applied: a flush that reaches it covers the write.
             Outcome::Finished(g) => Ok((g, Mark(inner.commit.mark()))),
@@ -235,21 +251,24 @@ impl Inner {
             |batch| {
                 let n = batch.len();
                 let flush = !batch.iter().all(Write::unflushed);
-                match write::apply(&self.trees, &self.notes, &self.path, batch).and_then(
-                    |(all, applied)| {
-                        if flush {
-                            self.durable()?;
-                            self.remove_progress(&applied.ended);
-                        } else {
-                            let mark = self.commit.mark();
-                            self.ended_unflushed
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .extend(applied.ended.into_iter().map(|id| (mark, id)));
-                        }
-                        Ok(all)
-                    },
-                ) {
+                let tallies = self.untallied.take();
+                let applied = write::apply(&self.trees, &self.notes, &self.path, batch, &tallies);
+                if applied.is_err() {
+                    self.untallied.restore(tallies);
+                }
+                match applied.and_then(|(all, applied)| {
+                    if flush {
+                        self.durable()?;
+                        self.remove_progress(&applied.ended);
+                    } else {
+                        let mark = self.commit.mark();
+                        self.ended_unflushed
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .extend(applied.ended.into_iter().map(|id| (mark, id)));
+                    }
+                    Ok(all)
+                }) {
                     Ok(all) => all.into_iter().map(Ok).collect(),
                     Err(e) => (0..n).map(|_| Err(e.clone())).collect(),
                 }
@@ -287,6 +306,82 @@ impl Inner {
             .progress
             .insert(self.seq.key(id.0.as_bytes()), progress::value(&event))
             .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// A worker's finish with no guard update, as one swap of the run's record from `running`
+    /// to `finishing`'s, unflushed; its tally follows ([`tally`]). The mark of the write and
+    /// whether enough ends wait for a tally of their own (the caller runs it, off the async
+    /// runtime); None when the run is not one this applies to (not running, not in `active`, a
+    /// notification the store may not hold): the caller writes it through the batch then.
+    fn finish_swapped(
+        &self,
+        run: &RunRecord,
+        finishing: &Finishing,
+    ) -> Result<Option<(u64, bool)>> {
+        if !run.status.is_final() || !finishing.refers_to_known(&self.notes) {
+            return Ok(None);
+        }
+        let key = run.id.0.as_bytes();
+        loop {
+            let Some(old) = self.trees.runs.get(key).map_err(|e| self.err(e))? else {
+                return Ok(None);
+            };
+            if decode::<StatusOnly>(key, &old)?.status != RunStatus::Running
+                || !self
+                    .trees
+                    .active
+                    .contains_key(key)
+                    .map_err(|e| self.err(e))?
+            {
+                return Ok(None);
+            }
+            let swapped = self
+                .trees
+                .runs
+                .compare_and_swap(key, Some(old), Some(finishing.value()))
+                .map_err(|e| self.err(e))?;
+            if swapped.is_ok() {
+                break;
+            }
+            // Another write changed the run meanwhile: decide again on what it is now.
+        }
+        // Taken after the write: a flush that reaches it covers the write.
+        let mark = self.commit.mark();
+        self.ended_unflushed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((mark, key.to_vec()));
+        let due = self.untallied.push(Tally::of(run)) >= TALLY_EVERY;
+        Ok(Some((mark, due)))
+    }
+
+    /// Counts every untallied end now, in a batch of its own (unflushed: a tally lost in a
+    /// crash is made again from the records when the store is opened).
+    fn tally(&self) -> Result<()> {
+        match self.submit(Write::Finish(Vec::new(), None, Unflushed(true)))? {
+            Outcome::Finished(_) => Ok(()),
+            _ => Err(unexpected(&self.path)),
+        }
+    }
+
+    /// Tallies the ends a crash left untallied: runs in `active` whose record is final. Before
+    /// anything reads the store.
+    fn tally_leftovers(&self) -> Result<()> {
+        let mut found = 0;
+        for k in self.trees.active.iter().keys() {
+            let k = k.map_err(|e| self.err(e))?;
+            let id = RunId(String::from_utf8_lossy(&k).to_string());
+            if let Some(run) = self.get_run(&id)?
+                && run.status.is_final()
+            {
+                self.untallied.push(Tally::of(&run));
+                found += 1;
+            }
+        }
+        if found > 0 {
+            self.tally()?;
+        }
         Ok(())
     }
 
@@ -417,8 +512,10 @@ impl Inner {
                 }
             }
             // Runs not yet ended are all in `active` (the writes that admit and end runs keep
-            // it exact; reconciliation relies on that too): a status filter of one of them reads
-            // those few, not every run ever stored (the dashboard's and the benchmarks' polls).
+            // it exact; reconciliation relies on that too), beside at most a batch of ended runs
+            // not yet tallied, which the status filter drops: a status filter of one of them
+            // reads those few, not every run ever stored (the dashboard's and the benchmarks'
+            // polls).
             None if filter.status.is_some_and(|s| !s.is_final()) => {
                 for k in self.trees.active.iter().keys().rev() {
                     let k = k.map_err(|e| self.err(e))?;
@@ -859,8 +956,14 @@ impl Store for SledStore {
         to: NaiveDate,
         by_month: bool,
     ) -> Result<Vec<(RollupKey, Rollup)>> {
-        self.blocking(move |inner| inner.rollups(from, to, by_month))
-            .await
+        self.blocking(move |inner| {
+            // Every end written before this read is counted in what it reads.
+            if !inner.untallied.is_empty() {
+                inner.tally()?;
+            }
+            inner.rollups(from, to, by_month)
+        })
+        .await
     }
 
     async fn alerts(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<AlertReceived>> {

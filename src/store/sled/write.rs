@@ -23,6 +23,7 @@ use crate::store::sled::layout::{
 };
 use crate::store::sled::notes::{self, Encoded, Hash, Notes, RefOnly, hex, parse_hex};
 use crate::store::sled::progress;
+use crate::store::sled::tally::Tally;
 use crate::store::{
     Admitted, AlertReceived, Candidate, Change, Decide, Delivery, GuardChanged, GuardOf,
     Transition, Update,
@@ -75,6 +76,21 @@ impl Finishing {
             awaits_verdict: run.awaits_verdict(),
             ended: run.status.is_final(),
         }
+    }
+}
+
+impl Finishing {
+    /// The encoded record.
+    pub fn value(&self) -> Vec<u8> {
+        self.value.value.clone()
+    }
+
+    /// Whether the record refers to no notification, or to one the store holds.
+    pub fn refers_to_known(&self, notes: &Notes) -> bool {
+        self.value
+            .note
+            .as_ref()
+            .is_none_or(|n| notes.is_known(&n.hash))
     }
 }
 
@@ -232,6 +248,24 @@ impl Tx<'_> {
             self.verifying.remove(f.id.as_slice())?;
         }
         if let (Some((key, add)), false) = (&f.rollup, already_final) {
+            self.add_rollup(key, add, false)?;
+        }
+        Ok(())
+    }
+
+    /// Counts an end written without a transaction ([`super::tally`]): once, as the run leaves
+    /// `active` with it; a run no longer there was counted before.
+    fn tally(&self, t: &Tally) -> Result<(), Abort> {
+        if self.active.remove(t.id.as_slice())?.is_none() {
+            return Ok(());
+        }
+        self.by_runbook.insert(t.index.as_slice(), &[])?;
+        if t.awaits_verdict {
+            self.verifying.insert(t.id.as_slice(), &[])?;
+        } else {
+            self.verifying.remove(t.id.as_slice())?;
+        }
+        if let Some((key, add)) = &t.rollup {
             self.add_rollup(key, add, false)?;
         }
         Ok(())
@@ -502,13 +536,14 @@ pub struct Applied {
 }
 
 /// Applies a batch of writes (no flush): deliveries decided, alert episodes merged; then, in one
-/// transaction, every write in order; then prune's sweep, if the batch has one. One outcome per
-/// write.
+/// transaction, the untallied ends `tallies` and every write in order; then prune's sweep, if
+/// the batch has one. One outcome per write.
 pub fn apply(
     trees: &Trees,
     notes: &Notes,
     path: &Path,
     batch: Vec<Write>,
+    tallies: &[Tally],
 ) -> Result<(Vec<Outcome>, Applied), StoreError> {
     let plans = plan_deliveries(trees, path, &batch)?;
     for (write, plan) in batch.iter().zip(&plans) {
@@ -570,6 +605,10 @@ pub fn apply(
                 referred: RefCell::new(HashSet::new()),
                 ended: RefCell::new(Vec::new()),
             };
+            // First: a verdict or a finish of this batch sees the ends before it counted.
+            for t in tallies {
+                tx.tally(t)?;
+            }
             let mut decided = Vec::with_capacity(batch.len());
             for (write, plan) in batch.iter().zip(&plans) {
                 decided.push(match write {
@@ -764,7 +803,8 @@ mod tests {
             delivered(4, None),
             delivered(5, Some(&a_later)),
         ];
-        let (out, _) = apply(&trees, &Notes::default(), Path::new("test"), batch).expect("applied");
+        let (out, _) =
+            apply(&trees, &Notes::default(), Path::new("test"), batch, &[]).expect("applied");
         assert_eq!(
             kinds(&out),
             ["admitted", "duplicate", "admitted", "admitted", "admitted"]
@@ -793,7 +833,8 @@ mod tests {
             delivered(1, Some(&delivery("bad", 0))),
             delivered(2, Some(&delivery("good", 0))),
         ];
-        let (out, _) = apply(&trees, &Notes::default(), Path::new("test"), batch).expect("applied");
+        let (out, _) =
+            apply(&trees, &Notes::default(), Path::new("test"), batch, &[]).expect("applied");
         assert_eq!(kinds(&out), ["failed", "admitted"]);
         assert_eq!(trees.runs.len(), 1);
     }
