@@ -2031,27 +2031,63 @@ async fn a_worker_finish_is_counted_once_after_a_crash_and_when_finished_again()
     use untoil::store::sled::tally::TALLY_EVERY;
     for b in backends() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let first = {
+        let (first, alert) = {
             let store = b.open(dir.path());
             let runs = running_runs(&*store, 1).await;
-            let mark = worker_finish(&*store, &runs[0]).await;
+            // And an alert run, whose record refers to its stored notification.
+            let alert = new_runs(
+                &store
+                    .admit(alert_candidates("rb", &big_notification(10, 1)), vec![])
+                    .await
+                    .expect("admit"),
+            )
+            .remove(0);
+            store
+                .transition(
+                    &alert.id,
+                    &[RunStatus::Queued],
+                    change(|r| r.status = RunStatus::Running),
+                )
+                .await
+                .expect("claim");
+            let alert = store
+                .get_run(&alert.id)
+                .await
+                .expect("get")
+                .expect("stored");
+            worker_finish(&*store, &runs[0]).await;
+            let mark = worker_finish(&*store, &alert).await;
             store.durable_to(mark).await.expect("durable");
             // Closed like a crash would: nothing read the rollups, nothing else was written.
-            runs[0].clone()
+            (runs[0].clone(), alert)
         };
         if b.name() == "sled" {
-            // The end is on disk and not yet counted: what reopening has to tally.
+            // The ends are on disk and not yet counted: what reopening has to tally.
             let db = crate::common::raw_sled(dir.path());
             let tree = |n: &str| db.open_tree(n).expect("tree");
-            assert!(
-                tree("active")
-                    .contains_key(first.id.0.as_bytes())
-                    .expect("read")
-            );
+            for id in [&first.id, &alert.id] {
+                assert!(tree("active").contains_key(id.0.as_bytes()).expect("read"));
+            }
             assert_eq!(tree("rollups").len(), 0);
         }
         let store = b.open(dir.path());
-        assert_eq!(counted_today(&*store).await, 1, "{}", b.name());
+        assert_eq!(counted_today(&*store).await, 2, "{}", b.name());
+        let read = store
+            .get_run(&alert.id)
+            .await
+            .expect("get")
+            .expect("stored");
+        assert_eq!(read.status, RunStatus::Succeeded, "{}", b.name());
+        assert_eq!(
+            read.alert.and_then(|a| a
+                .notification
+                .common_annotations
+                .get("description")
+                .cloned()),
+            Some("x".repeat(10)),
+            "{}: whole",
+            b.name()
+        );
         let mut again = store
             .get_run(&first.id)
             .await
@@ -2060,7 +2096,7 @@ async fn a_worker_finish_is_counted_once_after_a_crash_and_when_finished_again()
         assert_eq!(again.status, RunStatus::Succeeded, "{}", b.name());
         again.finished_at = Some(Utc::now());
         store.finish(again, None).await.expect("finish again");
-        assert_eq!(counted_today(&*store).await, 1, "{}: once", b.name());
+        assert_eq!(counted_today(&*store).await, 2, "{}: once", b.name());
         // Ends waiting for their tally are bounded without any read: a tally of their own.
         let n = TALLY_EVERY + 3;
         let runs = running_runs(&*store, n).await;
@@ -2080,7 +2116,7 @@ async fn a_worker_finish_is_counted_once_after_a_crash_and_when_finished_again()
             drop(db);
         }
         let store = b.open(dir.path());
-        assert_eq!(counted_today(&*store).await, 1 + n as u64, "{}", b.name());
+        assert_eq!(counted_today(&*store).await, 2 + n as u64, "{}", b.name());
         let running = store
             .list_runs(&RunFilter {
                 status: Some(RunStatus::Running),

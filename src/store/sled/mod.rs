@@ -46,7 +46,7 @@ use crate::store::sled::layout::{
     parse_rollup_key, runbook_index,
 };
 use crate::store::sled::migrate::Migrated;
-use crate::store::sled::notes::Notes;
+use crate::store::sled::notes::{Notes, StatusAndRef};
 use crate::store::sled::progress::{EventOut, Sequence};
 use crate::store::sled::tally::{TALLY_EVERY, Tally, Untallied};
 use crate::store::sled::write::{Admit, Finishing, Outcome, Unflushed, Write};
@@ -312,14 +312,15 @@ impl Inner {
     /// A worker's finish with no guard update, as one swap of the run's record from `running`
     /// to `finishing`'s, unflushed; its tally follows ([`tally`]). The mark of the write and
     /// whether enough ends wait for a tally of their own (the caller runs it, off the async
-    /// runtime); None when the run is not one this applies to (not running, not in `active`, a
-    /// notification the store may not hold): the caller writes it through the batch then.
+    /// runtime); None when the run is not one this applies to (not running, not in `active`, or
+    /// its record would refer to another notification than the stored one, which only the
+    /// batch stores): the caller writes it through the batch then.
     fn finish_swapped(
         &self,
         run: &RunRecord,
         finishing: &Finishing,
     ) -> Result<Option<(u64, bool)>> {
-        if !run.status.is_final() || !finishing.refers_to_known(&self.notes) {
+        if !run.status.is_final() {
             return Ok(None);
         }
         let key = run.id.0.as_bytes();
@@ -327,7 +328,10 @@ impl Inner {
             let Some(old) = self.trees.runs.get(key).map_err(|e| self.err(e))? else {
                 return Ok(None);
             };
-            if decode::<StatusOnly>(key, &old)?.status != RunStatus::Running
+            let stored: StatusAndRef = decode(key, &old)?;
+            // The stored record's ref: a notification prune's sweep keeps while it is referred to.
+            if stored.status != RunStatus::Running
+                || stored.hash() != finishing.note_hash()
                 || !self
                     .trees
                     .active

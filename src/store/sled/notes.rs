@@ -284,12 +284,33 @@ struct AlertRef {
 impl RefOnly {
     /// The ref, if the record has one.
     pub fn hash(&self) -> Option<Hash> {
-        self.alert
-            .as_ref()?
-            .notification_ref
-            .as_deref()
-            .and_then(parse_hex)
+        ref_of(&self.alert)
     }
+}
+
+/// The status and notification ref of a stored record, read without the rest of it (a worker's
+/// finish checks both before it swaps the record: [`super::tally`]).
+#[derive(serde::Deserialize)]
+pub struct StatusAndRef {
+    /// The run's status.
+    pub status: crate::run::status::RunStatus,
+    #[serde(default)]
+    alert: Option<AlertRef>,
+}
+
+impl StatusAndRef {
+    /// The ref, if the record has one.
+    pub fn hash(&self) -> Option<Hash> {
+        ref_of(&self.alert)
+    }
+}
+
+fn ref_of(alert: &Option<AlertRef>) -> Option<Hash> {
+    alert
+        .as_ref()?
+        .notification_ref
+        .as_deref()
+        .and_then(parse_hex)
 }
 
 #[cfg(test)]

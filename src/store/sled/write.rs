@@ -85,12 +85,9 @@ impl Finishing {
         self.value.value.clone()
     }
 
-    /// Whether the record refers to no notification, or to one the store holds.
-    pub fn refers_to_known(&self, notes: &Notes) -> bool {
-        self.value
-            .note
-            .as_ref()
-            .is_none_or(|n| notes.is_known(&n.hash))
+    /// The notification the record refers to, if any.
+    pub fn note_hash(&self) -> Option<Hash> {
+        self.value.note.as_ref().map(|n| n.hash)
     }
 }
 
