@@ -650,14 +650,7 @@ async fn reconcile_ends_running_runs_with_the_callers_change_and_returns_the_res
                 .admit(vec![manual(r), manual(q), manual(p)], vec![])
                 .await
                 .expect("admit");
-            store
-                .transition(
-                    &rid,
-                    &[RunStatus::Queued],
-                    change(|r| r.status = RunStatus::Running),
-                )
-                .await
-                .expect("claim");
+            claim(&*store, &rid).await;
             store
                 .step_started(&rid, "second", None)
                 .await
@@ -809,14 +802,7 @@ async fn listing_by_a_status_of_runs_not_yet_ended_finds_exactly_those_most_rece
             .await
             .expect("finish");
         for id in [&ids[1], &ids[3]] {
-            let claimed = store
-                .transition(
-                    id,
-                    &[RunStatus::Queued],
-                    change(|r| r.status = RunStatus::Running),
-                )
-                .await
-                .expect("claim");
+            let claimed = claim(&*store, id).await;
             assert!(matches!(claimed, Transition::Done(_)), "{}", b.name());
         }
         let listed = |status: RunStatus, limit: usize| {
@@ -1792,14 +1778,7 @@ async fn progress_is_read_while_a_run_runs_and_dropped_once_it_ends() {
             );
             let (rid, cid) = (runs[0].id.clone(), runs[1].id.clone());
             for id in [&rid, &cid] {
-                store
-                    .transition(
-                        id,
-                        &[RunStatus::Queued],
-                        change(|r| r.status = RunStatus::Running),
-                    )
-                    .await
-                    .expect("claim");
+                claim(&*store, id).await;
                 store.step_started(id, "a", None).await.expect("progress");
                 store
                     .step_started(id, "a", Some(41))
@@ -1943,14 +1922,7 @@ async fn an_unflushed_finish_reads_finished_at_once_and_its_progress_goes_once_i
                     .expect("admit"),
             );
             for r in &runs {
-                store
-                    .transition(
-                        &r.id,
-                        &[RunStatus::Queued],
-                        change(|r| r.status = RunStatus::Running),
-                    )
-                    .await
-                    .expect("claim");
+                claim(&*store, &r.id).await;
                 store
                     .step_started(&r.id, "a", Some(41))
                     .await
@@ -1996,6 +1968,18 @@ async fn an_unflushed_finish_reads_finished_at_once_and_its_progress_goes_once_i
     }
 }
 
+/// Claims queued run `id`, as a worker does.
+async fn claim(store: &dyn Store, id: &RunId) -> Transition {
+    store
+        .transition(
+            id,
+            &[RunStatus::Queued],
+            change(|r| r.status = RunStatus::Running),
+        )
+        .await
+        .expect("claim")
+}
+
 /// Admits `n` manual runs of `rb` and claims them all.
 async fn running_runs(store: &dyn Store, n: usize) -> Vec<RunRecord> {
     let runs = new_runs(
@@ -2005,14 +1989,7 @@ async fn running_runs(store: &dyn Store, n: usize) -> Vec<RunRecord> {
             .expect("admit"),
     );
     for r in &runs {
-        store
-            .transition(
-                &r.id,
-                &[RunStatus::Queued],
-                change(|r| r.status = RunStatus::Running),
-            )
-            .await
-            .expect("claim");
+        claim(store, &r.id).await;
     }
     runs
 }
@@ -2042,14 +2019,7 @@ async fn a_worker_finish_is_counted_once_after_a_crash_and_when_finished_again()
                     .expect("admit"),
             )
             .remove(0);
-            store
-                .transition(
-                    &alert.id,
-                    &[RunStatus::Queued],
-                    change(|r| r.status = RunStatus::Running),
-                )
-                .await
-                .expect("claim");
+            claim(&*store, &alert.id).await;
             let alert = store
                 .get_run(&alert.id)
                 .await
