@@ -370,17 +370,25 @@ impl Inner {
     }
 
     /// Tallies the ends a crash left untallied: runs in `active` whose record is final. Before
-    /// anything reads the store.
+    /// anything reads the store. The records are read as stored: a tally needs none of their
+    /// notification, and a record that cannot be read stays for its readers to report (the
+    /// store still opens).
     fn tally_leftovers(&self) -> Result<()> {
         let mut found = 0;
         for k in self.trees.active.iter().keys() {
             let k = k.map_err(|e| self.err(e))?;
-            let id = RunId(String::from_utf8_lossy(&k).to_string());
-            if let Some(run) = self.get_run(&id)?
-                && run.status.is_final()
-            {
-                self.untallied.push(Tally::of(&run));
-                found += 1;
+            let Some(v) = self.trees.runs.get(&k).map_err(|e| self.err(e))? else {
+                continue;
+            };
+            if !decode::<StatusOnly>(&k, &v).is_ok_and(|r| r.status.is_final()) {
+                continue;
+            }
+            match decode::<RunRecord>(&k, &v) {
+                Ok(run) => {
+                    self.untallied.push(Tally::of(&run));
+                    found += 1;
+                }
+                Err(e) => tracing::warn!("an ended run cannot be counted in the rollups: {e}"),
             }
         }
         if found > 0 {
