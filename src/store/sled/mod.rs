@@ -5,8 +5,7 @@
 //! Concurrent admissions, transitions, finishes and guard updates are written as one batch by
 //! one thread at a time ([`batch`]) and concurrent writers share flushes ([`commit`]). A worker's
 //! finish without a guard update is one record's swap, its rollups tallied later ([`tally`]).
-//! Everything that
-//! flushes or scans runs on blocking threads, off the async runtime. sled's flush uses
+//! Everything that flushes or scans runs on blocking threads, off the async runtime. sled's flush uses
 //! `sync_file_range`/`fdatasync`-class calls: it survives a killed process; see docs/store.md
 //! for what it promises on power loss.
 
