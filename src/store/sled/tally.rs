@@ -4,8 +4,8 @@
 //! A sled transaction writes its log twice before its data (`PageCache::pin_log`: the current
 //! buffer rolled, then a buffer holding only the batch manifest), each a `pwrite` and a
 //! `sync_file_range` that waits. A transaction per finish made that the dearest part of a run
-//! (measured: bytes written per run 87-93 KB with it, 48 KB without). So a worker's finish with
-//! no guard update swaps the run's record from `running` to its final one (a compare-and-swap
+//! (measured under `benches/load.sh`: 82-86 KB written per run with it, 43-50 KB without). So a
+//! worker's finish with no guard update swaps the run's record from `running` to its final one (a compare-and-swap
 //! of one key, atomic on its own) and leaves the run in `active`; its tally (removed from
 //! `active`, `by_runbook`, `verifying`, the rollups added) follows in the next batch's
 //! transaction, or one of its own once [`TALLY_EVERY`] ends wait.
