@@ -178,16 +178,18 @@ impl SledStore {
         guard: Option<GuardOf<Update>>,
         unflushed: Unflushed,
     ) -> Result<(Option<GuardChanged>, Mark)> {
-        let finishing = Finishing::of(&run, &self.inner.notes);
+        let mut finishing = Finishing::of(&run, &self.inner.notes);
         // Inline, as a progress append is: a read and a swap of one key, in memory.
-        if unflushed.0
-            && guard.is_none()
-            && let Some((mark, due)) = self.inner.finish_swapped(&run, &finishing)?
-        {
-            if due {
-                self.blocking(|inner| inner.tally()).await?;
+        if unflushed.0 && guard.is_none() && run.status.is_final() {
+            match self.inner.finish_swapped(run.id.0.as_bytes(), finishing)? {
+                Ok((mark, due)) => {
+                    if due {
+                        self.blocking(|inner| inner.tally()).await?;
+                    }
+                    return Ok((None, Mark(mark)));
+                }
+                Err(declined) => finishing = declined,
             }
-            return Ok((None, Mark(mark)));
         }
         let write = Write::Finish(vec![finishing], guard, unflushed);
         self.blocking(move |inner| match inner.submit(write)? {
@@ -308,24 +310,21 @@ impl Inner {
         Ok(())
     }
 
-    /// A worker's finish with no guard update, as one swap of the run's record from `running`
-    /// to `finishing`'s, unflushed; its tally follows ([`tally`]). The mark of the write and
-    /// whether enough ends wait for a tally of their own (the caller runs it, off the async
-    /// runtime); None when the run is not one this applies to (not running, not in `active`, or
-    /// its record would refer to another notification than the stored one, which only the
-    /// batch stores): the caller writes it through the batch then.
+    /// A worker's finish with no guard update, as one swap of run `key`'s record from `running`
+    /// to `finishing`'s final one, unflushed; its tally follows ([`tally`]). The mark of the
+    /// write and whether enough ends wait for a tally of their own (the caller runs it, off the
+    /// async runtime); `finishing` back when the run is not one this applies to (not running,
+    /// not in `active`, or its record would refer to another notification than the stored one,
+    /// which only the batch stores): the caller writes it through the batch then.
     fn finish_swapped(
         &self,
-        run: &RunRecord,
-        finishing: &Finishing,
-    ) -> Result<Option<(u64, bool)>> {
-        if !run.status.is_final() {
-            return Ok(None);
-        }
-        let key = run.id.0.as_bytes();
+        key: &[u8],
+        finishing: Finishing,
+    ) -> Result<std::result::Result<(u64, bool), Finishing>> {
+        let mut new: Option<sled::IVec> = None;
         loop {
             let Some(old) = self.trees.runs.get(key).map_err(|e| self.err(e))? else {
-                return Ok(None);
+                return Ok(Err(finishing));
             };
             let stored: StatusAndRef = decode(key, &old)?;
             // The stored record's ref: a notification prune's sweep keeps while it is referred to.
@@ -337,12 +336,16 @@ impl Inner {
                     .contains_key(key)
                     .map_err(|e| self.err(e))?
             {
-                return Ok(None);
+                return Ok(Err(finishing));
             }
+            // Made once: a retry proposes the same buffer again (an `IVec` clone is a count).
+            let proposed = new
+                .get_or_insert_with(|| sled::IVec::from(finishing.record()))
+                .clone();
             let swapped = self
                 .trees
                 .runs
-                .compare_and_swap(key, Some(old), Some(finishing.value()))
+                .compare_and_swap(key, Some(old), Some(proposed))
                 .map_err(|e| self.err(e))?;
             if swapped.is_ok() {
                 break;
@@ -355,8 +358,8 @@ impl Inner {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push((mark, key.to_vec()));
-        let due = self.untallied.push(Tally::of(run)) >= TALLY_EVERY;
-        Ok(Some((mark, due)))
+        let due = self.untallied.push(finishing.into_tally()) >= TALLY_EVERY;
+        Ok(Ok((mark, due)))
     }
 
     /// Counts every untallied end now, in a batch of its own (unflushed: a tally lost in a

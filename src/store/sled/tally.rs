@@ -13,9 +13,11 @@
 //! What makes it exact: a run whose record is final and which is still in `active` has not been
 //! counted; the tally removes it from `active` and adds its rollups in one transaction, so it is
 //! counted once. Every batch tallies first, before its own writes (a verdict then replaces the
-//! contribution the tally just added); a rollup read tallies first; opening a store tallies
-//! what a crash left ([`super::SledStore::open`]), from the records, before anything reads it.
-//! sled's log is replayed in order, so a tally is never on disk without the ends it counts.
+//! contribution the tally just added). A finish through the batch of a run still in `active`
+//! with a final record (swapped after the batch took the waiting ends) counts it itself and
+//! takes it out of `active`, so its late tally counts nothing. A rollup read tallies first; opening a store tallies what a crash left
+//! ([`super::SledStore::open`]), from the records, before anything reads it. sled's log is
+//! replayed in order, so a tally is never on disk without the ends it counts.
 
 use std::sync::Mutex;
 

@@ -56,38 +56,36 @@ impl Admit {
 
 /// A finished run ready to write.
 pub struct Finishing {
-    id: Vec<u8>,
     value: Encoded,
-    index: Vec<u8>,
-    rollup: Option<(RollupKey, Rollup)>,
-    awaits_verdict: bool,
     /// Whether the record is final: only then is its progress garbage.
     ended: bool,
+    /// Its indexes and rollups, applied with the record or by a later tally.
+    tally: Tally,
 }
 
 impl Finishing {
     /// Encodes a finished run.
     pub fn of(run: &RunRecord, notes: &Notes) -> Finishing {
         Finishing {
-            id: run.id.0.as_bytes().to_vec(),
             value: notes.encode_run(run),
-            index: runbook_index(run),
-            rollup: Rollup::of_run(run),
-            awaits_verdict: run.awaits_verdict(),
             ended: run.status.is_final(),
+            tally: Tally::of(run),
         }
-    }
-}
-
-impl Finishing {
-    /// The encoded record.
-    pub fn value(&self) -> Vec<u8> {
-        self.value.value.clone()
     }
 
     /// The notification the record refers to, if any.
     pub fn note_hash(&self) -> Option<Hash> {
         self.value.note.as_ref().map(|n| n.hash)
+    }
+
+    /// The encoded record.
+    pub fn record(&self) -> &[u8] {
+        &self.value.value
+    }
+
+    /// Its tally, for a finish written as a swap ([`super::tally`]).
+    pub fn into_tally(self) -> Tally {
+        self.tally
     }
 }
 
@@ -224,30 +222,23 @@ impl Tx<'_> {
     }
 
     /// A finished run: record, indexes, and its rollups, counted once even if it is finished
-    /// again.
+    /// again. Counted before: a final record (but `skipped`) no longer in `active`; one still
+    /// there is a swapped end whose tally this finish takes over ([`super::tally`]).
     fn finish(&self, f: &Finishing) -> Result<(), Abort> {
-        let already_final = match self.runs.get(&f.id)? {
+        let id = f.tally.id.as_slice();
+        let was_final = match self.runs.get(id)? {
             // Only the status matters here: skip building the rest of the record.
-            Some(old) => decode::<StatusOnly>(&f.id, &old)
+            Some(old) => decode::<StatusOnly>(id, &old)
                 .map(|r| r.status.is_final() && r.status != RunStatus::Skipped)
                 .map_err(Abort::Abort)?,
             None => false,
         };
-        self.put_run(&f.id, &f.value)?;
+        self.put_run(id, &f.value)?;
         if f.ended {
-            self.ended.borrow_mut().push(f.id.clone());
+            self.ended.borrow_mut().push(id.to_vec());
         }
-        self.active.remove(f.id.as_slice())?;
-        self.by_runbook.insert(f.index.as_slice(), &[])?;
-        if f.awaits_verdict {
-            self.verifying.insert(f.id.as_slice(), &[])?;
-        } else {
-            self.verifying.remove(f.id.as_slice())?;
-        }
-        if let (Some((key, add)), false) = (&f.rollup, already_final) {
-            self.add_rollup(key, add, false)?;
-        }
-        Ok(())
+        let was_active = self.active.remove(id)?.is_some();
+        self.count(&f.tally, was_final && !was_active)
     }
 
     /// Counts an end written without a transaction ([`super::tally`]): once, as the run leaves
@@ -256,13 +247,19 @@ impl Tx<'_> {
         if self.active.remove(t.id.as_slice())?.is_none() {
             return Ok(());
         }
+        self.count(t, false)
+    }
+
+    /// An ended run's indexes (its runbook's, `verifying` as it awaits a verdict or not) and,
+    /// unless `counted` before, its rollups. It has left `active` already.
+    fn count(&self, t: &Tally, counted: bool) -> Result<(), Abort> {
         self.by_runbook.insert(t.index.as_slice(), &[])?;
         if t.awaits_verdict {
             self.verifying.insert(t.id.as_slice(), &[])?;
         } else {
             self.verifying.remove(t.id.as_slice())?;
         }
-        if let Some((key, add)) = &t.rollup {
+        if let (Some((key, add)), false) = (&t.rollup, counted) {
             self.add_rollup(key, add, false)?;
         }
         Ok(())
@@ -834,5 +831,52 @@ mod tests {
             apply(&trees, &Notes::default(), Path::new("test"), batch, &[]).expect("applied");
         assert_eq!(kinds(&out), ["failed", "admitted"]);
         assert_eq!(trees.runs.len(), 1);
+    }
+
+    /// The runs counted in every daily rollup group.
+    fn counted(trees: &Trees) -> u64 {
+        trees
+            .rollups
+            .iter()
+            .map(|e| {
+                let (k, v) = e.expect("rollup");
+                decode::<Rollup>(&k, &v).expect("decodes").runs
+            })
+            .sum()
+    }
+
+    /// A swapped end whose tally the batch did not take (the swap came after the leader took
+    /// the waiting ones) is finished again through the batch: counted once, by that finish,
+    /// and its late tally counts nothing more.
+    #[test]
+    fn a_batch_finish_of_a_swapped_end_counts_it_once_before_its_tally() {
+        let db = sled::Config::new()
+            .temporary(true)
+            .open()
+            .expect("temporary db");
+        let trees = Trees::open(&db, Path::new("test")).expect("trees");
+        let notes = Notes::default();
+        let run = RunRecord::synthetic(1);
+        assert!(run.status.is_final() && Rollup::of_run(&run).is_some());
+        let key = run.id.0.as_bytes();
+        // What a swap leaves: the final record, still in `active`, not counted.
+        trees
+            .runs
+            .insert(key, notes.encode_run(&run).value)
+            .expect("record");
+        trees.active.insert(key, &[]).expect("active");
+        let finish = || Write::Finish(vec![Finishing::of(&run, &notes)], None, Unflushed(false));
+        apply(&trees, &notes, Path::new("test"), vec![finish()], &[]).expect("finish");
+        assert_eq!(counted(&trees), 1);
+        assert!(!trees.active.contains_key(key).expect("active"));
+        let late = [Tally::of(&run)];
+        apply(&trees, &notes, Path::new("test"), vec![], &late).expect("tally");
+        assert_eq!(counted(&trees), 1, "the late tally counts nothing");
+        apply(&trees, &notes, Path::new("test"), vec![finish()], &[]).expect("again");
+        assert_eq!(
+            counted(&trees),
+            1,
+            "a finish of a counted run counts nothing"
+        );
     }
 }
