@@ -15,7 +15,8 @@
 # the rounds of each ratio untoil/webhook it prints: accepted/s, executed/s (lines in the
 # output file once the side has drained: for untoil, once every accepted run has finished,
 # polled through the API with a deadline), ack p50 and p99; and for untoil the bytes written per
-# run (`write_bytes` of /proc/PID/io, load start to drain end, over the runs executed), peak RSS
+# run (`write_bytes` of /proc/PID/io, load start to drain end, over the runs executed; and what
+# the store's block device received over the same span, every writer on it counted), peak RSS
 # (VmHWM) and 0 lost / 0 doubled: every fingerprint untoil acknowledged is in its output file
 # exactly once. For both sides, CPU per executed run over the same span: the server's own
 # (utime + stime of /proc/PID/stat) and its steps' (the children it reaped: the same work on both
@@ -68,6 +69,17 @@ bench_setup load
 # writeback, ~20 bytes per run measured (2,000 `sh -c 'printf ... >> FILE'`), noise here.
 write_bytes() { awk '$1 == "write_bytes:" { print $2 }' "/proc/$1/io"; }
 
+# Bytes written so far to the block device holding DIR (sectors written, /sys/class/block/DEV/stat),
+# or nothing when that is not a block device (tmpfs, overlay). A second view of the same span:
+# write_bytes counts each 4 KiB page a write dirtied (again after each sync), the device what
+# reached it from every writer on it, so it is only meaningful on an otherwise idle machine.
+device_bytes() {
+    local dev
+    dev=$(basename "$(findmnt -no SOURCE -T "$1" 2>/dev/null)" 2>/dev/null) || return 0
+    [[ -n $dev && -r /sys/class/block/$dev/stat ]] || return 0
+    awk '{ print $7 * 512 }' "/sys/class/block/$dev/stat"
+}
+
 # Runs wrk against URL for round $3; leaves its BENCH line's fields in the associative array
 # named by $2 (the acknowledged run ids in $TMP/acked-$2-$3.txt).
 run_wrk() {
@@ -81,6 +93,7 @@ run_wrk() {
 
 # One line per side and round: side round accepted_s executed_s p50_us p99_us bytes_per_run
 # peak_kib acked missing doubled drained loadavg self_ms_per_run steps_ms_per_run
+# device_bytes_per_run
 RESULTS=$TMP/rounds.tsv
 : >"$RESULTS"
 
@@ -92,8 +105,9 @@ untoil_round() {
     local upid=$SERVED_PID base=$SERVED_BASE
 
     local -A U=()
-    local wb0 t0 t1 self0 kids0 self1 kids1
+    local wb0 db0 t0 t1 self0 kids0 self1 kids1
     wb0=$(write_bytes "$upid")
+    db0=$(device_bytes "$dir")
     read -r self0 kids0 < <(cpu_split "$upid")
     t0=$(now)
     run_wrk "$base/api/v1/alerts/alertmanager" U "$round"
@@ -101,8 +115,9 @@ untoil_round() {
     acked_n=$(lines "$TMP/acked-U-$round.txt")
     drained=$(untoil_drain "$base" "$out" "$acked_n")
     t1=$(now)
-    local wb1 peak executed missing doubled
+    local wb1 db1 peak executed missing doubled
     wb1=$(write_bytes "$upid")
+    db1=$(device_bytes "$dir")
     read -r self1 kids1 < <(cpu_split "$upid")
     peak=$(kib "$upid" VmHWM)
     executed=$(lines "$out")
@@ -110,12 +125,13 @@ untoil_round() {
     stop_pids "$upid"
     local span
     span=$(secs "$t0" "$t1")
-    printf 'untoil\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" \
+    printf 'untoil\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" \
         "$(rate "${U[ok]}" "$(awk -v us="${U[duration_us]}" 'BEGIN { print us / 1e6 }')")" \
         "$(rate "$executed" "$span")" "${U[p50_us]}" "${U[p99_us]}" \
         "$(awk -v a="$wb0" -v b="$wb1" -v n="$executed" 'BEGIN { printf "%.0f", (n > 0 ? (b - a) / n : 0) }')" \
         "$peak" "$acked_n" "$missing" "$doubled" "$drained" "${U[loadavg]}" \
-        "$(per_run_ms "$self0" "$self1" "$executed")" "$(per_run_ms "$kids0" "$kids1" "$executed")" >>"$RESULTS"
+        "$(per_run_ms "$self0" "$self1" "$executed")" "$(per_run_ms "$kids0" "$kids1" "$executed")" \
+        "$(if [[ -n $db0 && -n $db1 ]]; then awk -v a="$db0" -v b="$db1" -v n="$executed" 'BEGIN { printf "%.0f", (n > 0 ? (b - a) / n : 0) }'; else echo -; fi)" >>"$RESULTS"
 }
 
 # --- webhook -------------------------------------------------------------------------------
@@ -136,7 +152,7 @@ webhook_round() {
     peak=$(kib "$wpid" VmHWM)
     executed=$(lines "$out")
     stop_pids "$wpid"
-    printf 'webhook\t%s\t%s\t%s\t%s\t%s\t-\t%s\t%s\t-\t-\t1\t%s\t%s\t%s\n' "$round" \
+    printf 'webhook\t%s\t%s\t%s\t%s\t%s\t-\t%s\t%s\t-\t-\t1\t%s\t%s\t%s\t-\n' "$round" \
         "$(rate "${W[ok]}" "$(awk -v us="${W[duration_us]}" 'BEGIN { print us / 1e6 }')")" \
         "$(rate "$executed" "$(secs "$t0" "$t1")")" "${W[p50_us]}" "${W[p99_us]}" \
         "$peak" "${W[ok]}" "${W[loadavg]}" \
@@ -169,7 +185,7 @@ def ratio(a, b):
     return a / b if a is not None and b else None
 fmt = lambda x: "n/a" if x is None else f"{x:.2f}x"
 print(f"{'round':>5} {'side':8} {'accepted/s':>10} {'executed/s':>10} {'ack p50 ms':>10} {'ack p99 ms':>10} "
-      f"{'B written/run':>13} {'peak RSS MiB':>12} {'acked':>7} {'missing':>7} {'doubled':>7} {'drained':>7} {'loadavg':>7} "
+      f"{'B written/run':>13} {'disk B/run':>10} {'peak RSS MiB':>12} {'acked':>7} {'missing':>7} {'doubled':>7} {'drained':>7} {'loadavg':>7} "
       f"{'CPU ms/run':>10} {'steps ms/run':>12} {'CPU/steps':>9}")
 ratios = {k: [] for k in ("accepted/s", "executed/s", "ack p50", "ack p99", "CPU/run")}
 bad = 0
@@ -181,7 +197,7 @@ for r in rounds:
         peak = f"{int(f[7]) / 1024:.1f}" if f[7].isdigit() else "-"
         per = ratio(f[13], f[14])
         print(f"{r:>5} {side:8} {f[2]:>10} {f[3]:>10} {int(f[4]) / 1000:>10.2f} {int(f[5]) / 1000:>10.2f} "
-              f"{f[6]:>13} {peak:>12} {f[8]:>7} {f[9]:>7} {f[10]:>7} {'yes' if f[11] == '1' else 'NO':>7} {f[12]:>7} "
+              f"{f[6]:>13} {f[15]:>10} {peak:>12} {f[8]:>7} {f[9]:>7} {f[10]:>7} {'yes' if f[11] == '1' else 'NO':>7} {f[12]:>7} "
               f"{f[13]:>10} {f[14]:>12} {'n/a' if per is None else f'{per:.2f}':>9}")
         if side == "untoil" and (f[9] != "0" or f[10] != "0" or f[11] != "1"):
             bad += 1
@@ -192,14 +208,16 @@ for r in rounds:
             if v is not None:
                 ratios[k].append(v)
         print(f"{r:>5} {'ratio':8} {fmt(got[0]):>10} {fmt(got[1]):>10} {fmt(got[2]):>10} {fmt(got[3]):>10} "
-              f"{'':>13} {'':>12} {'':>7} {'':>7} {'':>7} {'':>7} {'':>7} {fmt(got[4]):>10}")
+              f"{'':>13} {'':>10} {'':>12} {'':>7} {'':>7} {'':>7} {'':>7} {'':>7} {fmt(got[4]):>10}")
 print()
 print("median over rounds, untoil/webhook (ack latency and the server's own CPU per run: lower is better for untoil):")
 for k, v in ratios.items():
     print(f"  {k:12} {fmt(statistics.median(v)) if v else 'n/a'}  (rounds: {', '.join(fmt(x) for x in v) or '-'})")
 us = [rows[k] for k in rows if k[0] == "untoil"]
 if us:
-    print(f"  untoil bytes written per run: median {statistics.median(float(f[6]) for f in us):.0f}; "
+    disk = [float(f[15]) for f in us if f[15] != "-"]
+    print(f"  untoil bytes written per run: median {statistics.median(float(f[6]) for f in us):.0f} (write_bytes), "
+          f"{f'{statistics.median(disk):.0f}' if disk else 'n/a'} (the store's disk); "
           f"peak RSS: max {max(int(f[7]) for f in us) / 1024:.1f} MiB")
 print(f"runs complete and accounted for (0 missing, 0 doubled, drained): {'ok' if bad == 0 else f'FAIL in {bad} round(s)'}")
 sys.exit(1 if bad else 0)
