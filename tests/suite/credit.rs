@@ -228,18 +228,21 @@ fn shipped_stuck_process_cleanup_in_its_default_dry_run_mode_is_noop_and_kills_n
         .arg("31536017")
         .spawn()
         .expect("spawn sleep");
-    // `max_minutes=0` takes processes older than 0 s, which `ps` counts in whole seconds.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    // `max_minutes=0` takes processes older than 0 s, which `ps` counts in whole seconds from a
+    // boot time each `ps` computes anew (now minus uptime, both truncated): two of them can
+    // differ by a second (the runbook's read 0 after this loop's read 1, once, on a busy
+    // machine). At 3 here, the runbook's own read is at least 1.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
         let out = std::process::Command::new("ps")
             .args(["-o", "etimes=", "-p", &stuck.id().to_string()])
             .output()
             .expect("ps");
-        if text(&out.stdout).trim().parse::<u64>().unwrap_or(0) >= 1 {
+        if text(&out.stdout).trim().parse::<u64>().unwrap_or(0) >= 3 {
             break;
         }
         assert!(std::time::Instant::now() < deadline, "sleep never aged");
-        std::thread::yield_now();
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let run = run_ok(
         &dirs,
