@@ -43,7 +43,7 @@ use untoil::store::{
 use untoil::trigger::alert::Notification;
 use untoil::trigger::key::{DedupeKey, Episode, Fire};
 
-use crate::common::{Dirs, Http, Running, Served, fixture, until, untoil_command};
+use crate::common::{Dirs, Http, Running, Served, fixture, raw_get, until, untoil_command};
 
 const ALERTS: &str = "/api/v1/alerts/alertmanager";
 
@@ -141,6 +141,10 @@ async fn a_run_needing_approval_sigkilled_right_after_its_answer_waits_for_appro
         )
         .await;
     assert_eq!(status, 200, "{body}");
+    // Its events end once its end is on disk: a status read alone can come before the worker's
+    // flush, and a SIGKILL then leaves the run interrupted (seen once under load).
+    let events = raw_get(&d.base, &format!("/api/v1/runs/{id}/events")).await;
+    assert_eq!(events.status, 200, "{}", events.body);
     let run = run_when(&d, &id, "succeeded").await;
     // No authentication here: the principal is anonymous, the body's name a claim beside it.
     assert_eq!(run["approval"]["by"], "anonymous", "{run}");
