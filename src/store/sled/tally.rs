@@ -5,19 +5,20 @@
 //! buffer rolled, then a buffer holding only the batch manifest), each a `pwrite` and a
 //! `sync_file_range` that waits. A transaction per finish made that the dearest part of a run
 //! (measured under `benches/load.sh`: 82-86 KB written per run with it, 43-50 KB without). So a
-//! worker's finish with no guard update swaps the run's record from `running` to its final one (a compare-and-swap
-//! of one key, atomic on its own) and leaves the run in `active`; its tally (removed from
-//! `active`, `by_runbook`, `verifying`, the rollups added) follows in the next batch's
-//! transaction, or one of its own once [`TALLY_EVERY`] ends wait.
+//! worker's finish with no guard update swaps the run's record from `running` to its final one
+//! (a compare-and-swap of one key, atomic on its own) and leaves the run in `active`; its tally
+//! (removed from `active`, `by_runbook`, `verifying`, the rollups added) follows in the next
+//! batch's transaction, or one of its own once [`TALLY_EVERY`] ends wait.
 //!
 //! What makes it exact: a run whose record is final and which is still in `active` has not been
 //! counted; the tally removes it from `active` and adds its rollups in one transaction, so it is
 //! counted once. Every batch tallies first, before its own writes (a verdict then replaces the
 //! contribution the tally just added). A finish through the batch of a run still in `active`
 //! with a final record (swapped after the batch took the waiting ends) counts it itself and
-//! takes it out of `active`, so its late tally counts nothing. A rollup read tallies first; opening a store tallies what a crash left
-//! ([`super::SledStore::open`]), from the records, before anything reads it. sled's log is
-//! replayed in order, so a tally is never on disk without the ends it counts.
+//! takes it out of `active`, so its late tally counts nothing. A rollup read tallies first;
+//! opening a store tallies what a crash left ([`super::SledStore::open`]), from the records,
+//! before anything reads it. sled's log is replayed in order, so a tally is never on disk
+//! without the ends it counts.
 
 use std::sync::Mutex;
 

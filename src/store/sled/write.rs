@@ -850,11 +850,7 @@ mod tests {
     /// and its late tally counts nothing more.
     #[test]
     fn a_batch_finish_of_a_swapped_end_counts_it_once_before_its_tally() {
-        let db = sled::Config::new()
-            .temporary(true)
-            .open()
-            .expect("temporary db");
-        let trees = Trees::open(&db, Path::new("test")).expect("trees");
+        let (_db, trees) = trees();
         let notes = Notes::default();
         let run = RunRecord::synthetic(1);
         assert!(run.status.is_final() && Rollup::of_run(&run).is_some());
