@@ -79,6 +79,31 @@ struct Inner {
     migrated: Migrated,
     notes: Notes,
     seq: Sequence,
+    /// The store itself, for a batch leader started on another thread ([`Inner::hand_over`]).
+    me: std::sync::Weak<Inner>,
+}
+
+/// The lead of the batcher's waiting writes, on a blocking thread of its own.
+struct Lead(Option<Arc<Inner>>);
+
+impl Lead {
+    /// Applies batches until none waits.
+    fn run(mut self) {
+        if let Some(inner) = self.0.take() {
+            inner
+                .batcher
+                .lead(|batch| inner.apply_batch(batch), || inner.batch_failed());
+        }
+    }
+}
+
+impl Drop for Lead {
+    /// A lead whose thread never ran (the runtime shutting down) is given up, not left held.
+    fn drop(&mut self) {
+        if let Some(inner) = self.0.take() {
+            inner.batcher.abandon();
+        }
+    }
 }
 
 /// Opens the sled database, waiting up to [`LOCK_WAIT`] for its lock.
@@ -127,7 +152,7 @@ impl SledStore {
         let migrated = migrate::migrate(&db, &trees, path)?;
         let id = migrate::store_id(&trees, path)?;
         let store = SledStore {
-            inner: Arc::new(Inner {
+            inner: Arc::new_cyclic(|me| Inner {
                 path: path.to_path_buf(),
                 id,
                 db,
@@ -139,6 +164,7 @@ impl SledStore {
                 migrated,
                 notes: Notes::default(),
                 seq: Sequence::default(),
+                me: me.clone(),
             }),
         };
         store.inner.tally_leftovers()?;
@@ -166,9 +192,15 @@ impl SledStore {
             .unwrap_or_else(|e| Err(backend(&self.inner.path, format!("store task failed: {e}"))))
     }
 
-    /// Submits a write to the batcher, on a blocking thread.
+    /// Queues a write for the batcher and awaits its result: no thread waits for it, one
+    /// leader on a blocking thread applies the writes queued meanwhile together.
     async fn submit(&self, write: Write) -> Result<Outcome> {
-        self.blocking(move |inner| inner.submit(write)).await
+        let (result, lead) = self.inner.batcher.enqueue(write);
+        if lead && !self.inner.hand_over() {
+            // No tokio runtime to start a leader on (polled by another executor): lead here.
+            Lead(Some(self.inner.clone())).run();
+        }
+        result.await.unwrap_or_else(|_| self.inner.batch_failed())
     }
 
     /// A single finish, flushed or not; the mark of its write.
@@ -192,12 +224,11 @@ impl SledStore {
             }
         }
         let write = Write::Finish(vec![finishing], guard, unflushed);
-        self.blocking(move |inner| match inner.submit(write)? {
+        match self.submit(write).await? {
             // Taken after the write was applied: a flush that reaches it covers the write.
-            Outcome::Finished(g) => Ok((g, Mark(inner.commit.mark()))),
-            _ => Err(unexpected(&inner.path)),
-        })
-        .await
+            Outcome::Finished(g) => Ok((g, Mark(self.inner.commit.mark()))),
+            _ => Err(unexpected(&self.inner.path)),
+        }
     }
 }
 
@@ -246,36 +277,59 @@ impl Inner {
     }
 
     /// Hands `write` to the current batch (or leads one) and waits for its durable result.
+    /// Blocks: for blocking threads (async callers queue theirs: [`SledStore::submit`]).
     fn submit(&self, write: Write) -> Result<Outcome> {
         self.batcher.submit(
             write,
-            |batch| {
-                let n = batch.len();
-                let flush = !batch.iter().all(Write::unflushed);
-                let tallies = self.untallied.take();
-                let applied = write::apply(&self.trees, &self.notes, &self.path, batch, &tallies);
-                if applied.is_err() {
-                    self.untallied.restore(tallies);
-                }
-                match applied.and_then(|(all, applied)| {
-                    if flush {
-                        self.durable()?;
-                        self.remove_progress(&applied.ended);
-                    } else {
-                        let mark = self.commit.mark();
-                        self.ended_unflushed
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .extend(applied.ended.into_iter().map(|id| (mark, id)));
-                    }
-                    Ok(all)
-                }) {
-                    Ok(all) => all.into_iter().map(Ok).collect(),
-                    Err(e) => (0..n).map(|_| Err(e.clone())).collect(),
-                }
-            },
-            || Err(self.err("writing a batch of admissions, transitions and finishes failed")),
+            |batch| self.apply_batch(batch),
+            || self.batch_failed(),
+            || self.hand_over(),
         )
+    }
+
+    /// Starts a leader of the writes waiting in the batcher on a blocking thread; false when
+    /// there is no runtime to start it on (or the store is being dropped).
+    fn hand_over(&self) -> bool {
+        let (Ok(runtime), Some(me)) = (tokio::runtime::Handle::try_current(), self.me.upgrade())
+        else {
+            return false;
+        };
+        let lead = Lead(Some(me));
+        runtime.spawn_blocking(move || lead.run());
+        true
+    }
+
+    /// Applies one batch of writes: one transaction, then one flush unless every write in it is
+    /// an unflushed finish.
+    fn apply_batch(&self, batch: Vec<Write>) -> Vec<Result<Outcome>> {
+        let n = batch.len();
+        let flush = !batch.iter().all(Write::unflushed);
+        let tallies = self.untallied.take();
+        let applied = write::apply(&self.trees, &self.notes, &self.path, batch, &tallies);
+        if applied.is_err() {
+            self.untallied.restore(tallies);
+        }
+        match applied.and_then(|(all, applied)| {
+            if flush {
+                self.durable()?;
+                self.remove_progress(&applied.ended);
+            } else {
+                let mark = self.commit.mark();
+                self.ended_unflushed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend(applied.ended.into_iter().map(|id| (mark, id)));
+            }
+            Ok(all)
+        }) {
+            Ok(all) => all.into_iter().map(Ok).collect(),
+            Err(e) => (0..n).map(|_| Err(e.clone())).collect(),
+        }
+    }
+
+    /// The result of each write of a batch that panicked or was never applied.
+    fn batch_failed(&self) -> Result<Outcome> {
+        Err(self.err("writing a batch of admissions, transitions and finishes failed"))
     }
 
     fn get_run(&self, id: &RunId) -> Result<Option<RunRecord>> {
