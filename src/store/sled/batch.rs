@@ -85,6 +85,7 @@ impl<W, R> Batcher<W, R> {
                 st = self.batch(st, &apply, &failed);
                 if st.pending.is_empty() {
                     st.leading = false;
+                    self.done.notify_all();
                 } else if !hand_over.take().is_some_and(|h| h()) {
                     st = self.drain(st, &apply, &failed);
                 }
@@ -135,6 +136,8 @@ impl<W, R> Batcher<W, R> {
             st = self.batch(st, apply, failed);
         }
         st.leading = false;
+        // Every blocked caller has its result here; notified anyway, so none is ever stranded.
+        self.done.notify_all();
         st
     }
 

@@ -39,7 +39,7 @@ use crate::run::step::StepResult;
 use crate::store::error::StoreError;
 use crate::store::rules::{Span, spans};
 use crate::store::sled::batch::Batcher;
-use crate::store::sled::commit::GroupCommit;
+use crate::store::sled::commit::{GroupCommit, Wait};
 use crate::store::sled::layout::{
     StatusOnly, Trees, backend, day_end, day_start, decode, guard_key, nanos, parse_guard_key,
     parse_rollup_key, runbook_index,
@@ -69,7 +69,7 @@ struct Inner {
     id: String,
     db: sled::Db,
     trees: Trees,
-    commit: GroupCommit,
+    commit: GroupCommit<StoreError>,
     batcher: Batcher<Write, Result<Outcome>>,
     /// Runs ended by unflushed finishes, each with the mark of its write: its progress goes once
     /// a flush reached that mark.
@@ -83,16 +83,31 @@ struct Inner {
     me: std::sync::Weak<Inner>,
 }
 
-/// The lead of the batcher's waiting writes, on a blocking thread of its own.
-struct Lead(Option<Arc<Inner>>);
+/// What a leader started on a blocking thread of its own leads.
+#[derive(Clone, Copy)]
+enum Leading {
+    /// The batcher's waiting writes.
+    Batches,
+    /// The flushes async waiters wait for.
+    Flushes,
+}
+
+/// A leader on a blocking thread of its own ([`Inner::hand_over`]).
+struct Lead(Option<Arc<Inner>>, Leading);
 
 impl Lead {
-    /// Applies batches until none waits.
+    /// Applies batches (or flushes) until none waits.
     fn run(mut self) {
         if let Some(inner) = self.0.take() {
-            inner
-                .batcher
-                .lead(|batch| inner.apply_batch(batch), || inner.batch_failed());
+            match self.1 {
+                Leading::Batches => inner
+                    .batcher
+                    .lead(|batch| inner.apply_batch(batch), || inner.batch_failed()),
+                Leading::Flushes => {
+                    inner.commit.lead(|| inner.flush());
+                    inner.remove_durable_progress();
+                }
+            }
         }
     }
 }
@@ -101,9 +116,22 @@ impl Drop for Lead {
     /// A lead whose thread never ran (the runtime shutting down) is given up, not left held.
     fn drop(&mut self) {
         if let Some(inner) = self.0.take() {
-            inner.batcher.abandon();
+            match self.1 {
+                Leading::Batches => inner.batcher.abandon(),
+                Leading::Flushes => inner.commit.abandon(),
+            }
         }
     }
+}
+
+/// What a transition's swap did.
+enum Swapped {
+    /// Swapped, not flushed yet: the run as written.
+    Done(Box<RunRecord>),
+    /// Nothing to write (the run is missing or not in a `from` status).
+    Decided(Transition),
+    /// The batch's to write.
+    Batch,
 }
 
 /// Opens the sled database, waiting up to [`LOCK_WAIT`] for its lock.
@@ -196,11 +224,29 @@ impl SledStore {
     /// leader on a blocking thread applies the writes queued meanwhile together.
     async fn submit(&self, write: Write) -> Result<Outcome> {
         let (result, lead) = self.inner.batcher.enqueue(write);
-        if lead && !self.inner.hand_over() {
+        if lead && !self.inner.hand_over(Leading::Batches) {
             // No tokio runtime to start a leader on (polled by another executor): lead here.
-            Lead(Some(self.inner.clone())).run();
+            Lead(Some(self.inner.clone()), Leading::Batches).run();
         }
         result.await.unwrap_or_else(|_| self.inner.batch_failed())
+    }
+
+    /// Awaits what was written before `mark` was taken being on disk, sharing flushes with
+    /// every other writer; no thread waits for it.
+    async fn durable_to_mark(&self, mark: u64) -> Result<()> {
+        let flushed = match self.inner.commit.wait(mark) {
+            Wait::Reached => return Ok(()),
+            Wait::Queued(flushed) => flushed,
+            Wait::Lead(flushed) => {
+                if !self.inner.hand_over(Leading::Flushes) {
+                    Lead(Some(self.inner.clone()), Leading::Flushes).run();
+                }
+                flushed
+            }
+        };
+        flushed
+            .await
+            .unwrap_or_else(|_| Err(self.inner.err("the store is closing: a flush was given up")))
     }
 
     /// A single finish, flushed or not; the mark of its write.
@@ -245,11 +291,20 @@ impl Inner {
     /// Waits until what was written before `mark` was taken is on disk (at once if a flush
     /// since did it); then removes the progress of the runs unflushed finishes ended.
     fn durable_to(&self, mark: u64) -> Result<()> {
-        self.commit.durable_to(mark, || {
-            self.db.flush().map(|_| ()).map_err(|e| self.err(e))
-        })?;
-        // Only the ends a flush reached: one written since (this call may have flushed nothing)
-        // keeps its progress until it is durable too.
+        self.commit
+            .durable_to(mark, || self.flush(), || self.hand_over(Leading::Flushes))?;
+        self.remove_durable_progress();
+        Ok(())
+    }
+
+    /// Flushes sled's log.
+    fn flush(&self) -> Result<()> {
+        self.db.flush().map(|_| ()).map_err(|e| self.err(e))
+    }
+
+    /// Removes the progress of the runs unflushed finishes ended, once a flush reached their
+    /// ends: only those (one written since keeps its progress until it is durable too).
+    fn remove_durable_progress(&self) {
         let durable: Vec<Vec<u8>> = {
             let mut pending = self
                 .ended_unflushed
@@ -262,7 +317,6 @@ impl Inner {
             done.into_iter().map(|(_, id)| id).collect()
         };
         self.remove_progress(&durable);
-        Ok(())
     }
 
     /// Removes the progress of runs whose final records are durable: garbage now (reads ignore
@@ -283,18 +337,19 @@ impl Inner {
             write,
             |batch| self.apply_batch(batch),
             || self.batch_failed(),
-            || self.hand_over(),
+            || self.hand_over(Leading::Batches),
         )
     }
 
-    /// Starts a leader of the writes waiting in the batcher on a blocking thread; false when
-    /// there is no runtime to start it on (or the store is being dropped).
-    fn hand_over(&self) -> bool {
+    /// Starts a leader of the batcher's waiting writes (or of the flushes async waiters wait
+    /// for) on a blocking thread; false when there is no runtime to start it on (or the store
+    /// is being dropped).
+    fn hand_over(&self, leading: Leading) -> bool {
         let (Ok(runtime), Some(me)) = (tokio::runtime::Handle::try_current(), self.me.upgrade())
         else {
             return false;
         };
-        let lead = Lead(Some(me));
+        let lead = Lead(Some(me), leading);
         runtime.spawn_blocking(move || lead.run());
         true
     }
@@ -453,38 +508,30 @@ impl Inner {
         Ok(())
     }
 
-    /// A transition. One that leaves the run unended (a claim, an approval) touches only the
-    /// run's record: a compare-and-swap of that key is atomic with respect to every other write
-    /// and costs no transaction. One that ends the run (rollups, indexes) goes through the
-    /// batch's transaction.
-    fn transition(&self, id: &RunId, from: &[RunStatus], change: Change) -> Result<Transition> {
+    /// A transition's swap. One that leaves the run unended (a claim, an approval) touches only
+    /// the run's record: a compare-and-swap of that key is atomic with respect to every other
+    /// write and costs no transaction; it is in memory until the next flush. One that ends the
+    /// run (rollups, indexes) or changes its notification is the batch's ([`Swapped::Batch`]).
+    fn swap(&self, id: &RunId, from: &[RunStatus], change: &Change) -> Result<Swapped> {
         let key = id.0.as_bytes();
         loop {
             let Some(old) = self.trees.runs.get(key).map_err(|e| self.err(e))? else {
-                return Ok(Transition::Missing);
+                return Ok(Swapped::Decided(Transition::Missing));
             };
             // Progress merged first: the record written has every step recorded so far.
             let (mut run, had) = self.read_run(key, &old)?;
             if !from.contains(&run.status) {
-                return Ok(Transition::Refused(run.status));
+                return Ok(Swapped::Decided(Transition::Refused(run.status)));
             }
             change(&mut run);
-            let batched = |this: &Inner| match this.submit(Write::Transition(
-                id.clone(),
-                from.to_vec(),
-                change.clone(),
-            ))? {
-                Outcome::Transitioned(t) => Ok(t),
-                _ => Err(unexpected(&this.path)),
-            };
             if run.status.is_final() {
-                return batched(self);
+                return Ok(Swapped::Batch);
             }
             let encoded = self.notes.encode_run(&run);
             // A record that would refer to another notification than it did (or to one where
             // it held it inline) goes through the batch, which stores the notification with it.
             if encoded.note.as_ref().map(|n| n.hash) != had {
-                return batched(self);
+                return Ok(Swapped::Batch);
             }
             let swapped = self
                 .trees
@@ -492,8 +539,7 @@ impl Inner {
                 .compare_and_swap(key, Some(old), Some(encoded.value))
                 .map_err(|e| self.err(e))?;
             if swapped.is_ok() {
-                self.durable()?;
-                return Ok(Transition::Done(Box::new(run)));
+                return Ok(Swapped::Done(Box::new(run)));
             }
             // Another write changed the run meanwhile: decide again on what it is now.
         }
@@ -871,9 +917,20 @@ impl Store for SledStore {
         from: &[RunStatus],
         change: Change,
     ) -> Result<Transition> {
-        let (id, from) = (id.clone(), from.to_vec());
-        self.blocking(move |inner| inner.transition(&id, &from, change))
-            .await
+        // The swap inline (an in-memory read and swap of one key, as a progress append is),
+        // then its flush shared with every other writer's: no blocking thread waits for it.
+        let write = match self.inner.swap(id, from, &change)? {
+            Swapped::Decided(t) => return Ok(t),
+            Swapped::Done(run) => {
+                self.durable_to_mark(self.inner.commit.mark()).await?;
+                return Ok(Transition::Done(run));
+            }
+            Swapped::Batch => Write::Transition(id.clone(), from.to_vec(), change),
+        };
+        match self.submit(write).await? {
+            Outcome::Transitioned(t) => Ok(t),
+            _ => Err(unexpected(&self.inner.path)),
+        }
     }
 
     async fn step_started(&self, id: &RunId, step: &str, pgid: Option<u32>) -> Result<()> {
@@ -906,11 +963,8 @@ impl Store for SledStore {
     }
 
     async fn durable_to(&self, mark: Mark) -> Result<()> {
-        // Usually reached by the flush of the claim that followed: no hand-off for that.
-        if self.inner.commit.reached(mark.0) {
-            return Ok(());
-        }
-        self.blocking(move |inner| inner.durable_to(mark.0)).await
+        // Usually reached by the flush of the claim that followed.
+        self.durable_to_mark(mark.0).await
     }
 
     async fn finish_many(&self, runs: Vec<RunRecord>) -> Result<()> {
