@@ -156,6 +156,7 @@ impl Executor {
                 plugin_input: &plugin_input,
                 taint: &taint,
                 store: self.store.as_deref(),
+                command: None,
             };
             let condition = s.when.as_ref().map(|w| {
                 let c = Condition::decide(&self.renderer, w, &hctx, plan.alert().is_some(), true);
@@ -456,6 +457,16 @@ impl Executor {
         // nor grow memory; lines beyond what the watcher takes are dropped from the stream.
         let (tx, mut rx) = tokio::sync::mpsc::channel(OUTPUT_BUFFER);
         let (spawn_tx, mut spawn_rx) = tokio::sync::mpsc::unbounded_channel();
+        // Rendered once for the progress line and every attempt (the context does not change
+        // between them).
+        let command = match &s.action {
+            Action::Shell {
+                command,
+                target: None,
+                ..
+            } => self.renderer.shell(command, env.ctx, env.taint).ok(),
+            _ => None,
+        };
         let step_env = StepEnv {
             renderer: &self.renderer,
             ctx: env.ctx,
@@ -471,6 +482,7 @@ impl Executor {
             plugin_input: env.plugin_input,
             taint: env.taint,
             store: self.store.as_deref(),
+            command: command.as_deref(),
         };
         let detail = redactor.redact(
             &step::describe(s, &step_env).unwrap_or_else(|e| format!("cannot render: {e}")),

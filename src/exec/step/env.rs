@@ -42,4 +42,7 @@ pub struct StepEnv<'a> {
     pub taint: &'a Taint,
     /// The store `report` steps read; none where no store is open (they then fail, saying so).
     pub store: Option<&'a dyn Store>,
+    /// A local `run:` step's command as rendered already (for its progress line): its
+    /// attempts use it instead of rendering it again. None renders it where needed.
+    pub command: Option<&'a str>,
 }

@@ -537,6 +537,7 @@ async fn on_host(
         plugin_input: env.plugin_input,
         taint: env.taint,
         store: env.store,
+        command: None,
     };
     let attempt = process_attempt(&spec, step, &host_env, |outcome, result| {
         judge(outcome, result, host, target)
