@@ -2,10 +2,12 @@
 //!
 //! Durability: every change but step progress and a worker's unflushed finish
 //! (`Store::finish_unflushed`: durable with the next flush) is flushed before the call returns.
-//! Concurrent admissions, transitions, finishes and guard updates are written as one batch by
-//! one thread at a time ([`batch`]) and concurrent writers share flushes ([`commit`]). A worker's
-//! finish without a guard update is one record's swap, its rollups tallied later ([`tally`]).
-//! Everything that flushes or scans runs on blocking threads, off the async runtime. sled's flush uses
+//! Concurrent admissions, transitions that end a run, finishes and guard updates are written as
+//! one batch by one leader at a time ([`batch`]) and concurrent writers share flushes
+//! ([`commit`]); async callers queue and await both, no thread waits for them. A claim (or an
+//! approval) is one record's swap and a shared flush; so is a worker's finish without a guard
+//! update, its rollups tallied later ([`tally`]). Everything that flushes or scans runs on
+//! blocking threads, off the async runtime. sled's flush uses
 //! `sync_file_range`/`fdatasync`-class calls: it survives a killed process; see docs/store.md
 //! for what it promises on power loss.
 
