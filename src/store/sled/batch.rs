@@ -83,13 +83,11 @@ impl<W, R> Batcher<W, R> {
             if !st.leading {
                 st.leading = true;
                 st = self.batch(st, &apply, &failed);
-                if st.pending.is_empty() {
-                    st.leading = false;
-                    self.done.notify_all();
-                } else if !hand_over.take().is_some_and(|h| h()) {
+                // Writes that came meanwhile go to a new leader if one starts (the lead is
+                // its then, `leading` stays set); else this caller applies them too.
+                if st.pending.is_empty() || !hand_over.take().is_some_and(|h| h()) {
                     st = self.drain(st, &apply, &failed);
                 }
-                // Otherwise the lead is the new leader's, `leading` stays set.
                 continue;
             }
             st = self.done.wait(st).unwrap_or_else(|p| p.into_inner());
@@ -136,7 +134,6 @@ impl<W, R> Batcher<W, R> {
             st = self.batch(st, apply, failed);
         }
         st.leading = false;
-        // Every blocked caller has its result here; notified anyway, so none is ever stranded.
         self.done.notify_all();
         st
     }

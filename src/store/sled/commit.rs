@@ -105,11 +105,9 @@ impl<E: Clone> GroupCommit<E> {
                 st.flushing = true;
                 let (next, result) = self.flush_once(st, &flush);
                 st = next;
-                if st.waiters.is_empty() {
-                    st.flushing = false;
-                    // Blocked callers its flush did not cover flush next.
-                    self.done.notify_all();
-                } else if !hand_over.take().is_some_and(|h| h()) {
+                // Async waiters its flush did not cover go to a new leader if one starts (the
+                // flushing is its then); else this caller flushes for them too.
+                if st.waiters.is_empty() || !hand_over.take().is_some_and(|h| h()) {
                     st = self.drain(st, &flush);
                 }
                 result?;
@@ -160,6 +158,8 @@ impl<E: Clone> GroupCommit<E> {
             st = self.flush_once(st, flush).0;
         }
         st.flushing = false;
+        // After clearing `flushing`: a blocked caller no flush covered, woken earlier, saw it
+        // set and waits again; it flushes next.
         self.done.notify_all();
         st
     }

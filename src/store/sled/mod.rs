@@ -264,7 +264,11 @@ impl SledStore {
             match self.inner.finish_swapped(run.id.0.as_bytes(), finishing)? {
                 Ok((mark, due)) => {
                     if due {
-                        self.blocking(|inner| inner.tally()).await?;
+                        // Queued like any batched write: no blocking thread for it.
+                        match self.submit(Write::tally()).await? {
+                            Outcome::Finished(_) => {}
+                            _ => return Err(unexpected(&self.inner.path)),
+                        }
                     }
                     return Ok((None, Mark(mark)));
                 }
@@ -476,7 +480,7 @@ impl Inner {
     /// Counts every untallied end now, in a batch of its own (unflushed: a tally lost in a
     /// crash is made again from the records when the store is opened).
     fn tally(&self) -> Result<()> {
-        match self.submit(Write::Finish(Vec::new(), None, Unflushed(true)))? {
+        match self.submit(Write::tally())? {
             Outcome::Finished(_) => Ok(()),
             _ => Err(unexpected(&self.path)),
         }

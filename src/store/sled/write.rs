@@ -113,6 +113,12 @@ pub enum Write {
 pub struct Unflushed(pub bool);
 
 impl Write {
+    /// A tally of the untallied ends alone: a finish of no run, unflushed (a tally lost in a
+    /// crash is made again from the records when the store is opened).
+    pub fn tally() -> Write {
+        Write::Finish(Vec::new(), None, Unflushed(true))
+    }
+
     /// Whether this write may stay off the disk until a later flush.
     pub fn unflushed(&self) -> bool {
         matches!(self, Write::Finish(_, _, Unflushed(true)))
