@@ -964,7 +964,7 @@ impl SegmentAccountant {
             self.segments.iter().filter(|s| s.is_inactive()).count();
         let free_ratio = (free_segs * 100) / (1 + free_segs + inactive_segs);
 
-        if free_ratio >= SEGMENT_CLEANUP_THRESHOLD && inactive_segs > 5 {
+        if free_ratio >= TIP_RELOCATION_FREE_PERCENT && inactive_segs > 5 {
             let last_index =
                 self.segments.iter().rposition(Segment::is_inactive).unwrap();
 
