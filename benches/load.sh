@@ -71,8 +71,14 @@ write_bytes() { awk '$1 == "write_bytes:" { print $2 }' "/proc/$1/io"; }
 
 # Bytes written so far to the block device holding DIR (sectors written, /sys/class/block/DEV/stat),
 # or nothing when that is not a block device (tmpfs, overlay). A second view of the same span:
-# write_bytes counts each 4 KiB page a write dirtied (again after each sync), the device what
-# reached it from every writer on it, so it is only meaningful on an otherwise idle machine.
+# write_bytes counts a whole page-cache folio each time a write dirties it (again after each
+# sync), the device what reached it from every writer on it, so it is only meaningful on an
+# otherwise idle machine. On kernels whose page cache uses large folios for the store's file
+# system (ext4 on Linux 6.18 here), a folio is as large as the write that created it: after a
+# 64 KiB write and a sync, a 100-byte write into it counts 65,536 in write_bytes (4,096 after
+# 4 KiB writes; python, pwrite + fdatasync), while the device receives the dirty 4 KiB blocks.
+# sled's log is written by buffers of a few to a few hundred KiB, each flush dirtying the
+# folio the last one ended in again, so write_bytes reads about twice the device's bytes there.
 device_bytes() {
     local dev
     dev=$(basename "$(findmnt -no SOURCE -T "$1" 2>/dev/null)" 2>/dev/null) || return 0
