@@ -301,3 +301,75 @@ pub fn kill_leftovers(runs: &[crate::run::id::RunId]) -> Vec<u32> {
     groups.dedup();
     groups
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> ProcessSpec {
+        ProcessSpec {
+            program: "/bin/sh".into(),
+            args: vec!["-c".into(), script.into()],
+            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+            ..Default::default()
+        }
+    }
+
+    async fn run_sh(script: &str, timeout: Duration) -> ProcessOutcome {
+        let never = CancellationToken::new();
+        run(
+            &sh(script),
+            timeout,
+            Duration::from_secs(1),
+            &never,
+            &never,
+            None,
+            None,
+        )
+        .await
+        .expect("spawn /bin/sh")
+    }
+
+    #[tokio::test]
+    async fn both_pipes_flooded_at_once_are_read_to_their_ends_without_stalling_the_process() {
+        // 300 KB on each stream, interleaved, is far more than a pipe holds: the process only
+        // ends if both are read while it runs.
+        let out = run_sh(
+            "i=0; while [ $i -lt 30 ]; do head -c 10000 /dev/zero | tr '\\0' o; head -c 10000 /dev/zero | tr '\\0' e >&2; i=$((i+1)); done",
+            Duration::from_secs(60),
+        )
+        .await;
+        assert_eq!(out.ended, Ended::Exited(Some(0)));
+        assert_eq!((out.stdout.total(), out.stderr.total()), (300_000, 300_000));
+    }
+
+    #[tokio::test]
+    async fn a_process_that_escaped_its_group_holding_the_pipe_ends_the_step_after_the_drain() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pidfile = dir.path().join("pid");
+        let script = format!(
+            // The step waits until the escaped process is in its own session (else the end of
+            // the step kills it with the group before it gets there).
+            "setsid sh -c 'echo $$ > {p}; exec sleep 60' & \
+             i=0; while [ ! -s {p} ] && [ $i -lt 1000 ]; do sleep 0.01; i=$((i+1)); done; echo started",
+            p = pidfile.display()
+        );
+        let t0 = std::time::Instant::now();
+        let out = run_sh(&script, Duration::from_secs(60)).await;
+        let took = t0.elapsed();
+        let escaped = std::fs::read_to_string(&pidfile).unwrap_or_default();
+        if let Ok(pid) = escaped.trim().parse::<i32>() {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        assert_eq!(out.ended, Ended::Exited(Some(0)));
+        assert!(
+            escaped.trim().parse::<i32>().is_ok(),
+            "pid file: {escaped:?}"
+        );
+        // Not the sleep's 60 s: the drain of each pipe it holds (2 s), then the step ends.
+        assert!(
+            took >= DRAIN && took < DRAIN + Duration::from_secs(20),
+            "took {took:?}"
+        );
+    }
+}
