@@ -83,6 +83,9 @@ struct Inner {
     seq: Sequence,
     /// The store itself, for a batch leader started on another thread ([`Inner::hand_over`]).
     me: std::sync::Weak<Inner>,
+    /// Makes the next batch panic after taking the untallied ends (tests of what a panic keeps).
+    #[cfg(test)]
+    panic_next_batch: std::sync::atomic::AtomicBool,
 }
 
 /// What a leader started on a blocking thread of its own leads.
@@ -195,6 +198,8 @@ impl SledStore {
                 notes: Notes::default(),
                 seq: Sequence::default(),
                 me: me.clone(),
+                #[cfg(test)]
+                panic_next_batch: Default::default(),
             }),
         };
         store.inner.tally_leftovers()?;
@@ -366,9 +371,16 @@ impl Inner {
         let n = batch.len();
         let flush = !batch.iter().all(Write::unflushed);
         let tallies = self.untallied.take();
-        let applied = write::apply(&self.trees, &self.notes, &self.path, batch, &tallies);
-        if applied.is_err() {
-            self.untallied.restore(tallies);
+        #[cfg(test)]
+        if self
+            .panic_next_batch
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            panic!("a batch panicking, as a test asked");
+        }
+        let applied = write::apply(&self.trees, &self.notes, &self.path, batch, tallies.ends());
+        if applied.is_ok() {
+            tallies.applied();
         }
         match applied.and_then(|(all, applied)| {
             if flush {
@@ -1109,5 +1121,66 @@ impl Store for SledStore {
     async fn prune_deliveries(&self, now: DateTime<Utc>) -> Result<usize> {
         self.blocking(move |inner| inner.prune_deliveries(now))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::status::RunStatus;
+    use crate::store::Candidate;
+    use crate::trigger::key::DedupeKey;
+
+    /// Runs counted in every rollup of today.
+    async fn runs_counted(store: &SledStore) -> Result<u64> {
+        let today = chrono::Utc::now().date_naive();
+        let rows = store.rollups(today, today.succ_opt().unwrap_or(today), false);
+        Ok(rows.await?.iter().map(|(_, r)| r.runs).sum())
+    }
+
+    /// A panic inside the batch that was to count swapped ends fails that batch only: the ends
+    /// it took are counted by the next one, not dropped until the store is opened again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_that_panics_leaves_its_untallied_ends_to_the_next() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SledStore::open(dir.path()).expect("store");
+        let mut run = RunRecord::synthetic(1);
+        run.status = RunStatus::Running;
+        let candidate = Candidate {
+            key: DedupeKey::Manual {
+                run: run.id.0.clone(),
+            },
+            run: run.clone(),
+            gate: None,
+        };
+        store
+            .admit(vec![candidate], Vec::new())
+            .await
+            .expect("admit");
+        run.status = RunStatus::Succeeded;
+        store.finish_unflushed(run, None).await.expect("finish");
+        assert!(
+            !store.inner.untallied.is_empty(),
+            "the finish was a swap, its tally waits"
+        );
+
+        store
+            .inner
+            .panic_next_batch
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            runs_counted(&store).await.is_err(),
+            "the read's tally batch panicked and says so"
+        );
+        assert!(
+            !store.inner.untallied.is_empty(),
+            "the panicking batch put its ends back"
+        );
+        assert_eq!(runs_counted(&store).await.expect("rollups"), 1);
+        assert_eq!(
+            runs_counted(&store).await.expect("rollups"),
+            1,
+            "counted once"
+        );
     }
 }

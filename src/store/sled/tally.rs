@@ -65,13 +65,19 @@ impl Untallied {
         list.len()
     }
 
-    /// Takes every waiting end (the batch leader, before its transaction).
-    pub fn take(&self) -> Vec<Tally> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    /// Takes every waiting end (the batch leader, before its transaction). They go back to the
+    /// list unless [`Taken::applied`] is called, so a transaction that fails or panics leaves them
+    /// for the next one instead of dropping them until the store is opened again.
+    pub fn take(&self) -> Taken<'_> {
+        let list = std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()));
+        Taken {
+            from: self,
+            list: Some(list),
+        }
     }
 
     /// Puts back ends a failed transaction did not tally, ahead of any added meanwhile.
-    pub fn restore(&self, mut taken: Vec<Tally>) {
+    fn restore(&self, mut taken: Vec<Tally>) {
         let mut list = self.0.lock().unwrap_or_else(|p| p.into_inner());
         taken.append(&mut list);
         *list = taken;
@@ -80,5 +86,33 @@ impl Untallied {
     /// Whether no end waits.
     pub fn is_empty(&self) -> bool {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
+    }
+}
+
+/// Ends taken for one transaction ([`Untallied::take`]). Putting back ends a transaction did
+/// commit is harmless: a tally counts a run only as it leaves `active`, so a second one counts
+/// nothing.
+pub struct Taken<'a> {
+    from: &'a Untallied,
+    list: Option<Vec<Tally>>,
+}
+
+impl Taken<'_> {
+    /// The ends, for the transaction.
+    pub fn ends(&self) -> &[Tally] {
+        self.list.as_deref().unwrap_or_default()
+    }
+
+    /// The transaction committed: the ends are counted and not put back.
+    pub fn applied(mut self) {
+        self.list = None;
+    }
+}
+
+impl Drop for Taken<'_> {
+    fn drop(&mut self) {
+        if let Some(list) = self.list.take() {
+            self.from.restore(list);
+        }
     }
 }
