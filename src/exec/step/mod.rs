@@ -28,14 +28,17 @@ pub fn describe(step: &Step, env: &StepEnv<'_>) -> Result<String, String> {
             target: Some(target),
             ..
         } => remote::describe(command, target, env),
-        Action::Shell { command, shell, .. } => match env.command {
-            Some(c) => Ok(format!("{shell} -c {c}")),
-            None => env
-                .renderer
-                .shell(command, env.ctx, env.taint)
-                .map(|c| format!("{shell} -c {c}"))
-                .map_err(|e| e.0),
-        },
+        Action::Shell { command, shell, .. } => {
+            let c = match env.command {
+                Some(c) => c.into(),
+                None => std::borrow::Cow::Owned(
+                    env.renderer
+                        .shell(command, env.ctx, env.taint)
+                        .map_err(|e| e.0)?,
+                ),
+            };
+            Ok(format!("{shell} -c {c}"))
+        }
         Action::Http(req) => http::describe(req, env),
         Action::Plugin { name, with } => env
             .renderer
