@@ -10,6 +10,7 @@ pub mod remote;
 pub mod report;
 pub mod shell;
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use chrono::Utc;
@@ -31,7 +32,7 @@ pub fn describe(step: &Step, env: &StepEnv<'_>) -> Result<String, String> {
         Action::Shell { command, shell, .. } => {
             let c = match env.command {
                 Some(c) => c.into(),
-                None => std::borrow::Cow::Owned(
+                None => Cow::Owned(
                     env.renderer
                         .shell(command, env.ctx, env.taint)
                         .map_err(|e| e.0)?,

@@ -83,10 +83,18 @@ struct Inner {
     seq: Sequence,
     /// The store itself, for a batch leader started on another thread ([`Inner::hand_over`]).
     me: std::sync::Weak<Inner>,
-    /// Makes the next batch panic after taking the untallied ends (tests of what a panic keeps).
+    /// Makes the next batch panic, for tests of what a panic keeps: [`PANIC_BEFORE`] after it
+    /// took the untallied ends, [`PANIC_AFTER`] once its transaction committed; 0 not.
     #[cfg(test)]
-    panic_next_batch: std::sync::atomic::AtomicBool,
+    panic_next_batch: std::sync::atomic::AtomicU8,
 }
+
+/// [`Inner`]'s `panic_next_batch`: panic after taking the untallied ends.
+#[cfg(test)]
+const PANIC_BEFORE: u8 = 1;
+/// [`Inner`]'s `panic_next_batch`: panic once the batch's transaction committed.
+#[cfg(test)]
+const PANIC_AFTER: u8 = 2;
 
 /// What a leader started on a blocking thread of its own leads.
 #[derive(Clone, Copy)]
@@ -372,13 +380,18 @@ impl Inner {
         let flush = !batch.iter().all(Write::unflushed);
         let tallies = self.untallied.take();
         #[cfg(test)]
-        if self
+        let panic_at = self
             .panic_next_batch
-            .swap(false, std::sync::atomic::Ordering::SeqCst)
-        {
-            panic!("a batch panicking, as a test asked");
+            .swap(0, std::sync::atomic::Ordering::SeqCst);
+        #[cfg(test)]
+        if panic_at == PANIC_BEFORE {
+            panic!("a batch panicking before its transaction, as a test asked");
         }
         let applied = write::apply(&self.trees, &self.notes, &self.path, batch, tallies.ends());
+        #[cfg(test)]
+        if panic_at == PANIC_AFTER && applied.is_ok() {
+            panic!("a batch panicking after its transaction committed, as a test asked");
+        }
         if applied.is_ok() {
             tallies.applied();
         }
@@ -1131,20 +1144,17 @@ mod tests {
     use crate::store::Candidate;
     use crate::trigger::key::DedupeKey;
 
-    /// Runs counted in every rollup of today.
+    /// Runs counted in every rollup from yesterday to tomorrow (a test crossing midnight too).
     async fn runs_counted(store: &SledStore) -> Result<u64> {
         let today = chrono::Utc::now().date_naive();
-        let rows = store.rollups(today, today.succ_opt().unwrap_or(today), false);
-        Ok(rows.await?.iter().map(|(_, r)| r.runs).sum())
+        let (from, to) = (today - chrono::Days::new(1), today + chrono::Days::new(2));
+        let rows = store.rollups(from, to, false).await?;
+        Ok(rows.iter().map(|(_, r)| r.runs).sum())
     }
 
-    /// A panic inside the batch that was to count swapped ends fails that batch only: the ends
-    /// it took are counted by the next one, not dropped until the store is opened again.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_batch_that_panics_leaves_its_untallied_ends_to_the_next() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = SledStore::open(dir.path()).expect("store");
-        let mut run = RunRecord::synthetic(1);
+    /// A run admitted `running` and finished by a worker's swap: its tally waits.
+    async fn swapped_end(store: &SledStore, i: usize) {
+        let mut run = RunRecord::synthetic(i);
         run.status = RunStatus::Running;
         let candidate = Candidate {
             key: DedupeKey::Manual {
@@ -1163,11 +1173,25 @@ mod tests {
             !store.inner.untallied.is_empty(),
             "the finish was a swap, its tally waits"
         );
+    }
 
+    fn panic_next_batch(store: &SledStore, at: u8) {
         store
             .inner
             .panic_next_batch
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+            .store(at, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// A panic inside the batch that was to count swapped ends fails that batch only: the ends
+    /// it took are counted by the next one, not dropped until the store is opened again; and
+    /// ends put back after their transaction committed are not counted twice.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_that_panics_leaves_its_untallied_ends_to_the_next() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SledStore::open(dir.path()).expect("store");
+
+        swapped_end(&store, 1).await;
+        panic_next_batch(&store, PANIC_BEFORE);
         assert!(
             runs_counted(&store).await.is_err(),
             "the read's tally batch panicked and says so"
@@ -1177,10 +1201,22 @@ mod tests {
             "the panicking batch put its ends back"
         );
         assert_eq!(runs_counted(&store).await.expect("rollups"), 1);
+
+        swapped_end(&store, 2).await;
+        panic_next_batch(&store, PANIC_AFTER);
+        assert!(
+            runs_counted(&store).await.is_err(),
+            "the read's tally batch committed, then panicked"
+        );
+        assert!(
+            !store.inner.untallied.is_empty(),
+            "the panicking batch put its committed ends back too"
+        );
         assert_eq!(
             runs_counted(&store).await.expect("rollups"),
-            1,
-            "counted once"
+            2,
+            "the ends tallied again are counted once"
         );
+        assert!(store.inner.untallied.is_empty());
     }
 }

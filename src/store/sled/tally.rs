@@ -76,7 +76,7 @@ impl Untallied {
         }
     }
 
-    /// Puts back ends a failed transaction did not tally, ahead of any added meanwhile.
+    /// Puts back the ends of a batch that failed or panicked, ahead of any added meanwhile.
     fn restore(&self, mut taken: Vec<Tally>) {
         let mut list = self.0.lock().unwrap_or_else(|p| p.into_inner());
         taken.append(&mut list);
@@ -91,7 +91,10 @@ impl Untallied {
 
 /// Ends taken for one transaction ([`Untallied::take`]). Putting back ends a transaction did
 /// commit is harmless: a tally counts a run only as it leaves `active`, so a second one counts
-/// nothing.
+/// nothing and touches no index (it cannot bring back a pruned run's entry). That rests on a run
+/// whose record is final never entering `active` again (transitions start only from queued,
+/// pending approval or running; admissions take new ids).
+#[must_use = "dropped without `applied()`, the ends go back to the list"]
 pub struct Taken<'a> {
     from: &'a Untallied,
     list: Option<Vec<Tally>>,
