@@ -1,5 +1,6 @@
 //! What a step attempt gets from its run.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use handlebars::Context;
@@ -10,6 +11,7 @@ use crate::exec::redact::Redactor;
 use crate::exec::render::Renderer;
 use crate::exec::taint::Taint;
 use crate::runbook::plugins::Plugins;
+use crate::runbook::template::Template;
 use crate::store::Store;
 
 /// Everything a step attempt needs from its run.
@@ -45,4 +47,19 @@ pub struct StepEnv<'a> {
     /// A local `run:` step's command as rendered already (for its progress line): its
     /// attempts use it instead of rendering it again. None renders it where needed.
     pub command: Option<&'a str>,
+}
+
+impl<'a> StepEnv<'a> {
+    /// A local `run:` step's `command`: as rendered already for its progress line, or rendered
+    /// now (every interpolated value shell-quoted).
+    pub fn shell_command(&self, command: &Template) -> Result<Cow<'a, str>, String> {
+        match self.command {
+            Some(c) => Ok(Cow::Borrowed(c)),
+            None => self
+                .renderer
+                .shell(command, self.ctx, self.taint)
+                .map(Cow::Owned)
+                .map_err(|e| e.0),
+        }
+    }
 }

@@ -10,7 +10,6 @@ pub mod remote;
 pub mod report;
 pub mod shell;
 
-use std::borrow::Cow;
 use std::time::Instant;
 
 use chrono::Utc;
@@ -29,17 +28,9 @@ pub fn describe(step: &Step, env: &StepEnv<'_>) -> Result<String, String> {
             target: Some(target),
             ..
         } => remote::describe(command, target, env),
-        Action::Shell { command, shell, .. } => {
-            let c = match env.command {
-                Some(c) => c.into(),
-                None => Cow::Owned(
-                    env.renderer
-                        .shell(command, env.ctx, env.taint)
-                        .map_err(|e| e.0)?,
-                ),
-            };
-            Ok(format!("{shell} -c {c}"))
-        }
+        Action::Shell { command, shell, .. } => env
+            .shell_command(command)
+            .map(|c| format!("{shell} -c {c}")),
         Action::Http(req) => http::describe(req, env),
         Action::Plugin { name, with } => env
             .renderer

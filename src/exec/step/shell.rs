@@ -11,12 +11,9 @@ use crate::exec::step::env::StepEnv;
 
 /// Runs the command once.
 pub async fn run(step: &Step, command: &Template, shell: &str, env: &StepEnv<'_>) -> Attempt {
-    let rendered = match env.command {
-        Some(c) => c.to_string(),
-        None => match env.renderer.shell(command, env.ctx, env.taint) {
-            Ok(c) => c,
-            Err(e) => return failed_before_start(e.0),
-        },
+    let rendered = match env.shell_command(command) {
+        Ok(c) => c.into_owned(),
+        Err(e) => return failed_before_start(e),
     };
     let (vars, workdir) = match process_setup(step, env) {
         Ok(s) => s,
