@@ -1190,33 +1190,25 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SledStore::open(dir.path()).expect("store");
 
-        swapped_end(&store, 1).await;
-        panic_next_batch(&store, PANIC_BEFORE);
-        assert!(
-            runs_counted(&store).await.is_err(),
-            "the read's tally batch panicked and says so"
-        );
-        assert!(
-            !store.inner.untallied.is_empty(),
-            "the panicking batch put its ends back"
-        );
-        assert_eq!(runs_counted(&store).await.expect("rollups"), 1);
-
-        swapped_end(&store, 2).await;
-        panic_next_batch(&store, PANIC_AFTER);
-        assert!(
-            runs_counted(&store).await.is_err(),
-            "the read's tally batch committed, then panicked"
-        );
-        assert!(
-            !store.inner.untallied.is_empty(),
-            "the panicking batch put its committed ends back too"
-        );
-        assert_eq!(
-            runs_counted(&store).await.expect("rollups"),
-            2,
-            "the ends tallied again are counted once"
-        );
+        // Before the transaction the ends were not counted; after it they were, and the tally
+        // they get again must count nothing more.
+        for (i, at, counted) in [(1, PANIC_BEFORE, 1), (2, PANIC_AFTER, 2)] {
+            swapped_end(&store, i).await;
+            panic_next_batch(&store, at);
+            assert!(
+                runs_counted(&store).await.is_err(),
+                "panic {at}: the read's tally batch panicked and says so"
+            );
+            assert!(
+                !store.inner.untallied.is_empty(),
+                "panic {at}: the panicking batch put its ends back"
+            );
+            assert_eq!(
+                runs_counted(&store).await.expect("rollups"),
+                counted,
+                "panic {at}: the ends put back are counted, once"
+            );
+        }
         assert!(store.inner.untallied.is_empty());
     }
 }
