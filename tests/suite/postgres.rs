@@ -420,6 +420,83 @@ async fn postgres_fences_a_replica_whose_lease_expired_once_another_reaps_its_ru
     );
 }
 
+/// A claim writes the run's record and its lease in one statement: it is refused, and nothing
+/// is written, once the claiming replica's own lease expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_refuses_a_claim_by_a_replica_whose_lease_expired_and_writes_nothing() {
+    use std::sync::Arc;
+    use std::time::Duration;
+    use untoil::run::record::RunRecord;
+    use untoil::run::status::RunStatus;
+    use untoil::store::{Admitted, Candidate, Change};
+    use untoil::trigger::key::DedupeKey;
+
+    let pg = Postgres::default();
+    let db = pg.database(std::path::Path::new("late-claim"));
+    let store = open(&pg, &db).await.expect("opens");
+    let a = store
+        .join("a", 1, Duration::from_millis(1500))
+        .await
+        .expect("a joins");
+    let me = a.replica().expect("a replica").to_string();
+    let run = RunRecord {
+        status: RunStatus::Queued,
+        started_at: None,
+        finished_at: None,
+        ..RunRecord::synthetic(0)
+    };
+    let id = run.id.clone();
+    let admitted = a
+        .admit(
+            vec![Candidate {
+                key: DedupeKey::Manual { run: id.0.clone() },
+                run,
+                gate: None,
+            }],
+            Vec::new(),
+        )
+        .await
+        .expect("admits");
+    assert!(matches!(admitted.as_slice(), [Admitted::New { .. }]));
+    let holders = format!(
+        "SELECT coalesce(lease_owner, '-') || ' ' || coalesce(admitted_by, '-') FROM runs WHERE id = '{}'",
+        id.0
+    );
+    assert_eq!(
+        scalar(&pg, &db, &holders),
+        format!("- {me}"),
+        "a queued run is in its admitting replica's queue"
+    );
+    // a stops renewing: wait, by the database's clock, until its lease has expired.
+    let expired = format!("SELECT expires_at < clock_timestamp() FROM replicas WHERE id = '{me}'");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while scalar(&pg, &db, &expired) != "t" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a's lease never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let now = chrono::Utc::now();
+    let claim: Change = Arc::new(move |r: &mut RunRecord| untoil::engine::lifecycle::start(r, now));
+    let err = a
+        .transition(&id, &[RunStatus::Queued], claim)
+        .await
+        .expect_err("a claim with an expired lease is refused");
+    assert!(
+        matches!(&err, StoreError::LeaseLost { run, .. } if run == &id.0),
+        "{err:?}"
+    );
+    let after = store.get_run(&id).await.expect("reads").expect("the run");
+    assert_eq!(after.status, RunStatus::Queued, "nothing written");
+    assert_eq!(after.started_at, None, "nothing written");
+    assert_eq!(
+        scalar(&pg, &db, &holders),
+        format!("- {me}"),
+        "held as before"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_compaction_folds_past_shards_into_one_row_and_changes_nothing_a_report_reads() {
     use untoil::run::record::{RunRecord, Verification};

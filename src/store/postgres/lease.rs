@@ -14,8 +14,6 @@ use std::time::Duration;
 use deadpool_postgres::GenericClient;
 
 use crate::run::id::RunId;
-use crate::run::record::RunRecord;
-use crate::run::status::RunStatus;
 use crate::store::error::StoreError;
 use crate::store::postgres::tx::Fail;
 
@@ -107,50 +105,13 @@ pub async fn fence(
     Ok(())
 }
 
-/// Locks run `run`'s row and [`fence`]s it.
-pub async fn fence_run(tx: &impl GenericClient, me: &str, run: &RunId) -> Result<(), Fail> {
+/// Takes run `run`, queued or waiting for approval, into replica `me`'s queue (one a replica
+/// that died had). The writes that leave a run held otherwise say so with its record
+/// ([`crate::store::postgres::write::Writer::put_run`]).
+pub async fn adopt(tx: &impl GenericClient, me: &str, run: &RunId) -> Result<(), Fail> {
     let st = tx
-        .prepare_cached("SELECT lease_owner FROM runs WHERE id = $1 FOR UPDATE")
+        .prepare_cached("UPDATE runs SET admitted_by = $2 WHERE id = $1")
         .await?;
-    let owner: Option<String> = match tx.query_opt(&st, &[&run.0]).await? {
-        Some(row) => row.try_get(0)?,
-        None => None,
-    };
-    fence(tx, me, run, owner.as_deref()).await
-}
-
-/// Records who holds run `run` now that a write by replica `me` left it as stored: claimed
-/// (`running`: `me` owns its lease, which must be live, else the claim is refused), waiting in
-/// `me`'s queue or for approval here (`admitted_by`), or ended (held by no one).
-pub async fn mark(tx: &impl GenericClient, me: &str, run: &RunRecord) -> Result<(), Fail> {
-    match run.status {
-        RunStatus::Running => {
-            let st = tx
-                .prepare_cached(
-                    "UPDATE runs SET lease_owner = $2, admitted_by = NULL WHERE id = $1 \
-                     AND EXISTS (SELECT 1 FROM replicas WHERE id = $2 AND expires_at > clock_timestamp())",
-                )
-                .await?;
-            if tx.execute(&st, &[&run.id.0, &me]).await? != 1 {
-                return Err(lost(&run.id, me));
-            }
-        }
-        RunStatus::Queued | RunStatus::PendingApproval => {
-            let st = tx
-                .prepare_cached("UPDATE runs SET admitted_by = $2 WHERE id = $1")
-                .await?;
-            tx.execute(&st, &[&run.id.0, &me]).await?;
-        }
-        _ => release(tx, &run.id).await?,
-    }
-    Ok(())
-}
-
-/// Run `run` ended: no replica holds it.
-pub async fn release(tx: &impl GenericClient, run: &RunId) -> Result<(), Fail> {
-    let st = tx
-        .prepare_cached("UPDATE runs SET lease_owner = NULL, admitted_by = NULL WHERE id = $1")
-        .await?;
-    tx.execute(&st, &[&run.0]).await?;
+    tx.execute(&st, &[&run.0, &me]).await?;
     Ok(())
 }

@@ -296,18 +296,9 @@ impl PgStore {
             for a in alerts {
                 admit::put_alert(&tx, a).await?;
             }
-            let mut w = Writer::new(&s.notes);
-            let admitted = admit::admit(&tx, &mut w, candidates).await?;
             // A replica's new runs wait in its own queue (or for approval here).
-            if let Some(me) = self.replica() {
-                for a in &admitted {
-                    if let Admitted::New { run, .. } = a
-                        && !run.status.is_final()
-                    {
-                        lease::mark(&tx, me, run).await?;
-                    }
-                }
-            }
+            let mut w = Writer::holding(&s.notes, self.replica());
+            let admitted = admit::admit(&tx, &mut w, candidates).await?;
             Ok::<_, Fail>(Some(admitted))
         })
     }
@@ -347,14 +338,10 @@ impl Store for PgStore {
     ) -> Result<Transition> {
         let s = &*self.inner;
         in_tx!(s, "changing a run's status", |tx| {
-            let mut w = Writer::new(&s.notes);
-            let t = w.transition(&tx, id, from, &change).await?;
             // A replica's claim takes the run's lease (refused when its own lease expired);
             // a run it queues or makes wait is held by it; an ended run by no one.
-            if let (Some(me), Transition::Done(run)) = (self.replica(), &t) {
-                lease::mark(&tx, me, run).await?;
-            }
-            Ok::<_, Fail>(t)
+            let mut w = Writer::holding(&s.notes, self.replica());
+            w.transition(&tx, id, from, &change).await
         })
     }
 
@@ -373,13 +360,13 @@ impl Store for PgStore {
     ) -> Result<Option<GuardChanged>> {
         let s = &*self.inner;
         in_tx!(s, "finishing a run", |tx| {
-            // A replica finishes only a run it holds the lease of.
-            if let Some(me) = self.replica() {
-                lease::fence_run(&tx, me, &run.id).await?;
-            }
+            // A replica finishes only a run it holds the lease of; the run is held by no one
+            // then, as every ended run is.
             let mut w = Writer::new(&s.notes);
-            w.finish(&tx, &run).await?;
-            lease::release(&tx, &run.id).await?;
+            match self.replica() {
+                Some(me) => w.finish_held(&tx, &run, me).await?,
+                None => w.finish(&tx, &run).await?,
+            }
             match &guard {
                 Some(g) => Ok(Some(update_guard(&tx, &g.runbook, &g.key, &g.apply).await?)),
                 None => Ok::<_, Fail>(None),
@@ -393,7 +380,7 @@ impl Store for PgStore {
             let mut w = Writer::new(&s.notes);
             let mut batch = rollups::Batch::default();
             for run in &runs {
-                w.finish_in(&tx, run, &mut batch).await?;
+                w.finish_in(&tx, run, &mut batch, None).await?;
             }
             batch.apply(&tx).await
         })

@@ -78,11 +78,10 @@ pub async fn reap(
     for mut run in orphans(tx, w, ORPHANED_RUNNING).await? {
         interrupt(&mut run);
         w.finish(tx, &run).await?;
-        lease::release(tx, &run.id).await?;
         out.interrupted.push(run.id.clone());
     }
     for run in orphans(tx, w, ORPHANED_WAITING).await? {
-        lease::mark(tx, me, &run).await?;
+        lease::adopt(tx, me, &run.id).await?;
         match run.status {
             crate::run::status::RunStatus::Queued => out.queued.push(run),
             _ => out.pending_approval.push(run),

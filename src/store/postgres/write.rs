@@ -14,9 +14,9 @@ use crate::run::id::RunId;
 use crate::run::record::{RunRecord, Verification};
 use crate::run::status::RunStatus;
 use crate::store::postgres::notes::{Hashing, Notes, secure};
-use crate::store::postgres::rollups;
 use crate::store::postgres::rows::{decode, encode, status_name, status_of};
 use crate::store::postgres::tx::{Fail, LOCK_TRIES};
+use crate::store::postgres::{lease, rollups};
 use crate::store::rules::with_verdict;
 use crate::store::{Change, GuardChanged, Transition, Update};
 
@@ -28,21 +28,46 @@ pub struct Writer<'a> {
     pub hashing: Hashing,
     /// Notifications this transaction has locked or stored.
     pub secured: HashSet<String>,
+    /// The replica whose claims, queue and approvals [`Writer::put_run`] records as it writes
+    /// a record (None: who holds a run unended is left as it is).
+    holder: Option<&'a str>,
+}
+
+/// The `lease_owner` and `admitted_by` a record is written with ([`Writer::put_run`]); a
+/// `keep_` flag keeps what an existing row says instead.
+struct Hold<'a> {
+    lease_owner: Option<&'a str>,
+    admitted_by: Option<&'a str>,
+    keep_lease: bool,
+    keep_admitted: bool,
 }
 
 impl<'a> Writer<'a> {
     /// A writer for one attempt of a transaction.
     pub fn new(notes: &'a Notes) -> Writer<'a> {
+        Writer::holding(notes, None)
+    }
+
+    /// A writer whose records say that `replica` holds the runs it leaves unended: a claim
+    /// takes the run's lease (refused unless `replica`'s own lease is live), a run queued or
+    /// waiting for approval is in `replica`'s queue ([`Writer::put_run`]).
+    pub fn holding(notes: &'a Notes, replica: Option<&'a str>) -> Writer<'a> {
         Writer {
             notes,
             hashing: Hashing::default(),
             secured: HashSet::new(),
+            holder: replica,
         }
     }
 
     /// Writes a run record (and its notification when the store lacks it). `active`: whether
     /// the run is unended (None keeps what the row says, or the status decides for a new row);
     /// `awaits`: whether it waits for a verification verdict (None keeps it).
+    ///
+    /// Who holds the run is written in the same statement (a second `UPDATE` of the row cost
+    /// a row version, index entries and a round trip per write): an ended run is held by no one;
+    /// with a holder ([`Writer::holding`]) a running run is its lease's, checked live first, and
+    /// a queued or waiting one is in its queue; otherwise the row keeps what it said.
     pub async fn put_run(
         &mut self,
         tx: &impl GenericClient,
@@ -58,15 +83,20 @@ impl<'a> Writer<'a> {
             }
             None => None,
         };
+        let hold = self.hold(tx, run).await?;
         let st = tx
             .prepare_cached(
-                "INSERT INTO runs (id, runbook, status, cause, active, awaits_verdict, note, record) \
-                 VALUES ($1, $2, $3, $4, COALESCE($5::boolean, $9::boolean), COALESCE($6::boolean, false), $7, $8::text::json) \
+                "INSERT INTO runs (id, runbook, status, cause, active, awaits_verdict, note, record, \
+                 lease_owner, admitted_by) \
+                 VALUES ($1, $2, $3, $4, COALESCE($5::boolean, $9::boolean), COALESCE($6::boolean, false), $7, $8::text::json, \
+                 $10, $11) \
                  ON CONFLICT (id) DO UPDATE SET runbook = excluded.runbook, \
                  status = excluded.status, cause = excluded.cause, \
                  active = COALESCE($5::boolean, runs.active), \
                  awaits_verdict = COALESCE($6::boolean, runs.awaits_verdict), \
-                 note = excluded.note, record = excluded.record",
+                 note = excluded.note, record = excluded.record, \
+                 lease_owner = CASE WHEN $12 THEN runs.lease_owner ELSE excluded.lease_owner END, \
+                 admitted_by = CASE WHEN $13 THEN runs.admitted_by ELSE excluded.admitted_by END",
             )
             .await?;
         let unended = !run.status.is_final();
@@ -82,15 +112,54 @@ impl<'a> Writer<'a> {
                 &note,
                 &encoded.record,
                 &unended,
+                &hold.lease_owner,
+                &hold.admitted_by,
+                &hold.keep_lease,
+                &hold.keep_admitted,
             ],
         )
         .await?;
         Ok(())
     }
 
+    /// Who holds `run` once this write is done ([`Writer::put_run`]); a claim by a replica
+    /// whose own lease expired is refused ([`StoreError::LeaseLost`]).
+    ///
+    /// [`StoreError::LeaseLost`]: crate::store::error::StoreError::LeaseLost
+    async fn hold(&self, tx: &impl GenericClient, run: &RunRecord) -> Result<Hold<'a>, Fail> {
+        let nobody = Hold {
+            lease_owner: None,
+            admitted_by: None,
+            keep_lease: false,
+            keep_admitted: false,
+        };
+        Ok(match (run.status, self.holder) {
+            (s, _) if s.is_final() => nobody,
+            (RunStatus::Running, Some(me)) => {
+                if !lease::live(tx, me).await? {
+                    return Err(lease::lost(&run.id, me));
+                }
+                Hold {
+                    lease_owner: Some(me),
+                    ..nobody
+                }
+            }
+            (RunStatus::Queued | RunStatus::PendingApproval, Some(me)) => Hold {
+                admitted_by: Some(me),
+                keep_lease: true,
+                ..nobody
+            },
+            _ => Hold {
+                keep_lease: true,
+                keep_admitted: true,
+                ..nobody
+            },
+        })
+    }
+
     /// The run `id` locked, complete (its notification in): None when there is no such run.
     pub async fn lock_run(
-        &self,
+        &mut self,
         tx: &impl GenericClient,
         id: &RunId,
     ) -> Result<Option<RunRecord>, Fail> {
@@ -102,8 +171,18 @@ impl<'a> Writer<'a> {
         };
         let text: String = row.try_get(0)?;
         let mut run: RunRecord = decode(&format!("run {}", id.0), &text)?;
+        let held = run.alert.as_ref().and_then(|a| a.notification_ref.clone());
         self.notes.rehydrate(tx, &id.0, &mut run).await?;
+        self.held(held);
         Ok(Some(run))
+    }
+
+    /// A row this transaction locked refers to notification `hash`: it stays stored until the
+    /// transaction ends (the foreign key), so writing the row again with it needs no lock of it.
+    fn held(&mut self, hash: Option<String>) {
+        if let Some(h) = hash {
+            self.secured.insert(h);
+        }
     }
 
     /// Records a finished run: its record, no longer active, awaiting its verdict or not, and
@@ -111,25 +190,49 @@ impl<'a> Writer<'a> {
     /// skipped: what the sled store counts once).
     pub async fn finish(&mut self, tx: &impl GenericClient, run: &RunRecord) -> Result<(), Fail> {
         let mut batch = rollups::Batch::default();
-        self.finish_in(tx, run, &mut batch).await?;
+        self.finish_in(tx, run, &mut batch, None).await?;
+        batch.apply(tx).await
+    }
+
+    /// [`Writer::finish`] by replica `me`, refused ([`lease::fence`]) unless `me` holds the
+    /// run's lease and that lease is live.
+    pub async fn finish_held(
+        &mut self,
+        tx: &impl GenericClient,
+        run: &RunRecord,
+        me: &str,
+    ) -> Result<(), Fail> {
+        let mut batch = rollups::Batch::default();
+        self.finish_in(tx, run, &mut batch, Some(me)).await?;
         batch.apply(tx).await
     }
 
     /// [`Writer::finish`] whose rollups go into `batch`, for the caller to apply once for many
-    /// runs (in the order that keeps concurrent batches from deadlocking).
+    /// runs (in the order that keeps concurrent batches from deadlocking); fenced for replica
+    /// `fence` as [`Writer::finish_held`] is.
     pub async fn finish_in(
         &mut self,
         tx: &impl GenericClient,
         run: &RunRecord,
         batch: &mut rollups::Batch,
+        fence: Option<&str>,
     ) -> Result<(), Fail> {
         let st = tx
-            .prepare_cached("SELECT status FROM runs WHERE id = $1 FOR UPDATE")
+            .prepare_cached("SELECT status, note, lease_owner FROM runs WHERE id = $1 FOR UPDATE")
             .await?;
-        let already_final = match tx.query_opt(&st, &[&run.id.0]).await? {
+        let row = tx.query_opt(&st, &[&run.id.0]).await?;
+        if let Some(me) = fence {
+            let owner: Option<String> = match &row {
+                Some(r) => r.try_get(2)?,
+                None => None,
+            };
+            lease::fence(tx, me, &run.id, owner.as_deref()).await?;
+        }
+        let already_final = match row {
             Some(row) => {
                 let name: String = row.try_get(0)?;
                 let s = status_of(&format!("run {}", run.id.0), &name)?;
+                self.held(row.try_get(1)?);
                 s.is_final() && s != RunStatus::Skipped
             }
             None => false,
