@@ -284,27 +284,12 @@ async fn postgres_concurrent_batches_of_finishes_never_deadlock_and_count_every_
     assert_eq!(counted, 1800);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_fences_a_replica_whose_lease_expired_once_another_reaps_its_run() {
-    use std::sync::Arc;
-    use std::time::Duration;
+/// Admits one queued run through replica `a`; its id.
+async fn admit_queued(a: &PgStore) -> untoil::run::id::RunId {
     use untoil::run::record::RunRecord;
     use untoil::run::status::RunStatus;
-    use untoil::run::step::StepResult;
-    use untoil::store::{Admitted, Candidate, Change, Transition};
+    use untoil::store::{Admitted, Candidate};
     use untoil::trigger::key::DedupeKey;
-
-    let pg = Postgres::default();
-    let db = pg.database(std::path::Path::new("fenced"));
-    let store = open(&pg, &db).await.expect("opens");
-    let a = store
-        .join("a", 1, Duration::from_millis(1500))
-        .await
-        .expect("a joins");
-    let b = store
-        .join("b", 2, Duration::from_secs(60))
-        .await
-        .expect("b joins");
     let run = RunRecord {
         status: RunStatus::Queued,
         started_at: None,
@@ -324,6 +309,30 @@ async fn postgres_fences_a_replica_whose_lease_expired_once_another_reaps_its_ru
         .await
         .expect("admits");
     assert!(matches!(admitted.as_slice(), [Admitted::New { .. }]));
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_fences_a_replica_whose_lease_expired_once_another_reaps_its_run() {
+    use std::sync::Arc;
+    use std::time::Duration;
+    use untoil::run::record::RunRecord;
+    use untoil::run::status::RunStatus;
+    use untoil::run::step::StepResult;
+    use untoil::store::{Change, Transition};
+
+    let pg = Postgres::default();
+    let db = pg.database(std::path::Path::new("fenced"));
+    let store = open(&pg, &db).await.expect("opens");
+    let a = store
+        .join("a", 1, Duration::from_millis(1500))
+        .await
+        .expect("a joins");
+    let b = store
+        .join("b", 2, Duration::from_secs(60))
+        .await
+        .expect("b joins");
+    let id = admit_queued(&a).await;
     // While a's lease is live, b finds nothing to take over.
     let none: Change = Arc::new(|_: &mut RunRecord| panic!("nothing is interrupted"));
     let reaped = b.reap(none.clone()).await.expect("reaps");
@@ -428,8 +437,7 @@ async fn postgres_refuses_a_claim_by_a_replica_whose_lease_expired_and_writes_no
     use std::time::Duration;
     use untoil::run::record::RunRecord;
     use untoil::run::status::RunStatus;
-    use untoil::store::{Admitted, Candidate, Change};
-    use untoil::trigger::key::DedupeKey;
+    use untoil::store::Change;
 
     let pg = Postgres::default();
     let db = pg.database(std::path::Path::new("late-claim"));
@@ -439,25 +447,7 @@ async fn postgres_refuses_a_claim_by_a_replica_whose_lease_expired_and_writes_no
         .await
         .expect("a joins");
     let me = a.replica().expect("a replica").to_string();
-    let run = RunRecord {
-        status: RunStatus::Queued,
-        started_at: None,
-        finished_at: None,
-        ..RunRecord::synthetic(0)
-    };
-    let id = run.id.clone();
-    let admitted = a
-        .admit(
-            vec![Candidate {
-                key: DedupeKey::Manual { run: id.0.clone() },
-                run,
-                gate: None,
-            }],
-            Vec::new(),
-        )
-        .await
-        .expect("admits");
-    assert!(matches!(admitted.as_slice(), [Admitted::New { .. }]));
+    let id = admit_queued(&a).await;
     let holders = format!(
         "SELECT coalesce(lease_owner, '-') || ' ' || coalesce(admitted_by, '-') FROM runs WHERE id = '{}'",
         id.0
