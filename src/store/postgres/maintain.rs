@@ -99,8 +99,9 @@ pub async fn prune(tx: &impl GenericClient, before: DateTime<Utc>) -> Result<usi
 }
 
 /// Deletes the notifications no run refers to. One a writer has just secured for a run it is
-/// writing is skipped (`SKIP LOCKED`: its `FOR KEY SHARE` lock); one secured after this read
-/// makes the delete fail its foreign key check, and the prune is retried.
+/// writing is skipped (`SKIP LOCKED`: its `FOR KEY SHARE` lock), as is one a run row refers to
+/// (a writer that locked that row relies on it); one secured after this read makes the delete
+/// fail its foreign key check, and the prune is retried.
 async fn sweep(tx: &impl GenericClient) -> Result<u64, Fail> {
     Ok(tx
         .execute(

@@ -4,7 +4,10 @@
 //!
 //! `runs.note` is a foreign key to the notification, so a ref can never outlive its target; a
 //! writer takes a `FOR KEY SHARE` lock on the notification before writing a run that refers to
-//! it, and prune's sweep (a `DELETE` of the notifications no run refers to) waits for it.
+//! it, and prune's sweep (a `DELETE` of the notifications no run refers to) waits for it. The
+//! lock is skipped for a notification a run row the transaction locked refers to: that row keeps
+//! it, and writing another row with it (or changing the locked row's ref) makes PostgreSQL's own
+//! foreign key check take the same lock.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};

@@ -26,7 +26,8 @@ pub struct Writer<'a> {
     pub notes: &'a Notes,
     /// Notifications hashed in this call.
     pub hashing: Hashing,
-    /// Notifications this transaction has locked or stored.
+    /// Notifications this transaction has locked or stored, or that a run row it locked refers
+    /// to: a record written with one needs no lock of it ([`crate::store::postgres::notes`]).
     pub secured: HashSet<String>,
     /// The replica whose claims, queue and approvals [`Writer::put_run`] records as it writes
     /// a record (None: who holds a run unended is left as it is).
@@ -178,7 +179,8 @@ impl<'a> Writer<'a> {
     }
 
     /// A row this transaction locked refers to notification `hash`: it stays stored until the
-    /// transaction ends (the foreign key), so writing the row again with it needs no lock of it.
+    /// transaction ends (the foreign key), so a record written with it needs no lock of it (a
+    /// row that starts referring to it gets PostgreSQL's foreign key check, which locks it).
     fn held(&mut self, hash: Option<String>) {
         if let Some(h) = hash {
             self.secured.insert(h);
