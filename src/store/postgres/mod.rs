@@ -363,10 +363,7 @@ impl Store for PgStore {
             // A replica finishes only a run it holds the lease of; the run is held by no one
             // then, as every ended run is.
             let mut w = Writer::new(&s.notes);
-            match self.replica() {
-                Some(me) => w.finish_held(&tx, &run, me).await?,
-                None => w.finish(&tx, &run).await?,
-            }
+            w.finish_fenced(&tx, &run, self.replica()).await?;
             match &guard {
                 Some(g) => Ok(Some(update_guard(&tx, &g.runbook, &g.key, &g.apply).await?)),
                 None => Ok::<_, Fail>(None),

@@ -191,27 +191,25 @@ impl<'a> Writer<'a> {
     /// its rollups unless an earlier finish counted it (it was final already, other than
     /// skipped: what the sled store counts once).
     pub async fn finish(&mut self, tx: &impl GenericClient, run: &RunRecord) -> Result<(), Fail> {
-        let mut batch = rollups::Batch::default();
-        self.finish_in(tx, run, &mut batch, None).await?;
-        batch.apply(tx).await
+        self.finish_fenced(tx, run, None).await
     }
 
-    /// [`Writer::finish`] by replica `me`, refused ([`lease::fence`]) unless `me` holds the
-    /// run's lease and that lease is live.
-    pub async fn finish_held(
+    /// [`Writer::finish`], by replica `fence` when given: refused ([`lease::fence`]) unless it
+    /// holds the run's lease and that lease is live.
+    pub async fn finish_fenced(
         &mut self,
         tx: &impl GenericClient,
         run: &RunRecord,
-        me: &str,
+        fence: Option<&str>,
     ) -> Result<(), Fail> {
         let mut batch = rollups::Batch::default();
-        self.finish_in(tx, run, &mut batch, Some(me)).await?;
+        self.finish_in(tx, run, &mut batch, fence).await?;
         batch.apply(tx).await
     }
 
     /// [`Writer::finish`] whose rollups go into `batch`, for the caller to apply once for many
     /// runs (in the order that keeps concurrent batches from deadlocking); fenced for replica
-    /// `fence` as [`Writer::finish_held`] is.
+    /// `fence` as [`Writer::finish_fenced`] is.
     pub async fn finish_in(
         &mut self,
         tx: &impl GenericClient,
