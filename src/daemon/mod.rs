@@ -87,6 +87,14 @@ where
             "runs left running by a previous untoil were marked interrupted"
         );
     }
+    // Key files and control sockets of remote steps a killed untoil could not remove.
+    let swept = crate::exec::step::private_dir::remove_stale();
+    if swept > 0 {
+        warn!(
+            directories = swept,
+            "removed the remote steps' private directories (key files, control sockets) that an untoil which died left in /tmp"
+        );
+    }
     let executor = Arc::new(
         Executor::new(Plugins::discover(&settings.plugins))
             .map_err(anyhow::Error::msg)?

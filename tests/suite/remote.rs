@@ -4,6 +4,7 @@
 //! unreachable host fails fast, and a step over several hosts follows its policy.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -335,6 +336,67 @@ async fn a_sigkilled_daemon_leaves_no_remote_process() {
     .await;
     served.sigkill();
     gone(n).await;
+}
+
+#[tokio::test]
+async fn a_sigkilled_daemons_key_files_are_gone_once_untoil_starts_again() {
+    let sshd = Sshd::start();
+    let n = unique_seconds() + 2;
+    let dirs = Dirs::new();
+    // The key comes from a secret, so untoil writes it to the run's private directory.
+    let text = one_step(&sshd, "", "127.0.0.1", &format!("    run: sleep {n}\n"))
+        .replace(
+            &format!("identity: {{file: {}}}", sshd.key.display()),
+            "identity: {secret: key}",
+        )
+        .replace(
+            "owner: sre\n",
+            &format!(
+                "owner: sre\nsecrets: {{key: {{file: {}}}}}\n",
+                sshd.key.display()
+            ),
+        );
+    dirs.runbook("remote", &text);
+    let (served, base) = common::serve(&dirs);
+    let pid = served.child.id();
+    let http = common::Http::new(base);
+    let (status, answer) = http.post("/api/v1/runbooks/remote/runs", json!({})).await;
+    assert!(status < 300, "{status} {answer}");
+    common::until("the remote sleep to start", || async {
+        (!sleeping(n).is_empty()).then_some(())
+    })
+    .await;
+    let left: Vec<PathBuf> = std::fs::read_dir("/tmp")
+        .expect("/tmp")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("untoil-ssh-") && n.contains(&format!("-{pid}-")))
+        })
+        .collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+    let dir = left[0].clone();
+    let key = dir.join("key-KEY");
+    assert!(
+        key.exists(),
+        "the run's key file {} is not there",
+        key.display()
+    );
+    served.sigkill();
+    gone(n).await;
+    assert!(
+        key.exists(),
+        "SIGKILL left no key file behind: the test proves nothing"
+    );
+
+    let (served, _) = common::serve(&Dirs::new());
+    common::until("the dead daemon's key file to be removed", || async {
+        (!dir.exists()).then_some(())
+    })
+    .await;
+    drop(served);
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@ pub mod command;
 pub mod env;
 pub mod http;
 pub mod plugin;
+pub mod private_dir;
 pub mod remote;
 pub mod report;
 pub mod shell;

@@ -25,6 +25,7 @@ use crate::exec::render::shell_quote;
 use crate::exec::step::attempt::{Attempt, failed_before_start, parse_json};
 use crate::exec::step::command::process_attempt;
 use crate::exec::step::env::StepEnv;
+use crate::exec::step::private_dir;
 use crate::run::status::StepStatus;
 use crate::run::step::{HostResult, StepResult};
 use crate::runbook::model::Step;
@@ -672,8 +673,7 @@ fn run_dirs() -> &'static Mutex<HashMap<String, tempfile::TempDir>> {
     DIRS.get_or_init(Default::default)
 }
 
-/// The run's private directory (0700): control sockets and key files. Short, under the
-/// system's temporary directory, as a socket path is limited to about 100 bytes.
+/// The run's private directory (0700): control sockets and key files.
 fn run_dir(run_id: &str) -> Result<PathBuf, String> {
     let mut dirs = match run_dirs().lock() {
         Ok(d) => d,
@@ -682,13 +682,9 @@ fn run_dir(run_id: &str) -> Result<PathBuf, String> {
     if let Some(d) = dirs.get(run_id) {
         return Ok(d.path().to_path_buf());
     }
-    use std::os::unix::fs::PermissionsExt;
-    // Created 0700, never opened up: the control sockets let whoever reaches them run
-    // commands on the hosts.
-    let dir = tempfile::Builder::new()
-        .prefix("untoil-ssh-")
-        .permissions(std::fs::Permissions::from_mode(0o700))
-        .tempdir_in("/tmp")
+    // A process that did not start as the daemon (`untoil run`) cleans up here, once.
+    private_dir::remove_stale();
+    let dir = private_dir::create()
         .map_err(|e| format!("cannot create a private directory for ssh: {e}"))?;
     let path = dir.path().to_path_buf();
     dirs.insert(run_id.to_string(), dir);
