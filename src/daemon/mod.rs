@@ -88,11 +88,13 @@ where
         );
     }
     // Key files and control sockets of remote steps a killed untoil could not remove.
-    let swept = crate::exec::step::private_dir::remove_stale();
+    let swept = tokio::task::spawn_blocking(crate::exec::step::private_dir::remove_stale)
+        .await
+        .unwrap_or(0);
     if swept > 0 {
         warn!(
             directories = swept,
-            "removed the remote steps' private directories (key files, control sockets) that an untoil which died left in /tmp"
+            "removed the remote steps' private directories (key files, control sockets) that an untoil which died left behind"
         );
     }
     let executor = Arc::new(

@@ -1,169 +1,188 @@
 //! The private directories of remote steps (control sockets, key files written from secrets),
 //! and the removal of those a dead untoil left behind.
 //!
-//! A directory is removed when its run ends; a daemon killed by SIGKILL (or the OOM killer, or
-//! a power cut with a persistent /tmp) cannot, and its key files would stay readable to its
-//! user until something cleans /tmp. So a directory's name says whose it is,
-//! `untoil-ssh-<pid namespace>-<pid>-<random>`, and a starting untoil removes the directories
-//! of its own user whose process is gone. A directory of a live process, of another user, of
-//! another PID namespace (a container sharing /tmp, whose pids mean something else here) or
-//! without that name (a release before this one) is left alone.
+//! A directory is removed when its run ends; an untoil killed by SIGKILL or the OOM killer
+//! cannot, and its key files would stay readable to its user until something cleans the
+//! temporary directory. So a live directory is held: its process keeps an exclusive `flock` on
+//! it for as long as it exists, which the kernel releases when the process dies, however it
+//! dies. A starting untoil removes its own user's directories that no one holds. A lock, not a
+//! pid in the name: pids are reused (after a reboot with a persistent /tmp they often repeat)
+//! and mean something else in a container sharing /tmp. A directory is made under a name no
+//! sweeper looks at (`untoil-ssh+*`) and renamed (`untoil-ssh_*`) once held, so none is ever
+//! seen unheld while alive. The previous release's `untoil-ssh-*` directories are not
+//! recognised (whose they are is unknown).
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
-/// Where the directories are made: short, as a socket path is limited to about 100 bytes.
-const BASE: &str = "/tmp";
-/// What every such directory's name starts with.
-const PREFIX: &str = "untoil-ssh-";
+use nix::fcntl::{Flock, FlockArg};
 
-/// Creates a run's private directory (0700), named for this process.
-pub fn create() -> std::io::Result<tempfile::TempDir> {
-    use std::os::unix::fs::PermissionsExt;
-    let prefix = format!(
-        "{PREFIX}{}-{}-",
-        pid_namespace().unwrap_or(0),
-        std::process::id()
-    );
-    // Created 0700, never opened up: the control sockets let whoever reaches them run
-    // commands on the hosts.
-    tempfile::Builder::new()
-        .prefix(&prefix)
-        .permissions(std::fs::Permissions::from_mode(0o700))
-        .tempdir_in(BASE)
+/// What a held directory's name starts with.
+const HELD: &str = "untoil-ssh_";
+/// What a directory's name starts with before it is held and renamed.
+const MAKING: &str = "untoil-ssh+";
+/// The longest temporary directory used: a control socket's path (directory, `untoil-ssh_`
+/// name, ssh's 40-character hash, the suffix ssh adds while binding) must stay within the
+/// about 100 bytes a socket path may have.
+const MAX_BASE: usize = 24;
+
+/// A run's private directory: 0700, held while this value lives, removed when it is dropped.
+#[derive(Debug)]
+pub struct PrivateDir {
+    path: PathBuf,
+    /// The directory's lock, released (by closing it) after the directory is gone.
+    _held: Flock<File>,
 }
 
-/// Removes, once per process, the private directories dead untoil processes of this user left
-/// in /tmp; returns how many it removed (0 on later calls).
+impl PrivateDir {
+    /// Where it is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Where the directories are made: `$TMPDIR` when it is short enough for socket paths, else
+/// /tmp.
+fn base() -> PathBuf {
+    let dir = std::env::temp_dir();
+    if dir.is_absolute() && dir.as_os_str().len() <= MAX_BASE {
+        dir
+    } else {
+        PathBuf::from("/tmp")
+    }
+}
+
+/// Creates a run's private directory, held by this process.
+pub fn create() -> std::io::Result<PrivateDir> {
+    use std::os::unix::fs::PermissionsExt;
+    let base = base();
+    // Created 0700, never opened up: the control sockets let whoever reaches them run
+    // commands on the hosts.
+    let making = tempfile::Builder::new()
+        .prefix(MAKING)
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir_in(&base)?;
+    let held = Flock::lock(File::open(making.path())?, FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, errno)| std::io::Error::from(errno))?;
+    let name = making
+        .path()
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix(MAKING))
+        .map(|random| format!("{HELD}{random}"))
+        .ok_or_else(|| std::io::Error::other("a temporary directory without its prefix"))?;
+    let path = base.join(name);
+    std::fs::rename(making.path(), &path)?;
+    // Renamed: dropping `making` now would remove nothing, so forget it.
+    let _ = making.keep();
+    Ok(PrivateDir { path, _held: held })
+}
+
+/// Removes, once per process, the private directories of this user that no live process
+/// holds; returns how many it removed (0 on later calls).
 pub fn remove_stale() -> usize {
     static ONCE: Once = Once::new();
     let mut removed = 0;
-    ONCE.call_once(|| {
-        let Some(ns) = pid_namespace() else { return };
-        for dir in stale_in(Path::new(BASE), ns, nix::unistd::geteuid().as_raw()) {
-            if std::fs::remove_dir_all(&dir).is_ok() {
-                removed += 1;
-            }
-        }
-    });
+    ONCE.call_once(|| removed = remove_unheld(&base(), nix::unistd::geteuid().as_raw()));
     removed
 }
 
-/// The directories under `base` that a dead process of user `uid` in PID namespace `ns` left.
-fn stale_in(base: &Path, ns: u64, uid: u32) -> Vec<PathBuf> {
-    use std::os::unix::fs::MetadataExt;
+/// Removes the directories under `base` of user `uid` that no process holds; returns how many.
+fn remove_unheld(base: &Path, uid: u32) -> usize {
     let Ok(entries) = std::fs::read_dir(base) else {
-        return Vec::new();
+        return 0;
     };
     entries
         .flatten()
-        .filter(|e| {
-            let name = e.file_name();
-            let Some((their_ns, pid)) = name.to_str().and_then(owner) else {
-                return false;
-            };
-            // Not following a link: only a real directory of this user is a candidate.
-            let ours = std::fs::symlink_metadata(e.path())
-                .is_ok_and(|m| m.file_type().is_dir() && m.uid() == uid);
-            ours && their_ns == ns && pid != std::process::id() && !alive(pid)
-        })
-        .map(|e| e.path())
-        .collect()
+        .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with(HELD)))
+        .filter(|e| remove_if_unheld(&e.path(), uid))
+        .count()
 }
 
-/// The PID namespace and pid a directory's name gives, if it is one of these directories.
-fn owner(name: &str) -> Option<(u64, u32)> {
-    let rest = name.strip_prefix(PREFIX)?;
-    let mut parts = rest.splitn(3, '-');
-    let ns = parts.next()?.parse().ok()?;
-    let pid = parts.next()?.parse().ok()?;
-    parts.next()?;
-    Some((ns, pid))
-}
-
-/// Whether a process with this pid exists (one of another user answers EPERM: it exists).
-fn alive(pid: u32) -> bool {
-    let Ok(pid) = i32::try_from(pid) else {
+/// Removes `path` if it is a directory of user `uid` that no one holds; true when it did.
+fn remove_if_unheld(path: &Path, uid: u32) -> bool {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    // Not following a link: only a real directory of this user is a candidate, checked on
+    // what was opened.
+    let Ok(dir) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_DIRECTORY)
+        .open(path)
+    else {
         return false;
     };
-    !matches!(
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
-        Err(nix::errno::Errno::ESRCH)
-    )
-}
-
-/// This process's PID namespace (the inode of /proc/self/ns/pid), if it can be read.
-fn pid_namespace() -> Option<u64> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self/ns/pid").ok().map(|m| m.ino())
+    if !dir.metadata().is_ok_and(|m| m.is_dir() && m.uid() == uid) {
+        return false;
+    }
+    // Held: its process is alive. Taken: its process is gone, and the lock kept until the
+    // directory is removed stops no one (a name is never reused).
+    match Flock::lock(dir, FlockArg::LockExclusiveNonblock) {
+        Ok(_taken) => std::fs::remove_dir_all(path).is_ok(),
+        Err(_) => false,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A pid no process has: a child that ran and was reaped.
-    fn dead_pid() -> u32 {
-        let mut child = std::process::Command::new("true")
-            .spawn()
-            .unwrap_or_else(|e| panic!("{e}"));
-        let pid = child.id();
-        let _ = child.wait();
-        pid
-    }
-
     #[test]
-    fn a_dead_processs_directories_are_stale_and_nothing_else_is() {
+    fn only_unheld_directories_of_this_user_are_removed() {
         let base = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let uid = nix::unistd::geteuid().as_raw();
-        let (ns, dead, me) = (7, dead_pid(), std::process::id());
         let mk = |name: &str| {
             let p = base.path().join(name);
             std::fs::create_dir(&p).unwrap_or_else(|e| panic!("{e}"));
             std::fs::write(p.join("key-K"), "KEY").unwrap_or_else(|e| panic!("{e}"));
             p
         };
-        let stale = mk(&format!("untoil-ssh-{ns}-{dead}-abc"));
-        mk(&format!("untoil-ssh-{ns}-{me}-abc")); // this process
-        mk("untoil-ssh-1-1-abc"); // pid 1 of another namespace
-        mk(&format!("untoil-ssh-{}-{dead}-abc", ns + 1)); // another namespace
-        mk("untoil-ssh-Xy12ab"); // an earlier release's name: whose is unknown
-        mk(&format!("other-{ns}-{dead}-abc"));
-        std::fs::write(base.path().join(format!("untoil-ssh-{ns}-{dead}-file")), "")
-            .unwrap_or_else(|e| panic!("{e}"));
-        std::os::unix::fs::symlink(
-            &stale,
-            base.path().join(format!("untoil-ssh-{ns}-{dead}-ln")),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        let unheld = mk("untoil-ssh_dead01");
+        let held = mk("untoil-ssh_live01");
+        let lock = File::open(&held).unwrap_or_else(|e| panic!("{e}"));
+        let _lock = Flock::lock(lock, FlockArg::LockExclusiveNonblock)
+            .unwrap_or_else(|(_, e)| panic!("{e}"));
+        let others = [
+            mk("untoil-ssh+making"),  // not held yet: being made
+            mk("untoil-ssh-Xy12ab"),  // the previous release's: whose is unknown
+            mk("other-untoil-ssh_x"), // not ours
+        ];
+        std::fs::write(base.path().join("untoil-ssh_file"), "").unwrap_or_else(|e| panic!("{e}"));
+        let link = base.path().join("untoil-ssh_link");
+        std::os::unix::fs::symlink(&unheld, &link).unwrap_or_else(|e| panic!("{e}"));
 
-        assert_eq!(stale_in(base.path(), ns, uid), vec![stale]);
         // Another user's directories are not this user's to remove.
-        assert!(stale_in(base.path(), ns, uid + 1).is_empty());
+        assert_eq!(remove_unheld(base.path(), uid + 1), 0);
+        assert!(unheld.exists());
+
+        assert_eq!(remove_unheld(base.path(), uid), 1);
+        assert!(!unheld.exists());
+        assert!(held.join("key-K").exists());
+        assert!(others.iter().all(|p| p.join("key-K").exists()));
+        assert!(base.path().join("untoil-ssh_file").exists());
+        assert!(link.symlink_metadata().is_ok());
     }
 
     #[test]
-    fn a_name_gives_its_owner_only_in_the_full_form() {
-        assert_eq!(
-            owner("untoil-ssh-4026531836-812-Ab3x"),
-            Some((4026531836, 812))
-        );
-        assert_eq!(owner("untoil-ssh-4026531836-812"), None);
-        assert_eq!(owner("untoil-ssh-Ab3xQz"), None);
-        assert_eq!(owner("untoil-ssh--812-x"), None);
-        assert_eq!(owner("untoil-ssh-1-x-y"), None);
-    }
-
-    #[test]
-    fn a_directory_is_private_and_names_this_process() {
+    fn a_directory_is_private_held_while_it_lives_and_gone_when_dropped() {
         use std::os::unix::fs::PermissionsExt;
         let dir = create().unwrap_or_else(|e| panic!("{e}"));
-        let mode = std::fs::metadata(dir.path()).map(|m| m.permissions().mode() & 0o777);
+        let path = dir.path().to_path_buf();
+        let mode = std::fs::metadata(&path).map(|m| m.permissions().mode() & 0o777);
         assert_eq!(mode.ok(), Some(0o700));
-        let name = dir.path().file_name().and_then(|n| n.to_str()).map(owner);
-        assert_eq!(
-            name.flatten(),
-            Some((pid_namespace().unwrap_or(0), std::process::id()))
-        );
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        assert!(name.starts_with(HELD), "{name}");
+        // Another open file description cannot take it: a sweeper would leave it.
+        let other = File::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(Flock::lock(other, FlockArg::LockExclusiveNonblock).is_err());
+        assert!(!remove_if_unheld(&path, nix::unistd::geteuid().as_raw()));
+        drop(dir);
+        assert!(!path.exists());
     }
 }

@@ -25,7 +25,7 @@ use crate::exec::render::shell_quote;
 use crate::exec::step::attempt::{Attempt, failed_before_start, parse_json};
 use crate::exec::step::command::process_attempt;
 use crate::exec::step::env::StepEnv;
-use crate::exec::step::private_dir;
+use crate::exec::step::private_dir::{self, PrivateDir};
 use crate::run::status::StepStatus;
 use crate::run::step::{HostResult, StepResult};
 use crate::runbook::model::Step;
@@ -668,13 +668,15 @@ fn judge(
 }
 
 /// The private directories of runs that used remote steps, by run id.
-fn run_dirs() -> &'static Mutex<HashMap<String, tempfile::TempDir>> {
-    static DIRS: OnceLock<Mutex<HashMap<String, tempfile::TempDir>>> = OnceLock::new();
+fn run_dirs() -> &'static Mutex<HashMap<String, PrivateDir>> {
+    static DIRS: OnceLock<Mutex<HashMap<String, PrivateDir>>> = OnceLock::new();
     DIRS.get_or_init(Default::default)
 }
 
 /// The run's private directory (0700): control sockets and key files.
 fn run_dir(run_id: &str) -> Result<PathBuf, String> {
+    // A process that did not start as the daemon (`untoil run`) cleans up here, once.
+    private_dir::remove_stale();
     let mut dirs = match run_dirs().lock() {
         Ok(d) => d,
         Err(poisoned) => poisoned.into_inner(),
@@ -682,8 +684,6 @@ fn run_dir(run_id: &str) -> Result<PathBuf, String> {
     if let Some(d) = dirs.get(run_id) {
         return Ok(d.path().to_path_buf());
     }
-    // A process that did not start as the daemon (`untoil run`) cleans up here, once.
-    private_dir::remove_stale();
     let dir = private_dir::create()
         .map_err(|e| format!("cannot create a private directory for ssh: {e}"))?;
     let path = dir.path().to_path_buf();
