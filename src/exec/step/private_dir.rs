@@ -2,15 +2,15 @@
 //! and the removal of those a dead untoil left behind.
 //!
 //! A directory is removed when its run ends; an untoil killed by SIGKILL or the OOM killer
-//! cannot, and its key files would stay readable to its user until something cleans the
-//! temporary directory. So a live directory is held: its process keeps an exclusive `flock` on
-//! it for as long as it exists, which the kernel releases when the process dies, however it
-//! dies. A starting untoil removes its own user's directories that no one holds. A lock, not a
-//! pid in the name: pids are reused (after a reboot with a persistent /tmp they often repeat)
-//! and mean something else in a container sharing /tmp. A directory is made under a name no
-//! sweeper looks at (`untoil-ssh+*`) and renamed (`untoil-ssh_*`) once held, so none is ever
-//! seen unheld while alive. The previous release's `untoil-ssh-*` directories are not
-//! recognised (whose they are is unknown).
+//! cannot, and its key files would stay readable to its user until something cleans /tmp. So
+//! a live directory is held: its process keeps an exclusive `flock` on it for as long as it
+//! exists, which the kernel releases when the process dies, however it dies. A starting untoil
+//! removes its own user's directories that no one holds. A lock, not a pid in the name: pids
+//! are reused (after a reboot with a persistent /tmp they often repeat) and mean something else
+//! in a container sharing /tmp. A directory is made under a name no sweeper looks at
+//! (`untoil-ssh+*`) and renamed (`untoil-ssh_*`) once held, so none is ever seen unheld while
+//! alive. The previous release's `untoil-ssh-*` directories are not recognised (whose they
+//! are is unknown).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -18,21 +18,21 @@ use std::sync::Once;
 
 use nix::fcntl::{Flock, FlockArg};
 
+/// Where the directories are made: /tmp, whatever `$TMPDIR` says, as a control socket's path
+/// (`/tmp/untoil-ssh_XXXXXX/`, ssh's 40-character hash and the 17 it adds while binding: 80
+/// bytes) must stay within the 107 a socket path may have.
+const BASE: &str = "/tmp";
 /// What a held directory's name starts with.
 const HELD: &str = "untoil-ssh_";
 /// What a directory's name starts with before it is held and renamed.
 const MAKING: &str = "untoil-ssh+";
-/// The longest temporary directory used: a control socket's path (directory, `untoil-ssh_`
-/// name, ssh's 40-character hash, the suffix ssh adds while binding) must stay within the
-/// about 100 bytes a socket path may have.
-const MAX_BASE: usize = 24;
 
 /// A run's private directory: 0700, held while this value lives, removed when it is dropped.
 #[derive(Debug)]
 pub struct PrivateDir {
     path: PathBuf,
-    /// The directory's lock, released (by closing it) after the directory is gone.
-    _held: Flock<File>,
+    /// The directory, opened and locked (`flock`); released after the directory is gone.
+    held: Option<Flock<File>>,
 }
 
 impl PrivateDir {
@@ -45,32 +45,23 @@ impl PrivateDir {
 impl Drop for PrivateDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
-
-/// Where the directories are made: `$TMPDIR` when it is short enough for socket paths, else
-/// /tmp.
-fn base() -> PathBuf {
-    let dir = std::env::temp_dir();
-    if dir.is_absolute() && dir.as_os_str().len() <= MAX_BASE {
-        dir
-    } else {
-        PathBuf::from("/tmp")
+        if let Some(held) = self.held.take() {
+            release(held);
+        }
     }
 }
 
 /// Creates a run's private directory, held by this process.
 pub fn create() -> std::io::Result<PrivateDir> {
     use std::os::unix::fs::PermissionsExt;
-    let base = base();
+    let base = Path::new(BASE);
     // Created 0700, never opened up: the control sockets let whoever reaches them run
     // commands on the hosts.
     let making = tempfile::Builder::new()
         .prefix(MAKING)
         .permissions(std::fs::Permissions::from_mode(0o700))
-        .tempdir_in(&base)?;
-    let held = Flock::lock(File::open(making.path())?, FlockArg::LockExclusiveNonblock)
-        .map_err(|(_, errno)| std::io::Error::from(errno))?;
+        .tempdir_in(base)?;
+    let held = lock(File::open(making.path())?)?;
     let name = making
         .path()
         .file_name()
@@ -82,7 +73,10 @@ pub fn create() -> std::io::Result<PrivateDir> {
     std::fs::rename(making.path(), &path)?;
     // Renamed: dropping `making` now would remove nothing, so forget it.
     let _ = making.keep();
-    Ok(PrivateDir { path, _held: held })
+    Ok(PrivateDir {
+        path,
+        held: Some(held),
+    })
 }
 
 /// Removes, once per process, the private directories of this user that no live process
@@ -90,7 +84,7 @@ pub fn create() -> std::io::Result<PrivateDir> {
 pub fn remove_stale() -> usize {
     static ONCE: Once = Once::new();
     let mut removed = 0;
-    ONCE.call_once(|| removed = remove_unheld(&base(), nix::unistd::geteuid().as_raw()));
+    ONCE.call_once(|| removed = remove_unheld(Path::new(BASE), nix::unistd::geteuid().as_raw()));
     removed
 }
 
@@ -118,14 +112,36 @@ fn remove_if_unheld(path: &Path, uid: u32) -> bool {
     else {
         return false;
     };
-    if !dir.metadata().is_ok_and(|m| m.is_dir() && m.uid() == uid) {
+    let Ok(opened) = dir.metadata() else {
+        return false;
+    };
+    if !opened.is_dir() || opened.uid() != uid {
         return false;
     }
-    // Held: its process is alive. Taken: its process is gone, and the lock kept until the
-    // directory is removed stops no one (a name is never reused).
-    match Flock::lock(dir, FlockArg::LockExclusiveNonblock) {
-        Ok(_taken) => std::fs::remove_dir_all(path).is_ok(),
-        Err(_) => false,
+    // Held: its process is alive. Taken: its process is gone; the lock is kept until the
+    // directory is removed (a name is never reused), and the name must still be what was
+    // opened and checked.
+    let Ok(taken) = lock(dir) else {
+        return false;
+    };
+    let same = std::fs::symlink_metadata(path)
+        .is_ok_and(|m| m.dev() == opened.dev() && m.ino() == opened.ino());
+    let removed = same && std::fs::remove_dir_all(path).is_ok();
+    release(taken);
+    removed
+}
+
+/// Takes `file`'s exclusive lock, or fails at once when another open file holds it.
+fn lock(file: File) -> std::io::Result<Flock<File>> {
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| errno.into())
+}
+
+/// Releases a lock. nix's `Flock` panics when dropped after a failed unlock, so one that fails
+/// (it cannot on a file this process opened) is forgotten: its descriptor stays open, and the
+/// lock with it, until the process exits.
+fn release(lock: Flock<File>) {
+    if let Err((lock, _)) = lock.unlock() {
+        std::mem::forget(lock);
     }
 }
 
@@ -145,9 +161,8 @@ mod tests {
         };
         let unheld = mk("untoil-ssh_dead01");
         let held = mk("untoil-ssh_live01");
-        let lock = File::open(&held).unwrap_or_else(|e| panic!("{e}"));
-        let _lock = Flock::lock(lock, FlockArg::LockExclusiveNonblock)
-            .unwrap_or_else(|(_, e)| panic!("{e}"));
+        let _lock = lock(File::open(&held).unwrap_or_else(|e| panic!("{e}")))
+            .unwrap_or_else(|e| panic!("{e}"));
         let others = [
             mk("untoil-ssh+making"),  // not held yet: being made
             mk("untoil-ssh-Xy12ab"),  // the previous release's: whose is unknown
@@ -180,7 +195,7 @@ mod tests {
         assert!(name.starts_with(HELD), "{name}");
         // Another open file description cannot take it: a sweeper would leave it.
         let other = File::open(&path).unwrap_or_else(|e| panic!("{e}"));
-        assert!(Flock::lock(other, FlockArg::LockExclusiveNonblock).is_err());
+        assert!(lock(other).is_err());
         assert!(!remove_if_unheld(&path, nix::unistd::geteuid().as_raw()));
         drop(dir);
         assert!(!path.exists());
