@@ -317,6 +317,19 @@ async fn a_cancel_leaves_no_remote_process() {
     gone(n).await;
 }
 
+/// Serves `dirs`, starts its runbook `remote` by hand and waits for its `sleep n` to run.
+async fn serve_sleeping(dirs: &Dirs, n: u64) -> common::Served {
+    let (served, base) = common::serve(dirs);
+    let http = common::Http::new(base);
+    let (status, answer) = http.post("/api/v1/runbooks/remote/runs", json!({})).await;
+    assert!(status < 300, "{status} {answer}");
+    common::until("the remote sleep to start", || async {
+        (!sleeping(n).is_empty()).then_some(())
+    })
+    .await;
+    served
+}
+
 #[tokio::test]
 async fn a_sigkilled_daemon_leaves_no_remote_process() {
     let sshd = Sshd::start();
@@ -326,14 +339,7 @@ async fn a_sigkilled_daemon_leaves_no_remote_process() {
         "remote",
         &one_step(&sshd, "", "127.0.0.1", &format!("    run: sleep {n}\n")),
     );
-    let (served, base) = common::serve(&dirs);
-    let http = common::Http::new(base);
-    let (status, answer) = http.post("/api/v1/runbooks/remote/runs", json!({})).await;
-    assert!(status < 300, "{status} {answer}");
-    common::until("the remote sleep to start", || async {
-        (!sleeping(n).is_empty()).then_some(())
-    })
-    .await;
+    let served = serve_sleeping(&dirs, n).await;
     served.sigkill();
     gone(n).await;
 }
@@ -372,14 +378,7 @@ async fn a_sigkilled_daemons_key_files_are_gone_once_untoil_starts_again() {
         );
     dirs.runbook("remote", &text);
     let before = private_dirs();
-    let (served, base) = common::serve(&dirs);
-    let http = common::Http::new(base);
-    let (status, answer) = http.post("/api/v1/runbooks/remote/runs", json!({})).await;
-    assert!(status < 300, "{status} {answer}");
-    common::until("the remote sleep to start", || async {
-        (!sleeping(n).is_empty()).then_some(())
-    })
-    .await;
+    let served = serve_sleeping(&dirs, n).await;
     // Other tests' runs make directories too; only this one's holds a key named `key`.
     let made: Vec<PathBuf> = private_dirs()
         .into_iter()
