@@ -459,14 +459,10 @@ async fn postgres_refuses_a_claim_by_a_replica_whose_lease_expired_and_writes_no
     );
     // a stops renewing: wait, by the database's clock, until its lease has expired.
     let expired = format!("SELECT expires_at < clock_timestamp() FROM replicas WHERE id = '{me}'");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while scalar(&pg, &db, &expired) != "t" {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "a's lease never expired"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    crate::common::until("a's lease to expire", || async {
+        (scalar(&pg, &db, &expired) == "t").then_some(())
+    })
+    .await;
     let now = chrono::Utc::now();
     let claim: Change = Arc::new(move |r: &mut RunRecord| untoil::engine::lifecycle::start(r, now));
     let err = a

@@ -397,6 +397,28 @@ async fn a_sigkilled_daemons_key_files_are_gone_once_untoil_starts_again() {
     drop(served);
 }
 
+/// What `untoil run` does when it runs a remote step itself: the first step of the process
+/// removes what a dead untoil left, as a starting daemon does.
+#[tokio::test]
+async fn a_processs_first_remote_step_removes_the_key_files_a_dead_untoil_left() {
+    let sshd = Sshd::start();
+    // A dead untoil's directory: the right name, a key, and no process holding it.
+    let stale = tempfile::Builder::new()
+        .prefix("untoil-ssh_")
+        .tempdir_in("/tmp")
+        .expect("stale dir")
+        .keep();
+    std::fs::write(stale.join("key-OLD"), "KEY").expect("key");
+    let (record, _) = run(
+        runbook(&one_step(&sshd, "", "127.0.0.1", "    run: 'true'\n")),
+        &[],
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(record.status, RunStatus::Succeeded, "{record:?}");
+    assert!(!stale.exists(), "{} is still there", stale.display());
+}
+
 #[tokio::test]
 async fn an_unreachable_host_fails_within_the_connect_timeout() {
     let sshd = Sshd::start();

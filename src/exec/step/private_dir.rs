@@ -51,9 +51,11 @@ impl Drop for PrivateDir {
     }
 }
 
-/// Creates a run's private directory, held by this process.
+/// Creates a run's private directory, held by this process. The first call of a process that
+/// did not sweep at its start (`untoil run`) removes the stale ones first ([`remove_stale`]).
 pub fn create() -> std::io::Result<PrivateDir> {
     use std::os::unix::fs::PermissionsExt;
+    remove_stale();
     let base = Path::new(BASE);
     // Created 0700, never opened up: the control sockets let whoever reaches them run
     // commands on the hosts.
@@ -61,7 +63,10 @@ pub fn create() -> std::io::Result<PrivateDir> {
         .prefix(MAKING)
         .permissions(std::fs::Permissions::from_mode(0o700))
         .tempdir_in(base)?;
-    let held = lock(File::open(making.path())?)?;
+    let at = |e: std::io::Error| {
+        std::io::Error::new(e.kind(), format!("{}: {e}", making.path().display()))
+    };
+    let held = lock(File::open(making.path()).map_err(at)?).map_err(at)?;
     let name = making
         .path()
         .file_name()
@@ -70,7 +75,7 @@ pub fn create() -> std::io::Result<PrivateDir> {
         .map(|random| format!("{HELD}{random}"))
         .ok_or_else(|| std::io::Error::other("a temporary directory without its prefix"))?;
     let path = base.join(name);
-    std::fs::rename(making.path(), &path)?;
+    std::fs::rename(making.path(), &path).map_err(at)?;
     // Renamed: dropping `making` now would remove nothing, so forget it.
     let _ = making.keep();
     Ok(PrivateDir {

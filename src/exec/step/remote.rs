@@ -675,8 +675,6 @@ fn run_dirs() -> &'static Mutex<HashMap<String, PrivateDir>> {
 
 /// The run's private directory (0700): control sockets and key files.
 fn run_dir(run_id: &str) -> Result<PathBuf, String> {
-    // A process that did not start as the daemon (`untoil run`) cleans up here, once.
-    private_dir::remove_stale();
     let mut dirs = match run_dirs().lock() {
         Ok(d) => d,
         Err(poisoned) => poisoned.into_inner(),
@@ -685,7 +683,9 @@ fn run_dir(run_id: &str) -> Result<PathBuf, String> {
         return Ok(d.path().to_path_buf());
     }
     let dir = private_dir::create()
-        .map_err(|e| format!("cannot create a private directory for ssh: {e}"))?;
+        .map_err(|e| {
+            format!("cannot create a private directory for ssh under /tmp (untoil's user must be able to write there): {e}")
+        })?;
     let path = dir.path().to_path_buf();
     dirs.insert(run_id.to_string(), dir);
     Ok(path)
